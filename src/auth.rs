@@ -1,0 +1,766 @@
+//! SCRAM-SHA-256 (RFC 5802 + RFC 7677): key derivation, the PostgreSQL verifier format,
+//! and both sides of the four-message exchange. Pure functions and small state machines,
+//! no I/O, so the same code serves the server, the client and the tests.
+//!
+//! # Format
+//! The messages are the RFC's strings byte for byte:
+//! ```text
+//! client-first  n,,n=<user>,r=<client nonce>
+//! server-first  r=<client nonce><server nonce>,s=<salt b64>,i=<iterations>
+//! client-final  c=biws,r=<nonce>,p=<ClientProof b64>
+//! server-final  v=<ServerSignature b64>   or   e=<error>
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The SASL mechanism name of plain SCRAM-SHA-256 (no channel binding).
+pub const MECHANISM: &str = "SCRAM-SHA-256";
+/// PBKDF2 iterations for every new verifier (OWASP's current figure for PBKDF2-HMAC-SHA256).
+/// The mock exchange for unknown users announces the same count, so it gives nothing away.
+pub const DEFAULT_ITERATIONS: u32 = 600_000;
+/// RFC 7677 asks for at least 4096 iterations.
+pub const MIN_ITERATIONS: u32 = 4096;
+/// A client refuses servers asking for more: a hostile server could otherwise pin its CPU.
+pub const MAX_ITERATIONS: u32 = 10_000_000;
+/// Length of a freshly generated salt.
+pub const SALT_LEN: usize = 16;
+/// A salt longer than this in a server-first message is refused rather than hashed.
+const MAX_SALT_LEN: usize = 1024;
+
+/// A 32-byte SHA-256 sized key or signature.
+pub type Key = [u8; 32];
+
+/// What can go wrong in a SCRAM exchange, on either side.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScramError {
+    /// A message does not follow RFC 5802's grammar.
+    #[error("malformed SCRAM message: {0}")]
+    Malformed(&'static str),
+    /// The server's nonce does not start with the client's, or the client echoed a wrong one.
+    #[error("SCRAM nonce mismatch")]
+    NonceMismatch,
+    /// The server asked for an iteration count outside what we accept.
+    #[error("server asks for {0} PBKDF2 iterations (accepted: {MIN_ITERATIONS} to {MAX_ITERATIONS})")]
+    BadIterationCount(u32),
+    /// The proof was wrong: wrong password, unknown user, or stale cached keys.
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    /// The server's signature did not verify: it does not hold this user's verifier.
+    #[error("the server could not prove it knows the password verifier")]
+    BadServerSignature,
+    /// The server ended the exchange with `e=<reason>`.
+    #[error("server refused authentication: {0}")]
+    ServerError(String),
+    /// A mandatory extension (`m=`) or a channel-binding type we do not offer.
+    #[error("unsupported SCRAM feature: {0}")]
+    Unsupported(&'static str),
+    /// The password cannot be used (empty, or prohibited by SASLprep).
+    #[error("unusable password: {0}")]
+    BadPassword(&'static str),
+    /// A stored verifier string is not in PostgreSQL's format.
+    #[error("invalid SCRAM verifier: {0}")]
+    BadVerifier(&'static str),
+}
+
+impl ScramError {
+    /// The RFC 5802 `server-error-value` a server sends for this error in `e=`.
+    pub fn server_error_value(&self) -> &'static str {
+        match self {
+            ScramError::AuthenticationFailed => "invalid-proof",
+            ScramError::NonceMismatch => "other-error",
+            ScramError::Unsupported("mandatory extension") => "extensions-not-supported",
+            ScramError::Unsupported(_) => "channel-binding-not-supported",
+            ScramError::Malformed("username encoding") => "invalid-username-encoding",
+            ScramError::Malformed(_) => "invalid-encoding",
+            _ => "other-error",
+        }
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> Key {
+    // HMAC accepts keys of every length, so this cannot fail.
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn sha256(data: &[u8]) -> Key {
+    Sha256::digest(data).into()
+}
+
+/// The password as SCRAM hashes it: SASLprep'd (RFC 4013). Where SASLprep refuses the string
+/// we hash the raw bytes, as PostgreSQL does, so verifiers copied from it keep working.
+fn prepared_password(password: &str) -> Cow<'_, [u8]> {
+    match stringprep::saslprep(password) {
+        Ok(Cow::Borrowed(s)) => Cow::Borrowed(s.as_bytes()),
+        Ok(Cow::Owned(s)) => Cow::Owned(s.into_bytes()),
+        Err(_) => Cow::Borrowed(password.as_bytes()),
+    }
+}
+
+/// Checks a new password: not empty, and acceptable to SASLprep (so every RFC client agrees).
+///
+/// # Errors
+/// [`ScramError::BadPassword`] saying why.
+pub fn check_new_password(password: &str) -> Result<(), ScramError> {
+    if password.is_empty() {
+        return Err(ScramError::BadPassword("the password is empty"));
+    }
+    match stringprep::saslprep(password) {
+        Ok(p) if p.is_empty() => Err(ScramError::BadPassword("the password is empty after SASLprep")),
+        Ok(_) => Ok(()),
+        Err(_) => Err(ScramError::BadPassword("it contains characters SASLprep prohibits")),
+    }
+}
+
+/// SaltedPassword := Hi(Normalize(password), salt, i), the expensive step.
+pub fn salted_password(password: &str, salt: &[u8], iterations: u32) -> Key {
+    pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(&prepared_password(password), salt, iterations)
+}
+
+/// Random bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::fill(&mut bytes[..]);
+    bytes
+}
+
+/// A fresh nonce: 18 random bytes, base64 (printable, never a comma).
+pub fn new_nonce() -> String {
+    BASE64_STANDARD.encode(random_bytes::<18>())
+}
+
+/// What a client may cache instead of the password: enough to run a full exchange
+/// against this salt and iteration count without the PBKDF2 cost.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKeys {
+    /// The salt the server announced when the keys were derived.
+    pub salt: Vec<u8>,
+    /// The iteration count the server announced.
+    pub iterations: u32,
+    /// ClientKey := HMAC(SaltedPassword, "Client Key").
+    pub client_key: Key,
+    /// ServerKey := HMAC(SaltedPassword, "Server Key").
+    pub server_key: Key,
+}
+
+impl fmt::Debug for ClientKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientKeys")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientKeys {
+    /// Derives the keys from the password (runs PBKDF2).
+    pub fn derive(password: &str, salt: &[u8], iterations: u32) -> Self {
+        let salted = salted_password(password, salt, iterations);
+        ClientKeys {
+            salt: salt.to_vec(),
+            iterations,
+            client_key: hmac(&salted, &[b"Client Key"]),
+            server_key: hmac(&salted, &[b"Server Key"]),
+        }
+    }
+}
+
+/// The salted verifier a server stores, in PostgreSQL's text form:
+/// `SCRAM-SHA-256$<iterations>:<salt b64>$<StoredKey b64>:<ServerKey b64>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Verifier {
+    /// PBKDF2 iteration count.
+    pub iterations: u32,
+    /// The user's salt.
+    pub salt: Vec<u8>,
+    /// StoredKey := H(ClientKey).
+    pub stored_key: Key,
+    /// ServerKey := HMAC(SaltedPassword, "Server Key").
+    pub server_key: Key,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier for `password` with a fresh random salt.
+    pub fn generate(password: &str, iterations: u32) -> Self {
+        Self::from_password(password, &random_bytes::<SALT_LEN>(), iterations)
+    }
+
+    /// A verifier for `password` with the given salt.
+    pub fn from_password(password: &str, salt: &[u8], iterations: u32) -> Self {
+        let keys = ClientKeys::derive(password, salt, iterations);
+        Verifier {
+            iterations,
+            salt: salt.to_vec(),
+            stored_key: sha256(&keys.client_key),
+            server_key: keys.server_key,
+        }
+    }
+
+    /// A deterministic stand-in for a user who does not exist: the salt and keys come from a
+    /// server secret and the name, so repeated attempts see the same salt, as for a real user.
+    /// No proof can match it without knowing the secret.
+    pub fn mock(secret: &[u8], username: &str) -> Self {
+        let salt = hmac(secret, &[b"mock salt\0", username.as_bytes()]);
+        Verifier {
+            iterations: DEFAULT_ITERATIONS,
+            salt: salt[..SALT_LEN].to_vec(),
+            stored_key: hmac(secret, &[b"mock stored key\0", username.as_bytes()]),
+            server_key: hmac(secret, &[b"mock server key\0", username.as_bytes()]),
+        }
+    }
+}
+
+impl fmt::Display for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{MECHANISM}${}:{}${}:{}",
+            self.iterations,
+            BASE64_STANDARD.encode(&self.salt),
+            BASE64_STANDARD.encode(self.stored_key),
+            BASE64_STANDARD.encode(self.server_key)
+        )
+    }
+}
+
+fn decode_key(b64: &str, what: &'static str) -> Result<Key, ScramError> {
+    BASE64_STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|bytes| Key::try_from(bytes.as_slice()).ok())
+        .ok_or(ScramError::BadVerifier(what))
+}
+
+impl FromStr for Verifier {
+    type Err = ScramError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = s
+            .strip_prefix(MECHANISM)
+            .and_then(|r| r.strip_prefix('$'))
+            .ok_or(ScramError::BadVerifier("it does not start with SCRAM-SHA-256$"))?;
+        let (params, keys) = rest
+            .split_once('$')
+            .ok_or(ScramError::BadVerifier("expected <iterations>:<salt>$<StoredKey>:<ServerKey>"))?;
+        let (iterations, salt) = params
+            .split_once(':')
+            .ok_or(ScramError::BadVerifier("expected <iterations>:<salt>"))?;
+        let (stored, server) = keys
+            .split_once(':')
+            .ok_or(ScramError::BadVerifier("expected <StoredKey>:<ServerKey>"))?;
+        let iterations: u32 = iterations
+            .parse()
+            .map_err(|_| ScramError::BadVerifier("the iteration count is not a number"))?;
+        if iterations == 0 {
+            return Err(ScramError::BadVerifier("the iteration count is zero"));
+        }
+        let salt = BASE64_STANDARD
+            .decode(salt)
+            .map_err(|_| ScramError::BadVerifier("the salt is not base64"))?;
+        if salt.is_empty() {
+            return Err(ScramError::BadVerifier("the salt is empty"));
+        }
+        Ok(Verifier {
+            iterations,
+            salt,
+            stored_key: decode_key(stored, "StoredKey is not 32 bytes of base64")?,
+            server_key: decode_key(server, "ServerKey is not 32 bytes of base64")?,
+        })
+    }
+}
+
+/// `saslname` encoding of RFC 5802: `,` becomes `=2C` and `=` becomes `=3D`.
+pub fn escape_username(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
+}
+
+/// Inverse of [`escape_username`]; any other `=` sequence is an error.
+///
+/// # Errors
+/// [`ScramError::Malformed`] for a bad escape.
+pub fn unescape_username(escaped: &str) -> Result<String, ScramError> {
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(pos) = rest.find('=') {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        if tail.starts_with("=2C") {
+            out.push(',');
+        } else if tail.starts_with("=3D") {
+            out.push('=');
+        } else {
+            return Err(ScramError::Malformed("username encoding"));
+        }
+        rest = &tail[3..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn valid_nonce(nonce: &str) -> bool {
+    !nonce.is_empty() && nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+}
+
+/// Splits `a=1,b=2` into attributes, checking each has the `x=` form.
+fn attributes(msg: &str) -> Result<Vec<(u8, &str)>, ScramError> {
+    msg.split(',')
+        .map(|part| {
+            let bytes = part.as_bytes();
+            if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b'=' {
+                Ok((bytes[0], &part[2..]))
+            } else {
+                Err(ScramError::Malformed("attribute is not of the form x=value"))
+            }
+        })
+        .collect()
+}
+
+/// Takes the next attribute, which must be `name`.
+fn expect<'a>(
+    attrs: &mut impl Iterator<Item = (u8, &'a str)>,
+    name: u8,
+    what: &'static str,
+) -> Result<&'a str, ScramError> {
+    match attrs.next() {
+        Some((n, v)) if n == name => Ok(v),
+        Some((b'm', _)) => Err(ScramError::Unsupported("mandatory extension")),
+        _ => Err(ScramError::Malformed(what)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side
+// ---------------------------------------------------------------------------------------------
+
+/// The client's first step: remembers its nonce and the message it sent.
+#[derive(Debug, Clone)]
+pub struct ClientFirst {
+    nonce: String,
+    bare: String,
+}
+
+impl ClientFirst {
+    /// Starts an exchange for `username` with a fresh nonce.
+    pub fn new(username: &str) -> Self {
+        Self::with_nonce(username, &new_nonce())
+    }
+
+    /// Starts an exchange with a given nonce (tests reproduce the RFC's example with it).
+    pub fn with_nonce(username: &str, nonce: &str) -> Self {
+        ClientFirst {
+            nonce: nonce.to_owned(),
+            bare: format!("n={},r={nonce}", escape_username(username)),
+        }
+    }
+
+    /// The client-first-message, with the `n,,` gs2 header (no channel binding, no authzid).
+    pub fn message(&self) -> String {
+        format!("n,,{}", self.bare)
+    }
+
+    /// Parses and checks the server-first-message.
+    ///
+    /// # Errors
+    /// A malformed message, a nonce that does not extend ours, or an absurd iteration count.
+    pub fn receive_server_first(self, server_first: &str) -> Result<ServerChallenge, ScramError> {
+        let attrs = attributes(server_first)?;
+        let mut it = attrs.into_iter();
+        let nonce = expect(&mut it, b'r', "server-first must start with r=")?;
+        let salt = expect(&mut it, b's', "server-first lacks s=")?;
+        let iterations = expect(&mut it, b'i', "server-first lacks i=")?;
+        if !valid_nonce(nonce) {
+            return Err(ScramError::Malformed("the nonce has invalid characters"));
+        }
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err(ScramError::NonceMismatch);
+        }
+        let salt = BASE64_STANDARD
+            .decode(salt)
+            .map_err(|_| ScramError::Malformed("the salt is not base64"))?;
+        if salt.is_empty() || salt.len() > MAX_SALT_LEN {
+            return Err(ScramError::Malformed("the salt is empty or too long"));
+        }
+        let iterations: u32 = iterations
+            .parse()
+            .map_err(|_| ScramError::Malformed("the iteration count is not a number"))?;
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(ScramError::BadIterationCount(iterations));
+        }
+        Ok(ServerChallenge {
+            client_first_bare: self.bare,
+            server_first: server_first.to_owned(),
+            nonce: nonce.to_owned(),
+            salt,
+            iterations,
+        })
+    }
+}
+
+/// What the server asked for: the salt and iteration count to derive keys with.
+#[derive(Debug, Clone)]
+pub struct ServerChallenge {
+    client_first_bare: String,
+    server_first: String,
+    nonce: String,
+    /// The user's salt, as the server announced it.
+    pub salt: Vec<u8>,
+    /// The iteration count, as the server announced it.
+    pub iterations: u32,
+}
+
+impl ServerChallenge {
+    /// Builds the client-final-message from keys derived for this salt and count.
+    pub fn respond(self, keys: &ClientKeys) -> (String, ClientFinal) {
+        let without_proof = format!("c=biws,r={}", self.nonce);
+        let auth_message = format!(
+            "{},{},{}",
+            self.client_first_bare, self.server_first, without_proof
+        );
+        let stored_key = sha256(&keys.client_key);
+        let signature = hmac(&stored_key, &[auth_message.as_bytes()]);
+        let mut proof = keys.client_key;
+        for (p, s) in proof.iter_mut().zip(signature) {
+            *p ^= s;
+        }
+        let expected = hmac(&keys.server_key, &[auth_message.as_bytes()]);
+        let message = format!("{without_proof},p={}", BASE64_STANDARD.encode(proof));
+        (message, ClientFinal { expected_server_signature: expected })
+    }
+}
+
+/// The client's last step: the server signature it expects.
+#[derive(Debug, Clone)]
+pub struct ClientFinal {
+    expected_server_signature: Key,
+}
+
+impl ClientFinal {
+    /// Checks the server-final-message: success only if the server proved it holds the verifier.
+    ///
+    /// # Errors
+    /// [`ScramError::ServerError`] for `e=`, [`ScramError::BadServerSignature`] for a wrong `v=`.
+    pub fn verify_server_final(&self, server_final: &str) -> Result<(), ScramError> {
+        let attrs = attributes(server_final)?;
+        match attrs.first() {
+            Some((b'e', reason)) if *reason == "invalid-proof" => {
+                Err(ScramError::AuthenticationFailed)
+            }
+            Some((b'e', reason)) => Err(ScramError::ServerError((*reason).to_owned())),
+            Some((b'v', sig)) => {
+                let sig = BASE64_STANDARD
+                    .decode(sig)
+                    .map_err(|_| ScramError::Malformed("the server signature is not base64"))?;
+                if bool::from(sig.ct_eq(&self.expected_server_signature)) {
+                    Ok(())
+                } else {
+                    Err(ScramError::BadServerSignature)
+                }
+            }
+            _ => Err(ScramError::Malformed("server-final must be v= or e=")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server side
+// ---------------------------------------------------------------------------------------------
+
+/// A parsed client-first-message.
+#[derive(Debug, Clone)]
+pub struct ClientFirstMessage {
+    /// The unescaped username (`n=`).
+    pub username: String,
+    gs2_header: String,
+    nonce: String,
+    bare: String,
+}
+
+impl ClientFirstMessage {
+    /// Parses a client-first-message.
+    ///
+    /// # Errors
+    /// Malformed messages, an authzid, `p=` channel binding (not offered on this transport),
+    /// or a mandatory extension.
+    pub fn parse(msg: &str) -> Result<Self, ScramError> {
+        let (flag, rest) = msg
+            .split_once(',')
+            .ok_or(ScramError::Malformed("missing gs2 header"))?;
+        let (authzid, bare) = rest
+            .split_once(',')
+            .ok_or(ScramError::Malformed("missing gs2 header"))?;
+        match flag {
+            // "y": the client supports binding but thinks we do not, which is true here.
+            "n" | "y" => {}
+            f if f.starts_with("p=") => return Err(ScramError::Unsupported("channel binding")),
+            _ => return Err(ScramError::Malformed("bad gs2 channel-binding flag")),
+        }
+        if !authzid.is_empty() {
+            return Err(ScramError::Unsupported("authorization identity"));
+        }
+        let attrs = attributes(bare)?;
+        let mut it = attrs.into_iter();
+        let username = unescape_username(expect(&mut it, b'n', "client-first lacks n=")?)?;
+        let nonce = expect(&mut it, b'r', "client-first lacks r=")?;
+        if !valid_nonce(nonce) {
+            return Err(ScramError::Malformed("the nonce has invalid characters"));
+        }
+        Ok(ClientFirstMessage {
+            username,
+            gs2_header: format!("{flag},{authzid},"),
+            nonce: nonce.to_owned(),
+            bare: bare.to_owned(),
+        })
+    }
+}
+
+/// The server's side of one exchange, between server-first and client-final.
+#[derive(Debug, Clone)]
+pub struct ServerExchange {
+    verifier: Verifier,
+    gs2_header: String,
+    client_first_bare: String,
+    server_first: String,
+    nonce: String,
+}
+
+impl ServerExchange {
+    /// Answers a client-first-message with the user's verifier (or a mock one) and a fresh
+    /// server nonce. Returns the exchange state and the server-first-message.
+    pub fn start(client_first: ClientFirstMessage, verifier: Verifier) -> (Self, String) {
+        Self::start_with_nonce(client_first, verifier, &new_nonce())
+    }
+
+    /// [`ServerExchange::start`] with a given server nonce (for the RFC test vector).
+    pub fn start_with_nonce(
+        client_first: ClientFirstMessage,
+        verifier: Verifier,
+        server_nonce: &str,
+    ) -> (Self, String) {
+        let nonce = format!("{}{server_nonce}", client_first.nonce);
+        let server_first = format!(
+            "r={nonce},s={},i={}",
+            BASE64_STANDARD.encode(&verifier.salt),
+            verifier.iterations
+        );
+        let exchange = ServerExchange {
+            verifier,
+            gs2_header: client_first.gs2_header,
+            client_first_bare: client_first.bare,
+            server_first: server_first.clone(),
+            nonce,
+        };
+        (exchange, server_first)
+    }
+
+    /// Checks the client-final-message. On success returns the server-final-message (`v=`).
+    ///
+    /// # Errors
+    /// [`ScramError::AuthenticationFailed`] for a wrong proof (the same for unknown users),
+    /// other variants for malformed messages; [`ScramError::server_error_value`] gives `e=`.
+    pub fn finish(self, client_final: &str) -> Result<String, ScramError> {
+        let (without_proof, proof) = client_final
+            .rsplit_once(",p=")
+            .ok_or(ScramError::Malformed("client-final lacks p="))?;
+        let attrs = attributes(without_proof)?;
+        let mut it = attrs.into_iter();
+        let binding = expect(&mut it, b'c', "client-final must start with c=")?;
+        let nonce = expect(&mut it, b'r', "client-final lacks r=")?;
+        if BASE64_STANDARD.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
+            return Err(ScramError::Malformed("channel binding data does not match the gs2 header"));
+        }
+        if nonce != self.nonce {
+            return Err(ScramError::NonceMismatch);
+        }
+        let proof = BASE64_STANDARD
+            .decode(proof)
+            .map_err(|_| ScramError::Malformed("the proof is not base64"))?;
+        let proof = Key::try_from(proof.as_slice()).map_err(|_| ScramError::AuthenticationFailed)?;
+        let auth_message = format!(
+            "{},{},{}",
+            self.client_first_bare, self.server_first, without_proof
+        );
+        let signature = hmac(&self.verifier.stored_key, &[auth_message.as_bytes()]);
+        let mut client_key = proof;
+        for (k, s) in client_key.iter_mut().zip(signature) {
+            *k ^= s;
+        }
+        if bool::from(sha256(&client_key).ct_eq(&self.verifier.stored_key)) {
+            let server_signature = hmac(&self.verifier.server_key, &[auth_message.as_bytes()]);
+            Ok(format!("v={}", BASE64_STANDARD.encode(server_signature)))
+        } else {
+            Err(ScramError::AuthenticationFailed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 7677, section 3.
+    const USER: &str = "user";
+    const PASSWORD: &str = "pencil";
+    const CLIENT_NONCE: &str = "rOprNGfwEbeRWgbNEkqO";
+    const SERVER_NONCE: &str = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+    const CLIENT_FIRST: &str = "n,,n=user,r=rOprNGfwEbeRWgbNEkqO";
+    const SERVER_FIRST: &str =
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    const CLIENT_FINAL: &str = "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
+    const SERVER_FINAL: &str = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+
+    fn rfc_verifier() -> Verifier {
+        let salt = BASE64_STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        Verifier::from_password(PASSWORD, &salt, 4096)
+    }
+
+    #[test]
+    fn rfc7677_client_side_byte_for_byte() {
+        let first = ClientFirst::with_nonce(USER, CLIENT_NONCE);
+        assert_eq!(first.message(), CLIENT_FIRST);
+        let challenge = first.receive_server_first(SERVER_FIRST).unwrap();
+        assert_eq!(challenge.iterations, 4096);
+        let keys = ClientKeys::derive(PASSWORD, &challenge.salt, challenge.iterations);
+        let (client_final, state) = challenge.respond(&keys);
+        assert_eq!(client_final, CLIENT_FINAL);
+        state.verify_server_final(SERVER_FINAL).unwrap();
+    }
+
+    #[test]
+    fn rfc7677_server_side_byte_for_byte() {
+        let first = ClientFirstMessage::parse(CLIENT_FIRST).unwrap();
+        assert_eq!(first.username, USER);
+        let (exchange, server_first) =
+            ServerExchange::start_with_nonce(first, rfc_verifier(), SERVER_NONCE);
+        assert_eq!(server_first, SERVER_FIRST);
+        assert_eq!(exchange.finish(CLIENT_FINAL).unwrap(), SERVER_FINAL);
+    }
+
+    #[test]
+    fn wrong_password_fails_at_the_proof_and_mock_fails_the_same_way() {
+        let run = |verifier: Verifier, password: &str| {
+            let first = ClientFirst::new(USER);
+            let parsed = ClientFirstMessage::parse(&first.message()).unwrap();
+            let (exchange, server_first) = ServerExchange::start(parsed, verifier);
+            let challenge = first.receive_server_first(&server_first).unwrap();
+            let keys = ClientKeys::derive(password, &challenge.salt, challenge.iterations);
+            exchange.finish(&challenge.respond(&keys).0)
+        };
+        assert!(run(rfc_verifier(), PASSWORD).is_ok());
+        assert_eq!(run(rfc_verifier(), "pencil2"), Err(ScramError::AuthenticationFailed));
+        let mut mock = Verifier::mock(b"secret", USER);
+        mock.iterations = MIN_ITERATIONS; // keep the unit test fast
+        assert_eq!(run(mock, PASSWORD), Err(ScramError::AuthenticationFailed));
+    }
+
+    #[test]
+    fn mock_verifier_is_stable_per_name_and_secret() {
+        let a = Verifier::mock(b"secret", "ghost");
+        assert_eq!(a, Verifier::mock(b"secret", "ghost"));
+        assert_ne!(a.salt, Verifier::mock(b"secret", "ghost2").salt);
+        assert_ne!(a.salt, Verifier::mock(b"other", "ghost").salt);
+        assert_eq!(a.salt.len(), SALT_LEN);
+        assert_eq!(a.iterations, DEFAULT_ITERATIONS);
+    }
+
+    #[test]
+    fn postgres_verifier_round_trips() {
+        let text = rfc_verifier().to_string();
+        assert!(text.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"));
+        assert_eq!(text.parse::<Verifier>().unwrap(), rfc_verifier());
+        for bad in [
+            "",
+            "md5abc",
+            "SCRAM-SHA-256$x:W22Z$a:b",
+            "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$abc:def",
+            "SCRAM-SHA-256$4096:!!$AAAA:BBBB",
+        ] {
+            assert!(bad.parse::<Verifier>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn client_refuses_bad_server_first() {
+        let first = || ClientFirst::with_nonce(USER, "abc");
+        let cases = [
+            ("r=xyz123,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", ScramError::NonceMismatch),
+            ("r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", ScramError::NonceMismatch),
+            (
+                "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=20000000",
+                ScramError::BadIterationCount(20_000_000),
+            ),
+            ("r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1", ScramError::BadIterationCount(1)),
+            ("m=ext,r=abcdef,s=AA==,i=4096", ScramError::Unsupported("mandatory extension")),
+        ];
+        for (msg, err) in cases {
+            assert_eq!(first().receive_server_first(msg).unwrap_err(), err, "{msg}");
+        }
+        for msg in ["", "garbage", "r=abcdef", "r=abcdef,s=***,i=4096", "r=abcdef,s=AA==,i=x"] {
+            assert!(matches!(
+                first().receive_server_first(msg),
+                Err(ScramError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn server_refuses_bad_client_messages() {
+        for msg in ["", "n,", "x,,n=a,r=b", "n,,r=b", "n,,n=a", "n,,n=a=b,r=c", "n,,n=a,r=b,c"] {
+            assert!(ClientFirstMessage::parse(msg).is_err(), "{msg:?} accepted");
+        }
+        assert_eq!(
+            ClientFirstMessage::parse("p=tls-unique,,n=a,r=b").unwrap_err(),
+            ScramError::Unsupported("channel binding")
+        );
+        assert!(ClientFirstMessage::parse("y,,n=a,r=b").is_ok());
+        let first = ClientFirstMessage::parse(CLIENT_FIRST).unwrap();
+        let (exchange, _) = ServerExchange::start_with_nonce(first, rfc_verifier(), SERVER_NONCE);
+        for msg in [
+            "",
+            "c=biws,r=wrong,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+            "c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA",
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA",
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+        ] {
+            assert!(exchange.clone().finish(msg).is_err(), "{msg:?} accepted");
+        }
+    }
+
+    #[test]
+    fn username_escaping() {
+        assert_eq!(escape_username("a,b=c"), "a=2Cb=3Dc");
+        assert_eq!(unescape_username("a=2Cb=3Dc").unwrap(), "a,b=c");
+        assert!(unescape_username("a=2").is_err());
+        assert!(unescape_username("a=41").is_err());
+    }
+
+    #[test]
+    fn saslprep_applies_to_passwords() {
+        // U+00A0 (no-break space) maps to a space under SASLprep.
+        assert_eq!(
+            salted_password("a\u{00A0}b", b"salt", 4096),
+            salted_password("a b", b"salt", 4096)
+        );
+        assert!(check_new_password("").is_err());
+        assert!(check_new_password("bad\u{0007}bell").is_err());
+        assert!(check_new_password("pencil").is_ok());
+    }
+}

@@ -1,0 +1,224 @@
+//! The credential cache `ftpc` keeps between runs: for each server, the user and the SCRAM
+//! keys derived from the password (ClientKey, ServerKey, with the salt and iteration count
+//! they are valid for). Never the password; but the keys log in as the user, so the file
+//! is mode 0600 in a 0700 directory, and rewritten atomically.
+//!
+//! # Format
+//! One login a line, the most recent last:
+//! `<server> <user> <iterations> <salt b64> <ClientKey b64> <ServerKey b64>`; `#` comments.
+
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+
+use crate::auth::{ClientKeys, Key};
+use crate::error::{Error, Result};
+use crate::username::Username;
+
+const HEADER: &str = "# ftpc saved logins: SCRAM keys derived from passwords (not the passwords).\n\
+                      # They log in as these users: keep this file private. `ftpc logout` removes one.\n";
+
+/// One saved login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedLogin {
+    /// The server's address, as given to `--server`.
+    pub server: String,
+    /// Who is logged in there.
+    pub user: Username,
+    /// The cached keys.
+    pub keys: ClientKeys,
+}
+
+/// The credentials file.
+#[derive(Debug, Clone)]
+pub struct CredentialStore {
+    path: PathBuf,
+}
+
+impl CredentialStore {
+    /// The store at `path`.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        CredentialStore { path: path.into() }
+    }
+
+    /// The store in the user's config directory (`$XDG_CONFIG_HOME/ftpc/credentials`).
+    ///
+    /// # Errors
+    /// If no config directory can be determined (no `HOME`).
+    pub fn default_location() -> Result<Self> {
+        let dir = dirs::config_dir().ok_or_else(|| Error::Credentials {
+            path: PathBuf::from("~/.config/ftpc/credentials"),
+            reason: "cannot find the config directory (is HOME set?)".into(),
+        })?;
+        Ok(Self::at(dir.join("ftpc").join("credentials")))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, reason: impl Into<String>) -> Error {
+        Error::Credentials {
+            path: self.path.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Every saved login, oldest first; a missing file has none.
+    ///
+    /// # Errors
+    /// An unreadable or corrupt file (naming the line).
+    pub fn load(&self) -> Result<Vec<SavedLogin>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(e.to_string())),
+        };
+        let mut logins = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let login = parse_line(line)
+                .ok_or_else(|| self.error(format!("line {} is corrupt; run ftpc logout, then log in again", index + 1)))?;
+            logins.push(login);
+        }
+        Ok(logins)
+    }
+
+    /// The login for `server`, or the most recent one if `server` is `None`.
+    ///
+    /// # Errors
+    /// As [`CredentialStore::load`].
+    pub fn find(&self, server: Option<&str>) -> Result<Option<SavedLogin>> {
+        let logins = self.load()?;
+        Ok(match server {
+            Some(server) => logins.into_iter().rfind(|l| l.server == server),
+            None => logins.into_iter().last(),
+        })
+    }
+
+    /// Saves a login, replacing any earlier one for the same server; it becomes the most recent.
+    ///
+    /// # Errors
+    /// I/O errors, or a corrupt existing file.
+    pub fn save(&self, login: SavedLogin) -> Result<()> {
+        let mut logins = self.load()?;
+        logins.retain(|l| l.server != login.server);
+        logins.push(login);
+        self.write(&logins)
+    }
+
+    /// Removes the login for `server` (or the most recent one); returns what was removed.
+    ///
+    /// # Errors
+    /// I/O errors, or a corrupt existing file.
+    pub fn remove(&self, server: Option<&str>) -> Result<Option<SavedLogin>> {
+        let mut logins = self.load()?;
+        let index = match server {
+            Some(server) => logins.iter().rposition(|l| l.server == server),
+            None => logins.len().checked_sub(1),
+        };
+        let Some(index) = index else {
+            return Ok(None);
+        };
+        let removed = logins.remove(index);
+        self.write(&logins)?;
+        Ok(Some(removed))
+    }
+
+    fn write(&self, logins: &[SavedLogin]) -> Result<()> {
+        let dir = self
+            .path
+            .parent()
+            .ok_or_else(|| self.error("has no parent directory"))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| self.error(e.to_string()))?;
+        let mut text = String::from(HEADER);
+        for l in logins {
+            text.push_str(&format!(
+                "{} {} {} {} {} {}\n",
+                l.server,
+                l.user,
+                l.keys.iterations,
+                BASE64_STANDARD.encode(&l.keys.salt),
+                BASE64_STANDARD.encode(l.keys.client_key),
+                BASE64_STANDARD.encode(l.keys.server_key),
+            ));
+        }
+        // NamedTempFile is created with mode 0600.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".credentials.")
+            .tempfile_in(dir)
+            .map_err(|e| self.error(e.to_string()))?;
+        tmp.write_all(text.as_bytes())
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(|e| self.error(e.to_string()))?;
+        tmp.persist(&self.path)
+            .map_err(|e| self.error(e.error.to_string()))?;
+        Ok(())
+    }
+}
+
+fn parse_line(line: &str) -> Option<SavedLogin> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [server, user, iterations, salt, client_key, server_key] = fields.as_slice() else {
+        return None;
+    };
+    let key = |b64: &str| -> Option<Key> {
+        Key::try_from(BASE64_STANDARD.decode(b64).ok()?.as_slice()).ok()
+    };
+    Some(SavedLogin {
+        server: (*server).to_owned(),
+        user: Username::parse(user).ok()?,
+        keys: ClientKeys {
+            salt: BASE64_STANDARD.decode(salt).ok()?,
+            iterations: iterations.parse().ok()?,
+            client_key: key(client_key)?,
+            server_key: key(server_key)?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn login(server: &str, user: &str) -> SavedLogin {
+        SavedLogin {
+            server: server.into(),
+            user: Username::parse(user).unwrap(),
+            keys: ClientKeys::derive("pw", b"salt", 4096),
+        }
+    }
+
+    #[test]
+    fn save_find_remove_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CredentialStore::at(dir.path().join("cfg/ftpc/credentials"));
+        assert_eq!(store.find(None).unwrap(), None);
+        store.save(login("a:1", "alice")).unwrap();
+        store.save(login("b:2", "bob")).unwrap();
+        store.save(login("a:1", "carol")).unwrap();
+        assert_eq!(store.find(None).unwrap().unwrap().user.as_str(), "carol");
+        assert_eq!(store.find(Some("b:2")).unwrap().unwrap(), login("b:2", "bob"));
+        assert_eq!(store.load().unwrap().len(), 2);
+        let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(!text.contains("pw"));
+        assert_eq!(store.remove(Some("b:2")).unwrap().unwrap().user.as_str(), "bob");
+        assert_eq!(store.remove(Some("b:2")).unwrap(), None);
+        assert_eq!(store.load().unwrap().len(), 1);
+        std::fs::write(store.path(), "x y\n").unwrap();
+        assert!(store.load().unwrap_err().to_string().contains("line 1"));
+    }
+}

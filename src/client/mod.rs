@@ -1,0 +1,237 @@
+//! The client: connect, exchange hellos, log in with a password or with cached keys, and one
+//! method per command. `ftpc` is a thin layer over this.
+
+pub mod credentials;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::auth::{self, ClientFirst, ClientKeys};
+use crate::commands::{Entry, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
+use crate::error::{Error, Result};
+use crate::paths::RemotePath;
+use crate::username::Username;
+use crate::wire::Connection;
+pub use credentials::{CredentialStore, SavedLogin};
+
+/// Where `ftpc` connects when told nothing else.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:2121";
+/// How long to wait for a TCP connection and the server's hello.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for any one reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the keys for a login come from.
+enum KeySource {
+    /// Derive them with PBKDF2 (`ftpc login`).
+    Password(String),
+    /// Reuse cached keys (every later command).
+    Cached(ClientKeys),
+}
+
+/// A connection to a server, logged in or not.
+#[derive(Debug)]
+pub struct Client<S = TcpStream> {
+    conn: Connection<S>,
+}
+
+impl Client<TcpStream> {
+    /// Connects over TCP and exchanges hellos.
+    ///
+    /// # Errors
+    /// Connection failures, timeouts, or a peer that is not a compatible ftprep server.
+    pub async fn connect(addr: &str) -> Result<Self> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Timeout)?
+            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}"))))?;
+        stream.set_nodelay(true)?;
+        Self::handshake(stream).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// Exchanges hellos over an already connected stream.
+    ///
+    /// # Errors
+    /// [`Error::BadMagic`], [`Error::VersionMismatch`], timeouts and I/O.
+    pub async fn handshake(stream: S) -> Result<Self> {
+        let mut conn = Connection::new(stream);
+        conn.write(&Hello::ours()).await?;
+        let theirs: Hello = tokio::time::timeout(CONNECT_TIMEOUT, conn.expect())
+            .await
+            .map_err(|_| Error::Timeout)??;
+        if theirs.magic != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        if theirs.version != PROTOCOL_VERSION {
+            return Err(Error::VersionMismatch {
+                client: PROTOCOL_VERSION,
+                server: theirs.version,
+            });
+        }
+        Ok(Client { conn })
+    }
+
+    /// Logs in with a password; returns the keys worth caching for later logins.
+    ///
+    /// # Errors
+    /// [`crate::auth::ScramError::AuthenticationFailed`] for a wrong user or password (the
+    /// same either way), other SCRAM errors for a misbehaving server, and I/O.
+    pub async fn login_with_password(&mut self, user: &Username, password: &str) -> Result<ClientKeys> {
+        auth::check_new_password(password).or_else(|err| {
+            // SASLprep may refuse a password that is still valid (PostgreSQL hashes it raw).
+            if password.is_empty() { Err(err) } else { Ok(()) }
+        })?;
+        self.authenticate(user, KeySource::Password(password.to_owned()))
+            .await
+    }
+
+    /// Logs in with cached keys, without the PBKDF2 cost.
+    ///
+    /// # Errors
+    /// [`Error::LoginExpired`] if the server's salt, iteration count or verifier changed
+    /// (a new password, or the user was removed); otherwise as for a password login.
+    pub async fn login_with_keys(&mut self, user: &Username, keys: &ClientKeys) -> Result<()> {
+        match self.authenticate(user, KeySource::Cached(keys.clone())).await {
+            Ok(_) => Ok(()),
+            Err(Error::Scram(auth::ScramError::AuthenticationFailed)) => Err(Error::LoginExpired {
+                user: user.to_string(),
+            }),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn authenticate(&mut self, user: &Username, source: KeySource) -> Result<ClientKeys> {
+        let first = ClientFirst::new(user.as_str());
+        self.conn
+            .write(&Request::AuthStart {
+                mechanism: auth::MECHANISM.into(),
+                message: first.message(),
+            })
+            .await?;
+        let server_first = match self.reply().await? {
+            Response::AuthChallenge { message } => message,
+            Response::AuthOutcome { message } => {
+                // The server refused the first message outright.
+                return Err(first_final_error(&message));
+            }
+            _ => return Err(Error::UnexpectedReply("expected an authentication challenge")),
+        };
+        let challenge = first.receive_server_first(&server_first)?;
+        let keys = match source {
+            KeySource::Password(password) => {
+                let (salt, iterations) = (challenge.salt.clone(), challenge.iterations);
+                tokio::task::spawn_blocking(move || ClientKeys::derive(&password, &salt, iterations))
+                    .await
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+            }
+            KeySource::Cached(keys) => {
+                if keys.salt != challenge.salt || keys.iterations != challenge.iterations {
+                    return Err(Error::LoginExpired {
+                        user: user.to_string(),
+                    });
+                }
+                keys
+            }
+        };
+        let (client_final, state) = challenge.respond(&keys);
+        self.conn
+            .write(&Request::AuthFinish {
+                message: client_final,
+            })
+            .await?;
+        match self.reply().await? {
+            Response::AuthOutcome { message } => state.verify_server_final(&message)?,
+            _ => return Err(Error::UnexpectedReply("expected an authentication outcome")),
+        }
+        Ok(keys)
+    }
+
+    /// Creates a remote directory; `parents` as `mkdir -p`.
+    ///
+    /// # Errors
+    /// [`Error::Path`] for a path refused locally, [`Error::Remote`] for the server's refusal.
+    pub async fn mkdir(&mut self, path: &str, parents: bool) -> Result<()> {
+        RemotePath::parse(path)?;
+        self.conn
+            .write(&Request::Mkdir {
+                path: path.to_owned(),
+                parents,
+            })
+            .await?;
+        self.expect_ok().await
+    }
+
+    /// Lists a remote directory (or describes one file), sorted by name.
+    ///
+    /// # Errors
+    /// As [`Client::mkdir`].
+    pub async fn list(&mut self, path: &str) -> Result<Vec<Entry>> {
+        RemotePath::parse(path)?;
+        self.conn
+            .write(&Request::List {
+                path: path.to_owned(),
+            })
+            .await?;
+        let mut entries = Vec::new();
+        loop {
+            match self.reply().await? {
+                Response::Entries { entries: batch } => entries.extend(batch),
+                Response::Ok => return Ok(entries),
+                _ => return Err(Error::UnexpectedReply("expected directory entries")),
+            }
+        }
+    }
+
+    /// Sends a raw request and returns the raw reply (for tests and tools).
+    ///
+    /// # Errors
+    /// I/O, framing, or the server's error reply.
+    pub async fn raw_request(&mut self, request: &Request) -> Result<Response> {
+        self.conn.write(request).await?;
+        self.reply().await
+    }
+
+    async fn expect_ok(&mut self) -> Result<()> {
+        match self.reply().await? {
+            Response::Ok => Ok(()),
+            _ => Err(Error::UnexpectedReply("expected ok")),
+        }
+    }
+
+    /// The next reply; an error reply becomes [`Error::Remote`].
+    async fn reply(&mut self) -> Result<Response> {
+        let response = tokio::time::timeout(REPLY_TIMEOUT, self.conn.expect::<Response>())
+            .await
+            .map_err(|_| Error::Timeout)??;
+        match response {
+            Response::Error { code, message } => Err(Error::Remote { code, message }),
+            other => Ok(other),
+        }
+    }
+}
+
+fn first_final_error(message: &str) -> Error {
+    match message.strip_prefix("e=") {
+        Some(reason) => Error::Scram(auth::ScramError::ServerError(reason.to_owned())),
+        None => Error::UnexpectedReply("expected an authentication challenge"),
+    }
+}
+
+/// Connects to a saved login's server and logs in with its cached keys. `server` picks the
+/// login for that address; `None` takes the most recent login.
+///
+/// # Errors
+/// [`Error::NotLoggedIn`] without a saved login, [`Error::LoginExpired`] if it no longer
+/// works, and connection errors.
+pub async fn connect_saved(store: &CredentialStore, server: Option<&str>) -> Result<(Client, SavedLogin)> {
+    let saved = store.find(server)?.ok_or_else(|| Error::NotLoggedIn {
+        server: server.unwrap_or(DEFAULT_SERVER).to_owned(),
+    })?;
+    let mut client = Client::connect(&saved.server).await?;
+    client.login_with_keys(&saved.user, &saved.keys).await?;
+    Ok((client, saved))
+}

@@ -1,0 +1,149 @@
+//! The vocabulary on the wire: the hello both sides open with, the requests a client sends,
+//! the responses a server answers with and the typed error codes. Data only; `wire` encodes it.
+//!
+//! Variants are only ever appended, never reordered: bincode encodes a variant by its index.
+
+use serde::{Deserialize, Serialize};
+
+/// Opens every hello, so a stray connection is told apart from an ftprep peer.
+pub const MAGIC: [u8; 4] = *b"FTPR";
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// At most this many entries travel in one [`Response::Entries`] frame.
+pub const ENTRIES_PER_FRAME: usize = 1024;
+
+/// The first frame in each direction: magic value and protocol version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Always [`MAGIC`].
+    pub magic: [u8; 4],
+    /// The sender's [`PROTOCOL_VERSION`].
+    pub version: u16,
+}
+
+impl Hello {
+    /// The hello this build sends.
+    pub fn ours() -> Self {
+        Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+        }
+    }
+}
+
+/// What a client asks for, one frame each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Starts a SASL exchange: the mechanism (`SCRAM-SHA-256`) and the client-first-message.
+    AuthStart {
+        /// SASL mechanism name.
+        mechanism: String,
+        /// RFC 5802 client-first-message.
+        message: String,
+    },
+    /// Finishes it: the client-final-message.
+    AuthFinish {
+        /// RFC 5802 client-final-message.
+        message: String,
+    },
+    /// Creates a directory; with `parents`, also missing parents and no error if it exists.
+    Mkdir {
+        /// Remote path, relative to the user's home.
+        path: String,
+        /// `mkdir -p`.
+        parents: bool,
+    },
+    /// Lists a directory (or describes a single file).
+    List {
+        /// Remote path, relative to the user's home; empty for the home itself.
+        path: String,
+    },
+}
+
+/// What a server answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The request failed; the connection stays usable unless the code says otherwise.
+    Error {
+        /// What kind of failure, for programs.
+        code: ErrorCode,
+        /// What happened, for people.
+        message: String,
+    },
+    /// The RFC 5802 server-first-message.
+    AuthChallenge {
+        /// `r=...,s=...,i=...`.
+        message: String,
+    },
+    /// The RFC 5802 server-final-message: `v=...` on success, `e=...` on failure.
+    AuthOutcome {
+        /// `v=...` or `e=...`.
+        message: String,
+    },
+    /// The request succeeded (and ends a listing).
+    Ok,
+    /// One batch of a listing, sorted by name; more may follow, [`Response::Ok`] ends it.
+    Entries {
+        /// Up to [`ENTRIES_PER_FRAME`] entries.
+        entries: Vec<Entry>,
+    },
+}
+
+/// Machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// A frame did not decode; the server closes the connection.
+    BadFrame,
+    /// A frame was longer than the limit; the server closes the connection.
+    FrameTooLarge,
+    /// The hello named another protocol version; the server closes the connection.
+    VersionMismatch,
+    /// A request that is not valid at this point of the session.
+    UnexpectedRequest,
+    /// A command before login.
+    AuthRequired,
+    /// Login failed (the same for unknown users and wrong passwords).
+    AuthFailed,
+    /// The path is malformed or leads outside the home.
+    InvalidPath,
+    /// No such file or directory.
+    NotFound,
+    /// The target exists.
+    AlreadyExists,
+    /// A path component is not a directory.
+    NotADirectory,
+    /// The operation is not permitted (including symlinks leading out of the home).
+    PermissionDenied,
+    /// The connection was idle or unauthenticated for too long; the server closes it.
+    Timeout,
+    /// The server is at its connection limit; it closes the connection.
+    Busy,
+    /// The server failed; the message says how.
+    Internal,
+}
+
+/// One directory entry in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// File name (no path).
+    pub name: String,
+    /// File, directory, symlink or other.
+    pub kind: EntryKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds since the Unix epoch, if known.
+    pub modified: Option<i64>,
+}
+
+/// The type of an [`Entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link (not followed).
+    Symlink,
+    /// Anything else (socket, device, fifo).
+    Other,
+}

@@ -1,0 +1,258 @@
+//! The library's typed errors, in one place. [`Error::kind`] sorts them into the few classes
+//! a caller acts on (the binaries turn those into exit codes).
+
+use std::path::PathBuf;
+
+use crate::auth::ScramError;
+use crate::commands::ErrorCode;
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system I/O error (socket or file).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A peer announced a frame longer than the limit; nothing was allocated for it.
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    FrameTooLarge {
+        /// The announced payload length.
+        size: u64,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// A frame's payload did not decode as the message expected.
+    #[error("malformed frame: {0}")]
+    MalformedFrame(String),
+    /// The peer closed the connection in the middle of a frame.
+    #[error("connection closed in the middle of a frame")]
+    TruncatedFrame,
+    /// The peer closed the connection where a message was expected.
+    #[error("connection closed by the peer")]
+    ConnectionClosed,
+    /// The peer's hello did not carry our magic value: it is not an ftprep peer.
+    #[error("the peer is not an ftprep server or client (bad magic)")]
+    BadMagic,
+    /// The two sides speak different protocol versions.
+    #[error("protocol version mismatch: client speaks version {client}, server speaks version {server}")]
+    VersionMismatch {
+        /// The client's version.
+        client: u16,
+        /// The server's version.
+        server: u16,
+    },
+    /// SCRAM failed (malformed message, wrong proof, bad server signature, ...).
+    #[error(transparent)]
+    Scram(#[from] ScramError),
+    /// The server answered with a typed error.
+    #[error("{message}")]
+    Remote {
+        /// The kind of error, for matching.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server answered with a message that does not fit the request.
+    #[error("unexpected reply from the server: {0}")]
+    UnexpectedReply(&'static str),
+    /// The cached login no longer works (the password or the user changed on the server).
+    #[error("login expired, run: ftpc login {user}")]
+    LoginExpired {
+        /// Who to log in as again.
+        user: String,
+    },
+    /// There is no cached login for this server.
+    #[error("not logged in to {server}, run: ftpc login USER")]
+    NotLoggedIn {
+        /// The server address asked for.
+        server: String,
+    },
+    /// A remote path was refused before it reached the server's storage.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// A username outside the allowed alphabet or length.
+    #[error(transparent)]
+    Username(#[from] UsernameError),
+    /// The user database could not be read or written.
+    #[error(transparent)]
+    UserDb(#[from] UserDbError),
+    /// The client's credential cache could not be read or written.
+    #[error("credentials file {}: {reason}", path.display())]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The peer did not answer in time.
+    #[error("timed out waiting for the peer")]
+    Timeout,
+}
+
+/// The classes of [`Error`] a caller acts on differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request was understood and refused (already exists, not found, bad path, ...).
+    Refused,
+    /// Logging in failed or is needed (wrong password, expired cached login, not logged in).
+    Auth,
+    /// The connection or the protocol failed (cannot connect, bad frames, version mismatch).
+    Connection,
+    /// A local problem: files, the user database, bad input on this side.
+    Local,
+}
+
+impl Error {
+    /// Which class of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Remote { code, .. } => match code {
+                ErrorCode::AuthFailed | ErrorCode::AuthRequired => ErrorKind::Auth,
+                ErrorCode::BadFrame
+                | ErrorCode::FrameTooLarge
+                | ErrorCode::VersionMismatch
+                | ErrorCode::UnexpectedRequest
+                | ErrorCode::Timeout
+                | ErrorCode::Busy => ErrorKind::Connection,
+                ErrorCode::InvalidPath
+                | ErrorCode::NotFound
+                | ErrorCode::AlreadyExists
+                | ErrorCode::NotADirectory
+                | ErrorCode::PermissionDenied
+                | ErrorCode::Internal => ErrorKind::Refused,
+            },
+            Error::Scram(ScramError::AuthenticationFailed)
+            | Error::LoginExpired { .. }
+            | Error::NotLoggedIn { .. } => ErrorKind::Auth,
+            Error::Scram(ScramError::BadPassword(_)) => ErrorKind::Local,
+            Error::Scram(_)
+            | Error::Io(_)
+            | Error::FrameTooLarge { .. }
+            | Error::MalformedFrame(_)
+            | Error::TruncatedFrame
+            | Error::ConnectionClosed
+            | Error::BadMagic
+            | Error::VersionMismatch { .. }
+            | Error::UnexpectedReply(_)
+            | Error::Timeout => ErrorKind::Connection,
+            Error::Path(_) => ErrorKind::Refused,
+            Error::Username(_) | Error::UserDb(_) | Error::Credentials { .. } => ErrorKind::Local,
+        }
+    }
+
+    /// The error a server answers with when this one ends a request or a connection.
+    pub fn to_reply(&self) -> (ErrorCode, String) {
+        let code = match self {
+            Error::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            Error::MalformedFrame(_) | Error::TruncatedFrame | Error::BadMagic => {
+                ErrorCode::BadFrame
+            }
+            Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
+            Error::Scram(ScramError::AuthenticationFailed) => ErrorCode::AuthFailed,
+            Error::Path(_) => ErrorCode::InvalidPath,
+            Error::Remote { code, .. } => *code,
+            Error::Timeout => ErrorCode::Timeout,
+            _ => ErrorCode::Internal,
+        };
+        (code, self.to_string())
+    }
+}
+
+/// A remote path the jail refuses before touching storage. Messages leave the path out:
+/// whoever prints them names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// The path contains a NUL byte.
+    #[error("contains a NUL byte")]
+    Nul,
+    /// The path has an empty component (`a//b`).
+    #[error("empty path component")]
+    EmptyComponent,
+    /// `..` would climb above the user's home.
+    #[error("leads outside your home directory")]
+    Escapes,
+    /// The path is longer than the protocol allows.
+    #[error("path is longer than {0} bytes")]
+    TooLong(usize),
+}
+
+/// A username outside the allowed form: 1-32 of `[a-z0-9_.-]`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid username {0:?}: use 1 to 32 of a-z 0-9 _ . - starting with a letter or digit")]
+pub struct UsernameError(pub String);
+
+/// The user database could not be read, parsed or written.
+#[derive(Debug, thiserror::Error)]
+pub enum UserDbError {
+    /// A line does not parse.
+    #[error("{}:{line}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        reason: String,
+    },
+    /// Reading, locking or writing the file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// `adduser` for a name that is taken.
+    #[error("user {0} already exists")]
+    UserExists(String),
+    /// `deluser`/`passwd` for a name that is not there.
+    #[error("no such user: {0}")]
+    NoSuchUser(String),
+}
+
+/// A storage operation that was refused or failed; `code` is what the client is told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageError {
+    /// The code sent to the client.
+    pub code: ErrorCode,
+    /// A short explanation without the path (the client adds it).
+    pub message: String,
+}
+
+impl StorageError {
+    /// A storage error with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        StorageError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<std::io::Error> for StorageError {
+    fn from(err: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match err.kind() {
+            K::NotFound => StorageError::new(ErrorCode::NotFound, "no such file or directory"),
+            K::AlreadyExists => StorageError::new(ErrorCode::AlreadyExists, "already exists"),
+            K::NotADirectory => StorageError::new(ErrorCode::NotADirectory, "not a directory"),
+            K::IsADirectory => StorageError::new(ErrorCode::AlreadyExists, "is a directory"),
+            K::DirectoryNotEmpty => {
+                StorageError::new(ErrorCode::AlreadyExists, "directory not empty")
+            }
+            // cap-std reports a path that resolves outside the home (a symlink, say) this way.
+            K::PermissionDenied if err.to_string().contains("outside") => StorageError::new(
+                ErrorCode::PermissionDenied,
+                "leads outside your home directory",
+            ),
+            K::PermissionDenied => StorageError::new(ErrorCode::PermissionDenied, "permission denied"),
+            K::InvalidInput | K::InvalidFilename => {
+                StorageError::new(ErrorCode::InvalidPath, "invalid path")
+            }
+            _ => StorageError::new(ErrorCode::Internal, format!("server storage error: {err}")),
+        }
+    }
+}

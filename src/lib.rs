@@ -1,0 +1,26 @@
+//! ftprep: a small, secure, self-hosted file service. `ftpd` serves, `ftpc` is the client.
+//!
+//! # Layout
+//! - [`error`]: the one typed error of the library and the kinds a caller can match on.
+//! - [`auth`]: SCRAM-SHA-256 (RFC 5802 + RFC 7677): keys, verifiers, both sides of a login.
+//! - [`commands`]: the vocabulary on the wire: hello, requests, responses, error codes. Data only.
+//! - [`wire`]: frames (4-byte big-endian length + bincode 2 payload) and a framed connection.
+//! - [`paths`]: remote paths, validated and normalised before anything touches storage.
+//! - [`server`]: listener, per-connection session (hello → login → commands), the user
+//!   database and the jailed storage, each behind a trait so other engines can plug in.
+//! - [`client`]: connect, log in (password or cached keys), one method per command, and the
+//!   credential cache `ftpc` keeps between runs.
+//!
+//! Data flows one way: bytes → frame → `Request` → session (auth gate) → storage → `Response`
+//! → frame.
+
+pub mod auth;
+pub mod client;
+pub mod commands;
+pub mod error;
+pub mod paths;
+pub mod server;
+pub mod username;
+pub mod wire;
+
+pub use error::{Error, Result};

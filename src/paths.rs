@@ -1,0 +1,124 @@
+//! Remote paths: `/`-separated UTF-8, relative to the user's home (a leading `/` means the
+//! home). Parsed and normalised here, before anything reaches storage; the storage jail then
+//! resolves them beneath the home, so symlinks cannot lead out either.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::PathError;
+
+/// Longest remote path accepted, in bytes.
+pub const MAX_PATH_LEN: usize = 4096;
+
+/// A validated path below (or at) a user's home: no NUL, no empty component, and `..` never
+/// climbs above the home.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RemotePath {
+    components: Vec<String>,
+}
+
+impl RemotePath {
+    /// Parses and normalises a remote path. `""`, `"/"` and `"."` are the home itself;
+    /// one trailing `/` is allowed (`dir/`).
+    ///
+    /// # Errors
+    /// [`PathError`] for NUL bytes, empty components, `..` above the home, or excess length.
+    pub fn parse(raw: &str) -> Result<Self, PathError> {
+        if raw.len() > MAX_PATH_LEN {
+            return Err(PathError::TooLong(MAX_PATH_LEN));
+        }
+        if raw.contains('\0') {
+            return Err(PathError::Nul);
+        }
+        let trimmed = raw.strip_prefix('/').unwrap_or(raw);
+        let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+        let mut components: Vec<String> = Vec::new();
+        if trimmed.is_empty() {
+            return Ok(RemotePath { components });
+        }
+        for part in trimmed.split('/') {
+            match part {
+                "" => return Err(PathError::EmptyComponent),
+                "." => {}
+                ".." => {
+                    if components.pop().is_none() {
+                        return Err(PathError::Escapes);
+                    }
+                }
+                name => components.push(name.to_owned()),
+            }
+        }
+        Ok(RemotePath { components })
+    }
+
+    /// True for the home directory itself.
+    pub fn is_home(&self) -> bool {
+        self.components.is_empty()
+    }
+
+    /// The last component, if any.
+    pub fn file_name(&self) -> Option<&str> {
+        self.components.last().map(String::as_str)
+    }
+
+    /// The path relative to the home, as the storage jail takes it (`.` for the home).
+    pub fn to_relative(&self) -> PathBuf {
+        if self.is_home() {
+            PathBuf::from(".")
+        } else {
+            self.components.iter().collect()
+        }
+    }
+}
+
+impl fmt::Display for RemotePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}", self.components.join("/"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> String {
+        RemotePath::parse(raw).unwrap().to_string()
+    }
+
+    #[test]
+    fn normalises() {
+        assert_eq!(ok(""), "/");
+        assert_eq!(ok("/"), "/");
+        assert_eq!(ok("."), "/");
+        assert_eq!(ok("a/b"), "/a/b");
+        assert_eq!(ok("/a/b/"), "/a/b");
+        assert_eq!(ok("a/./b/../c"), "/a/c");
+        assert_eq!(ok("a/.."), "/");
+        assert!(RemotePath::parse("a/..").unwrap().is_home());
+        assert_eq!(
+            RemotePath::parse("a/b").unwrap().to_relative(),
+            PathBuf::from("a/b")
+        );
+    }
+
+    #[test]
+    fn refuses_escapes_nul_and_empty_components() {
+        for raw in ["..", "../escape", "/../x", "a/../../x", "./.."] {
+            assert!(
+                matches!(RemotePath::parse(raw), Err(PathError::Escapes)),
+                "{raw}"
+            );
+        }
+        assert!(matches!(RemotePath::parse("a\0b"), Err(PathError::Nul)));
+        for raw in ["a//b", "//a", "a/b//"] {
+            assert!(
+                matches!(RemotePath::parse(raw), Err(PathError::EmptyComponent)),
+                "{raw}"
+            );
+        }
+        assert!(matches!(
+            RemotePath::parse(&"a/".repeat(3000)),
+            Err(PathError::TooLong(_))
+        ));
+    }
+}

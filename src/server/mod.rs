@@ -1,0 +1,172 @@
+//! The server: a listener that spawns one task per connection, each running a
+//! [`session`] (hello → login → commands) against the user store and the storage.
+//!
+//! [`Server::open`] builds the embedded defaults (a `users.db` file and a directory on disk);
+//! [`Server::with_backends`] takes any [`UserStore`] and [`Storage`].
+
+pub mod secret;
+mod handler;
+mod session;
+pub mod storage;
+pub mod userdb;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{Error, Result};
+pub use storage::{FsStorage, Storage, UserTree};
+pub use userdb::{FileUserStore, UserStore};
+
+/// Where the embedded defaults live.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory holding one home directory per user.
+    pub root: PathBuf,
+    /// The user database file.
+    pub users: PathBuf,
+    /// Private server state (the mock-login secret).
+    pub state_dir: PathBuf,
+    /// Connection limits and timeouts.
+    pub limits: Limits,
+}
+
+/// Bounds that keep one client from holding the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a connection has to complete hello and login.
+    pub login_timeout: Duration,
+    /// Time a logged-in connection may stay silent.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            login_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// What every session shares.
+pub(crate) struct Shared {
+    pub(crate) users: Arc<dyn UserStore>,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) secret: [u8; secret::SECRET_LEN],
+    pub(crate) limits: Limits,
+}
+
+/// A server ready to run on a listener.
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// The embedded defaults: `users.db`, a root directory, and a state directory.
+    /// Refuses a corrupt `users.db` (naming file and line) rather than start without users.
+    ///
+    /// # Errors
+    /// A corrupt or unreadable user database, or a root/state directory that cannot be used.
+    pub fn open(config: &Config) -> Result<Self> {
+        let users = FileUserStore::open(&config.users)?;
+        if users.is_empty() {
+            tracing::warn!(path = %config.users.display(), "no users yet; add one with: ftpd adduser NAME");
+        }
+        let storage = FsStorage::open(&config.root).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("storage root {}: {e}", config.root.display()),
+            ))
+        })?;
+        let secret = secret::load_or_create(&config.state_dir).map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("state directory {}: {e}", config.state_dir.display()),
+            ))
+        })?;
+        Ok(Self::with_backends(
+            Arc::new(users),
+            Arc::new(storage),
+            secret,
+            config.limits,
+        ))
+    }
+
+    /// A server over any user store and storage.
+    pub fn with_backends(
+        users: Arc<dyn UserStore>,
+        storage: Arc<dyn Storage>,
+        secret: [u8; secret::SECRET_LEN],
+        limits: Limits,
+    ) -> Self {
+        Server {
+            shared: Arc::new(Shared {
+                users,
+                storage,
+                secret,
+                limits,
+            }),
+        }
+    }
+
+    /// Serves connections until `shutdown` completes, then tells every session to stop after
+    /// its current request and waits for them all.
+    ///
+    /// # Errors
+    /// Only if the limit semaphore is closed, which does not happen in practice; accept errors
+    /// are logged and retried with a back-off.
+    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let limit = Arc::new(Semaphore::new(self.shared.limits.max_connections));
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tokio::pin!(shutdown);
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "listening");
+        }
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            // Take a permit before accepting, so the limit is structural.
+            let permit = tokio::select! {
+                permit = Arc::clone(&limit).acquire_owned() => permit
+                    .map_err(|_| Error::Io(std::io::Error::other("connection limit closed")))?,
+                () = &mut shutdown => break,
+            };
+            let (socket, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::error!(error = %e, "accept failed; backing off");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            backoff = Duration::from_millis(10);
+            let _ = socket.set_nodelay(true);
+            let shared = Arc::clone(&self.shared);
+            let cancel = cancel.child_token();
+            tracker.spawn(async move {
+                session::run(socket, peer, shared, cancel).await;
+                drop(permit);
+            });
+        }
+        tracing::info!(sessions = tracker.len(), "shutting down");
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! One connection, as a small state machine: hello, then login (nothing but the login
+//! requests is served before it succeeds), then commands until the peer leaves, idles out
+//! or the server shuts down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::handler;
+use crate::auth::{self, ClientFirstMessage, ServerExchange, Verifier};
+use crate::commands::{ErrorCode, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
+use crate::error::{Error, Result};
+use crate::username::Username;
+use crate::wire::Connection;
+
+/// Serves one connection to its end; errors are logged, and answered where the peer can
+/// still hear it.
+pub(crate) async fn run<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, cancel: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut conn = Connection::new(stream);
+    if let Err(err) = serve(&mut conn, peer, &shared, &cancel).await {
+        tracing::warn!(%peer, error = %err, "closing connection");
+        if let Some((code, message)) = reply_for(&err) {
+            let _ = conn.write(&Response::Error { code, message }).await;
+        }
+    }
+}
+
+/// The reply a peer gets before we close on `err`, if it can still hear one.
+fn reply_for(err: &Error) -> Option<(ErrorCode, String)> {
+    match err {
+        Error::Io(_) | Error::ConnectionClosed | Error::TruncatedFrame => None,
+        _ => Some(err.to_reply()),
+    }
+}
+
+async fn serve<S>(
+    conn: &mut Connection<S>,
+    peer: SocketAddr,
+    shared: &Shared,
+    cancel: &CancellationToken,
+) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let login = async {
+        hello(conn).await?;
+        login(conn, peer, shared).await
+    };
+    let user = tokio::select! {
+        result = tokio::time::timeout(shared.limits.login_timeout, login) => {
+            result.map_err(|_| Error::Timeout)??
+        }
+        () = cancel.cancelled() => return Ok(()),
+    };
+    let Some(user) = user else {
+        return Ok(());
+    };
+    let tree = match shared.storage.open_home(&user).await {
+        Ok(tree) => tree,
+        Err(err) => {
+            tracing::error!(%user, error = %err, "cannot open home directory");
+            let (code, message) = (err.code, err.message);
+            conn.write(&Response::Error { code, message }).await?;
+            return Ok(());
+        }
+    };
+    loop {
+        let request = tokio::select! {
+            read = tokio::time::timeout(shared.limits.idle_timeout, conn.read::<Request>()) => {
+                read.map_err(|_| Error::Timeout)??
+            }
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let Some(request) = request else {
+            tracing::debug!(%user, %peer, "client left");
+            return Ok(());
+        };
+        handler::apply(request, &user, peer, tree.as_ref(), conn).await?;
+    }
+}
+
+/// Exchanges hellos: ours goes first, then theirs is checked.
+async fn hello<S>(conn: &mut Connection<S>) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    conn.write(&Hello::ours()).await?;
+    let theirs: Hello = conn.expect().await?;
+    if theirs.magic != MAGIC {
+        return Err(Error::BadMagic);
+    }
+    if theirs.version != PROTOCOL_VERSION {
+        return Err(Error::VersionMismatch {
+            client: theirs.version,
+            server: PROTOCOL_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Runs SCRAM until a user is authenticated (`Some`) or the attempt failed (`None`, after
+/// the failure was answered). Requests other than login are refused, not served.
+async fn login<S>(
+    conn: &mut Connection<S>,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<Option<Username>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mechanism, client_first) = loop {
+        match conn.expect::<Request>().await? {
+            Request::AuthStart { mechanism, message } => break (mechanism, message),
+            Request::AuthFinish { .. } => {
+                return Err(Error::Remote {
+                    code: ErrorCode::UnexpectedRequest,
+                    message: "AuthFinish before AuthStart".into(),
+                });
+            }
+            Request::Mkdir { .. } | Request::List { .. } => {
+                conn.write(&Response::Error {
+                    code: ErrorCode::AuthRequired,
+                    message: "log in first".into(),
+                })
+                .await?;
+            }
+        }
+    };
+    if mechanism != auth::MECHANISM {
+        conn.write(&Response::Error {
+            code: ErrorCode::AuthFailed,
+            message: format!("unsupported mechanism {mechanism:?}; this server offers {}", auth::MECHANISM),
+        })
+        .await?;
+        return Ok(None);
+    }
+    let first = match ClientFirstMessage::parse(&client_first) {
+        Ok(first) => first,
+        Err(err) => {
+            tracing::warn!(%peer, error = %err, "malformed login");
+            let message = format!("e={}", err.server_error_value());
+            conn.write(&Response::AuthOutcome { message }).await?;
+            return Ok(None);
+        }
+    };
+    let claimed = first.username.clone();
+    // Unknown or impossible names get a mock verifier: the exchange looks the same and
+    // fails at the proof, exactly as a wrong password does.
+    let known = match Username::parse(&claimed) {
+        Ok(name) => match shared.users.verifier(&name).await {
+            Ok(Some(verifier)) => Some((name, verifier)),
+            Ok(None) => None,
+            Err(err) => {
+                tracing::error!(error = %err, "user store failed; refusing login");
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let verifier = match &known {
+        Some((_, verifier)) => verifier.clone(),
+        None => Verifier::mock(&shared.secret, &claimed),
+    };
+    let (exchange, server_first) = ServerExchange::start(first, verifier);
+    conn.write(&Response::AuthChallenge {
+        message: server_first,
+    })
+    .await?;
+    let client_final = match conn.expect::<Request>().await? {
+        Request::AuthFinish { message } => message,
+        _ => {
+            return Err(Error::Remote {
+                code: ErrorCode::UnexpectedRequest,
+                message: "expected AuthFinish".into(),
+            });
+        }
+    };
+    match (exchange.finish(&client_final), known) {
+        (Ok(server_final), Some((name, _))) => {
+            tracing::info!(user = %name, %peer, "login succeeded");
+            conn.write(&Response::AuthOutcome {
+                message: server_final,
+            })
+            .await?;
+            Ok(Some(name))
+        }
+        (result, _) => {
+            let err = result.err().unwrap_or(auth::ScramError::AuthenticationFailed);
+            tracing::warn!(user = %claimed.escape_debug(), %peer, reason = %err, "login failed");
+            let message = format!("e={}", err.server_error_value());
+            conn.write(&Response::AuthOutcome { message }).await?;
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The user database: who may log in, and the salted verifier each one proves against.
+//!
+//! # Format
+//! `users.db` holds one user a line, `name:verifier`, where the verifier is PostgreSQL's
+//! `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`. Blank lines and lines starting
+//! with `#` are comments and are kept as they are when the file is rewritten.
+//!
+//! Writers take an exclusive lock on `users.db.lock`, read, change, write a temporary file
+//! (mode 0600), fsync it and rename it over the old one, so concurrent `ftpd adduser` runs
+//! never lose each other's lines and a crash never leaves a half-written file.
+//!
+//! The server reads through [`UserStore`]; [`FileUserStore`] notices when the file changes and
+//! reloads it, keeping its last good table if the new content is corrupt.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::auth::Verifier;
+use crate::error::UserDbError;
+use crate::username::Username;
+
+/// Looks users up at login. Another engine (PostgreSQL, LDAP) implements this.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// The verifier of `name`, or `None` if there is no such user.
+    ///
+    /// # Errors
+    /// The store could not be consulted.
+    async fn verifier(&self, name: &Username) -> Result<Option<Verifier>, UserDbError>;
+}
+
+/// One user's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The login name.
+    pub name: Username,
+    /// The salted verifier.
+    pub verifier: Verifier,
+}
+
+/// A line of `users.db`, kept in order so rewrites preserve comments.
+#[derive(Debug, Clone)]
+enum Line {
+    Text(String),
+    User(UserRecord),
+}
+
+/// The parsed contents of `users.db`.
+#[derive(Debug, Clone, Default)]
+pub struct UserFile {
+    lines: Vec<Line>,
+}
+
+impl UserFile {
+    /// Parses the file's text; `path` is only used in error messages.
+    ///
+    /// # Errors
+    /// [`UserDbError::Corrupt`] naming the first bad line.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, UserDbError> {
+        let mut lines = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (index, raw) in text.lines().enumerate() {
+            let corrupt = |reason: String| UserDbError::Corrupt {
+                path: path.to_owned(),
+                line: index + 1,
+                reason,
+            };
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                lines.push(Line::Text(raw.to_owned()));
+                continue;
+            }
+            let (name, verifier) = trimmed
+                .split_once(':')
+                .ok_or_else(|| corrupt("expected name:verifier".into()))?;
+            let name = Username::parse(name).map_err(|e| corrupt(e.to_string()))?;
+            let verifier: Verifier = verifier.parse().map_err(|e| corrupt(format!("{e}")))?;
+            if !seen.insert(name.clone()) {
+                return Err(corrupt(format!("user {name} appears twice")));
+            }
+            lines.push(Line::User(UserRecord { name, verifier }));
+        }
+        Ok(UserFile { lines })
+    }
+
+    /// The users, in file order.
+    pub fn users(&self) -> impl Iterator<Item = &UserRecord> {
+        self.lines.iter().filter_map(|line| match line {
+            Line::User(record) => Some(record),
+            Line::Text(_) => None,
+        })
+    }
+
+    fn find_mut(&mut self, name: &Username) -> Option<&mut UserRecord> {
+        self.lines.iter_mut().find_map(|line| match line {
+            Line::User(record) if &record.name == name => Some(record),
+            _ => None,
+        })
+    }
+
+    /// Adds a user.
+    ///
+    /// # Errors
+    /// [`UserDbError::UserExists`].
+    pub fn add(&mut self, record: UserRecord) -> Result<(), UserDbError> {
+        if self.find_mut(&record.name).is_some() {
+            return Err(UserDbError::UserExists(record.name.to_string()));
+        }
+        self.lines.push(Line::User(record));
+        Ok(())
+    }
+
+    /// Replaces a user's verifier.
+    ///
+    /// # Errors
+    /// [`UserDbError::NoSuchUser`].
+    pub fn set_verifier(&mut self, name: &Username, verifier: Verifier) -> Result<(), UserDbError> {
+        let record = self
+            .find_mut(name)
+            .ok_or_else(|| UserDbError::NoSuchUser(name.to_string()))?;
+        record.verifier = verifier;
+        Ok(())
+    }
+
+    /// Removes a user.
+    ///
+    /// # Errors
+    /// [`UserDbError::NoSuchUser`].
+    pub fn remove(&mut self, name: &Username) -> Result<(), UserDbError> {
+        let before = self.lines.len();
+        self.lines
+            .retain(|line| !matches!(line, Line::User(record) if &record.name == name));
+        if self.lines.len() == before {
+            return Err(UserDbError::NoSuchUser(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The file's text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for line in &self.lines {
+            match line {
+                Line::Text(text) => out.push_str(text),
+                Line::User(record) => {
+                    out.push_str(&format!("{}:{}", record.name, record.verifier));
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> UserDbError + '_ {
+    move |source| UserDbError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Reads and parses `users.db`; a missing file is an empty database.
+///
+/// # Errors
+/// I/O errors, or [`UserDbError::Corrupt`].
+pub fn read(path: &Path) -> Result<UserFile, UserDbError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => UserFile::parse(&text, path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(UserFile::default()),
+        Err(e) => Err(io_error(path)(e)),
+    }
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// Applies `change` to `users.db` under an exclusive lock and writes the result atomically
+/// (temporary file, fsync, rename, fsync of the directory). The file is created mode 0600.
+///
+/// # Errors
+/// Whatever `change` returns, a corrupt existing file (which is left untouched), or I/O.
+pub fn modify(
+    path: &Path,
+    change: impl FnOnce(&mut UserFile) -> Result<(), UserDbError>,
+) -> Result<(), UserDbError> {
+    let lock_file = lock_path(path);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_file)
+        .map_err(io_error(&lock_file))?;
+    lock.lock().map_err(io_error(&lock_file))?;
+
+    let mut file = read(path)?;
+    change(&mut file)?;
+
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // NamedTempFile creates its file with mode 0600.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".users.db.")
+        .tempfile_in(dir)
+        .map_err(io_error(dir))?;
+    tmp.write_all(file.render().as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io_error(tmp.path()))?;
+    tmp.persist(path).map_err(|e| io_error(path)(e.error))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))?;
+    drop(lock);
+    Ok(())
+}
+
+/// Identifies one version of the file cheaply: a rename gives a new inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(Stamp {
+            inode: m.ino(),
+            len: m.len(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Loaded {
+    table: HashMap<Username, Verifier>,
+    stamp: Option<Stamp>,
+}
+
+/// The embedded user store: `users.db`, re-read whenever it changes on disk.
+#[derive(Debug, Clone)]
+pub struct FileUserStore {
+    path: PathBuf,
+    loaded: Arc<Mutex<Loaded>>,
+}
+
+impl FileUserStore {
+    /// Loads `users.db` strictly: a corrupt line is an error, so the server refuses to start.
+    ///
+    /// # Errors
+    /// I/O errors or [`UserDbError::Corrupt`].
+    pub fn open(path: &Path) -> Result<Self, UserDbError> {
+        let stamp = stamp(path).map_err(io_error(path))?;
+        let table = table(&read(path)?);
+        Ok(FileUserStore {
+            path: path.to_owned(),
+            loaded: Arc::new(Mutex::new(Loaded { table, stamp })),
+        })
+    }
+
+    /// How many users are loaded.
+    pub fn len(&self) -> usize {
+        self.loaded.lock().map(|l| l.table.len()).unwrap_or(0)
+    }
+
+    /// True if no user is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Re-reads the file if it changed since the last look. A corrupt file is logged and the
+    /// last good table kept (its stamp is remembered, so the error is logged once).
+    fn refresh(&self) {
+        let Ok(mut loaded) = self.loaded.lock() else {
+            return;
+        };
+        let current = match stamp(&self.path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot stat users.db");
+                return;
+            }
+        };
+        if current == loaded.stamp {
+            return;
+        }
+        loaded.stamp = current;
+        match read(&self.path) {
+            Ok(file) => {
+                loaded.table = table(&file);
+                tracing::info!(users = loaded.table.len(), "reloaded users.db");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "users.db changed but cannot be used; keeping the last good table");
+            }
+        }
+    }
+}
+
+fn table(file: &UserFile) -> HashMap<Username, Verifier> {
+    file.users()
+        .map(|r| (r.name.clone(), r.verifier.clone()))
+        .collect()
+}
+
+#[async_trait]
+impl UserStore for FileUserStore {
+    async fn verifier(&self, name: &Username) -> Result<Option<Verifier>, UserDbError> {
+        let store = self.clone();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || {
+            store.refresh();
+            store
+                .loaded
+                .lock()
+                .map(|l| l.table.get(&name).cloned())
+                .unwrap_or(None)
+        })
+        .await
+        .map_err(|e| UserDbError::Io {
+            path: self.path.clone(),
+            source: io::Error::other(e),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record(name: &str) -> UserRecord {
+        UserRecord {
+            name: Username::parse(name).unwrap(),
+            verifier: Verifier::from_password("pw", b"salt", 4096),
+        }
+    }
+
+    #[test]
+    fn parse_keeps_comments_and_names_bad_lines() {
+        let v = Verifier::from_password("pw", b"salt", 4096);
+        let text = format!("# users\n\nalice:{v}\n");
+        let file = UserFile::parse(&text, Path::new("users.db")).unwrap();
+        assert_eq!(file.users().count(), 1);
+        assert_eq!(file.render(), text);
+        for (bad, line) in [
+            (format!("# x\nalice:{v}\nbob\n"), 3),
+            (format!("Alice:{v}\n"), 1),
+            ("carol:SCRAM-SHA-256$4096:xx\n".to_owned(), 1),
+            (format!("alice:{v}\nalice:{v}\n"), 2),
+        ] {
+            match UserFile::parse(&bad, Path::new("users.db")) {
+                Err(UserDbError::Corrupt { line: l, .. }) => assert_eq!(l, line, "{bad}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let err = UserFile::parse("bob\n", Path::new("/etc/users.db")).unwrap_err();
+        assert!(err.to_string().starts_with("/etc/users.db:1: "), "{err}");
+    }
+
+    #[test]
+    fn modify_is_atomic_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        modify(&path, |f| f.add(record("alice"))).unwrap();
+        modify(&path, |f| f.add(record("bob"))).unwrap();
+        assert!(matches!(
+            modify(&path, |f| f.add(record("bob"))),
+            Err(UserDbError::UserExists(_))
+        ));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let names: Vec<_> = read(&path)
+            .unwrap()
+            .users()
+            .map(|u| u.name.to_string())
+            .collect();
+        assert_eq!(names, ["alice", "bob"]);
+        modify(&path, |f| f.remove(&Username::parse("alice").unwrap())).unwrap();
+        assert_eq!(read(&path).unwrap().users().count(), 1);
+        // A corrupt file is never rewritten.
+        std::fs::write(&path, "garbage\n").unwrap();
+        assert!(modify(&path, |f| f.add(record("carol"))).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "garbage\n");
+        // No temporary files are left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(".users.db."))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn store_reloads_and_keeps_last_good_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        modify(&path, |f| f.add(record("alice"))).unwrap();
+        let store = FileUserStore::open(&path).unwrap();
+        let alice = Username::parse("alice").unwrap();
+        let bob = Username::parse("bob").unwrap();
+        assert!(store.verifier(&alice).await.unwrap().is_some());
+        assert!(store.verifier(&bob).await.unwrap().is_none());
+        modify(&path, |f| f.add(record("bob"))).unwrap();
+        assert!(store.verifier(&bob).await.unwrap().is_some());
+        std::fs::write(&path, "not a user line at all\n").unwrap();
+        assert!(store.verifier(&bob).await.unwrap().is_some());
+        assert!(FileUserStore::open(&path).is_err());
+    }
+}

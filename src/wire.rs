@@ -1,0 +1,225 @@
+//! Frames: a 4-byte big-endian payload length, then a bincode 2 (serde) payload.
+//! All encoding lives here, so the format can change in one place.
+//!
+//! # Format
+//! bincode's standard configuration with fixed-width little-endian integers: see
+//! `docs/PROTOCOL.md`. A frame's length is checked against [`MAX_FRAME_LEN`] before any
+//! buffer is reserved for it, and the decoder refuses length claims inside the payload that
+//! exceed the same limit, so a peer cannot make us allocate more than one frame.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{Decoder, Encoder, Framed, LengthDelimitedCodec};
+
+use crate::error::{Error, Result};
+
+/// Largest payload accepted in either direction (1 MiB).
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+/// Bytes in the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_fixed_int_encoding()
+        .with_limit::<MAX_FRAME_LEN>()
+}
+
+/// Encodes a message as a frame payload (without the length prefix).
+///
+/// # Errors
+/// [`Error::FrameTooLarge`] if the payload would exceed the limit.
+pub fn encode<T: Serialize>(message: &T) -> Result<Bytes> {
+    let payload = bincode::serde::encode_to_vec(message, bincode_config())
+        .map_err(|e| Error::MalformedFrame(e.to_string()))?;
+    if payload.len() > MAX_FRAME_LEN {
+        return Err(Error::FrameTooLarge {
+            size: payload.len() as u64,
+            limit: MAX_FRAME_LEN,
+        });
+    }
+    Ok(payload.into())
+}
+
+/// Decodes a frame payload; trailing bytes are an error, not ignored.
+///
+/// # Errors
+/// [`Error::MalformedFrame`] if the payload is not exactly one `T`.
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
+    let (message, used) = bincode::serde::decode_from_slice(payload, bincode_config())
+        .map_err(|e| Error::MalformedFrame(e.to_string()))?;
+    if used != payload.len() {
+        return Err(Error::MalformedFrame(format!(
+            "{} unexpected bytes after the message",
+            payload.len() - used
+        )));
+    }
+    Ok(message)
+}
+
+/// Length-prefixed framing with a hard limit and typed errors.
+#[derive(Debug)]
+pub struct FrameCodec {
+    inner: LengthDelimitedCodec,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        FrameCodec {
+            inner: LengthDelimitedCodec::builder()
+                .big_endian()
+                .length_field_length(HEADER_LEN)
+                .max_frame_length(MAX_FRAME_LEN)
+                .new_codec(),
+        }
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = BytesMut;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>> {
+        // Check the announced length ourselves first, to report it in a typed error.
+        if let Some(head) = src.get(..HEADER_LEN) {
+            let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+            if size as usize > MAX_FRAME_LEN {
+                return Err(Error::FrameTooLarge {
+                    size: u64::from(size),
+                    limit: MAX_FRAME_LEN,
+                });
+            }
+        }
+        Ok(self.inner.decode(src)?)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => Err(Error::TruncatedFrame),
+        }
+    }
+}
+
+impl Encoder<Bytes> for FrameCodec {
+    type Error = Error;
+
+    fn encode(&mut self, payload: Bytes, dst: &mut BytesMut) -> Result<()> {
+        Ok(self.inner.encode(payload, dst)?)
+    }
+}
+
+/// A framed, typed connection over any byte stream (TCP today, TLS later).
+#[derive(Debug)]
+pub struct Connection<S> {
+    framed: Framed<S, FrameCodec>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Wraps a connected stream.
+    pub fn new(stream: S) -> Self {
+        Connection {
+            framed: Framed::new(stream, FrameCodec::default()),
+        }
+    }
+
+    /// Reads the next message. `Ok(None)` means the peer closed cleanly between frames.
+    ///
+    /// # Errors
+    /// [`Error::FrameTooLarge`], [`Error::TruncatedFrame`], [`Error::MalformedFrame`] or I/O.
+    pub async fn read<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        match self.framed.next().await {
+            None => Ok(None),
+            Some(frame) => decode(&frame?).map(Some),
+        }
+    }
+
+    /// Reads the next message; a clean close is [`Error::ConnectionClosed`].
+    ///
+    /// # Errors
+    /// As [`Connection::read`], plus [`Error::ConnectionClosed`].
+    pub async fn expect<T: DeserializeOwned>(&mut self) -> Result<T> {
+        self.read().await?.ok_or(Error::ConnectionClosed)
+    }
+
+    /// Writes one message and flushes it.
+    ///
+    /// # Errors
+    /// Encoding or I/O errors.
+    pub async fn write<T: Serialize>(&mut self, message: &T) -> Result<()> {
+        self.framed.send(encode(message)?).await
+    }
+
+    /// The underlying stream (for tests that need to misbehave).
+    pub fn get_mut(&mut self) -> &mut S {
+        self.framed.get_mut()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::{Hello, Request};
+    use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn round_trip_and_layout() {
+        let hello = Hello::ours();
+        let bytes = encode(&hello).unwrap();
+        assert_eq!(&bytes[..], b"FTPR\x01\x00");
+        assert_eq!(decode::<Hello>(&bytes).unwrap(), hello);
+        let req = Request::Mkdir {
+            path: "a/b".into(),
+            parents: true,
+        };
+        let bytes = encode(&req).unwrap();
+        // variant 2 as u32 LE, string length as u64 LE, bytes, bool.
+        assert_eq!(&bytes[..], b"\x02\0\0\0\x03\0\0\0\0\0\0\0a/b\x01");
+        assert_eq!(decode::<Request>(&bytes).unwrap(), req);
+    }
+
+    #[test]
+    fn trailing_and_garbage_bytes_are_errors() {
+        let mut bytes = encode(&Hello::ours()).unwrap().to_vec();
+        bytes.push(0);
+        assert!(matches!(decode::<Hello>(&bytes), Err(Error::MalformedFrame(_))));
+        assert!(matches!(
+            decode::<Request>(b"\xff\xff\xff\xff"),
+            Err(Error::MalformedFrame(_))
+        ));
+        // A string claiming 2^62 bytes is refused without allocating it.
+        let claim = b"\x03\0\0\0\0\0\0\0\0\0\0\x40";
+        assert!(matches!(decode::<Request>(claim), Err(Error::MalformedFrame(_))));
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_is_refused_before_its_body_arrives() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut client = client;
+        client.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        let mut conn = Connection::new(server);
+        match conn.read::<Hello>().await {
+            Err(Error::FrameTooLarge { size, limit }) => {
+                assert_eq!(size, u64::from(u32::MAX));
+                assert_eq!(limit, MAX_FRAME_LEN);
+            }
+            other => panic!("expected FrameTooLarge, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn close_mid_frame_is_truncated_and_clean_close_is_none() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(&[0, 0, 0, 10, 1, 2]).await.unwrap();
+        drop(client);
+        let mut conn = Connection::new(server);
+        assert!(matches!(conn.read::<Hello>().await, Err(Error::TruncatedFrame)));
+
+        let (client, server) = tokio::io::duplex(64);
+        drop(client);
+        assert!(Connection::new(server).read::<Hello>().await.unwrap().is_none());
+    }
+}
