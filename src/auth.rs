@@ -50,7 +50,7 @@ pub enum ScramError {
     #[error("server asks for {0} PBKDF2 iterations (accepted: {MIN_ITERATIONS} to {MAX_ITERATIONS})")]
     BadIterationCount(u32),
     /// The proof was wrong: wrong password, unknown user, or stale cached keys.
-    #[error("authentication failed")]
+    #[error("authentication failed: wrong username or password")]
     AuthenticationFailed,
     /// The server's signature did not verify: it does not hold this user's verifier.
     #[error("the server could not prove it knows the password verifier")]

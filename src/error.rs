@@ -63,11 +63,11 @@ pub enum Error {
         /// Who to log in as again.
         user: String,
     },
-    /// There is no cached login for this server.
-    #[error("not logged in to {server}, run: ftpc login USER")]
+    /// There is no cached login (for this server, if one was named).
+    #[error("not logged in{}, run: ftpc login USER", server.as_ref().map(|s| format!(" to {s}")).unwrap_or_default())]
     NotLoggedIn {
-        /// The server address asked for.
-        server: String,
+        /// The server address asked for, if any.
+        server: Option<String>,
     },
     /// A remote path was refused before it reached the server's storage.
     #[error(transparent)]

@@ -6,6 +6,8 @@
 //! - [`commands`]: the vocabulary on the wire: hello, requests, responses, error codes. Data only.
 //! - [`wire`]: frames (4-byte big-endian length + bincode 2 payload) and a framed connection.
 //! - [`paths`]: remote paths, validated and normalised before anything touches storage.
+//! - [`username`]: the one rule for user names, shared by adduser, users.db and login.
+//! - [`prompt`]: reading passwords from the terminal (no echo) or from standard input.
 //! - [`server`]: listener, per-connection session (hello → login → commands), the user
 //!   database and the jailed storage, each behind a trait so other engines can plug in.
 //! - [`client`]: connect, log in (password or cached keys), one method per command, and the
@@ -19,6 +21,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod paths;
+pub mod prompt;
 pub mod server;
 pub mod username;
 pub mod wire;

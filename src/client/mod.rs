@@ -229,7 +229,7 @@ fn first_final_error(message: &str) -> Error {
 /// works, and connection errors.
 pub async fn connect_saved(store: &CredentialStore, server: Option<&str>) -> Result<(Client, SavedLogin)> {
     let saved = store.find(server)?.ok_or_else(|| Error::NotLoggedIn {
-        server: server.unwrap_or(DEFAULT_SERVER).to_owned(),
+        server: server.map(str::to_owned),
     })?;
     let mut client = Client::connect(&saved.server).await?;
     client.login_with_keys(&saved.user, &saved.keys).await?;

@@ -24,6 +24,10 @@ where
 {
     let mut conn = Connection::new(stream);
     if let Err(err) = serve(&mut conn, peer, &shared, &cancel).await {
+        if matches!(err, Error::ConnectionClosed) {
+            tracing::info!(%peer, "client left before logging in");
+            return;
+        }
         tracing::warn!(%peer, error = %err, "closing connection");
         if let Some((code, message)) = reply_for(&err) {
             let _ = conn.write(&Response::Error { code, message }).await;

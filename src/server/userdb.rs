@@ -225,6 +225,35 @@ pub fn modify(
     Ok(())
 }
 
+/// Adds a user (`ftpd adduser`).
+///
+/// # Errors
+/// [`UserDbError::UserExists`], a corrupt file, or I/O.
+pub fn add_user(path: &Path, name: &Username, verifier: Verifier) -> Result<(), UserDbError> {
+    modify(path, |file| {
+        file.add(UserRecord {
+            name: name.clone(),
+            verifier,
+        })
+    })
+}
+
+/// Replaces a user's verifier (`ftpd passwd`).
+///
+/// # Errors
+/// [`UserDbError::NoSuchUser`], a corrupt file, or I/O.
+pub fn set_verifier(path: &Path, name: &Username, verifier: Verifier) -> Result<(), UserDbError> {
+    modify(path, |file| file.set_verifier(name, verifier))
+}
+
+/// Removes a user (`ftpd deluser`); their files are left alone.
+///
+/// # Errors
+/// [`UserDbError::NoSuchUser`], a corrupt file, or I/O.
+pub fn remove_user(path: &Path, name: &Username) -> Result<(), UserDbError> {
+    modify(path, |file| file.remove(name))
+}
+
 /// Identifies one version of the file cheaply: a rename gives a new inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {

@@ -1,0 +1,192 @@
+//! `ftpd`: runs the ftprep server and manages its user database.
+//!
+//! Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use ftprep::auth::{self, Verifier};
+use ftprep::server::{Config, Limits, Server, userdb};
+use ftprep::username::Username;
+
+/// ftprep server: serves each user's own directory tree to `ftpc` after a SCRAM-SHA-256
+/// login, and manages the users who may log in.
+#[derive(Parser)]
+#[command(name = "ftpd", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+    /// Add a user; prompts twice for the password (no echo).
+    Adduser(PasswordArgs),
+    /// Remove a user; their files are left on disk.
+    Deluser(NameArgs),
+    /// Change a user's password; their cached logins stop working.
+    Passwd(PasswordArgs),
+    /// List the users, one a line.
+    Users(UsersFile),
+}
+
+#[derive(Args)]
+struct UsersFile {
+    /// The user database.
+    #[arg(long, value_name = "FILE", default_value = "./users.db", env = "FTPD_USERS")]
+    users: PathBuf,
+}
+
+#[derive(Args)]
+struct NameArgs {
+    /// The user's name: 1-32 of a-z 0-9 _ . - starting with a letter or digit.
+    name: String,
+    #[command(flatten)]
+    file: UsersFile,
+}
+
+#[derive(Args)]
+struct PasswordArgs {
+    #[command(flatten)]
+    who: NameArgs,
+    /// Read the password as one line from standard input instead of the terminal.
+    #[arg(long)]
+    password_stdin: bool,
+    /// PBKDF2 iterations for the verifier (at least 4096).
+    #[arg(long, value_name = "N", default_value_t = auth::DEFAULT_ITERATIONS)]
+    iterations: u32,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:2121", env = "FTPD_LISTEN")]
+    listen: SocketAddr,
+    /// Directory holding one home directory per user (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "./ftp-root", env = "FTPD_ROOT")]
+    root: PathBuf,
+    #[command(flatten)]
+    file: UsersFile,
+    /// Directory for the server's private state (created 0700 if missing).
+    #[arg(long, value_name = "DIR", default_value = "./ftpd-state", env = "FTPD_STATE_DIR")]
+    state_dir: PathBuf,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a connection has to log in.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().login_timeout.as_secs())]
+    login_timeout: u64,
+    /// Seconds a logged-in connection may stay idle.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
+    idle_timeout: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ftpd: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Adduser(args) => {
+            let (name, verifier) = new_verifier(&args)?;
+            userdb::add_user(&args.who.file.users, &name, verifier)?;
+            println!("added user {name}");
+            Ok(())
+        }
+        Command::Passwd(args) => {
+            let (name, verifier) = new_verifier(&args)?;
+            userdb::set_verifier(&args.who.file.users, &name, verifier)?;
+            println!("changed the password of {name}");
+            Ok(())
+        }
+        Command::Deluser(args) => {
+            let name = Username::parse(&args.name)?;
+            userdb::remove_user(&args.file.users, &name)?;
+            println!("removed user {name}; their files are kept");
+            Ok(())
+        }
+        Command::Users(file) => {
+            for user in userdb::read(&file.users)?.users() {
+                println!("{}", user.name);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn new_verifier(args: &PasswordArgs) -> anyhow::Result<(Username, Verifier)> {
+    let name = Username::parse(&args.who.name)?;
+    if !(auth::MIN_ITERATIONS..=auth::MAX_ITERATIONS).contains(&args.iterations) {
+        bail!(
+            "--iterations must be between {} and {}",
+            auth::MIN_ITERATIONS,
+            auth::MAX_ITERATIONS
+        );
+    }
+    let password = ftprep::prompt::new_password(name.as_str(), args.password_stdin)?;
+    auth::check_new_password(&password)?;
+    Ok((name, Verifier::generate(&password, args.iterations)))
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FTPD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = Config {
+        root: args.root,
+        users: args.file.users,
+        state_dir: args.state_dir,
+        limits: Limits {
+            max_connections: args.max_connections.max(1),
+            login_timeout: Duration::from_secs(args.login_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+        },
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::open(&config)?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        server.run(listener, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch SIGTERM; only Ctrl-C stops the server");
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

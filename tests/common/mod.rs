@@ -1,0 +1,113 @@
+//! Shared test helpers: a real server on 127.0.0.1:0 in a temporary directory.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ftprep::auth::Verifier;
+use ftprep::client::Client;
+use ftprep::server::{Config, Limits, Server, userdb};
+use ftprep::username::Username;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Iterations for test users: the RFC minimum keeps tests fast.
+pub const TEST_ITERATIONS: u32 = 4096;
+
+/// A running server and the directory that holds its files.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    pub users: PathBuf,
+    pub root: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<ftprep::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with default limits and the given users (name, password).
+    pub async fn start(users: &[(&str, &str)]) -> Self {
+        Self::start_with(users, Limits::default()).await
+    }
+
+    /// Starts a server with the given limits.
+    pub async fn start_with(users: &[(&str, &str)], limits: Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            root: dir.path().join("root"),
+            users: dir.path().join("users.db"),
+            state_dir: dir.path().join("state"),
+            limits,
+        };
+        for (name, password) in users {
+            add_user(&config.users, name, password);
+        }
+        let server = Server::open(&config).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(listener, async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            dir,
+            users: config.users,
+            root: config.root,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// A client connected to this server (hello exchanged, not logged in).
+    pub async fn connect(&self) -> Client {
+        Client::connect(&self.addr.to_string()).await.unwrap()
+    }
+
+    /// A client logged in with a password.
+    pub async fn login(&self, name: &str, password: &str) -> Client {
+        let mut client = self.connect().await;
+        client
+            .login_with_password(&Username::parse(name).unwrap(), password)
+            .await
+            .unwrap();
+        client
+    }
+
+    /// Stops the server and waits until every session has finished.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("server did not stop")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+/// Adds a user to a `users.db` with the fast test iteration count.
+pub fn add_user(users: &std::path::Path, name: &str, password: &str) {
+    userdb::add_user(
+        users,
+        &Username::parse(name).unwrap(),
+        Verifier::generate(password, TEST_ITERATIONS),
+    )
+    .unwrap();
+}
+
+/// Names in a directory on disk, sorted.
+pub fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
