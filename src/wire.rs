@@ -7,12 +7,12 @@
 //! buffer is reserved for it, and the decoder refuses length claims inside the payload that
 //! exceed the same limit, so a peer cannot make us allocate more than one frame.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{Decoder, Encoder, Framed, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use crate::error::{Error, Result};
 
@@ -59,40 +59,32 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
     Ok(message)
 }
 
-/// Length-prefixed framing with a hard limit and typed errors.
-#[derive(Debug)]
-pub struct FrameCodec {
-    inner: LengthDelimitedCodec,
-}
-
-impl Default for FrameCodec {
-    fn default() -> Self {
-        FrameCodec {
-            inner: LengthDelimitedCodec::builder()
-                .big_endian()
-                .length_field_length(HEADER_LEN)
-                .max_frame_length(MAX_FRAME_LEN)
-                .new_codec(),
-        }
-    }
-}
+/// Length-prefixed framing with a hard limit and typed errors. The length is checked as
+/// soon as its four bytes arrive, before any room is reserved for the payload.
+#[derive(Debug, Default)]
+pub struct FrameCodec;
 
 impl Decoder for FrameCodec {
     type Item = BytesMut;
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>> {
-        // Check the announced length ourselves first, to report it in a typed error.
-        if let Some(head) = src.get(..HEADER_LEN) {
-            let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-            if size as usize > MAX_FRAME_LEN {
-                return Err(Error::FrameTooLarge {
-                    size: u64::from(size),
-                    limit: MAX_FRAME_LEN,
-                });
-            }
+        let Some(head) = src.get(..HEADER_LEN) else {
+            return Ok(None);
+        };
+        let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if size > MAX_FRAME_LEN {
+            return Err(Error::FrameTooLarge {
+                size: size as u64,
+                limit: MAX_FRAME_LEN,
+            });
         }
-        Ok(self.inner.decode(src)?)
+        if src.len() < HEADER_LEN + size {
+            src.reserve(HEADER_LEN + size - src.len());
+            return Ok(None);
+        }
+        src.advance(HEADER_LEN);
+        Ok(Some(src.split_to(size)))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>> {
@@ -108,7 +100,17 @@ impl Encoder<Bytes> for FrameCodec {
     type Error = Error;
 
     fn encode(&mut self, payload: Bytes, dst: &mut BytesMut) -> Result<()> {
-        Ok(self.inner.encode(payload, dst)?)
+        let size = u32::try_from(payload.len())
+            .ok()
+            .filter(|&n| n as usize <= MAX_FRAME_LEN)
+            .ok_or(Error::FrameTooLarge {
+                size: payload.len() as u64,
+                limit: MAX_FRAME_LEN,
+            })?;
+        dst.reserve(HEADER_LEN + payload.len());
+        dst.put_u32(size);
+        dst.extend_from_slice(&payload);
+        Ok(())
     }
 }
 
@@ -122,7 +124,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Wraps a connected stream.
     pub fn new(stream: S) -> Self {
         Connection {
-            framed: Framed::new(stream, FrameCodec::default()),
+            framed: Framed::new(stream, FrameCodec),
         }
     }
 
@@ -207,6 +209,27 @@ mod tests {
                 assert_eq!(limit, MAX_FRAME_LEN);
             }
             other => panic!("expected FrameTooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_split_anywhere_decode_the_same() {
+        let mut wire = BytesMut::new();
+        let payload = encode(&Request::List { path: "x".repeat(5000) }).unwrap();
+        FrameCodec.encode(payload.clone(), &mut wire).unwrap();
+        FrameCodec.encode(payload.clone(), &mut wire).unwrap();
+        for step in [1, 3, 4, 5, 97, 4096] {
+            let mut codec = FrameCodec;
+            let mut buf = BytesMut::new();
+            let mut frames = Vec::new();
+            for chunk in wire.chunks(step) {
+                buf.extend_from_slice(chunk);
+                while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                    frames.push(frame);
+                }
+            }
+            assert_eq!(frames.len(), 2, "step {step}");
+            assert!(frames.iter().all(|f| f[..] == payload[..]), "step {step}");
         }
     }
 

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::handler;
+use super::storage::UserTree;
 use crate::auth::{self, ClientFirstMessage, ServerExchange, Verifier};
 use crate::commands::{ErrorCode, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
 use crate::error::{Error, Result};
@@ -62,17 +63,8 @@ where
         }
         () = cancel.cancelled() => return Ok(()),
     };
-    let Some(user) = user else {
+    let Some((user, tree)) = user else {
         return Ok(());
-    };
-    let tree = match shared.storage.open_home(&user).await {
-        Ok(tree) => tree,
-        Err(err) => {
-            tracing::error!(%user, error = %err, "cannot open home directory");
-            let (code, message) = (err.code, err.message);
-            conn.write(&Response::Error { code, message }).await?;
-            return Ok(());
-        }
     };
     loop {
         let request = tokio::select! {
@@ -108,13 +100,15 @@ where
     Ok(())
 }
 
-/// Runs SCRAM until a user is authenticated (`Some`) or the attempt failed (`None`, after
-/// the failure was answered). Requests other than login are refused, not served.
+/// Runs SCRAM until a user is authenticated (`Some`, with their home open) or the attempt
+/// failed (`None`, after the failure was answered). Requests other than login are refused,
+/// not served. Success is announced only once the home is ready, so a client that has seen
+/// it can rely on its home existing.
 async fn login<S>(
     conn: &mut Connection<S>,
     peer: SocketAddr,
     shared: &Shared,
-) -> Result<Option<Username>>
+) -> Result<Option<(Username, Arc<dyn UserTree>)>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -187,12 +181,21 @@ where
     };
     match (exchange.finish(&client_final), known) {
         (Ok(server_final), Some((name, _))) => {
+            let tree = match shared.storage.open_home(&name).await {
+                Ok(tree) => tree,
+                Err(err) => {
+                    tracing::error!(user = %name, error = %err, "cannot open home directory");
+                    let (code, message) = (err.code, err.message);
+                    conn.write(&Response::Error { code, message }).await?;
+                    return Ok(None);
+                }
+            };
             tracing::info!(user = %name, %peer, "login succeeded");
             conn.write(&Response::AuthOutcome {
                 message: server_final,
             })
             .await?;
-            Ok(Some(name))
+            Ok(Some((name, tree)))
         }
         (result, _) => {
             let err = result.err().unwrap_or(auth::ScramError::AuthenticationFailed);

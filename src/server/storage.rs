@@ -131,7 +131,13 @@ impl UserTree for FsTree {
         let rel = path.to_relative();
         blocking(move || {
             if parents {
-                home.create_dir_all(&rel)?;
+                if let Err(err) = home.create_dir_all(&rel) {
+                    // An existing symlink out of the home reports "exists"; say what it is.
+                    return Err(match home.metadata(&rel) {
+                        Err(meta) if meta.kind() == io::ErrorKind::PermissionDenied => meta.into(),
+                        _ => err.into(),
+                    });
+                }
                 // create_dir_all succeeds on an existing directory; make sure it is one.
                 if !home.metadata(&rel)?.is_dir() {
                     return Err(StorageError::new(ErrorCode::AlreadyExists, "already exists"));

@@ -1,0 +1,210 @@
+//! The wire protocol against a real server: hello and versions, frame limits, garbage, and
+//! timeouts. A misbehaving peer is answered and dropped while other clients keep working.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+use ftprep::Error;
+use ftprep::client::Client;
+use ftprep::commands::{ErrorCode, Hello, MAGIC, PROTOCOL_VERSION, Response};
+use ftprep::server::Limits;
+use ftprep::wire::{Connection, MAX_FRAME_LEN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A raw connection that has read the server's hello, byte by byte.
+async fn raw(server: &TestServer) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.unwrap();
+    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut payload).await.unwrap();
+    let hello: Hello = ftprep::wire::decode(&payload).unwrap();
+    assert_eq!(hello, Hello::ours());
+    stream
+}
+
+/// Reads frames until the server closes; returns the error replies it sent.
+async fn replies_until_close(stream: TcpStream) -> Vec<Response> {
+    let mut conn = Connection::new(stream);
+    let mut replies = Vec::new();
+    while let Ok(Some(reply)) = conn.read::<Response>().await {
+        replies.push(reply);
+    }
+    replies
+}
+
+fn assert_error(replies: &[Response], code: ErrorCode) -> String {
+    match replies {
+        [Response::Error { code: c, message }] if *c == code => message.clone(),
+        other => panic!("expected one {code:?} error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn oversized_frame_is_refused_and_other_clients_keep_working() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+
+    let mut evil = raw(&server).await;
+    let announced = (MAX_FRAME_LEN as u32 + 1).to_be_bytes();
+    evil.write_all(&announced).await.unwrap();
+    let replies = replies_until_close(evil).await;
+    let message = assert_error(&replies, ErrorCode::FrameTooLarge);
+    assert!(message.contains(&format!("{}", MAX_FRAME_LEN + 1)), "{message}");
+
+    alice.mkdir("after-oversized", false).await.unwrap();
+    assert!(server.root.join("alice/after-oversized").is_dir());
+}
+
+#[tokio::test]
+async fn garbage_is_refused_and_other_clients_keep_working() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+
+    // A well-formed frame whose payload is not a hello.
+    let mut evil = raw(&server).await;
+    evil.write_all(&[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0xff]).await.unwrap();
+    let replies = replies_until_close(evil).await;
+    assert_error(&replies, ErrorCode::BadFrame);
+
+    // Bytes that are not frames at all (an HTTP request).
+    let mut http = raw(&server).await;
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let replies = replies_until_close(http).await;
+    assert!(
+        matches!(
+            replies.as_slice(),
+            [Response::Error { code: ErrorCode::FrameTooLarge | ErrorCode::BadFrame, .. }]
+        ),
+        "{replies:?}"
+    );
+
+    // A right hello, then a request that does not decode.
+    let mut evil = raw(&server).await;
+    let hello = ftprep::wire::encode(&Hello::ours()).unwrap();
+    evil.write_all(&(hello.len() as u32).to_be_bytes()).await.unwrap();
+    evil.write_all(&hello).await.unwrap();
+    evil.write_all(&[0, 0, 0, 4, 0x63, 0, 0, 0]).await.unwrap();
+    let replies = replies_until_close(evil).await;
+    assert_error(&replies, ErrorCode::BadFrame);
+
+    // A peer that vanishes in the middle of a frame.
+    let mut half = raw(&server).await;
+    half.write_all(&[0, 0, 0, 100, 1, 2, 3]).await.unwrap();
+    drop(half);
+
+    alice.mkdir("after-garbage", false).await.unwrap();
+    assert_eq!(alice.list("").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn protocol_version_mismatch_names_both_versions() {
+    let server = TestServer::start(&[]).await;
+    // Server side: a client from the future.
+    let mut future = raw(&server).await;
+    let hello = ftprep::wire::encode(&Hello { magic: MAGIC, version: 99 }).unwrap();
+    future.write_all(&(hello.len() as u32).to_be_bytes()).await.unwrap();
+    future.write_all(&hello).await.unwrap();
+    let replies = replies_until_close(future).await;
+    let message = assert_error(&replies, ErrorCode::VersionMismatch);
+    assert!(
+        message.contains("client speaks version 99") && message.contains(&format!("server speaks version {PROTOCOL_VERSION}")),
+        "{message}"
+    );
+
+    // Client side: a server from the future.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut conn = Connection::new(socket);
+        conn.write(&Hello { magic: MAGIC, version: 7 }).await.unwrap();
+        let _ = conn.read::<Hello>().await;
+    });
+    let err = Client::connect(&addr.to_string()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::VersionMismatch { client: PROTOCOL_VERSION, server: 7 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("server speaks version 7"), "{err}");
+    fake.await.unwrap();
+}
+
+#[tokio::test]
+async fn client_refuses_a_peer_that_is_not_ftprep() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        // An SSH banner is not a frame of ours: its length prefix is absurd.
+        socket.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await.unwrap();
+        let mut sink = [0u8; 64];
+        let _ = socket.read(&mut sink).await;
+    });
+    let err = Client::connect(&addr.to_string()).await.unwrap_err();
+    assert!(matches!(err, Error::FrameTooLarge { .. }), "{err}");
+    fake.await.unwrap();
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut conn = Connection::new(socket);
+        conn.write(&Hello { magic: *b"NOPE", version: PROTOCOL_VERSION }).await.unwrap();
+        let _ = conn.read::<Hello>().await;
+    });
+    let err = Client::connect(&addr.to_string()).await.unwrap_err();
+    assert!(matches!(err, Error::BadMagic), "{err}");
+    fake.await.unwrap();
+}
+
+#[tokio::test]
+async fn unauthenticated_connections_are_closed_after_the_login_timeout() {
+    let limits = Limits {
+        login_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(&[("alice", "pw")], limits).await;
+    let silent = raw(&server).await;
+    let replies = tokio::time::timeout(Duration::from_secs(10), replies_until_close(silent))
+        .await
+        .expect("the server kept a silent connection open");
+    assert_error(&replies, ErrorCode::Timeout);
+    // Logged-in sessions are under the idle timeout instead, not the login one.
+    let mut alice = server.login("alice", "pw").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    alice.mkdir("still-open", false).await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_sessions_are_closed_after_the_idle_timeout() {
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(&[("alice", "pw")], limits).await;
+    let mut alice = server.login("alice", "pw").await;
+    alice.mkdir("before", false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let err = alice.mkdir("after", false).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Remote { code: ErrorCode::Timeout, .. }),
+        "{err}"
+    );
+    assert!(!server.root.join("alice/after").exists());
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_sessions_and_refuses_new_ones() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    alice.mkdir("one", false).await.unwrap();
+    let addr = server.addr;
+    server.stop().await;
+    // The session was told to stop: its next request finds the connection closed.
+    assert!(alice.mkdir("two", false).await.is_err());
+    assert!(TcpStream::connect(addr).await.is_err());
+}
