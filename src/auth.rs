@@ -47,7 +47,9 @@ pub enum ScramError {
     #[error("SCRAM nonce mismatch")]
     NonceMismatch,
     /// The server asked for an iteration count outside what we accept.
-    #[error("server asks for {0} PBKDF2 iterations (accepted: {MIN_ITERATIONS} to {MAX_ITERATIONS})")]
+    #[error(
+        "server asks for {0} PBKDF2 iterations (accepted: {MIN_ITERATIONS} to {MAX_ITERATIONS})"
+    )]
     BadIterationCount(u32),
     /// The proof was wrong: wrong password, unknown user, or stale cached keys.
     #[error("authentication failed: wrong username or password")]
@@ -118,9 +120,13 @@ pub fn check_new_password(password: &str) -> Result<(), ScramError> {
         return Err(ScramError::BadPassword("the password is empty"));
     }
     match stringprep::saslprep(password) {
-        Ok(p) if p.is_empty() => Err(ScramError::BadPassword("the password is empty after SASLprep")),
+        Ok(p) if p.is_empty() => Err(ScramError::BadPassword(
+            "the password is empty after SASLprep",
+        )),
         Ok(_) => Ok(()),
-        Err(_) => Err(ScramError::BadPassword("it contains characters SASLprep prohibits")),
+        Err(_) => Err(ScramError::BadPassword(
+            "it contains characters SASLprep prohibits",
+        )),
     }
 }
 
@@ -257,10 +263,12 @@ impl FromStr for Verifier {
         let rest = s
             .strip_prefix(MECHANISM)
             .and_then(|r| r.strip_prefix('$'))
-            .ok_or(ScramError::BadVerifier("it does not start with SCRAM-SHA-256$"))?;
-        let (params, keys) = rest
-            .split_once('$')
-            .ok_or(ScramError::BadVerifier("expected <iterations>:<salt>$<StoredKey>:<ServerKey>"))?;
+            .ok_or(ScramError::BadVerifier(
+                "it does not start with SCRAM-SHA-256$",
+            ))?;
+        let (params, keys) = rest.split_once('$').ok_or(ScramError::BadVerifier(
+            "expected <iterations>:<salt>$<StoredKey>:<ServerKey>",
+        ))?;
         let (iterations, salt) = params
             .split_once(':')
             .ok_or(ScramError::BadVerifier("expected <iterations>:<salt>"))?;
@@ -317,7 +325,10 @@ pub fn unescape_username(escaped: &str) -> Result<String, ScramError> {
 }
 
 fn valid_nonce(nonce: &str) -> bool {
-    !nonce.is_empty() && nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+    !nonce.is_empty()
+        && nonce
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
 }
 
 /// Splits `a=1,b=2` into attributes, checking each has the `x=` form.
@@ -328,7 +339,9 @@ fn attributes(msg: &str) -> Result<Vec<(u8, &str)>, ScramError> {
             if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b'=' {
                 Ok((bytes[0], &part[2..]))
             } else {
-                Err(ScramError::Malformed("attribute is not of the form x=value"))
+                Err(ScramError::Malformed(
+                    "attribute is not of the form x=value",
+                ))
             }
         })
         .collect()
@@ -443,7 +456,12 @@ impl ServerChallenge {
         }
         let expected = hmac(&keys.server_key, &[auth_message.as_bytes()]);
         let message = format!("{without_proof},p={}", BASE64_STANDARD.encode(proof));
-        (message, ClientFinal { expected_server_signature: expected })
+        (
+            message,
+            ClientFinal {
+                expected_server_signature: expected,
+            },
+        )
     }
 }
 
@@ -585,7 +603,9 @@ impl ServerExchange {
         let binding = expect(&mut it, b'c', "client-final must start with c=")?;
         let nonce = expect(&mut it, b'r', "client-final lacks r=")?;
         if BASE64_STANDARD.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
-            return Err(ScramError::Malformed("channel binding data does not match the gs2 header"));
+            return Err(ScramError::Malformed(
+                "channel binding data does not match the gs2 header",
+            ));
         }
         if nonce != self.nonce {
             return Err(ScramError::NonceMismatch);
@@ -593,7 +613,8 @@ impl ServerExchange {
         let proof = BASE64_STANDARD
             .decode(proof)
             .map_err(|_| ScramError::Malformed("the proof is not base64"))?;
-        let proof = Key::try_from(proof.as_slice()).map_err(|_| ScramError::AuthenticationFailed)?;
+        let proof =
+            Key::try_from(proof.as_slice()).map_err(|_| ScramError::AuthenticationFailed)?;
         let auth_message = format!(
             "{},{},{}",
             self.client_first_bare, self.server_first, without_proof
@@ -665,7 +686,10 @@ mod tests {
             exchange.finish(&challenge.respond(&keys).0)
         };
         assert!(run(rfc_verifier(), PASSWORD).is_ok());
-        assert_eq!(run(rfc_verifier(), "pencil2"), Err(ScramError::AuthenticationFailed));
+        assert_eq!(
+            run(rfc_verifier(), "pencil2"),
+            Err(ScramError::AuthenticationFailed)
+        );
         let mut mock = Verifier::mock(b"secret", USER);
         mock.iterations = MIN_ITERATIONS; // keep the unit test fast
         assert_eq!(run(mock, PASSWORD), Err(ScramError::AuthenticationFailed));
@@ -701,19 +725,37 @@ mod tests {
     fn client_refuses_bad_server_first() {
         let first = || ClientFirst::with_nonce(USER, "abc");
         let cases = [
-            ("r=xyz123,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", ScramError::NonceMismatch),
-            ("r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096", ScramError::NonceMismatch),
+            (
+                "r=xyz123,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+                ScramError::NonceMismatch,
+            ),
+            (
+                "r=abc,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+                ScramError::NonceMismatch,
+            ),
             (
                 "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=20000000",
                 ScramError::BadIterationCount(20_000_000),
             ),
-            ("r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1", ScramError::BadIterationCount(1)),
-            ("m=ext,r=abcdef,s=AA==,i=4096", ScramError::Unsupported("mandatory extension")),
+            (
+                "r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1",
+                ScramError::BadIterationCount(1),
+            ),
+            (
+                "m=ext,r=abcdef,s=AA==,i=4096",
+                ScramError::Unsupported("mandatory extension"),
+            ),
         ];
         for (msg, err) in cases {
             assert_eq!(first().receive_server_first(msg).unwrap_err(), err, "{msg}");
         }
-        for msg in ["", "garbage", "r=abcdef", "r=abcdef,s=***,i=4096", "r=abcdef,s=AA==,i=x"] {
+        for msg in [
+            "",
+            "garbage",
+            "r=abcdef",
+            "r=abcdef,s=***,i=4096",
+            "r=abcdef,s=AA==,i=x",
+        ] {
             assert!(matches!(
                 first().receive_server_first(msg),
                 Err(ScramError::Malformed(_))
@@ -723,7 +765,15 @@ mod tests {
 
     #[test]
     fn server_refuses_bad_client_messages() {
-        for msg in ["", "n,", "x,,n=a,r=b", "n,,r=b", "n,,n=a", "n,,n=a=b,r=c", "n,,n=a,r=b,c"] {
+        for msg in [
+            "",
+            "n,",
+            "x,,n=a,r=b",
+            "n,,r=b",
+            "n,,n=a",
+            "n,,n=a=b,r=c",
+            "n,,n=a,r=b,c",
+        ] {
             assert!(ClientFirstMessage::parse(msg).is_err(), "{msg:?} accepted");
         }
         assert_eq!(

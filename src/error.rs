@@ -36,7 +36,9 @@ pub enum Error {
     #[error("the peer is not an ftprep server or client (bad magic)")]
     BadMagic,
     /// The two sides speak different protocol versions.
-    #[error("protocol version mismatch: client speaks version {client}, server speaks version {server}")]
+    #[error(
+        "protocol version mismatch: client speaks version {client}, server speaks version {server}"
+    )]
     VersionMismatch {
         /// The client's version.
         client: u16,
@@ -248,7 +250,9 @@ impl From<std::io::Error> for StorageError {
                 ErrorCode::PermissionDenied,
                 "leads outside your home directory",
             ),
-            K::PermissionDenied => StorageError::new(ErrorCode::PermissionDenied, "permission denied"),
+            K::PermissionDenied => {
+                StorageError::new(ErrorCode::PermissionDenied, "permission denied")
+            }
             K::InvalidInput | K::InvalidFilename => {
                 StorageError::new(ErrorCode::InvalidPath, "invalid path")
             }

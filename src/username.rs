@@ -62,7 +62,17 @@ mod tests {
             assert!(Username::parse(good).is_ok(), "{good}");
         }
         for bad in [
-            "", "Alice", ".hidden", "-x", "_x", "a b", "a/b", "a:b", "é", "..", &"x".repeat(33),
+            "",
+            "Alice",
+            ".hidden",
+            "-x",
+            "_x",
+            "a b",
+            "a/b",
+            "a:b",
+            "é",
+            "..",
+            &"x".repeat(33),
         ] {
             assert!(Username::parse(bad).is_err(), "{bad}");
         }

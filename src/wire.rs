@@ -11,7 +11,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use crate::error::{Error, Result};
@@ -155,6 +157,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.framed.send(encode(message)?).await
     }
 
+    /// Closes after an error reply so that the reply arrives: shuts down our side, then reads
+    /// and discards what the peer still sends (at most 1 MiB, for at most `within`). Closing
+    /// with unread input would make the kernel reset the connection and the peer could lose
+    /// the reply.
+    pub async fn linger_close(&mut self, within: Duration) {
+        let stream = self.framed.get_mut();
+        let _ = stream.shutdown().await;
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            let mut total = 0usize;
+            while let Ok(n) = stream.read(&mut sink).await {
+                total += n;
+                if n == 0 || total > MAX_FRAME_LEN {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(within, drain).await;
+    }
+
     /// The underlying stream (for tests that need to misbehave).
     pub fn get_mut(&mut self) -> &mut S {
         self.framed.get_mut()
@@ -165,7 +187,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 mod tests {
     use super::*;
     use crate::commands::{Hello, Request};
-    use tokio::io::AsyncWriteExt;
 
     #[test]
     fn round_trip_and_layout() {
@@ -187,14 +208,20 @@ mod tests {
     fn trailing_and_garbage_bytes_are_errors() {
         let mut bytes = encode(&Hello::ours()).unwrap().to_vec();
         bytes.push(0);
-        assert!(matches!(decode::<Hello>(&bytes), Err(Error::MalformedFrame(_))));
+        assert!(matches!(
+            decode::<Hello>(&bytes),
+            Err(Error::MalformedFrame(_))
+        ));
         assert!(matches!(
             decode::<Request>(b"\xff\xff\xff\xff"),
             Err(Error::MalformedFrame(_))
         ));
         // A string claiming 2^62 bytes is refused without allocating it.
         let claim = b"\x03\0\0\0\0\0\0\0\0\0\0\x40";
-        assert!(matches!(decode::<Request>(claim), Err(Error::MalformedFrame(_))));
+        assert!(matches!(
+            decode::<Request>(claim),
+            Err(Error::MalformedFrame(_))
+        ));
     }
 
     #[tokio::test]
@@ -215,7 +242,10 @@ mod tests {
     #[test]
     fn frames_split_anywhere_decode_the_same() {
         let mut wire = BytesMut::new();
-        let payload = encode(&Request::List { path: "x".repeat(5000) }).unwrap();
+        let payload = encode(&Request::List {
+            path: "x".repeat(5000),
+        })
+        .unwrap();
         FrameCodec.encode(payload.clone(), &mut wire).unwrap();
         FrameCodec.encode(payload.clone(), &mut wire).unwrap();
         for step in [1, 3, 4, 5, 97, 4096] {
@@ -239,10 +269,19 @@ mod tests {
         client.write_all(&[0, 0, 0, 10, 1, 2]).await.unwrap();
         drop(client);
         let mut conn = Connection::new(server);
-        assert!(matches!(conn.read::<Hello>().await, Err(Error::TruncatedFrame)));
+        assert!(matches!(
+            conn.read::<Hello>().await,
+            Err(Error::TruncatedFrame)
+        ));
 
         let (client, server) = tokio::io::duplex(64);
         drop(client);
-        assert!(Connection::new(server).read::<Hello>().await.unwrap().is_none());
+        assert!(
+            Connection::new(server)
+                .read::<Hello>()
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -4,11 +4,11 @@
 mod common;
 
 use common::{TestServer, add_user};
+use ftprep::Error;
 use ftprep::auth::{self, ClientFirst, ClientKeys, DEFAULT_ITERATIONS, Verifier};
 use ftprep::commands::{ErrorCode, Request, Response};
 use ftprep::server::userdb;
 use ftprep::username::Username;
-use ftprep::Error;
 
 fn name(n: &str) -> Username {
     Username::parse(n).unwrap()
@@ -42,7 +42,10 @@ async fn postgres_verifiers_work_unchanged_in_users_db() {
         .login_with_password(&name("alice"), "Correct horse battery staple")
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Scram(auth::ScramError::AuthenticationFailed)));
+    assert!(matches!(
+        err,
+        Error::Scram(auth::ScramError::AuthenticationFailed)
+    ));
 }
 
 #[tokio::test]
@@ -79,7 +82,12 @@ async fn password_change_invalidates_a_cached_login() {
         .await
         .unwrap();
     // New salt (what `ftpd passwd` does): the client notices before sending a proof.
-    userdb::set_verifier(&server.users, &name("alice"), Verifier::generate("new", 4096)).unwrap();
+    userdb::set_verifier(
+        &server.users,
+        &name("alice"),
+        Verifier::generate("new", 4096),
+    )
+    .unwrap();
     let err = server
         .connect()
         .await
@@ -111,17 +119,25 @@ async fn raw_login(server: &TestServer, user: &str, password: &str) -> (String, 
         })
         .await
         .unwrap();
-    let Response::AuthChallenge { message: server_first } = reply else {
+    let Response::AuthChallenge {
+        message: server_first,
+    } = reply
+    else {
         panic!("expected a challenge, got {reply:?}");
     };
     let challenge = first.receive_server_first(&server_first).unwrap();
     let keys = ClientKeys::derive(password, &challenge.salt, challenge.iterations);
     let (client_final, _) = challenge.respond(&keys);
     let reply = client
-        .raw_request(&Request::AuthFinish { message: client_final })
+        .raw_request(&Request::AuthFinish {
+            message: client_final,
+        })
         .await
         .unwrap();
-    let Response::AuthOutcome { message: server_final } = reply else {
+    let Response::AuthOutcome {
+        message: server_final,
+    } = reply
+    else {
         panic!("expected an outcome, got {reply:?}");
     };
     (server_first, server_final)
@@ -174,7 +190,10 @@ async fn unknown_user_and_wrong_password_are_indistinguishable() {
         .unwrap_err();
     assert_eq!(wrong.to_string(), unknown.to_string());
     assert_eq!(wrong.kind(), unknown.kind());
-    assert_eq!(wrong.to_string(), "authentication failed: wrong username or password");
+    assert_eq!(
+        wrong.to_string(),
+        "authentication failed: wrong username or password"
+    );
 }
 
 #[tokio::test]
@@ -183,7 +202,13 @@ async fn commands_before_login_are_refused() {
     let mut client = server.connect().await;
     let err = client.mkdir("sneaky", false).await.unwrap_err();
     assert!(
-        matches!(err, Error::Remote { code: ErrorCode::AuthRequired, .. }),
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::AuthRequired,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(client.list("").await.is_err());
@@ -209,7 +234,10 @@ async fn users_added_and_removed_take_effect_without_restart() {
         .login_with_password(&name("bob"), "bobpw")
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Scram(auth::ScramError::AuthenticationFailed)));
+    assert!(matches!(
+        err,
+        Error::Scram(auth::ScramError::AuthenticationFailed)
+    ));
     // A corrupt edit is ignored by the running server: alice still logs in.
     std::fs::write(&server.users, "this is not a user line\n").unwrap();
     server.login("alice", "pw").await;
@@ -232,7 +260,10 @@ async fn client_refuses_a_server_that_asks_for_absurd_iterations() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Scram(auth::ScramError::BadIterationCount(50_000_000))),
+        matches!(
+            err,
+            Error::Scram(auth::ScramError::BadIterationCount(50_000_000))
+        ),
         "{err}"
     );
 }

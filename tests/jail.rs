@@ -29,15 +29,33 @@ async fn escapes_are_refused_and_nothing_is_created_outside() {
             })
             .await;
         assert!(
-            matches!(reply, Err(Error::Remote { code: ErrorCode::InvalidPath, .. })),
+            matches!(
+                reply,
+                Err(Error::Remote {
+                    code: ErrorCode::InvalidPath,
+                    ..
+                })
+            ),
             "{path}: {reply:?}"
         );
     }
     // Symlinks are followed only while they stay beneath the home.
-    for path in ["link/x", "link", "parent/x", "parent/bob", "parent/alice/link/y"] {
+    for path in [
+        "link/x",
+        "link",
+        "parent/x",
+        "parent/bob",
+        "parent/alice/link/y",
+    ] {
         let err = alice.mkdir(path, true).await.unwrap_err();
         assert!(
-            matches!(err, Error::Remote { code: ErrorCode::PermissionDenied, .. }),
+            matches!(
+                err,
+                Error::Remote {
+                    code: ErrorCode::PermissionDenied,
+                    ..
+                }
+            ),
             "{path}: {err}"
         );
         assert!(alice.list(path).await.is_err(), "{path} listed");
@@ -48,7 +66,10 @@ async fn escapes_are_refused_and_nothing_is_created_outside() {
 
     // A leading `/` is the home, and `..` inside the home is fine.
     alice.mkdir("/inside/deeper", true).await.unwrap();
-    alice.mkdir("inside/deeper/../sibling", false).await.unwrap();
+    alice
+        .mkdir("inside/deeper/../sibling", false)
+        .await
+        .unwrap();
     assert_eq!(names_in(&home.join("inside")), ["deeper", "sibling"]);
 }
 
@@ -64,13 +85,22 @@ async fn nul_and_empty_components_are_refused_by_the_server() {
             })
             .await;
         assert!(
-            matches!(reply, Err(Error::Remote { code: ErrorCode::InvalidPath, .. })),
+            matches!(
+                reply,
+                Err(Error::Remote {
+                    code: ErrorCode::InvalidPath,
+                    ..
+                })
+            ),
             "{path:?}: {reply:?}"
         );
     }
     assert!(names_in(&server.root.join("alice")).is_empty());
     // The session is still usable after refusals.
-    let reply = alice.raw_request(&Request::List { path: "".into() }).await.unwrap();
+    let reply = alice
+        .raw_request(&Request::List { path: "".into() })
+        .await
+        .unwrap();
     assert!(matches!(reply, Response::Ok), "{reply:?}");
 }
 
@@ -81,7 +111,13 @@ async fn users_only_see_their_own_home() {
     let mut bob = server.login("bob", "pw2").await;
     alice.mkdir("alice-private", false).await.unwrap();
     bob.mkdir("bob-stuff", false).await.unwrap();
-    let names: Vec<_> = bob.list("/").await.unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<_> = bob
+        .list("/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["bob-stuff"]);
     assert!(bob.list("../alice").await.is_err());
     assert_eq!(names_in(&server.root.join("alice")), ["alice-private"]);
@@ -93,21 +129,54 @@ async fn mkdir_and_ls_behave_like_their_shell_namesakes() {
     let mut alice = server.login("alice", "pw").await;
     alice.mkdir("remote/dir", true).await.unwrap();
     let err = alice.mkdir("remote/dir", false).await.unwrap_err();
-    assert!(matches!(err, Error::Remote { code: ErrorCode::AlreadyExists, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::AlreadyExists,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(err.to_string(), "already exists");
     alice.mkdir("remote/dir", true).await.unwrap();
     let err = alice.mkdir("missing/child", false).await.unwrap_err();
-    assert!(matches!(err, Error::Remote { code: ErrorCode::NotFound, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ),
+        "{err}"
+    );
     std::fs::write(server.root.join("alice/remote/file.txt"), b"hello").unwrap();
     let err = alice.mkdir("remote/file.txt/sub", true).await.unwrap_err();
     assert!(matches!(err, Error::Remote { .. }), "{err}");
 
     let entries = alice.list("remote").await.unwrap();
-    let summary: Vec<_> = entries.iter().map(|e| (e.name.as_str(), e.kind, e.size)).collect();
+    let summary: Vec<_> = entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.kind, e.size))
+        .collect();
     assert_eq!(summary[0].0, "dir");
-    assert_eq!(summary[1], ("file.txt", ftprep::commands::EntryKind::File, 5));
+    assert_eq!(
+        summary[1],
+        ("file.txt", ftprep::commands::EntryKind::File, 5)
+    );
     let err = alice.list("nothing-here").await.unwrap_err();
-    assert!(matches!(err, Error::Remote { code: ErrorCode::NotFound, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     // Listings larger than one frame arrive whole and sorted.
     let big = server.root.join("alice/big");

@@ -53,7 +53,10 @@ async fn oversized_frame_is_refused_and_other_clients_keep_working() {
     evil.write_all(&announced).await.unwrap();
     let replies = replies_until_close(evil).await;
     let message = assert_error(&replies, ErrorCode::FrameTooLarge);
-    assert!(message.contains(&format!("{}", MAX_FRAME_LEN + 1)), "{message}");
+    assert!(
+        message.contains(&format!("{}", MAX_FRAME_LEN + 1)),
+        "{message}"
+    );
 
     alice.mkdir("after-oversized", false).await.unwrap();
     assert!(server.root.join("alice/after-oversized").is_dir());
@@ -66,18 +69,25 @@ async fn garbage_is_refused_and_other_clients_keep_working() {
 
     // A well-formed frame whose payload is not a hello.
     let mut evil = raw(&server).await;
-    evil.write_all(&[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0xff]).await.unwrap();
+    evil.write_all(&[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0xff])
+        .await
+        .unwrap();
     let replies = replies_until_close(evil).await;
     assert_error(&replies, ErrorCode::BadFrame);
 
     // Bytes that are not frames at all (an HTTP request).
     let mut http = raw(&server).await;
-    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let replies = replies_until_close(http).await;
     assert!(
         matches!(
             replies.as_slice(),
-            [Response::Error { code: ErrorCode::FrameTooLarge | ErrorCode::BadFrame, .. }]
+            [Response::Error {
+                code: ErrorCode::FrameTooLarge | ErrorCode::BadFrame,
+                ..
+            }]
         ),
         "{replies:?}"
     );
@@ -85,7 +95,9 @@ async fn garbage_is_refused_and_other_clients_keep_working() {
     // A right hello, then a request that does not decode.
     let mut evil = raw(&server).await;
     let hello = ftprep::wire::encode(&Hello::ours()).unwrap();
-    evil.write_all(&(hello.len() as u32).to_be_bytes()).await.unwrap();
+    evil.write_all(&(hello.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
     evil.write_all(&hello).await.unwrap();
     evil.write_all(&[0, 0, 0, 4, 0x63, 0, 0, 0]).await.unwrap();
     let replies = replies_until_close(evil).await;
@@ -105,13 +117,21 @@ async fn protocol_version_mismatch_names_both_versions() {
     let server = TestServer::start(&[]).await;
     // Server side: a client from the future.
     let mut future = raw(&server).await;
-    let hello = ftprep::wire::encode(&Hello { magic: MAGIC, version: 99 }).unwrap();
-    future.write_all(&(hello.len() as u32).to_be_bytes()).await.unwrap();
+    let hello = ftprep::wire::encode(&Hello {
+        magic: MAGIC,
+        version: 99,
+    })
+    .unwrap();
+    future
+        .write_all(&(hello.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
     future.write_all(&hello).await.unwrap();
     let replies = replies_until_close(future).await;
     let message = assert_error(&replies, ErrorCode::VersionMismatch);
     assert!(
-        message.contains("client speaks version 99") && message.contains(&format!("server speaks version {PROTOCOL_VERSION}")),
+        message.contains("client speaks version 99")
+            && message.contains(&format!("server speaks version {PROTOCOL_VERSION}")),
         "{message}"
     );
 
@@ -121,12 +141,23 @@ async fn protocol_version_mismatch_names_both_versions() {
     let fake = tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
         let mut conn = Connection::new(socket);
-        conn.write(&Hello { magic: MAGIC, version: 7 }).await.unwrap();
+        conn.write(&Hello {
+            magic: MAGIC,
+            version: 7,
+        })
+        .await
+        .unwrap();
         let _ = conn.read::<Hello>().await;
     });
     let err = Client::connect(&addr.to_string()).await.unwrap_err();
     assert!(
-        matches!(err, Error::VersionMismatch { client: PROTOCOL_VERSION, server: 7 }),
+        matches!(
+            err,
+            Error::VersionMismatch {
+                client: PROTOCOL_VERSION,
+                server: 7
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("server speaks version 7"), "{err}");
@@ -153,7 +184,12 @@ async fn client_refuses_a_peer_that_is_not_ftprep() {
     let fake = tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
         let mut conn = Connection::new(socket);
-        conn.write(&Hello { magic: *b"NOPE", version: PROTOCOL_VERSION }).await.unwrap();
+        conn.write(&Hello {
+            magic: *b"NOPE",
+            version: PROTOCOL_VERSION,
+        })
+        .await
+        .unwrap();
         let _ = conn.read::<Hello>().await;
     });
     let err = Client::connect(&addr.to_string()).await.unwrap_err();
@@ -191,7 +227,13 @@ async fn idle_sessions_are_closed_after_the_idle_timeout() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     let err = alice.mkdir("after", false).await.unwrap_err();
     assert!(
-        matches!(err, Error::Remote { code: ErrorCode::Timeout, .. }),
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::Timeout,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(!server.root.join("alice/after").exists());
@@ -207,4 +249,40 @@ async fn shutdown_waits_for_sessions_and_refuses_new_ones() {
     // The session was told to stop: its next request finds the connection closed.
     assert!(alice.mkdir("two", false).await.is_err());
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_are_told_the_server_is_busy() {
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(&[("alice", "pw")], limits).await;
+    let mut alice = server.login("alice", "pw").await;
+    let mut second = server.connect().await;
+    let err = second
+        .login_with_password(&ftprep::username::Username::parse("alice").unwrap(), "pw")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Remote { code: ErrorCode::Busy, .. }), "{err}");
+    assert!(err.to_string().contains("all 1 connections in use"), "{err}");
+    alice.mkdir("still-served", false).await.unwrap();
+    drop(alice);
+    // Once the first session has ended, the slot is free again.
+    let mut attempts = 0;
+    loop {
+        let mut client = server.connect().await;
+        match client
+            .login_with_password(&ftprep::username::Username::parse("alice").unwrap(), "pw")
+            .await
+        {
+            Ok(_) => break,
+            Err(Error::Remote { code: ErrorCode::Busy, .. }) if attempts < 200 => {
+                attempts += 1;
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(err) => panic!("{err}"),
+        }
+    }
 }

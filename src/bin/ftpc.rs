@@ -55,7 +55,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("ftpc: cannot start the async runtime: {err}");
@@ -73,7 +76,11 @@ fn main() -> ExitCode {
 
 /// Maps the library's error kind to the documented exit code.
 fn exit_code(err: &anyhow::Error) -> u8 {
-    match err.chain().find_map(|e| e.downcast_ref::<ftprep::Error>()).map(ftprep::Error::kind) {
+    match err
+        .chain()
+        .find_map(|e| e.downcast_ref::<ftprep::Error>())
+        .map(ftprep::Error::kind)
+    {
         Some(ErrorKind::Auth) => 3,
         Some(ErrorKind::Connection) => 4,
         Some(ErrorKind::Refused | ErrorKind::Local) | None => 1,
@@ -87,11 +94,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             user,
             password_stdin,
         } => {
-            let server = cli.server.as_deref().unwrap_or(client::DEFAULT_SERVER).to_owned();
+            let server = cli
+                .server
+                .as_deref()
+                .unwrap_or(client::DEFAULT_SERVER)
+                .to_owned();
             let context = format!("login {user}");
-            let user = Username::parse(&user).map_err(ftprep::Error::from).context(context.clone())?;
+            let user = Username::parse(&user)
+                .map_err(ftprep::Error::from)
+                .context(context.clone())?;
             let mut client = Client::connect(&server).await.context(context.clone())?;
-            let password = ftprep::prompt::login_password(&format!("Password for {user}@{server}: "), password_stdin)?;
+            let password = ftprep::prompt::login_password(
+                &format!("Password for {user}@{server}: "),
+                password_stdin,
+            )?;
             let keys = client
                 .login_with_password(&user, &password)
                 .await

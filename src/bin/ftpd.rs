@@ -40,7 +40,12 @@ enum Command {
 #[derive(Args)]
 struct UsersFile {
     /// The user database.
-    #[arg(long, value_name = "FILE", default_value = "./users.db", env = "FTPD_USERS")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "./users.db",
+        env = "FTPD_USERS"
+    )]
     users: PathBuf,
 }
 
@@ -67,15 +72,30 @@ struct PasswordArgs {
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:2121", env = "FTPD_LISTEN")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:2121",
+        env = "FTPD_LISTEN"
+    )]
     listen: SocketAddr,
     /// Directory holding one home directory per user (created if missing).
-    #[arg(long, value_name = "DIR", default_value = "./ftp-root", env = "FTPD_ROOT")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "./ftp-root",
+        env = "FTPD_ROOT"
+    )]
     root: PathBuf,
     #[command(flatten)]
     file: UsersFile,
     /// Directory for the server's private state (created 0700 if missing).
-    #[arg(long, value_name = "DIR", default_value = "./ftpd-state", env = "FTPD_STATE_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "./ftpd-state",
+        env = "FTPD_STATE_DIR"
+    )]
     state_dir: PathBuf,
     /// Connections served at once; more wait until one closes.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]

@@ -83,8 +83,12 @@ impl CredentialStore {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let login = parse_line(line)
-                .ok_or_else(|| self.error(format!("line {} is corrupt; run ftpc logout, then log in again", index + 1)))?;
+            let login = parse_line(line).ok_or_else(|| {
+                self.error(format!(
+                    "line {} is corrupt; run ftpc logout, then log in again",
+                    index + 1
+                ))
+            })?;
             logins.push(login);
         }
         Ok(logins)
@@ -209,13 +213,22 @@ mod tests {
         store.save(login("b:2", "bob")).unwrap();
         store.save(login("a:1", "carol")).unwrap();
         assert_eq!(store.find(None).unwrap().unwrap().user.as_str(), "carol");
-        assert_eq!(store.find(Some("b:2")).unwrap().unwrap(), login("b:2", "bob"));
+        assert_eq!(
+            store.find(Some("b:2")).unwrap().unwrap(),
+            login("b:2", "bob")
+        );
         assert_eq!(store.load().unwrap().len(), 2);
-        let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let text = std::fs::read_to_string(store.path()).unwrap();
         assert!(!text.contains("pw"));
-        assert_eq!(store.remove(Some("b:2")).unwrap().unwrap().user.as_str(), "bob");
+        assert_eq!(
+            store.remove(Some("b:2")).unwrap().unwrap().user.as_str(),
+            "bob"
+        );
         assert_eq!(store.remove(Some("b:2")).unwrap(), None);
         assert_eq!(store.load().unwrap().len(), 1);
         std::fs::write(store.path(), "x y\n").unwrap();

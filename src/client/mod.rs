@@ -46,7 +46,12 @@ impl Client<TcpStream> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| Error::Timeout)?
-            .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}"))))?;
+            .map_err(|e| {
+                Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot connect to {addr}: {e}"),
+                ))
+            })?;
         stream.set_nodelay(true)?;
         Self::handshake(stream).await
     }
@@ -80,10 +85,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// [`crate::auth::ScramError::AuthenticationFailed`] for a wrong user or password (the
     /// same either way), other SCRAM errors for a misbehaving server, and I/O.
-    pub async fn login_with_password(&mut self, user: &Username, password: &str) -> Result<ClientKeys> {
+    pub async fn login_with_password(
+        &mut self,
+        user: &Username,
+        password: &str,
+    ) -> Result<ClientKeys> {
         auth::check_new_password(password).or_else(|err| {
             // SASLprep may refuse a password that is still valid (PostgreSQL hashes it raw).
-            if password.is_empty() { Err(err) } else { Ok(()) }
+            if password.is_empty() {
+                Err(err)
+            } else {
+                Ok(())
+            }
         })?;
         self.authenticate(user, KeySource::Password(password.to_owned()))
             .await
@@ -95,7 +108,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// [`Error::LoginExpired`] if the server's salt, iteration count or verifier changed
     /// (a new password, or the user was removed); otherwise as for a password login.
     pub async fn login_with_keys(&mut self, user: &Username, keys: &ClientKeys) -> Result<()> {
-        match self.authenticate(user, KeySource::Cached(keys.clone())).await {
+        match self
+            .authenticate(user, KeySource::Cached(keys.clone()))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(Error::Scram(auth::ScramError::AuthenticationFailed)) => Err(Error::LoginExpired {
                 user: user.to_string(),
@@ -118,15 +134,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 // The server refused the first message outright.
                 return Err(first_final_error(&message));
             }
-            _ => return Err(Error::UnexpectedReply("expected an authentication challenge")),
+            _ => {
+                return Err(Error::UnexpectedReply(
+                    "expected an authentication challenge",
+                ));
+            }
         };
         let challenge = first.receive_server_first(&server_first)?;
         let keys = match source {
             KeySource::Password(password) => {
                 let (salt, iterations) = (challenge.salt.clone(), challenge.iterations);
-                tokio::task::spawn_blocking(move || ClientKeys::derive(&password, &salt, iterations))
-                    .await
-                    .map_err(|e| Error::Io(std::io::Error::other(e)))?
+                tokio::task::spawn_blocking(move || {
+                    ClientKeys::derive(&password, &salt, iterations)
+                })
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e)))?
             }
             KeySource::Cached(keys) => {
                 if keys.salt != challenge.salt || keys.iterations != challenge.iterations {
@@ -227,7 +249,10 @@ fn first_final_error(message: &str) -> Error {
 /// # Errors
 /// [`Error::NotLoggedIn`] without a saved login, [`Error::LoginExpired`] if it no longer
 /// works, and connection errors.
-pub async fn connect_saved(store: &CredentialStore, server: Option<&str>) -> Result<(Client, SavedLogin)> {
+pub async fn connect_saved(
+    store: &CredentialStore,
+    server: Option<&str>,
+) -> Result<(Client, SavedLogin)> {
     let saved = store.find(server)?.ok_or_else(|| Error::NotLoggedIn {
         server: server.map(str::to_owned),
     })?;

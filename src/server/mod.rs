@@ -4,8 +4,8 @@
 //! [`Server::open`] builds the embedded defaults (a `users.db` file and a directory on disk);
 //! [`Server::with_backends`] takes any [`UserStore`] and [`Storage`].
 
-pub mod secret;
 mod handler;
+pub mod secret;
 mod session;
 pub mod storage;
 pub mod userdb;
@@ -40,7 +40,7 @@ pub struct Config {
 /// Bounds that keep one client from holding the server.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Connections served at once; further ones wait in the listen backlog.
+    /// Connections served at once; further ones are told the server is busy and closed.
     pub max_connections: usize,
     /// Time a connection has to complete hello and login.
     pub login_timeout: Duration,
@@ -57,6 +57,9 @@ impl Default for Limits {
         }
     }
 }
+
+/// Busy replies being sent at once to connections over the limit.
+const MAX_PENDING_REFUSALS: usize = 64;
 
 /// What every session shares.
 pub(crate) struct Shared {
@@ -123,10 +126,14 @@ impl Server {
     /// its current request and waits for them all.
     ///
     /// # Errors
-    /// Only if the limit semaphore is closed, which does not happen in practice; accept errors
-    /// are logged and retried with a back-off.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<()> {
+    /// None at present: accept errors are logged and retried with a back-off.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
         let limit = Arc::new(Semaphore::new(self.shared.limits.max_connections));
+        let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         tokio::pin!(shutdown);
@@ -135,12 +142,6 @@ impl Server {
         }
         let mut backoff = Duration::from_millis(10);
         loop {
-            // Take a permit before accepting, so the limit is structural.
-            let permit = tokio::select! {
-                permit = Arc::clone(&limit).acquire_owned() => permit
-                    .map_err(|_| Error::Io(std::io::Error::other("connection limit closed")))?,
-                () = &mut shutdown => break,
-            };
             let (socket, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
@@ -156,6 +157,19 @@ impl Server {
             };
             backoff = Duration::from_millis(10);
             let _ = socket.set_nodelay(true);
+            // Over the limit: say so and close, rather than leave the client hanging.
+            let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                let max = self.shared.limits.max_connections;
+                tracing::warn!(%peer, limit = max, "connection limit reached; refusing");
+                // Refusals run beside the accept loop, themselves bounded: past that, drop.
+                if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
+                    tracker.spawn(async move {
+                        session::refuse_busy(socket, max).await;
+                        drop(refusal);
+                    });
+                }
+                continue;
+            };
             let shared = Arc::clone(&self.shared);
             let cancel = cancel.child_token();
             tracker.spawn(async move {

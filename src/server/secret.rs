@@ -45,7 +45,9 @@ pub fn load_or_create(state_dir: &Path) -> io::Result<[u8; SECRET_LEN]> {
             // If another server created it meanwhile, use theirs.
             match tmp.persist_noclobber(&path) {
                 Ok(_) => Ok(secret),
-                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => load_or_create(state_dir),
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                    load_or_create(state_dir)
+                }
                 Err(e) => Err(e.error),
             }
         }
@@ -65,7 +67,10 @@ mod tests {
         let a = load_or_create(&state).unwrap();
         let b = load_or_create(&state).unwrap();
         assert_eq!(a, b);
-        let mode = std::fs::metadata(state.join(FILE_NAME)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(state.join(FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         std::fs::write(state.join(FILE_NAME), b"short").unwrap();
         assert!(load_or_create(&state).is_err());

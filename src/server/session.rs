@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
@@ -19,8 +20,12 @@ use crate::wire::Connection;
 
 /// Serves one connection to its end; errors are logged, and answered where the peer can
 /// still hear it.
-pub(crate) async fn run<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, cancel: CancellationToken)
-where
+pub(crate) async fn run<S>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut conn = Connection::new(stream);
@@ -31,8 +36,33 @@ where
         }
         tracing::warn!(%peer, error = %err, "closing connection");
         if let Some((code, message)) = reply_for(&err) {
-            let _ = conn.write(&Response::Error { code, message }).await;
+            let reply = Response::Error { code, message };
+            if let Ok(Ok(())) = tokio::time::timeout(LINGER, conn.write(&reply)).await {
+                conn.linger_close(LINGER).await;
+            }
         }
+    }
+}
+
+/// How long a closing connection may take to receive its last error reply.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Tells a connection over the limit that the server is busy, and closes it.
+pub(crate) async fn refuse_busy<S>(stream: S, limit: usize)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut conn = Connection::new(stream);
+    let reply = async {
+        conn.write(&Hello::ours()).await?;
+        conn.write(&Response::Error {
+            code: ErrorCode::Busy,
+            message: format!("server busy: all {limit} connections in use, try again later"),
+        })
+        .await
+    };
+    if tokio::time::timeout(LINGER, reply).await.is_ok() {
+        conn.linger_close(LINGER).await;
     }
 }
 
@@ -133,7 +163,10 @@ where
     if mechanism != auth::MECHANISM {
         conn.write(&Response::Error {
             code: ErrorCode::AuthFailed,
-            message: format!("unsupported mechanism {mechanism:?}; this server offers {}", auth::MECHANISM),
+            message: format!(
+                "unsupported mechanism {mechanism:?}; this server offers {}",
+                auth::MECHANISM
+            ),
         })
         .await?;
         return Ok(None);
@@ -198,7 +231,9 @@ where
             Ok(Some((name, tree)))
         }
         (result, _) => {
-            let err = result.err().unwrap_or(auth::ScramError::AuthenticationFailed);
+            let err = result
+                .err()
+                .unwrap_or(auth::ScramError::AuthenticationFailed);
             tracing::warn!(user = %claimed.escape_debug(), %peer, reason = %err, "login failed");
             let message = format!("e={}", err.server_error_value());
             conn.write(&Response::AuthOutcome { message }).await?;

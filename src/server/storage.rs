@@ -140,12 +140,18 @@ impl UserTree for FsTree {
                 }
                 // create_dir_all succeeds on an existing directory; make sure it is one.
                 if !home.metadata(&rel)?.is_dir() {
-                    return Err(StorageError::new(ErrorCode::AlreadyExists, "already exists"));
+                    return Err(StorageError::new(
+                        ErrorCode::AlreadyExists,
+                        "already exists",
+                    ));
                 }
                 return Ok(());
             }
             if is_home {
-                return Err(StorageError::new(ErrorCode::AlreadyExists, "already exists"));
+                return Err(StorageError::new(
+                    ErrorCode::AlreadyExists,
+                    "already exists",
+                ));
             }
             home.create_dir(&rel).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => StorageError::new(
@@ -171,7 +177,10 @@ impl UserTree for FsTree {
             for item in home.read_dir(&rel)? {
                 let item = item?;
                 let meta = item.metadata()?;
-                entries.push(entry(item.file_name().to_string_lossy().into_owned(), &meta));
+                entries.push(entry(
+                    item.file_name().to_string_lossy().into_owned(),
+                    &meta,
+                ));
             }
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(entries)

@@ -1,0 +1,467 @@
+//! The real binaries, as an admin and a user would run them, each test in its own
+//! temporary directory with its own HOME.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const FTPD: &str = env!("CARGO_BIN_EXE_ftpd");
+const FTPC: &str = env!("CARGO_BIN_EXE_ftpc");
+
+/// A scratch directory with its own HOME, where commands run.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("HOME", self.path().join("home"))
+            .env("XDG_CONFIG_HOME", self.path().join("home/.config"))
+            .env_remove("FTPC_SERVER")
+            .env_remove("FTPD_USERS");
+        cmd
+    }
+
+    /// Runs a command with `stdin` as its input.
+    fn run(&self, program: &str, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(program, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ftpd(&self, args: &[&str], stdin: &str) -> Output {
+        self.run(FTPD, args, stdin)
+    }
+
+    fn ftpc(&self, args: &[&str], stdin: &str) -> Output {
+        self.run(FTPC, args, stdin)
+    }
+
+    fn adduser(&self, name: &str, password: &str) {
+        let out = self.ftpd(
+            &["adduser", name, "--password-stdin", "--iterations", "4096"],
+            &format!("{password}\n"),
+        );
+        assert_success(&out);
+    }
+
+    fn credentials(&self) -> PathBuf {
+        self.path().join("home/.config/ftpc/credentials")
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn assert_fails(out: &Output, code: i32, stderr: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stderr).trim_end(), stderr);
+}
+
+/// `ftpd serve` on an ephemeral port; its log is collected as it runs.
+struct RunningServer {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl RunningServer {
+    fn start(sandbox: &Sandbox) -> Self {
+        let mut child = sandbox
+            .command(FTPD, &["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("listening addr=").nth(1) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        // Readiness is the log line that names the bound address, not a sleep.
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("server did not start: {}", log.lock().unwrap()));
+        RunningServer { child, addr, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Ctrl-C, then the exit status.
+    fn interrupt(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server ignored SIGINT");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn adduser_serve_login_mkdir_ls_logout_through_the_binaries() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "s3cret pass");
+    let server = RunningServer::start(&sb);
+    let addr = server.addr.clone();
+
+    let out = sb.ftpc(
+        &["--server", &addr, "login", "alice", "--password-stdin"],
+        "s3cret pass\n",
+    );
+    assert_success(&out);
+    assert!(text(&out.stderr).contains(&format!("logged in to {addr} as alice")));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sb.credentials())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        !std::fs::read_to_string(sb.credentials())
+            .unwrap()
+            .contains("s3cret")
+    );
+    let mode = std::fs::metadata(sb.path().join("users.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Later commands reuse the login: no --server, no password.
+    assert_fails(
+        &sb.ftpc(&["mkdir", "remote/dir"], ""),
+        1,
+        "ftpc: mkdir remote/dir: parent directory does not exist (use -p)",
+    );
+    assert_success(&sb.ftpc(&["mkdir", "-p", "remote/dir"], ""));
+    assert_fails(
+        &sb.ftpc(&["mkdir", "remote/dir"], ""),
+        1,
+        "ftpc: mkdir remote/dir: already exists",
+    );
+    assert_fails(
+        &sb.ftpc(&["mkdir", "../escape"], ""),
+        1,
+        "ftpc: mkdir ../escape: leads outside your home directory",
+    );
+    let out = sb.ftpc(&["ls"], "");
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "remote/\n");
+    let out = sb.ftpc(&["ls", "remote"], "");
+    assert_eq!(text(&out.stdout), "dir/\n");
+    assert!(sb.path().join("ftp-root/alice/remote/dir").is_dir());
+    assert!(!sb.path().join("ftp-root/escape").exists());
+
+    // Wrong password and unknown user: the same message and exit code.
+    let wrong = sb.ftpc(
+        &["--server", &addr, "login", "alice", "--password-stdin"],
+        "nope\n",
+    );
+    assert_fails(
+        &wrong,
+        3,
+        "ftpc: login alice: authentication failed: wrong username or password",
+    );
+    let ghost = sb.ftpc(
+        &["--server", &addr, "login", "ghost", "--password-stdin"],
+        "nope\n",
+    );
+    assert_fails(
+        &ghost,
+        3,
+        "ftpc: login ghost: authentication failed: wrong username or password",
+    );
+
+    // A password change on the server expires the cached login.
+    assert_success(&sb.ftpd(
+        &[
+            "passwd",
+            "alice",
+            "--password-stdin",
+            "--iterations",
+            "4096",
+        ],
+        "new pass\n",
+    ));
+    assert_fails(
+        &sb.ftpc(&["ls"], ""),
+        3,
+        "ftpc: login expired, run: ftpc login alice",
+    );
+    assert_success(&sb.ftpc(
+        &["--server", &addr, "login", "alice", "--password-stdin"],
+        "new pass\n",
+    ));
+    assert_success(&sb.ftpc(&["ls"], ""));
+
+    assert_success(&sb.ftpc(&["logout"], ""));
+    assert_fails(
+        &sb.ftpc(&["ls"], ""),
+        3,
+        "ftpc: not logged in, run: ftpc login USER",
+    );
+
+    let log = server.log();
+    assert!(
+        log.contains("login succeeded") && log.contains("user=alice"),
+        "{log}"
+    );
+    assert!(
+        log.contains("login failed") && log.contains("user=ghost"),
+        "{log}"
+    );
+    assert!(log.contains("command=\"mkdir\""), "{log}");
+    let status = server.interrupt();
+    assert!(status.success(), "ftpd exited with {status:?}");
+}
+
+#[test]
+fn user_administration() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw1");
+    sb.adduser("bob", "pw2");
+    let out = sb.ftpd(
+        &[
+            "adduser",
+            "alice",
+            "--password-stdin",
+            "--iterations",
+            "4096",
+        ],
+        "x\n",
+    );
+    assert_fails(&out, 1, "ftpd: user alice already exists");
+    let out = sb.ftpd(&["adduser", "Alice", "--password-stdin"], "x\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid username \"Alice\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sb.ftpd(
+        &["adduser", "carol", "--password-stdin", "--iterations", "10"],
+        "x\n",
+    );
+    assert_fails(
+        &out,
+        1,
+        "ftpd: --iterations must be between 4096 and 10000000",
+    );
+    let out = sb.ftpd(&["adduser", "carol", "--password-stdin"], "");
+    assert_fails(&out, 1, "ftpd: no password on standard input");
+
+    let out = sb.ftpd(&["users"], "");
+    assert_eq!(text(&out.stdout), "alice\nbob\n");
+    assert_success(&sb.ftpd(&["deluser", "alice"], ""));
+    assert_fails(
+        &sb.ftpd(&["deluser", "alice"], ""),
+        1,
+        "ftpd: no such user: alice",
+    );
+    assert_fails(
+        &sb.ftpd(&["passwd", "alice", "--password-stdin"], "x\n"),
+        1,
+        "ftpd: no such user: alice",
+    );
+    assert_eq!(text(&sb.ftpd(&["users"], "").stdout), "bob\n");
+
+    // Verifiers are in PostgreSQL's format; without --iterations, OWASP's 600,000.
+    assert_success(&sb.ftpd(&["adduser", "dave", "--password-stdin"], "pw\n"));
+    let db = std::fs::read_to_string(sb.path().join("users.db")).unwrap();
+    assert!(db.starts_with("bob:SCRAM-SHA-256$4096:"), "{db}");
+    assert!(db.contains("\ndave:SCRAM-SHA-256$600000:"), "{db}");
+
+    // ftpc refuses a malformed name before connecting anywhere.
+    let out = sb.ftpc(
+        &[
+            "--server",
+            "127.0.0.1:9",
+            "login",
+            "Bad Name",
+            "--password-stdin",
+        ],
+        "x\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid username"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn concurrent_adduser_runs_keep_every_user() {
+    let sb = Sandbox::new();
+    let children: Vec<_> = (0..16)
+        .map(|i| {
+            let mut child = sb
+                .command(
+                    FTPD,
+                    &[
+                        "adduser",
+                        &format!("user{i}"),
+                        "--password-stdin",
+                        "--iterations",
+                        "4096",
+                    ],
+                )
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+            child
+        })
+        .collect();
+    for child in children {
+        assert_success(&child.wait_with_output().unwrap());
+    }
+    let out = sb.ftpd(&["users"], "");
+    assert_success(&out);
+    let mut names: Vec<_> = text(&out.stdout).lines().map(str::to_owned).collect();
+    names.sort();
+    let mut expected: Vec<_> = (0..16).map(|i| format!("user{i}")).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn serve_refuses_a_corrupt_users_db_naming_file_and_line() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let db = sb.path().join("users.db");
+    let mut content = std::fs::read_to_string(&db).unwrap();
+    content.push_str("bob:SCRAM-SHA-256$4096:broken\n");
+    std::fs::write(&db, content).unwrap();
+    let out = sb.ftpd(&["serve", "--listen", "127.0.0.1:0"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("./users.db:2: "), "{stderr}");
+    // And admin commands leave the broken file as it is.
+    assert_eq!(
+        sb.ftpd(
+            &[
+                "adduser",
+                "carol",
+                "--password-stdin",
+                "--iterations",
+                "4096"
+            ],
+            "pw\n"
+        )
+        .status
+        .code(),
+        Some(1)
+    );
+    assert!(std::fs::read_to_string(&db).unwrap().contains("broken"));
+}
+
+#[test]
+fn every_command_explains_itself() {
+    let sb = Sandbox::new();
+    for (program, args) in [
+        (FTPD, vec!["--help"]),
+        (FTPD, vec!["serve", "--help"]),
+        (FTPD, vec!["adduser", "--help"]),
+        (FTPD, vec!["deluser", "--help"]),
+        (FTPD, vec!["passwd", "--help"]),
+        (FTPD, vec!["users", "--help"]),
+        (FTPC, vec!["--help"]),
+        (FTPC, vec!["login", "--help"]),
+        (FTPC, vec!["logout", "--help"]),
+        (FTPC, vec!["mkdir", "--help"]),
+        (FTPC, vec!["ls", "--help"]),
+    ] {
+        let out = sb.run(program, &args, "");
+        assert_success(&out);
+        assert!(text(&out.stdout).contains("Usage:"), "{args:?}");
+    }
+    let out = sb.run(FTPC, &["frobnicate"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = sb.ftpc(
+        &[
+            "--server",
+            "127.0.0.1:1",
+            "login",
+            "alice",
+            "--password-stdin",
+        ],
+        "pw\n",
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).starts_with("ftpc: login alice: cannot connect to 127.0.0.1:1"));
+}
