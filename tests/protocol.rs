@@ -264,8 +264,20 @@ async fn connections_over_the_limit_are_told_the_server_is_busy() {
         .login_with_password(&ftprep::username::Username::parse("alice").unwrap(), "pw")
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Remote { code: ErrorCode::Busy, .. }), "{err}");
-    assert!(err.to_string().contains("all 1 connections in use"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::Busy,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("all 1 connections in use"),
+        "{err}"
+    );
     alice.mkdir("still-served", false).await.unwrap();
     drop(alice);
     // Once the first session has ended, the slot is free again.
@@ -277,7 +289,10 @@ async fn connections_over_the_limit_are_told_the_server_is_busy() {
             .await
         {
             Ok(_) => break,
-            Err(Error::Remote { code: ErrorCode::Busy, .. }) if attempts < 200 => {
+            Err(Error::Remote {
+                code: ErrorCode::Busy,
+                ..
+            }) if attempts < 200 => {
                 attempts += 1;
                 tokio::task::yield_now().await;
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -103,11 +103,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let user = Username::parse(&user)
                 .map_err(ftprep::Error::from)
                 .context(context.clone())?;
-            let mut client = Client::connect(&server).await.context(context.clone())?;
+            // Ask first: the server gives an unauthenticated connection only so long.
             let password = ftprep::prompt::login_password(
                 &format!("Password for {user}@{server}: "),
                 password_stdin,
             )?;
+            let mut client = Client::connect(&server).await.context(context.clone())?;
             let keys = client
                 .login_with_password(&user, &password)
                 .await

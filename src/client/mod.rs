@@ -90,14 +90,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         user: &Username,
         password: &str,
     ) -> Result<ClientKeys> {
-        auth::check_new_password(password).or_else(|err| {
-            // SASLprep may refuse a password that is still valid (PostgreSQL hashes it raw).
-            if password.is_empty() {
-                Err(err)
-            } else {
-                Ok(())
-            }
-        })?;
+        // No SASLprep check here: PostgreSQL hashes passwords SASLprep refuses as raw bytes,
+        // and so do we, so such a password may still be valid.
+        if password.is_empty() {
+            return Err(auth::ScramError::BadPassword("the password is empty").into());
+        }
         self.authenticate(user, KeySource::Password(password.to_owned()))
             .await
     }
