@@ -11,6 +11,8 @@ pub const MAGIC: [u8; 4] = *b"FTPR";
 pub const PROTOCOL_VERSION: u16 = 1;
 /// At most this many entries travel in one [`Response::Entries`] frame.
 pub const ENTRIES_PER_FRAME: usize = 1024;
+/// Largest data chunk in a [`Request::PutData`] or [`Response::Data`] frame (256 KiB).
+pub const MAX_CHUNK: usize = 256 * 1024;
 
 /// The first frame in each direction: magic value and protocol version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +60,67 @@ pub enum Request {
         /// Remote path, relative to the user's home; empty for the home itself.
         path: String,
     },
+    /// Describes one file or directory (a symlink itself, not its target).
+    Stat {
+        /// Remote path.
+        path: String,
+    },
+    /// Removes a file or symlink; with `recursive`, also a directory and all it holds.
+    Remove {
+        /// Remote path (never the home itself).
+        path: String,
+        /// `rm -r`.
+        recursive: bool,
+    },
+    /// Removes an empty directory.
+    Rmdir {
+        /// Remote path (never the home itself).
+        path: String,
+    },
+    /// Renames within the user's tree.
+    Rename {
+        /// Existing path.
+        from: String,
+        /// New path; its parent must exist.
+        to: String,
+        /// Replace an existing `to` (a file, or an empty directory).
+        overwrite: bool,
+    },
+    /// Starts an upload of `size` bytes to `path`. The server answers [`Response::PutReady`]
+    /// with the offset to send from; the client then sends `size - offset` bytes in
+    /// [`Request::PutData`] frames and ends with [`Request::PutFinish`].
+    PutStart {
+        /// Remote target path.
+        path: String,
+        /// Total size of the file, in bytes.
+        size: u64,
+        /// Replace an existing target.
+        overwrite: bool,
+        /// Continue an interrupted upload of the same target, if its partial data is there.
+        resume: bool,
+    },
+    /// The next chunk of an upload (at most [`MAX_CHUNK`] bytes).
+    PutData {
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Ends an upload: the SHA-256 of the whole file. The server checks it against what it
+    /// holds before renaming the file into place.
+    PutFinish {
+        /// SHA-256 of the whole file, offset 0 to `size`.
+        sha256: [u8; 32],
+    },
+    /// Downloads a file from `offset`: [`Response::GetReady`], then [`Response::Data`]
+    /// frames, then [`Response::GetDone`] with the SHA-256 of the whole file.
+    Get {
+        /// Remote path.
+        path: String,
+        /// Where to start (the size of a local partial copy, for resume).
+        offset: u64,
+    },
+    /// Asks for the user's disk usage and quota.
+    Usage,
 }
 
 /// What a server answers.
@@ -86,6 +149,41 @@ pub enum Response {
     Entries {
         /// Up to [`ENTRIES_PER_FRAME`] entries.
         entries: Vec<Entry>,
+    },
+    /// Answers [`Request::Stat`].
+    Stat {
+        /// The entry; its name is the path's last component.
+        entry: Entry,
+    },
+    /// The server is ready for upload data, starting at `offset` (0 unless resuming).
+    PutReady {
+        /// Bytes of the file the server already holds.
+        offset: u64,
+    },
+    /// A download starts: the file's size and the offset data begins at.
+    GetReady {
+        /// Total size of the file.
+        size: u64,
+        /// Where the data frames begin (the requested offset).
+        offset: u64,
+    },
+    /// The next chunk of a download.
+    Data {
+        /// The bytes.
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The download is complete.
+    GetDone {
+        /// SHA-256 of the whole file.
+        sha256: [u8; 32],
+    },
+    /// Answers [`Request::Usage`].
+    Usage {
+        /// Bytes used by the user's files.
+        used: u64,
+        /// The user's quota in bytes, if any.
+        quota: Option<u64>,
     },
 }
 
@@ -120,6 +218,16 @@ pub enum ErrorCode {
     Busy,
     /// The server failed; the message says how.
     Internal,
+    /// An upload would take the user over their quota.
+    QuotaExceeded,
+    /// The SHA-256 of the data does not match; nothing was replaced.
+    ChecksumMismatch,
+    /// `rmdir`, or a rename over a directory, that is not empty.
+    DirectoryNotEmpty,
+    /// A file operation on a directory.
+    IsADirectory,
+    /// The server's disk is full.
+    NoSpace,
 }
 
 /// One directory entry in a listing.

@@ -123,7 +123,12 @@ impl Error {
                 | ErrorCode::AlreadyExists
                 | ErrorCode::NotADirectory
                 | ErrorCode::PermissionDenied
-                | ErrorCode::Internal => ErrorKind::Refused,
+                | ErrorCode::Internal
+                | ErrorCode::QuotaExceeded
+                | ErrorCode::ChecksumMismatch
+                | ErrorCode::DirectoryNotEmpty
+                | ErrorCode::IsADirectory
+                | ErrorCode::NoSpace => ErrorKind::Refused,
             },
             Error::Scram(ScramError::AuthenticationFailed)
             | Error::LoginExpired { .. }
@@ -241,9 +246,12 @@ impl From<std::io::Error> for StorageError {
             K::NotFound => StorageError::new(ErrorCode::NotFound, "no such file or directory"),
             K::AlreadyExists => StorageError::new(ErrorCode::AlreadyExists, "already exists"),
             K::NotADirectory => StorageError::new(ErrorCode::NotADirectory, "not a directory"),
-            K::IsADirectory => StorageError::new(ErrorCode::AlreadyExists, "is a directory"),
+            K::IsADirectory => StorageError::new(ErrorCode::IsADirectory, "is a directory"),
             K::DirectoryNotEmpty => {
-                StorageError::new(ErrorCode::AlreadyExists, "directory not empty")
+                StorageError::new(ErrorCode::DirectoryNotEmpty, "directory not empty")
+            }
+            K::StorageFull | K::QuotaExceeded | K::FileTooLarge => {
+                StorageError::new(ErrorCode::NoSpace, "no space left on the server")
             }
             // cap-std reports a path that resolves outside the home (a symlink, say) this way.
             K::PermissionDenied if err.to_string().contains("outside") => StorageError::new(

@@ -8,6 +8,7 @@
 //! - [`paths`]: remote paths, validated and normalised before anything touches storage.
 //! - [`username`]: the one rule for user names, shared by adduser, users.db and login.
 //! - [`prompt`]: reading passwords from the terminal (no echo) or from standard input.
+//! - [`size`]: byte sizes for people (`10G` in, `1.5 GiB` out).
 //! - [`server`]: listener, per-connection session (hello → login → commands), the user
 //!   database and the jailed storage, each behind a trait so other engines can plug in.
 //! - [`client`]: connect, log in (password or cached keys), one method per command, and the
@@ -23,6 +24,7 @@ pub mod error;
 pub mod paths;
 pub mod prompt;
 pub mod server;
+pub mod size;
 pub mod username;
 pub mod wire;
 

@@ -61,6 +61,39 @@ impl RemotePath {
         self.components.last().map(String::as_str)
     }
 
+    /// The parent directory (the home for a top-level name, and for the home itself).
+    pub fn parent(&self) -> RemotePath {
+        let mut components = self.components.clone();
+        components.pop();
+        RemotePath { components }
+    }
+
+    /// The components, outermost first.
+    pub fn components(&self) -> &[String] {
+        &self.components
+    }
+
+    /// This path with `name` appended (`name` must be one valid component).
+    ///
+    /// # Errors
+    /// [`PathError`] if `name` is not a single plain component.
+    pub fn join(&self, name: &str) -> Result<RemotePath, PathError> {
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+            return Err(PathError::EmptyComponent);
+        }
+        if name.contains('\0') {
+            return Err(PathError::Nul);
+        }
+        let mut components = self.components.clone();
+        components.push(name.to_owned());
+        Ok(RemotePath { components })
+    }
+
+    /// True if `other` is this path or lies beneath it.
+    pub fn contains(&self, other: &RemotePath) -> bool {
+        other.components.starts_with(&self.components)
+    }
+
     /// The path relative to the home, as the storage jail takes it (`.` for the home).
     pub fn to_relative(&self) -> PathBuf {
         if self.is_home() {

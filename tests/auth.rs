@@ -7,7 +7,7 @@ use common::{TestServer, add_user};
 use ftprep::Error;
 use ftprep::auth::{self, ClientFirst, ClientKeys, DEFAULT_ITERATIONS, Verifier};
 use ftprep::commands::{ErrorCode, Request, Response};
-use ftprep::server::userdb;
+use ftprep::server::userdb::{self, UserRecord};
 use ftprep::username::Username;
 
 fn name(n: &str) -> Username {
@@ -157,8 +157,10 @@ async fn unknown_user_and_wrong_password_are_indistinguishable() {
     // A real user with the default iteration count, as `ftpd adduser` makes.
     userdb::add_user(
         &server.users,
-        &name("alice"),
-        Verifier::generate("right", DEFAULT_ITERATIONS),
+        UserRecord::new(
+            name("alice"),
+            Verifier::generate("right", DEFAULT_ITERATIONS),
+        ),
     )
     .unwrap();
 

@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
-use ftprep::server::{Config, Limits, Server, userdb};
+use ftprep::server::userdb::{self, UserRecord};
+use ftprep::server::{Config, Limits, Server};
+use ftprep::size::format_size;
 use ftprep::username::Username;
 
 /// ftprep server: serves each user's own directory tree to `ftpc` after a SCRAM-SHA-256
@@ -28,13 +30,31 @@ enum Command {
     /// Run the server until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
     /// Add a user; prompts twice for the password (no echo).
-    Adduser(PasswordArgs),
+    Adduser {
+        #[command(flatten)]
+        args: PasswordArgs,
+        /// Most bytes the user may store, e.g. 500M, 10G (default: no limit).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        quota: Option<u64>,
+    },
     /// Remove a user; their files are left on disk.
     Deluser(NameArgs),
     /// Change a user's password; their cached logins stop working.
     Passwd(PasswordArgs),
-    /// List the users, one a line.
+    /// Set a user's quota (e.g. 10G), or remove it with `none`.
+    Quota {
+        #[command(flatten)]
+        who: NameArgs,
+        /// Most bytes the user may store (K, M, G, T: powers of 1024), or `none`.
+        #[arg(value_name = "SIZE|none")]
+        quota: String,
+    },
+    /// List the users, one a line, with their quotas.
     Users(UsersFile),
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    ftprep::size::parse_size(text)
 }
 
 #[derive(Args)]
@@ -122,10 +142,25 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Adduser(args) => {
+        Command::Adduser { args, quota } => {
             let (name, verifier) = new_verifier(&args)?;
-            userdb::add_user(&args.who.file.users, &name, verifier)?;
+            let mut record = UserRecord::new(name.clone(), verifier);
+            record.quota = quota;
+            userdb::add_user(&args.who.file.users, record)?;
             println!("added user {name}");
+            Ok(())
+        }
+        Command::Quota { who, quota } => {
+            let name = Username::parse(&who.name)?;
+            let quota = match quota.as_str() {
+                "none" => None,
+                size => Some(parse_size(size).map_err(anyhow::Error::msg)?),
+            };
+            userdb::set_quota(&who.file.users, &name, quota)?;
+            match quota {
+                Some(bytes) => println!("quota of {name}: {}", format_size(bytes)),
+                None => println!("{name} has no quota"),
+            }
             Ok(())
         }
         Command::Passwd(args) => {
@@ -142,7 +177,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Users(file) => {
             for user in userdb::read(&file.users)?.users() {
-                println!("{}", user.name);
+                match user.quota {
+                    Some(quota) => println!("{}\tquota {}", user.name, format_size(quota)),
+                    None => println!("{}", user.name),
+                }
             }
             Ok(())
         }

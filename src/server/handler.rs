@@ -1,73 +1,42 @@
-//! Serves one authenticated request against the user's tree. Every command is matched here
-//! without a wildcard arm, so a new request variant does not compile until it is handled.
+//! Serves one authenticated request against the user's tree. Every request is matched here
+//! without a wildcard arm, so a new variant does not compile until it is handled. Refusals
+//! are responses; only failures of the connection itself end the session.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::storage::UserTree;
+use super::Shared;
+use super::quota::Reservation;
+use super::storage::{Upload, UserTree};
 use crate::commands::{ENTRIES_PER_FRAME, ErrorCode, Request, Response};
-use crate::error::{Error, Result, StorageError};
+use crate::error::{Error, PathError, Result, StorageError};
 use crate::paths::RemotePath;
+use crate::size::format_size;
 use crate::username::Username;
 use crate::wire::Connection;
 
-/// Applies `request` and writes its response(s). Refusals are responses; only failures of
-/// the connection itself are errors.
-pub(super) async fn apply<S>(
-    request: Request,
-    user: &Username,
-    peer: SocketAddr,
-    tree: &dyn UserTree,
-    conn: &mut Connection<S>,
-) -> Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    match request {
-        Request::AuthStart { .. } | Request::AuthFinish { .. } => {
-            conn.write(&Response::Error {
-                code: ErrorCode::UnexpectedRequest,
-                message: "already logged in".into(),
-            })
-            .await
-        }
-        Request::Mkdir { path, parents } => {
-            let result = match RemotePath::parse(&path) {
-                Ok(remote) => tree.mkdir(&remote, parents).await,
-                Err(err) => Err(invalid_path(err)),
-            };
-            log(user, peer, "mkdir", &path, &result);
-            conn.write(&done(result)).await
-        }
-        Request::List { path } => {
-            let result = match RemotePath::parse(&path) {
-                Ok(remote) => tree.list(&remote).await,
-                Err(err) => Err(invalid_path(err)),
-            };
-            log(user, peer, "ls", &path, &result);
-            match result {
-                Ok(entries) => {
-                    for batch in entries.chunks(ENTRIES_PER_FRAME) {
-                        conn.write(&Response::Entries {
-                            entries: batch.to_vec(),
-                        })
-                        .await?;
-                    }
-                    conn.write(&Response::Ok).await
-                }
-                Err(err) => conn.write(&done::<()>(Err(err))).await,
-            }
-        }
-    }
+/// One logged-in user's view of the server.
+pub(super) struct Handler<'a> {
+    pub(super) user: Username,
+    pub(super) peer: SocketAddr,
+    pub(super) tree: Arc<dyn UserTree>,
+    pub(super) shared: &'a Shared,
 }
 
-fn invalid_path(err: crate::error::PathError) -> StorageError {
+type Outcome<T> = std::result::Result<T, StorageError>;
+
+fn path(raw: &str) -> Outcome<RemotePath> {
+    RemotePath::parse(raw).map_err(invalid_path)
+}
+
+fn invalid_path(err: PathError) -> StorageError {
     let (code, message) = Error::Path(err).to_reply();
     StorageError::new(code, message)
 }
 
-fn done<T>(result: std::result::Result<T, StorageError>) -> Response {
+fn reply<T>(result: Outcome<T>) -> Response {
     match result {
         Ok(_) => Response::Ok,
         Err(err) => Response::Error {
@@ -77,17 +46,285 @@ fn done<T>(result: std::result::Result<T, StorageError>) -> Response {
     }
 }
 
-fn log<T>(
-    user: &Username,
-    peer: SocketAddr,
-    command: &str,
-    path: &str,
-    result: &std::result::Result<T, StorageError>,
-) {
-    match result {
-        Ok(_) => tracing::info!(%user, %peer, command, path = %path.escape_debug(), "ok"),
-        Err(err) => {
-            tracing::info!(%user, %peer, command, path = %path.escape_debug(), code = ?err.code, error = %err, "refused")
+impl Handler<'_> {
+    /// Applies `request` and writes its response(s).
+    pub(super) async fn apply<S>(&self, request: Request, conn: &mut Connection<S>) -> Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match request {
+            Request::AuthStart { .. } | Request::AuthFinish { .. } => {
+                conn.write(&unexpected("already logged in")).await
+            }
+            Request::PutData { .. } | Request::PutFinish { .. } => {
+                conn.write(&unexpected("no upload in progress")).await
+            }
+            Request::Mkdir { path: raw, parents } => {
+                let result = async { self.tree.mkdir(&path(&raw)?, parents).await }.await;
+                self.log("mkdir", &raw, &result);
+                conn.write(&reply(result)).await
+            }
+            Request::List { path: raw } => {
+                let result = async { self.tree.list(&path(&raw)?).await }.await;
+                self.log("ls", &raw, &result);
+                match result {
+                    Ok(entries) => {
+                        for batch in entries.chunks(ENTRIES_PER_FRAME) {
+                            let entries = batch.to_vec();
+                            conn.write(&Response::Entries { entries }).await?;
+                        }
+                        conn.write(&Response::Ok).await
+                    }
+                    Err(err) => conn.write(&reply::<()>(Err(err))).await,
+                }
+            }
+            Request::Stat { path: raw } => {
+                let result = async { self.tree.stat(&path(&raw)?).await }.await;
+                match result {
+                    Ok(entry) => conn.write(&Response::Stat { entry }).await,
+                    Err(err) => conn.write(&reply::<()>(Err(err))).await,
+                }
+            }
+            Request::Remove {
+                path: raw,
+                recursive,
+            } => {
+                let result = async { self.tree.remove(&path(&raw)?, recursive).await }.await;
+                self.log(if recursive { "rm -r" } else { "rm" }, &raw, &result);
+                conn.write(&reply(result)).await
+            }
+            Request::Rmdir { path: raw } => {
+                let result = async { self.tree.rmdir(&path(&raw)?).await }.await;
+                self.log("rmdir", &raw, &result);
+                conn.write(&reply(result)).await
+            }
+            Request::Rename {
+                from,
+                to,
+                overwrite,
+            } => {
+                let result = async {
+                    self.tree
+                        .rename(&path(&from)?, &path(&to)?, overwrite)
+                        .await
+                }
+                .await;
+                self.log("mv", &format!("{from} -> {to}"), &result);
+                conn.write(&reply(result)).await
+            }
+            Request::Usage => {
+                let result = async {
+                    let used = self.tree.usage().await?;
+                    Ok((used, self.quota().await))
+                }
+                .await;
+                match result {
+                    Ok((used, quota)) => conn.write(&Response::Usage { used, quota }).await,
+                    Err(err) => conn.write(&reply::<()>(Err(err))).await,
+                }
+            }
+            Request::PutStart {
+                path: raw,
+                size,
+                overwrite,
+                resume,
+            } => self.put(conn, &raw, size, overwrite, resume).await,
+            Request::Get { path: raw, offset } => self.get(conn, &raw, offset).await,
         }
+    }
+
+    /// The user's current quota (re-read, so `ftpd quota` applies to running sessions).
+    async fn quota(&self) -> Option<u64> {
+        match self.shared.users.user(&self.user).await {
+            Ok(Some(record)) => record.quota,
+            Ok(None) => None,
+            Err(err) => {
+                tracing::error!(user = %self.user, error = %err, "cannot read the user's quota");
+                None
+            }
+        }
+    }
+
+    /// Opens the upload and checks the quota for it; the reservation holds the bytes
+    /// still to come against concurrent uploads of the same user.
+    async fn start_upload(
+        &self,
+        raw: &str,
+        size: u64,
+        overwrite: bool,
+        resume: bool,
+    ) -> Outcome<(Box<dyn Upload>, Option<Reservation>)> {
+        let remote = path(raw)?;
+        let upload = self
+            .tree
+            .begin_upload(&remote, size, overwrite, resume)
+            .await?;
+        let Some(quota) = self.quota().await else {
+            return Ok((upload, None));
+        };
+        let used = match self.tree.usage().await {
+            Ok(used) => used,
+            Err(err) => {
+                upload.abort(true).await;
+                return Err(err);
+            }
+        };
+        let incoming = size - upload.offset();
+        let projected = used.saturating_sub(upload.reclaimed()) + size;
+        match self
+            .shared
+            .quotas
+            .reserve(&self.user, projected, incoming, quota)
+        {
+            Ok(reservation) => Ok((upload, Some(reservation))),
+            Err(pending) => {
+                upload.abort(false).await;
+                let used_now = used + pending;
+                Err(StorageError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "quota exceeded (used {} of {}; this file needs {})",
+                        format_size(used_now),
+                        format_size(quota),
+                        format_size(size)
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Receives an upload: data frames until `PutFinish`, then the verdict. A failure while
+    /// writing is remembered and answered at `PutFinish`, so the stream stays in step.
+    async fn put<S>(
+        &self,
+        conn: &mut Connection<S>,
+        raw: &str,
+        size: u64,
+        overwrite: bool,
+        resume: bool,
+    ) -> Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (mut upload, reservation) = match self.start_upload(raw, size, overwrite, resume).await
+        {
+            Ok(started) => started,
+            Err(err) => {
+                self.log::<()>("put", raw, &Err(err.clone()));
+                return conn.write(&reply::<()>(Err(err))).await;
+            }
+        };
+        let offset = upload.offset();
+        let started = std::time::Instant::now();
+        conn.write(&Response::PutReady { offset }).await?;
+        let mut failure: Option<StorageError> = None;
+        loop {
+            let next =
+                tokio::time::timeout(self.shared.limits.idle_timeout, conn.read::<Request>())
+                    .await
+                    .map_err(|_| Error::Timeout)
+                    .and_then(|read| read?.ok_or(Error::ConnectionClosed));
+            match next {
+                Ok(Request::PutData { data }) => {
+                    if failure.is_none()
+                        && let Err(err) = upload.write(data).await
+                    {
+                        failure = Some(err);
+                    }
+                }
+                Ok(Request::PutFinish { sha256 }) => {
+                    let result = match failure {
+                        Some(err) => {
+                            upload.abort(false).await;
+                            Err(err)
+                        }
+                        None => upload.finish(sha256).await,
+                    };
+                    drop(reservation);
+                    tracing::info!(
+                        user = %self.user,
+                        peer = %self.peer,
+                        command = "put",
+                        path = %raw.escape_debug(),
+                        bytes = size - offset,
+                        resumed_at = offset,
+                        millis = started.elapsed().as_millis() as u64,
+                        result = ?result.as_ref().map_err(|e| e.code),
+                        "transfer"
+                    );
+                    return conn.write(&reply(result)).await;
+                }
+                Ok(_) => {
+                    // Keep what arrived: the client can resume once it behaves.
+                    upload.abort(true).await;
+                    return Err(Error::Remote {
+                        code: ErrorCode::UnexpectedRequest,
+                        message: "an upload is in progress: expected PutData or PutFinish".into(),
+                    });
+                }
+                Err(err) => {
+                    // The connection broke: keep the partial data for `put -c`.
+                    upload.abort(true).await;
+                    tracing::info!(user = %self.user, peer = %self.peer, path = %raw.escape_debug(), "upload interrupted; partial data kept for resume");
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Sends a file from `offset`, then the SHA-256 of all of it.
+    async fn get<S>(&self, conn: &mut Connection<S>, raw: &str, offset: u64) -> Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let opened = async { self.tree.open_download(&path(raw)?, offset).await }.await;
+        let mut download = match opened {
+            Ok(download) => download,
+            Err(err) => {
+                self.log::<()>("get", raw, &Err(err.clone()));
+                return conn.write(&reply::<()>(Err(err))).await;
+            }
+        };
+        let started = std::time::Instant::now();
+        let size = download.size();
+        conn.write(&Response::GetReady { size, offset }).await?;
+        loop {
+            match download.next_chunk().await {
+                Ok(Some(data)) => conn.write(&Response::Data { data }).await?,
+                Ok(None) => break,
+                Err(err) => {
+                    self.log::<()>("get", raw, &Err(err.clone()));
+                    return conn.write(&reply::<()>(Err(err))).await;
+                }
+            }
+        }
+        tracing::info!(
+            user = %self.user,
+            peer = %self.peer,
+            command = "get",
+            path = %raw.escape_debug(),
+            bytes = size - offset,
+            millis = started.elapsed().as_millis() as u64,
+            "transfer"
+        );
+        let sha256 = download.sha256();
+        conn.write(&Response::GetDone { sha256 }).await
+    }
+
+    fn log<T>(&self, command: &str, path: &str, result: &Outcome<T>) {
+        let (user, peer, path) = (&self.user, self.peer, path.escape_debug());
+        match result {
+            Ok(_) => tracing::info!(%user, %peer, command, %path, "ok"),
+            Err(err) => {
+                tracing::info!(%user, %peer, command, %path, code = ?err.code, error = %err, "refused");
+            }
+        }
+    }
+}
+
+fn unexpected(message: &str) -> Response {
+    Response::Error {
+        code: ErrorCode::UnexpectedRequest,
+        message: message.into(),
     }
 }

@@ -5,6 +5,7 @@
 //! [`Server::with_backends`] takes any [`UserStore`] and [`Storage`].
 
 mod handler;
+mod quota;
 pub mod secret;
 mod session;
 pub mod storage;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
-pub use storage::{FsStorage, Storage, UserTree};
+pub use storage::{Download, FsStorage, Storage, Upload, UserTree};
 pub use userdb::{FileUserStore, UserStore};
 
 /// Where the embedded defaults live.
@@ -67,6 +68,7 @@ pub(crate) struct Shared {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) secret: [u8; secret::SECRET_LEN],
     pub(crate) limits: Limits,
+    pub(crate) quotas: quota::Quotas,
 }
 
 /// A server ready to run on a listener.
@@ -118,6 +120,7 @@ impl Server {
                 storage,
                 secret,
                 limits,
+                quotas: quota::Quotas::default(),
             }),
         }
     }

@@ -31,7 +31,7 @@ pub(crate) async fn run<S>(
     let mut conn = Connection::new(stream);
     if let Err(err) = serve(&mut conn, peer, &shared, &cancel).await {
         if matches!(err, Error::ConnectionClosed) {
-            tracing::info!(%peer, "client left before logging in");
+            tracing::info!(%peer, "client left in the middle of an exchange");
             return;
         }
         tracing::warn!(%peer, error = %err, "closing connection");
@@ -96,6 +96,12 @@ where
     let Some((user, tree)) = user else {
         return Ok(());
     };
+    let handler = handler::Handler {
+        user,
+        peer,
+        tree,
+        shared,
+    };
     loop {
         let request = tokio::select! {
             read = tokio::time::timeout(shared.limits.idle_timeout, conn.read::<Request>()) => {
@@ -104,10 +110,10 @@ where
             () = cancel.cancelled() => return Ok(()),
         };
         let Some(request) = request else {
-            tracing::debug!(%user, %peer, "client left");
+            tracing::debug!(user = %handler.user, %peer, "client left");
             return Ok(());
         };
-        handler::apply(request, &user, peer, tree.as_ref(), conn).await?;
+        handler.apply(request, conn).await?;
     }
 }
 
@@ -151,7 +157,17 @@ where
                     message: "AuthFinish before AuthStart".into(),
                 });
             }
-            Request::Mkdir { .. } | Request::List { .. } => {
+            Request::Mkdir { .. }
+            | Request::List { .. }
+            | Request::Stat { .. }
+            | Request::Remove { .. }
+            | Request::Rmdir { .. }
+            | Request::Rename { .. }
+            | Request::PutStart { .. }
+            | Request::PutData { .. }
+            | Request::PutFinish { .. }
+            | Request::Get { .. }
+            | Request::Usage => {
                 conn.write(&Response::Error {
                     code: ErrorCode::AuthRequired,
                     message: "log in first".into(),
@@ -184,8 +200,8 @@ where
     // Unknown or impossible names get a mock verifier: the exchange looks the same and
     // fails at the proof, exactly as a wrong password does.
     let known = match Username::parse(&claimed) {
-        Ok(name) => match shared.users.verifier(&name).await {
-            Ok(Some(verifier)) => Some((name, verifier)),
+        Ok(name) => match shared.users.user(&name).await {
+            Ok(Some(record)) => Some((name, record.verifier)),
             Ok(None) => None,
             Err(err) => {
                 tracing::error!(error = %err, "user store failed; refusing login");

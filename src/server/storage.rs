@@ -6,16 +6,17 @@
 //! path is resolved beneath the home handle, `..` and symlinks included, and anything that
 //! would resolve outside it fails. Once restricted, never unrestricted.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, Metadata};
+use cap_std::fs::{Dir, Metadata, OpenOptions};
+use sha2::{Digest, Sha256};
 
-use crate::commands::{Entry, EntryKind, ErrorCode};
+use crate::commands::{Entry, EntryKind, ErrorCode, MAX_CHUNK};
 use crate::error::StorageError;
 use crate::paths::RemotePath;
 use crate::username::Username;
@@ -35,6 +36,100 @@ pub trait UserTree: Send + Sync {
     async fn mkdir(&self, path: &RemotePath, parents: bool) -> Result<(), StorageError>;
     /// Lists a directory sorted by name, or describes a single non-directory.
     async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>, StorageError>;
+    /// Describes one entry without following a final symlink.
+    async fn stat(&self, path: &RemotePath) -> Result<Entry, StorageError>;
+    /// Removes a file or symlink; with `recursive`, a directory tree too. Never the home.
+    async fn remove(&self, path: &RemotePath, recursive: bool) -> Result<(), StorageError>;
+    /// Removes an empty directory. Never the home.
+    async fn rmdir(&self, path: &RemotePath) -> Result<(), StorageError>;
+    /// Renames `from` to `to`; replaces an existing `to` only with `overwrite`.
+    async fn rename(
+        &self,
+        from: &RemotePath,
+        to: &RemotePath,
+        overwrite: bool,
+    ) -> Result<(), StorageError>;
+    /// Bytes used by the user's files (partial uploads included).
+    async fn usage(&self) -> Result<u64, StorageError>;
+    /// Starts an upload of `size` bytes to `path`: data goes to a hidden partial file beside
+    /// the target, which only [`Upload::finish`] renames into place.
+    async fn begin_upload(
+        &self,
+        path: &RemotePath,
+        size: u64,
+        overwrite: bool,
+        resume: bool,
+    ) -> Result<Box<dyn Upload>, StorageError>;
+    /// Opens a file for download from `offset`.
+    async fn open_download(
+        &self,
+        path: &RemotePath,
+        offset: u64,
+    ) -> Result<Box<dyn Download>, StorageError>;
+}
+
+/// An upload in progress.
+#[async_trait]
+pub trait Upload: Send {
+    /// Bytes already held (from an interrupted upload being resumed); data continues here.
+    fn offset(&self) -> u64;
+    /// Bytes that stop counting against the quota once this upload replaces them: the
+    /// partial data already held, and the target it overwrites.
+    fn reclaimed(&self) -> u64;
+    /// Appends the next chunk.
+    async fn write(&mut self, data: Vec<u8>) -> Result<(), StorageError>;
+    /// Checks size and SHA-256 of the whole file and renames it into place. On a checksum
+    /// mismatch the partial data is discarded and the target left as it was.
+    async fn finish(self: Box<Self>, sha256: [u8; 32]) -> Result<(), StorageError>;
+    /// Stops without replacing the target; `keep` leaves the partial data for a resume.
+    async fn abort(self: Box<Self>, keep: bool);
+}
+
+/// A download in progress.
+#[async_trait]
+pub trait Download: Send {
+    /// Size of the whole file.
+    fn size(&self) -> u64;
+    /// The next chunk (at most [`MAX_CHUNK`] bytes); `None` at the end.
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError>;
+    /// SHA-256 of the whole file, once every chunk has been read.
+    fn sha256(&self) -> [u8; 32];
+}
+
+/// Hidden partial uploads start with this; such names are not listed and cannot be used.
+pub const PARTIAL_PREFIX: &str = ".ftprep-part-";
+/// Interrupted uploads older than this are removed when another upload starts beside them.
+pub const PARTIAL_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The hidden name of the partial upload for `target`: fixed length, so any target name fits.
+fn partial_name(target: &str) -> String {
+    let digest = Sha256::digest(target.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{PARTIAL_PREFIX}{hex}")
+}
+
+fn refuse_reserved(path: &RemotePath) -> Result<(), StorageError> {
+    if path
+        .components()
+        .iter()
+        .any(|c| c.starts_with(PARTIAL_PREFIX))
+    {
+        return Err(StorageError::new(
+            ErrorCode::InvalidPath,
+            "names starting with .ftprep-part- are reserved",
+        ));
+    }
+    Ok(())
+}
+
+fn refuse_home(path: &RemotePath) -> Result<(), StorageError> {
+    if path.is_home() {
+        return Err(StorageError::new(
+            ErrorCode::PermissionDenied,
+            "refusing to touch your home directory itself",
+        ));
+    }
+    Ok(())
 }
 
 /// The embedded default: `ROOT/<user>` directories on the local filesystem.
@@ -126,6 +221,7 @@ fn entry(name: String, meta: &Metadata) -> Entry {
 #[async_trait]
 impl UserTree for FsTree {
     async fn mkdir(&self, path: &RemotePath, parents: bool) -> Result<(), StorageError> {
+        refuse_reserved(path)?;
         let home = Arc::clone(&self.home);
         let is_home = path.is_home();
         let rel = path.to_relative();
@@ -165,6 +261,7 @@ impl UserTree for FsTree {
     }
 
     async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>, StorageError> {
+        refuse_reserved(path)?;
         let home = Arc::clone(&self.home);
         let rel = path.to_relative();
         let name = path.file_name().unwrap_or(".").to_owned();
@@ -186,6 +283,413 @@ impl UserTree for FsTree {
             Ok(entries)
         })
         .await
+    }
+
+    async fn stat(&self, path: &RemotePath) -> Result<Entry, StorageError> {
+        refuse_reserved(path)?;
+        let home = Arc::clone(&self.home);
+        let rel = path.to_relative();
+        let name = path.file_name().unwrap_or("/").to_owned();
+        blocking(move || Ok(entry(name, &home.symlink_metadata(&rel)?))).await
+    }
+
+    async fn remove(&self, path: &RemotePath, recursive: bool) -> Result<(), StorageError> {
+        refuse_home(path)?;
+        refuse_reserved(path)?;
+        let home = Arc::clone(&self.home);
+        let rel = path.to_relative();
+        blocking(move || {
+            if home.symlink_metadata(&rel)?.is_dir() {
+                if !recursive {
+                    return Err(StorageError::new(
+                        ErrorCode::IsADirectory,
+                        "is a directory (use rmdir, or rm -r)",
+                    ));
+                }
+                home.remove_dir_all(&rel)?;
+            } else {
+                home.remove_file(&rel)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rmdir(&self, path: &RemotePath) -> Result<(), StorageError> {
+        refuse_home(path)?;
+        refuse_reserved(path)?;
+        let home = Arc::clone(&self.home);
+        let rel = path.to_relative();
+        blocking(move || {
+            if !home.symlink_metadata(&rel)?.is_dir() {
+                return Err(StorageError::new(
+                    ErrorCode::NotADirectory,
+                    "not a directory",
+                ));
+            }
+            Ok(home.remove_dir(&rel)?)
+        })
+        .await
+    }
+
+    async fn rename(
+        &self,
+        from: &RemotePath,
+        to: &RemotePath,
+        overwrite: bool,
+    ) -> Result<(), StorageError> {
+        for path in [from, to] {
+            refuse_home(path)?;
+            refuse_reserved(path)?;
+        }
+        if from.contains(to) {
+            return Err(StorageError::new(
+                ErrorCode::InvalidPath,
+                "cannot move a directory into itself",
+            ));
+        }
+        let home = Arc::clone(&self.home);
+        let (from, to) = (from.to_relative(), to.to_relative());
+        blocking(move || {
+            home.symlink_metadata(&from)?;
+            match home.symlink_metadata(&to) {
+                Ok(_) if !overwrite => {
+                    return Err(StorageError::new(
+                        ErrorCode::AlreadyExists,
+                        "target already exists (use -f to replace it)",
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            Ok(home.rename(&from, &home, &to)?)
+        })
+        .await
+    }
+
+    async fn usage(&self) -> Result<u64, StorageError> {
+        let home = Arc::clone(&self.home);
+        blocking(move || Ok(tree_size(&home)?)).await
+    }
+
+    async fn begin_upload(
+        &self,
+        path: &RemotePath,
+        size: u64,
+        overwrite: bool,
+        resume: bool,
+    ) -> Result<Box<dyn Upload>, StorageError> {
+        refuse_home(path)?;
+        refuse_reserved(path)?;
+        let home = Arc::clone(&self.home);
+        let parent = path.parent().to_relative();
+        let target = path.file_name().unwrap_or_default().to_owned();
+        let upload = blocking(move || {
+            let parent = home.open_dir(&parent).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => {
+                    StorageError::new(ErrorCode::NotFound, "the target directory does not exist")
+                }
+                _ => e.into(),
+            })?;
+            let replaced = match parent.symlink_metadata(&target) {
+                Ok(meta) if meta.is_dir() => {
+                    return Err(StorageError::new(ErrorCode::IsADirectory, "is a directory"));
+                }
+                Ok(_) if !overwrite => {
+                    return Err(StorageError::new(
+                        ErrorCode::AlreadyExists,
+                        "already exists (use -f to replace it)",
+                    ));
+                }
+                Ok(meta) => meta.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(e.into()),
+            };
+            remove_stale_partials(&parent);
+            let part = partial_name(&target);
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).create(true);
+            let mut file = parent.open_with(&part, &options)?.into_std();
+            let mut hasher = Sha256::new();
+            let mut offset = 0;
+            if resume {
+                offset = hash_all(&mut file, &mut hasher)?;
+            }
+            if offset > size || !resume {
+                file.set_len(0)?;
+                hasher = Sha256::new();
+                offset = 0;
+            }
+            Ok(FsUpload {
+                parent: Arc::new(parent),
+                target,
+                part,
+                state: Some((file, hasher)),
+                written: offset,
+                offset,
+                size,
+                reclaimed: offset + replaced,
+                overwrite,
+            })
+        })
+        .await?;
+        Ok(Box::new(upload))
+    }
+
+    async fn open_download(
+        &self,
+        path: &RemotePath,
+        offset: u64,
+    ) -> Result<Box<dyn Download>, StorageError> {
+        refuse_reserved(path)?;
+        let home = Arc::clone(&self.home);
+        let rel = path.to_relative();
+        let download = blocking(move || {
+            let file = home.open(&rel)?.into_std();
+            let meta = file.metadata()?;
+            if meta.is_dir() {
+                return Err(StorageError::new(ErrorCode::IsADirectory, "is a directory"));
+            }
+            let size = meta.len();
+            if offset > size {
+                return Err(StorageError::new(
+                    ErrorCode::InvalidPath,
+                    format!("cannot resume at byte {offset}: the file has only {size}"),
+                ));
+            }
+            // The checksum covers the whole file, so the part before `offset` is read too.
+            let mut hasher = Sha256::new();
+            let mut prefix = (&file).take(offset);
+            let hashed = hash_all(&mut prefix, &mut hasher)?;
+            if hashed != offset {
+                return Err(StorageError::new(
+                    ErrorCode::Internal,
+                    "the file shrank while being read",
+                ));
+            }
+            Ok(FsDownload {
+                state: Some((file, hasher)),
+                size,
+                remaining: size - offset,
+                digest: None,
+            })
+        })
+        .await?;
+        Ok(Box::new(download))
+    }
+}
+
+/// Feeds everything `reader` yields into `hasher`; returns the byte count.
+fn hash_all(reader: &mut impl Read, hasher: &mut Sha256) -> io::Result<u64> {
+    let mut buf = vec![0u8; MAX_CHUNK];
+    let mut total = 0;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+}
+
+/// Total size of the files below `dir`, not following symlinks.
+fn tree_size(dir: &Dir) -> io::Result<u64> {
+    let mut total = 0;
+    for item in dir.entries()? {
+        let item = item?;
+        let file_type = item.file_type()?;
+        if file_type.is_dir() {
+            total += tree_size(&item.open_dir()?)?;
+        } else {
+            total += item.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+/// Deletes interrupted uploads in `dir` that nobody resumed within [`PARTIAL_TTL`].
+fn remove_stale_partials(dir: &Dir) {
+    let Ok(entries) = dir.entries() else {
+        return;
+    };
+    for item in entries.flatten() {
+        let name = item.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(PARTIAL_PREFIX) {
+            continue;
+        }
+        let stale = item
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|t| {
+                SystemTime::now()
+                    .duration_since(t.into_std())
+                    .unwrap_or_default()
+                    > PARTIAL_TTL
+            })
+            .unwrap_or(false);
+        if stale {
+            let _ = dir.remove_file(name);
+        }
+    }
+}
+
+/// An upload into a partial file in the target's directory.
+struct FsUpload {
+    parent: Arc<Dir>,
+    target: String,
+    part: String,
+    /// The open partial file and the hash of everything in it; moved into blocking tasks.
+    state: Option<(std::fs::File, Sha256)>,
+    offset: u64,
+    written: u64,
+    size: u64,
+    reclaimed: u64,
+    overwrite: bool,
+}
+
+fn broken() -> StorageError {
+    StorageError::new(ErrorCode::Internal, "the upload failed earlier")
+}
+
+#[async_trait]
+impl Upload for FsUpload {
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn reclaimed(&self) -> u64 {
+        self.reclaimed
+    }
+
+    async fn write(&mut self, data: Vec<u8>) -> Result<(), StorageError> {
+        let len = data.len() as u64;
+        if self.written + len > self.size {
+            return Err(StorageError::new(
+                ErrorCode::UnexpectedRequest,
+                format!("more data than the {} bytes announced", self.size),
+            ));
+        }
+        let (mut file, mut hasher) = self.state.take().ok_or_else(broken)?;
+        let state = blocking(move || {
+            file.write_all(&data)?;
+            hasher.update(&data);
+            Ok((file, hasher))
+        })
+        .await?;
+        self.state = Some(state);
+        self.written += len;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>, sha256: [u8; 32]) -> Result<(), StorageError> {
+        if self.written != self.size {
+            let message = format!(
+                "incomplete: {} of {} bytes arrived",
+                self.written, self.size
+            );
+            return Err(StorageError::new(ErrorCode::UnexpectedRequest, message));
+        }
+        let (file, hasher) = self.state.take().ok_or_else(broken)?;
+        let (parent, part, target, overwrite) = (
+            Arc::clone(&self.parent),
+            self.part.clone(),
+            self.target.clone(),
+            self.overwrite,
+        );
+        blocking(move || {
+            if hasher.finalize()[..] != sha256[..] {
+                drop(file);
+                let _ = parent.remove_file(&part);
+                return Err(StorageError::new(
+                    ErrorCode::ChecksumMismatch,
+                    "checksum mismatch: the data was damaged in transit; nothing was replaced",
+                ));
+            }
+            file.sync_all()?;
+            drop(file);
+            if !overwrite && parent.symlink_metadata(&target).is_ok() {
+                return Err(StorageError::new(
+                    ErrorCode::AlreadyExists,
+                    "already exists (use -f to replace it)",
+                ));
+            }
+            parent.rename(&part, &parent, &target)?;
+            parent.try_clone()?.into_std_file().sync_all()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn abort(self: Box<Self>, keep: bool) {
+        let FsUpload {
+            parent,
+            part,
+            state,
+            ..
+        } = *self;
+        let _ = blocking(move || {
+            if let Some((file, _)) = state {
+                let _ = file.sync_all();
+            }
+            if !keep {
+                parent.remove_file(&part)?;
+            }
+            Ok(())
+        })
+        .await;
+    }
+}
+
+/// A download from an open file.
+struct FsDownload {
+    state: Option<(std::fs::File, Sha256)>,
+    size: u64,
+    remaining: u64,
+    digest: Option<[u8; 32]>,
+}
+
+#[async_trait]
+impl Download for FsDownload {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        let Some((mut file, mut hasher)) = self.state.take() else {
+            return Ok(None);
+        };
+        let want = self.remaining.min(MAX_CHUNK as u64) as usize;
+        if want == 0 {
+            self.digest = Some(hasher.finalize().into());
+            return Ok(None);
+        }
+        let (chunk, file, hasher) = blocking(move || {
+            let mut chunk = vec![0u8; want];
+            let mut filled = 0;
+            while filled < want {
+                let n = file.read(&mut chunk[filled..])?;
+                if n == 0 {
+                    return Err(StorageError::new(
+                        ErrorCode::Internal,
+                        "the file shrank while being read",
+                    ));
+                }
+                filled += n;
+            }
+            hasher.update(&chunk);
+            Ok((chunk, file, hasher))
+        })
+        .await?;
+        self.remaining -= chunk.len() as u64;
+        self.state = Some((file, hasher));
+        Ok(Some(chunk))
+    }
+
+    fn sha256(&self) -> [u8; 32] {
+        self.digest.unwrap_or_default()
     }
 }
 

@@ -1,9 +1,10 @@
 //! The user database: who may log in, and the salted verifier each one proves against.
 //!
 //! # Format
-//! `users.db` holds one user a line, `name:verifier`, where the verifier is PostgreSQL's
-//! `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`. Blank lines and lines starting
-//! with `#` are comments and are kept as they are when the file is rewritten.
+//! `users.db` holds one user a line, `name:verifier[ key=value]...`, where the verifier is
+//! PostgreSQL's `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` and the optional
+//! fields are `quota=<bytes>`. Blank lines and lines starting with `#` are comments and are
+//! kept as they are when the file is rewritten.
 //!
 //! Writers take an exclusive lock on `users.db.lock`, read, change, write a temporary file
 //! (mode 0600), fsync it and rename it over the old one, so concurrent `ftpd adduser` runs
@@ -28,11 +29,11 @@ use crate::username::Username;
 /// Looks users up at login. Another engine (PostgreSQL, LDAP) implements this.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// The verifier of `name`, or `None` if there is no such user.
+    /// The record of `name`, or `None` if there is no such user.
     ///
     /// # Errors
     /// The store could not be consulted.
-    async fn verifier(&self, name: &Username) -> Result<Option<Verifier>, UserDbError>;
+    async fn user(&self, name: &Username) -> Result<Option<UserRecord>, UserDbError>;
 }
 
 /// One user's record.
@@ -42,6 +43,19 @@ pub struct UserRecord {
     pub name: Username,
     /// The salted verifier.
     pub verifier: Verifier,
+    /// Most bytes the user may store, if limited.
+    pub quota: Option<u64>,
+}
+
+impl UserRecord {
+    /// A record without a quota.
+    pub fn new(name: Username, verifier: Verifier) -> Self {
+        UserRecord {
+            name,
+            verifier,
+            quota: None,
+        }
+    }
 }
 
 /// A line of `users.db`, kept in order so rewrites preserve comments.
@@ -76,15 +90,33 @@ impl UserFile {
                 lines.push(Line::Text(raw.to_owned()));
                 continue;
             }
-            let (name, verifier) = trimmed
-                .split_once(':')
+            let mut fields = trimmed.split_whitespace();
+            let (name, verifier) = fields
+                .next()
+                .and_then(|f| f.split_once(':'))
                 .ok_or_else(|| corrupt("expected name:verifier".into()))?;
             let name = Username::parse(name).map_err(|e| corrupt(e.to_string()))?;
             let verifier: Verifier = verifier.parse().map_err(|e| corrupt(format!("{e}")))?;
-            if !seen.insert(name.clone()) {
-                return Err(corrupt(format!("user {name} appears twice")));
+            let mut record = UserRecord::new(name, verifier);
+            for field in fields {
+                match field.split_once('=') {
+                    Some(("quota", value)) => {
+                        record.quota = Some(
+                            crate::size::parse_size(value)
+                                .map_err(|e| corrupt(format!("quota: {e}")))?,
+                        );
+                    }
+                    _ => {
+                        return Err(corrupt(format!(
+                            "unknown field {field:?} (known: quota=BYTES)"
+                        )));
+                    }
+                }
             }
-            lines.push(Line::User(UserRecord { name, verifier }));
+            if !seen.insert(record.name.clone()) {
+                return Err(corrupt(format!("user {} appears twice", record.name)));
+            }
+            lines.push(Line::User(record));
         }
         Ok(UserFile { lines })
     }
@@ -113,6 +145,18 @@ impl UserFile {
             return Err(UserDbError::UserExists(record.name.to_string()));
         }
         self.lines.push(Line::User(record));
+        Ok(())
+    }
+
+    /// Sets or clears a user's quota.
+    ///
+    /// # Errors
+    /// [`UserDbError::NoSuchUser`].
+    pub fn set_quota(&mut self, name: &Username, quota: Option<u64>) -> Result<(), UserDbError> {
+        let record = self
+            .find_mut(name)
+            .ok_or_else(|| UserDbError::NoSuchUser(name.to_string()))?;
+        record.quota = quota;
         Ok(())
     }
 
@@ -150,6 +194,9 @@ impl UserFile {
                 Line::Text(text) => out.push_str(text),
                 Line::User(record) => {
                     out.push_str(&format!("{}:{}", record.name, record.verifier));
+                    if let Some(quota) = record.quota {
+                        out.push_str(&format!(" quota={quota}"));
+                    }
                 }
             }
             out.push('\n');
@@ -229,13 +276,16 @@ pub fn modify(
 ///
 /// # Errors
 /// [`UserDbError::UserExists`], a corrupt file, or I/O.
-pub fn add_user(path: &Path, name: &Username, verifier: Verifier) -> Result<(), UserDbError> {
-    modify(path, |file| {
-        file.add(UserRecord {
-            name: name.clone(),
-            verifier,
-        })
-    })
+pub fn add_user(path: &Path, record: UserRecord) -> Result<(), UserDbError> {
+    modify(path, |file| file.add(record))
+}
+
+/// Sets or clears a user's quota (`ftpd quota`).
+///
+/// # Errors
+/// [`UserDbError::NoSuchUser`], a corrupt file, or I/O.
+pub fn set_quota(path: &Path, name: &Username, quota: Option<u64>) -> Result<(), UserDbError> {
+    modify(path, |file| file.set_quota(name, quota))
 }
 
 /// Replaces a user's verifier (`ftpd passwd`).
@@ -278,7 +328,7 @@ fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
 
 #[derive(Debug, Default)]
 struct Loaded {
-    table: HashMap<Username, Verifier>,
+    table: HashMap<Username, UserRecord>,
     stamp: Option<Stamp>,
 }
 
@@ -342,15 +392,13 @@ impl FileUserStore {
     }
 }
 
-fn table(file: &UserFile) -> HashMap<Username, Verifier> {
-    file.users()
-        .map(|r| (r.name.clone(), r.verifier.clone()))
-        .collect()
+fn table(file: &UserFile) -> HashMap<Username, UserRecord> {
+    file.users().map(|r| (r.name.clone(), r.clone())).collect()
 }
 
 #[async_trait]
 impl UserStore for FileUserStore {
-    async fn verifier(&self, name: &Username) -> Result<Option<Verifier>, UserDbError> {
+    async fn user(&self, name: &Username) -> Result<Option<UserRecord>, UserDbError> {
         let store = self.clone();
         let name = name.clone();
         tokio::task::spawn_blocking(move || {
@@ -375,24 +423,29 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn record(name: &str) -> UserRecord {
-        UserRecord {
-            name: Username::parse(name).unwrap(),
-            verifier: Verifier::from_password("pw", b"salt", 4096),
-        }
+        UserRecord::new(
+            Username::parse(name).unwrap(),
+            Verifier::from_password("pw", b"salt", 4096),
+        )
     }
 
     #[test]
     fn parse_keeps_comments_and_names_bad_lines() {
         let v = Verifier::from_password("pw", b"salt", 4096);
-        let text = format!("# users\n\nalice:{v}\n");
+        let text = format!("# users\n\nalice:{v}\nbob:{v} quota=1073741824\n");
         let file = UserFile::parse(&text, Path::new("users.db")).unwrap();
-        assert_eq!(file.users().count(), 1);
+        assert_eq!(file.users().count(), 2);
+        assert_eq!(file.users().nth(1).unwrap().quota, Some(1 << 30));
         assert_eq!(file.render(), text);
+        let short = UserFile::parse(&format!("carol:{v} quota=10G\n"), Path::new("u")).unwrap();
+        assert_eq!(short.users().next().unwrap().quota, Some(10 << 30));
         for (bad, line) in [
             (format!("# x\nalice:{v}\nbob\n"), 3),
             (format!("Alice:{v}\n"), 1),
             ("carol:SCRAM-SHA-256$4096:xx\n".to_owned(), 1),
             (format!("alice:{v}\nalice:{v}\n"), 2),
+            (format!("alice:{v} quota=lots\n"), 1),
+            (format!("alice:{v} colour=blue\n"), 1),
         ] {
             match UserFile::parse(&bad, Path::new("users.db")) {
                 Err(UserDbError::Corrupt { line: l, .. }) => assert_eq!(l, line, "{bad}"),
@@ -444,12 +497,12 @@ mod tests {
         let store = FileUserStore::open(&path).unwrap();
         let alice = Username::parse("alice").unwrap();
         let bob = Username::parse("bob").unwrap();
-        assert!(store.verifier(&alice).await.unwrap().is_some());
-        assert!(store.verifier(&bob).await.unwrap().is_none());
+        assert!(store.user(&alice).await.unwrap().is_some());
+        assert!(store.user(&bob).await.unwrap().is_none());
         modify(&path, |f| f.add(record("bob"))).unwrap();
-        assert!(store.verifier(&bob).await.unwrap().is_some());
+        assert!(store.user(&bob).await.unwrap().is_some());
         std::fs::write(&path, "not a user line at all\n").unwrap();
-        assert!(store.verifier(&bob).await.unwrap().is_some());
+        assert!(store.user(&bob).await.unwrap().is_some());
         assert!(FileUserStore::open(&path).is_err());
     }
 }

@@ -96,8 +96,10 @@ impl TestServer {
 pub fn add_user(users: &std::path::Path, name: &str, password: &str) {
     userdb::add_user(
         users,
-        &Username::parse(name).unwrap(),
-        Verifier::generate(password, TEST_ITERATIONS),
+        userdb::UserRecord::new(
+            Username::parse(name).unwrap(),
+            Verifier::generate(password, TEST_ITERATIONS),
+        ),
     )
     .unwrap();
 }
