@@ -88,6 +88,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A local file could not be read or written.
+    #[error("{}: {message}", path.display())]
+    Local {
+        /// The local file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A downloaded file's SHA-256 did not match the server's; nothing was replaced.
+    #[error("checksum mismatch: the data was damaged in transit; nothing was replaced")]
+    ChecksumMismatch,
     /// The peer did not answer in time.
     #[error("timed out waiting for the peer")]
     Timeout,
@@ -107,6 +118,14 @@ pub enum ErrorKind {
 }
 
 impl Error {
+    /// A local file error, naming the file.
+    pub fn local(path: &std::path::Path, err: impl std::fmt::Display) -> Self {
+        Error::Local {
+            path: path.to_owned(),
+            message: err.to_string(),
+        }
+    }
+
     /// Which class of error this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -145,7 +164,11 @@ impl Error {
             | Error::UnexpectedReply(_)
             | Error::Timeout => ErrorKind::Connection,
             Error::Path(_) => ErrorKind::Refused,
-            Error::Username(_) | Error::UserDb(_) | Error::Credentials { .. } => ErrorKind::Local,
+            Error::Username(_)
+            | Error::UserDb(_)
+            | Error::Credentials { .. }
+            | Error::Local { .. } => ErrorKind::Local,
+            Error::ChecksumMismatch => ErrorKind::Refused,
         }
     }
 
@@ -161,6 +184,7 @@ impl Error {
             Error::Path(_) => ErrorCode::InvalidPath,
             Error::Remote { code, .. } => *code,
             Error::Timeout => ErrorCode::Timeout,
+            Error::ChecksumMismatch => ErrorCode::ChecksumMismatch,
             _ => ErrorCode::Internal,
         };
         (code, self.to_string())

@@ -10,6 +10,19 @@ use crate::error::PathError;
 /// Longest remote path accepted, in bytes.
 pub const MAX_PATH_LEN: usize = 4096;
 
+/// Partial transfers (server uploads, client downloads) live beside their target under a
+/// hidden name starting with this; the server neither lists nor serves such names.
+pub const PARTIAL_PREFIX: &str = ".ftprep-part-";
+
+/// The hidden name of the partial transfer for a file named `target`: a fixed length, so
+/// that every target name fits, and the same for the same name, so a resume finds it.
+pub fn partial_name(target: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(target.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{PARTIAL_PREFIX}{hex}")
+}
+
 /// A validated path below (or at) a user's home: no NUL, no empty component, and `..` never
 /// climbs above the home.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

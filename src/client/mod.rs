@@ -2,6 +2,8 @@
 //! method per command. `ftpc` is a thin layer over this.
 
 pub mod credentials;
+pub mod progress;
+pub mod transfer;
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use crate::paths::RemotePath;
 use crate::username::Username;
 use crate::wire::Connection;
 pub use credentials::{CredentialStore, SavedLogin};
+pub use transfer::{NoProgress, Progress, TransferOptions, Transferred, TreeReport};
 
 /// Where `ftpc` connects when told nothing else.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:2121";
@@ -205,6 +208,89 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// Describes one remote entry (a symlink itself, not its target).
+    ///
+    /// # Errors
+    /// As [`Client::mkdir`].
+    pub async fn stat(&mut self, path: &str) -> Result<Entry> {
+        RemotePath::parse(path)?;
+        let path = path.to_owned();
+        match self.raw_request(&Request::Stat { path }).await? {
+            Response::Stat { entry } => Ok(entry),
+            _ => Err(Error::UnexpectedReply("expected a stat")),
+        }
+    }
+
+    /// Removes a file or symlink; `recursive` as `rm -r` (never the home itself).
+    ///
+    /// # Errors
+    /// As [`Client::mkdir`].
+    pub async fn remove(&mut self, path: &str, recursive: bool) -> Result<()> {
+        RemotePath::parse(path)?;
+        let path = path.to_owned();
+        self.conn
+            .write(&Request::Remove { path, recursive })
+            .await?;
+        self.expect_ok().await
+    }
+
+    /// Removes an empty directory.
+    ///
+    /// # Errors
+    /// As [`Client::mkdir`].
+    pub async fn rmdir(&mut self, path: &str) -> Result<()> {
+        RemotePath::parse(path)?;
+        let path = path.to_owned();
+        self.conn.write(&Request::Rmdir { path }).await?;
+        self.expect_ok().await
+    }
+
+    /// Renames `from` to `to`. Like `mv`, a `to` that is an existing directory receives
+    /// `from` under its own name.
+    ///
+    /// # Errors
+    /// As [`Client::mkdir`]; an existing target without `overwrite` is refused.
+    pub async fn rename(&mut self, from: &str, to: &str, overwrite: bool) -> Result<()> {
+        let source = RemotePath::parse(from)?;
+        RemotePath::parse(to)?;
+        let mut to = to.to_owned();
+        let into_dir = match self.stat(&to).await {
+            Ok(entry) => entry.kind == crate::commands::EntryKind::Directory,
+            Err(_) => false,
+        };
+        if into_dir && let Some(name) = source.file_name() {
+            to = transfer_join(&to, name);
+        }
+        let from = from.to_owned();
+        self.conn
+            .write(&Request::Rename {
+                from,
+                to,
+                overwrite,
+            })
+            .await?;
+        self.expect_ok().await
+    }
+
+    /// Bytes used and the quota, if any.
+    ///
+    /// # Errors
+    /// I/O or the server's refusal.
+    pub async fn usage(&mut self) -> Result<(u64, Option<u64>)> {
+        match self.raw_request(&Request::Usage).await? {
+            Response::Usage { used, quota } => Ok((used, quota)),
+            _ => Err(Error::UnexpectedReply("expected usage")),
+        }
+    }
+
+    /// Sends a raw request without waiting for a reply (for tests and tools).
+    ///
+    /// # Errors
+    /// I/O or encoding errors.
+    pub async fn send_raw(&mut self, request: &Request) -> Result<()> {
+        self.conn.write(request).await
+    }
+
     /// Sends a raw request and returns the raw reply (for tests and tools).
     ///
     /// # Errors
@@ -231,6 +317,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             other => Ok(other),
         }
     }
+}
+
+/// `dir/name` for remote paths.
+fn transfer_join(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
 }
 
 fn first_final_error(message: &str) -> Error {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OwnedMutexGuard;
 
 use super::Shared;
 use super::quota::Reservation;
@@ -153,14 +154,15 @@ impl Handler<'_> {
         size: u64,
         overwrite: bool,
         resume: bool,
-    ) -> Outcome<(Box<dyn Upload>, Option<Reservation>)> {
+    ) -> Outcome<(Box<dyn Upload>, Option<Reservation>, OwnedMutexGuard<()>)> {
         let remote = path(raw)?;
+        let target_lock = self.shared.uploads.lock(&self.user, &remote).await;
         let upload = self
             .tree
             .begin_upload(&remote, size, overwrite, resume)
             .await?;
         let Some(quota) = self.quota().await else {
-            return Ok((upload, None));
+            return Ok((upload, None, target_lock));
         };
         let used = match self.tree.usage().await {
             Ok(used) => used,
@@ -176,7 +178,7 @@ impl Handler<'_> {
             .quotas
             .reserve(&self.user, projected, incoming, quota)
         {
-            Ok(reservation) => Ok((upload, Some(reservation))),
+            Ok(reservation) => Ok((upload, Some(reservation), target_lock)),
             Err(pending) => {
                 upload.abort(false).await;
                 let used_now = used + pending;
@@ -206,14 +208,14 @@ impl Handler<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let (mut upload, reservation) = match self.start_upload(raw, size, overwrite, resume).await
-        {
-            Ok(started) => started,
-            Err(err) => {
-                self.log::<()>("put", raw, &Err(err.clone()));
-                return conn.write(&reply::<()>(Err(err))).await;
-            }
-        };
+        let (mut upload, reservation, _target_lock) =
+            match self.start_upload(raw, size, overwrite, resume).await {
+                Ok(started) => started,
+                Err(err) => {
+                    self.log::<()>("put", raw, &Err(err.clone()));
+                    return conn.write(&reply::<()>(Err(err))).await;
+                }
+            };
         let offset = upload.offset();
         let started = std::time::Instant::now();
         conn.write(&Response::PutReady { offset }).await?;

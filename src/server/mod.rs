@@ -5,6 +5,7 @@
 //! [`Server::with_backends`] takes any [`UserStore`] and [`Storage`].
 
 mod handler;
+mod locks;
 mod quota;
 pub mod secret;
 mod session;
@@ -69,6 +70,7 @@ pub(crate) struct Shared {
     pub(crate) secret: [u8; secret::SECRET_LEN],
     pub(crate) limits: Limits,
     pub(crate) quotas: quota::Quotas,
+    pub(crate) uploads: locks::TargetLocks,
 }
 
 /// A server ready to run on a listener.
@@ -121,6 +123,7 @@ impl Server {
                 secret,
                 limits,
                 quotas: quota::Quotas::default(),
+                uploads: locks::TargetLocks::default(),
             }),
         }
     }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::commands::{Entry, EntryKind, ErrorCode, MAX_CHUNK};
 use crate::error::StorageError;
-use crate::paths::RemotePath;
+use crate::paths::{PARTIAL_PREFIX, RemotePath, partial_name};
 use crate::username::Username;
 
 /// A place that holds every user's tree.
@@ -96,17 +96,8 @@ pub trait Download: Send {
     fn sha256(&self) -> [u8; 32];
 }
 
-/// Hidden partial uploads start with this; such names are not listed and cannot be used.
-pub const PARTIAL_PREFIX: &str = ".ftprep-part-";
 /// Interrupted uploads older than this are removed when another upload starts beside them.
 pub const PARTIAL_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The hidden name of the partial upload for `target`: fixed length, so any target name fits.
-fn partial_name(target: &str) -> String {
-    let digest = Sha256::digest(target.as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{PARTIAL_PREFIX}{hex}")
-}
 
 fn refuse_reserved(path: &RemotePath) -> Result<(), StorageError> {
     if path
@@ -273,11 +264,11 @@ impl UserTree for FsTree {
             let mut entries = Vec::new();
             for item in home.read_dir(&rel)? {
                 let item = item?;
-                let meta = item.metadata()?;
-                entries.push(entry(
-                    item.file_name().to_string_lossy().into_owned(),
-                    &meta,
-                ));
+                let name = item.file_name().to_string_lossy().into_owned();
+                if name.starts_with(PARTIAL_PREFIX) {
+                    continue;
+                }
+                entries.push(entry(name, &item.metadata()?));
             }
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(entries)
@@ -617,7 +608,8 @@ impl Upload for FsUpload {
                 ));
             }
             parent.rename(&part, &parent, &target)?;
-            parent.try_clone()?.into_std_file().sync_all()?;
+            // Make the rename durable (directory handles are O_PATH: open the directory).
+            parent.open(".")?.sync_all()?;
             Ok(())
         })
         .await

@@ -1,0 +1,385 @@
+//! Streamed uploads and downloads, single files and trees. Memory stays flat whatever the
+//! file size: one chunk at a time, hashed as it passes, on the same connection as every
+//! other command.
+//!
+//! Downloads are written to a hidden partial file beside the target and renamed into place
+//! only once the SHA-256 of the whole file matches the server's; `resume` continues from the
+//! partial file's end. Uploads work the same way on the server side.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::Client;
+use crate::commands::{EntryKind, MAX_CHUNK, Request, Response};
+use crate::error::{Error, Result};
+use crate::paths::{RemotePath, partial_name};
+
+/// Told how a transfer advances (a progress bar, or nothing).
+pub trait Progress: Send + Sync {
+    /// A transfer of `name` starts: `total` bytes, of which `done` are already there.
+    fn start(&self, name: &str, total: u64, done: u64);
+    /// `bytes` more have moved.
+    fn advance(&self, bytes: u64);
+    /// The transfer ended (successfully or not).
+    fn finish(&self);
+}
+
+/// Reports nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: &str, _: u64, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// How to treat an existing target and an interrupted earlier transfer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TransferOptions {
+    /// Replace an existing target (`-f`).
+    pub overwrite: bool,
+    /// Continue an interrupted transfer from what already arrived (`-c`).
+    pub resume: bool,
+}
+
+/// What one file transfer did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Transferred {
+    /// Size of the whole file.
+    pub size: u64,
+    /// Where the data started (non-zero when a resume found earlier data).
+    pub resumed_from: u64,
+}
+
+/// What a tree transfer did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TreeReport {
+    /// Files transferred.
+    pub files: u64,
+    /// Bytes moved (not counting resumed parts).
+    pub bytes: u64,
+    /// Entries left out (symlinks, special files, names that are not UTF-8), with why.
+    pub skipped: Vec<String>,
+}
+
+fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Joins a remote directory and one local file name.
+fn remote_child(dir: &str, name: &str) -> String {
+    if dir.is_empty() || dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Reads `len` bytes of `reader` into `hasher`.
+async fn hash_prefix(
+    reader: &mut (impl AsyncRead + Unpin),
+    hasher: &mut Sha256,
+    len: u64,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; MAX_CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(MAX_CHUNK as u64) as usize;
+        reader.read_exact(&mut buf[..want]).await?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    Ok(())
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// Uploads one local file to `remote`.
+    ///
+    /// # Errors
+    /// Local I/O ([`Error::Local`]), the server's refusal (exists, quota, checksum, ...), or
+    /// the connection.
+    pub async fn put_file(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<Transferred> {
+        RemotePath::parse(remote)?;
+        let file = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| Error::local(local, e))?;
+        let meta = file.metadata().await.map_err(|e| Error::local(local, e))?;
+        if meta.is_dir() {
+            return Err(Error::local(local, "is a directory (use -r)"));
+        }
+        let size = meta.len();
+        self.conn
+            .write(&Request::PutStart {
+                path: remote.to_owned(),
+                size,
+                overwrite: options.overwrite,
+                resume: options.resume,
+            })
+            .await?;
+        let offset = match self.reply().await? {
+            Response::PutReady { offset } if offset <= size => offset,
+            _ => return Err(Error::UnexpectedReply("expected PutReady")),
+        };
+        let mut reader = tokio::io::BufReader::with_capacity(MAX_CHUNK, file);
+        let mut hasher = Sha256::new();
+        // The server holds the first `offset` bytes already; the checksum covers them too.
+        hash_prefix(&mut reader, &mut hasher, offset)
+            .await
+            .map_err(|e| Error::local(local, e))?;
+        progress.start(&display_name(local), size, offset);
+        let result = self
+            .send_data(&mut reader, &mut hasher, size - offset, local, progress)
+            .await;
+        progress.finish();
+        result?;
+        let sha256 = hasher.finalize().into();
+        self.conn.write(&Request::PutFinish { sha256 }).await?;
+        self.expect_ok().await?;
+        Ok(Transferred {
+            size,
+            resumed_from: offset,
+        })
+    }
+
+    async fn send_data(
+        &mut self,
+        reader: &mut (impl AsyncRead + Unpin),
+        hasher: &mut Sha256,
+        mut remaining: u64,
+        local: &Path,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        while remaining > 0 {
+            let want = remaining.min(MAX_CHUNK as u64) as usize;
+            let mut data = vec![0u8; want];
+            reader.read_exact(&mut data).await.map_err(|e| {
+                Error::local(
+                    local,
+                    format!("{e} (did the file shrink during the upload?)"),
+                )
+            })?;
+            hasher.update(&data);
+            self.conn.write(&Request::PutData { data }).await?;
+            remaining -= want as u64;
+            progress.advance(want as u64);
+        }
+        Ok(())
+    }
+
+    /// Downloads `remote` to the local file `local`.
+    ///
+    /// # Errors
+    /// As [`Client::put_file`], plus [`Error::ChecksumMismatch`].
+    pub async fn get_file(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<Transferred> {
+        RemotePath::parse(remote)?;
+        let name = local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::local(local, "not a file name"))?;
+        if !options.overwrite && tokio::fs::symlink_metadata(local).await.is_ok() {
+            return Err(Error::local(local, "already exists (use -f to replace it)"));
+        }
+        let dir = match local.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let part = dir.join(partial_name(name));
+        let mut file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part)
+            .await
+            .map_err(|e| Error::local(&part, e))?;
+        let mut hasher = Sha256::new();
+        let mut offset = 0;
+        if options.resume {
+            let held = file
+                .metadata()
+                .await
+                .map_err(|e| Error::local(&part, e))?
+                .len();
+            let remote_size = self.stat(remote).await?.size;
+            if held <= remote_size {
+                hash_prefix(&mut file, &mut hasher, held)
+                    .await
+                    .map_err(|e| Error::local(&part, e))?;
+                offset = held;
+            }
+        }
+        if offset == 0 {
+            file.set_len(0).await.map_err(|e| Error::local(&part, e))?;
+        }
+        self.conn
+            .write(&Request::Get {
+                path: remote.to_owned(),
+                offset,
+            })
+            .await?;
+        let size = match self.reply().await? {
+            Response::GetReady { size, offset: o } if o == offset && offset <= size => size,
+            _ => return Err(Error::UnexpectedReply("expected GetReady")),
+        };
+        progress.start(name, size, offset);
+        let received = self
+            .receive_data(&mut file, &mut hasher, size - offset, &part, progress)
+            .await;
+        progress.finish();
+        let sha256 = received?;
+        if hasher.finalize()[..] != sha256[..] {
+            drop(file);
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(Error::ChecksumMismatch);
+        }
+        file.sync_all().await.map_err(|e| Error::local(&part, e))?;
+        drop(file);
+        if !options.overwrite && tokio::fs::symlink_metadata(local).await.is_ok() {
+            return Err(Error::local(local, "already exists (use -f to replace it)"));
+        }
+        tokio::fs::rename(&part, local)
+            .await
+            .map_err(|e| Error::local(local, e))?;
+        Ok(Transferred {
+            size,
+            resumed_from: offset,
+        })
+    }
+
+    /// Writes data frames to `file` until `GetDone`; returns the server's checksum.
+    async fn receive_data(
+        &mut self,
+        file: &mut tokio::fs::File,
+        hasher: &mut Sha256,
+        expected: u64,
+        part: &Path,
+        progress: &dyn Progress,
+    ) -> Result<[u8; 32]> {
+        let mut writer = tokio::io::BufWriter::with_capacity(MAX_CHUNK, file);
+        let mut received = 0u64;
+        loop {
+            match self.reply().await? {
+                Response::Data { data } => {
+                    received += data.len() as u64;
+                    if received > expected {
+                        return Err(Error::UnexpectedReply("more data than announced"));
+                    }
+                    hasher.update(&data);
+                    writer
+                        .write_all(&data)
+                        .await
+                        .map_err(|e| Error::local(part, e))?;
+                    progress.advance(data.len() as u64);
+                }
+                Response::GetDone { sha256 } => {
+                    writer.flush().await.map_err(|e| Error::local(part, e))?;
+                    if received != expected {
+                        return Err(Error::UnexpectedReply("the download ended early"));
+                    }
+                    return Ok(sha256);
+                }
+                _ => return Err(Error::UnexpectedReply("expected data")),
+            }
+        }
+    }
+
+    /// Uploads a local directory tree into `remote` (created if missing).
+    ///
+    /// # Errors
+    /// The first failure; files before it stay uploaded.
+    pub async fn put_tree(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<TreeReport> {
+        let mut report = TreeReport::default();
+        let mut pending = vec![(local.to_owned(), remote.to_owned())];
+        while let Some((dir, remote_dir)) = pending.pop() {
+            self.mkdir(&remote_dir, true).await?;
+            let mut entries: Vec<_> = std::fs::read_dir(&dir)
+                .map_err(|e| Error::local(&dir, e))?
+                .collect::<std::io::Result<_>>()
+                .map_err(|e| Error::local(&dir, e))?;
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let path = entry.path();
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    report
+                        .skipped
+                        .push(format!("{}: name is not UTF-8", path.display()));
+                    continue;
+                };
+                let file_type = entry.file_type().map_err(|e| Error::local(&path, e))?;
+                let target = remote_child(&remote_dir, &name);
+                if file_type.is_dir() {
+                    pending.push((path, target));
+                } else if file_type.is_file() {
+                    let done = self.put_file(&path, &target, options, progress).await?;
+                    report.files += 1;
+                    report.bytes += done.size - done.resumed_from;
+                } else {
+                    report
+                        .skipped
+                        .push(format!("{}: not a regular file", path.display()));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Downloads a remote directory tree into the local directory `local` (created if
+    /// missing).
+    ///
+    /// # Errors
+    /// The first failure; files before it stay downloaded.
+    pub async fn get_tree(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<TreeReport> {
+        let mut report = TreeReport::default();
+        let mut pending = vec![(remote.to_owned(), local.to_owned())];
+        while let Some((remote_dir, dir)) = pending.pop() {
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| Error::local(&dir, e))?;
+            for entry in self.list(&remote_dir).await? {
+                let source = remote_child(&remote_dir, &entry.name);
+                let target = dir.join(&entry.name);
+                match entry.kind {
+                    EntryKind::Directory => pending.push((source, target)),
+                    EntryKind::File => {
+                        let done = self.get_file(&source, &target, options, progress).await?;
+                        report.files += 1;
+                        report.bytes += done.size - done.resumed_from;
+                    }
+                    EntryKind::Symlink | EntryKind::Other => {
+                        report.skipped.push(format!("{source}: not a regular file"));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}

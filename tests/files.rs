@@ -1,0 +1,510 @@
+//! The file service against a real server: streamed transfers with checksums and resume,
+//! trees, quotas, and rm/mv/rmdir/stat confined to the home.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestServer, names_in};
+use ftprep::Error;
+use ftprep::client::{NoProgress, TransferOptions};
+use ftprep::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
+use ftprep::paths::{PARTIAL_PREFIX, partial_name};
+use sha2::{Digest, Sha256};
+
+const FORCE: TransferOptions = TransferOptions {
+    overwrite: true,
+    resume: false,
+};
+const RESUME: TransferOptions = TransferOptions {
+    overwrite: false,
+    resume: true,
+};
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+fn partials_in(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n.starts_with(PARTIAL_PREFIX))
+        .collect()
+}
+
+#[tokio::test]
+async fn round_trip_of_a_multi_mib_file_is_byte_identical() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let local = server.dir.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let data = random_bytes(5 * 1024 * 1024 + 12345, 1);
+    std::fs::write(local.join("big.bin"), &data).unwrap();
+
+    let put = alice
+        .put_file(
+            &local.join("big.bin"),
+            "big.bin",
+            TransferOptions::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    assert_eq!((put.size, put.resumed_from), (data.len() as u64, 0));
+    assert_eq!(
+        std::fs::read(server.root.join("alice/big.bin")).unwrap(),
+        data
+    );
+    let get = alice
+        .get_file(
+            "big.bin",
+            &local.join("back.bin"),
+            TransferOptions::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    assert_eq!(get.size, data.len() as u64);
+    assert_eq!(std::fs::read(local.join("back.bin")).unwrap(), data);
+    assert!(partials_in(&local).is_empty());
+    assert!(partials_in(&server.root.join("alice")).is_empty());
+
+    // An empty file too.
+    std::fs::write(local.join("empty"), b"").unwrap();
+    alice
+        .put_file(
+            &local.join("empty"),
+            "empty",
+            TransferOptions::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    let entry = alice.stat("empty").await.unwrap();
+    assert_eq!((entry.kind, entry.size), (EntryKind::File, 0));
+}
+
+#[tokio::test]
+async fn existing_targets_are_replaced_only_when_forced() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let local = server.dir.path().join("f.txt");
+    std::fs::write(&local, b"new").unwrap();
+    std::fs::write(server.root.join("alice/f.txt"), b"old").unwrap();
+
+    let err = alice
+        .put_file(&local, "f.txt", TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::AlreadyExists,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(server.root.join("alice/f.txt")).unwrap(),
+        b"old"
+    );
+    alice
+        .put_file(&local, "f.txt", FORCE, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(server.root.join("alice/f.txt")).unwrap(),
+        b"new"
+    );
+
+    std::fs::write(&local, b"mine").unwrap();
+    let err = alice
+        .get_file("f.txt", &local, TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Local { .. }), "{err}");
+    assert_eq!(std::fs::read(&local).unwrap(), b"mine");
+    alice
+        .get_file("f.txt", &local, FORCE, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&local).unwrap(), b"new");
+
+    // A directory is never replaced by a file.
+    alice.mkdir("dir", false).await.unwrap();
+    let err = alice
+        .put_file(&local, "dir", FORCE, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::IsADirectory,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn directory_trees_round_trip_with_r() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let src = server.dir.path().join("src");
+    for dir in ["a/b/c", "a/empty", "d"] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+    }
+    let files = [
+        ("a/one.txt", 10),
+        ("a/b/two.bin", 300_000),
+        ("a/b/c/three", 0),
+        ("d/four", 5),
+    ];
+    for (i, (name, len)) in files.iter().enumerate() {
+        std::fs::write(src.join(name), random_bytes(*len, i as u64 + 7)).unwrap();
+    }
+    std::os::unix::fs::symlink("/etc/passwd", src.join("d/link")).unwrap();
+
+    let report = alice
+        .put_tree(&src, "tree", TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.files, 4);
+    assert_eq!(report.skipped.len(), 1, "{:?}", report.skipped);
+    assert!(server.root.join("alice/tree/a/empty").is_dir());
+    assert!(!server.root.join("alice/tree/d/link").exists());
+
+    let back = server.dir.path().join("back");
+    let report = alice
+        .get_tree("tree", &back, TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.files, 4);
+    for (name, _) in files {
+        assert_eq!(
+            std::fs::read(back.join(name)).unwrap(),
+            std::fs::read(src.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert!(back.join("a/empty").is_dir());
+}
+
+/// Starts an upload by hand and sends the first `chunks` chunks of `data`.
+async fn partial_upload(
+    server: &TestServer,
+    target: &str,
+    data: &[u8],
+    chunks: usize,
+    overwrite: bool,
+) -> ftprep::client::Client {
+    let mut client = server.login("alice", "pw").await;
+    let reply = client
+        .raw_request(&Request::PutStart {
+            path: target.into(),
+            size: data.len() as u64,
+            overwrite,
+            resume: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply, Response::PutReady { offset: 0 });
+    for chunk in data.chunks(MAX_CHUNK).take(chunks) {
+        client
+            .send_raw(&Request::PutData {
+                data: chunk.to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+    client
+}
+
+#[tokio::test]
+async fn interrupted_upload_leaves_the_target_untouched_and_resumes() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let data = random_bytes(5 * MAX_CHUNK + 999, 3);
+    let local = server.dir.path().join("data.bin");
+    std::fs::write(&local, &data).unwrap();
+    let home = server.root.join("alice");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("data.bin"), b"the old version").unwrap();
+
+    // The connection drops after two chunks.
+    let dropped = partial_upload(&server, "data.bin", &data, 2, true).await;
+    drop(dropped);
+    let mut alice = server.login("alice", "pw").await;
+    // Readers never see partial data: the target is the old file, the partial is hidden.
+    assert_eq!(
+        std::fs::read(home.join("data.bin")).unwrap(),
+        b"the old version"
+    );
+    let names: Vec<_> = alice
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["data.bin"]);
+
+    let options = TransferOptions {
+        overwrite: true,
+        resume: true,
+    };
+    let done = alice
+        .put_file(&local, "data.bin", options, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.resumed_from, 2 * MAX_CHUNK as u64);
+    assert_eq!(std::fs::read(home.join("data.bin")).unwrap(), data);
+    assert!(partials_in(&home).is_empty());
+
+    // Without -c, a new upload starts from zero and still ends byte-identical.
+    drop(partial_upload(&server, "again.bin", &data, 1, false).await);
+    let mut alice = server.login("alice", "pw").await;
+    let done = alice
+        .put_file(&local, "again.bin", TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.resumed_from, 0);
+    assert_eq!(std::fs::read(home.join("again.bin")).unwrap(), data);
+}
+
+#[tokio::test]
+async fn a_corrupted_chunk_is_caught_by_the_checksum() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let data = random_bytes(3 * MAX_CHUNK, 4);
+    let home = server.root.join("alice");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("target"), b"keep me").unwrap();
+    let mut client = partial_upload(&server, "target", &data, 1, true).await;
+    let mut damaged = data[MAX_CHUNK..].to_vec();
+    damaged[1000] ^= 0x40;
+    for chunk in damaged.chunks(MAX_CHUNK) {
+        client
+            .send_raw(&Request::PutData {
+                data: chunk.to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+    let sha256: [u8; 32] = Sha256::digest(&data).into();
+    let err = client
+        .raw_request(&Request::PutFinish { sha256 })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::ChecksumMismatch,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(home.join("target")).unwrap(), b"keep me");
+    assert!(partials_in(&home).is_empty());
+    // The session is still usable.
+    client.mkdir("after", false).await.unwrap();
+}
+
+#[tokio::test]
+async fn interrupted_download_resumes_and_a_bad_partial_is_caught() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let data = random_bytes(3 * MAX_CHUNK + 17, 5);
+    std::fs::write(server.root.join("alice/remote.bin"), &data).unwrap();
+    let local_dir = server.dir.path().join("dl");
+    std::fs::create_dir(&local_dir).unwrap();
+    let local = local_dir.join("copy.bin");
+    let part = local_dir.join(partial_name("copy.bin"));
+
+    // What an interrupted `get` left behind: the first part of the file.
+    std::fs::write(&part, &data[..MAX_CHUNK + 5]).unwrap();
+    let done = alice
+        .get_file("remote.bin", &local, RESUME, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.resumed_from, MAX_CHUNK as u64 + 5);
+    assert_eq!(std::fs::read(&local).unwrap(), data);
+    assert!(!part.exists());
+
+    // A partial whose bytes differ from the server's: the whole-file checksum fails and
+    // nothing is put in place.
+    let local2 = local_dir.join("copy2.bin");
+    let part2 = local_dir.join(partial_name("copy2.bin"));
+    let mut wrong = data[..100].to_vec();
+    wrong[50] ^= 1;
+    std::fs::write(&part2, &wrong).unwrap();
+    let err = alice
+        .get_file("remote.bin", &local2, RESUME, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch), "{err}");
+    assert!(!local2.exists() && !part2.exists());
+}
+
+#[tokio::test]
+async fn quota_stops_an_upload_and_nothing_partial_remains() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let db = std::fs::read_to_string(&server.users).unwrap();
+    std::fs::write(&server.users, db.replace('\n', " quota=1M\n")).unwrap();
+    let mut alice = server.login("alice", "pw").await;
+    let local = server.dir.path().join("f");
+    std::fs::write(&local, random_bytes(600 * 1024, 6)).unwrap();
+    alice
+        .put_file(&local, "first", TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(alice.usage().await.unwrap(), (600 * 1024, Some(1 << 20)));
+
+    let err = alice
+        .put_file(&local, "second", TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::QuotaExceeded,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("quota exceeded (used 600.0 KiB of 1.0 MiB"),
+        "{err}"
+    );
+    let home = server.root.join("alice");
+    assert_eq!(names_in(&home), ["first"]);
+    // Replacing a file counts only the difference.
+    alice
+        .put_file(&local, "first", FORCE, &NoProgress)
+        .await
+        .unwrap();
+    alice.remove("first", false).await.unwrap();
+    alice
+        .put_file(&local, "second", TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn rm_mv_rmdir_stay_inside_the_home() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let home = server.root.join("alice");
+    let outside = server.dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("precious"), b"do not touch").unwrap();
+    std::os::unix::fs::symlink(&outside, home.join("link")).unwrap();
+    std::fs::write(home.join("file"), b"x").unwrap();
+    alice.mkdir("dir/sub", true).await.unwrap();
+
+    for (what, result) in [
+        (
+            "rm -r link/precious",
+            alice.remove("link/precious", true).await,
+        ),
+        ("rm ../x", alice.remove("../x", true).await),
+        ("rm -r /", alice.remove("/", true).await),
+        ("rmdir link", alice.rmdir("link").await),
+        (
+            "mv link/precious",
+            alice.rename("link/precious", "stolen", false).await,
+        ),
+        (
+            "mv file link/",
+            alice.rename("file", "link/file", false).await,
+        ),
+        ("mv file ../up", alice.rename("file", "../up", false).await),
+        (
+            "mv dir dir/sub",
+            alice.rename("dir", "dir/sub/inner", false).await,
+        ),
+    ] {
+        assert!(result.is_err(), "{what} succeeded");
+    }
+    assert_eq!(
+        std::fs::read(outside.join("precious")).unwrap(),
+        b"do not touch"
+    );
+    assert_eq!(names_in(&outside), ["precious"]);
+
+    // rm of the symlink removes the link, never what it points to.
+    alice.remove("link", true).await.unwrap();
+    assert_eq!(names_in(&outside), ["precious"]);
+
+    let err = alice.rmdir("dir").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::DirectoryNotEmpty,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = alice.remove("dir", false).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::IsADirectory,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    alice.rmdir("dir/sub").await.unwrap();
+
+    // mv refuses to overwrite without -f, and moves into an existing directory.
+    std::fs::write(home.join("other"), b"y").unwrap();
+    let err = alice.rename("file", "other", false).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::AlreadyExists,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    alice.rename("file", "dir", false).await.unwrap();
+    assert_eq!(std::fs::read(home.join("dir/file")).unwrap(), b"x");
+    alice.rename("other", "dir/file", true).await.unwrap();
+    assert_eq!(std::fs::read(home.join("dir/file")).unwrap(), b"y");
+
+    alice.remove("dir", true).await.unwrap();
+    assert!(names_in(&home).is_empty());
+    let err = alice.stat("dir").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
