@@ -102,6 +102,9 @@ pub enum Error {
     /// The peer did not answer in time.
     #[error("timed out waiting for the peer")]
     Timeout,
+    /// A command line that does not parse (in the shell or a batch file).
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// The classes of [`Error`] a caller acts on differently.
@@ -115,6 +118,8 @@ pub enum ErrorKind {
     Connection,
     /// A local problem: files, the user database, bad input on this side.
     Local,
+    /// A command that does not parse.
+    Usage,
 }
 
 impl Error {
@@ -169,6 +174,7 @@ impl Error {
             | Error::Credentials { .. }
             | Error::Local { .. } => ErrorKind::Local,
             Error::ChecksumMismatch => ErrorKind::Refused,
+            Error::Usage(_) => ErrorKind::Usage,
         }
     }
 

@@ -46,12 +46,8 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        // A command that exits without reading its input closes the pipe: not an error here.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
         child.wait_with_output().unwrap()
     }
 
@@ -464,4 +460,153 @@ fn every_command_explains_itself() {
     );
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert!(text(&out.stderr).starts_with("ftpc: login alice: cannot connect to 127.0.0.1:1"));
+}
+
+#[test]
+fn file_commands_through_the_binaries() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.ftpc(
+        &[
+            "--server",
+            &server.addr,
+            "login",
+            "alice",
+            "--password-stdin",
+        ],
+        "pw\n",
+    ));
+    std::fs::write(sb.path().join("hello.txt"), b"hello").unwrap();
+
+    let out = sb.ftpc(&["put", "hello.txt"], "");
+    assert_success(&out);
+    // Not a terminal: no progress bar, nothing but errors.
+    assert_eq!(text(&out.stderr), "");
+    assert_fails(
+        &sb.ftpc(&["put", "hello.txt"], ""),
+        1,
+        "ftpc: put hello.txt: already exists (use -f to replace it)",
+    );
+    assert_success(&sb.ftpc(&["put", "-f", "hello.txt", "greeting.txt"], ""));
+
+    let out = sb.ftpc(&["ls", "-l"], "");
+    assert_success(&out);
+    let listing = text(&out.stdout);
+    let lines: Vec<_> = listing.lines().collect();
+    assert_eq!(lines.len(), 2, "{listing}");
+    assert!(
+        lines[0].starts_with("-            5 ") && lines[0].ends_with(" greeting.txt"),
+        "{listing}"
+    );
+
+    assert_success(&sb.ftpc(&["get", "greeting.txt", "copy.txt"], ""));
+    assert_eq!(std::fs::read(sb.path().join("copy.txt")).unwrap(), b"hello");
+    let out = sb.ftpc(&["stat", "greeting.txt"], "");
+    assert!(
+        text(&out.stdout).contains("type: file\nsize: 5 (5 B)\n"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    assert_success(&sb.ftpc(&["mkdir", "docs"], ""));
+    assert_success(&sb.ftpc(&["mv", "greeting.txt", "docs"], ""));
+    assert_eq!(text(&sb.ftpc(&["ls", "docs"], "").stdout), "greeting.txt\n");
+    assert_fails(
+        &sb.ftpc(&["rmdir", "docs"], ""),
+        1,
+        "ftpc: rmdir docs: directory not empty",
+    );
+    assert_success(&sb.ftpc(&["rm", "-r", "docs"], ""));
+
+    // Trees.
+    std::fs::create_dir_all(sb.path().join("project/src")).unwrap();
+    std::fs::write(sb.path().join("project/src/main.rs"), b"fn main() {}").unwrap();
+    assert_success(&sb.ftpc(&["put", "-r", "project"], ""));
+    assert_success(&sb.ftpc(&["get", "-r", "project", "restored"], ""));
+    assert_eq!(
+        std::fs::read(sb.path().join("restored/src/main.rs")).unwrap(),
+        b"fn main() {}"
+    );
+
+    // Quotas, set by the admin while the server runs.
+    let out = sb.ftpd(&["quota", "alice", "1K"], "");
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "quota of alice: 1.0 KiB\n");
+    assert_eq!(
+        text(&sb.ftpd(&["users"], "").stdout),
+        "alice\tquota 1.0 KiB\n"
+    );
+    let out = sb.ftpc(&["df"], "");
+    assert_eq!(text(&out.stdout), "used 17 B of 1.0 KiB (1.7%)\n");
+    std::fs::write(sb.path().join("big"), vec![7u8; 4096]).unwrap();
+    let out = sb.ftpc(&["put", "big"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("ftpc: put big: quota exceeded (used 17 B of 1.0 KiB"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!sb.path().join("ftp-root/alice/big").exists());
+    assert_success(&sb.ftpd(&["quota", "alice", "none"], ""));
+    assert_success(&sb.ftpc(&["put", "big"], ""));
+    assert_eq!(
+        text(&sb.ftpc(&["df"], "").stdout),
+        "used 4.0 KiB (no quota)\n"
+    );
+}
+
+#[test]
+fn batch_mode_runs_in_order_and_stops_at_the_first_failure() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.ftpc(
+        &[
+            "--server",
+            &server.addr,
+            "login",
+            "alice",
+            "--password-stdin",
+        ],
+        "pw\n",
+    ));
+    std::fs::write(sb.path().join("local.txt"), b"data").unwrap();
+    std::fs::write(
+        sb.path().join("batch.txt"),
+        "mkdir work\ncd work\nput local.txt\nls\n# a comment\n\nrmdir missing\nmkdir never\n",
+    )
+    .unwrap();
+    let out = sb.ftpc(&["shell", "-b", "batch.txt"], "");
+    assert_fails(
+        &out,
+        1,
+        "ftpc: batch.txt:7: rmdir missing: no such file or directory",
+    );
+    assert_eq!(text(&out.stdout), "local.txt\n");
+    assert!(sb.path().join("ftp-root/alice/work/local.txt").is_file());
+    assert!(!sb.path().join("ftp-root/alice/work/never").exists());
+
+    // Commands on standard input when it is not a terminal, with `ftpc` alone.
+    let out = sb.ftpc(&[], "pwd\ncd work\npwd\nls -l\ncd /\nexit\nmkdir not-run\n");
+    assert_success(&out);
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("/\n/work\n-            4 "), "{stdout}");
+    assert!(!sb.path().join("ftp-root/alice/not-run").exists());
+
+    // A line that does not parse is a usage error (exit 2) with its line number.
+    let out = sb.ftpc(&["shell"], "pwd\nfrobnicate now\n");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("ftpc: -:2: frobnicate: "),
+        "{}",
+        text(&out.stderr)
+    );
+    // Escapes are refused in the shell too.
+    let out = sb.ftpc(&["shell"], "cd work\ncd ../..\n");
+    assert_fails(
+        &out,
+        1,
+        "ftpc: -:2: cd ../..: leads outside your home directory",
+    );
 }

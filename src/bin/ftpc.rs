@@ -1,20 +1,24 @@
-//! `ftpc`: the ftprep client. `ftpc login alice` once, then commands reuse the login.
+//! `ftpc`: the ftprep client. `ftpc login alice` once, then commands reuse the login;
+//! `ftpc` alone (or `ftpc shell`) opens an interactive shell.
 //!
 //! Exit codes: 0 success; 1 the command failed (the server refused it, or a local file
 //! problem); 2 usage error; 3 authentication failed or a login is needed; 4 the connection
 //! or the protocol failed.
 
-use std::io::Write;
+use std::io::{BufReader, IsTerminal};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ftprep::client::{self, Client, CredentialStore, SavedLogin};
-use ftprep::commands::EntryKind;
+use ftprep::client::shell::{self, FileCommand, Output, Session};
+use ftprep::client::{self, Client, CredentialStore, SavedLogin, progress};
 use ftprep::error::ErrorKind;
 use ftprep::username::Username;
 
 /// ftprep client: log in once to an ftpd server, then work with your remote files.
+/// Without a command, opens the interactive shell.
 #[derive(Parser)]
 #[command(name = "ftpc", version)]
 struct Cli {
@@ -23,7 +27,7 @@ struct Cli {
     #[arg(long, global = true, value_name = "HOST:PORT", env = "FTPC_SERVER")]
     server: Option<String>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -38,19 +42,16 @@ enum Command {
     },
     /// Forget the saved login for the server.
     Logout,
-    /// Create a remote directory.
-    Mkdir {
-        /// Also create missing parents; an existing directory is not an error.
-        #[arg(short, long)]
-        parents: bool,
-        /// Remote path, relative to your home directory.
-        path: String,
+    /// Interactive shell (line editing, history, tab completion); with -b, or when standard
+    /// input is not a terminal, runs commands from a file or stdin and stops at the first
+    /// failure.
+    Shell {
+        /// Batch file with one command a line (`-` for standard input).
+        #[arg(short = 'b', long = "batch", value_name = "FILE")]
+        batch: Option<PathBuf>,
     },
-    /// List a remote directory, one name a line; directories end in `/`, symlinks in `@`.
-    Ls {
-        /// Remote path (default: your home directory).
-        path: Option<String>,
-    },
+    #[command(flatten)]
+    File(FileCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,95 +66,151 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(cli, runtime) {
+        Ok(code) => code,
         Err(err) => {
+            if is_broken_pipe(&err) {
+                // `ftpc ls | head` is not a failure.
+                return ExitCode::SUCCESS;
+            }
             eprintln!("ftpc: {err:#}");
             ExitCode::from(exit_code(&err))
         }
     }
 }
 
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Maps the library's error kind to the documented exit code.
 fn exit_code(err: &anyhow::Error) -> u8 {
-    match err
-        .chain()
-        .find_map(|e| e.downcast_ref::<ftprep::Error>())
-        .map(ftprep::Error::kind)
-    {
+    let kind = err.chain().find_map(|e| {
+        e.downcast_ref::<ftprep::Error>()
+            .map(ftprep::Error::kind)
+            .or_else(|| {
+                e.downcast_ref::<shell::CommandError>()
+                    .map(|c| c.error.kind())
+            })
+            .or_else(|| {
+                e.downcast_ref::<shell::BatchError>()
+                    .map(|b| b.failure.error.kind())
+            })
+    });
+    match kind {
+        Some(ErrorKind::Usage) => 2,
         Some(ErrorKind::Auth) => 3,
         Some(ErrorKind::Connection) => 4,
         Some(ErrorKind::Refused | ErrorKind::Local) | None => 1,
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let store = CredentialStore::default_location()?;
+    let server = cli.server.as_deref();
     match cli.command {
-        Command::Login {
+        Some(Command::Login {
             user,
             password_stdin,
-        } => {
-            let server = cli
-                .server
-                .as_deref()
-                .unwrap_or(client::DEFAULT_SERVER)
-                .to_owned();
-            let context = format!("login {user}");
-            let user = Username::parse(&user)
-                .map_err(ftprep::Error::from)
-                .context(context.clone())?;
-            // Ask first: the server gives an unauthenticated connection only so long.
-            let password = ftprep::prompt::login_password(
-                &format!("Password for {user}@{server}: "),
-                password_stdin,
-            )?;
-            let mut client = Client::connect(&server).await.context(context.clone())?;
-            let keys = client
-                .login_with_password(&user, &password)
-                .await
-                .context(context)?;
-            store.save(SavedLogin {
-                server: server.clone(),
-                user: user.clone(),
-                keys,
-            })?;
-            eprintln!("logged in to {server} as {user}");
-        }
-        Command::Logout => match store.remove(cli.server.as_deref())? {
+        }) => runtime.block_on(login(&store, server, &user, password_stdin))?,
+        Some(Command::Logout) => match store.remove(server)? {
             Some(login) => eprintln!("logged out {} from {}", login.user, login.server),
             None => eprintln!("not logged in"),
         },
-        Command::Mkdir { parents, path } => {
-            let (mut client, _) = client::connect_saved(&store, cli.server.as_deref()).await?;
-            client
-                .mkdir(&path, parents)
-                .await
-                .with_context(|| format!("mkdir {path}"))?;
-        }
-        Command::Ls { path } => {
-            let path = path.unwrap_or_default();
-            let (mut client, _) = client::connect_saved(&store, cli.server.as_deref()).await?;
-            let entries = client
-                .list(&path)
-                .await
-                .with_context(|| format!("ls {path}"))?;
-            let mut out = std::io::stdout().lock();
-            for entry in entries {
-                let mark = match entry.kind {
-                    EntryKind::Directory => "/",
-                    EntryKind::Symlink => "@",
-                    EntryKind::File | EntryKind::Other => "",
+        Some(Command::File(command)) => {
+            let progress = progress::for_stderr();
+            runtime.block_on(async {
+                let mut session = Session::connect(&store, server).await?;
+                let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+                let mut io = Output {
+                    out: &mut out,
+                    err: &mut err,
+                    progress: progress.as_ref(),
                 };
-                if let Err(err) = writeln!(out, "{}{mark}", entry.name) {
-                    // A closed pipe (`ftpc ls | head`) is not a failure.
-                    if err.kind() == std::io::ErrorKind::BrokenPipe {
-                        return Ok(());
-                    }
-                    return Err(err.into());
-                }
-            }
+                session.execute(command, &mut io).await?;
+                anyhow::Ok(())
+            })?;
         }
+        Some(Command::Shell { batch }) => return shell_mode(&store, server, runtime, batch),
+        None => return shell_mode(&store, server, runtime, None),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn login(
+    store: &CredentialStore,
+    server: Option<&str>,
+    user: &str,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let server = server.unwrap_or(client::DEFAULT_SERVER).to_owned();
+    let context = format!("login {user}");
+    let user = Username::parse(user)
+        .map_err(ftprep::Error::from)
+        .context(context.clone())?;
+    // Ask first: the server gives an unauthenticated connection only so long.
+    let password =
+        ftprep::prompt::login_password(&format!("Password for {user}@{server}: "), password_stdin)?;
+    let mut client = Client::connect(&server).await.context(context.clone())?;
+    let keys = client
+        .login_with_password(&user, &password)
+        .await
+        .context(context)?;
+    store.save(SavedLogin {
+        server: server.clone(),
+        user: user.clone(),
+        keys,
+    })?;
+    eprintln!("logged in to {server} as {user}");
     Ok(())
+}
+
+fn shell_mode(
+    store: &CredentialStore,
+    server: Option<&str>,
+    runtime: tokio::runtime::Runtime,
+    batch: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let mut session = runtime.block_on(Session::connect(store, server))?;
+    let interactive = batch.is_none() && std::io::stdin().is_terminal();
+    if interactive {
+        let history = dirs::data_dir().map(|d| d.join("ftpc").join("history"));
+        let progress = progress::for_stderr();
+        shell::run_interactive(Rc::new(runtime), session, history, progress.as_ref())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let progress = progress::for_stderr();
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut io = Output {
+        out: &mut out,
+        err: &mut err,
+        progress: progress.as_ref(),
+    };
+    let result = match batch.as_deref() {
+        None => shell::run_batch(
+            &runtime,
+            &mut session,
+            std::io::stdin().lock(),
+            "-",
+            &mut io,
+        ),
+        Some(path) if path.as_os_str() == "-" => shell::run_batch(
+            &runtime,
+            &mut session,
+            std::io::stdin().lock(),
+            "-",
+            &mut io,
+        ),
+        Some(path) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("batch file {}", path.display()))?;
+            let name = path.display().to_string();
+            shell::run_batch(&runtime, &mut session, BufReader::new(file), &name, &mut io)
+        }
+    };
+    result?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 
 pub mod credentials;
 pub mod progress;
+pub mod shell;
 pub mod transfer;
 
 use std::time::Duration;

@@ -1,0 +1,787 @@
+//! What a person runs on their files: the commands shared by one-shot `ftpc CMD ...` and
+//! the interactive shell (`ftpc shell`), the shell itself with its remote working directory,
+//! line editing, history and tab completion, and batch mode (`ftpc shell -b FILE`).
+//!
+//! Output goes to the writers the caller passes, so the binary stays glue and tests can
+//! read what a person would see.
+
+use std::cell::RefCell;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use clap::{Parser, Subcommand};
+use rustyline::completion::{Completer, FilenameCompleter, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, Helper};
+use tokio::runtime::Runtime;
+
+use super::transfer::{Progress, TransferOptions};
+use super::{Client, CredentialStore, connect_saved};
+use crate::commands::{Entry, EntryKind};
+use crate::error::{Error, Result};
+use crate::paths::RemotePath;
+use crate::size::format_size;
+use crate::username::Username;
+
+/// The file commands, the same in `ftpc CMD ...` and in the shell.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FileCommand {
+    /// List a remote directory, one name a line; directories end in `/`, symlinks in `@`.
+    Ls {
+        /// Long format: type, size, modification time (local), name.
+        #[arg(short = 'l')]
+        long: bool,
+        /// Remote path (default: the current remote directory).
+        path: Option<String>,
+    },
+    /// Show type, size and modification time of a remote entry.
+    Stat {
+        /// Remote path.
+        path: String,
+    },
+    /// Create a remote directory.
+    Mkdir {
+        /// Also create missing parents; an existing directory is not an error.
+        #[arg(short, long)]
+        parents: bool,
+        /// Remote path.
+        path: String,
+    },
+    /// Remove a remote file or symlink (with -r, a directory and everything in it).
+    Rm {
+        /// Remove directories and their contents.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Remote path.
+        path: String,
+    },
+    /// Remove an empty remote directory.
+    Rmdir {
+        /// Remote path.
+        path: String,
+    },
+    /// Rename or move within your remote tree (into TO if it is a directory).
+    Mv {
+        /// Replace an existing target.
+        #[arg(short, long)]
+        force: bool,
+        /// Existing remote path.
+        from: String,
+        /// New remote path, or an existing directory to move into.
+        to: String,
+    },
+    /// Upload a local file (with -r, a directory tree).
+    Put {
+        /// Upload a directory and everything in it.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Replace existing remote files.
+        #[arg(short, long)]
+        force: bool,
+        /// Continue an interrupted upload from what already arrived.
+        #[arg(short = 'c', long = "continue")]
+        resume: bool,
+        /// Local file or directory.
+        local: PathBuf,
+        /// Remote target (default: the local name, in the current remote directory).
+        remote: Option<String>,
+    },
+    /// Download a remote file (with -r, a directory tree).
+    Get {
+        /// Download a directory and everything in it.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Replace existing local files.
+        #[arg(short, long)]
+        force: bool,
+        /// Continue an interrupted download from what already arrived.
+        #[arg(short = 'c', long = "continue")]
+        resume: bool,
+        /// Remote file or directory.
+        remote: String,
+        /// Local target (default: the remote name, in the current local directory).
+        local: Option<PathBuf>,
+    },
+    /// Show your disk usage and quota.
+    Df,
+}
+
+/// A command that failed, with what the person typed, for messages such as
+/// `mkdir remote/dir: already exists`.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {error}")]
+pub struct CommandError {
+    /// The command and its main argument, as typed.
+    pub context: String,
+    /// What went wrong (already part of the message, so not reported as a source).
+    pub error: Error,
+}
+
+fn failed(context: impl Into<String>) -> impl FnOnce(Error) -> CommandError {
+    move |error| CommandError {
+        context: context.into(),
+        error,
+    }
+}
+
+/// Where command output goes.
+pub struct Output<'a> {
+    /// Results (listings, stat, df).
+    pub out: &'a mut dyn Write,
+    /// Warnings (entries skipped by -r).
+    pub err: &'a mut dyn Write,
+    /// Transfer progress.
+    pub progress: &'a dyn Progress,
+}
+
+/// A logged-in connection with a remote working directory.
+pub struct Session {
+    /// The connection.
+    pub client: Client,
+    /// Who is logged in.
+    pub user: Username,
+    /// The server's address.
+    pub server: String,
+    /// The remote working directory (`cd`).
+    pub cwd: RemotePath,
+}
+
+impl Session {
+    /// Connects with the saved login for `server` (or the most recent one).
+    ///
+    /// # Errors
+    /// As [`connect_saved`].
+    pub async fn connect(store: &CredentialStore, server: Option<&str>) -> Result<Self> {
+        let (client, saved) = connect_saved(store, server).await?;
+        Ok(Session {
+            client,
+            user: saved.user,
+            server: saved.server,
+            cwd: RemotePath::default(),
+        })
+    }
+
+    /// A remote path as typed, resolved against the working directory.
+    ///
+    /// # Errors
+    /// [`Error::Path`] for a path that is malformed or leaves the home.
+    pub fn resolve(&self, path: &str) -> Result<String> {
+        let joined = if path.starts_with('/') || self.cwd.is_home() {
+            path.to_owned()
+        } else if path.is_empty() {
+            self.cwd.to_string()
+        } else {
+            format!("{}/{path}", self.cwd)
+        };
+        Ok(RemotePath::parse(&joined)?.to_string())
+    }
+
+    /// Runs one file command.
+    ///
+    /// # Errors
+    /// [`CommandError`] naming the command and the path as typed.
+    pub async fn execute(
+        &mut self,
+        command: FileCommand,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<(), CommandError> {
+        match command {
+            FileCommand::Ls { long, path } => {
+                let typed = path.unwrap_or_default();
+                let ctx = format!("ls {typed}");
+                let entries = async { self.client.list(&self.resolve(&typed)?).await }
+                    .await
+                    .map_err(failed(ctx.trim_end()))?;
+                write_listing(io.out, &entries, long).map_err(|e| failed("ls")(e.into()))
+            }
+            FileCommand::Stat { path } => {
+                let entry = async { self.client.stat(&self.resolve(&path)?).await }
+                    .await
+                    .map_err(failed(format!("stat {path}")))?;
+                write_stat(io.out, &entry).map_err(|e| failed("stat")(e.into()))
+            }
+            FileCommand::Mkdir { parents, path } => {
+                async { self.client.mkdir(&self.resolve(&path)?, parents).await }
+                    .await
+                    .map_err(failed(format!("mkdir {path}")))
+            }
+            FileCommand::Rm { recursive, path } => {
+                async { self.client.remove(&self.resolve(&path)?, recursive).await }
+                    .await
+                    .map_err(failed(format!("rm {path}")))
+            }
+            FileCommand::Rmdir { path } => async { self.client.rmdir(&self.resolve(&path)?).await }
+                .await
+                .map_err(failed(format!("rmdir {path}"))),
+            FileCommand::Mv { force, from, to } => async {
+                let (source, target) = (self.resolve(&from)?, self.resolve(&to)?);
+                self.client.rename(&source, &target, force).await
+            }
+            .await
+            .map_err(failed(format!("mv {from}"))),
+            FileCommand::Put {
+                recursive,
+                force,
+                resume,
+                local,
+                remote,
+            } => {
+                let options = TransferOptions {
+                    overwrite: force,
+                    resume,
+                };
+                let ctx = format!("put {}", local.display());
+                let typed = match remote {
+                    Some(remote) => remote,
+                    None => local_name(&local).map_err(failed(ctx.clone()))?,
+                };
+                let target = self.resolve(&typed).map_err(failed(ctx.clone()))?;
+                if recursive {
+                    let report = self
+                        .client
+                        .put_tree(&local, &target, options, io.progress)
+                        .await
+                        .map_err(failed(ctx))?;
+                    warn_skipped(io.err, &report.skipped);
+                    Ok(())
+                } else {
+                    self.client
+                        .put_file(&local, &target, options, io.progress)
+                        .await
+                        .map(drop)
+                        .map_err(failed(ctx))
+                }
+            }
+            FileCommand::Get {
+                recursive,
+                force,
+                resume,
+                remote,
+                local,
+            } => {
+                let options = TransferOptions {
+                    overwrite: force,
+                    resume,
+                };
+                let ctx = format!("get {remote}");
+                let source = self.resolve(&remote).map_err(failed(ctx.clone()))?;
+                let local = match local {
+                    Some(local) => local,
+                    None => PathBuf::from(remote_name(&source).map_err(failed(ctx.clone()))?),
+                };
+                if recursive {
+                    let report = self
+                        .client
+                        .get_tree(&source, &local, options, io.progress)
+                        .await
+                        .map_err(failed(ctx))?;
+                    warn_skipped(io.err, &report.skipped);
+                    Ok(())
+                } else {
+                    self.client
+                        .get_file(&source, &local, options, io.progress)
+                        .await
+                        .map(drop)
+                        .map_err(failed(ctx))
+                }
+            }
+            FileCommand::Df => {
+                let (used, quota) = self.client.usage().await.map_err(failed("df"))?;
+                let line = match quota {
+                    Some(quota) => format!(
+                        "used {} of {} ({:.1}%)",
+                        format_size(used),
+                        format_size(quota),
+                        used as f64 * 100.0 / quota.max(1) as f64
+                    ),
+                    None => format!("used {} (no quota)", format_size(used)),
+                };
+                writeln!(io.out, "{line}").map_err(|e| failed("df")(e.into()))
+            }
+        }
+    }
+}
+
+fn local_name(local: &Path) -> Result<String> {
+    local
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::local(local, "has no file name to use remotely; name the target"))
+}
+
+fn remote_name(remote: &str) -> Result<String> {
+    RemotePath::parse(remote)?
+        .file_name()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Usage("the home directory has no name; name the local target".into()))
+}
+
+fn warn_skipped(err: &mut dyn Write, skipped: &[String]) {
+    for line in skipped {
+        let _ = writeln!(err, "skipped {line}");
+    }
+}
+
+fn mark(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::Directory => "/",
+        EntryKind::Symlink => "@",
+        EntryKind::File | EntryKind::Other => "",
+    }
+}
+
+fn local_time(modified: Option<i64>) -> String {
+    modified
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or_else(|| "-".repeat(16))
+}
+
+/// `ls` output: names, or with `long` type, size, time and name.
+fn write_listing(out: &mut dyn Write, entries: &[Entry], long: bool) -> std::io::Result<()> {
+    for entry in entries {
+        if long {
+            let kind = match entry.kind {
+                EntryKind::Directory => 'd',
+                EntryKind::Symlink => 'l',
+                EntryKind::File => '-',
+                EntryKind::Other => '?',
+            };
+            writeln!(
+                out,
+                "{kind} {:>12} {} {}{}",
+                entry.size,
+                local_time(entry.modified),
+                entry.name,
+                mark(entry.kind)
+            )?;
+        } else {
+            writeln!(out, "{}{}", entry.name, mark(entry.kind))?;
+        }
+    }
+    Ok(())
+}
+
+fn write_stat(out: &mut dyn Write, entry: &Entry) -> std::io::Result<()> {
+    let kind = match entry.kind {
+        EntryKind::Directory => "directory",
+        EntryKind::Symlink => "symlink",
+        EntryKind::File => "file",
+        EntryKind::Other => "other",
+    };
+    writeln!(out, "name: {}", entry.name)?;
+    writeln!(out, "type: {kind}")?;
+    writeln!(out, "size: {} ({})", entry.size, format_size(entry.size))?;
+    writeln!(out, "modified: {}", local_time(entry.modified))
+}
+
+/// One line typed into the shell.
+#[derive(Debug, Parser)]
+#[command(no_binary_name = true, disable_version_flag = true)]
+struct ShellLine {
+    #[command(subcommand)]
+    command: ShellCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ShellCommand {
+    #[command(flatten)]
+    File(FileCommand),
+    /// Change the remote directory (default: your home).
+    Cd {
+        /// Remote directory.
+        path: Option<String>,
+    },
+    /// Print the remote directory.
+    Pwd,
+    /// Change the local directory (default: your home).
+    Lcd {
+        /// Local directory.
+        path: Option<PathBuf>,
+    },
+    /// Print the local directory.
+    Lpwd,
+    /// List a local directory.
+    Lls {
+        /// Local directory (default: the current one).
+        path: Option<PathBuf>,
+    },
+    /// Leave the shell.
+    #[command(visible_aliases = ["quit", "bye"])]
+    Exit,
+}
+
+/// The words the shell knows, for completion.
+const SHELL_WORDS: &[&str] = &[
+    "bye", "cd", "df", "exit", "get", "help", "lcd", "lls", "lpwd", "ls", "mkdir", "mv", "put",
+    "pwd", "quit", "rm", "rmdir", "stat",
+];
+
+/// Whether the shell goes on after a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next line.
+    Continue,
+    /// `exit` was typed.
+    Exit,
+}
+
+impl Session {
+    /// Runs one shell line: a file command, a shell command, `help`, or nothing (blank or `#`).
+    ///
+    /// # Errors
+    /// [`CommandError`]: a line that does not parse is an [`Error::Usage`].
+    pub async fn execute_line(
+        &mut self,
+        line: &str,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<Flow, CommandError> {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            return Ok(Flow::Continue);
+        }
+        let words = shlex::split(trimmed).ok_or_else(|| CommandError {
+            context: trimmed.to_owned(),
+            error: Error::Usage("unbalanced quotes".into()),
+        })?;
+        let parsed = match ShellLine::try_parse_from(&words) {
+            Ok(parsed) => parsed,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::DisplayHelp
+                        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                ) =>
+            {
+                let _ = write!(io.out, "{}", e.render());
+                return Ok(Flow::Continue);
+            }
+            Err(e) => {
+                let message = e.render().to_string();
+                let first = message.lines().next().unwrap_or("invalid command");
+                return Err(CommandError {
+                    context: words.first().cloned().unwrap_or_default(),
+                    error: Error::Usage(first.trim_start_matches("error: ").to_owned()),
+                });
+            }
+        };
+        let local_failed = |ctx: &str| {
+            let ctx = ctx.to_owned();
+            move |e: std::io::Error| CommandError {
+                context: ctx,
+                error: Error::Io(e),
+            }
+        };
+        match parsed.command {
+            ShellCommand::File(command) => self.execute(command, io).await?,
+            ShellCommand::Cd { path } => {
+                let typed = path.unwrap_or_else(|| "/".into());
+                let target = async {
+                    let target = self.resolve(&typed)?;
+                    let entry = self.client.stat(&target).await?;
+                    if entry.kind != EntryKind::Directory {
+                        return Err(Error::Usage("not a directory".into()));
+                    }
+                    Ok(RemotePath::parse(&target)?)
+                }
+                .await
+                .map_err(failed(format!("cd {typed}")))?;
+                self.cwd = target;
+            }
+            ShellCommand::Pwd => writeln!(io.out, "{}", self.cwd).map_err(local_failed("pwd"))?,
+            ShellCommand::Lcd { path } => {
+                let target = match path.or_else(dirs::home_dir) {
+                    Some(path) => path,
+                    None => PathBuf::from("/"),
+                };
+                std::env::set_current_dir(&target)
+                    .map_err(local_failed(&format!("lcd {}", target.display())))?;
+            }
+            ShellCommand::Lpwd => {
+                let cwd = std::env::current_dir().map_err(local_failed("lpwd"))?;
+                writeln!(io.out, "{}", cwd.display()).map_err(local_failed("lpwd"))?;
+            }
+            ShellCommand::Lls { path } => {
+                let dir = path.unwrap_or_else(|| PathBuf::from("."));
+                let ctx = format!("lls {}", dir.display());
+                let mut names = Vec::new();
+                for item in std::fs::read_dir(&dir).map_err(local_failed(&ctx))? {
+                    let item = item.map_err(local_failed(&ctx))?;
+                    let is_dir = item.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                    names.push(format!(
+                        "{}{}",
+                        item.file_name().to_string_lossy(),
+                        if is_dir { "/" } else { "" }
+                    ));
+                }
+                names.sort();
+                for name in names {
+                    writeln!(io.out, "{name}").map_err(local_failed(&ctx))?;
+                }
+            }
+            ShellCommand::Exit => return Ok(Flow::Exit),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The prompt: user, server and remote directory.
+    pub fn prompt(&self) -> String {
+        format!("{}@{}:{}> ", self.user, self.server, self.cwd)
+    }
+}
+
+/// A batch line that failed, with its line number.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}:{line}: {failure}")]
+pub struct BatchError {
+    /// The batch file's name (`-` for standard input).
+    pub source_name: String,
+    /// 1-based line number.
+    pub line: usize,
+    /// What failed.
+    pub failure: CommandError,
+}
+
+/// Runs commands line by line, like `sftp -b`: stops at the first failure.
+///
+/// # Errors
+/// [`BatchError`] naming the line that failed.
+pub fn run_batch(
+    runtime: &Runtime,
+    session: &mut Session,
+    input: impl BufRead,
+    source_name: &str,
+    io: &mut Output<'_>,
+) -> std::result::Result<(), BatchError> {
+    for (index, line) in input.lines().enumerate() {
+        let fail = |failure| BatchError {
+            source_name: source_name.to_owned(),
+            line: index + 1,
+            failure,
+        };
+        let line = line.map_err(|e| {
+            fail(CommandError {
+                context: "read".into(),
+                error: Error::Io(e),
+            })
+        })?;
+        match runtime.block_on(session.execute_line(&line, io)) {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Exit) => return Ok(()),
+            Err(failure) => return Err(fail(failure)),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the interactive shell until `exit` or end of input; errors are printed and the shell
+/// goes on. History is kept in `history` if given.
+///
+/// # Errors
+/// Only if the terminal cannot be used.
+pub fn run_interactive(
+    runtime: Rc<Runtime>,
+    session: Session,
+    history: Option<PathBuf>,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let session = Rc::new(RefCell::new(session));
+    let helper = ShellHelper {
+        runtime: Rc::clone(&runtime),
+        session: Rc::clone(&session),
+        files: FilenameCompleter::new(),
+    };
+    let mut editor: Editor<ShellHelper, rustyline::history::DefaultHistory> =
+        Editor::new().map_err(|e| Error::Usage(format!("cannot use the terminal: {e}")))?;
+    editor.set_helper(Some(helper));
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    loop {
+        let prompt = session.borrow().prompt();
+        let line = match editor.readline(&prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(Error::Usage(format!("cannot read the terminal: {e}"))),
+        };
+        if !line.trim().is_empty() {
+            let _ = editor.add_history_entry(line.as_str());
+        }
+        let mut io = Output {
+            out: &mut stdout,
+            err: &mut stderr,
+            progress,
+        };
+        let mut current = session.borrow_mut();
+        let result = runtime.block_on(current.execute_line(&line, &mut io));
+        drop(current);
+        match result {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Exit) => break,
+            Err(failure) => eprintln!("{failure}"),
+        }
+    }
+    if let Some(path) = &history {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = editor.save_history(path);
+    }
+    Ok(())
+}
+
+/// Completes command names, remote paths, and local paths for `lcd`, `lls` and `put`.
+struct ShellHelper {
+    runtime: Rc<Runtime>,
+    session: Rc<RefCell<Session>>,
+    files: FilenameCompleter,
+}
+
+impl ShellHelper {
+    fn remote_candidates(&self, word: &str) -> Vec<Pair> {
+        let (dir, prefix) = match word.rfind('/') {
+            Some(i) => (&word[..=i], &word[i + 1..]),
+            None => ("", word),
+        };
+        let Ok(mut session) = self.session.try_borrow_mut() else {
+            return Vec::new();
+        };
+        let Ok(resolved) = session.resolve(dir) else {
+            return Vec::new();
+        };
+        let listing = self.runtime.block_on(session.client.list(&resolved));
+        listing
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.name.starts_with(prefix))
+            .map(|e| {
+                let slash = if e.kind == EntryKind::Directory {
+                    "/"
+                } else {
+                    ""
+                };
+                Pair {
+                    display: format!("{}{slash}", e.name),
+                    replacement: format!("{dir}{}{slash}", e.name),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Completer for ShellHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let start = before.rfind(' ').map_or(0, |i| i + 1);
+        let word = &before[start..];
+        let command = before.split_whitespace().next().unwrap_or("");
+        if start == 0 {
+            let words = SHELL_WORDS
+                .iter()
+                .filter(|w| w.starts_with(word))
+                .map(|w| Pair {
+                    display: (*w).to_owned(),
+                    replacement: format!("{w} "),
+                })
+                .collect();
+            return Ok((0, words));
+        }
+        let args_before = before[..start]
+            .split_whitespace()
+            .skip(1)
+            .filter(|w| !w.starts_with('-'))
+            .count();
+        let local = matches!(command, "lcd" | "lls")
+            || (command == "put" && args_before == 0)
+            || (command == "get" && args_before == 1);
+        if local {
+            return self.files.complete(line, pos, ctx);
+        }
+        Ok((start, self.remote_candidates(word)))
+    }
+}
+
+impl Hinter for ShellHelper {
+    type Hint = String;
+}
+impl Highlighter for ShellHelper {}
+impl Validator for ShellHelper {}
+impl Helper for ShellHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_lines_parse() {
+        let parse = |line: &str| ShellLine::try_parse_from(shlex::split(line).unwrap());
+        assert!(matches!(
+            parse("put -rfc 'my dir' remote").unwrap().command,
+            ShellCommand::File(FileCommand::Put {
+                recursive: true,
+                force: true,
+                resume: true,
+                ..
+            })
+        ));
+        assert!(matches!(parse("quit").unwrap().command, ShellCommand::Exit));
+        assert!(matches!(
+            parse("cd").unwrap().command,
+            ShellCommand::Cd { path: None }
+        ));
+        assert!(parse("frobnicate").is_err());
+        assert!(parse("mkdir").is_err());
+    }
+
+    #[test]
+    fn long_listing_shows_kind_size_and_name() {
+        let entries = [
+            Entry {
+                name: "d".into(),
+                kind: EntryKind::Directory,
+                size: 4096,
+                modified: None,
+            },
+            Entry {
+                name: "f".into(),
+                kind: EntryKind::File,
+                size: 12,
+                modified: Some(0),
+            },
+        ];
+        let mut out = Vec::new();
+        write_listing(&mut out, &entries, true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("d         4096 ---------------- d/"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("-           12 19") && lines[1].ends_with(" f"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        write_listing(&mut out, &entries, false).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "d/\nf\n");
+    }
+}
