@@ -510,6 +510,17 @@ fn file_commands_through_the_binaries() {
     );
 
     assert_success(&sb.ftpc(&["mkdir", "docs"], ""));
+    // Into an existing directory, under the file's own name, both ways.
+    assert_success(&sb.ftpc(&["put", "hello.txt", "docs/"], ""));
+    assert_success(&sb.ftpc(&["mkdir", "local-dir"], ""));
+    std::fs::create_dir(sb.path().join("local-dir")).unwrap();
+    assert_success(&sb.ftpc(&["get", "docs/hello.txt", "local-dir"], ""));
+    assert_eq!(
+        std::fs::read(sb.path().join("local-dir/hello.txt")).unwrap(),
+        b"hello"
+    );
+    assert_success(&sb.ftpc(&["rm", "docs/hello.txt"], ""));
+    assert_success(&sb.ftpc(&["rmdir", "local-dir"], ""));
     assert_success(&sb.ftpc(&["mv", "greeting.txt", "docs"], ""));
     assert_eq!(text(&sb.ftpc(&["ls", "docs"], "").stdout), "greeting.txt\n");
     assert_fails(

@@ -235,11 +235,17 @@ impl Session {
                     resume,
                 };
                 let ctx = format!("put {}", local.display());
-                let typed = match remote {
-                    Some(remote) => remote,
-                    None => local_name(&local).map_err(failed(ctx.clone()))?,
-                };
-                let target = self.resolve(&typed).map_err(failed(ctx.clone()))?;
+                let name = local_name(&local).map_err(failed(ctx.clone()))?;
+                let mut target = self
+                    .resolve(remote.as_deref().unwrap_or(&name))
+                    .map_err(failed(ctx.clone()))?;
+                // Like cp: an existing directory receives the file under its own name.
+                if remote.is_some() && !recursive && self.is_remote_dir(&target).await {
+                    target = RemotePath::parse(&target)
+                        .and_then(|dir| dir.join(&name))
+                        .map_err(|e| failed(ctx.clone())(e.into()))?
+                        .to_string();
+                }
                 if recursive {
                     let report = self
                         .client
@@ -269,9 +275,11 @@ impl Session {
                 };
                 let ctx = format!("get {remote}");
                 let source = self.resolve(&remote).map_err(failed(ctx.clone()))?;
+                let name = remote_name(&source).map_err(failed(ctx.clone()))?;
                 let local = match local {
+                    Some(local) if !recursive && local.is_dir() => local.join(&name),
                     Some(local) => local,
-                    None => PathBuf::from(remote_name(&source).map_err(failed(ctx.clone()))?),
+                    None => PathBuf::from(name),
                 };
                 if recursive {
                     let report = self
@@ -303,6 +311,12 @@ impl Session {
                 writeln!(io.out, "{line}").map_err(|e| failed("df")(e.into()))
             }
         }
+    }
+}
+
+impl Session {
+    async fn is_remote_dir(&mut self, path: &str) -> bool {
+        matches!(self.client.stat(path).await, Ok(entry) if entry.kind == EntryKind::Directory)
     }
 }
 
@@ -386,7 +400,14 @@ fn write_stat(out: &mut dyn Write, entry: &Entry) -> std::io::Result<()> {
 
 /// One line typed into the shell.
 #[derive(Debug, Parser)]
-#[command(no_binary_name = true, disable_version_flag = true)]
+#[command(
+    name = "ftpc shell",
+    no_binary_name = true,
+    disable_version_flag = true,
+    override_usage = "COMMAND [OPTIONS] [ARGS]   (help COMMAND for one command)",
+    about = "Paths are relative to the remote directory (cd) unless they start with /; local \
+             paths to the local one (lcd)."
+)]
 struct ShellLine {
     #[command(subcommand)]
     command: ShellCommand,
