@@ -320,6 +320,29 @@ fn user_administration() {
 
     let out = sb.ftpd(&["users"], "");
     assert_eq!(text(&out.stdout), "alice\nbob\n");
+    let out = sb.ftpd(
+        &[
+            "adduser",
+            "carol",
+            "--password-stdin",
+            "--iterations",
+            "4096",
+            "--quota",
+            "1.5G",
+        ],
+        "x\n",
+    );
+    assert_success(&out);
+    let out = sb.ftpd(
+        &["adduser", "erin", "--password-stdin", "--quota", "lots"],
+        "x\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&sb.ftpd(&["users"], "").stdout),
+        "alice\nbob\ncarol\tquota 1.5 GiB\n"
+    );
+    assert_success(&sb.ftpd(&["deluser", "carol"], ""));
     assert_success(&sb.ftpd(&["deluser", "alice"], ""));
     assert_fails(
         &sb.ftpd(&["deluser", "alice"], ""),

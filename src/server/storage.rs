@@ -727,6 +727,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stale_partial_uploads_are_removed_and_fresh_ones_kept() {
+        let (dir, tree) = tree().await;
+        let home = dir.path().join("root/alice");
+        let stale = home.join(partial_name("old-target"));
+        let fresh = home.join(partial_name("recent-target"));
+        for path in [&stale, &fresh] {
+            std::fs::write(path, b"partial").unwrap();
+        }
+        let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 60 * 60);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        let upload = tree
+            .begin_upload(&path("new"), 3, false, false)
+            .await
+            .unwrap();
+        upload.abort(false).await;
+        assert!(!stale.exists());
+        assert!(fresh.exists());
+        // Partial files are neither listed nor reachable by name.
+        assert!(tree.list(&path("")).await.unwrap().is_empty());
+        let name = partial_name("recent-target");
+        assert_eq!(
+            tree.stat(&path(&name)).await.unwrap_err().code,
+            ErrorCode::InvalidPath
+        );
+        assert_eq!(
+            tree.remove(&path(&name), false).await.unwrap_err().code,
+            ErrorCode::InvalidPath
+        );
+    }
+
+    #[tokio::test]
     async fn symlink_out_of_home_is_refused() {
         let (dir, tree) = tree().await;
         let outside = dir.path().join("outside");
