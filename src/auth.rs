@@ -22,6 +22,10 @@ use subtle::ConstantTimeEq;
 
 /// The SASL mechanism name of plain SCRAM-SHA-256 (no channel binding).
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+/// SCRAM-SHA-256 with channel binding, offered over TLS.
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+/// The one channel-binding type we use (RFC 5929): a hash of the server's certificate.
+pub const CHANNEL_BINDING_TYPE: &str = "tls-server-end-point";
 /// PBKDF2 iterations for every new verifier (OWASP's current figure for PBKDF2-HMAC-SHA256).
 /// The mock exchange for unknown users announces the same count, so it gives nothing away.
 pub const DEFAULT_ITERATIONS: u32 = 600_000;
@@ -60,9 +64,26 @@ pub enum ScramError {
     /// The server ended the exchange with `e=<reason>`.
     #[error("server refused authentication: {0}")]
     ServerError(String),
-    /// A mandatory extension (`m=`) or a channel-binding type we do not offer.
+    /// A mandatory extension (`m=`) or an authorization identity.
     #[error("unsupported SCRAM feature: {0}")]
     Unsupported(&'static str),
+    /// The client asked for channel binding where the server has none (no TLS).
+    #[error("channel binding is not supported on this connection")]
+    ChannelBindingNotSupported,
+    /// The client asked for a channel-binding type other than `tls-server-end-point`.
+    #[error("unsupported channel-binding type")]
+    UnsupportedChannelBindingType,
+    /// The client said (flag `y`) it supports channel binding but thinks the server does not,
+    /// while the server does: someone removed it on the way (a downgrade).
+    #[error("the server supports channel binding, but the client was told it does not")]
+    ServerSupportsChannelBinding,
+    /// The channel-binding data differs from the server's: the client's TLS connection ends
+    /// somewhere else (a man in the middle relaying the login).
+    #[error("channel bindings do not match: the connection is being intercepted")]
+    ChannelBindingMismatch,
+    /// The mechanism name and the gs2 flag disagree (PLUS without `p=`, or `p=` without PLUS).
+    #[error("mechanism and channel-binding flag disagree")]
+    MechanismMismatch,
     /// The password cannot be used (empty, or prohibited by SASLprep).
     #[error("unusable password: {0}")]
     BadPassword(&'static str),
@@ -78,7 +99,10 @@ impl ScramError {
             ScramError::AuthenticationFailed => "invalid-proof",
             ScramError::NonceMismatch => "other-error",
             ScramError::Unsupported("mandatory extension") => "extensions-not-supported",
-            ScramError::Unsupported(_) => "channel-binding-not-supported",
+            ScramError::ChannelBindingNotSupported => "channel-binding-not-supported",
+            ScramError::UnsupportedChannelBindingType => "unsupported-channel-binding-type",
+            ScramError::ServerSupportsChannelBinding => "server-does-support-channel-binding",
+            ScramError::ChannelBindingMismatch => "channel-bindings-dont-match",
             ScramError::Malformed("username encoding") => "invalid-username-encoding",
             ScramError::Malformed(_) => "invalid-encoding",
             _ => "other-error",
@@ -364,17 +388,64 @@ fn expect<'a>(
 // Client side
 // ---------------------------------------------------------------------------------------------
 
+/// What the client says about channel binding (the gs2 flag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// `n`: no channel binding (no TLS).
+    None,
+    /// `y`: the client supports it but believes the server does not.
+    SupportedNotUsed,
+    /// `p=tls-server-end-point`: bound to this hash of the server's certificate.
+    TlsServerEndPoint(Vec<u8>),
+}
+
+impl ChannelBinding {
+    /// The gs2 header (no authzid).
+    fn gs2_header(&self) -> String {
+        match self {
+            ChannelBinding::None => "n,,".into(),
+            ChannelBinding::SupportedNotUsed => "y,,".into(),
+            ChannelBinding::TlsServerEndPoint(_) => format!("p={CHANNEL_BINDING_TYPE},,"),
+        }
+    }
+
+    /// The `c=` value: the gs2 header, then the binding data, in base64.
+    fn c_attribute(&self) -> String {
+        let mut input = self.gs2_header().into_bytes();
+        if let ChannelBinding::TlsServerEndPoint(data) = self {
+            input.extend_from_slice(data);
+        }
+        BASE64_STANDARD.encode(input)
+    }
+
+    /// The SASL mechanism this binding goes with.
+    pub fn mechanism(&self) -> &'static str {
+        match self {
+            ChannelBinding::TlsServerEndPoint(_) => MECHANISM_PLUS,
+            ChannelBinding::None | ChannelBinding::SupportedNotUsed => MECHANISM,
+        }
+    }
+}
+
 /// The client's first step: remembers its nonce and the message it sent.
 #[derive(Debug, Clone)]
 pub struct ClientFirst {
     nonce: String,
     bare: String,
+    binding: ChannelBinding,
 }
 
 impl ClientFirst {
-    /// Starts an exchange for `username` with a fresh nonce.
+    /// Starts an exchange for `username` with a fresh nonce and no channel binding.
     pub fn new(username: &str) -> Self {
-        Self::with_nonce(username, &new_nonce())
+        Self::with_binding(username, ChannelBinding::None)
+    }
+
+    /// Starts an exchange with the given channel binding.
+    pub fn with_binding(username: &str, binding: ChannelBinding) -> Self {
+        let mut first = Self::with_nonce(username, &new_nonce());
+        first.binding = binding;
+        first
     }
 
     /// Starts an exchange with a given nonce (tests reproduce the RFC's example with it).
@@ -382,12 +453,18 @@ impl ClientFirst {
         ClientFirst {
             nonce: nonce.to_owned(),
             bare: format!("n={},r={nonce}", escape_username(username)),
+            binding: ChannelBinding::None,
         }
     }
 
-    /// The client-first-message, with the `n,,` gs2 header (no channel binding, no authzid).
+    /// The SASL mechanism to announce with this message.
+    pub fn mechanism(&self) -> &'static str {
+        self.binding.mechanism()
+    }
+
+    /// The client-first-message: gs2 header (no authzid), then the bare message.
     pub fn message(&self) -> String {
-        format!("n,,{}", self.bare)
+        format!("{}{}", self.binding.gs2_header(), self.bare)
     }
 
     /// Parses and checks the server-first-message.
@@ -419,6 +496,7 @@ impl ClientFirst {
             return Err(ScramError::BadIterationCount(iterations));
         }
         Ok(ServerChallenge {
+            c_attribute: self.binding.c_attribute(),
             client_first_bare: self.bare,
             server_first: server_first.to_owned(),
             nonce: nonce.to_owned(),
@@ -431,6 +509,7 @@ impl ClientFirst {
 /// What the server asked for: the salt and iteration count to derive keys with.
 #[derive(Debug, Clone)]
 pub struct ServerChallenge {
+    c_attribute: String,
     client_first_bare: String,
     server_first: String,
     nonce: String,
@@ -443,7 +522,7 @@ pub struct ServerChallenge {
 impl ServerChallenge {
     /// Builds the client-final-message from keys derived for this salt and count.
     pub fn respond(self, keys: &ClientKeys) -> (String, ClientFinal) {
-        let without_proof = format!("c=biws,r={}", self.nonce);
+        let without_proof = format!("c={},r={}", self.c_attribute, self.nonce);
         let auth_message = format!(
             "{},{},{}",
             self.client_first_bare, self.server_first, without_proof
@@ -502,22 +581,35 @@ impl ClientFinal {
 // Server side
 // ---------------------------------------------------------------------------------------------
 
+/// The gs2 channel-binding flag a client sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gs2Flag {
+    /// `n`: the client does not support channel binding.
+    No,
+    /// `y`: the client supports it but thinks the server does not.
+    Supported,
+    /// `p=<type>`: the client binds to the channel.
+    Bound(String),
+}
+
 /// A parsed client-first-message.
 #[derive(Debug, Clone)]
 pub struct ClientFirstMessage {
     /// The unescaped username (`n=`).
     pub username: String,
+    /// The channel-binding flag.
+    pub flag: Gs2Flag,
     gs2_header: String,
     nonce: String,
     bare: String,
 }
 
 impl ClientFirstMessage {
-    /// Parses a client-first-message.
+    /// Parses a client-first-message. Whether its channel-binding flag is acceptable is
+    /// decided by [`ServerExchange::check_binding`], which knows the transport.
     ///
     /// # Errors
-    /// Malformed messages, an authzid, `p=` channel binding (not offered on this transport),
-    /// or a mandatory extension.
+    /// Malformed messages, an authzid, or a mandatory extension.
     pub fn parse(msg: &str) -> Result<Self, ScramError> {
         let (flag, rest) = msg
             .split_once(',')
@@ -525,12 +617,21 @@ impl ClientFirstMessage {
         let (authzid, bare) = rest
             .split_once(',')
             .ok_or(ScramError::Malformed("missing gs2 header"))?;
-        match flag {
-            // "y": the client supports binding but thinks we do not, which is true here.
-            "n" | "y" => {}
-            f if f.starts_with("p=") => return Err(ScramError::Unsupported("channel binding")),
-            _ => return Err(ScramError::Malformed("bad gs2 channel-binding flag")),
-        }
+        let parsed_flag = match flag {
+            "n" => Gs2Flag::No,
+            "y" => Gs2Flag::Supported,
+            f => match f.strip_prefix("p=") {
+                Some(name)
+                    if !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+                {
+                    Gs2Flag::Bound(name.to_owned())
+                }
+                _ => return Err(ScramError::Malformed("bad gs2 channel-binding flag")),
+            },
+        };
         if !authzid.is_empty() {
             return Err(ScramError::Unsupported("authorization identity"));
         }
@@ -543,6 +644,7 @@ impl ClientFirstMessage {
         }
         Ok(ClientFirstMessage {
             username,
+            flag: parsed_flag,
             gs2_header: format!("{flag},{authzid},"),
             nonce: nonce.to_owned(),
             bare: bare.to_owned(),
@@ -554,23 +656,61 @@ impl ClientFirstMessage {
 #[derive(Debug, Clone)]
 pub struct ServerExchange {
     verifier: Verifier,
-    gs2_header: String,
+    /// What `c=` must decode to: the gs2 header, plus our binding data for `p=`.
+    expected_binding: Vec<u8>,
     client_first_bare: String,
     server_first: String,
     nonce: String,
 }
 
 impl ServerExchange {
-    /// Answers a client-first-message with the user's verifier (or a mock one) and a fresh
-    /// server nonce. Returns the exchange state and the server-first-message.
-    pub fn start(client_first: ClientFirstMessage, verifier: Verifier) -> (Self, String) {
-        Self::start_with_nonce(client_first, verifier, &new_nonce())
+    /// Checks the channel-binding flag against the mechanism the client named and what this
+    /// connection offers (`server_binding`: the `tls-server-end-point` data over TLS, `None`
+    /// in plaintext). Done before the user is looked up, so it reveals nothing about users.
+    ///
+    /// # Errors
+    /// [`ScramError::MechanismMismatch`], [`ScramError::ChannelBindingNotSupported`],
+    /// [`ScramError::UnsupportedChannelBindingType`] or
+    /// [`ScramError::ServerSupportsChannelBinding`] (a downgrade).
+    pub fn check_binding(
+        first: &ClientFirstMessage,
+        mechanism: &str,
+        server_binding: Option<&[u8]>,
+    ) -> Result<(), ScramError> {
+        match (&first.flag, mechanism) {
+            (Gs2Flag::Bound(kind), MECHANISM_PLUS) => {
+                if server_binding.is_none() {
+                    Err(ScramError::ChannelBindingNotSupported)
+                } else if kind != CHANNEL_BINDING_TYPE {
+                    Err(ScramError::UnsupportedChannelBindingType)
+                } else {
+                    Ok(())
+                }
+            }
+            (Gs2Flag::Supported, MECHANISM) if server_binding.is_some() => {
+                Err(ScramError::ServerSupportsChannelBinding)
+            }
+            (Gs2Flag::No | Gs2Flag::Supported, MECHANISM) => Ok(()),
+            _ => Err(ScramError::MechanismMismatch),
+        }
+    }
+
+    /// Answers a client-first-message (already accepted by [`ServerExchange::check_binding`])
+    /// with the user's verifier (or a mock one) and a fresh server nonce. Returns the exchange
+    /// state and the server-first-message.
+    pub fn start(
+        client_first: ClientFirstMessage,
+        verifier: Verifier,
+        server_binding: Option<&[u8]>,
+    ) -> (Self, String) {
+        Self::start_with_nonce(client_first, verifier, server_binding, &new_nonce())
     }
 
     /// [`ServerExchange::start`] with a given server nonce (for the RFC test vector).
     pub fn start_with_nonce(
         client_first: ClientFirstMessage,
         verifier: Verifier,
+        server_binding: Option<&[u8]>,
         server_nonce: &str,
     ) -> (Self, String) {
         let nonce = format!("{}{server_nonce}", client_first.nonce);
@@ -579,9 +719,13 @@ impl ServerExchange {
             BASE64_STANDARD.encode(&verifier.salt),
             verifier.iterations
         );
+        let mut expected_binding = client_first.gs2_header.into_bytes();
+        if matches!(client_first.flag, Gs2Flag::Bound(_)) {
+            expected_binding.extend_from_slice(server_binding.unwrap_or_default());
+        }
         let exchange = ServerExchange {
             verifier,
-            gs2_header: client_first.gs2_header,
+            expected_binding,
             client_first_bare: client_first.bare,
             server_first: server_first.clone(),
             nonce,
@@ -602,10 +746,11 @@ impl ServerExchange {
         let mut it = attrs.into_iter();
         let binding = expect(&mut it, b'c', "client-final must start with c=")?;
         let nonce = expect(&mut it, b'r', "client-final lacks r=")?;
-        if BASE64_STANDARD.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
-            return Err(ScramError::Malformed(
-                "channel binding data does not match the gs2 header",
-            ));
+        let binding = BASE64_STANDARD
+            .decode(binding)
+            .map_err(|_| ScramError::Malformed("c= is not base64"))?;
+        if !bool::from(binding.ct_eq(&self.expected_binding)) {
+            return Err(ScramError::ChannelBindingMismatch);
         }
         if nonce != self.nonce {
             return Err(ScramError::NonceMismatch);
@@ -670,7 +815,7 @@ mod tests {
         let first = ClientFirstMessage::parse(CLIENT_FIRST).unwrap();
         assert_eq!(first.username, USER);
         let (exchange, server_first) =
-            ServerExchange::start_with_nonce(first, rfc_verifier(), SERVER_NONCE);
+            ServerExchange::start_with_nonce(first, rfc_verifier(), None, SERVER_NONCE);
         assert_eq!(server_first, SERVER_FIRST);
         assert_eq!(exchange.finish(CLIENT_FINAL).unwrap(), SERVER_FINAL);
     }
@@ -680,7 +825,7 @@ mod tests {
         let run = |verifier: Verifier, password: &str| {
             let first = ClientFirst::new(USER);
             let parsed = ClientFirstMessage::parse(&first.message()).unwrap();
-            let (exchange, server_first) = ServerExchange::start(parsed, verifier);
+            let (exchange, server_first) = ServerExchange::start(parsed, verifier, None);
             let challenge = first.receive_server_first(&server_first).unwrap();
             let keys = ClientKeys::derive(password, &challenge.salt, challenge.iterations);
             exchange.finish(&challenge.respond(&keys).0)
@@ -776,13 +921,11 @@ mod tests {
         ] {
             assert!(ClientFirstMessage::parse(msg).is_err(), "{msg:?} accepted");
         }
-        assert_eq!(
-            ClientFirstMessage::parse("p=tls-unique,,n=a,r=b").unwrap_err(),
-            ScramError::Unsupported("channel binding")
-        );
+        assert!(ClientFirstMessage::parse("p=,,n=a,r=b").is_err());
         assert!(ClientFirstMessage::parse("y,,n=a,r=b").is_ok());
         let first = ClientFirstMessage::parse(CLIENT_FIRST).unwrap();
-        let (exchange, _) = ServerExchange::start_with_nonce(first, rfc_verifier(), SERVER_NONCE);
+        let (exchange, _) =
+            ServerExchange::start_with_nonce(first, rfc_verifier(), None, SERVER_NONCE);
         for msg in [
             "",
             "c=biws,r=wrong,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
@@ -792,6 +935,81 @@ mod tests {
         ] {
             assert!(exchange.clone().finish(msg).is_err(), "{msg:?} accepted");
         }
+    }
+
+    /// Runs a whole exchange with the client's and the server's views of the channel.
+    fn bound_login(
+        client: ChannelBinding,
+        mechanism: &str,
+        server: Option<&[u8]>,
+    ) -> Result<(), ScramError> {
+        let first = ClientFirst::with_binding(USER, client);
+        let parsed = ClientFirstMessage::parse(&first.message())?;
+        ServerExchange::check_binding(&parsed, mechanism, server)?;
+        let (exchange, server_first) = ServerExchange::start(parsed, rfc_verifier(), server);
+        let challenge = first.receive_server_first(&server_first)?;
+        let keys = ClientKeys::derive(PASSWORD, &challenge.salt, challenge.iterations);
+        let (client_final, state) = challenge.respond(&keys);
+        let server_final = exchange.finish(&client_final)?;
+        state.verify_server_final(&server_final)
+    }
+
+    #[test]
+    fn channel_binding_plus_and_downgrades() {
+        let cert_hash = [7u8; 32];
+        let plus = || ChannelBinding::TlsServerEndPoint(cert_hash.to_vec());
+        // Bound to the same certificate: success, and the gs2 header says so.
+        assert_eq!(
+            bound_login(plus(), MECHANISM_PLUS, Some(&cert_hash)),
+            Ok(())
+        );
+        let first = ClientFirst::with_binding(USER, plus());
+        assert!(
+            first
+                .message()
+                .starts_with("p=tls-server-end-point,,n=user,r=")
+        );
+        assert_eq!(first.mechanism(), MECHANISM_PLUS);
+        // A relay terminating TLS with another certificate: the bindings differ.
+        assert_eq!(
+            bound_login(plus(), MECHANISM_PLUS, Some(&[8u8; 32])),
+            Err(ScramError::ChannelBindingMismatch)
+        );
+        // `y` to a server that supports binding: someone stripped PLUS on the way.
+        assert_eq!(
+            bound_login(
+                ChannelBinding::SupportedNotUsed,
+                MECHANISM,
+                Some(&cert_hash)
+            ),
+            Err(ScramError::ServerSupportsChannelBinding)
+        );
+        assert_eq!(
+            bound_login(ChannelBinding::SupportedNotUsed, MECHANISM, None),
+            Ok(())
+        );
+        // PLUS where there is no TLS, and names that disagree with the flag.
+        assert_eq!(
+            bound_login(plus(), MECHANISM_PLUS, None),
+            Err(ScramError::ChannelBindingNotSupported)
+        );
+        assert_eq!(
+            bound_login(plus(), MECHANISM, Some(&cert_hash)),
+            Err(ScramError::MechanismMismatch)
+        );
+        assert_eq!(
+            bound_login(ChannelBinding::None, MECHANISM_PLUS, Some(&cert_hash)),
+            Err(ScramError::MechanismMismatch)
+        );
+        let other_type = ClientFirstMessage::parse("p=tls-unique,,n=user,r=abc").unwrap();
+        assert_eq!(
+            ServerExchange::check_binding(&other_type, MECHANISM_PLUS, Some(&cert_hash)),
+            Err(ScramError::UnsupportedChannelBindingType)
+        );
+        assert_eq!(
+            ScramError::ChannelBindingMismatch.server_error_value(),
+            "channel-bindings-dont-match"
+        );
     }
 
     #[test]

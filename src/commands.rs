@@ -121,6 +121,9 @@ pub enum Request {
     },
     /// Asks for the user's disk usage and quota.
     Usage,
+    /// Asks which SASL mechanisms the server offers on this connection (allowed before
+    /// login): over TLS `SCRAM-SHA-256-PLUS` comes first.
+    Mechanisms,
 }
 
 /// What a server answers.
@@ -184,6 +187,11 @@ pub enum Response {
         used: u64,
         /// The user's quota in bytes, if any.
         quota: Option<u64>,
+    },
+    /// Answers [`Request::Mechanisms`], most preferred first.
+    Mechanisms {
+        /// SASL mechanism names.
+        names: Vec<String>,
     },
 }
 

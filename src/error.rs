@@ -102,6 +102,52 @@ pub enum Error {
     /// The peer did not answer in time.
     #[error("timed out waiting for the peer")]
     Timeout,
+    /// TLS could not be set up or the handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The server's certificate differs from the one pinned in `known_hosts`.
+    #[error(
+        "the certificate of {server} has CHANGED (pinned {expected}, now {actual}).\n\
+         Someone may be intercepting the connection, or the server got a new certificate.\n\
+         Check the new fingerprint with the server's admin (ftpd fingerprint); if it is right, \
+         remove line {line} of {} and connect again",
+        file.display()
+    )]
+    CertificateChanged {
+        /// The server address.
+        server: String,
+        /// The pinned fingerprint.
+        expected: String,
+        /// What the server showed.
+        actual: String,
+        /// The known_hosts file.
+        file: PathBuf,
+        /// The line to remove.
+        line: usize,
+    },
+    /// A server seen for the first time, and nobody to ask whether to trust it.
+    #[error(
+        "{server} is not a known server (certificate {fingerprint}). Compare the fingerprint \
+         with the server's admin (ftpd fingerprint), then run again with --accept-new to trust it"
+    )]
+    UnknownServer {
+        /// The server address.
+        server: String,
+        /// Its certificate's fingerprint.
+        fingerprint: String,
+    },
+    /// The user declined to trust a new server.
+    #[error("{server} not trusted; nothing was sent")]
+    NotTrusted {
+        /// The server address.
+        server: String,
+    },
+    /// Over TLS the server did not offer channel binding: a downgrade, refused.
+    #[error(
+        "the server does not offer SCRAM-SHA-256-PLUS over TLS: refusing to log in without \
+         channel binding (someone may be tampering with the connection)"
+    )]
+    Downgrade,
     /// A command line that does not parse (in the shell or a batch file).
     #[error("{0}")]
     Usage(String),
@@ -167,7 +213,12 @@ impl Error {
             | Error::BadMagic
             | Error::VersionMismatch { .. }
             | Error::UnexpectedReply(_)
-            | Error::Timeout => ErrorKind::Connection,
+            | Error::Timeout
+            | Error::Tls(_)
+            | Error::CertificateChanged { .. }
+            | Error::UnknownServer { .. }
+            | Error::NotTrusted { .. }
+            | Error::Downgrade => ErrorKind::Connection,
             Error::Path(_) => ErrorKind::Refused,
             Error::Username(_)
             | Error::UserDb(_)

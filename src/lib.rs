@@ -9,6 +9,7 @@
 //! - [`username`]: the one rule for user names, shared by adduser, users.db and login.
 //! - [`prompt`]: reading passwords from the terminal (no echo) or from standard input.
 //! - [`size`]: byte sizes for people (`10G` in, `1.5 GiB` out).
+//! - [`tls`]: the crypto provider, certificate fingerprints and channel-binding data.
 //! - [`server`]: listener, per-connection session (hello → login → commands), the user
 //!   database and the jailed storage, each behind a trait so other engines can plug in.
 //! - [`client`]: connect, log in (password or cached keys), one method per command, and the
@@ -25,6 +26,7 @@ pub mod paths;
 pub mod prompt;
 pub mod server;
 pub mod size;
+pub mod tls;
 pub mod username;
 pub mod wire;
 

@@ -173,7 +173,14 @@ fn adduser_serve_login_mkdir_ls_logout_through_the_binaries() {
     let addr = server.addr.clone();
 
     let out = sb.ftpc(
-        &["--server", &addr, "login", "alice", "--password-stdin"],
+        &[
+            "--server",
+            &addr,
+            "--accept-new",
+            "login",
+            "alice",
+            "--password-stdin",
+        ],
         "s3cret pass\n",
     );
     assert_success(&out);
@@ -222,7 +229,14 @@ fn adduser_serve_login_mkdir_ls_logout_through_the_binaries() {
 
     // Wrong password and unknown user: the same message and exit code.
     let wrong = sb.ftpc(
-        &["--server", &addr, "login", "alice", "--password-stdin"],
+        &[
+            "--server",
+            &addr,
+            "--accept-new",
+            "login",
+            "alice",
+            "--password-stdin",
+        ],
         "nope\n",
     );
     assert_fails(
@@ -257,7 +271,14 @@ fn adduser_serve_login_mkdir_ls_logout_through_the_binaries() {
         "ftpc: login expired, run: ftpc login alice",
     );
     assert_success(&sb.ftpc(
-        &["--server", &addr, "login", "alice", "--password-stdin"],
+        &[
+            "--server",
+            &addr,
+            "--accept-new",
+            "login",
+            "alice",
+            "--password-stdin",
+        ],
         "new pass\n",
     ));
     assert_success(&sb.ftpc(&["ls"], ""));
@@ -494,6 +515,7 @@ fn file_commands_through_the_binaries() {
         &[
             "--server",
             &server.addr,
+            "--accept-new",
             "login",
             "alice",
             "--password-stdin",
@@ -599,6 +621,7 @@ fn batch_mode_runs_in_order_and_stops_at_the_first_failure() {
         &[
             "--server",
             &server.addr,
+            "--accept-new",
             "login",
             "alice",
             "--password-stdin",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::TestServer;
 use ftprep::Error;
-use ftprep::client::Client;
+use ftprep::client::{Client, Security};
 use ftprep::commands::{ErrorCode, Hello, MAGIC, PROTOCOL_VERSION, Response};
 use ftprep::server::Limits;
 use ftprep::wire::{Connection, MAX_FRAME_LEN};
@@ -149,7 +149,9 @@ async fn protocol_version_mismatch_names_both_versions() {
         .unwrap();
         let _ = conn.read::<Hello>().await;
     });
-    let err = Client::connect(&addr.to_string()).await.unwrap_err();
+    let err = Client::connect(&addr.to_string(), &Security::Plaintext)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -175,7 +177,9 @@ async fn client_refuses_a_peer_that_is_not_ftprep() {
         let mut sink = [0u8; 64];
         let _ = socket.read(&mut sink).await;
     });
-    let err = Client::connect(&addr.to_string()).await.unwrap_err();
+    let err = Client::connect(&addr.to_string(), &Security::Plaintext)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::FrameTooLarge { .. }), "{err}");
     fake.await.unwrap();
 
@@ -192,7 +196,9 @@ async fn client_refuses_a_peer_that_is_not_ftprep() {
         .unwrap();
         let _ = conn.read::<Hello>().await;
     });
-    let err = Client::connect(&addr.to_string()).await.unwrap_err();
+    let err = Client::connect(&addr.to_string(), &Security::Plaintext)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::BadMagic), "{err}");
     fake.await.unwrap();
 }

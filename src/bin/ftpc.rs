@@ -9,11 +9,15 @@ use std::io::{BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ftprep::client::shell::{self, FileCommand, Output, Session};
-use ftprep::client::{self, Client, CredentialStore, SavedLogin, progress};
+use ftprep::client::{
+    self, Client, CredentialStore, KnownHosts, SavedLogin, Transport, UnknownServer, progress,
+};
 use ftprep::error::ErrorKind;
 use ftprep::username::Username;
 
@@ -26,6 +30,17 @@ struct Cli {
     /// 127.0.0.1:2121 for a first login.
     #[arg(long, global = true, value_name = "HOST:PORT", env = "FTPC_SERVER")]
     server: Option<String>,
+    /// Trust a server seen for the first time without asking (scripts); a server whose
+    /// certificate CHANGED is still refused.
+    #[arg(long, global = true)]
+    accept_new: bool,
+    /// At login: verify the server's certificate against the CA certificates in this PEM
+    /// file instead of pinning it.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "plaintext")]
+    ca: Option<PathBuf>,
+    /// At login: talk to a server started with --plaintext (no TLS; loopback labs only).
+    #[arg(long, global = true)]
+    plaintext: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -108,14 +123,60 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
+/// Connection settings from the command line.
+struct Trust {
+    known_hosts: KnownHosts,
+    unknown: UnknownServer,
+    transport: Transport,
+}
+
+impl Trust {
+    fn from_cli(cli: &Cli) -> anyhow::Result<Self> {
+        let unknown = if cli.accept_new {
+            UnknownServer::AcceptNew
+        } else if std::io::stderr().is_terminal() {
+            UnknownServer::Ask(Arc::new(ask_to_trust))
+        } else {
+            UnknownServer::Refuse
+        };
+        let transport = match (&cli.ca, cli.plaintext) {
+            (_, true) => Transport::Plaintext,
+            (Some(ca), false) => Transport::TlsCa(std::path::absolute(ca)?),
+            (None, false) => Transport::Tls,
+        };
+        Ok(Trust {
+            known_hosts: KnownHosts::default_location()?,
+            unknown,
+            transport,
+        })
+    }
+}
+
+/// Asks on the terminal whether to trust a server seen for the first time, as ssh does.
+fn ask_to_trust(server: &str, fingerprint: &str) -> bool {
+    let Ok(tty) = std::fs::File::open("/dev/tty") else {
+        return false;
+    };
+    eprintln!("The authenticity of {server} can't be established.");
+    eprintln!("Its certificate fingerprint is {fingerprint}.");
+    eprintln!("Compare it with what the server's admin gets from `ftpd fingerprint`.");
+    eprint!("Trust this server and connect (yes/no)? ");
+    let mut answer = String::new();
+    if std::io::BufRead::read_line(&mut BufReader::new(tty), &mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y")
+}
+
 fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let store = CredentialStore::default_location()?;
+    let trust = Trust::from_cli(&cli)?;
     let server = cli.server.as_deref();
     match cli.command {
         Some(Command::Login {
             user,
             password_stdin,
-        }) => runtime.block_on(login(&store, server, &user, password_stdin))?,
+        }) => runtime.block_on(login(&store, &trust, server, &user, password_stdin))?,
         Some(Command::Logout) => match store.remove(server)? {
             Some(login) => eprintln!("logged out {} from {}", login.user, login.server),
             None => eprintln!("not logged in"),
@@ -123,7 +184,8 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
         Some(Command::File(command)) => {
             let progress = progress::for_stderr();
             runtime.block_on(async {
-                let mut session = Session::connect(&store, server).await?;
+                let (hosts, unknown) = (trust.known_hosts.clone(), trust.unknown.clone());
+                let mut session = Session::connect(&store, server, hosts, unknown).await?;
                 let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
                 let mut io = Output {
                     out: &mut out,
@@ -134,14 +196,21 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
                 anyhow::Ok(())
             })?;
         }
-        Some(Command::Shell { batch }) => return shell_mode(&store, server, runtime, batch),
-        None => return shell_mode(&store, server, runtime, None),
+        Some(Command::Shell { batch }) => {
+            return shell_mode(&store, &trust, server, runtime, batch);
+        }
+        None => return shell_mode(&store, &trust, server, runtime, None),
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// After this long at the password prompt, connect again: the server gives an
+/// unauthenticated connection only so long (30 s by default).
+const PROMPT_PATIENCE: Duration = Duration::from_secs(15);
+
 async fn login(
     store: &CredentialStore,
+    trust: &Trust,
     server: Option<&str>,
     user: &str,
     password_stdin: bool,
@@ -151,10 +220,22 @@ async fn login(
     let user = Username::parse(user)
         .map_err(ftprep::Error::from)
         .context(context.clone())?;
-    // Ask first: the server gives an unauthenticated connection only so long.
+    // Connect first, so the certificate is checked (and a new one confirmed) before the
+    // password is asked for.
+    let security = trust
+        .transport
+        .security(trust.known_hosts.clone(), trust.unknown.clone());
+    let connected = Instant::now();
+    let mut client = Client::connect(&server, &security)
+        .await
+        .context(context.clone())?;
     let password =
         ftprep::prompt::login_password(&format!("Password for {user}@{server}: "), password_stdin)?;
-    let mut client = Client::connect(&server).await.context(context.clone())?;
+    if connected.elapsed() > PROMPT_PATIENCE {
+        client = Client::connect(&server, &security)
+            .await
+            .context(context.clone())?;
+    }
     let keys = client
         .login_with_password(&user, &password)
         .await
@@ -163,6 +244,7 @@ async fn login(
         server: server.clone(),
         user: user.clone(),
         keys,
+        transport: trust.transport.clone(),
     })?;
     eprintln!("logged in to {server} as {user}");
     Ok(())
@@ -170,11 +252,13 @@ async fn login(
 
 fn shell_mode(
     store: &CredentialStore,
+    trust: &Trust,
     server: Option<&str>,
     runtime: tokio::runtime::Runtime,
     batch: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let mut session = runtime.block_on(Session::connect(store, server))?;
+    let (hosts, unknown) = (trust.known_hosts.clone(), trust.unknown.clone());
+    let mut session = runtime.block_on(Session::connect(store, server, hosts, unknown))?;
     let interactive = batch.is_none() && std::io::stdin().is_terminal();
     if interactive {
         let history = dirs::data_dir().map(|d| d.join("ftpc").join("history"));

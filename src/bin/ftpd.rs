@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
 use ftprep::server::userdb::{self, UserRecord};
-use ftprep::server::{Config, Limits, Server};
+use ftprep::server::{Config, Limits, Server, ServerIdentity, TlsSetup};
 use ftprep::size::format_size;
 use ftprep::username::Username;
 
@@ -51,6 +51,43 @@ enum Command {
     },
     /// List the users, one a line, with their quotas.
     Users(UsersFile),
+    /// Print the SHA-256 fingerprint of the server's TLS certificate, for users to compare
+    /// when their client first connects (generates the self-signed certificate if needed).
+    Fingerprint {
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Directory for the server's private state.
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "./ftpd-state",
+            env = "FTPD_STATE_DIR"
+        )]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct TlsArgs {
+    /// PEM certificate chain (leaf first). Default: a self-signed certificate generated
+    /// into the state directory on first start and reused after.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn setup(&self) -> TlsSetup {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => TlsSetup::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => TlsSetup::SelfSigned,
+        }
+    }
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -117,7 +154,12 @@ struct ServeArgs {
         env = "FTPD_STATE_DIR"
     )]
     state_dir: PathBuf,
-    /// Connections served at once; more wait until one closes.
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Serve without TLS: commands, files and sessions in clear. For a lab on loopback only.
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
+    plaintext: bool,
+    /// Connections served at once; more are told the server is busy.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
     max_connections: usize,
     /// Seconds a connection has to log in.
@@ -175,6 +217,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("removed user {name}; their files are kept");
             Ok(())
         }
+        Command::Fingerprint { tls, state_dir } => {
+            let identity =
+                ServerIdentity::load(&tls.setup(), &state_dir)?.context("no TLS identity")?;
+            println!("{}", identity.fingerprint);
+            Ok(())
+        }
         Command::Users(file) => {
             for user in userdb::read(&file.users)?.users() {
                 match user.quota {
@@ -214,6 +262,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         root: args.root,
         users: args.file.users,
         state_dir: args.state_dir,
+        tls: if args.plaintext {
+            TlsSetup::Plaintext
+        } else {
+            args.tls.setup()
+        },
         limits: Limits {
             max_connections: args.max_connections.max(1),
             login_timeout: Duration::from_secs(args.login_timeout),

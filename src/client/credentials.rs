@@ -5,7 +5,8 @@
 //!
 //! # Format
 //! One login a line, the most recent last:
-//! `<server> <user> <iterations> <salt b64> <ClientKey b64> <ServerKey b64>`; `#` comments.
+//! `<server> <user> <iterations> <salt b64> <ClientKey b64> <ServerKey b64> <transport>`,
+//! where the transport is `tls`, `plaintext` or `ca:<path of the CA file>`; `#` comments.
 
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
@@ -13,12 +14,56 @@ use std::path::{Path, PathBuf};
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
 
+use super::tls::{KnownHosts, Security, UnknownServer};
 use crate::auth::{ClientKeys, Key};
 use crate::error::{Error, Result};
 use crate::username::Username;
 
 const HEADER: &str = "# ftpc saved logins: SCRAM keys derived from passwords (not the passwords).\n\
                       # They log in as these users: keep this file private. `ftpc logout` removes one.\n";
+
+/// How a login reaches its server; chosen at `ftpc login`, reused by later commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// TLS with the certificate pinned in `known_hosts` (the default).
+    Tls,
+    /// TLS verified against the CA certificates in this PEM file (`--ca`).
+    TlsCa(PathBuf),
+    /// No TLS (`--plaintext`).
+    Plaintext,
+}
+
+impl Transport {
+    /// The security settings for a connection.
+    pub fn security(&self, known_hosts: KnownHosts, unknown: UnknownServer) -> Security {
+        match self {
+            Transport::Tls => Security::Pinned {
+                known_hosts,
+                unknown,
+            },
+            Transport::TlsCa(path) => Security::Ca(path.clone()),
+            Transport::Plaintext => Security::Plaintext,
+        }
+    }
+
+    fn encode(&self) -> String {
+        match self {
+            Transport::Tls => "tls".into(),
+            Transport::TlsCa(path) => format!("ca:{}", path.display()),
+            Transport::Plaintext => "plaintext".into(),
+        }
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        match text {
+            "tls" => Some(Transport::Tls),
+            "plaintext" => Some(Transport::Plaintext),
+            _ => text
+                .strip_prefix("ca:")
+                .map(|p| Transport::TlsCa(PathBuf::from(p))),
+        }
+    }
+}
 
 /// One saved login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +74,8 @@ pub struct SavedLogin {
     pub user: Username,
     /// The cached keys.
     pub keys: ClientKeys,
+    /// How to reach the server.
+    pub transport: Transport,
 }
 
 /// The credentials file.
@@ -148,13 +195,14 @@ impl CredentialStore {
         let mut text = String::from(HEADER);
         for l in logins {
             text.push_str(&format!(
-                "{} {} {} {} {} {}\n",
+                "{} {} {} {} {} {} {}\n",
                 l.server,
                 l.user,
                 l.keys.iterations,
                 BASE64_STANDARD.encode(&l.keys.salt),
                 BASE64_STANDARD.encode(l.keys.client_key),
                 BASE64_STANDARD.encode(l.keys.server_key),
+                l.transport.encode(),
             ));
         }
         // NamedTempFile is created with mode 0600.
@@ -172,8 +220,18 @@ impl CredentialStore {
 }
 
 fn parse_line(line: &str) -> Option<SavedLogin> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let [server, user, iterations, salt, client_key, server_key] = fields.as_slice() else {
+    // The transport comes last and may hold a path with spaces.
+    let fields: Vec<&str> = line.splitn(7, ' ').collect();
+    let [
+        server,
+        user,
+        iterations,
+        salt,
+        client_key,
+        server_key,
+        transport,
+    ] = fields.as_slice()
+    else {
         return None;
     };
     let key = |b64: &str| -> Option<Key> {
@@ -188,6 +246,7 @@ fn parse_line(line: &str) -> Option<SavedLogin> {
             client_key: key(client_key)?,
             server_key: key(server_key)?,
         },
+        transport: Transport::decode(transport)?,
     })
 }
 
@@ -201,6 +260,7 @@ mod tests {
             server: server.into(),
             user: Username::parse(user).unwrap(),
             keys: ClientKeys::derive("pw", b"salt", 4096),
+            transport: Transport::Tls,
         }
     }
 
@@ -211,6 +271,11 @@ mod tests {
         assert_eq!(store.find(None).unwrap(), None);
         store.save(login("a:1", "alice")).unwrap();
         store.save(login("b:2", "bob")).unwrap();
+        let mut with_ca = login("c:3", "carol");
+        with_ca.transport = Transport::TlsCa(PathBuf::from("/etc/my ca.pem"));
+        store.save(with_ca.clone()).unwrap();
+        assert_eq!(store.find(Some("c:3")).unwrap().unwrap(), with_ca);
+        store.remove(Some("c:3")).unwrap();
         store.save(login("a:1", "carol")).unwrap();
         assert_eq!(store.find(None).unwrap().unwrap().user.as_str(), "carol");
         assert_eq!(

@@ -4,6 +4,7 @@
 pub mod credentials;
 pub mod progress;
 pub mod shell;
+pub mod tls;
 pub mod transfer;
 
 use std::time::Duration;
@@ -11,13 +12,14 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::auth::{self, ClientFirst, ClientKeys};
+use crate::auth::{self, ChannelBinding, ClientFirst, ClientKeys};
 use crate::commands::{Entry, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
 use crate::error::{Error, Result};
 use crate::paths::RemotePath;
 use crate::username::Username;
 use crate::wire::Connection;
-pub use credentials::{CredentialStore, SavedLogin};
+pub use credentials::{CredentialStore, SavedLogin, Transport};
+pub use tls::{ClientStream, KnownHosts, Security, UnknownServer};
 pub use transfer::{NoProgress, Progress, TransferOptions, Transferred, TreeReport};
 
 /// Where `ftpc` connects when told nothing else.
@@ -37,27 +39,37 @@ enum KeySource {
 
 /// A connection to a server, logged in or not.
 #[derive(Debug)]
-pub struct Client<S = TcpStream> {
+pub struct Client<S = ClientStream> {
     conn: Connection<S>,
+    /// `tls-server-end-point` data of the server's certificate when on TLS: logins then use
+    /// SCRAM-SHA-256-PLUS and refuse a server that does not offer it.
+    binding: Option<Vec<u8>>,
 }
 
-impl Client<TcpStream> {
-    /// Connects over TCP and exchanges hellos.
+impl Client<ClientStream> {
+    /// Connects, secures the connection as `security` says (checking the certificate pin
+    /// before anything is sent), and exchanges hellos.
     ///
     /// # Errors
-    /// Connection failures, timeouts, or a peer that is not a compatible ftprep server.
-    pub async fn connect(addr: &str) -> Result<Self> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Timeout)?
-            .map_err(|e| {
+    /// Connection and TLS failures (a changed certificate among them), timeouts, or a peer
+    /// that is not a compatible ftprep server.
+    pub async fn connect(addr: &str, security: &Security) -> Result<Self> {
+        let connect = async {
+            let tcp = TcpStream::connect(addr).await.map_err(|e| {
                 Error::Io(std::io::Error::new(
                     e.kind(),
                     format!("cannot connect to {addr}: {e}"),
                 ))
             })?;
-        stream.set_nodelay(true)?;
-        Self::handshake(stream).await
+            tcp.set_nodelay(true)?;
+            tls::handshake(tcp, addr, security).await
+        };
+        let (stream, binding) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| Error::Timeout)??;
+        let mut client = Self::handshake(stream).await?;
+        client.binding = binding;
+        Ok(client)
     }
 }
 
@@ -69,9 +81,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     pub async fn handshake(stream: S) -> Result<Self> {
         let mut conn = Connection::new(stream);
         conn.write(&Hello::ours()).await?;
-        let theirs: Hello = tokio::time::timeout(CONNECT_TIMEOUT, conn.expect())
-            .await
-            .map_err(|_| Error::Timeout)??;
+        let theirs: Hello = match tokio::time::timeout(CONNECT_TIMEOUT, conn.expect()).await {
+            Err(_) => return Err(Error::Timeout),
+            // A TLS record header (alert 0x15 or handshake 0x16, version 3.x) read as a length.
+            Ok(Err(Error::FrameTooLarge { size, .. })) if matches!(size >> 16, 0x1503 | 0x1603) => {
+                return Err(Error::Tls(
+                    "the server speaks TLS: connect without --plaintext".into(),
+                ));
+            }
+            Ok(result) => result?,
+        };
         if theirs.magic != MAGIC {
             return Err(Error::BadMagic);
         }
@@ -81,7 +100,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 server: theirs.version,
             });
         }
-        Ok(Client { conn })
+        Ok(Client {
+            conn,
+            binding: None,
+        })
     }
 
     /// Logs in with a password; returns the keys worth caching for later logins.
@@ -121,11 +143,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// The SASL mechanisms the server offers on this connection.
+    ///
+    /// # Errors
+    /// I/O or an unexpected reply.
+    pub async fn mechanisms(&mut self) -> Result<Vec<String>> {
+        match self.raw_request(&Request::Mechanisms).await? {
+            Response::Mechanisms { names } => Ok(names),
+            _ => Err(Error::UnexpectedReply("expected the list of mechanisms")),
+        }
+    }
+
     async fn authenticate(&mut self, user: &Username, source: KeySource) -> Result<ClientKeys> {
-        let first = ClientFirst::new(user.as_str());
+        let binding = match self.binding.clone() {
+            Some(data) => {
+                // Over TLS, only a login bound to this TLS channel: a server (or someone in
+                // between) that does not offer it is refused before anything is proven.
+                if !self
+                    .mechanisms()
+                    .await?
+                    .iter()
+                    .any(|m| m == auth::MECHANISM_PLUS)
+                {
+                    return Err(Error::Downgrade);
+                }
+                ChannelBinding::TlsServerEndPoint(data)
+            }
+            None => ChannelBinding::None,
+        };
+        let first = ClientFirst::with_binding(user.as_str(), binding);
         self.conn
             .write(&Request::AuthStart {
-                mechanism: auth::MECHANISM.into(),
+                mechanism: first.mechanism().into(),
                 message: first.message(),
             })
             .await?;
@@ -332,8 +381,8 @@ fn first_final_error(message: &str) -> Error {
     }
 }
 
-/// Connects to a saved login's server and logs in with its cached keys. `server` picks the
-/// login for that address; `None` takes the most recent login.
+/// Connects to a saved login's server (over the transport chosen at login) and logs in with
+/// its cached keys. `server` picks the login for that address; `None` takes the most recent.
 ///
 /// # Errors
 /// [`Error::NotLoggedIn`] without a saved login, [`Error::LoginExpired`] if it no longer
@@ -341,11 +390,14 @@ fn first_final_error(message: &str) -> Error {
 pub async fn connect_saved(
     store: &CredentialStore,
     server: Option<&str>,
+    known_hosts: KnownHosts,
+    unknown: UnknownServer,
 ) -> Result<(Client, SavedLogin)> {
     let saved = store.find(server)?.ok_or_else(|| Error::NotLoggedIn {
         server: server.map(str::to_owned),
     })?;
-    let mut client = Client::connect(&saved.server).await?;
+    let security = saved.transport.security(known_hosts, unknown);
+    let mut client = Client::connect(&saved.server, &security).await?;
     client.login_with_keys(&saved.user, &saved.keys).await?;
     Ok((client, saved))
 }

@@ -20,7 +20,7 @@ use rustyline::{Context, Editor, Helper};
 use tokio::runtime::Runtime;
 
 use super::transfer::{Progress, TransferOptions};
-use super::{Client, CredentialStore, connect_saved};
+use super::{Client, CredentialStore, KnownHosts, UnknownServer, connect_saved};
 use crate::commands::{Entry, EntryKind};
 use crate::error::{Error, Result};
 use crate::paths::RemotePath;
@@ -155,8 +155,13 @@ impl Session {
     ///
     /// # Errors
     /// As [`connect_saved`].
-    pub async fn connect(store: &CredentialStore, server: Option<&str>) -> Result<Self> {
-        let (client, saved) = connect_saved(store, server).await?;
+    pub async fn connect(
+        store: &CredentialStore,
+        server: Option<&str>,
+        known_hosts: KnownHosts,
+        unknown: UnknownServer,
+    ) -> Result<Self> {
+        let (client, saved) = connect_saved(store, server, known_hosts, unknown).await?;
         Ok(Session {
             client,
             user: saved.user,

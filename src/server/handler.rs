@@ -57,6 +57,10 @@ impl Handler<'_> {
             Request::AuthStart { .. } | Request::AuthFinish { .. } => {
                 conn.write(&unexpected("already logged in")).await
             }
+            Request::Mechanisms => {
+                let tls = self.shared.tls.is_some();
+                conn.write(&super::session::mechanisms(tls)).await
+            }
             Request::PutData { .. } | Request::PutFinish { .. } => {
                 conn.write(&unexpected("no upload in progress")).await
             }

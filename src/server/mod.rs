@@ -10,6 +10,7 @@ mod quota;
 pub mod secret;
 mod session;
 pub mod storage;
+pub mod tls;
 pub mod userdb;
 
 use std::future::Future;
@@ -17,13 +18,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 pub use storage::{Download, FsStorage, Storage, Upload, UserTree};
+pub use tls::{ServerIdentity, TlsSetup};
 pub use userdb::{FileUserStore, UserStore};
 
 /// Where the embedded defaults live.
@@ -33,8 +37,10 @@ pub struct Config {
     pub root: PathBuf,
     /// The user database file.
     pub users: PathBuf,
-    /// Private server state (the mock-login secret).
+    /// Private server state (the mock-login secret, the generated TLS identity).
     pub state_dir: PathBuf,
+    /// TLS (the default) or plaintext.
+    pub tls: TlsSetup,
     /// Connection limits and timeouts.
     pub limits: Limits,
 }
@@ -60,6 +66,49 @@ impl Default for Limits {
     }
 }
 
+/// What an accepted connection gets: a session, or a busy reply.
+enum Slot {
+    Serve(OwnedSemaphorePermit),
+    Refuse(OwnedSemaphorePermit),
+}
+
+/// Runs TLS (if configured), then the session or the busy reply.
+async fn serve_socket(
+    socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    slot: Slot,
+) {
+    let Some(identity) = shared.tls.clone() else {
+        return match slot {
+            Slot::Serve(_permit) => session::run(socket, peer, shared, cancel).await,
+            Slot::Refuse(_permit) => {
+                session::refuse_busy(socket, shared.limits.max_connections).await;
+            }
+        };
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);
+    let handshake = tokio::time::timeout(shared.limits.login_timeout, acceptor.accept(socket));
+    let stream = match handshake.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            tracing::info!(%peer, error = %err, "TLS handshake failed (a plaintext client?)");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    match slot {
+        Slot::Serve(_permit) => session::run(stream, peer, shared, cancel).await,
+        Slot::Refuse(_permit) => {
+            session::refuse_busy(stream, shared.limits.max_connections).await;
+        }
+    }
+}
+
 /// Busy replies being sent at once to connections over the limit.
 const MAX_PENDING_REFUSALS: usize = 64;
 
@@ -71,6 +120,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     pub(crate) quotas: quota::Quotas,
     pub(crate) uploads: locks::TargetLocks,
+    /// The TLS identity; `None` serves plaintext.
+    pub(crate) tls: Option<ServerIdentity>,
 }
 
 /// A server ready to run on a listener.
@@ -101,11 +152,22 @@ impl Server {
                 format!("state directory {}: {e}", config.state_dir.display()),
             ))
         })?;
+        let tls = ServerIdentity::load(&config.tls, &config.state_dir)?;
+        match &tls {
+            Some(identity) => {
+                tracing::info!(fingerprint = %identity.fingerprint, "serving TLS");
+            }
+            None => tracing::warn!(
+                "PLAINTEXT MODE: no TLS; files, commands and sessions cross the network \
+                 unencrypted. Use this only on loopback or in a lab"
+            ),
+        }
         Ok(Self::with_backends(
             Arc::new(users),
             Arc::new(storage),
             secret,
             config.limits,
+            tls,
         ))
     }
 
@@ -115,6 +177,7 @@ impl Server {
         storage: Arc<dyn Storage>,
         secret: [u8; secret::SECRET_LEN],
         limits: Limits,
+        tls: Option<ServerIdentity>,
     ) -> Self {
         Server {
             shared: Arc::new(Shared {
@@ -124,6 +187,7 @@ impl Server {
                 limits,
                 quotas: quota::Quotas::default(),
                 uploads: locks::TargetLocks::default(),
+                tls,
             }),
         }
     }
@@ -164,24 +228,20 @@ impl Server {
             backoff = Duration::from_millis(10);
             let _ = socket.set_nodelay(true);
             // Over the limit: say so and close, rather than leave the client hanging.
-            let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-                let max = self.shared.limits.max_connections;
-                tracing::warn!(%peer, limit = max, "connection limit reached; refusing");
-                // Refusals run beside the accept loop, themselves bounded: past that, drop.
-                if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
-                    tracker.spawn(async move {
-                        session::refuse_busy(socket, max).await;
-                        drop(refusal);
-                    });
+            // Refusals run beside the accept loop, themselves bounded: past that, drop.
+            let slot = match Arc::clone(&limit).try_acquire_owned() {
+                Ok(permit) => Slot::Serve(permit),
+                Err(_) => {
+                    tracing::warn!(%peer, limit = self.shared.limits.max_connections, "connection limit reached; refusing");
+                    match Arc::clone(&refusals).try_acquire_owned() {
+                        Ok(permit) => Slot::Refuse(permit),
+                        Err(_) => continue,
+                    }
                 }
-                continue;
             };
             let shared = Arc::clone(&self.shared);
             let cancel = cancel.child_token();
-            tracker.spawn(async move {
-                session::run(socket, peer, shared, cancel).await;
-                drop(permit);
-            });
+            tracker.spawn(serve_socket(socket, peer, shared, cancel, slot));
         }
         tracing::info!(sessions = tracker.len(), "shutting down");
         cancel.cancel();

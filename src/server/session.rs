@@ -44,6 +44,23 @@ pub(crate) async fn run<S>(
     }
 }
 
+/// The mechanisms offered, most preferred first: channel binding only over TLS.
+fn offered(tls: bool) -> Vec<String> {
+    let mut names = Vec::new();
+    if tls {
+        names.push(auth::MECHANISM_PLUS.to_owned());
+    }
+    names.push(auth::MECHANISM.to_owned());
+    names
+}
+
+/// The answer to [`Request::Mechanisms`].
+pub(super) fn mechanisms(tls: bool) -> Response {
+    Response::Mechanisms {
+        names: offered(tls),
+    }
+}
+
 /// How long a closing connection may take to receive its last error reply.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -148,9 +165,13 @@ async fn login<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let binding = shared.tls.as_ref().map(|tls| &tls.binding[..]);
     let (mechanism, client_first) = loop {
         match conn.expect::<Request>().await? {
             Request::AuthStart { mechanism, message } => break (mechanism, message),
+            Request::Mechanisms => {
+                conn.write(&mechanisms(binding.is_some())).await?;
+            }
             Request::AuthFinish { .. } => {
                 return Err(Error::Remote {
                     code: ErrorCode::UnexpectedRequest,
@@ -176,21 +197,26 @@ where
             }
         }
     };
-    if mechanism != auth::MECHANISM {
+    if mechanism != auth::MECHANISM && mechanism != auth::MECHANISM_PLUS {
         conn.write(&Response::Error {
             code: ErrorCode::AuthFailed,
             message: format!(
-                "unsupported mechanism {mechanism:?}; this server offers {}",
-                auth::MECHANISM
+                "unsupported mechanism {:?}; this server offers {}",
+                mechanism.escape_debug().to_string(),
+                offered(binding.is_some()).join(", ")
             ),
         })
         .await?;
         return Ok(None);
     }
-    let first = match ClientFirstMessage::parse(&client_first) {
+    let parsed = ClientFirstMessage::parse(&client_first).and_then(|first| {
+        ServerExchange::check_binding(&first, &mechanism, binding)?;
+        Ok(first)
+    });
+    let first = match parsed {
         Ok(first) => first,
         Err(err) => {
-            tracing::warn!(%peer, error = %err, "malformed login");
+            tracing::warn!(%peer, error = %err, "login refused before the proof");
             let message = format!("e={}", err.server_error_value());
             conn.write(&Response::AuthOutcome { message }).await?;
             return Ok(None);
@@ -214,7 +240,7 @@ where
         Some((_, verifier)) => verifier.clone(),
         None => Verifier::mock(&shared.secret, &claimed),
     };
-    let (exchange, server_first) = ServerExchange::start(first, verifier);
+    let (exchange, server_first) = ServerExchange::start(first, verifier, binding);
     conn.write(&Response::AuthChallenge {
         message: server_first,
     })

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ftprep::auth::Verifier;
-use ftprep::client::Client;
-use ftprep::server::{Config, Limits, Server, userdb};
+use ftprep::client::{Client, KnownHosts, Security, UnknownServer};
+use ftprep::server::{Config, Limits, Server, TlsSetup, userdb};
 use ftprep::username::Username;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -20,6 +20,8 @@ pub const TEST_ITERATIONS: u32 = 4096;
 /// A running server and the directory that holds its files.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// How clients connect: plaintext, or TLS pinning on first use.
+    pub security: Security,
     pub dir: TempDir,
     pub users: PathBuf,
     pub root: PathBuf,
@@ -33,13 +35,24 @@ impl TestServer {
         Self::start_with(users, Limits::default()).await
     }
 
-    /// Starts a server with the given limits.
+    /// Starts a plaintext server with the given limits.
     pub async fn start_with(users: &[(&str, &str)], limits: Limits) -> Self {
+        Self::start_full(users, limits, TlsSetup::Plaintext).await
+    }
+
+    /// Starts a TLS server with a self-signed certificate.
+    pub async fn start_tls(users: &[(&str, &str)]) -> Self {
+        Self::start_full(users, Limits::default(), TlsSetup::SelfSigned).await
+    }
+
+    /// Starts a server with the given limits and TLS setup.
+    pub async fn start_full(users: &[(&str, &str)], limits: Limits, tls: TlsSetup) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             root: dir.path().join("root"),
             users: dir.path().join("users.db"),
             state_dir: dir.path().join("state"),
+            tls: tls.clone(),
             limits,
         };
         for (name, password) in users {
@@ -52,8 +65,16 @@ impl TestServer {
         let task = tokio::spawn(server.run(listener, async {
             let _ = rx.await;
         }));
+        let security = match tls {
+            TlsSetup::Plaintext => Security::Plaintext,
+            _ => Security::Pinned {
+                known_hosts: KnownHosts::at(dir.path().join("client/known_hosts")),
+                unknown: UnknownServer::AcceptNew,
+            },
+        };
         TestServer {
             addr,
+            security,
             dir,
             users: config.users,
             root: config.root,
@@ -64,7 +85,9 @@ impl TestServer {
 
     /// A client connected to this server (hello exchanged, not logged in).
     pub async fn connect(&self) -> Client {
-        Client::connect(&self.addr.to_string()).await.unwrap()
+        Client::connect(&self.addr.to_string(), &self.security)
+            .await
+            .unwrap()
     }
 
     /// A client logged in with a password.

@@ -1,0 +1,393 @@
+//! The client's side of TLS: trust on first use like ssh (a `known_hosts` file of pinned
+//! certificate fingerprints), or verification against a CA; and the stream type that carries
+//! either TLS or, when asked for explicitly, plaintext.
+//!
+//! Pinning is checked right after the handshake, before a single byte of ours is sent, so a
+//! changed certificate never sees a login attempt.
+
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
+use crate::tls::{end_point_binding, fingerprint, provider};
+
+/// What to do with a server whose certificate is not pinned yet.
+#[derive(Clone)]
+pub enum UnknownServer {
+    /// Refuse (scripts that did not say `--accept-new`).
+    Refuse,
+    /// Pin it and go on (`--accept-new`); a *changed* certificate is still refused.
+    AcceptNew,
+    /// Ask a person: `(server, fingerprint) -> trust?`.
+    Ask(Arc<dyn Fn(&str, &str) -> bool + Send + Sync>),
+}
+
+impl std::fmt::Debug for UnknownServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UnknownServer::Refuse => "Refuse",
+            UnknownServer::AcceptNew => "AcceptNew",
+            UnknownServer::Ask(_) => "Ask",
+        })
+    }
+}
+
+/// How a connection is secured.
+#[derive(Debug, Clone)]
+pub enum Security {
+    /// No TLS (only for a server started with `--plaintext`).
+    Plaintext,
+    /// TLS, trusting pinned fingerprints (trust on first use).
+    Pinned {
+        /// The pins.
+        known_hosts: KnownHosts,
+        /// What to do with a server not pinned yet.
+        unknown: UnknownServer,
+    },
+    /// TLS, verifying the certificate against the CA certificates in a PEM file.
+    Ca(PathBuf),
+}
+
+/// The `known_hosts` file: `<server> <fingerprint>` a line, `#` comments.
+#[derive(Debug, Clone)]
+pub struct KnownHosts {
+    path: PathBuf,
+}
+
+impl KnownHosts {
+    /// The file at `path`.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        KnownHosts { path: path.into() }
+    }
+
+    /// `$XDG_CONFIG_HOME/ftpc/known_hosts`.
+    ///
+    /// # Errors
+    /// No config directory (no `HOME`).
+    pub fn default_location() -> Result<Self> {
+        let dir = dirs::config_dir().ok_or_else(|| {
+            Error::Tls("cannot find the config directory for known_hosts (is HOME set?)".into())
+        })?;
+        Ok(Self::at(dir.join("ftpc").join("known_hosts")))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The pinned fingerprint of `server` and its 1-based line number.
+    ///
+    /// # Errors
+    /// An unreadable file.
+    pub fn lookup(&self, server: &str) -> Result<Option<(usize, String)>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::local(&self.path, e)),
+        };
+        Ok(text.lines().enumerate().find_map(|(index, line)| {
+            let mut fields = line.split_whitespace();
+            match (fields.next(), fields.next()) {
+                (Some(name), Some(fp)) if name == server && !name.starts_with('#') => {
+                    Some((index + 1, fp.to_owned()))
+                }
+                _ => None,
+            }
+        }))
+    }
+
+    /// Pins `server` to `fingerprint` (appends a line; the file is created 0600).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn add(&self, server: &str, fingerprint: &str) -> Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::local(dir, e))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::local(&self.path, e))?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+        writeln!(file, "{server} {fingerprint}").map_err(|e| Error::local(&self.path, e))
+    }
+
+    /// Checks `fingerprint` against the pin for `server`, pinning it if new and allowed.
+    ///
+    /// # Errors
+    /// [`Error::CertificateChanged`], [`Error::UnknownServer`], [`Error::NotTrusted`].
+    pub fn check(&self, server: &str, fingerprint: &str, unknown: &UnknownServer) -> Result<()> {
+        match self.lookup(server)? {
+            Some((_, pinned)) if pinned == fingerprint => Ok(()),
+            Some((line, pinned)) => Err(Error::CertificateChanged {
+                server: server.to_owned(),
+                expected: pinned,
+                actual: fingerprint.to_owned(),
+                file: self.path.clone(),
+                line,
+            }),
+            None => {
+                let trusted = match unknown {
+                    UnknownServer::Refuse => {
+                        return Err(Error::UnknownServer {
+                            server: server.to_owned(),
+                            fingerprint: fingerprint.to_owned(),
+                        });
+                    }
+                    UnknownServer::AcceptNew => true,
+                    UnknownServer::Ask(ask) => ask(server, fingerprint),
+                };
+                if !trusted {
+                    return Err(Error::NotTrusted {
+                        server: server.to_owned(),
+                    });
+                }
+                self.add(server, fingerprint)
+            }
+        }
+    }
+}
+
+/// Accepts any certificate during the handshake (the handshake signatures are still
+/// verified, so the server proves it holds the key); the pin is checked right after.
+#[derive(Debug)]
+struct PinAfterHandshake {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinAfterHandshake {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The host part of `host:port` (`[::1]:2121` too), as a TLS server name.
+fn server_name(addr: &str) -> Result<ServerName<'static>> {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned())
+        .map_err(|e| Error::Tls(format!("{host:?} is not a valid server name: {e}")))
+}
+
+fn client_config(security: &Security) -> Result<ClientConfig> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(match security {
+        Security::Ca(path) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|c| c.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| Error::local(path, e))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(Error::local(path, "no CA certificate in it"));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        Security::Pinned { .. } | Security::Plaintext => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinAfterHandshake {
+                provider: provider(),
+            }))
+            .with_no_client_auth(),
+    })
+}
+
+/// Runs the TLS handshake and checks the certificate; returns the stream and the
+/// channel-binding data of the server's certificate.
+pub(crate) async fn handshake(
+    tcp: TcpStream,
+    addr: &str,
+    security: &Security,
+) -> Result<(ClientStream, Option<Vec<u8>>)> {
+    if let Security::Plaintext = security {
+        return Ok((ClientStream::Plain(tcp), None));
+    }
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(security)?));
+    let tls = connector
+        .connect(server_name(addr)?, tcp)
+        .await
+        .map_err(|e| Error::Tls(explain_handshake_error(addr, &e)))?;
+    let leaf = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| cert.to_vec())
+        .ok_or_else(|| Error::Tls("the server sent no certificate".into()))?;
+    if let Security::Pinned {
+        known_hosts,
+        unknown,
+    } = security
+    {
+        known_hosts.check(addr, &fingerprint(&leaf), unknown)?;
+    }
+    let binding = end_point_binding(&leaf).map_err(|e| Error::Tls(e.to_string()))?;
+    Ok((ClientStream::Tls(Box::new(tls)), Some(binding)))
+}
+
+fn explain_handshake_error(addr: &str, err: &std::io::Error) -> String {
+    let text = err.to_string();
+    if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        format!("{addr} does not speak TLS ({text}); if it runs with --plaintext, use --plaintext")
+    } else {
+        format!("handshake with {addr} failed: {text}")
+    }
+}
+
+/// A connection to the server: TLS, or plaintext when asked for.
+#[derive(Debug)]
+pub enum ClientStream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_hosts_pins_and_names_the_line_to_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = KnownHosts::at(dir.path().join("ftpc/known_hosts"));
+        assert!(matches!(
+            hosts.check("a:1", "SHA256:one", &UnknownServer::Refuse),
+            Err(Error::UnknownServer { .. })
+        ));
+        let no = UnknownServer::Ask(Arc::new(|_, _| false));
+        assert!(matches!(
+            hosts.check("a:1", "SHA256:one", &no),
+            Err(Error::NotTrusted { .. })
+        ));
+        hosts
+            .check("a:1", "SHA256:one", &UnknownServer::AcceptNew)
+            .unwrap();
+        let yes = UnknownServer::Ask(Arc::new(|server, fp| server == "b:2" && fp == "SHA256:two"));
+        hosts.check("b:2", "SHA256:two", &yes).unwrap();
+        hosts
+            .check("a:1", "SHA256:one", &UnknownServer::Refuse)
+            .unwrap();
+        match hosts.check("b:2", "SHA256:evil", &UnknownServer::AcceptNew) {
+            Err(Error::CertificateChanged { line, expected, .. }) => {
+                assert_eq!((line, expected.as_str()), (2, "SHA256:two"));
+            }
+            other => panic!("{other:?}"),
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(hosts.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn server_names_from_addresses() {
+        assert!(server_name("127.0.0.1:2121").is_ok());
+        assert!(server_name("[::1]:2121").is_ok());
+        assert!(server_name("files.example.org:2121").is_ok());
+    }
+}
