@@ -574,7 +574,7 @@ pub struct BatchError {
     /// 1-based line number.
     pub line: usize,
     /// What failed.
-    pub failure: CommandError,
+    pub failure: Box<CommandError>,
 }
 
 /// Runs commands line by line, like `sftp -b`: stops at the first failure.
@@ -592,7 +592,7 @@ pub fn run_batch(
         let fail = |failure| BatchError {
             source_name: source_name.to_owned(),
             line: index + 1,
-            failure,
+            failure: Box::new(failure),
         };
         let line = line.map_err(|e| {
             fail(CommandError {

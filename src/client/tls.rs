@@ -31,8 +31,11 @@ pub enum UnknownServer {
     /// Pin it and go on (`--accept-new`); a *changed* certificate is still refused.
     AcceptNew,
     /// Ask a person: `(server, fingerprint) -> trust?`.
-    Ask(Arc<dyn Fn(&str, &str) -> bool + Send + Sync>),
+    Ask(TrustPrompt),
 }
+
+/// Asks whether to trust a new server: `(server, fingerprint) -> trust?`.
+pub type TrustPrompt = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for UnknownServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
