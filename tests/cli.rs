@@ -106,8 +106,14 @@ struct RunningServer {
 
 impl RunningServer {
     fn start(sandbox: &Sandbox) -> Self {
+        Self::start_with(sandbox, &["--listen", "127.0.0.1:0"])
+    }
+
+    fn start_with(sandbox: &Sandbox, args: &[&str]) -> Self {
+        let mut all = vec!["serve"];
+        all.extend_from_slice(args);
         let mut child = sandbox
-            .command(FTPD, &["serve", "--listen", "127.0.0.1:0"])
+            .command(FTPD, &all)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -666,4 +672,116 @@ fn batch_mode_runs_in_order_and_stops_at_the_first_failure() {
         1,
         "ftpc: -:2: cd ../..: leads outside your home directory",
     );
+}
+
+#[test]
+fn tls_trust_on_first_use_through_the_binaries() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    let addr = server.addr.clone();
+    let known_hosts = sb.path().join("home/.config/ftpc/known_hosts");
+
+    // No terminal to ask and no --accept-new: refused, with the fingerprint to compare.
+    let out = sb.ftpc(
+        &["--server", &addr, "login", "alice", "--password-stdin"],
+        "pw\n",
+    );
+    assert_eq!(out.status.code(), Some(4));
+    let fingerprint = text(&sb.ftpd(&["fingerprint"], "").stdout)
+        .trim()
+        .to_owned();
+    assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
+    assert!(
+        text(&out.stderr).contains(&fingerprint),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("--accept-new"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!known_hosts.exists());
+
+    let out = sb.ftpc(
+        &[
+            "--server",
+            &addr,
+            "--accept-new",
+            "login",
+            "alice",
+            "--password-stdin",
+        ],
+        "pw\n",
+    );
+    assert_success(&out);
+    assert_eq!(
+        std::fs::read_to_string(&known_hosts).unwrap(),
+        format!("{addr} {fingerprint}\n")
+    );
+    let key_mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(sb.path().join("ftpd-state/tls-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+    };
+    assert_eq!(key_mode & 0o777, 0o600);
+
+    // A restart on the same address reuses the certificate: the pin still holds.
+    assert!(server.interrupt().success());
+    let server = RunningServer::start_with(&sb, &["--listen", &addr]);
+    assert_success(&sb.ftpc(&["mkdir", "after-restart"], ""));
+
+    // A changed certificate is refused loudly, naming the file and line to remove.
+    std::fs::write(
+        &known_hosts,
+        format!("other:1 SHA256:x\n{addr} SHA256:somethingelse\n"),
+    )
+    .unwrap();
+    let out = sb.ftpc(&["ls"], "");
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("has CHANGED"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("remove line 2 of {}", known_hosts.display())),
+        "{stderr}"
+    );
+    drop(server);
+
+    // Plaintext only when both sides ask for it.
+    let plain = RunningServer::start_with(&sb, &["--listen", "127.0.0.1:0", "--plaintext"]);
+    assert!(plain.log().contains("PLAINTEXT MODE"), "{}", plain.log());
+    let out = sb.ftpc(
+        &[
+            "--server",
+            &plain.addr,
+            "--accept-new",
+            "login",
+            "alice",
+            "--password-stdin",
+        ],
+        "pw\n",
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        text(&out.stderr).contains("does not speak TLS"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sb.ftpc(
+        &[
+            "--server",
+            &plain.addr,
+            "--plaintext",
+            "login",
+            "alice",
+            "--password-stdin",
+        ],
+        "pw\n",
+    );
+    assert_success(&out);
+    assert_success(&sb.ftpc(&["mkdir", "in-clear"], ""));
+    assert!(sb.path().join("ftp-root/alice/in-clear").is_dir());
 }
