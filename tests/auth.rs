@@ -269,3 +269,53 @@ async fn client_refuses_a_server_that_asks_for_absurd_iterations() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn repeated_failures_lock_out_with_the_same_answer_and_then_recover() {
+    use ftprep::server::Limits;
+    use ftprep::server::guard::LockoutPolicy;
+    use std::time::{Duration, Instant};
+    let lockout = Duration::from_millis(600);
+    let limits = Limits {
+        lockout: LockoutPolicy {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+            lockout,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(60),
+        },
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(&[("alice", "pw"), ("bob", "pw2")], limits).await;
+    let attempt = |user: &'static str, password: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .connect()
+                .await
+                .login_with_password(&name(user), password)
+                .await
+        }
+    };
+    let wrong = attempt("alice", "wrong").await.unwrap_err().to_string();
+    // Later failures are answered after a growing delay.
+    let started = Instant::now();
+    attempt("alice", "wrong").await.unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(20));
+    attempt("alice", "wrong").await.unwrap_err();
+    let locked_at = Instant::now();
+
+    // Locked out: even the right password gets exactly the wrong-password answer...
+    let while_locked = attempt("alice", "pw").await.unwrap_err().to_string();
+    assert_eq!(while_locked, wrong);
+    let (_, outcome) = raw_login(&server, "alice", "pw").await;
+    assert_eq!(outcome, "e=invalid-proof");
+    // ...and so does every user from the same address (127.0.0.1 is locked too).
+    assert!(attempt("bob", "pw2").await.is_err());
+
+    // Once the lockout has passed, the right password works again.
+    let left = lockout.saturating_sub(locked_at.elapsed());
+    tokio::time::sleep(left + Duration::from_millis(100)).await;
+    attempt("alice", "pw").await.unwrap();
+    attempt("bob", "pw2").await.unwrap();
+}

@@ -307,3 +307,98 @@ async fn connections_over_the_limit_are_told_the_server_is_busy() {
         }
     }
 }
+
+#[tokio::test]
+async fn graceful_shutdown_lets_a_transfer_in_progress_finish() {
+    use ftprep::commands::{MAX_CHUNK, Request};
+    use sha2::{Digest, Sha256};
+    let mut server = TestServer::start(&[("alice", "pw")]).await;
+    let mut idle = server.login("alice", "pw").await;
+    let mut uploader = server.login("alice", "pw").await;
+    let data: Vec<u8> = (0..4 * MAX_CHUNK).map(|i| (i % 253) as u8).collect();
+    let reply = uploader
+        .raw_request(&Request::PutStart {
+            path: "big".into(),
+            size: data.len() as u64,
+            overwrite: false,
+            resume: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply, Response::PutReady { offset: 0 });
+    let mut chunks = data.chunks(MAX_CHUNK);
+    uploader
+        .send_raw(&Request::PutData {
+            data: chunks.next().unwrap().to_vec(),
+        })
+        .await
+        .unwrap();
+
+    // SIGTERM arrives in the middle of the upload.
+    server.begin_shutdown();
+    // New connections are refused from the moment shutdown begins...
+    let mut refused = false;
+    for _ in 0..1000 {
+        if TcpStream::connect(server.addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "the server kept accepting after shutdown began");
+    // ...and an idle session is closed without starting another request.
+    assert!(idle.mkdir("too-late", false).await.is_err());
+    assert!(!server.root.join("alice/too-late").exists());
+    for chunk in chunks {
+        uploader
+            .send_raw(&Request::PutData {
+                data: chunk.to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+    let sha256: [u8; 32] = Sha256::digest(&data).into();
+    let reply = uploader
+        .raw_request(&Request::PutFinish { sha256 })
+        .await
+        .unwrap();
+    assert_eq!(reply, Response::Ok);
+    assert_eq!(std::fs::read(server.root.join("alice/big")).unwrap(), data);
+    // After its transfer, the session is closed too, and the server stops.
+    assert!(uploader.mkdir("after", false).await.is_err());
+    let addr = server.addr;
+    server.stop().await;
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_that_outlast_the_grace_period() {
+    use ftprep::commands::Request;
+    let limits = Limits {
+        shutdown_grace: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let mut server = TestServer::start_with(&[("alice", "pw")], limits).await;
+    let mut stalled = server.login("alice", "pw").await;
+    let reply = stalled
+        .raw_request(&Request::PutStart {
+            path: "stalled".into(),
+            size: 1000,
+            overwrite: false,
+            resume: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply, Response::PutReady { offset: 0 });
+    stalled
+        .send_raw(&Request::PutData { data: vec![1; 10] })
+        .await
+        .unwrap();
+    server.begin_shutdown();
+    // The upload never completes; the server stops anyway, after the grace period.
+    let home = server.root.join("alice");
+    tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("server waited for a stalled upload forever");
+    assert!(!home.join("stalled").exists());
+}

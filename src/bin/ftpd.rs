@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
+use ftprep::server::guard::LockoutPolicy;
 use ftprep::server::userdb::{self, UserRecord};
 use ftprep::server::{Config, Limits, Server, ServerIdentity, TlsSetup};
 use ftprep::size::format_size;
@@ -168,6 +169,15 @@ struct ServeArgs {
     /// Seconds a logged-in connection may stay idle.
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
     idle_timeout: u64,
+    /// Failed logins (per user name, and per address) within 15 minutes that lock it out.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().lockout.max_failures)]
+    max_login_failures: u32,
+    /// Seconds running commands and transfers get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().shutdown_grace.as_secs())]
+    shutdown_grace: u64,
+    /// Seconds a lockout lasts.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().lockout.lockout.as_secs())]
+    lockout: u64,
 }
 
 fn main() -> ExitCode {
@@ -271,6 +281,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections.max(1),
             login_timeout: Duration::from_secs(args.login_timeout),
             idle_timeout: Duration::from_secs(args.idle_timeout),
+            lockout: LockoutPolicy {
+                max_failures: args.max_login_failures.max(1),
+                lockout: Duration::from_secs(args.lockout),
+                ..LockoutPolicy::default()
+            },
+            shutdown_grace: Duration::from_secs(args.shutdown_grace),
         },
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

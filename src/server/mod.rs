@@ -4,6 +4,7 @@
 //! [`Server::open`] builds the embedded defaults (a `users.db` file and a directory on disk);
 //! [`Server::with_backends`] takes any [`UserStore`] and [`Storage`].
 
+pub mod guard;
 mod handler;
 mod locks;
 mod quota;
@@ -54,6 +55,10 @@ pub struct Limits {
     pub login_timeout: Duration,
     /// Time a logged-in connection may stay silent.
     pub idle_timeout: Duration,
+    /// Delays and lockouts after failed logins.
+    pub lockout: guard::LockoutPolicy,
+    /// At shutdown, how long running commands and transfers may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -62,6 +67,8 @@ impl Default for Limits {
             max_connections: 1024,
             login_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(15 * 60),
+            lockout: guard::LockoutPolicy::default(),
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -122,6 +129,8 @@ pub(crate) struct Shared {
     pub(crate) uploads: locks::TargetLocks,
     /// The TLS identity; `None` serves plaintext.
     pub(crate) tls: Option<ServerIdentity>,
+    /// Failed-login delays and lockouts.
+    pub(crate) guard: guard::LoginGuard,
 }
 
 /// A server ready to run on a listener.
@@ -188,12 +197,15 @@ impl Server {
                 quotas: quota::Quotas::default(),
                 uploads: locks::TargetLocks::default(),
                 tls,
+                guard: guard::LoginGuard::new(limits.lockout),
             }),
         }
     }
 
-    /// Serves connections until `shutdown` completes, then tells every session to stop after
-    /// its current request and waits for them all.
+    /// Serves connections until `shutdown` completes. Then it stops accepting, lets every
+    /// session finish its current request or transfer (idle ones stop at once), and waits for
+    /// them up to [`Limits::shutdown_grace`]; sessions still running then are closed (an
+    /// upload cut short keeps its partial data for a resume, and its target is untouched).
     ///
     /// # Errors
     /// None at present: accept errors are logged and retried with a back-off.
@@ -205,6 +217,7 @@ impl Server {
         let limit = Arc::new(Semaphore::new(self.shared.limits.max_connections));
         let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
         let cancel = CancellationToken::new();
+        let force = CancellationToken::new();
         let tracker = TaskTracker::new();
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
@@ -240,13 +253,31 @@ impl Server {
                 }
             };
             let shared = Arc::clone(&self.shared);
-            let cancel = cancel.child_token();
-            tracker.spawn(serve_socket(socket, peer, shared, cancel, slot));
+            let (cancel, force) = (cancel.child_token(), force.clone());
+            tracker.spawn(async move {
+                tokio::select! {
+                    () = serve_socket(socket, peer, shared, cancel, slot) => {}
+                    () = force.cancelled() => {}
+                }
+            });
         }
-        tracing::info!(sessions = tracker.len(), "shutting down");
+        drop(listener);
+        let grace = self.shared.limits.shutdown_grace;
+        tracing::info!(
+            sessions = tracker.len(),
+            grace_secs = grace.as_secs(),
+            "shutting down: no new connections; letting running commands finish"
+        );
         cancel.cancel();
         tracker.close();
-        tracker.wait().await;
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                sessions = tracker.len(),
+                "sessions still running after the grace period; closing them"
+            );
+            force.cancel();
+            tracker.wait().await;
+        }
         Ok(())
     }
 }

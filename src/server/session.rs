@@ -44,6 +44,20 @@ pub(crate) async fn run<S>(
     }
 }
 
+/// Counts a failed login and logs any lockout it starts.
+fn record_failure(shared: &Shared, user: &str, peer: SocketAddr) {
+    for locked in shared.guard.record_failure(user, peer.ip()) {
+        let policy = shared.limits.lockout;
+        tracing::warn!(
+            %peer,
+            who = %locked.escape_debug(),
+            failures = policy.max_failures,
+            minutes = policy.lockout.as_secs() / 60,
+            "locked out after repeated failed logins"
+        );
+    }
+}
+
 /// The mechanisms offered, most preferred first: channel binding only over TLS.
 fn offered(tls: bool) -> Vec<String> {
     let mut names = Vec::new();
@@ -121,10 +135,12 @@ where
     };
     loop {
         let request = tokio::select! {
+            // Shutdown first: once it has begun, no new request is started.
+            biased;
+            () = cancel.cancelled() => return Ok(()),
             read = tokio::time::timeout(shared.limits.idle_timeout, conn.read::<Request>()) => {
                 read.map_err(|_| Error::Timeout)??
             }
-            () = cancel.cancelled() => return Ok(()),
         };
         let Some(request) = request else {
             tracing::debug!(user = %handler.user, %peer, "client left");
@@ -217,12 +233,19 @@ where
         Ok(first) => first,
         Err(err) => {
             tracing::warn!(%peer, error = %err, "login refused before the proof");
+            record_failure(shared, "", peer);
             let message = format!("e={}", err.server_error_value());
             conn.write(&Response::AuthOutcome { message }).await?;
             return Ok(None);
         }
     };
     let claimed = first.username.clone();
+    // Slow down whoever failed recently; a lockout is decided here but only shows as the
+    // same failure a wrong password gets, after the same exchange.
+    let verdict = shared.guard.check(&claimed, peer.ip());
+    if !verdict.delay.is_zero() {
+        tokio::time::sleep(verdict.delay).await;
+    }
     // Unknown or impossible names get a mock verifier: the exchange looks the same and
     // fails at the proof, exactly as a wrong password does.
     let known = match Username::parse(&claimed) {
@@ -255,7 +278,7 @@ where
         }
     };
     match (exchange.finish(&client_final), known) {
-        (Ok(server_final), Some((name, _))) => {
+        (Ok(server_final), Some((name, _))) if !verdict.locked => {
             let tree = match shared.storage.open_home(&name).await {
                 Ok(tree) => tree,
                 Err(err) => {
@@ -265,6 +288,7 @@ where
                     return Ok(None);
                 }
             };
+            shared.guard.record_success(name.as_str());
             tracing::info!(user = %name, %peer, "login succeeded");
             conn.write(&Response::AuthOutcome {
                 message: server_final,
@@ -276,7 +300,13 @@ where
             let err = result
                 .err()
                 .unwrap_or(auth::ScramError::AuthenticationFailed);
-            tracing::warn!(user = %claimed.escape_debug(), %peer, reason = %err, "login failed");
+            let user = claimed.escape_debug();
+            if verdict.locked {
+                tracing::warn!(%user, %peer, "login refused: locked out after repeated failures");
+            } else {
+                tracing::warn!(%user, %peer, reason = %err, "login failed");
+            }
+            record_failure(shared, &claimed, peer);
             let message = format!("e={}", err.server_error_value());
             conn.write(&Response::AuthOutcome { message }).await?;
             Ok(None)

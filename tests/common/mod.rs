@@ -100,11 +100,16 @@ impl TestServer {
         client
     }
 
-    /// Stops the server and waits until every session has finished.
-    pub async fn stop(mut self) {
+    /// Tells the server to shut down, without waiting for it.
+    pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Stops the server and waits until every session has finished.
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(10), task)
                 .await
