@@ -207,7 +207,7 @@ async fn client_refuses_a_peer_that_is_not_ftprep() {
 async fn unauthenticated_connections_are_closed_after_the_login_timeout() {
     let limits = Limits {
         login_timeout: Duration::from_millis(300),
-        ..Limits::default()
+        ..common::fast_limits()
     };
     let server = TestServer::start_with(&[("alice", "pw")], limits).await;
     let silent = raw(&server).await;
@@ -225,7 +225,7 @@ async fn unauthenticated_connections_are_closed_after_the_login_timeout() {
 async fn idle_sessions_are_closed_after_the_idle_timeout() {
     let limits = Limits {
         idle_timeout: Duration::from_millis(300),
-        ..Limits::default()
+        ..common::fast_limits()
     };
     let server = TestServer::start_with(&[("alice", "pw")], limits).await;
     let mut alice = server.login("alice", "pw").await;
@@ -261,7 +261,7 @@ async fn shutdown_waits_for_sessions_and_refuses_new_ones() {
 async fn connections_over_the_limit_are_told_the_server_is_busy() {
     let limits = Limits {
         max_connections: 1,
-        ..Limits::default()
+        ..common::fast_limits()
     };
     let server = TestServer::start_with(&[("alice", "pw")], limits).await;
     let mut alice = server.login("alice", "pw").await;
@@ -376,7 +376,7 @@ async fn shutdown_closes_sessions_that_outlast_the_grace_period() {
     use ftprep::commands::Request;
     let limits = Limits {
         shutdown_grace: Duration::from_millis(200),
-        ..Limits::default()
+        ..common::fast_limits()
     };
     let mut server = TestServer::start_with(&[("alice", "pw")], limits).await;
     let mut stalled = server.login("alice", "pw").await;

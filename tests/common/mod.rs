@@ -30,9 +30,10 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with default limits and the given users (name, password).
+    /// Starts a server with the given users (name, password) and default limits, except
+    /// that failed logins are slowed down only a little (tests fail logins on purpose).
     pub async fn start(users: &[(&str, &str)]) -> Self {
-        Self::start_with(users, Limits::default()).await
+        Self::start_with(users, fast_limits()).await
     }
 
     /// Starts a plaintext server with the given limits.
@@ -42,7 +43,7 @@ impl TestServer {
 
     /// Starts a TLS server with a self-signed certificate.
     pub async fn start_tls(users: &[(&str, &str)]) -> Self {
-        Self::start_full(users, Limits::default(), TlsSetup::SelfSigned).await
+        Self::start_full(users, fast_limits(), TlsSetup::SelfSigned).await
     }
 
     /// Starts a server with the given limits and TLS setup.
@@ -118,6 +119,14 @@ impl TestServer {
                 .unwrap();
         }
     }
+}
+
+/// Default limits with failed-login delays of a millisecond.
+pub fn fast_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.lockout.base_delay = Duration::from_millis(1);
+    limits.lockout.max_delay = Duration::from_millis(5);
+    limits
 }
 
 /// Adds a user to a `users.db` with the fast test iteration count.
