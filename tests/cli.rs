@@ -129,6 +129,12 @@ impl RunningServer {
                 if let Some(addr) = line.split("listening addr=").nth(1) {
                     let _ = tx.send(addr.trim().to_owned());
                 }
+                // The same line with --log-format json.
+                if line.contains("\"listening\"")
+                    && let Some(rest) = line.split("\"addr\":\"").nth(1)
+                {
+                    let _ = tx.send(rest.split('"').next().unwrap_or_default().to_owned());
+                }
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
@@ -784,4 +790,92 @@ fn tls_trust_on_first_use_through_the_binaries() {
     assert_success(&out);
     assert_success(&sb.ftpc(&["mkdir", "in-clear"], ""));
     assert!(sb.path().join("ftp-root/alice/in-clear").is_dir());
+}
+
+#[test]
+fn settings_file_json_logs_and_audit_log() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    std::fs::write(
+        sb.path().join("ftpd.toml"),
+        "listen = \"127.0.0.1:0\"\nplaintext = true\nlog-format = \"json\"\naudit-log = \"audit.jsonl\"\nmax-login-failures = 2\n",
+    )
+    .unwrap();
+    // ftpd.toml in the working directory is read without being named.
+    let server = RunningServer::start_with(&sb, &[]);
+    let log = server.log();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(first["level"], "WARN");
+    assert!(
+        first["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PLAINTEXT"),
+        "{log}"
+    );
+
+    let login = |password: &str| {
+        sb.ftpc(
+            &[
+                "--server",
+                &server.addr,
+                "--plaintext",
+                "login",
+                "alice",
+                "--password-stdin",
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    assert_eq!(login("wrong").status.code(), Some(3));
+    assert_eq!(login("wrong").status.code(), Some(3));
+    // max-login-failures = 2 from the file: now even the right password is refused.
+    assert_eq!(login("pw").status.code(), Some(3));
+    let audit = std::fs::read_to_string(sb.path().join("audit.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let results: Vec<_> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap(),
+                e["result"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            "login failed",
+            "login failed",
+            "lockout locked",
+            "lockout locked",
+            "login locked"
+        ]
+    );
+    // A typo in the file is an error naming the key, not silently ignored.
+    std::fs::write(sb.path().join("bad.toml"), "max-conections = 5\n").unwrap();
+    let out = sb.ftpd(&["serve", "--config", "bad.toml"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("max-conections"),
+        "{}",
+        text(&out.stderr)
+    );
+    // `fingerprint` reads the same settings: plaintext from ftpd.toml has no certificate.
+    let out = sb.ftpd(&["fingerprint"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("plaintext"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An explicit --config replaces ftpd.toml; an empty one means the defaults (TLS).
+    std::fs::write(sb.path().join("empty.toml"), "").unwrap();
+    let out = sb.ftpd(&["fingerprint", "--config", "empty.toml"], "");
+    assert_success(&out);
+    assert!(text(&out.stdout).starts_with("SHA256:"));
 }

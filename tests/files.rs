@@ -508,3 +508,63 @@ async fn rm_mv_rmdir_stay_inside_the_home() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_audit_log_records_logins_changes_and_transfers() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let _ = server
+        .connect()
+        .await
+        .login_with_password(&ftprep::username::Username::parse("ghost").unwrap(), "x")
+        .await;
+    alice.mkdir("d", false).await.unwrap();
+    let _ = alice.mkdir("d", false).await;
+    let local = server.dir.path().join("up");
+    std::fs::write(&local, b"12345").unwrap();
+    alice
+        .put_file(&local, "d/up", TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    alice.rename("d/up", "d/moved", false).await.unwrap();
+    alice.remove("d", true).await.unwrap();
+    alice.list("").await.unwrap();
+
+    let text = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(String, String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap().to_owned(),
+                r["user"].as_str().unwrap().to_owned(),
+                r["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("login", "alice", "ok"),
+        ("login", "ghost", "failed"),
+        ("mkdir", "alice", "ok"),
+        ("mkdir", "alice", "AlreadyExists"),
+        ("put", "alice", "ok"),
+        ("mv", "alice", "ok"),
+        ("rm -r", "alice", "ok"),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(summary, expected);
+    let put = &records[4];
+    assert_eq!(
+        (put["path"].as_str(), put["bytes"].as_u64()),
+        (Some("d/up"), Some(5))
+    );
+    assert!(
+        put["millis"].is_u64() && records[0]["time"].is_string() && records[0]["peer"].is_string()
+    );
+}

@@ -402,3 +402,71 @@ async fn shutdown_closes_sessions_that_outlast_the_grace_period() {
         .expect("server waited for a stalled upload forever");
     assert!(!home.join("stalled").exists());
 }
+
+/// Retries `attempt` while the server still counts a session that just ended.
+async fn eventually_busy_free<F, Fut>(mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    for _ in 0..200 {
+        match attempt().await {
+            Ok(()) => return,
+            Err(Error::Remote {
+                code: ErrorCode::Busy,
+                ..
+            }) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(err) => panic!("{err}"),
+        }
+    }
+    panic!("the slot was never released");
+}
+
+#[tokio::test]
+async fn sessions_per_user_and_connections_per_address_are_limited() {
+    let limits = Limits {
+        max_sessions_per_user: 2,
+        max_connections_per_ip: 3,
+        ..common::fast_limits()
+    };
+    let server = TestServer::start_with(&[("alice", "pw"), ("bob", "pw")], limits).await;
+    let alice = ftprep::username::Username::parse("alice").unwrap();
+    let first = server.login("alice", "pw").await;
+    let _second = server.login("alice", "pw").await;
+    let err = server
+        .connect()
+        .await
+        .login_with_password(&alice, "pw")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("alice already has 2 sessions open"),
+        "{err}"
+    );
+    // 127.0.0.1 holds two connections (the two sessions): a third fits the per-address
+    // limit of 3, a fourth is refused whoever wants to log in.
+    let _third = server.connect().await;
+    let err = server
+        .connect()
+        .await
+        .login_with_password(&ftprep::username::Username::parse("bob").unwrap(), "pw")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("your address already holds 3 connections"),
+        "{err}"
+    );
+    drop(_third);
+    drop(first);
+    eventually_busy_free(|| async {
+        server
+            .connect()
+            .await
+            .login_with_password(&alice, "pw")
+            .await
+            .map(drop)
+    })
+    .await;
+}

@@ -3,17 +3,15 @@
 //! Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
-use ftprep::server::guard::LockoutPolicy;
+use ftprep::server::settings::{LogFormat, ServeOptions};
 use ftprep::server::userdb::{self, UserRecord};
-use ftprep::server::{Config, Limits, Server, ServerIdentity, TlsSetup};
+use ftprep::server::{Server, ServerIdentity};
 use ftprep::size::format_size;
 use ftprep::username::Username;
 
@@ -28,7 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server until Ctrl-C or SIGTERM.
+    /// Run the server until Ctrl-C or SIGTERM. Options also come from ftpd.toml (keys are the
+    /// long option names); the command line wins.
     Serve(ServeArgs),
     /// Add a user; prompts twice for the password (no echo).
     Adduser {
@@ -54,45 +53,8 @@ enum Command {
     Users(UsersFile),
     /// Print the SHA-256 fingerprint of the server's TLS certificate, for users to compare
     /// when their client first connects (generates the self-signed certificate if needed).
-    Fingerprint {
-        #[command(flatten)]
-        tls: TlsArgs,
-        /// Directory for the server's private state.
-        #[arg(
-            long,
-            value_name = "DIR",
-            default_value = "./ftpd-state",
-            env = "FTPD_STATE_DIR"
-        )]
-        state_dir: PathBuf,
-    },
-}
-
-#[derive(Args)]
-struct TlsArgs {
-    /// PEM certificate chain (leaf first). Default: a self-signed certificate generated
-    /// into the state directory on first start and reused after.
-    #[arg(long, value_name = "FILE", requires = "key")]
-    cert: Option<PathBuf>,
-    /// PEM private key for --cert.
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    key: Option<PathBuf>,
-}
-
-impl TlsArgs {
-    fn setup(&self) -> TlsSetup {
-        match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => TlsSetup::Files {
-                cert: cert.clone(),
-                key: key.clone(),
-            },
-            _ => TlsSetup::SelfSigned,
-        }
-    }
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    ftprep::size::parse_size(text)
+    /// Takes the options of `serve` (--cert, --state-dir, --config).
+    Fingerprint(ServeArgs),
 }
 
 #[derive(Args)]
@@ -129,55 +91,35 @@ struct PasswordArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "127.0.0.1:2121",
-        env = "FTPD_LISTEN"
-    )]
-    listen: SocketAddr,
-    /// Directory holding one home directory per user (created if missing).
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "./ftp-root",
-        env = "FTPD_ROOT"
-    )]
-    root: PathBuf,
+    /// Settings file [default: ./ftpd.toml, if it exists].
+    #[arg(long, value_name = "FILE", env = "FTPD_CONFIG")]
+    config: Option<PathBuf>,
     #[command(flatten)]
-    file: UsersFile,
-    /// Directory for the server's private state (created 0700 if missing).
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "./ftpd-state",
-        env = "FTPD_STATE_DIR"
-    )]
-    state_dir: PathBuf,
-    #[command(flatten)]
-    tls: TlsArgs,
-    /// Serve without TLS: commands, files and sessions in clear. For a lab on loopback only.
-    #[arg(long, conflicts_with_all = ["cert", "key"])]
-    plaintext: bool,
-    /// Connections served at once; more are told the server is busy.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
-    max_connections: usize,
-    /// Seconds a connection has to log in.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().login_timeout.as_secs())]
-    login_timeout: u64,
-    /// Seconds a logged-in connection may stay idle.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
-    idle_timeout: u64,
-    /// Failed logins (per user name, and per address) within 15 minutes that lock it out.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().lockout.max_failures)]
-    max_login_failures: u32,
-    /// Seconds running commands and transfers get to finish after SIGTERM or Ctrl-C.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().shutdown_grace.as_secs())]
-    shutdown_grace: u64,
-    /// Seconds a lockout lasts.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().lockout.lockout.as_secs())]
-    lockout: u64,
+    options: ServeOptions,
+}
+
+impl ServeArgs {
+    /// The command-line options completed from the settings file.
+    fn resolve(self) -> anyhow::Result<ServeOptions> {
+        let file = match self.config {
+            Some(path) => Some(ServeOptions::load(&path)?),
+            None => {
+                let default = PathBuf::from("ftpd.toml");
+                default
+                    .exists()
+                    .then(|| ServeOptions::load(&default))
+                    .transpose()?
+            }
+        };
+        Ok(match file {
+            Some(file) => self.options.or(file),
+            None => self.options,
+        })
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    ftprep::size::parse_size(text)
 }
 
 fn main() -> ExitCode {
@@ -227,9 +169,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("removed user {name}; their files are kept");
             Ok(())
         }
-        Command::Fingerprint { tls, state_dir } => {
-            let identity =
-                ServerIdentity::load(&tls.setup(), &state_dir)?.context("no TLS identity")?;
+        Command::Fingerprint(args) => {
+            let config = args.resolve()?.config()?;
+            let identity = ServerIdentity::load(&config.tls, &config.state_dir)?
+                .context("the server is configured for plaintext: it has no certificate")?;
             println!("{}", identity.fingerprint);
             Ok(())
         }
@@ -260,41 +203,24 @@ fn new_verifier(args: &PasswordArgs) -> anyhow::Result<(Username, Verifier)> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let options = args.resolve()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FTPD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FTPD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let config = Config {
-        root: args.root,
-        users: args.file.users,
-        state_dir: args.state_dir,
-        tls: if args.plaintext {
-            TlsSetup::Plaintext
-        } else {
-            args.tls.setup()
-        },
-        limits: Limits {
-            max_connections: args.max_connections.max(1),
-            login_timeout: Duration::from_secs(args.login_timeout),
-            idle_timeout: Duration::from_secs(args.idle_timeout),
-            lockout: LockoutPolicy {
-                max_failures: args.max_login_failures.max(1),
-                lockout: Duration::from_secs(args.lockout),
-                ..LockoutPolicy::default()
-            },
-            shutdown_grace: Duration::from_secs(args.shutdown_grace),
-        },
-    };
+        .with_env_filter(filter);
+    match options.log_format.unwrap_or_default() {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let config = options.config()?;
+    let listen = options.listen_addr();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::open(&config)?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         server.run(listener, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedMutexGuard;
 
 use super::Shared;
+use super::audit::Record;
 use super::quota::Reservation;
 use super::storage::{Upload, UserTree};
 use crate::commands::{ENTRIES_PER_FRAME, ErrorCode, Request, Response};
@@ -247,6 +248,7 @@ impl Handler<'_> {
                         None => upload.finish(sha256).await,
                     };
                     drop(reservation);
+                    self.audit_transfer("put", raw, size - offset, started, &result);
                     tracing::info!(
                         user = %self.user,
                         peer = %self.peer,
@@ -304,6 +306,7 @@ impl Handler<'_> {
                 }
             }
         }
+        self.audit_transfer("get", raw, size - offset, started, &Ok(()));
         tracing::info!(
             user = %self.user,
             peer = %self.peer,
@@ -317,7 +320,36 @@ impl Handler<'_> {
         conn.write(&Response::GetDone { sha256 }).await
     }
 
+    fn audit_transfer(
+        &self,
+        command: &str,
+        path: &str,
+        bytes: u64,
+        started: std::time::Instant,
+        result: &Outcome<()>,
+    ) {
+        let code = match result {
+            Ok(()) => "ok".to_owned(),
+            Err(err) => format!("{:?}", err.code),
+        };
+        let mut record = Record::new(command, self.user.as_str(), self.peer, code);
+        record.path = Some(path);
+        record.bytes = Some(bytes);
+        record.millis = Some(started.elapsed().as_millis() as u64);
+        self.shared.audit(&record);
+    }
+
+    /// Logs a command; changes also go to the audit log.
     fn log<T>(&self, command: &str, path: &str, result: &Outcome<T>) {
+        if command != "ls" {
+            let code = match result {
+                Ok(_) => "ok".to_owned(),
+                Err(err) => format!("{:?}", err.code),
+            };
+            let mut record = Record::new(command, self.user.as_str(), self.peer, code);
+            record.path = Some(path);
+            self.shared.audit(&record);
+        }
         let (user, peer, path) = (&self.user, self.peer, path.escape_debug());
         match result {
             Ok(_) => tracing::info!(%user, %peer, command, %path, "ok"),

@@ -4,12 +4,15 @@
 //! [`Server::open`] builds the embedded defaults (a `users.db` file and a directory on disk);
 //! [`Server::with_backends`] takes any [`UserStore`] and [`Storage`].
 
+mod audit;
+mod counters;
 pub mod guard;
 mod handler;
 mod locks;
 mod quota;
 pub mod secret;
 mod session;
+pub mod settings;
 pub mod storage;
 pub mod tls;
 pub mod userdb;
@@ -42,6 +45,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// TLS (the default) or plaintext.
     pub tls: TlsSetup,
+    /// Where to append audit records, if anywhere.
+    pub audit_log: Option<PathBuf>,
     /// Connection limits and timeouts.
     pub limits: Limits,
 }
@@ -51,6 +56,10 @@ pub struct Config {
 pub struct Limits {
     /// Connections served at once; further ones are told the server is busy and closed.
     pub max_connections: usize,
+    /// Connections one address may hold at once.
+    pub max_connections_per_ip: usize,
+    /// Logged-in sessions one user may hold at once.
+    pub max_sessions_per_user: usize,
     /// Time a connection has to complete hello and login.
     pub login_timeout: Duration,
     /// Time a logged-in connection may stay silent.
@@ -65,6 +74,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_ip: 64,
+            max_sessions_per_user: 32,
             login_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(15 * 60),
             lockout: guard::LockoutPolicy::default(),
@@ -75,8 +86,10 @@ impl Default for Limits {
 
 /// What an accepted connection gets: a session, or a busy reply.
 enum Slot {
-    Serve(OwnedSemaphorePermit),
-    Refuse(OwnedSemaphorePermit),
+    /// A session, holding its places under the global and the per-address limits.
+    Serve(OwnedSemaphorePermit, counters::Slot<std::net::IpAddr>),
+    /// A busy reply, with the reason.
+    Refuse(OwnedSemaphorePermit, String),
 }
 
 /// Runs TLS (if configured), then the session or the busy reply.
@@ -89,10 +102,8 @@ async fn serve_socket(
 ) {
     let Some(identity) = shared.tls.clone() else {
         return match slot {
-            Slot::Serve(_permit) => session::run(socket, peer, shared, cancel).await,
-            Slot::Refuse(_permit) => {
-                session::refuse_busy(socket, shared.limits.max_connections).await;
-            }
+            Slot::Serve(_permit, _per_ip) => session::run(socket, peer, shared, cancel).await,
+            Slot::Refuse(_permit, reason) => session::refuse_busy(socket, &reason).await,
         };
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);
@@ -109,10 +120,8 @@ async fn serve_socket(
         }
     };
     match slot {
-        Slot::Serve(_permit) => session::run(stream, peer, shared, cancel).await,
-        Slot::Refuse(_permit) => {
-            session::refuse_busy(stream, shared.limits.max_connections).await;
-        }
+        Slot::Serve(_permit, _per_ip) => session::run(stream, peer, shared, cancel).await,
+        Slot::Refuse(_permit, reason) => session::refuse_busy(stream, &reason).await,
     }
 }
 
@@ -131,6 +140,21 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<ServerIdentity>,
     /// Failed-login delays and lockouts.
     pub(crate) guard: guard::LoginGuard,
+    /// Connections per address.
+    pub(crate) per_ip: counters::Counter<std::net::IpAddr>,
+    /// Sessions per user.
+    pub(crate) per_user: counters::Counter<crate::username::Username>,
+    /// The audit log, if enabled.
+    pub(crate) audit: Option<audit::AuditLog>,
+}
+
+impl Shared {
+    /// Appends to the audit log, if there is one.
+    pub(crate) fn audit(&self, record: &audit::Record<'_>) {
+        if let Some(log) = &self.audit {
+            log.write(record);
+        }
+    }
 }
 
 /// A server ready to run on a listener.
@@ -171,13 +195,20 @@ impl Server {
                  unencrypted. Use this only on loopback or in a lab"
             ),
         }
-        Ok(Self::with_backends(
+        let mut server = Self::with_backends(
             Arc::new(users),
             Arc::new(storage),
             secret,
             config.limits,
             tls,
-        ))
+        );
+        if let Some(path) = &config.audit_log {
+            let log = audit::AuditLog::open(path).map_err(|e| Error::local(path, e))?;
+            if let Some(shared) = Arc::get_mut(&mut server.shared) {
+                shared.audit = Some(log);
+            }
+        }
+        Ok(server)
     }
 
     /// A server over any user store and storage.
@@ -198,6 +229,9 @@ impl Server {
                 uploads: locks::TargetLocks::default(),
                 tls,
                 guard: guard::LoginGuard::new(limits.lockout),
+                per_ip: counters::Counter::default(),
+                per_user: counters::Counter::default(),
+                audit: None,
             }),
         }
     }
@@ -242,12 +276,26 @@ impl Server {
             let _ = socket.set_nodelay(true);
             // Over the limit: say so and close, rather than leave the client hanging.
             // Refusals run beside the accept loop, themselves bounded: past that, drop.
-            let slot = match Arc::clone(&limit).try_acquire_owned() {
-                Ok(permit) => Slot::Serve(permit),
-                Err(_) => {
-                    tracing::warn!(%peer, limit = self.shared.limits.max_connections, "connection limit reached; refusing");
+            let limits = self.shared.limits;
+            let per_ip = self
+                .shared
+                .per_ip
+                .try_acquire(&peer.ip(), limits.max_connections_per_ip);
+            let slot = match (Arc::clone(&limit).try_acquire_owned(), per_ip) {
+                (Ok(permit), Some(per_ip)) => Slot::Serve(permit, per_ip),
+                (global, per_ip) => {
+                    let reason = if global.is_err() {
+                        format!("all {} connections in use", limits.max_connections)
+                    } else {
+                        format!(
+                            "your address already holds {} connections",
+                            limits.max_connections_per_ip
+                        )
+                    };
+                    drop(per_ip);
+                    tracing::warn!(%peer, %reason, "connection limit reached; refusing");
                     match Arc::clone(&refusals).try_acquire_owned() {
-                        Ok(permit) => Slot::Refuse(permit),
+                        Ok(permit) => Slot::Refuse(permit, reason),
                         Err(_) => continue,
                     }
                 }

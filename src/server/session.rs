@@ -10,6 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::audit::Record;
+use super::counters::Slot;
 use super::handler;
 use super::storage::UserTree;
 use crate::auth::{self, ClientFirstMessage, ServerExchange, Verifier};
@@ -47,6 +49,9 @@ pub(crate) async fn run<S>(
 /// Counts a failed login and logs any lockout it starts.
 fn record_failure(shared: &Shared, user: &str, peer: SocketAddr) {
     for locked in shared.guard.record_failure(user, peer.ip()) {
+        let mut record = Record::new("lockout", user, peer, "locked");
+        record.detail = Some(locked.clone());
+        shared.audit(&record);
         let policy = shared.limits.lockout;
         tracing::warn!(
             %peer,
@@ -78,8 +83,8 @@ pub(super) fn mechanisms(tls: bool) -> Response {
 /// How long a closing connection may take to receive its last error reply.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Tells a connection over the limit that the server is busy, and closes it.
-pub(crate) async fn refuse_busy<S>(stream: S, limit: usize)
+/// Tells a connection over a limit that the server is busy, and closes it.
+pub(crate) async fn refuse_busy<S>(stream: S, reason: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -88,7 +93,7 @@ where
         conn.write(&Hello::ours()).await?;
         conn.write(&Response::Error {
             code: ErrorCode::Busy,
-            message: format!("server busy: all {limit} connections in use, try again later"),
+            message: format!("server busy: {reason}; try again later"),
         })
         .await
     };
@@ -124,7 +129,8 @@ where
         }
         () = cancel.cancelled() => return Ok(()),
     };
-    let Some((user, tree)) = user else {
+    // The user's session slot is held until the connection ends.
+    let Some((user, tree, _user_slot)) = user else {
         return Ok(());
     };
     let handler = handler::Handler {
@@ -149,6 +155,9 @@ where
         handler.apply(request, conn).await?;
     }
 }
+
+/// Who logged in, their tree, and their place under the per-user session limit.
+type LoggedIn = (Username, Arc<dyn UserTree>, Slot<Username>);
 
 /// Exchanges hellos: ours goes first, then theirs is checked.
 async fn hello<S>(conn: &mut Connection<S>) -> Result<()>
@@ -177,7 +186,7 @@ async fn login<S>(
     conn: &mut Connection<S>,
     peer: SocketAddr,
     shared: &Shared,
-) -> Result<Option<(Username, Arc<dyn UserTree>)>>
+) -> Result<Option<LoggedIn>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -233,6 +242,9 @@ where
         Ok(first) => first,
         Err(err) => {
             tracing::warn!(%peer, error = %err, "login refused before the proof");
+            let mut record = Record::new("login", "", peer, "refused");
+            record.detail = Some(err.to_string());
+            shared.audit(&record);
             record_failure(shared, "", peer);
             let message = format!("e={}", err.server_error_value());
             conn.write(&Response::AuthOutcome { message }).await?;
@@ -279,6 +291,16 @@ where
     };
     match (exchange.finish(&client_final), known) {
         (Ok(server_final), Some((name, _))) if !verdict.locked => {
+            let max = shared.limits.max_sessions_per_user;
+            let Some(user_slot) = shared.per_user.try_acquire(&name, max) else {
+                tracing::warn!(user = %name, %peer, limit = max, "too many sessions; refusing");
+                conn.write(&Response::Error {
+                    code: ErrorCode::Busy,
+                    message: format!("{name} already has {max} sessions open; close one first"),
+                })
+                .await?;
+                return Ok(None);
+            };
             let tree = match shared.storage.open_home(&name).await {
                 Ok(tree) => tree,
                 Err(err) => {
@@ -290,11 +312,12 @@ where
             };
             shared.guard.record_success(name.as_str());
             tracing::info!(user = %name, %peer, "login succeeded");
+            shared.audit(&Record::new("login", name.as_str(), peer, "ok"));
             conn.write(&Response::AuthOutcome {
                 message: server_final,
             })
             .await?;
-            Ok(Some((name, tree)))
+            Ok(Some((name, tree, user_slot)))
         }
         (result, _) => {
             let err = result
@@ -306,6 +329,10 @@ where
             } else {
                 tracing::warn!(%user, %peer, reason = %err, "login failed");
             }
+            let result = if verdict.locked { "locked" } else { "failed" };
+            let mut record = Record::new("login", &claimed, peer, result);
+            record.detail = Some(err.to_string());
+            shared.audit(&record);
             record_failure(shared, &claimed, peer);
             let message = format!("e={}", err.server_error_value());
             conn.write(&Response::AuthOutcome { message }).await?;

@@ -54,6 +54,7 @@ impl TestServer {
             users: dir.path().join("users.db"),
             state_dir: dir.path().join("state"),
             tls: tls.clone(),
+            audit_log: Some(dir.path().join("audit.jsonl")),
             limits,
         };
         for (name, password) in users {

@@ -1,0 +1,232 @@
+//! `ftpd serve` settings: the same options on the command line and in an optional
+//! `ftpd.toml`, command line first, then the file, then the defaults.
+//!
+//! # Format
+//! `ftpd.toml` uses the long option names as keys, e.g.
+//! ```toml
+//! listen = "0.0.0.0:2121"
+//! root = "/srv/ftp"
+//! max-login-failures = 5
+//! audit-log = "/var/log/ftpd/audit.jsonl"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::guard::LockoutPolicy;
+use super::{Config, Limits, TlsSetup};
+use crate::error::{Error, Result};
+
+/// How the log on stderr is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON object a line, for journald and log collectors.
+    Json,
+}
+
+/// Every `ftpd serve` option; each may come from the command line or `ftpd.toml`.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeOptions {
+    /// Address to listen on [default: 127.0.0.1:2121].
+    #[arg(long, value_name = "ADDR", env = "FTPD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding one home directory per user, created if missing [default: ./ftp-root].
+    #[arg(long, value_name = "DIR", env = "FTPD_ROOT")]
+    pub root: Option<PathBuf>,
+    /// The user database [default: ./users.db].
+    #[arg(long, value_name = "FILE", env = "FTPD_USERS")]
+    pub users: Option<PathBuf>,
+    /// Directory for the server's private state, created 0700 [default: ./ftpd-state].
+    #[arg(long, value_name = "DIR", env = "FTPD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// PEM certificate chain, leaf first [default: a self-signed certificate generated into
+    /// the state directory on first start and reused after].
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Serve without TLS: commands, files and sessions in clear. For a lab on loopback only.
+    #[arg(long, conflicts_with_all = ["cert", "key"])]
+    #[serde(default)]
+    pub plaintext: bool,
+    /// Connections served at once; more are told the server is busy [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Connections one address may hold at once [default: 64].
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Logged-in sessions one user may hold at once [default: 32].
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_user: Option<usize>,
+    /// Seconds a connection has to log in [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub login_timeout: Option<u64>,
+    /// Seconds a logged-in connection may stay idle, not counting a running transfer
+    /// [default: 900].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+    /// Failed logins (per user name, and per address) within 15 minutes that lock it out
+    /// [default: 10].
+    #[arg(long, value_name = "N")]
+    pub max_login_failures: Option<u32>,
+    /// Seconds a lockout lasts [default: 900].
+    #[arg(long, value_name = "SECS")]
+    pub lockout: Option<u64>,
+    /// Seconds running commands and transfers get to finish after SIGTERM or Ctrl-C
+    /// [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_grace: Option<u64>,
+    /// Append an audit record (one JSON object a line) for every login and every change.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Format of the log on stderr [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ServeOptions {
+    /// Reads `ftpd.toml`.
+    ///
+    /// # Errors
+    /// An unreadable file, or one with unknown keys or bad values (naming them).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::local(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::local(path, e.to_string().trim_end()))
+    }
+
+    /// These options, with the gaps filled from `file`.
+    pub fn or(self, file: ServeOptions) -> ServeOptions {
+        // A certificate given on one side is used whole, never mixed with a key from the other.
+        let (cert, key) = if self.cert.is_some() {
+            (self.cert, self.key)
+        } else {
+            (file.cert, file.key)
+        };
+        ServeOptions {
+            listen: self.listen.or(file.listen),
+            root: self.root.or(file.root),
+            users: self.users.or(file.users),
+            state_dir: self.state_dir.or(file.state_dir),
+            cert,
+            key,
+            plaintext: self.plaintext || file.plaintext,
+            max_connections: self.max_connections.or(file.max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.or(file.max_connections_per_ip),
+            max_sessions_per_user: self.max_sessions_per_user.or(file.max_sessions_per_user),
+            login_timeout: self.login_timeout.or(file.login_timeout),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            max_login_failures: self.max_login_failures.or(file.max_login_failures),
+            lockout: self.lockout.or(file.lockout),
+            shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
+            audit_log: self.audit_log.or(file.audit_log),
+            log_format: self.log_format.or(file.log_format),
+        }
+    }
+
+    /// The address to listen on.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2121)))
+    }
+
+    /// The server configuration, defaults filled in.
+    ///
+    /// # Errors
+    /// A certificate without a key, or TLS options together with plaintext.
+    pub fn config(&self) -> Result<Config> {
+        let defaults = Limits::default();
+        let secs =
+            |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
+        let tls = match (self.plaintext, &self.cert, &self.key) {
+            (true, None, None) => TlsSetup::Plaintext,
+            (true, _, _) => {
+                return Err(Error::Usage(
+                    "plaintext and cert/key exclude each other".into(),
+                ));
+            }
+            (false, Some(cert), Some(key)) => TlsSetup::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (false, None, None) => TlsSetup::SelfSigned,
+            (false, _, _) => return Err(Error::Usage("cert and key go together".into())),
+        };
+        Ok(Config {
+            root: self.root.clone().unwrap_or_else(|| "./ftp-root".into()),
+            users: self.users.clone().unwrap_or_else(|| "./users.db".into()),
+            state_dir: self
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| "./ftpd-state".into()),
+            tls,
+            audit_log: self.audit_log.clone(),
+            limits: Limits {
+                max_connections: self
+                    .max_connections
+                    .unwrap_or(defaults.max_connections)
+                    .max(1),
+                max_connections_per_ip: self
+                    .max_connections_per_ip
+                    .unwrap_or(defaults.max_connections_per_ip)
+                    .max(1),
+                max_sessions_per_user: self
+                    .max_sessions_per_user
+                    .unwrap_or(defaults.max_sessions_per_user)
+                    .max(1),
+                login_timeout: secs(self.login_timeout, defaults.login_timeout),
+                idle_timeout: secs(self.idle_timeout, defaults.idle_timeout),
+                lockout: LockoutPolicy {
+                    max_failures: self
+                        .max_login_failures
+                        .unwrap_or(defaults.lockout.max_failures)
+                        .max(1),
+                    lockout: secs(self.lockout, defaults.lockout.lockout),
+                    ..defaults.lockout
+                },
+                shutdown_grace: secs(self.shutdown_grace, defaults.shutdown_grace),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_wins_over_the_file_and_defaults_fill_the_rest() {
+        let file: ServeOptions = toml::from_str(
+            "listen = \"0.0.0.0:9000\"\nroot = \"/srv/ftp\"\nmax-login-failures = 5\nlog-format = \"json\"\n",
+        )
+        .unwrap();
+        let cli = ServeOptions {
+            root: Some("/data".into()),
+            ..ServeOptions::default()
+        };
+        let merged = cli.or(file);
+        assert_eq!(merged.listen_addr(), "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(merged.log_format, Some(LogFormat::Json));
+        let config = merged.config().unwrap();
+        assert_eq!(config.root, PathBuf::from("/data"));
+        assert_eq!(config.users, PathBuf::from("./users.db"));
+        assert_eq!(config.limits.lockout.max_failures, 5);
+        assert_eq!(config.limits.login_timeout, Duration::from_secs(30));
+        assert_eq!(config.tls, TlsSetup::SelfSigned);
+        assert!(toml::from_str::<ServeOptions>("colour = \"blue\"\n").is_err());
+        assert!(toml::from_str::<ServeOptions>("max-connections = \"many\"\n").is_err());
+        let half = ServeOptions {
+            cert: Some("c.pem".into()),
+            ..ServeOptions::default()
+        };
+        assert!(half.config().is_err());
+    }
+}
