@@ -879,3 +879,73 @@ fn settings_file_json_logs_and_audit_log() {
     assert_success(&out);
     assert!(text(&out.stdout).starts_with("SHA256:"));
 }
+
+#[test]
+fn twenty_concurrent_addusers_while_the_server_runs() {
+    let sb = Sandbox::new();
+    sb.adduser("first", "pw");
+    let server = RunningServer::start_with(&sb, &["--listen", "127.0.0.1:0", "--plaintext"]);
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let mut child = sb
+                .command(
+                    FTPD,
+                    &[
+                        "adduser",
+                        &format!("u{i}"),
+                        "--password-stdin",
+                        "--iterations",
+                        "4096",
+                    ],
+                )
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("pw{i}\n").as_bytes())
+                .unwrap();
+            child
+        })
+        .collect();
+    // Logins keep working while the file is rewritten under the server.
+    for _ in 0..5 {
+        let out = sb.ftpc(
+            &[
+                "--server",
+                &server.addr,
+                "--plaintext",
+                "login",
+                "first",
+                "--password-stdin",
+            ],
+            "pw\n",
+        );
+        assert_success(&out);
+    }
+    for child in children {
+        assert_success(&child.wait_with_output().unwrap());
+    }
+    let users = text(&sb.ftpd(&["users"], "").stdout);
+    assert_eq!(users.lines().count(), 21, "{users}");
+    // Every new user can log in to the running server, with their own password.
+    for i in [0, 7, 19] {
+        let out = sb.ftpc(
+            &[
+                "--server",
+                &server.addr,
+                "--plaintext",
+                "login",
+                &format!("u{i}"),
+                "--password-stdin",
+            ],
+            &format!("pw{i}\n"),
+        );
+        assert_success(&out);
+    }
+    assert!(!server.log().contains("cannot be used"), "{}", server.log());
+}
