@@ -236,6 +236,22 @@ impl Server {
         }
     }
 
+    /// Serves one already-connected byte stream as a session, without TLS, until the peer
+    /// leaves: for embedding behind a transport of one's own, and for tests that drive a
+    /// session over an in-memory pipe (with paused time, say).
+    pub async fn serve_stream<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        session::run(
+            stream,
+            peer,
+            Arc::clone(&self.shared),
+            CancellationToken::new(),
+        )
+        .await;
+    }
+
     /// Serves connections until `shutdown` completes. Then it stops accepting, lets every
     /// session finish its current request or transfer (idle ones stop at once), and waits for
     /// them up to [`Limits::shutdown_grace`]; sessions still running then are closed (an

@@ -1,0 +1,182 @@
+//! Timeouts with paused time: sessions run over in-memory pipes, so the clock only moves
+//! when every task waits, and nothing really sleeps.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ftprep::Error;
+use ftprep::auth::Verifier;
+use ftprep::client::Client;
+use ftprep::commands::{ErrorCode, Hello, MAX_CHUNK, Request, Response};
+use ftprep::server::userdb::{self, UserRecord};
+use ftprep::server::{Config, Limits, Server, TlsSetup};
+use ftprep::username::Username;
+use ftprep::wire::Connection;
+use sha2::{Digest, Sha256};
+use tokio::io::DuplexStream;
+use tokio::time::Instant;
+
+const PEER: &str = "192.0.2.10:40000";
+
+/// A server in a temporary directory with alice (password "pw"), and a way to open
+/// in-memory connections to it.
+struct Pipe {
+    server: std::sync::Arc<Server>,
+    dir: tempfile::TempDir,
+}
+
+impl Pipe {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            root: dir.path().join("root"),
+            users: dir.path().join("users.db"),
+            state_dir: dir.path().join("state"),
+            tls: TlsSetup::Plaintext,
+            audit_log: None,
+            limits: Limits::default(),
+        };
+        let alice = Username::parse("alice").unwrap();
+        userdb::add_user(
+            &config.users,
+            UserRecord::new(alice, Verifier::generate("pw", 4096)),
+        )
+        .unwrap();
+        let server = Server::open(&config).unwrap();
+        Pipe {
+            server: std::sync::Arc::new(server),
+            dir,
+        }
+    }
+
+    fn open(&self) -> DuplexStream {
+        let (client, server_side) = tokio::io::duplex(1 << 20);
+        let server = std::sync::Arc::clone(&self.server);
+        let peer: SocketAddr = PEER.parse().unwrap();
+        tokio::spawn(async move { server.serve_stream(server_side, peer).await });
+        client
+    }
+
+    async fn login(&self) -> Client<DuplexStream> {
+        let mut client = Client::handshake(self.open()).await.unwrap();
+        client
+            .login_with_password(&Username::parse("alice").unwrap(), "pw")
+            .await
+            .unwrap();
+        client
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unauthenticated_connection_gets_exactly_the_login_grace_time() {
+    let pipe = Pipe::new();
+    let mut conn = Connection::new(pipe.open());
+    let _: Hello = conn.expect().await.unwrap();
+    conn.write(&Hello::ours()).await.unwrap();
+    let started = Instant::now();
+    let reply: Response = conn.expect().await.unwrap();
+    assert!(
+        matches!(
+            reply,
+            Response::Error {
+                code: ErrorCode::Timeout,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    assert_eq!(started.elapsed().as_secs(), 30);
+    assert!(
+        conn.read::<Response>().await.unwrap().is_none(),
+        "still open"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_session_is_closed_after_fifteen_minutes_and_not_before() {
+    let pipe = Pipe::new();
+    let mut alice = pipe.login().await;
+    tokio::time::advance(Duration::from_secs(14 * 60 + 59)).await;
+    alice.mkdir("still-here", false).await.unwrap();
+    // Fifteen quiet minutes later, the session is gone.
+    tokio::time::sleep(Duration::from_secs(15 * 60 + 1)).await;
+    let err = alice.mkdir("too-late", false).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::Timeout,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!pipe.dir.path().join("root/alice/too-late").exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_transfer_is_not_idle() {
+    let pipe = Pipe::new();
+    let mut alice = pipe.login().await;
+    let data = vec![42u8; 3 * MAX_CHUNK];
+    let reply = alice
+        .raw_request(&Request::PutStart {
+            path: "slow".into(),
+            size: data.len() as u64,
+            overwrite: false,
+            resume: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply, Response::PutReady { offset: 0 });
+    // Forty minutes in all, but never fifteen without a chunk.
+    for chunk in data.chunks(MAX_CHUNK) {
+        tokio::time::advance(Duration::from_secs(13 * 60)).await;
+        alice
+            .send_raw(&Request::PutData {
+                data: chunk.to_vec(),
+            })
+            .await
+            .unwrap();
+    }
+    let sha256: [u8; 32] = Sha256::digest(&data).into();
+    let reply = alice
+        .raw_request(&Request::PutFinish { sha256 })
+        .await
+        .unwrap();
+    assert_eq!(reply, Response::Ok);
+    assert_eq!(
+        std::fs::read(pipe.dir.path().join("root/alice/slow")).unwrap(),
+        data
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_failures_lock_out_for_fifteen_minutes_with_growing_delays() {
+    let pipe = Pipe::new();
+    let alice = Username::parse("alice").unwrap();
+    let mut delays = Vec::new();
+    for _ in 0..10 {
+        let mut client = Client::handshake(pipe.open()).await.unwrap();
+        let started = Instant::now();
+        let err = client
+            .login_with_password(&alice, "wrong")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Scram(_)), "{err}");
+        delays.push(started.elapsed().as_millis());
+    }
+    // No delay at first, then doubling from 250 ms up to the 8 s cap.
+    assert_eq!(delays[..7], [0, 250, 500, 1000, 2000, 4000, 8000]);
+    assert_eq!(delays[9], 8000);
+    // Locked: the right password fails exactly like a wrong one.
+    let mut client = Client::handshake(pipe.open()).await.unwrap();
+    let err = client.login_with_password(&alice, "pw").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "authentication failed: wrong username or password"
+    );
+    // Fifteen minutes later the lockout is over.
+    tokio::time::advance(Duration::from_secs(15 * 60)).await;
+    pipe.login().await;
+}
