@@ -76,11 +76,8 @@ proptest! {
         let _ = decode::<Response>(&bytes);
         let _ = decode::<ftprep::commands::Hello>(&bytes);
         let mut buf = BytesMut::from(&bytes[..]);
-        loop {
-            match FrameCodec.decode(&mut buf) {
-                Ok(Some(frame)) => { let _ = decode::<Request>(&frame); }
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(frame)) = FrameCodec.decode(&mut buf) {
+            let _ = decode::<Request>(&frame);
         }
     }
 
@@ -109,14 +106,11 @@ proptest! {
                 _ => depth += 1,
             }
         }
-        match RemotePath::parse(&raw) {
-            Ok(path) => {
-                prop_assert!(!escapes, "{:?} escaped but was accepted", raw);
-                let rel = path.to_relative();
-                prop_assert!(rel.is_relative());
-                prop_assert!(rel.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir)));
-            }
-            Err(_) => {}
+        if let Ok(path) = RemotePath::parse(&raw) {
+            prop_assert!(!escapes, "{:?} escaped but was accepted", raw);
+            let rel = path.to_relative();
+            prop_assert!(rel.is_relative());
+            prop_assert!(rel.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir)));
         }
     }
 }
