@@ -949,3 +949,19 @@ fn twenty_concurrent_addusers_while_the_server_runs() {
     }
     assert!(!server.log().contains("cannot be used"), "{}", server.log());
 }
+
+#[test]
+fn the_example_settings_file_parses() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/ftpd.toml.example"
+    ))
+    .unwrap();
+    let options: ftprep::server::settings::ServeOptions = toml::from_str(&text).unwrap();
+    let config = options.config().unwrap();
+    assert_eq!(config.limits.max_sessions_per_user, 32);
+    assert_eq!(
+        config.users,
+        std::path::PathBuf::from("/var/lib/ftpd/users.db")
+    );
+}

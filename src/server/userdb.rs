@@ -224,6 +224,9 @@ pub fn read(path: &Path) -> Result<UserFile, UserDbError> {
     }
 }
 
+/// Temporary copies of `users.db` being written start with this.
+const TEMP_PREFIX: &str = ".users.db.";
+
 fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(".lock");
@@ -256,9 +259,10 @@ pub fn modify(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    remove_leftovers(dir);
     // NamedTempFile creates its file with mode 0600.
     let mut tmp = tempfile::Builder::new()
-        .prefix(".users.db.")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(io_error(dir))?;
     tmp.write_all(file.render().as_bytes())
@@ -270,6 +274,19 @@ pub fn modify(
         .map_err(io_error(dir))?;
     drop(lock);
     Ok(())
+}
+
+/// Deletes temporary files a writer killed mid-write left behind. Only called under the
+/// lock, so no live writer owns any of them.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Adds a user (`ftpd adduser`).
@@ -480,6 +497,10 @@ mod tests {
         std::fs::write(&path, "garbage\n").unwrap();
         assert!(modify(&path, |f| f.add(record("carol"))).is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "garbage\n");
+        // A temporary file left by a writer killed mid-write is cleaned up by the next one.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(dir.path().join(".users.db.crashed"), "half a fi").unwrap();
+        modify(&path, |f| f.add(record("carol"))).unwrap();
         // No temporary files are left behind.
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
