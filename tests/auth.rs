@@ -37,9 +37,7 @@ async fn postgres_verifiers_work_unchanged_in_users_db() {
     server.login("bob", "cafe\u{301}\u{a0}bar").await;
     server.login("bob", "caf\u{e9} bar").await;
     let err = server
-        .connect()
-        .await
-        .login_with_password(&name("alice"), "Correct horse battery staple")
+        .try_login("alice", "Correct horse battery staple")
         .await
         .unwrap_err();
     assert!(matches!(
@@ -51,12 +49,7 @@ async fn postgres_verifiers_work_unchanged_in_users_db() {
 #[tokio::test]
 async fn cached_keys_log_in_without_the_password() {
     let server = TestServer::start(&[("alice", "s3cret")]).await;
-    let keys = server
-        .connect()
-        .await
-        .login_with_password(&name("alice"), "s3cret")
-        .await
-        .unwrap();
+    let keys = server.try_login("alice", "s3cret").await.unwrap();
     let mut client = server.connect().await;
     client.login_with_keys(&name("alice"), &keys).await.unwrap();
     client.mkdir("cached", false).await.unwrap();
@@ -75,12 +68,7 @@ async fn cached_keys_log_in_without_the_password() {
 #[tokio::test]
 async fn password_change_invalidates_a_cached_login() {
     let server = TestServer::start(&[("alice", "old")]).await;
-    let keys = server
-        .connect()
-        .await
-        .login_with_password(&name("alice"), "old")
-        .await
-        .unwrap();
+    let keys = server.try_login("alice", "old").await.unwrap();
     // New salt (what `ftpd passwd` does): the client notices before sending a proof.
     userdb::set_verifier(
         &server.users,
@@ -178,18 +166,8 @@ async fn unknown_user_and_wrong_password_are_indistinguishable() {
     assert_eq!(salt_and_iterations(&ghost_again).0, ghost_salt);
 
     // Through the client API the errors are identical too.
-    let wrong = server
-        .connect()
-        .await
-        .login_with_password(&name("alice"), "wrong")
-        .await
-        .unwrap_err();
-    let unknown = server
-        .connect()
-        .await
-        .login_with_password(&name("ghost"), "wrong")
-        .await
-        .unwrap_err();
+    let wrong = server.try_login("alice", "wrong").await.unwrap_err();
+    let unknown = server.try_login("ghost", "wrong").await.unwrap_err();
     assert_eq!(wrong.to_string(), unknown.to_string());
     assert_eq!(wrong.kind(), unknown.kind());
     assert_eq!(
@@ -230,12 +208,7 @@ async fn users_added_and_removed_take_effect_without_restart() {
     add_user(&server.users, "bob", "bobpw");
     server.login("bob", "bobpw").await;
     userdb::remove_user(&server.users, &name("bob")).unwrap();
-    let err = server
-        .connect()
-        .await
-        .login_with_password(&name("bob"), "bobpw")
-        .await
-        .unwrap_err();
+    let err = server.try_login("bob", "bobpw").await.unwrap_err();
     assert!(matches!(
         err,
         Error::Scram(auth::ScramError::AuthenticationFailed)
@@ -255,12 +228,7 @@ async fn client_refuses_a_server_that_asks_for_absurd_iterations() {
         ..Verifier::from_password("pw", b"saltsaltsaltsalt", 4096)
     };
     std::fs::write(&server.users, format!("alice:{absurd}\n")).unwrap();
-    let err = server
-        .connect()
-        .await
-        .login_with_password(&name("alice"), "pw")
-        .await
-        .unwrap_err();
+    let err = server.try_login("alice", "pw").await.unwrap_err();
     assert!(
         matches!(
             err,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ftprep::auth::Verifier;
+use ftprep::auth::{ClientKeys, Verifier};
 use ftprep::client::{Client, KnownHosts, Security, UnknownServer};
 use ftprep::server::{Config, Limits, Server, TlsSetup, userdb};
 use ftprep::username::Username;
@@ -107,6 +107,14 @@ impl TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// Tries a password login on a new connection.
+    pub async fn try_login(&self, name: &str, password: &str) -> ftprep::Result<ClientKeys> {
+        self.connect()
+            .await
+            .login_with_password(&Username::parse(name).unwrap(), password)
+            .await
     }
 
     /// Stops the server and waits until every session has finished.
