@@ -137,6 +137,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub async fn read<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
         match self.framed.next().await {
             None => Ok(None),
+            // A TLS peer that leaves without close_notify, between frames: a clean close (a
+            // cut inside a frame is still caught, by the length prefix).
+            Some(Err(Error::Io(e)))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof
+                    && self.framed.read_buffer().is_empty() =>
+            {
+                Ok(None)
+            }
+            Some(Err(Error::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(Error::TruncatedFrame)
+            }
             Some(frame) => decode(&frame?).map(Some),
         }
     }
@@ -175,6 +186,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         };
         let _ = tokio::time::timeout(within, drain).await;
+    }
+
+    /// Flushes and shuts down our side (for TLS: sends close_notify).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub async fn shutdown(&mut self) -> Result<()> {
+        SinkExt::<Bytes>::flush(&mut self.framed).await?;
+        self.framed.get_mut().shutdown().await?;
+        Ok(())
     }
 
     /// The underlying stream (for tests that need to misbehave).

@@ -10,10 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ftprep::client::bench::{BenchOptions, LiveCounts, Mix};
 use ftprep::client::shell::{self, FileCommand, Output, Session};
 use ftprep::client::{
     self, Client, CredentialStore, KnownHosts, SavedLogin, Transport, UnknownServer, progress,
@@ -65,8 +67,29 @@ enum Command {
         #[arg(short = 'b', long = "batch", value_name = "FILE")]
         batch: Option<PathBuf>,
     },
+    /// Load generator: CLIENTS concurrent clients for SECS seconds, each looping over
+    /// connect + login (cached keys) + a mix of commands, with the saved login. Prints
+    /// logins/s, commands/s, p50/p99/max latency and every error; exits 1 if any happened.
+    Bench {
+        /// Concurrent clients.
+        #[arg(short, long, default_value_t = 64)]
+        clients: usize,
+        /// Seconds to run.
+        #[arg(short, long, value_name = "SECS", default_value_t = 10.0)]
+        duration: f64,
+        /// What each client does after logging in.
+        #[arg(long, value_enum, default_value_t = Mix::Commands)]
+        mix: Mix,
+        /// Bytes the transfer mix puts and gets.
+        #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
+        file_size: u64,
+    },
     #[command(flatten)]
     File(FileCommand),
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    ftprep::size::parse_size(text)
 }
 
 fn main() -> ExitCode {
@@ -193,8 +216,24 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
                     progress: progress.as_ref(),
                 };
                 session.execute(command, &mut io).await?;
+                // A clean goodbye; the command's outcome is already known.
+                let _ = session.client.close().await;
                 anyhow::Ok(())
             })?;
+        }
+        Some(Command::Bench {
+            clients,
+            duration,
+            mix,
+            file_size,
+        }) => {
+            let options = BenchOptions {
+                clients,
+                duration: Duration::from_secs_f64(duration.max(0.1)),
+                mix,
+                file_size: usize::try_from(file_size)?,
+            };
+            return runtime.block_on(bench(&store, &trust, server, options));
         }
         Some(Command::Shell { batch }) => {
             return shell_mode(&store, &trust, server, runtime, batch);
@@ -202,6 +241,76 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
         None => return shell_mode(&store, &trust, server, runtime, None),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(
+    store: &CredentialStore,
+    trust: &Trust,
+    server: Option<&str>,
+    options: BenchOptions,
+) -> anyhow::Result<ExitCode> {
+    let login = store
+        .find(server)?
+        .ok_or_else(|| ftprep::Error::NotLoggedIn {
+            server: server.map(str::to_owned),
+        })?;
+    let security = login
+        .transport
+        .security(trust.known_hosts.clone(), trust.unknown.clone());
+    eprintln!(
+        "bench: {} clients for {:.1} s against {} as {} ({:?} mix)",
+        options.clients,
+        options.duration.as_secs_f64(),
+        login.server,
+        login.user,
+        options.mix
+    );
+    let live = Arc::new(LiveCounts::default());
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let live = Arc::clone(&live);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                eprint!(
+                    "\r{:>5.1} s  logins {}  commands {}  errors {}   ",
+                    started.elapsed().as_secs_f64(),
+                    live.logins.load(Ordering::Relaxed),
+                    live.commands.load(Ordering::Relaxed),
+                    live.errors.load(Ordering::Relaxed)
+                );
+            }
+        })
+    });
+    let report = client::bench::run(&login, &security, &options, live).await?;
+    if let Some(task) = progress {
+        task.abort();
+        eprintln!();
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("elapsed   {:.2} s", report.elapsed.as_secs_f64());
+    for (what, latency, rate) in [
+        ("logins", report.logins, report.logins_per_sec()),
+        ("commands", report.commands, report.commands_per_sec()),
+    ] {
+        println!(
+            "{what:<9} {:>8} {:>10.1}/s   p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+            latency.count,
+            rate,
+            ms(latency.p50),
+            ms(latency.p99),
+            ms(latency.max)
+        );
+    }
+    println!("errors    {:>8}", report.error_count());
+    for (message, count) in &report.errors {
+        println!("  {count:>8} x {message}");
+    }
+    Ok(if report.error_count() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// After this long at the password prompt, connect again: the server gives an

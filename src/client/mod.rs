@@ -1,6 +1,7 @@
 //! The client: connect, exchange hellos, log in with a password or with cached keys, and one
 //! method per command. `ftpc` is a thin layer over this.
 
+pub mod bench;
 pub mod credentials;
 pub mod progress;
 pub mod shell;
@@ -331,6 +332,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             Response::Usage { used, quota } => Ok((used, quota)),
             _ => Err(Error::UnexpectedReply("expected usage")),
         }
+    }
+
+    /// Ends the connection cleanly (over TLS, with close_notify).
+    ///
+    /// # Errors
+    /// I/O errors; the connection is gone either way.
+    pub async fn close(mut self) -> Result<()> {
+        self.conn.shutdown().await
     }
 
     /// Sends a raw request without waiting for a reply (for tests and tools).

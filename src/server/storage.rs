@@ -268,7 +268,12 @@ impl UserTree for FsTree {
                 if name.starts_with(PARTIAL_PREFIX) {
                     continue;
                 }
-                entries.push(entry(name, &item.metadata()?));
+                match item.metadata() {
+                    Ok(meta) => entries.push(entry(name, &meta)),
+                    // Removed between reading the directory and looking at the entry.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(entries)
