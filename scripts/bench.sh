@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Benchmarks, all in one run on this machine, each beside its baseline:
+#   - put/get of a SIZE file (default 1 GiB) over plaintext and TLS, beside a raw TCP copy of
+#     the same bytes on loopback (file to socket to file): the physical limit here;
+#   - latency of a whole `ftpc mkdir` process with a cached login;
+#   - server memory per idle authenticated session (SESSIONS, default 10,000);
+#   - the load generator (`ftpc bench`, 64 clients, 10 s).
+# The server CPU per login is measured by `cargo bench --bench scram`.
+#
+# Usage: scripts/bench.sh [SIZE_MIB] [SESSIONS]. Temporary directory and loopback only;
+# cleans up after itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-1024}
+sessions=${2:-10000}
+cargo build --release --quiet --bins --examples
+bin="$PWD/target/release"
+examples="$PWD/target/release/examples"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+export HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+now() { date +%s.%N; }
+calc() { awk "BEGIN { print $1 }"; }
+secs() { calc "$2 - $1"; }
+rate() { calc "$size_mib / $1"; }
+
+start_server() { # start_server NAME PORT [FLAGS...]
+  local name=$1 port=$2; shift 2
+  mkdir -p "$name"
+  (cd "$name" && "$bin/ftpd" serve --listen "127.0.0.1:$port" --users ../users.db \
+      --max-connections 30000 --max-connections-per-ip 30000 --max-sessions-per-user 30000 \
+      "$@" 2>server.log) &
+  pids+=($!)
+  for _ in $(seq 200); do grep -q listening "$name/server.log" 2>/dev/null && return; sleep 0.05; done
+  echo "server $name did not start"; cat "$name/server.log"; exit 1
+}
+
+echo pw | "$bin/ftpd" adduser bench --password-stdin >/dev/null
+plain_port=$((20000 + RANDOM % 10000))
+tls_port=$((plain_port + 1))
+start_server plain "$plain_port" --plaintext
+start_server tls "$tls_port"
+head -c $((size_mib * 1024 * 1024)) /dev/urandom > data.bin
+sync
+
+# Raw TCP copy, the baseline.
+raw=$("$examples/tcp_copy" data.bin raw-copy.bin)
+rm -f raw-copy.bin
+
+transfer() { # transfer FLAGS... -> prints "put_secs get_secs"
+  local t0 t1 t2
+  t0=$(now); "$bin/ftpc" put -f data.bin data.bin; t1=$(now)
+  "$bin/ftpc" get -f data.bin back.bin; t2=$(now)
+  cmp -s data.bin back.bin || { echo "get returned different bytes"; exit 1; }
+  rm -f back.bin
+  echo "$(secs "$t0" "$t1") $(secs "$t1" "$t2")"
+}
+echo pw | "$bin/ftpc" --server "127.0.0.1:$plain_port" --plaintext login bench --password-stdin 2>/dev/null
+read -r plain_put plain_get < <(transfer)
+echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" --accept-new login bench --password-stdin 2>/dev/null
+read -r tls_put tls_get < <(transfer)
+
+# A whole `ftpc mkdir` process with a cached login (TLS), averaged.
+runs=50
+t0=$(now)
+for i in $(seq $runs); do "$bin/ftpc" mkdir "m$i"; done
+t1=$(now)
+mkdir_ms=$(calc "($t1 - $t0) * 1000 / $runs")
+
+# Memory per idle authenticated session (plaintext server).
+echo pw | "$bin/ftpc" --server "127.0.0.1:$plain_port" --plaintext login bench --password-stdin 2>/dev/null
+plain_pid=${pids[0]}
+server_pid=$(pgrep -P "$plain_pid" ftpd || echo "$plain_pid")
+rss() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
+before=$(rss)
+exec 3> >("$examples/idle_sessions" "$sessions" > idle.out 2> idle.err)
+for _ in $(seq 600); do grep -q ready idle.out 2>/dev/null && break; sleep 0.1; done
+grep -q ready idle.out || { echo "idle sessions did not open"; cat idle.err; exit 1; }
+after=$(rss)
+exec 3>&-
+per_session_kib=$(calc "($after - $before) / $sessions")
+
+# The load generator, TLS.
+echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdin 2>/dev/null
+"$bin/ftpc" bench -c 64 -d 10 > load.txt 2>/dev/null || true
+
+printf '\n%-34s %10s %12s %8s\n' "measure" "seconds" "MiB/s" "vs raw"
+row() { printf '%-34s %10.2f %12.1f %7.0f%%\n' "$1" "$2" "$(rate "$2")" "$(calc "100 * $raw / $2")"; }
+row "raw TCP copy (file->socket->file)" "$raw"
+row "ftpc put, plaintext" "$plain_put"
+row "ftpc get, plaintext" "$plain_get"
+row "ftpc put, TLS" "$tls_put"
+row "ftpc get, TLS" "$tls_get"
+printf '\n%-34s %10.2f ms\n' "ftpc mkdir, whole process (TLS)" "$mkdir_ms"
+printf '%-34s %10.1f KiB (RSS %d -> %d KiB)\n' "server memory per idle session" "$per_session_kib" "$before" "$after"
+printf '\nftpc bench -c 64 -d 10 (TLS, commands mix):\n'
+cat load.txt
