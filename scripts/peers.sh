@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# ftpd beside the tools people would pick instead, on this machine, in one run:
+# vsftpd (FTP, via curl) and OpenSSH's sftp, each on a loopback port with a throw-away user,
+# against ftpd in plaintext and TLS. Measures put/get of the same SIZE file (default 1 GiB)
+# and login rates. Prints one table of figures and ratios.
+#
+# Usage (as root: it installs vsftpd and openssh-server from Debian's packages and creates
+# a throw-away system user, removed at the end): scripts/peers.sh [SIZE_MIB] [SECONDS]
+# Everything else lives in a temporary directory; only 127.0.0.1 is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-1024}
+seconds=${2:-10}
+[ "$(id -u)" = 0 ] || { echo "run as root (installs packages, adds a throw-away user)"; exit 1; }
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v vsftpd >/dev/null || [ ! -x /usr/sbin/sshd ]; then
+  apt-get update -qq && apt-get install -y -qq vsftpd openssh-server >/dev/null
+fi
+cargo build --release --quiet --bins --examples
+bin="$PWD/target/release"
+work=$(mktemp -d)
+chmod 755 "$work"
+user="ftpbench$$"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  sleep 0.2
+  userdel "$user" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+password="pw-$RANDOM-$RANDOM"
+useradd --home-dir "$work/home-$user" --create-home --shell /bin/bash "$user"
+echo "$user:$password" | chpasswd
+calc() { awk "BEGIN { print $1 }"; }
+now() { date +%s.%N; }
+base=$((30000 + RANDOM % 10000))
+ftp_port=$base ssh_port=$((base + 1)) plain_port=$((base + 2)) tls_port=$((base + 3))
+
+# vsftpd: local users, writable, passive ports on loopback.
+mkdir -p vsftpd/empty
+cat > vsftpd/vsftpd.conf <<CONF
+listen=YES
+listen_address=127.0.0.1
+listen_port=$ftp_port
+anonymous_enable=NO
+local_enable=YES
+write_enable=YES
+pasv_enable=YES
+pasv_address=127.0.0.1
+pasv_min_port=$((base + 100))
+pasv_max_port=$((base + 199))
+secure_chroot_dir=$work/vsftpd/empty
+seccomp_sandbox=NO
+max_clients=2000
+max_per_ip=2000
+pam_service_name=vsftpd
+background=NO
+CONF
+vsftpd vsftpd/vsftpd.conf &
+pids+=($!)
+
+# sshd: its own host key and config, key login for the throw-away user.
+mkdir -p ssh
+ssh-keygen -q -t ed25519 -N '' -f ssh/host_key
+ssh-keygen -q -t ed25519 -N '' -f ssh/client_key
+install -d -m 700 -o "$user" "$work/home-$user/.ssh"
+install -m 600 -o "$user" ssh/client_key.pub "$work/home-$user/.ssh/authorized_keys"
+cat > ssh/sshd_config <<CONF
+ListenAddress 127.0.0.1
+Port $ssh_port
+HostKey $work/ssh/host_key
+PidFile $work/ssh/sshd.pid
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+UsePAM no
+Subsystem sftp internal-sftp
+MaxStartups 1000
+CONF
+mkdir -p /run/sshd
+/usr/sbin/sshd -D -f ssh/sshd_config &
+pids+=($!)
+sftp_opts=(-q -i ssh/client_key -P "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes)
+
+# ftpd, plaintext and TLS.
+export HOME="$work/ftpc-home" XDG_CONFIG_HOME="$work/ftpc-home/.config"
+echo pw | "$bin/ftpd" adduser bench --password-stdin >/dev/null
+for mode in plain tls; do
+  port=$plain_port; flags=(--plaintext)
+  [ "$mode" = tls ] && { port=$tls_port; flags=(); }
+  mkdir -p "$mode"
+  (cd "$mode" && exec "$bin/ftpd" serve --listen "127.0.0.1:$port" --users ../users.db \
+     --max-connections 30000 --max-connections-per-ip 30000 --max-sessions-per-user 30000 \
+     "${flags[@]}" 2>server.log) &
+  pids+=($!)
+done
+for _ in $(seq 200); do
+  grep -q listening plain/server.log 2>/dev/null && grep -q listening tls/server.log 2>/dev/null && break
+  sleep 0.05
+done
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$ssh_port) 2>/dev/null && break; sleep 0.05; done
+
+head -c $((size_mib * 1024 * 1024)) /dev/urandom > data.bin
+sync
+timed() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; calc "$(now) - $t0"; }
+
+raw=$(timed "$bin/examples/tcp_copy" data.bin raw.bin); rm -f raw.bin
+ftp_put=$(timed curl -s -T data.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")
+ftp_get=$(timed curl -s -o back.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")
+cmp -s data.bin back.bin || { echo "vsftpd returned different bytes"; exit 1; }; rm -f back.bin
+printf 'put data.bin sftp.bin\n' > put.batch
+printf 'get sftp.bin back.bin\n' > get.batch
+sftp_put=$(timed sftp "${sftp_opts[@]}" -b put.batch "$user@127.0.0.1")
+sftp_get=$(timed sftp "${sftp_opts[@]}" -b get.batch "$user@127.0.0.1")
+cmp -s data.bin back.bin || { echo "sftp returned different bytes"; exit 1; }; rm -f back.bin
+echo pw | "$bin/ftpc" --server "127.0.0.1:$plain_port" --plaintext login bench --password-stdin 2>/dev/null
+plain_put=$(timed "$bin/ftpc" put -f data.bin)
+plain_get=$(timed "$bin/ftpc" get -f data.bin back.bin); rm -f back.bin
+echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" --accept-new login bench --password-stdin 2>/dev/null
+tls_put=$(timed "$bin/ftpc" put -f data.bin)
+tls_get=$(timed "$bin/ftpc" get -f data.bin back.bin)
+cmp -s data.bin back.bin || { echo "ftpc returned different bytes"; exit 1; }; rm -f back.bin
+
+# Login rates over SECONDS with 64 concurrent clients: vsftpd (USER/PASS, then QUIT, via
+# Python's ftplib), ftpd (the load generator's logins, cached keys, TLS and plaintext).
+cat > ftp_logins.py <<'PY'
+import ftplib, sys, threading, time
+host, port, user, password, seconds, clients = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5]), int(sys.argv[6])
+count = [0] * clients
+errors = [0] * clients
+deadline = time.time() + seconds
+def run(i):
+    while time.time() < deadline:
+        try:
+            ftp = ftplib.FTP()
+            ftp.connect(host, port, timeout=10)
+            ftp.login(user, password)
+            ftp.quit()
+            count[i] += 1
+        except Exception:
+            errors[i] += 1
+threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+started = time.time()
+for t in threads: t.start()
+for t in threads: t.join()
+print(f"{sum(count) / (time.time() - started):.1f} {sum(errors)}")
+PY
+read -r ftp_logins ftp_errors < <(python3 ftp_logins.py 127.0.0.1 "$ftp_port" "$user" "$password" "$seconds" 64)
+bench_rate() { "$bin/ftpc" --server "$1" bench -c 64 -d "$seconds" 2>/dev/null | awk '/^logins/ {print $3}' | tr -d '/s'; }
+echo pw | "$bin/ftpc" --server "127.0.0.1:$plain_port" --plaintext login bench --password-stdin 2>/dev/null
+plain_logins=$(bench_rate "127.0.0.1:$plain_port")
+echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdin 2>/dev/null
+tls_logins=$(bench_rate "127.0.0.1:$tls_port")
+
+mib() { calc "$size_mib / $1"; }
+printf '\n%-28s %9s %10s %9s\n' "transfer of ${size_mib} MiB" "seconds" "MiB/s" "vs raw"
+row() { printf '%-28s %9.2f %10.1f %8.0f%%\n' "$1" "$2" "$(mib "$2")" "$(calc "100 * $raw / $2")"; }
+row "raw TCP copy" "$raw"
+row "vsftpd put (curl)" "$ftp_put"; row "vsftpd get (curl)" "$ftp_get"
+row "sftp put" "$sftp_put"; row "sftp get" "$sftp_get"
+row "ftpc put, plaintext" "$plain_put"; row "ftpc get, plaintext" "$plain_get"
+row "ftpc put, TLS" "$tls_put"; row "ftpc get, TLS" "$tls_get"
+printf '\nTLS vs sftp: put %.2fx, get %.2fx\n' "$(calc "$sftp_put / $tls_put")" "$(calc "$sftp_get / $tls_get")"
+printf '\n%-36s %12s\n' "logins/s, 64 clients, ${seconds} s" "rate"
+printf '%-36s %12.1f  (%s errors)\n' "vsftpd (ftplib USER/PASS/QUIT)" "$ftp_logins" "$ftp_errors"
+printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd plaintext (ftpc bench)" "$plain_logins" "$(calc "$plain_logins / $ftp_logins")"
+printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd TLS (ftpc bench)" "$tls_logins" "$(calc "$tls_logins / $ftp_logins")"
