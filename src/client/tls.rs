@@ -6,7 +6,7 @@
 //! changed certificate never sees a login attempt.
 
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -127,10 +127,9 @@ impl KnownHosts {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.path)
             .map_err(|e| Error::local(&self.path, e))?;
-        use std::os::unix::fs::PermissionsExt;
-        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
         writeln!(file, "{server} {fingerprint}").map_err(|e| Error::local(&self.path, e))
     }
 
