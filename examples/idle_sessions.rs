@@ -21,12 +21,23 @@ async fn main() -> anyhow::Result<()> {
         .transport
         .security(KnownHosts::default_location()?, UnknownServer::Refuse);
     let mut sessions = Vec::with_capacity(count);
-    for i in 0..count {
-        let mut client = Client::connect(&login.server, &security).await?;
-        client.login_with_keys(&login.user, &login.keys).await?;
-        sessions.push(client);
-        if (i + 1) % 1000 == 0 {
-            eprintln!("idle_sessions: {} open", i + 1);
+    // 100 logins in flight at a time.
+    while sessions.len() < count {
+        let batch = (count - sessions.len()).min(100);
+        let mut pending = tokio::task::JoinSet::new();
+        for _ in 0..batch {
+            let (login, security) = (login.clone(), security.clone());
+            pending.spawn(async move {
+                let mut client = Client::connect(&login.server, &security).await?;
+                client.login_with_keys(&login.user, &login.keys).await?;
+                anyhow::Ok(client)
+            });
+        }
+        while let Some(client) = pending.join_next().await {
+            sessions.push(client??);
+        }
+        if sessions.len() % 1000 == 0 {
+            eprintln!("idle_sessions: {} open", sessions.len());
         }
     }
     println!("ready {}", sessions.len());

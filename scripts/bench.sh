@@ -82,7 +82,7 @@ server_pid=$(pgrep -P "$plain_pid" ftpd || echo "$plain_pid")
 rss() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
 before=$(rss)
 exec 3> >("$examples/idle_sessions" "$sessions" > idle.out 2> idle.err)
-for _ in $(seq 600); do grep -q ready idle.out 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 3000); do grep -q ready idle.out 2>/dev/null && break; sleep 0.1; done
 grep -q ready idle.out || { echo "idle sessions did not open"; cat idle.err; exit 1; }
 after=$(rss)
 exec 3>&-

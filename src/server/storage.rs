@@ -6,9 +6,10 @@
 //! path is resolved beneath the home handle, `..` and symlinks included, and anything that
 //! would resolve outside it fails. Once restricted, never unrestricted.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -127,6 +128,9 @@ fn refuse_home(path: &RemotePath) -> Result<(), StorageError> {
 #[derive(Debug, Clone)]
 pub struct FsStorage {
     root: Arc<Dir>,
+    /// Homes in use, shared by all of a user's sessions: one directory handle per user, not
+    /// per connection.
+    homes: Arc<Mutex<HashMap<Username, Weak<FsTree>>>>,
 }
 
 impl FsStorage {
@@ -144,6 +148,7 @@ impl FsStorage {
         let dir = Dir::open_ambient_dir(root, ambient_authority())?;
         Ok(FsStorage {
             root: Arc::new(dir),
+            homes: Arc::default(),
         })
     }
 }
@@ -162,20 +167,42 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl Storage for FsStorage {
     async fn open_home(&self, user: &Username) -> Result<Arc<dyn UserTree>, StorageError> {
+        let cached = self
+            .homes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .and_then(Weak::upgrade);
         let root = Arc::clone(&self.root);
         let name = user.as_str().to_owned();
-        let home = blocking(move || {
+        let tree = blocking(move || {
+            // Reuse the open handle while it is still the directory at ROOT/<name>.
+            if let Some(tree) = cached
+                && let (Ok(on_disk), Ok(held)) =
+                    (root.symlink_metadata(&name), tree.home.dir_metadata())
+                && same_directory(&on_disk, &held)
+            {
+                return Ok(tree);
+            }
             match root.create_dir(&name) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
                 _ => {}
             }
-            Ok(root.open_dir(&name)?)
+            Ok(Arc::new(FsTree {
+                home: Arc::new(root.open_dir(&name)?),
+            }))
         })
         .await?;
-        Ok(Arc::new(FsTree {
-            home: Arc::new(home),
-        }))
+        let mut homes = self.homes.lock().unwrap_or_else(|p| p.into_inner());
+        homes.retain(|_, weak| weak.strong_count() > 0);
+        homes.insert(user.clone(), Arc::downgrade(&tree));
+        Ok(tree)
     }
+}
+
+fn same_directory(a: &Metadata, b: &Metadata) -> bool {
+    use cap_std::fs::MetadataExt;
+    a.is_dir() && a.dev() == b.dev() && a.ino() == b.ino()
 }
 
 /// One user's home on disk, held as a directory handle.
@@ -764,6 +791,30 @@ mod tests {
         assert_eq!(
             tree.remove(&path(&name), false).await.unwrap_err().code,
             ErrorCode::InvalidPath
+        );
+    }
+
+    #[tokio::test]
+    async fn sessions_of_one_user_share_one_home_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::open(&dir.path().join("root")).unwrap();
+        let alice = Username::parse("alice").unwrap();
+        let first = storage.open_home(&alice).await.unwrap();
+        let second = storage.open_home(&alice).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        // A home replaced on disk is opened afresh.
+        std::fs::rename(dir.path().join("root/alice"), dir.path().join("old")).unwrap();
+        let third = storage.open_home(&alice).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &third));
+        third.mkdir(&path("fresh"), false).await.unwrap();
+        assert!(dir.path().join("root/alice/fresh").is_dir());
+        drop((first, second, third));
+        let bob = Username::parse("bob").unwrap();
+        storage.open_home(&bob).await.unwrap();
+        assert_eq!(
+            storage.homes.lock().unwrap().len(),
+            1,
+            "dead entries are dropped"
         );
     }
 
