@@ -444,11 +444,20 @@ impl UserTree for FsTree {
                 hasher = Sha256::new();
                 offset = 0;
             }
+            let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_AHEAD);
+            let writer = tokio::task::spawn_blocking(move || {
+                while let Some(chunk) = incoming.blocking_recv() {
+                    file.write_all(&chunk)?;
+                    hasher.update(&chunk);
+                }
+                Ok((file, hasher))
+            });
             Ok(FsUpload {
                 parent: Arc::new(parent),
                 target,
                 part,
-                state: Some((file, hasher)),
+                chunks: Some(chunks),
+                writer: Some(writer),
                 written: offset,
                 offset,
                 size,
@@ -564,8 +573,11 @@ struct FsUpload {
     parent: Arc<Dir>,
     target: String,
     part: String,
-    /// The open partial file and the hash of everything in it; moved into blocking tasks.
-    state: Option<(std::fs::File, Sha256)>,
+    /// Chunks on their way to the writer; dropped to tell it the upload ended.
+    chunks: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    /// Writes and hashes chunks on a blocking thread while the next ones arrive, and hands
+    /// back the file and the hash of everything in it.
+    writer: Option<tokio::task::JoinHandle<Result<(std::fs::File, Sha256), StorageError>>>,
     offset: u64,
     written: u64,
     size: u64,
@@ -573,8 +585,22 @@ struct FsUpload {
     overwrite: bool,
 }
 
+/// Chunks an upload may have queued for its writer (1 MiB at 256 KiB chunks).
+const WRITE_AHEAD: usize = 4;
+
 fn broken() -> StorageError {
     StorageError::new(ErrorCode::Internal, "the upload failed earlier")
+}
+
+impl FsUpload {
+    /// Ends the writer and takes back the file and hash, or the writer's error.
+    async fn stop_writer(&mut self) -> Result<(std::fs::File, Sha256), StorageError> {
+        self.chunks = None;
+        let writer = self.writer.take().ok_or_else(broken)?;
+        writer.await.map_err(|e| {
+            StorageError::new(ErrorCode::Internal, format!("upload writer failed: {e}"))
+        })?
+    }
 }
 
 #[async_trait]
@@ -595,14 +621,17 @@ impl Upload for FsUpload {
                 format!("more data than the {} bytes announced", self.size),
             ));
         }
-        let (mut file, mut hasher) = self.state.take().ok_or_else(broken)?;
-        let state = blocking(move || {
-            file.write_all(&data)?;
-            hasher.update(&data);
-            Ok((file, hasher))
-        })
-        .await?;
-        self.state = Some(state);
+        let sent = match &self.chunks {
+            Some(chunks) => chunks.send(data).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The writer stopped: its error says why.
+            return Err(match self.stop_writer().await {
+                Err(err) => err,
+                Ok(_) => broken(),
+            });
+        }
         self.written += len;
         Ok(())
     }
@@ -615,7 +644,15 @@ impl Upload for FsUpload {
             );
             return Err(StorageError::new(ErrorCode::UnexpectedRequest, message));
         }
-        let (file, hasher) = self.state.take().ok_or_else(broken)?;
+        let (file, hasher) = match self.stop_writer().await {
+            Ok(state) => state,
+            Err(err) => {
+                // A write failed (a full disk, say): nothing of this upload may remain.
+                let (parent, part) = (Arc::clone(&self.parent), self.part.clone());
+                let _ = blocking(move || Ok(parent.remove_file(&part)?)).await;
+                return Err(err);
+            }
+        };
         let (parent, part, target, overwrite) = (
             Arc::clone(&self.parent),
             self.part.clone(),
@@ -647,13 +684,9 @@ impl Upload for FsUpload {
         .await
     }
 
-    async fn abort(self: Box<Self>, keep: bool) {
-        let FsUpload {
-            parent,
-            part,
-            state,
-            ..
-        } = *self;
+    async fn abort(mut self: Box<Self>, keep: bool) {
+        let state = self.stop_writer().await.ok();
+        let (parent, part) = (Arc::clone(&self.parent), self.part.clone());
         let _ = blocking(move || {
             if let Some((file, _)) = state {
                 let _ = file.sync_all();
