@@ -1,5 +1,13 @@
 //! The client: connect, exchange hellos, log in with a password or with cached keys, and one
 //! method per command. `ftpc` is a thin layer over this.
+//!
+//! # Layout
+//! - this file: [`Client`] (connect, login, commands) and [`connect_saved`].
+//! - [`tls`]: TLS with trust on first use (`known_hosts`) or a CA; the stream type.
+//! - [`credentials`]: the cached logins `ftpc` keeps between runs.
+//! - [`transfer`]: streamed put/get of files and trees, with checksums and resume.
+//! - [`shell`]: the file commands as people type them, the interactive shell, batch mode.
+//! - [`progress`]: the progress bar; [`bench`]: the load generator behind `ftpc bench`.
 
 pub mod bench;
 pub mod credentials;

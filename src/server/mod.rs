@@ -3,6 +3,17 @@
 //!
 //! [`Server::open`] builds the embedded defaults (a `users.db` file and a directory on disk);
 //! [`Server::with_backends`] takes any [`UserStore`] and [`Storage`].
+//!
+//! # Layout
+//! - `session`: one connection: hello, login (SCRAM, lockouts, limits), the command loop.
+//! - `handler`: one request against the user's tree, transfers included.
+//! - [`storage`]: the `Storage`/`UserTree` traits and the cap-std filesystem jail.
+//! - [`userdb`]: `users.db` (format, locked atomic edits, hot reload) and the `UserStore` trait.
+//! - [`tls`]: the server's certificate (given, or generated and kept) and rustls config.
+//! - [`guard`]: failed-login delays and lockouts; `counters`: per-user and per-address slots;
+//!   `quota`: byte reservations of concurrent uploads; `locks`: one upload per target.
+//! - `audit`: the JSON-lines audit log; [`settings`]: `ftpd serve` options and `ftpd.toml`;
+//!   [`secret`]: the secret behind unknown users' mock salts.
 
 mod audit;
 mod counters;
