@@ -7,7 +7,7 @@
 //! - [`credentials`]: the cached logins `ftpc` keeps between runs.
 //! - [`transfer`]: streamed put/get of files and trees, with checksums and resume.
 //! - [`shell`]: the file commands as people type them, the interactive shell, batch mode.
-//! - [`progress`]: the progress bar; [`bench`]: the load generator behind `ftpc bench`.
+//! - [`progress`]: the progress bar; [`bench`](mod@bench): the load generator behind `ftpc bench`.
 
 pub mod bench;
 pub mod credentials;

@@ -1,5 +1,5 @@
 //! The server: a listener that spawns one task per connection, each running a
-//! [`session`] (hello → login → commands) against the user store and the storage.
+//! session (hello → login → commands) against the user store and the storage.
 //!
 //! [`Server::open`] builds the embedded defaults (a `users.db` file and a directory on disk);
 //! [`Server::with_backends`] takes any [`UserStore`] and [`Storage`].
