@@ -59,6 +59,23 @@ impl Sandbox {
         self.run(FTPC, args, stdin)
     }
 
+    /// Starts `ftpd adduser NAME` with the password on stdin, without waiting for it.
+    fn spawn_adduser(&self, name: &str, password: &str) -> Child {
+        let mut child = self
+            .command(
+                FTPD,
+                &["adduser", name, "--password-stdin", "--iterations", "4096"],
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+        child
+    }
+
     fn adduser(&self, name: &str, password: &str) {
         let out = self.ftpd(
             &["adduser", name, "--password-stdin", "--iterations", "4096"],
@@ -418,26 +435,7 @@ fn user_administration() {
 fn concurrent_adduser_runs_keep_every_user() {
     let sb = Sandbox::new();
     let children: Vec<_> = (0..16)
-        .map(|i| {
-            let mut child = sb
-                .command(
-                    FTPD,
-                    &[
-                        "adduser",
-                        &format!("user{i}"),
-                        "--password-stdin",
-                        "--iterations",
-                        "4096",
-                    ],
-                )
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
-            child
-        })
+        .map(|i| sb.spawn_adduser(&format!("user{i}"), "pw"))
         .collect();
     for child in children {
         assert_success(&child.wait_with_output().unwrap());
@@ -886,31 +884,7 @@ fn twenty_concurrent_addusers_while_the_server_runs() {
     sb.adduser("first", "pw");
     let server = RunningServer::start_with(&sb, &["--listen", "127.0.0.1:0", "--plaintext"]);
     let children: Vec<_> = (0..20)
-        .map(|i| {
-            let mut child = sb
-                .command(
-                    FTPD,
-                    &[
-                        "adduser",
-                        &format!("u{i}"),
-                        "--password-stdin",
-                        "--iterations",
-                        "4096",
-                    ],
-                )
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("pw{i}\n").as_bytes())
-                .unwrap();
-            child
-        })
+        .map(|i| sb.spawn_adduser(&format!("u{i}"), &format!("pw{i}")))
         .collect();
     // Logins keep working while the file is rewritten under the server.
     for _ in 0..5 {
