@@ -76,6 +76,19 @@ impl Sandbox {
         child
     }
 
+    /// `ftpc login` to a server seen for the first time (`--accept-new`).
+    fn first_login(&self, addr: &str, user: &str, password: &str) -> Output {
+        let args = [
+            "--server",
+            addr,
+            "--accept-new",
+            "login",
+            user,
+            "--password-stdin",
+        ];
+        self.ftpc(&args, &format!("{password}\n"))
+    }
+
     fn adduser(&self, name: &str, password: &str) {
         let out = self.ftpd(
             &["adduser", name, "--password-stdin", "--iterations", "4096"],
@@ -521,17 +534,7 @@ fn file_commands_through_the_binaries() {
     let sb = Sandbox::new();
     sb.adduser("alice", "pw");
     let server = RunningServer::start(&sb);
-    assert_success(&sb.ftpc(
-        &[
-            "--server",
-            &server.addr,
-            "--accept-new",
-            "login",
-            "alice",
-            "--password-stdin",
-        ],
-        "pw\n",
-    ));
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
     std::fs::write(sb.path().join("hello.txt"), b"hello").unwrap();
 
     let out = sb.ftpc(&["put", "hello.txt"], "");
@@ -627,17 +630,7 @@ fn batch_mode_runs_in_order_and_stops_at_the_first_failure() {
     let sb = Sandbox::new();
     sb.adduser("alice", "pw");
     let server = RunningServer::start(&sb);
-    assert_success(&sb.ftpc(
-        &[
-            "--server",
-            &server.addr,
-            "--accept-new",
-            "login",
-            "alice",
-            "--password-stdin",
-        ],
-        "pw\n",
-    ));
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
     std::fs::write(sb.path().join("local.txt"), b"data").unwrap();
     std::fs::write(
         sb.path().join("batch.txt"),
