@@ -328,11 +328,7 @@ impl Handler<'_> {
         started: std::time::Instant,
         result: &Outcome<()>,
     ) {
-        let code = match result {
-            Ok(()) => "ok".to_owned(),
-            Err(err) => format!("{:?}", err.code),
-        };
-        let mut record = Record::new(command, self.user.as_str(), self.peer, code);
+        let mut record = Record::new(command, self.user.as_str(), self.peer, outcome(result));
         record.path = Some(path);
         record.bytes = Some(bytes);
         record.millis = Some(started.elapsed().as_millis() as u64);
@@ -342,11 +338,7 @@ impl Handler<'_> {
     /// Logs a command; changes also go to the audit log.
     fn log<T>(&self, command: &str, path: &str, result: &Outcome<T>) {
         if command != "ls" {
-            let code = match result {
-                Ok(_) => "ok".to_owned(),
-                Err(err) => format!("{:?}", err.code),
-            };
-            let mut record = Record::new(command, self.user.as_str(), self.peer, code);
+            let mut record = Record::new(command, self.user.as_str(), self.peer, outcome(result));
             record.path = Some(path);
             self.shared.audit(&record);
         }
@@ -357,6 +349,14 @@ impl Handler<'_> {
                 tracing::info!(%user, %peer, command, %path, code = ?err.code, error = %err, "refused");
             }
         }
+    }
+}
+
+/// The audit log's `result`: `ok`, or the error code.
+fn outcome<T>(result: &Outcome<T>) -> String {
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(err) => format!("{:?}", err.code),
     }
 }
 
