@@ -3,12 +3,13 @@
 //!
 //! Variants are only ever appended, never reordered: bincode encodes a variant by its index.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Opens every hello, so a stray connection is told apart from an ftprep peer.
 pub const MAGIC: [u8; 4] = *b"FTPR";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// At most this many entries travel in one [`Response::Entries`] frame.
 pub const ENTRIES_PER_FRAME: usize = 1024;
 /// Largest data chunk in a [`Request::PutData`] or [`Response::Data`] frame (256 KiB).
@@ -102,17 +103,16 @@ pub enum Request {
     /// The next chunk of an upload (at most [`MAX_CHUNK`] bytes).
     PutData {
         /// The bytes.
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        data: Bytes,
     },
-    /// Ends an upload: the SHA-256 of the whole file. The server checks it against what it
-    /// holds before renaming the file into place.
+    /// Ends an upload: the BLAKE3 hash of the whole file. The server checks it against what
+    /// it holds before renaming the file into place.
     PutFinish {
-        /// SHA-256 of the whole file, offset 0 to `size`.
-        sha256: [u8; 32],
+        /// BLAKE3 of the whole file, offset 0 to `size`.
+        blake3: [u8; 32],
     },
     /// Downloads a file from `offset`: [`Response::GetReady`], then [`Response::Data`]
-    /// frames, then [`Response::GetDone`] with the SHA-256 of the whole file.
+    /// frames, then [`Response::GetDone`] with the BLAKE3 hash of the whole file.
     Get {
         /// Remote path.
         path: String,
@@ -173,13 +173,12 @@ pub enum Response {
     /// The next chunk of a download.
     Data {
         /// The bytes.
-        #[serde(with = "serde_bytes")]
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// The download is complete.
     GetDone {
-        /// SHA-256 of the whole file.
-        sha256: [u8; 32],
+        /// BLAKE3 of the whole file.
+        blake3: [u8; 32],
     },
     /// Answers [`Request::Usage`].
     Usage {
@@ -228,7 +227,7 @@ pub enum ErrorCode {
     Internal,
     /// An upload would take the user over their quota.
     QuotaExceeded,
-    /// The SHA-256 of the data does not match; nothing was replaced.
+    /// The BLAKE3 hash of the data does not match; nothing was replaced.
     ChecksumMismatch,
     /// `rmdir`, or a rename over a directory, that is not empty.
     DirectoryNotEmpty,

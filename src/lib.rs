@@ -6,6 +6,8 @@
 //! - [`commands`]: the vocabulary on the wire: hello, requests, responses, error codes. Data only.
 //! - [`wire`]: frames (4-byte big-endian length + bincode 2 payload) and a framed connection.
 //! - [`paths`]: remote paths, validated and normalised before anything touches storage.
+//! - [`pipeline`]: file data read or written and hashed (BLAKE3) on a thread beside the
+//!   connection, for both ends of a transfer.
 //! - [`username`]: the one rule for user names, shared by adduser, users.db and login.
 //! - [`prompt`]: reading passwords from the terminal (no echo) or from standard input.
 //! - [`size`]: byte sizes for people (`10G` in, `1.5 GiB` out).
@@ -23,6 +25,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod paths;
+pub mod pipeline;
 pub mod prompt;
 pub mod server;
 pub mod size;

@@ -6,6 +6,12 @@
 //! `docs/PROTOCOL.md`. A frame's length is checked against [`MAX_FRAME_LEN`] before any
 //! buffer is reserved for it, and the decoder refuses length claims inside the payload that
 //! exceed the same limit, so a peer cannot make us allocate more than one frame.
+//!
+//! # File data
+//! Data frames ([`Request::PutData`], [`Response::Data`]) are most of the bytes a transfer
+//! moves, so they skip bincode's copies: they are laid out byte for byte as bincode would lay
+//! them out (variant index `u32`, length `u64`, the bytes), but written from the chunk with one
+//! vectored write and read as a slice of the received frame. See [`Message`].
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -16,6 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
+use crate::commands::{Hello, Request, Response};
 use crate::error::{Error, Result};
 
 /// Largest payload accepted in either direction (1 MiB).
@@ -59,6 +66,97 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
         )));
     }
     Ok(message)
+}
+
+/// Bytes before the data in a data frame's payload: variant index (`u32`) and length (`u64`).
+const DATA_PREFIX_LEN: usize = 12;
+
+/// A type that travels as frame payloads. A type with a variant that holds nothing but file
+/// data names it here, so that [`Connection`] moves that variant's bytes without copying.
+pub trait Message: Serialize + DeserializeOwned {
+    /// bincode's index of the data variant, if there is one.
+    const DATA_VARIANT: Option<u32> = None;
+
+    /// The data variant around `data`.
+    fn from_data(data: Bytes) -> Option<Self> {
+        let _ = data;
+        None
+    }
+
+    /// The bytes, if this is the data variant.
+    fn as_data(&self) -> Option<&Bytes> {
+        None
+    }
+}
+
+impl Message for Hello {}
+
+impl Message for Request {
+    const DATA_VARIANT: Option<u32> = Some(9);
+
+    fn from_data(data: Bytes) -> Option<Self> {
+        Some(Request::PutData { data })
+    }
+
+    fn as_data(&self) -> Option<&Bytes> {
+        match self {
+            Request::PutData { data } => Some(data),
+            _ => None,
+        }
+    }
+}
+
+impl Message for Response {
+    const DATA_VARIANT: Option<u32> = Some(8);
+
+    fn from_data(data: Bytes) -> Option<Self> {
+        Some(Response::Data { data })
+    }
+
+    fn as_data(&self) -> Option<&Bytes> {
+        match self {
+            Response::Data { data } => Some(data),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes a received frame; a data frame becomes a slice of it, without a copy. Anything
+/// that is not exactly a well-formed data frame goes through bincode, errors included.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_frame<T: Message>(mut frame: BytesMut) -> Result<T> {
+    let is_data = |variant: u32| {
+        frame.len() >= DATA_PREFIX_LEN
+            && frame[..4] == variant.to_le_bytes()
+            && frame[4..DATA_PREFIX_LEN] == ((frame.len() - DATA_PREFIX_LEN) as u64).to_le_bytes()
+    };
+    if T::DATA_VARIANT.is_some_and(is_data) {
+        frame.advance(DATA_PREFIX_LEN);
+        if let Some(message) = T::from_data(frame.freeze()) {
+            return Ok(message);
+        }
+        return Err(Error::MalformedFrame("no data variant".into()));
+    }
+    decode(&frame)
+}
+
+/// The frame header and data prefix of a data frame carrying `len` bytes.
+fn data_frame_head(variant: u32, len: usize) -> Result<[u8; HEADER_LEN + DATA_PREFIX_LEN]> {
+    let payload = DATA_PREFIX_LEN + len;
+    let size = u32::try_from(payload)
+        .ok()
+        .filter(|&n| n as usize <= MAX_FRAME_LEN)
+        .ok_or(Error::FrameTooLarge {
+            size: payload as u64,
+            limit: MAX_FRAME_LEN,
+        })?;
+    let mut head = [0u8; HEADER_LEN + DATA_PREFIX_LEN];
+    head[..4].copy_from_slice(&size.to_be_bytes());
+    head[4..8].copy_from_slice(&variant.to_le_bytes());
+    head[8..].copy_from_slice(&(len as u64).to_le_bytes());
+    Ok(head)
 }
 
 /// Length-prefixed framing with a hard limit and typed errors. The length is checked as
@@ -134,7 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     ///
     /// # Errors
     /// [`Error::FrameTooLarge`], [`Error::TruncatedFrame`], [`Error::MalformedFrame`] or I/O.
-    pub async fn read<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+    pub async fn read<T: Message>(&mut self) -> Result<Option<T>> {
         match self.framed.next().await {
             None => Ok(None),
             // A TLS peer that leaves without close_notify, between frames: a clean close (a
@@ -148,7 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Some(Err(Error::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 Err(Error::TruncatedFrame)
             }
-            Some(frame) => decode(&frame?).map(Some),
+            Some(frame) => decode_frame(frame?).map(Some),
         }
     }
 
@@ -156,7 +254,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     ///
     /// # Errors
     /// As [`Connection::read`], plus [`Error::ConnectionClosed`].
-    pub async fn expect<T: DeserializeOwned>(&mut self) -> Result<T> {
+    pub async fn expect<T: Message>(&mut self) -> Result<T> {
         self.read().await?.ok_or(Error::ConnectionClosed)
     }
 
@@ -164,8 +262,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     ///
     /// # Errors
     /// Encoding or I/O errors.
-    pub async fn write<T: Serialize>(&mut self, message: &T) -> Result<()> {
-        self.framed.send(encode(message)?).await
+    pub async fn write<T: Message>(&mut self, message: &T) -> Result<()> {
+        match (T::DATA_VARIANT, message.as_data()) {
+            (Some(variant), Some(data)) => self.write_data(variant, data).await,
+            _ => self.framed.send(encode(message)?).await,
+        }
+    }
+
+    /// Writes a data frame straight from the chunk: head and bytes in one vectored write.
+    async fn write_data(&mut self, variant: u32, data: &Bytes) -> Result<()> {
+        let head = data_frame_head(variant, data.len())?;
+        // Whatever an earlier write left buffered goes first.
+        SinkExt::<Bytes>::flush(&mut self.framed).await?;
+        let stream = self.framed.get_mut();
+        stream
+            .write_all_buf(&mut Buf::chain(&head[..], &data[..]))
+            .await?;
+        stream.flush().await?;
+        Ok(())
     }
 
     /// Closes after an error reply so that the reply arrives: shuts down our side, then reads
@@ -207,13 +321,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::{Hello, Request};
 
     #[test]
     fn round_trip_and_layout() {
         let hello = Hello::ours();
         let bytes = encode(&hello).unwrap();
-        assert_eq!(&bytes[..], b"FTPR\x01\x00");
+        assert_eq!(&bytes[..], b"FTPR\x02\x00");
         assert_eq!(decode::<Hello>(&bytes).unwrap(), hello);
         let req = Request::Mkdir {
             path: "a/b".into(),
@@ -223,6 +336,82 @@ mod tests {
         // variant 2 as u32 LE, string length as u64 LE, bytes, bool.
         assert_eq!(&bytes[..], b"\x02\0\0\0\x03\0\0\0\0\0\0\0a/b\x01");
         assert_eq!(decode::<Request>(&bytes).unwrap(), req);
+    }
+
+    #[test]
+    fn data_frames_are_laid_out_as_bincode_would_and_decode_without_a_copy() {
+        let data = Bytes::from(vec![7u8; 1000]);
+        let cases: [(Option<u32>, Bytes); 2] = [
+            (
+                Request::DATA_VARIANT,
+                encode(&Request::PutData { data: data.clone() }).unwrap(),
+            ),
+            (
+                Response::DATA_VARIANT,
+                encode(&Response::Data { data: data.clone() }).unwrap(),
+            ),
+        ];
+        for (variant, by_bincode) in cases {
+            let head = data_frame_head(variant.unwrap(), data.len()).unwrap();
+            assert_eq!(
+                &head[..HEADER_LEN],
+                &(by_bincode.len() as u32).to_be_bytes()
+            );
+            assert_eq!(&head[HEADER_LEN..], &by_bincode[..DATA_PREFIX_LEN]);
+            assert_eq!(&by_bincode[DATA_PREFIX_LEN..], &data[..]);
+        }
+        let frame = BytesMut::from(&encode(&Request::PutData { data: data.clone() }).unwrap()[..]);
+        let start = frame.as_ptr() as usize;
+        match decode_frame::<Request>(frame).unwrap() {
+            Request::PutData { data: got } => {
+                assert_eq!(got, data);
+                assert_eq!(got.as_ptr() as usize, start + DATA_PREFIX_LEN, "copied");
+            }
+            other => panic!("decoded {other:?}"),
+        }
+        // A length that disagrees with the frame goes to bincode, which refuses it.
+        let mut short = encode(&Response::Data { data }).unwrap().to_vec();
+        short.pop();
+        assert!(matches!(
+            decode_frame::<Response>(BytesMut::from(&short[..])),
+            Err(Error::MalformedFrame(_))
+        ));
+        // Other variants still go through bincode.
+        let ok = BytesMut::from(&encode(&Response::Ok).unwrap()[..]);
+        assert_eq!(decode_frame::<Response>(ok).unwrap(), Response::Ok);
+    }
+
+    #[tokio::test]
+    async fn data_frames_cross_a_connection_intact() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut client = Connection::new(client);
+        let mut server = Connection::new(server);
+        let data = Bytes::from((0..200_000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            client
+                .write(&Request::Mkdir {
+                    path: "d".into(),
+                    parents: false,
+                })
+                .await
+                .unwrap();
+            client
+                .write(&Request::PutData { data: sent })
+                .await
+                .unwrap();
+            client.write(&Request::Usage).await.unwrap();
+        });
+        assert!(matches!(
+            server.expect::<Request>().await.unwrap(),
+            Request::Mkdir { .. }
+        ));
+        assert_eq!(
+            server.expect::<Request>().await.unwrap(),
+            Request::PutData { data }
+        );
+        assert_eq!(server.expect::<Request>().await.unwrap(), Request::Usage);
+        writer.await.unwrap();
     }
 
     #[test]

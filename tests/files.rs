@@ -3,6 +3,7 @@
 
 mod common;
 
+use bytes::Bytes;
 use std::path::Path;
 
 use common::{TestServer, names_in};
@@ -10,7 +11,6 @@ use ftprep::Error;
 use ftprep::client::{NoProgress, TransferOptions};
 use ftprep::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
 use ftprep::paths::{PARTIAL_PREFIX, partial_name};
-use sha2::{Digest, Sha256};
 
 const FORCE: TransferOptions = TransferOptions {
     overwrite: true,
@@ -225,7 +225,7 @@ async fn partial_upload(
     for chunk in data.chunks(MAX_CHUNK).take(chunks) {
         client
             .send_raw(&Request::PutData {
-                data: chunk.to_vec(),
+                data: Bytes::copy_from_slice(chunk),
             })
             .await
             .unwrap();
@@ -297,14 +297,14 @@ async fn a_corrupted_chunk_is_caught_by_the_checksum() {
     for chunk in damaged.chunks(MAX_CHUNK) {
         client
             .send_raw(&Request::PutData {
-                data: chunk.to_vec(),
+                data: Bytes::copy_from_slice(chunk),
             })
             .await
             .unwrap();
     }
-    let sha256: [u8; 32] = Sha256::digest(&data).into();
+    let blake3: [u8; 32] = blake3::hash(&data).into();
     let err = client
-        .raw_request(&Request::PutFinish { sha256 })
+        .raw_request(&Request::PutFinish { blake3 })
         .await
         .unwrap_err();
     assert!(

@@ -26,8 +26,9 @@ fn request() -> impl Strategy<Value = Request> {
                 resume
             }
         ),
-        proptest::collection::vec(any::<u8>(), 0..2048).prop_map(|data| Request::PutData { data }),
-        any::<[u8; 32]>().prop_map(|sha256| Request::PutFinish { sha256 }),
+        proptest::collection::vec(any::<u8>(), 0..2048)
+            .prop_map(|data| Request::PutData { data: data.into() }),
+        any::<[u8; 32]>().prop_map(|blake3| Request::PutFinish { blake3 }),
         (".{0,32}", any::<u64>()).prop_map(|(path, offset)| Request::Get { path, offset }),
         Just(Request::Usage),
         Just(Request::Mechanisms),

@@ -3,6 +3,7 @@
 
 mod common;
 
+use bytes::Bytes;
 use std::time::Duration;
 
 use common::TestServer;
@@ -311,7 +312,6 @@ async fn connections_over_the_limit_are_told_the_server_is_busy() {
 #[tokio::test]
 async fn graceful_shutdown_lets_a_transfer_in_progress_finish() {
     use ftprep::commands::{MAX_CHUNK, Request};
-    use sha2::{Digest, Sha256};
     let mut server = TestServer::start(&[("alice", "pw")]).await;
     let mut idle = server.login("alice", "pw").await;
     let mut uploader = server.login("alice", "pw").await;
@@ -329,7 +329,7 @@ async fn graceful_shutdown_lets_a_transfer_in_progress_finish() {
     let mut chunks = data.chunks(MAX_CHUNK);
     uploader
         .send_raw(&Request::PutData {
-            data: chunks.next().unwrap().to_vec(),
+            data: Bytes::copy_from_slice(chunks.next().unwrap()),
         })
         .await
         .unwrap();
@@ -352,14 +352,14 @@ async fn graceful_shutdown_lets_a_transfer_in_progress_finish() {
     for chunk in chunks {
         uploader
             .send_raw(&Request::PutData {
-                data: chunk.to_vec(),
+                data: Bytes::copy_from_slice(chunk),
             })
             .await
             .unwrap();
     }
-    let sha256: [u8; 32] = Sha256::digest(&data).into();
+    let blake3: [u8; 32] = blake3::hash(&data).into();
     let reply = uploader
-        .raw_request(&Request::PutFinish { sha256 })
+        .raw_request(&Request::PutFinish { blake3 })
         .await
         .unwrap();
     assert_eq!(reply, Response::Ok);
@@ -391,7 +391,9 @@ async fn shutdown_closes_sessions_that_outlast_the_grace_period() {
         .unwrap();
     assert_eq!(reply, Response::PutReady { offset: 0 });
     stalled
-        .send_raw(&Request::PutData { data: vec![1; 10] })
+        .send_raw(&Request::PutData {
+            data: Bytes::from(vec![1; 10]),
+        })
         .await
         .unwrap();
     server.begin_shutdown();

@@ -1,6 +1,7 @@
 //! Timeouts with paused time: sessions run over in-memory pipes, so the clock only moves
 //! when every task waits, and nothing really sleeps.
 
+use bytes::Bytes;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -12,7 +13,6 @@ use ftprep::server::userdb::{self, UserRecord};
 use ftprep::server::{Config, Limits, Server, TlsSetup};
 use ftprep::username::Username;
 use ftprep::wire::Connection;
-use sha2::{Digest, Sha256};
 use tokio::io::DuplexStream;
 use tokio::time::Instant;
 
@@ -134,14 +134,14 @@ async fn a_slow_transfer_is_not_idle() {
         tokio::time::advance(Duration::from_secs(13 * 60)).await;
         alice
             .send_raw(&Request::PutData {
-                data: chunk.to_vec(),
+                data: Bytes::copy_from_slice(chunk),
             })
             .await
             .unwrap();
     }
-    let sha256: [u8; 32] = Sha256::digest(&data).into();
+    let blake3: [u8; 32] = blake3::hash(&data).into();
     let reply = alice
-        .raw_request(&Request::PutFinish { sha256 })
+        .raw_request(&Request::PutFinish { blake3 })
         .await
         .unwrap();
     assert_eq!(reply, Response::Ok);

@@ -3,18 +3,19 @@
 //! other command.
 //!
 //! Downloads are written to a hidden partial file beside the target and renamed into place
-//! only once the SHA-256 of the whole file matches the server's; `resume` continues from the
+//! only once the BLAKE3 hash of the whole file matches the server's; `resume` continues from the
 //! partial file's end. Uploads work the same way on the server side.
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use blake3::Hasher;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Client;
-use crate::commands::{EntryKind, MAX_CHUNK, Request, Response};
+use crate::commands::{EntryKind, Request, Response};
 use crate::error::{Error, Result};
 use crate::paths::{RemotePath, partial_name};
+use crate::pipeline::{FileReader, FileWriter, hash_held};
 
 /// Told how a transfer advances (a progress bar, or nothing).
 pub trait Progress: Send + Sync {
@@ -80,21 +81,21 @@ fn remote_child(dir: &str, name: &str) -> String {
     }
 }
 
-/// Reads `len` bytes of `reader` into `hasher`.
-async fn hash_prefix(
-    reader: &mut (impl AsyncRead + Unpin),
-    hasher: &mut Sha256,
-    len: u64,
-) -> std::io::Result<()> {
-    let mut buf = vec![0u8; MAX_CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let want = left.min(MAX_CHUNK as u64) as usize;
-        reader.read_exact(&mut buf[..want]).await?;
-        hasher.update(&buf[..want]);
-        left -= want as u64;
-    }
-    Ok(())
+/// Hashes the first `len` bytes of `file` on a blocking thread (the part of a resumed
+/// transfer the other side has too), leaving the file positioned after them.
+async fn hash_prefix(file: std::fs::File, len: u64) -> std::io::Result<(std::fs::File, Hasher)> {
+    tokio::task::spawn_blocking(move || {
+        let hasher = hash_held(&file, len)?;
+        if hasher.count() != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while being read",
+            ));
+        }
+        Ok((file, hasher))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
@@ -113,8 +114,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         RemotePath::parse(remote)?;
         let file = tokio::fs::File::open(local)
             .await
-            .map_err(|e| Error::local(local, e))?;
-        let meta = file.metadata().await.map_err(|e| Error::local(local, e))?;
+            .map_err(|e| Error::local(local, e))?
+            .into_std()
+            .await;
+        let meta = file.metadata().map_err(|e| Error::local(local, e))?;
         if meta.is_dir() {
             return Err(Error::local(local, "is a directory (use -r)"));
         }
@@ -131,20 +134,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             Response::PutReady { offset } if offset <= size => offset,
             _ => return Err(Error::UnexpectedReply("expected PutReady")),
         };
-        let mut reader = tokio::io::BufReader::with_capacity(MAX_CHUNK, file);
-        let mut hasher = Sha256::new();
         // The server holds the first `offset` bytes already; the checksum covers them too.
-        hash_prefix(&mut reader, &mut hasher, offset)
+        let (file, hasher) = hash_prefix(file, offset)
             .await
             .map_err(|e| Error::local(local, e))?;
         progress.start(&display_name(local), size, offset);
-        let result = self
-            .send_data(&mut reader, &mut hasher, size - offset, local, progress)
-            .await;
+        let mut reader = FileReader::spawn(file, hasher, size - offset);
+        let result = self.send_data(&mut reader, local, progress).await;
         progress.finish();
         result?;
-        let sha256 = hasher.finalize().into();
-        self.conn.write(&Request::PutFinish { sha256 }).await?;
+        let blake3 = reader.finish().await.map_err(|e| Error::local(local, e))?;
+        self.conn.write(&Request::PutFinish { blake3 }).await?;
         self.expect_ok().await?;
         Ok(Transferred {
             size,
@@ -154,25 +154,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     async fn send_data(
         &mut self,
-        reader: &mut (impl AsyncRead + Unpin),
-        hasher: &mut Sha256,
-        mut remaining: u64,
+        reader: &mut FileReader,
         local: &Path,
         progress: &dyn Progress,
     ) -> Result<()> {
-        while remaining > 0 {
-            let want = remaining.min(MAX_CHUNK as u64) as usize;
-            let mut data = vec![0u8; want];
-            reader.read_exact(&mut data).await.map_err(|e| {
-                Error::local(
-                    local,
-                    format!("{e} (did the file shrink during the upload?)"),
-                )
-            })?;
-            hasher.update(&data);
+        let shrank = |e| {
+            Error::local(
+                local,
+                format!("{e} (did the file shrink during the upload?)"),
+            )
+        };
+        while let Some(data) = reader.next().await.map_err(shrank)? {
+            let len = data.len() as u64;
             self.conn.write(&Request::PutData { data }).await?;
-            remaining -= want as u64;
-            progress.advance(want as u64);
+            progress.advance(len);
         }
         Ok(())
     }
@@ -208,25 +203,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .truncate(false)
             .open(&part)
             .await
-            .map_err(|e| Error::local(&part, e))?;
-        let mut hasher = Sha256::new();
-        let mut offset = 0;
+            .map_err(|e| Error::local(&part, e))?
+            .into_std()
+            .await;
+        let mut hasher = Hasher::new();
         if options.resume {
-            let held = file
-                .metadata()
-                .await
-                .map_err(|e| Error::local(&part, e))?
-                .len();
+            let held = file.metadata().map_err(|e| Error::local(&part, e))?.len();
             let remote_size = self.stat(remote).await?.size;
             if held <= remote_size {
-                hash_prefix(&mut file, &mut hasher, held)
+                (file, hasher) = hash_prefix(file, held)
                     .await
                     .map_err(|e| Error::local(&part, e))?;
-                offset = held;
             }
         }
+        let offset = hasher.count();
         if offset == 0 {
-            file.set_len(0).await.map_err(|e| Error::local(&part, e))?;
+            file.set_len(0).map_err(|e| Error::local(&part, e))?;
         }
         self.conn
             .write(&Request::Get {
@@ -239,18 +231,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             _ => return Err(Error::UnexpectedReply("expected GetReady")),
         };
         progress.start(name, size, offset);
+        let mut writer = FileWriter::spawn(file, hasher);
         let received = self
-            .receive_data(&mut file, &mut hasher, size - offset, &part, progress)
+            .receive_data(&mut writer, size - offset, &part, progress)
             .await;
         progress.finish();
-        let sha256 = received?;
-        if hasher.finalize()[..] != sha256[..] {
+        let blake3 = received?;
+        let (file, hasher) = writer.finish().await.map_err(|e| Error::local(&part, e))?;
+        if hasher.finalize() != blake3 {
             drop(file);
             let _ = tokio::fs::remove_file(&part).await;
             return Err(Error::ChecksumMismatch);
         }
-        file.sync_all().await.map_err(|e| Error::local(&part, e))?;
-        drop(file);
+        tokio::fs::File::from_std(file)
+            .sync_all()
+            .await
+            .map_err(|e| Error::local(&part, e))?;
         if !options.overwrite && tokio::fs::symlink_metadata(local).await.is_ok() {
             return Err(Error::local(local, "already exists (use -f to replace it)"));
         }
@@ -263,16 +259,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
     }
 
-    /// Writes data frames to `file` until `GetDone`; returns the server's checksum.
+    /// Hands data frames to `writer` until `GetDone`; returns the server's checksum.
     async fn receive_data(
         &mut self,
-        file: &mut tokio::fs::File,
-        hasher: &mut Sha256,
+        writer: &mut FileWriter,
         expected: u64,
         part: &Path,
         progress: &dyn Progress,
     ) -> Result<[u8; 32]> {
-        let mut writer = tokio::io::BufWriter::with_capacity(MAX_CHUNK, file);
         let mut received = 0u64;
         loop {
             match self.reply().await? {
@@ -281,19 +275,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     if received > expected {
                         return Err(Error::UnexpectedReply("more data than announced"));
                     }
-                    hasher.update(&data);
+                    let len = data.len() as u64;
                     writer
-                        .write_all(&data)
+                        .write(data)
                         .await
                         .map_err(|e| Error::local(part, e))?;
-                    progress.advance(data.len() as u64);
+                    progress.advance(len);
                 }
-                Response::GetDone { sha256 } => {
-                    writer.flush().await.map_err(|e| Error::local(part, e))?;
+                Response::GetDone { blake3 } => {
                     if received != expected {
                         return Err(Error::UnexpectedReply("the download ended early"));
                     }
-                    return Ok(sha256);
+                    return Ok(blake3);
                 }
                 _ => return Err(Error::UnexpectedReply("expected data")),
             }

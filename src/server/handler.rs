@@ -239,13 +239,13 @@ impl Handler<'_> {
                         failure = Some(err);
                     }
                 }
-                Ok(Request::PutFinish { sha256 }) => {
+                Ok(Request::PutFinish { blake3 }) => {
                     let result = match failure {
                         Some(err) => {
                             upload.abort(false).await;
                             Err(err)
                         }
-                        None => upload.finish(sha256).await,
+                        None => upload.finish(blake3).await,
                     };
                     drop(reservation);
                     self.audit_transfer("put", raw, size - offset, started, &result);
@@ -280,7 +280,7 @@ impl Handler<'_> {
         }
     }
 
-    /// Sends a file from `offset`, then the SHA-256 of all of it.
+    /// Sends a file from `offset`, then the BLAKE3 hash of all of it.
     async fn get<S>(&self, conn: &mut Connection<S>, raw: &str, offset: u64) -> Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -316,8 +316,8 @@ impl Handler<'_> {
             millis = started.elapsed().as_millis() as u64,
             "transfer"
         );
-        let sha256 = download.sha256();
-        conn.write(&Response::GetDone { sha256 }).await
+        let blake3 = download.blake3();
+        conn.write(&Response::GetDone { blake3 }).await
     }
 
     fn audit_transfer(

@@ -7,19 +7,20 @@
 //! would resolve outside it fails. Once restricted, never unrestricted.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Seek};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata, OpenOptions};
-use sha2::{Digest, Sha256};
 
-use crate::commands::{Entry, EntryKind, ErrorCode, MAX_CHUNK};
+use crate::commands::{Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
 use crate::paths::{PARTIAL_PREFIX, RemotePath, partial_name};
+use crate::pipeline::{FileReader, FileWriter, hash_held};
 use crate::username::Username;
 
 /// A place that holds every user's tree.
@@ -78,10 +79,10 @@ pub trait Upload: Send {
     /// partial data already held, and the target it overwrites.
     fn reclaimed(&self) -> u64;
     /// Appends the next chunk.
-    async fn write(&mut self, data: Vec<u8>) -> Result<(), StorageError>;
-    /// Checks size and SHA-256 of the whole file and renames it into place. On a checksum
+    async fn write(&mut self, data: Bytes) -> Result<(), StorageError>;
+    /// Checks size and BLAKE3 hash of the whole file and renames it into place. On a
     /// mismatch the partial data is discarded and the target left as it was.
-    async fn finish(self: Box<Self>, sha256: [u8; 32]) -> Result<(), StorageError>;
+    async fn finish(self: Box<Self>, blake3: [u8; 32]) -> Result<(), StorageError>;
     /// Stops without replacing the target; `keep` leaves the partial data for a resume.
     async fn abort(self: Box<Self>, keep: bool);
 }
@@ -91,10 +92,10 @@ pub trait Upload: Send {
 pub trait Download: Send {
     /// Size of the whole file.
     fn size(&self) -> u64;
-    /// The next chunk (at most [`MAX_CHUNK`] bytes); `None` at the end.
-    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError>;
-    /// SHA-256 of the whole file, once every chunk has been read.
-    fn sha256(&self) -> [u8; 32];
+    /// The next chunk (at most [`crate::commands::MAX_CHUNK`] bytes); `None` at the end.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, StorageError>;
+    /// BLAKE3 hash of the whole file, once every chunk has been read.
+    fn blake3(&self) -> [u8; 32];
 }
 
 /// Interrupted uploads older than this are removed when another upload starts beside them.
@@ -434,30 +435,22 @@ impl UserTree for FsTree {
             let mut options = OpenOptions::new();
             options.read(true).write(true).create(true);
             let mut file = parent.open_with(&part, &options)?.into_std();
-            let mut hasher = Sha256::new();
-            let mut offset = 0;
+            let mut hasher = blake3::Hasher::new();
             if resume {
-                offset = hash_all(&mut file, &mut hasher)?;
+                hasher = hash_held(&file, u64::MAX)?;
             }
-            if offset > size || !resume {
+            if hasher.count() > size || !resume {
+                // Start over: also from the start, not from where the hash stopped reading.
                 file.set_len(0)?;
-                hasher = Sha256::new();
-                offset = 0;
+                file.rewind()?;
+                hasher = blake3::Hasher::new();
             }
-            let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_AHEAD);
-            let writer = tokio::task::spawn_blocking(move || {
-                while let Some(chunk) = incoming.blocking_recv() {
-                    file.write_all(&chunk)?;
-                    hasher.update(&chunk);
-                }
-                Ok((file, hasher))
-            });
+            let offset = hasher.count();
             Ok(FsUpload {
                 parent: Arc::new(parent),
                 target,
                 part,
-                chunks: Some(chunks),
-                writer: Some(writer),
+                writer: FileWriter::spawn(file, hasher),
                 written: offset,
                 offset,
                 size,
@@ -491,38 +484,21 @@ impl UserTree for FsTree {
                 ));
             }
             // The checksum covers the whole file, so the part before `offset` is read too.
-            let mut hasher = Sha256::new();
-            let mut prefix = (&file).take(offset);
-            let hashed = hash_all(&mut prefix, &mut hasher)?;
-            if hashed != offset {
+            let hasher = hash_held(&file, offset)?;
+            if hasher.count() != offset {
                 return Err(StorageError::new(
                     ErrorCode::Internal,
                     "the file shrank while being read",
                 ));
             }
             Ok(FsDownload {
-                state: Some((file, hasher)),
+                reader: Some(FileReader::spawn(file, hasher, size - offset)),
                 size,
-                remaining: size - offset,
                 digest: None,
             })
         })
         .await?;
         Ok(Box::new(download))
-    }
-}
-
-/// Feeds everything `reader` yields into `hasher`; returns the byte count.
-fn hash_all(reader: &mut impl Read, hasher: &mut Sha256) -> io::Result<u64> {
-    let mut buf = vec![0u8; MAX_CHUNK];
-    let mut total = 0;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            return Ok(total);
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
     }
 }
 
@@ -573,34 +549,13 @@ struct FsUpload {
     parent: Arc<Dir>,
     target: String,
     part: String,
-    /// Chunks on their way to the writer; dropped to tell it the upload ended.
-    chunks: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
-    /// Writes and hashes chunks on a blocking thread while the next ones arrive, and hands
-    /// back the file and the hash of everything in it.
-    writer: Option<tokio::task::JoinHandle<Result<(std::fs::File, Sha256), StorageError>>>,
+    /// Writes and hashes chunks on a blocking thread while the next ones arrive.
+    writer: FileWriter,
     offset: u64,
     written: u64,
     size: u64,
     reclaimed: u64,
     overwrite: bool,
-}
-
-/// Chunks an upload may have queued for its writer (1 MiB at 256 KiB chunks).
-const WRITE_AHEAD: usize = 4;
-
-fn broken() -> StorageError {
-    StorageError::new(ErrorCode::Internal, "the upload failed earlier")
-}
-
-impl FsUpload {
-    /// Ends the writer and takes back the file and hash, or the writer's error.
-    async fn stop_writer(&mut self) -> Result<(std::fs::File, Sha256), StorageError> {
-        self.chunks = None;
-        let writer = self.writer.take().ok_or_else(broken)?;
-        writer.await.map_err(|e| {
-            StorageError::new(ErrorCode::Internal, format!("upload writer failed: {e}"))
-        })?
-    }
 }
 
 #[async_trait]
@@ -613,7 +568,7 @@ impl Upload for FsUpload {
         self.reclaimed
     }
 
-    async fn write(&mut self, data: Vec<u8>) -> Result<(), StorageError> {
+    async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
         let len = data.len() as u64;
         if self.written + len > self.size {
             return Err(StorageError::new(
@@ -621,22 +576,12 @@ impl Upload for FsUpload {
                 format!("more data than the {} bytes announced", self.size),
             ));
         }
-        let sent = match &self.chunks {
-            Some(chunks) => chunks.send(data).await.is_ok(),
-            None => false,
-        };
-        if !sent {
-            // The writer stopped: its error says why.
-            return Err(match self.stop_writer().await {
-                Err(err) => err,
-                Ok(_) => broken(),
-            });
-        }
+        self.writer.write(data).await?;
         self.written += len;
         Ok(())
     }
 
-    async fn finish(mut self: Box<Self>, sha256: [u8; 32]) -> Result<(), StorageError> {
+    async fn finish(self: Box<Self>, blake3: [u8; 32]) -> Result<(), StorageError> {
         if self.written != self.size {
             let message = format!(
                 "incomplete: {} of {} bytes arrived",
@@ -644,13 +589,13 @@ impl Upload for FsUpload {
             );
             return Err(StorageError::new(ErrorCode::UnexpectedRequest, message));
         }
-        let (file, hasher) = match self.stop_writer().await {
+        let (file, hasher) = match self.writer.finish().await {
             Ok(state) => state,
             Err(err) => {
                 // A write failed (a full disk, say): nothing of this upload may remain.
                 let (parent, part) = (Arc::clone(&self.parent), self.part.clone());
                 let _ = blocking(move || Ok(parent.remove_file(&part)?)).await;
-                return Err(err);
+                return Err(err.into());
             }
         };
         let (parent, part, target, overwrite) = (
@@ -660,7 +605,7 @@ impl Upload for FsUpload {
             self.overwrite,
         );
         blocking(move || {
-            if hasher.finalize()[..] != sha256[..] {
+            if hasher.finalize() != blake3 {
                 drop(file);
                 let _ = parent.remove_file(&part);
                 return Err(StorageError::new(
@@ -684,8 +629,8 @@ impl Upload for FsUpload {
         .await
     }
 
-    async fn abort(mut self: Box<Self>, keep: bool) {
-        let state = self.stop_writer().await.ok();
+    async fn abort(self: Box<Self>, keep: bool) {
+        let state = self.writer.finish().await.ok();
         let (parent, part) = (Arc::clone(&self.parent), self.part.clone());
         let _ = blocking(move || {
             if let Some((file, _)) = state {
@@ -700,11 +645,11 @@ impl Upload for FsUpload {
     }
 }
 
-/// A download from an open file.
+/// A download from an open file, read ahead on a blocking thread.
 struct FsDownload {
-    state: Option<(std::fs::File, Sha256)>,
+    /// `None` once the end was reached.
+    reader: Option<FileReader>,
     size: u64,
-    remaining: u64,
     digest: Option<[u8; 32]>,
 }
 
@@ -714,38 +659,20 @@ impl Download for FsDownload {
         self.size
     }
 
-    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
-        let Some((mut file, mut hasher)) = self.state.take() else {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, StorageError> {
+        let Some(reader) = &mut self.reader else {
             return Ok(None);
         };
-        let want = self.remaining.min(MAX_CHUNK as u64) as usize;
-        if want == 0 {
-            self.digest = Some(hasher.finalize().into());
-            return Ok(None);
+        if let Some(chunk) = reader.next().await? {
+            return Ok(Some(chunk));
         }
-        let (chunk, file, hasher) = blocking(move || {
-            let mut chunk = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                let n = file.read(&mut chunk[filled..])?;
-                if n == 0 {
-                    return Err(StorageError::new(
-                        ErrorCode::Internal,
-                        "the file shrank while being read",
-                    ));
-                }
-                filled += n;
-            }
-            hasher.update(&chunk);
-            Ok((chunk, file, hasher))
-        })
-        .await?;
-        self.remaining -= chunk.len() as u64;
-        self.state = Some((file, hasher));
-        Ok(Some(chunk))
+        if let Some(reader) = self.reader.take() {
+            self.digest = Some(reader.finish().await?);
+        }
+        Ok(None)
     }
 
-    fn sha256(&self) -> [u8; 32] {
+    fn blake3(&self) -> [u8; 32] {
         self.digest.unwrap_or_default()
     }
 }
@@ -825,6 +752,46 @@ mod tests {
             tree.remove(&path(&name), false).await.unwrap_err().code,
             ErrorCode::InvalidPath
         );
+    }
+
+    #[tokio::test]
+    async fn resume_keeps_a_matching_partial_and_restarts_a_longer_one() {
+        let (dir, tree) = tree().await;
+        let partial = dir.path().join("root/alice").join(partial_name("f"));
+        let data = b"0123456789";
+
+        // Four bytes held: the upload continues after them, and the hash covers all ten.
+        std::fs::write(&partial, &data[..4]).unwrap();
+        let mut upload = tree
+            .begin_upload(&path("f"), 10, false, true)
+            .await
+            .unwrap();
+        assert_eq!(upload.offset(), 4);
+        upload.write(Bytes::from_static(&data[4..])).await.unwrap();
+        upload.finish(blake3::hash(data).into()).await.unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("root/alice/f")).unwrap(),
+            data
+        );
+
+        // More held than the new file's size: start over from byte 0 (not from where the
+        // re-hash stopped, which would leave a hole of zeros at the start).
+        std::fs::write(&partial, b"a much longer partial file").unwrap();
+        let mut upload = tree.begin_upload(&path("f"), 10, true, true).await.unwrap();
+        assert_eq!(upload.offset(), 0);
+        upload
+            .write(Bytes::from_static(b"abcdefghij"))
+            .await
+            .unwrap();
+        upload
+            .finish(blake3::hash(b"abcdefghij").into())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("root/alice/f")).unwrap(),
+            b"abcdefghij"
+        );
+        assert!(!partial.exists());
     }
 
     #[tokio::test]

@@ -1,0 +1,236 @@
+//! File data on its way to or from the connection. A blocking thread reads (or writes) and
+//! hashes chunks while the async side sends (or receives) the ones before, so the disk, the
+//! hash and the network overlap instead of taking turns. Used by both ends of a transfer: a
+//! put reads on the client and writes on the server, a get the other way round.
+//!
+//! Every chunk passes through BLAKE3 exactly once, on the thread that touches the file, so
+//! the hash always describes the bytes that were read from or written to disk.
+
+use std::io::{self, Read, Write};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::commands::MAX_CHUNK;
+
+/// Chunks that may wait between the two sides (1 MiB at 256 KiB chunks): enough to ride
+/// out a slow write or a slow send, small enough to keep memory per transfer bounded.
+pub const QUEUED_CHUNKS: usize = 4;
+
+fn stopped(what: &str, err: tokio::task::JoinError) -> io::Error {
+    io::Error::other(format!("the file {what} stopped: {err}"))
+}
+
+/// Hashes what `file` holds from its current position, at most `limit` bytes, and leaves it
+/// positioned after them: the part of a resumed transfer that both sides already have.
+/// Blocking; [`blake3::Hasher::count`] tells how many bytes there were.
+///
+/// # Errors
+/// Read errors.
+pub fn hash_held(file: &std::fs::File, limit: u64) -> io::Result<blake3::Hasher> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file.take(limit))?;
+    Ok(hasher)
+}
+
+/// Reads a file from its current position in chunks of at most [`MAX_CHUNK`] bytes.
+pub struct FileReader {
+    chunks: mpsc::Receiver<io::Result<Bytes>>,
+    task: JoinHandle<blake3::Hasher>,
+}
+
+impl FileReader {
+    /// Starts reading `len` bytes of `file`. `hasher` already holds the bytes before the
+    /// current position (the part of a resumed transfer the peer has).
+    pub fn spawn(mut file: std::fs::File, mut hasher: blake3::Hasher, len: u64) -> Self {
+        let (sender, chunks) = mpsc::channel(QUEUED_CHUNKS);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut left = len;
+            while left > 0 {
+                let want = left.min(MAX_CHUNK as u64) as usize;
+                let chunk = read_chunk(&mut file, want);
+                if let Ok(chunk) = &chunk {
+                    hasher.update(chunk);
+                    left -= want as u64;
+                }
+                let failed = chunk.is_err();
+                if sender.blocking_send(chunk.map(Bytes::from)).is_err() || failed {
+                    break;
+                }
+            }
+            hasher
+        });
+        FileReader { chunks, task }
+    }
+
+    /// The next chunk; `None` once `len` bytes were read.
+    ///
+    /// # Errors
+    /// The read's error; [`io::ErrorKind::UnexpectedEof`] if the file ended early.
+    pub async fn next(&mut self) -> io::Result<Option<Bytes>> {
+        self.chunks.recv().await.transpose()
+    }
+
+    /// The hash of everything read (and of what the hasher held before), once [`next`]
+    /// returned `None`.
+    ///
+    /// [`next`]: FileReader::next
+    ///
+    /// # Errors
+    /// If the reading thread panicked.
+    pub async fn finish(self) -> io::Result<[u8; 32]> {
+        drop(self.chunks);
+        let hasher = self.task.await.map_err(|e| stopped("reader", e))?;
+        Ok(hasher.finalize().into())
+    }
+}
+
+/// Reads exactly `want` bytes into a fresh buffer, without zeroing it first.
+fn read_chunk(file: &mut std::fs::File, want: usize) -> io::Result<Vec<u8>> {
+    let mut chunk = Vec::with_capacity(want);
+    file.take(want as u64).read_to_end(&mut chunk)?;
+    if chunk.len() < want {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file shrank while being read",
+        ));
+    }
+    Ok(chunk)
+}
+
+/// Appends chunks to a file.
+pub struct FileWriter {
+    /// Chunks on their way to the thread; dropped to tell it the data ended.
+    chunks: Option<mpsc::Sender<Bytes>>,
+    task: Option<JoinHandle<io::Result<(std::fs::File, blake3::Hasher)>>>,
+}
+
+impl FileWriter {
+    /// Starts appending to `file` at its current position; `hasher` already holds the bytes
+    /// before it.
+    pub fn spawn(mut file: std::fs::File, mut hasher: blake3::Hasher) -> Self {
+        let (chunks, mut incoming) = mpsc::channel::<Bytes>(QUEUED_CHUNKS);
+        let task = tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = incoming.blocking_recv() {
+                file.write_all(&chunk)?;
+                hasher.update(&chunk);
+            }
+            Ok((file, hasher))
+        });
+        FileWriter {
+            chunks: Some(chunks),
+            task: Some(task),
+        }
+    }
+
+    /// Queues the next chunk.
+    ///
+    /// # Errors
+    /// The error that stopped an earlier write (a full disk, say); after one, every later
+    /// call fails too.
+    pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        let sent = match &self.chunks {
+            Some(chunks) => chunks.send(data).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its error says why.
+        match self.stop().await {
+            Err(err) => Err(err),
+            Ok(_) => Err(io::Error::other("an earlier write failed")),
+        }
+    }
+
+    /// Waits for every queued chunk to be written; hands back the file and the hash.
+    ///
+    /// # Errors
+    /// The first write error.
+    pub async fn finish(mut self) -> io::Result<(std::fs::File, blake3::Hasher)> {
+        self.stop().await
+    }
+
+    async fn stop(&mut self) -> io::Result<(std::fs::File, blake3::Hasher)> {
+        self.chunks = None;
+        let task = self
+            .task
+            .take()
+            .ok_or_else(|| io::Error::other("an earlier write failed"))?;
+        task.await.map_err(|e| stopped("writer", e))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Seek;
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn reader_yields_the_rest_of_the_file_and_hashes_all_of_it() {
+        let data = sample(MAX_CHUNK * 2 + 123);
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        file.rewind().unwrap();
+        let hasher = hash_held(&file, 100).unwrap();
+        assert_eq!(hasher.count(), 100);
+        let mut reader = FileReader::spawn(file, hasher, data.len() as u64 - 100);
+        let mut got = Vec::new();
+        while let Some(chunk) = reader.next().await.unwrap() {
+            assert!(chunk.len() <= MAX_CHUNK);
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, data[100..]);
+        assert_eq!(
+            reader.finish().await.unwrap(),
+            *blake3::hash(&data).as_bytes()
+        );
+    }
+
+    #[tokio::test]
+    async fn reader_reports_a_file_shorter_than_announced() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&sample(1000)).unwrap();
+        file.rewind().unwrap();
+        let mut reader = FileReader::spawn(file, blake3::Hasher::new(), 5000);
+        let err = reader.next().await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(reader.next().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn writer_appends_and_hashes_and_reports_write_errors() {
+        let data = sample(MAX_CHUNK + 5);
+        let file = tempfile::tempfile().unwrap();
+        let mut writer = FileWriter::spawn(file, blake3::Hasher::new());
+        for chunk in data.chunks(1000) {
+            writer.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+        let (mut file, hasher) = writer.finish().await.unwrap();
+        assert_eq!(hasher.finalize(), blake3::hash(&data));
+        let mut back = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+
+        // A file opened read-only cannot be written: the error comes back, and stays.
+        let path = tempfile::NamedTempFile::new().unwrap();
+        let file = std::fs::File::open(path.path()).unwrap();
+        let mut writer = FileWriter::spawn(file, blake3::Hasher::new());
+        // The queue holds QUEUED_CHUNKS, so one write past it must see the failure.
+        let mut failed = None;
+        for _ in 0..=QUEUED_CHUNKS + 1 {
+            if let Err(err) = writer.write(Bytes::from_static(b"x")).await {
+                failed = Some(err);
+                break;
+            }
+        }
+        assert!(failed.is_some(), "a write to a read-only file succeeded");
+        assert!(writer.finish().await.is_err());
+    }
+}
