@@ -1,12 +1,14 @@
 //! The physical limit for a transfer on this machine: the same bytes read from a file, sent
 //! over a plain TCP connection on loopback and written to a file (fsync at the end), with
-//! 256 KiB buffers. `scripts/bench.sh` runs it beside `ftpc put`/`get`.
+//! buffers the size of ftprep's data chunks. `scripts/bench.sh` runs it beside `ftpc put`/`get`.
 //!
 //! Usage: `cargo run --release --example tcp_copy -- SOURCE DESTINATION`; prints seconds.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Instant;
+
+use ftprep::commands::MAX_CHUNK;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -20,7 +22,7 @@ fn main() -> std::io::Result<()> {
     let receiver = std::thread::spawn(move || -> std::io::Result<u64> {
         let (mut socket, _) = listener.accept()?;
         let mut out = std::fs::File::create(destination)?;
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = vec![0u8; MAX_CHUNK];
         let mut total = 0u64;
         loop {
             let n = socket.read(&mut buf)?;
@@ -35,7 +37,7 @@ fn main() -> std::io::Result<()> {
     });
     let mut socket = TcpStream::connect(addr)?;
     let mut input = std::fs::File::open(source)?;
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; MAX_CHUNK];
     loop {
         let n = input.read(&mut buf)?;
         if n == 0 {

@@ -12,8 +12,8 @@ pub const MAGIC: [u8; 4] = *b"FTPR";
 pub const PROTOCOL_VERSION: u16 = 2;
 /// At most this many entries travel in one [`Response::Entries`] frame.
 pub const ENTRIES_PER_FRAME: usize = 1024;
-/// Largest data chunk in a [`Request::PutData`] or [`Response::Data`] frame (256 KiB).
-pub const MAX_CHUNK: usize = 256 * 1024;
+/// Largest data chunk in a [`Request::PutData`] or [`Response::Data`] frame (512 KiB).
+pub const MAX_CHUNK: usize = 512 * 1024;
 
 /// The first frame in each direction: magic value and protocol version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::commands::MAX_CHUNK;
 
-/// Chunks that may wait between the two sides (1 MiB at 256 KiB chunks): enough to ride
+/// Chunks that may wait between the two sides (1 MiB at 512 KiB chunks): enough to ride
 /// out a slow write or a slow send, small enough to keep memory per transfer bounded.
-pub const QUEUED_CHUNKS: usize = 4;
+pub const QUEUED_CHUNKS: usize = 2;
 
 fn stopped(what: &str, err: tokio::task::JoinError) -> io::Error {
     io::Error::other(format!("the file {what} stopped: {err}"))

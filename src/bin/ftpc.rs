@@ -23,6 +23,12 @@ use ftprep::client::{
 use ftprep::error::ErrorKind;
 use ftprep::username::Username;
 
+/// Transfers allocate and free a 512 KiB buffer per chunk. glibc's allocator returns such
+/// memory to the kernel and faults it in again, page by page, a little later; jemalloc
+/// keeps it for reuse.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// ftprep client: log in once to an ftpd server, then work with your remote files.
 /// Without a command, opens the interactive shell.
 #[derive(Parser)]

@@ -15,6 +15,12 @@ use ftprep::server::{Server, ServerIdentity};
 use ftprep::size::format_size;
 use ftprep::username::Username;
 
+/// Transfers allocate and free a 512 KiB buffer per chunk. glibc's allocator returns such
+/// memory to the kernel and faults it in again, page by page, a little later; jemalloc
+/// keeps it for reuse.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// ftprep server: serves each user's own directory tree to `ftpc` after a SCRAM-SHA-256
 /// login, and manages the users who may log in.
 #[derive(Parser)]
