@@ -7,12 +7,17 @@
 #   - the load generator (`ftpc bench`, 64 clients, 10 s).
 # The server CPU per login is measured by `cargo bench --bench scram`.
 #
-# Usage: scripts/bench.sh [SIZE_MIB] [SESSIONS]. Temporary directory and loopback only;
-# cleans up after itself.
+# Transfers run ROUNDS times (default 5), each round the raw copy and then every transfer back
+# to back; the table shows medians, and each ratio is the median of the per-round ratios.
+#
+# Usage: scripts/bench.sh [SIZE_MIB] [SESSIONS] [ROUNDS]. Temporary directory and loopback
+# only; cleans up after itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
 sessions=${2:-10000}
+rounds=${3:-5}
+. scripts/rounds.sh
 cargo build --release --quiet --bins --examples
 bin="$PWD/target/release"
 examples="$PWD/target/release/examples"
@@ -20,7 +25,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
+  rm -rf "$work" "$rounds_file"
 }
 trap cleanup EXIT
 cd "$work"
@@ -35,7 +40,7 @@ rate() { calc "$size_mib / $1"; }
 start_server() { # start_server NAME PORT [FLAGS...]
   local name=$1 port=$2; shift 2
   mkdir -p "$name"
-  (cd "$name" && "$bin/ftpd" serve --listen "127.0.0.1:$port" --users ../users.db \
+  (cd "$name" && exec "$bin/ftpd" serve --listen "127.0.0.1:$port" --users ../users.db \
       --max-connections 30000 --max-connections-per-ip 30000 --max-sessions-per-user 30000 \
       "$@" 2>server.log) &
   pids+=($!)
@@ -51,22 +56,25 @@ start_server tls "$tls_port"
 head -c $((size_mib * 1024 * 1024)) /dev/urandom > data.bin
 sync
 
-# Raw TCP copy, the baseline.
-raw=$("$examples/tcp_copy" data.bin raw-copy.bin)
-rm -f raw-copy.bin
-
-transfer() { # transfer FLAGS... -> prints "put_secs get_secs"
-  local t0 t1 t2
-  t0=$(now); "$bin/ftpc" put -f data.bin data.bin; t1=$(now)
-  "$bin/ftpc" get -f data.bin back.bin; t2=$(now)
-  cmp -s data.bin back.bin || { echo "get returned different bytes"; exit 1; }
-  rm -f back.bin
-  echo "$(secs "$t0" "$t1") $(secs "$t1" "$t2")"
+login() { # login plain|tls
+  if [ "$1" = plain ]; then
+    echo pw | "$bin/ftpc" --server "127.0.0.1:$plain_port" --plaintext login bench --password-stdin 2>/dev/null
+  else
+    echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" --accept-new login bench --password-stdin 2>/dev/null
+  fi
 }
-echo pw | "$bin/ftpc" --server "127.0.0.1:$plain_port" --plaintext login bench --password-stdin 2>/dev/null
-read -r plain_put plain_get < <(transfer)
-echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" --accept-new login bench --password-stdin 2>/dev/null
-read -r tls_put tls_get < <(transfer)
+timed() { local t0; t0=$(now); "$@" >/dev/null; secs "$t0" "$(now)"; }
+for round in $(seq "$rounds"); do
+  record raw "$round" "$("$examples/tcp_copy" data.bin raw-copy.bin)"
+  rm -f raw-copy.bin
+  for mode in plain tls; do
+    login "$mode"
+    record "put-$mode" "$round" "$(timed "$bin/ftpc" put -f data.bin data.bin)"
+    record "get-$mode" "$round" "$(timed "$bin/ftpc" get -f data.bin back.bin)"
+    cmp -s data.bin back.bin || { echo "get returned different bytes"; exit 1; }
+    rm -f back.bin
+  done
+done
 
 # A whole `ftpc mkdir` process with a cached login (TLS), averaged.
 runs=50
@@ -92,13 +100,17 @@ per_session_kib=$(calc "($after - $before) / $sessions")
 echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdin 2>/dev/null
 "$bin/ftpc" bench -c 64 -d 10 > load.txt 2>/dev/null || true
 
-printf '\n%-34s %10s %12s %8s\n' "measure" "seconds" "MiB/s" "vs raw"
-row() { printf '%-34s %10.2f %12.1f %7.0f%%\n' "$1" "$2" "$(rate "$2")" "$(calc "100 * $raw / $2")"; }
-row "raw TCP copy (file->socket->file)" "$raw"
-row "ftpc put, plaintext" "$plain_put"
-row "ftpc get, plaintext" "$plain_get"
-row "ftpc put, TLS" "$tls_put"
-row "ftpc get, TLS" "$tls_get"
+printf '\n%d rounds, %d MiB each: medians (the ratio is the median of per-round ratios)\n' "$rounds" "$size_mib"
+printf '%-34s %10s %12s %8s\n' "measure" "seconds" "MiB/s" "vs raw"
+row() { # row LABEL NAME
+  local t; t=$(median "$2")
+  printf '%-34s %10.2f %12.1f %7.0f%%\n' "$1" "$t" "$(rate "$t")" "$(calc "100 * $(vs raw "$2")")"
+}
+row "raw TCP copy (file->socket->file)" raw
+row "ftpc put, plaintext" put-plain
+row "ftpc get, plaintext" get-plain
+row "ftpc put, TLS" put-tls
+row "ftpc get, TLS" get-tls
 printf '\n%-34s %10.2f ms\n' "ftpc mkdir, whole process (TLS)" "$mkdir_ms"
 printf '%-34s %10.1f KiB (RSS %d -> %d KiB)\n' "server memory per idle session" "$per_session_kib" "$before" "$after"
 printf '\nftpc bench -c 64 -d 10 (TLS, commands mix):\n'

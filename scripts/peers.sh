@@ -2,15 +2,19 @@
 # ftpd beside the tools people would pick instead, on this machine, in one run:
 # vsftpd (FTP, via curl) and OpenSSH's sftp, each on a loopback port with a throw-away user,
 # against ftpd in plaintext and TLS. Measures put/get of the same SIZE file (default 1 GiB)
-# and login rates. Prints one table of figures and ratios.
+# and login rates. Prints one table of figures and ratios. Transfers run ROUNDS times (default
+# 3), each round every tool back to back; the table shows medians, and each ratio is the
+# median of the per-round ratios.
 #
 # Usage (as root: it installs vsftpd and openssh-server from Debian's packages and creates
-# a throw-away system user, removed at the end): scripts/peers.sh [SIZE_MIB] [SECONDS]
+# a throw-away system user, removed at the end): scripts/peers.sh [SIZE_MIB] [SECONDS] [ROUNDS]
 # Everything else lives in a temporary directory; only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-1024}
 seconds=${2:-10}
+rounds=${3:-3}
+. scripts/rounds.sh
 [ "$(id -u)" = 0 ] || { echo "run as root (installs packages, adds a throw-away user)"; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v vsftpd >/dev/null || [ ! -x /usr/sbin/sshd ]; then
@@ -26,7 +30,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   sleep 0.2
   userdel "$user" 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf "$work" "$rounds_file"
 }
 trap cleanup EXIT
 cd "$work"
@@ -106,22 +110,31 @@ head -c $((size_mib * 1024 * 1024)) /dev/urandom > data.bin
 sync
 timed() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; calc "$(now) - $t0"; }
 
-raw=$(timed "$bin/examples/tcp_copy" data.bin raw.bin); rm -f raw.bin
-ftp_put=$(timed curl -s -T data.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")
-ftp_get=$(timed curl -s -o back.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")
-cmp -s data.bin back.bin || { echo "vsftpd returned different bytes"; exit 1; }; rm -f back.bin
 printf 'put data.bin sftp.bin\n' > put.batch
 printf 'get sftp.bin back.bin\n' > get.batch
-sftp_put=$(timed sftp "${sftp_opts[@]}" -b put.batch "$user@127.0.0.1")
-sftp_get=$(timed sftp "${sftp_opts[@]}" -b get.batch "$user@127.0.0.1")
-cmp -s data.bin back.bin || { echo "sftp returned different bytes"; exit 1; }; rm -f back.bin
-echo pw | "$bin/ftpc" --server "127.0.0.1:$plain_port" --plaintext login bench --password-stdin 2>/dev/null
-plain_put=$(timed "$bin/ftpc" put -f data.bin)
-plain_get=$(timed "$bin/ftpc" get -f data.bin back.bin); rm -f back.bin
-echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" --accept-new login bench --password-stdin 2>/dev/null
-tls_put=$(timed "$bin/ftpc" put -f data.bin)
-tls_get=$(timed "$bin/ftpc" get -f data.bin back.bin)
-cmp -s data.bin back.bin || { echo "ftpc returned different bytes"; exit 1; }; rm -f back.bin
+same() { cmp -s data.bin back.bin || { echo "$1 returned different bytes"; exit 1; }; rm -f back.bin; }
+login() { # login plain|tls
+  if [ "$1" = plain ]; then
+    echo pw | "$bin/ftpc" --server "127.0.0.1:$plain_port" --plaintext login bench --password-stdin 2>/dev/null
+  else
+    echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" --accept-new login bench --password-stdin 2>/dev/null
+  fi
+}
+for round in $(seq "$rounds"); do
+  record raw "$round" "$(timed "$bin/examples/tcp_copy" data.bin raw.bin)"; rm -f raw.bin
+  record ftp-put "$round" "$(timed curl -s -T data.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")"
+  record ftp-get "$round" "$(timed curl -s -o back.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")"
+  same vsftpd
+  record sftp-put "$round" "$(timed sftp "${sftp_opts[@]}" -b put.batch "$user@127.0.0.1")"
+  record sftp-get "$round" "$(timed sftp "${sftp_opts[@]}" -b get.batch "$user@127.0.0.1")"
+  same sftp
+  for mode in plain tls; do
+    login "$mode"
+    record "put-$mode" "$round" "$(timed "$bin/ftpc" put -f data.bin)"
+    record "get-$mode" "$round" "$(timed "$bin/ftpc" get -f data.bin back.bin)"
+    same ftpc
+  done
+done
 
 # Login rates over SECONDS with 64 concurrent clients: vsftpd (USER/PASS, then QUIT, via
 # Python's ftplib), ftpd (the load generator's logins, cached keys, TLS and plaintext).
@@ -155,14 +168,19 @@ echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdi
 tls_logins=$(bench_rate "127.0.0.1:$tls_port")
 
 mib() { calc "$size_mib / $1"; }
-printf '\n%-28s %9s %10s %9s\n' "transfer of ${size_mib} MiB" "seconds" "MiB/s" "vs raw"
-row() { printf '%-28s %9.2f %10.1f %8.0f%%\n' "$1" "$2" "$(mib "$2")" "$(calc "100 * $raw / $2")"; }
-row "raw TCP copy" "$raw"
-row "vsftpd put (curl)" "$ftp_put"; row "vsftpd get (curl)" "$ftp_get"
-row "sftp put" "$sftp_put"; row "sftp get" "$sftp_get"
-row "ftpc put, plaintext" "$plain_put"; row "ftpc get, plaintext" "$plain_get"
-row "ftpc put, TLS" "$tls_put"; row "ftpc get, TLS" "$tls_get"
-printf '\nTLS vs sftp: put %.2fx, get %.2fx\n' "$(calc "$sftp_put / $tls_put")" "$(calc "$sftp_get / $tls_get")"
+printf '\n%d rounds: medians (each ratio is the median of per-round ratios)\n' "$rounds"
+printf '%-28s %9s %10s %9s\n' "transfer of ${size_mib} MiB" "seconds" "MiB/s" "vs raw"
+row() { # row LABEL NAME
+  local t; t=$(median "$2")
+  printf '%-28s %9.2f %10.1f %8.0f%%\n' "$1" "$t" "$(mib "$t")" "$(calc "100 * $(vs raw "$2")")"
+}
+row "raw TCP copy" raw
+row "vsftpd put (curl)" ftp-put; row "vsftpd get (curl)" ftp-get
+row "sftp put" sftp-put; row "sftp get" sftp-get
+row "ftpc put, plaintext" put-plain; row "ftpc get, plaintext" get-plain
+row "ftpc put, TLS" put-tls; row "ftpc get, TLS" get-tls
+printf '\nTLS vs sftp (median of per-round ratios): put %.2fx, get %.2fx\n' \
+  "$(vs sftp-put put-tls)" "$(vs sftp-get get-tls)"
 printf '\n%-36s %12s\n' "logins/s, 64 clients, ${seconds} s" "rate"
 printf '%-36s %12.1f  (%s errors)\n' "vsftpd (ftplib USER/PASS/QUIT)" "$ftp_logins" "$ftp_errors"
 printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd plaintext (ftpc bench)" "$plain_logins" "$(calc "$plain_logins / $ftp_logins")"
