@@ -63,11 +63,14 @@ login() { # login plain|tls
     echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" --accept-new login bench --password-stdin 2>/dev/null
   fi
 }
-timed() { local t0; t0=$(now); "$@" >/dev/null; secs "$t0" "$(now)"; }
+# Each measurement starts with nothing left to write back, so no transfer pays for the
+# disk writes of the one before it.
+timed() { local t0; sync; t0=$(now); "$@" >/dev/null; secs "$t0" "$(now)"; }
 # Every put writes a new file, as the raw copy does: replacing a 1 GiB file would add the
 # kernel's time to free the old one (0.2 s here) to the put that replaces it.
 for round in $(seq "$rounds"); do
   rm -f plain/ftp-root/bench/data.bin tls/ftp-root/bench/data.bin
+  sync
   record raw "$round" "$("$examples/tcp_copy" data.bin raw-copy.bin)"
   rm -f raw-copy.bin
   for mode in plain tls; do

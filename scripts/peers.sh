@@ -108,7 +108,9 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$ssh_port) 2>/dev/null && br
 
 head -c $((size_mib * 1024 * 1024)) /dev/urandom > data.bin
 sync
-timed() { local t0; t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; calc "$(now) - $t0"; }
+# Each measurement starts with nothing left to write back, so no transfer pays for the
+# disk writes of the one before it.
+timed() { local t0; sync; t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; calc "$(now) - $t0"; }
 
 printf 'put data.bin sftp.bin\n' > put.batch
 printf 'get sftp.bin back.bin\n' > get.batch
