@@ -110,7 +110,11 @@ head -c $((size_mib * 1024 * 1024)) /dev/urandom > data.bin
 sync
 # Each measurement starts with nothing left to write back, so no transfer pays for the
 # disk writes of the one before it.
-timed() { local t0; sync; t0=$(now); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; calc "$(now) - $t0"; }
+timed() {
+  local t0; sync; t0=$(now)
+  "$@" >/dev/null 2>"$work/failed.txt" || { echo "failed: $*" >&2; cat "$work/failed.txt" >&2; exit 1; }
+  calc "$(now) - $t0"
+}
 
 printf 'put data.bin sftp.bin\n' > put.batch
 printf 'get sftp.bin back.bin\n' > get.batch
@@ -136,7 +140,7 @@ for round in $(seq "$rounds"); do
   same sftp
   for mode in plain tls; do
     login "$mode"
-    record "put-$mode" "$round" "$(timed "$bin/ftpc" put -f data.bin)"
+    record "put-$mode" "$round" "$(timed "$bin/ftpc" put data.bin)"
     record "get-$mode" "$round" "$(timed "$bin/ftpc" get -f data.bin back.bin)"
     same ftpc
   done
