@@ -132,8 +132,8 @@ for round in $(seq "$rounds"); do
   rm -f "$work/home-$user/data.bin" "$work/home-$user/sftp.bin" plain/ftp-root/bench/data.bin \
     tls/ftp-root/bench/data.bin
   record raw "$round" "$(timed "$bin/examples/tcp_copy" data.bin raw.bin)"; rm -f raw.bin
-  record ftp-put "$round" "$(timed curl -s -T data.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")"
-  record ftp-get "$round" "$(timed curl -s -o back.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")"
+  record ftp-put "$round" "$(timed curl -sS -T data.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")"
+  record ftp-get "$round" "$(timed curl -sS -o back.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")"
   same vsftpd
   record sftp-put "$round" "$(timed sftp "${sftp_opts[@]}" -b put.batch "$user@127.0.0.1")"
   record sftp-get "$round" "$(timed sftp "${sftp_opts[@]}" -b get.batch "$user@127.0.0.1")"

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
-use crate::tls::{end_point_binding, fingerprint, provider};
+use crate::tls::{ReadAhead, end_point_binding, fingerprint, provider};
 
 /// What to do with a server whose certificate is not pinned yet.
 #[derive(Clone)]
@@ -268,7 +268,7 @@ pub(crate) async fn handshake(
     }
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(security)?));
     let tls = connector
-        .connect(server_name(addr)?, tcp)
+        .connect(server_name(addr)?, ReadAhead::new(tcp))
         .await
         .map_err(|e| Error::Tls(explain_handshake_error(addr, &e)))?;
     let leaf = tls
@@ -304,7 +304,7 @@ pub enum ClientStream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP.
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>>),
 }
 
 impl AsyncRead for ClientStream {

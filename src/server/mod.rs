@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
+use crate::tls::ReadAhead;
 pub use storage::{Download, FsStorage, Storage, Upload, UserTree};
 pub use tls::{ServerIdentity, TlsSetup};
 pub use userdb::{FileUserStore, UserStore};
@@ -118,7 +119,10 @@ async fn serve_socket(
         };
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);
-    let handshake = tokio::time::timeout(shared.limits.login_timeout, acceptor.accept(socket));
+    let handshake = tokio::time::timeout(
+        shared.limits.login_timeout,
+        acceptor.accept(ReadAhead::new(socket)),
+    );
     let stream = match handshake.await {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => {
