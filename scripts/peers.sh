@@ -104,7 +104,10 @@ for _ in $(seq 200); do
   grep -q listening plain/server.log 2>/dev/null && grep -q listening tls/server.log 2>/dev/null && break
   sleep 0.05
 done
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$ssh_port) 2>/dev/null && break; sleep 0.05; done
+for port in "$ssh_port" "$ftp_port"; do
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null || { echo "nothing listens on port $port"; exit 1; }
+done
 
 head -c $((size_mib * 1024 * 1024)) /dev/urandom > data.bin
 sync
