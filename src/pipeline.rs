@@ -34,6 +34,25 @@ pub fn hash_held(file: &std::fs::File, limit: u64) -> io::Result<blake3::Hasher>
     Ok(hasher)
 }
 
+/// As [`hash_held`], but exactly `len` bytes: the file having fewer is an error.
+///
+/// # Errors
+/// Read errors; [`io::ErrorKind::UnexpectedEof`] if the file ended early.
+pub fn hash_exactly(file: &std::fs::File, len: u64) -> io::Result<blake3::Hasher> {
+    let hasher = hash_held(file, len)?;
+    if hasher.count() != len {
+        return Err(shrank());
+    }
+    Ok(hasher)
+}
+
+fn shrank() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the file shrank while being read",
+    )
+}
+
 /// Reads a file from its current position in chunks of at most [`MAX_CHUNK`] bytes.
 pub struct FileReader {
     chunks: mpsc::Receiver<io::Result<Bytes>>,
@@ -91,10 +110,7 @@ fn read_chunk(file: &mut std::fs::File, want: usize) -> io::Result<Vec<u8>> {
     let mut chunk = Vec::with_capacity(want);
     file.take(want as u64).read_to_end(&mut chunk)?;
     if chunk.len() < want {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the file shrank while being read",
-        ));
+        return Err(shrank());
     }
     Ok(chunk)
 }

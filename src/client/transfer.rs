@@ -15,7 +15,7 @@ use super::Client;
 use crate::commands::{EntryKind, Request, Response};
 use crate::error::{Error, Result};
 use crate::paths::{RemotePath, partial_name};
-use crate::pipeline::{FileReader, FileWriter, hash_held};
+use crate::pipeline::{FileReader, FileWriter, hash_exactly};
 
 /// Told how a transfer advances (a progress bar, or nothing).
 pub trait Progress: Send + Sync {
@@ -85,13 +85,7 @@ fn remote_child(dir: &str, name: &str) -> String {
 /// transfer the other side has too), leaving the file positioned after them.
 async fn hash_prefix(file: std::fs::File, len: u64) -> std::io::Result<(std::fs::File, Hasher)> {
     tokio::task::spawn_blocking(move || {
-        let hasher = hash_held(&file, len)?;
-        if hasher.count() != len {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the file shrank while being read",
-            ));
-        }
+        let hasher = hash_exactly(&file, len)?;
         Ok((file, hasher))
     })
     .await

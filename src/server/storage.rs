@@ -20,7 +20,7 @@ use cap_std::fs::{Dir, Metadata, OpenOptions};
 use crate::commands::{Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
 use crate::paths::{PARTIAL_PREFIX, RemotePath, partial_name};
-use crate::pipeline::{FileReader, FileWriter, hash_held};
+use crate::pipeline::{FileReader, FileWriter, hash_exactly, hash_held};
 use crate::username::Username;
 
 /// A place that holds every user's tree.
@@ -484,13 +484,7 @@ impl UserTree for FsTree {
                 ));
             }
             // The checksum covers the whole file, so the part before `offset` is read too.
-            let hasher = hash_held(&file, offset)?;
-            if hasher.count() != offset {
-                return Err(StorageError::new(
-                    ErrorCode::Internal,
-                    "the file shrank while being read",
-                ));
-            }
+            let hasher = hash_exactly(&file, offset)?;
             Ok(FsDownload {
                 reader: Some(FileReader::spawn(file, hasher, size - offset)),
                 size,
