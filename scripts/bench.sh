@@ -24,17 +24,18 @@ examples="$PWD/target/release/examples"
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  restore_page_reporting
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$work" "$rounds_file"
 }
 trap cleanup EXIT
+pause_page_reporting
 cd "$work"
 export HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 now() { date +%s.%N; }
 calc() { awk "BEGIN { print $1 }"; }
-secs() { calc "$2 - $1"; }
 rate() { calc "$size_mib / $1"; }
 
 start_server() { # start_server NAME PORT [FLAGS...]
@@ -63,22 +64,18 @@ login() { # login plain|tls
     echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" --accept-new login bench --password-stdin 2>/dev/null
   fi
 }
-# Each measurement starts with nothing left to write back, so no transfer pays for the
-# disk writes of the one before it.
-timed() { local t0; sync; t0=$(now); "$@" >/dev/null; secs "$t0" "$(now)"; }
-# Every put writes a new file, as the raw copy does: replacing a 1 GiB file would add the
-# kernel's time to free the old one (0.2 s here) to the put that replaces it.
+warm_mib=$((size_mib * 3 / 2))
+# Every put writes a new file, as the raw copy does; `timed` (scripts/rounds.sh) syncs and
+# warms memory before each measurement.
 for round in $(seq "$rounds"); do
-  rm -f plain/ftp-root/bench/data.bin tls/ftp-root/bench/data.bin
-  sync
-  record raw "$round" "$("$examples/tcp_copy" data.bin raw-copy.bin)"
+  record raw "$round" "$(timed "$examples/tcp_copy" data.bin raw-copy.bin)"
   rm -f raw-copy.bin
   for mode in plain tls; do
     login "$mode"
     record "put-$mode" "$round" "$(timed "$bin/ftpc" put data.bin data.bin)"
     record "get-$mode" "$round" "$(timed "$bin/ftpc" get -f data.bin back.bin)"
     cmp -s data.bin back.bin || { echo "get returned different bytes"; exit 1; }
-    rm -f back.bin
+    rm -f back.bin "$mode/ftp-root/bench/data.bin"
   done
 done
 
@@ -106,6 +103,7 @@ per_session_kib=$(calc "($after - $before) / $sessions")
 echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdin 2>/dev/null
 "$bin/ftpc" bench -c 64 -d 10 > load.txt 2>/dev/null || true
 
+printf '\n%s\n' "$(page_reporting_state)"
 printf '\n%d rounds, %d MiB each: medians (the ratio is the median of per-round ratios)\n' "$rounds" "$size_mib"
 printf '%-34s %10s %12s %8s\n' "measure" "seconds" "MiB/s" "vs raw"
 row() { # row LABEL NAME

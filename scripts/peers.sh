@@ -27,18 +27,19 @@ chmod 755 "$work"
 user="ftpbench$$"
 pids=()
 cleanup() {
+  restore_page_reporting
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   sleep 0.2
   userdel "$user" 2>/dev/null || true
   rm -rf "$work" "$rounds_file"
 }
 trap cleanup EXIT
+pause_page_reporting
 cd "$work"
 password="pw-$RANDOM-$RANDOM"
 useradd --home-dir "$work/home-$user" --create-home --shell /bin/bash "$user"
 echo "$user:$password" | chpasswd
 calc() { awk "BEGIN { print $1 }"; }
-now() { date +%s.%N; }
 base=$((30000 + RANDOM % 10000))
 ftp_port=$base ssh_port=$((base + 1)) plain_port=$((base + 2)) tls_port=$((base + 3))
 
@@ -111,13 +112,7 @@ done
 
 head -c $((size_mib * 1024 * 1024)) /dev/urandom > data.bin
 sync
-# Each measurement starts with nothing left to write back, so no transfer pays for the
-# disk writes of the one before it.
-timed() {
-  local t0; sync; t0=$(now)
-  "$@" >/dev/null 2>"$work/failed.txt" || { echo "failed: $*" >&2; cat "$work/failed.txt" >&2; exit 1; }
-  calc "$(now) - $t0"
-}
+warm_mib=$((size_mib * 3 / 2)) # for `timed` (scripts/rounds.sh)
 
 printf 'put data.bin sftp.bin\n' > put.batch
 printf 'get sftp.bin back.bin\n' > get.batch
@@ -181,6 +176,7 @@ echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdi
 tls_logins=$(bench_rate "127.0.0.1:$tls_port")
 
 mib() { calc "$size_mib / $1"; }
+printf '\n%s\n' "$(page_reporting_state)"
 printf '\n%d rounds: medians (each ratio is the median of per-round ratios)\n' "$rounds"
 printf '%-28s %9s %10s %9s\n' "transfer of ${size_mib} MiB" "seconds" "MiB/s" "vs raw"
 row() { # row LABEL NAME
