@@ -6,10 +6,12 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::Digest;
+
 /// Opens every hello, so a stray connection is told apart from an ftprep peer.
 pub const MAGIC: [u8; 4] = *b"FTPR";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// At most this many entries travel in one [`Response::Entries`] frame.
 pub const ENTRIES_PER_FRAME: usize = 1024;
 /// Largest data chunk in a [`Request::PutData`] or [`Response::Data`] frame (512 KiB).
@@ -105,14 +107,14 @@ pub enum Request {
         /// The bytes.
         data: Bytes,
     },
-    /// Ends an upload: the BLAKE3 hash of the whole file. The server checks it against what
+    /// Ends an upload: the checksum of the whole file. The server checks it against what
     /// it holds before renaming the file into place.
     PutFinish {
-        /// BLAKE3 of the whole file, offset 0 to `size`.
-        blake3: [u8; 32],
+        /// XXH3-128 of the whole file, offset 0 to `size` ([`crate::checksum`]).
+        checksum: Digest,
     },
     /// Downloads a file from `offset`: [`Response::GetReady`], then [`Response::Data`]
-    /// frames, then [`Response::GetDone`] with the BLAKE3 hash of the whole file.
+    /// frames, then [`Response::GetDone`] with the checksum of the whole file.
     Get {
         /// Remote path.
         path: String,
@@ -177,8 +179,8 @@ pub enum Response {
     },
     /// The download is complete.
     GetDone {
-        /// BLAKE3 of the whole file.
-        blake3: [u8; 32],
+        /// XXH3-128 of the whole file ([`crate::checksum`]).
+        checksum: Digest,
     },
     /// Answers [`Request::Usage`].
     Usage {
@@ -227,7 +229,7 @@ pub enum ErrorCode {
     Internal,
     /// An upload would take the user over their quota.
     QuotaExceeded,
-    /// The BLAKE3 hash of the data does not match; nothing was replaced.
+    /// The checksum of the data does not match; nothing was replaced.
     ChecksumMismatch,
     /// `rmdir`, or a rename over a directory, that is not empty.
     DirectoryNotEmpty,

@@ -6,7 +6,8 @@
 //! - [`commands`]: the vocabulary on the wire: hello, requests, responses, error codes. Data only.
 //! - [`wire`]: frames (4-byte big-endian length + bincode 2 payload) and a framed connection.
 //! - [`paths`]: remote paths, validated and normalised before anything touches storage.
-//! - [`pipeline`]: file data read or written and hashed (BLAKE3) on a thread beside the
+//! - [`checksum`]: the whole-file checksum both ends of a transfer compare (XXH3-128).
+//! - [`pipeline`]: file data read or written and checksummed on a thread beside the
 //!   connection, for both ends of a transfer.
 //! - [`username`]: the one rule for user names, shared by adduser, users.db and login.
 //! - [`prompt`]: reading passwords from the terminal (no echo) or from standard input.
@@ -21,6 +22,7 @@
 //! → frame.
 
 pub mod auth;
+pub mod checksum;
 pub mod client;
 pub mod commands;
 pub mod error;

@@ -3,8 +3,8 @@
 //! hash and the network overlap instead of taking turns. Used by both ends of a transfer: a
 //! put reads on the client and writes on the server, a get the other way round.
 //!
-//! Every chunk passes through BLAKE3 exactly once, on the thread that touches the file, so
-//! the hash always describes the bytes that were read from or written to disk.
+//! Every chunk goes into the [`Checksum`] exactly once, on the thread that touches the file,
+//! so it always describes the bytes that were read from or written to disk.
 
 use std::io::{self, Read, Write};
 
@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::checksum::{Checksum, Digest};
 use crate::commands::MAX_CHUNK;
 
 /// Chunks that may wait between the two sides (1 MiB at 512 KiB chunks): enough to ride
@@ -24,26 +25,34 @@ fn stopped(what: &str, err: tokio::task::JoinError) -> io::Error {
 
 /// Hashes what `file` holds from its current position, at most `limit` bytes, and leaves it
 /// positioned after them: the part of a resumed transfer that both sides already have.
-/// Blocking; [`blake3::Hasher::count`] tells how many bytes there were.
+/// Blocking; [`Checksum::count`] tells how many bytes there were.
 ///
 /// # Errors
 /// Read errors.
-pub fn hash_held(file: &std::fs::File, limit: u64) -> io::Result<blake3::Hasher> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(file.take(limit))?;
-    Ok(hasher)
+pub fn hash_held(file: &std::fs::File, limit: u64) -> io::Result<Checksum> {
+    let mut checksum = Checksum::new();
+    let mut held = file.take(limit);
+    let mut buf = vec![0u8; MAX_CHUNK];
+    loop {
+        match held.read(&mut buf) {
+            Ok(0) => return Ok(checksum),
+            Ok(n) => checksum.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// As [`hash_held`], but exactly `len` bytes: the file having fewer is an error.
 ///
 /// # Errors
 /// Read errors; [`io::ErrorKind::UnexpectedEof`] if the file ended early.
-pub fn hash_exactly(file: &std::fs::File, len: u64) -> io::Result<blake3::Hasher> {
-    let hasher = hash_held(file, len)?;
-    if hasher.count() != len {
+pub fn hash_exactly(file: &std::fs::File, len: u64) -> io::Result<Checksum> {
+    let checksum = hash_held(file, len)?;
+    if checksum.count() != len {
         return Err(shrank());
     }
-    Ok(hasher)
+    Ok(checksum)
 }
 
 fn shrank() -> io::Error {
@@ -56,13 +65,13 @@ fn shrank() -> io::Error {
 /// Reads a file from its current position in chunks of at most [`MAX_CHUNK`] bytes.
 pub struct FileReader {
     chunks: mpsc::Receiver<io::Result<Bytes>>,
-    task: JoinHandle<blake3::Hasher>,
+    task: JoinHandle<Checksum>,
 }
 
 impl FileReader {
-    /// Starts reading `len` bytes of `file`. `hasher` already holds the bytes before the
+    /// Starts reading `len` bytes of `file`. `checksum` already holds the bytes before the
     /// current position (the part of a resumed transfer the peer has).
-    pub fn spawn(mut file: std::fs::File, mut hasher: blake3::Hasher, len: u64) -> Self {
+    pub fn spawn(mut file: std::fs::File, mut checksum: Checksum, len: u64) -> Self {
         let (sender, chunks) = mpsc::channel(QUEUED_CHUNKS);
         let task = tokio::task::spawn_blocking(move || {
             let mut left = len;
@@ -70,7 +79,7 @@ impl FileReader {
                 let want = left.min(MAX_CHUNK as u64) as usize;
                 let chunk = read_chunk(&mut file, want);
                 if let Ok(chunk) = &chunk {
-                    hasher.update(chunk);
+                    checksum.update(chunk);
                     left -= want as u64;
                 }
                 let failed = chunk.is_err();
@@ -78,7 +87,7 @@ impl FileReader {
                     break;
                 }
             }
-            hasher
+            checksum
         });
         FileReader { chunks, task }
     }
@@ -91,17 +100,17 @@ impl FileReader {
         self.chunks.recv().await.transpose()
     }
 
-    /// The hash of everything read (and of what the hasher held before), once [`next`]
+    /// The checksum of everything read (and of what it held before), once [`next`]
     /// returned `None`.
     ///
     /// [`next`]: FileReader::next
     ///
     /// # Errors
     /// If the reading thread panicked.
-    pub async fn finish(self) -> io::Result<[u8; 32]> {
+    pub async fn finish(self) -> io::Result<Digest> {
         drop(self.chunks);
-        let hasher = self.task.await.map_err(|e| stopped("reader", e))?;
-        Ok(hasher.finalize().into())
+        let checksum = self.task.await.map_err(|e| stopped("reader", e))?;
+        Ok(checksum.digest())
     }
 }
 
@@ -119,20 +128,20 @@ fn read_chunk(file: &mut std::fs::File, want: usize) -> io::Result<Vec<u8>> {
 pub struct FileWriter {
     /// Chunks on their way to the thread; dropped to tell it the data ended.
     chunks: Option<mpsc::Sender<Bytes>>,
-    task: Option<JoinHandle<io::Result<(std::fs::File, blake3::Hasher)>>>,
+    task: Option<JoinHandle<io::Result<(std::fs::File, Checksum)>>>,
 }
 
 impl FileWriter {
-    /// Starts appending to `file` at its current position; `hasher` already holds the bytes
-    /// before it.
-    pub fn spawn(mut file: std::fs::File, mut hasher: blake3::Hasher) -> Self {
+    /// Starts appending to `file` at its current position; `checksum` already holds the
+    /// bytes before it.
+    pub fn spawn(mut file: std::fs::File, mut checksum: Checksum) -> Self {
         let (chunks, mut incoming) = mpsc::channel::<Bytes>(QUEUED_CHUNKS);
         let task = tokio::task::spawn_blocking(move || {
             while let Some(chunk) = incoming.blocking_recv() {
                 file.write_all(&chunk)?;
-                hasher.update(&chunk);
+                checksum.update(&chunk);
             }
-            Ok((file, hasher))
+            Ok((file, checksum))
         });
         FileWriter {
             chunks: Some(chunks),
@@ -160,15 +169,15 @@ impl FileWriter {
         }
     }
 
-    /// Waits for every queued chunk to be written; hands back the file and the hash.
+    /// Waits for every queued chunk to be written; hands back the file and the checksum.
     ///
     /// # Errors
     /// The first write error.
-    pub async fn finish(mut self) -> io::Result<(std::fs::File, blake3::Hasher)> {
+    pub async fn finish(mut self) -> io::Result<(std::fs::File, Checksum)> {
         self.stop().await
     }
 
-    async fn stop(&mut self) -> io::Result<(std::fs::File, blake3::Hasher)> {
+    async fn stop(&mut self) -> io::Result<(std::fs::File, Checksum)> {
         self.chunks = None;
         let task = self
             .task
@@ -193,19 +202,16 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&data).unwrap();
         file.rewind().unwrap();
-        let hasher = hash_held(&file, 100).unwrap();
-        assert_eq!(hasher.count(), 100);
-        let mut reader = FileReader::spawn(file, hasher, data.len() as u64 - 100);
+        let checksum = hash_held(&file, 100).unwrap();
+        assert_eq!(checksum.count(), 100);
+        let mut reader = FileReader::spawn(file, checksum, data.len() as u64 - 100);
         let mut got = Vec::new();
         while let Some(chunk) = reader.next().await.unwrap() {
             assert!(chunk.len() <= MAX_CHUNK);
             got.extend_from_slice(&chunk);
         }
         assert_eq!(got, data[100..]);
-        assert_eq!(
-            reader.finish().await.unwrap(),
-            *blake3::hash(&data).as_bytes()
-        );
+        assert_eq!(reader.finish().await.unwrap(), Checksum::of(&data));
     }
 
     #[tokio::test]
@@ -213,7 +219,7 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&sample(1000)).unwrap();
         file.rewind().unwrap();
-        let mut reader = FileReader::spawn(file, blake3::Hasher::new(), 5000);
+        let mut reader = FileReader::spawn(file, Checksum::new(), 5000);
         let err = reader.next().await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert!(reader.next().await.unwrap().is_none());
@@ -223,12 +229,12 @@ mod tests {
     async fn writer_appends_and_hashes_and_reports_write_errors() {
         let data = sample(MAX_CHUNK + 5);
         let file = tempfile::tempfile().unwrap();
-        let mut writer = FileWriter::spawn(file, blake3::Hasher::new());
+        let mut writer = FileWriter::spawn(file, Checksum::new());
         for chunk in data.chunks(1000) {
             writer.write(Bytes::copy_from_slice(chunk)).await.unwrap();
         }
-        let (mut file, hasher) = writer.finish().await.unwrap();
-        assert_eq!(hasher.finalize(), blake3::hash(&data));
+        let (mut file, checksum) = writer.finish().await.unwrap();
+        assert_eq!(checksum.digest(), Checksum::of(&data));
         let mut back = Vec::new();
         file.rewind().unwrap();
         file.read_to_end(&mut back).unwrap();
@@ -237,7 +243,7 @@ mod tests {
         // A file opened read-only cannot be written: the error comes back, and stays.
         let path = tempfile::NamedTempFile::new().unwrap();
         let file = std::fs::File::open(path.path()).unwrap();
-        let mut writer = FileWriter::spawn(file, blake3::Hasher::new());
+        let mut writer = FileWriter::spawn(file, Checksum::new());
         // The queue holds QUEUED_CHUNKS, so one write past it must see the failure.
         let mut failed = None;
         for _ in 0..=QUEUED_CHUNKS + 1 {

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use common::{TestServer, names_in};
 use ftprep::Error;
+use ftprep::checksum::Checksum;
 use ftprep::client::{NoProgress, TransferOptions};
 use ftprep::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
 use ftprep::paths::{PARTIAL_PREFIX, partial_name};
@@ -302,9 +303,9 @@ async fn a_corrupted_chunk_is_caught_by_the_checksum() {
             .await
             .unwrap();
     }
-    let blake3: [u8; 32] = blake3::hash(&data).into();
+    let checksum = Checksum::of(&data);
     let err = client
-        .raw_request(&Request::PutFinish { blake3 })
+        .raw_request(&Request::PutFinish { checksum })
         .await
         .unwrap_err();
     assert!(

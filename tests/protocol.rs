@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::TestServer;
 use ftprep::Error;
+use ftprep::checksum::Checksum;
 use ftprep::client::{Client, Security};
 use ftprep::commands::{ErrorCode, Hello, MAGIC, PROTOCOL_VERSION, Response};
 use ftprep::server::Limits;
@@ -357,9 +358,9 @@ async fn graceful_shutdown_lets_a_transfer_in_progress_finish() {
             .await
             .unwrap();
     }
-    let blake3: [u8; 32] = blake3::hash(&data).into();
+    let checksum = Checksum::of(&data);
     let reply = uploader
-        .raw_request(&Request::PutFinish { blake3 })
+        .raw_request(&Request::PutFinish { checksum })
         .await
         .unwrap();
     assert_eq!(reply, Response::Ok);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ftprep::Error;
 use ftprep::auth::Verifier;
+use ftprep::checksum::Checksum;
 use ftprep::client::Client;
 use ftprep::commands::{ErrorCode, Hello, MAX_CHUNK, Request, Response};
 use ftprep::server::userdb::{self, UserRecord};
@@ -139,9 +140,9 @@ async fn a_slow_transfer_is_not_idle() {
             .await
             .unwrap();
     }
-    let blake3: [u8; 32] = blake3::hash(&data).into();
+    let checksum = Checksum::of(&data);
     let reply = alice
-        .raw_request(&Request::PutFinish { blake3 })
+        .raw_request(&Request::PutFinish { checksum })
         .await
         .unwrap();
     assert_eq!(reply, Response::Ok);

@@ -3,15 +3,15 @@
 //! other command.
 //!
 //! Downloads are written to a hidden partial file beside the target and renamed into place
-//! only once the BLAKE3 hash of the whole file matches the server's; `resume` continues from the
+//! only once the checksum of the whole file matches the server's; `resume` continues from the
 //! partial file's end. Uploads work the same way on the server side.
 
 use std::path::{Path, PathBuf};
 
-use blake3::Hasher;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Client;
+use crate::checksum::{Checksum, Digest};
 use crate::commands::{EntryKind, Request, Response};
 use crate::error::{Error, Result};
 use crate::paths::{RemotePath, partial_name};
@@ -83,10 +83,10 @@ fn remote_child(dir: &str, name: &str) -> String {
 
 /// Hashes the first `len` bytes of `file` on a blocking thread (the part of a resumed
 /// transfer the other side has too), leaving the file positioned after them.
-async fn hash_prefix(file: std::fs::File, len: u64) -> std::io::Result<(std::fs::File, Hasher)> {
+async fn hash_prefix(file: std::fs::File, len: u64) -> std::io::Result<(std::fs::File, Checksum)> {
     tokio::task::spawn_blocking(move || {
-        let hasher = hash_exactly(&file, len)?;
-        Ok((file, hasher))
+        let held = hash_exactly(&file, len)?;
+        Ok((file, held))
     })
     .await
     .map_err(std::io::Error::other)?
@@ -129,16 +129,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             _ => return Err(Error::UnexpectedReply("expected PutReady")),
         };
         // The server holds the first `offset` bytes already; the checksum covers them too.
-        let (file, hasher) = hash_prefix(file, offset)
+        let (file, held) = hash_prefix(file, offset)
             .await
             .map_err(|e| Error::local(local, e))?;
         progress.start(&display_name(local), size, offset);
-        let mut reader = FileReader::spawn(file, hasher, size - offset);
+        let mut reader = FileReader::spawn(file, held, size - offset);
         let result = self.send_data(&mut reader, local, progress).await;
         progress.finish();
         result?;
-        let blake3 = reader.finish().await.map_err(|e| Error::local(local, e))?;
-        self.conn.write(&Request::PutFinish { blake3 }).await?;
+        let checksum = reader.finish().await.map_err(|e| Error::local(local, e))?;
+        self.conn.write(&Request::PutFinish { checksum }).await?;
         self.expect_ok().await?;
         Ok(Transferred {
             size,
@@ -200,17 +200,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .map_err(|e| Error::local(&part, e))?
             .into_std()
             .await;
-        let mut hasher = Hasher::new();
+        let mut held = Checksum::new();
         if options.resume {
-            let held = file.metadata().map_err(|e| Error::local(&part, e))?.len();
+            let len = file.metadata().map_err(|e| Error::local(&part, e))?.len();
             let remote_size = self.stat(remote).await?.size;
-            if held <= remote_size {
-                (file, hasher) = hash_prefix(file, held)
+            if len <= remote_size {
+                (file, held) = hash_prefix(file, len)
                     .await
                     .map_err(|e| Error::local(&part, e))?;
             }
         }
-        let offset = hasher.count();
+        let offset = held.count();
         if offset == 0 {
             file.set_len(0).map_err(|e| Error::local(&part, e))?;
         }
@@ -225,14 +225,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             _ => return Err(Error::UnexpectedReply("expected GetReady")),
         };
         progress.start(name, size, offset);
-        let mut writer = FileWriter::spawn(file, hasher);
+        let mut writer = FileWriter::spawn(file, held);
         let received = self
             .receive_data(&mut writer, size - offset, &part, progress)
             .await;
         progress.finish();
-        let blake3 = received?;
-        let (file, hasher) = writer.finish().await.map_err(|e| Error::local(&part, e))?;
-        if hasher.finalize() != blake3 {
+        let theirs = received?;
+        let (file, written) = writer.finish().await.map_err(|e| Error::local(&part, e))?;
+        if written.digest() != theirs {
             drop(file);
             let _ = tokio::fs::remove_file(&part).await;
             return Err(Error::ChecksumMismatch);
@@ -260,7 +260,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         expected: u64,
         part: &Path,
         progress: &dyn Progress,
-    ) -> Result<[u8; 32]> {
+    ) -> Result<Digest> {
         let mut received = 0u64;
         loop {
             match self.reply().await? {
@@ -276,11 +276,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                         .map_err(|e| Error::local(part, e))?;
                     progress.advance(len);
                 }
-                Response::GetDone { blake3 } => {
+                Response::GetDone { checksum } => {
                     if received != expected {
                         return Err(Error::UnexpectedReply("the download ended early"));
                     }
-                    return Ok(blake3);
+                    return Ok(checksum);
                 }
                 _ => return Err(Error::UnexpectedReply("expected data")),
             }

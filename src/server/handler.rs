@@ -239,13 +239,13 @@ impl Handler<'_> {
                         failure = Some(err);
                     }
                 }
-                Ok(Request::PutFinish { blake3 }) => {
+                Ok(Request::PutFinish { checksum }) => {
                     let result = match failure {
                         Some(err) => {
                             upload.abort(false).await;
                             Err(err)
                         }
-                        None => upload.finish(blake3).await,
+                        None => upload.finish(checksum).await,
                     };
                     drop(reservation);
                     self.audit_transfer("put", raw, size - offset, started, &result);
@@ -280,7 +280,7 @@ impl Handler<'_> {
         }
     }
 
-    /// Sends a file from `offset`, then the BLAKE3 hash of all of it.
+    /// Sends a file from `offset`, then the checksum of all of it.
     async fn get<S>(&self, conn: &mut Connection<S>, raw: &str, offset: u64) -> Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -316,8 +316,8 @@ impl Handler<'_> {
             millis = started.elapsed().as_millis() as u64,
             "transfer"
         );
-        let blake3 = download.blake3();
-        conn.write(&Response::GetDone { blake3 }).await
+        let checksum = download.checksum();
+        conn.write(&Response::GetDone { checksum }).await
     }
 
     fn audit_transfer(

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata, OpenOptions};
 
+use crate::checksum::{Checksum, Digest};
 use crate::commands::{Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
 use crate::paths::{PARTIAL_PREFIX, RemotePath, partial_name};
@@ -80,9 +81,9 @@ pub trait Upload: Send {
     fn reclaimed(&self) -> u64;
     /// Appends the next chunk.
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError>;
-    /// Checks size and BLAKE3 hash of the whole file and renames it into place. On a
+    /// Checks size and checksum of the whole file and renames it into place. On a
     /// mismatch the partial data is discarded and the target left as it was.
-    async fn finish(self: Box<Self>, blake3: [u8; 32]) -> Result<(), StorageError>;
+    async fn finish(self: Box<Self>, checksum: Digest) -> Result<(), StorageError>;
     /// Stops without replacing the target; `keep` leaves the partial data for a resume.
     async fn abort(self: Box<Self>, keep: bool);
 }
@@ -94,8 +95,8 @@ pub trait Download: Send {
     fn size(&self) -> u64;
     /// The next chunk (at most [`crate::commands::MAX_CHUNK`] bytes); `None` at the end.
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, StorageError>;
-    /// BLAKE3 hash of the whole file, once every chunk has been read.
-    fn blake3(&self) -> [u8; 32];
+    /// Checksum of the whole file, once every chunk has been read.
+    fn checksum(&self) -> Digest;
 }
 
 /// Interrupted uploads older than this are removed when another upload starts beside them.
@@ -435,22 +436,22 @@ impl UserTree for FsTree {
             let mut options = OpenOptions::new();
             options.read(true).write(true).create(true);
             let mut file = parent.open_with(&part, &options)?.into_std();
-            let mut hasher = blake3::Hasher::new();
+            let mut held = Checksum::new();
             if resume {
-                hasher = hash_held(&file, u64::MAX)?;
+                held = hash_held(&file, u64::MAX)?;
             }
-            if hasher.count() > size || !resume {
+            if held.count() > size || !resume {
                 // Start over: also from the start, not from where the hash stopped reading.
                 file.set_len(0)?;
                 file.rewind()?;
-                hasher = blake3::Hasher::new();
+                held = Checksum::new();
             }
-            let offset = hasher.count();
+            let offset = held.count();
             Ok(FsUpload {
                 parent: Arc::new(parent),
                 target,
                 part,
-                writer: FileWriter::spawn(file, hasher),
+                writer: FileWriter::spawn(file, held),
                 written: offset,
                 offset,
                 size,
@@ -484,9 +485,9 @@ impl UserTree for FsTree {
                 ));
             }
             // The checksum covers the whole file, so the part before `offset` is read too.
-            let hasher = hash_exactly(&file, offset)?;
+            let before = hash_exactly(&file, offset)?;
             Ok(FsDownload {
-                reader: Some(FileReader::spawn(file, hasher, size - offset)),
+                reader: Some(FileReader::spawn(file, before, size - offset)),
                 size,
                 digest: None,
             })
@@ -591,7 +592,7 @@ impl Upload for FsUpload {
         Ok(())
     }
 
-    async fn finish(self: Box<Self>, blake3: [u8; 32]) -> Result<(), StorageError> {
+    async fn finish(self: Box<Self>, checksum: Digest) -> Result<(), StorageError> {
         if self.written != self.size {
             let message = format!(
                 "incomplete: {} of {} bytes arrived",
@@ -599,7 +600,7 @@ impl Upload for FsUpload {
             );
             return Err(StorageError::new(ErrorCode::UnexpectedRequest, message));
         }
-        let (file, hasher) = match self.writer.finish().await {
+        let (file, written) = match self.writer.finish().await {
             Ok(state) => state,
             Err(err) => {
                 // A write failed (a full disk, say): nothing of this upload may remain.
@@ -615,7 +616,7 @@ impl Upload for FsUpload {
             self.overwrite,
         );
         let replaced = blocking(move || {
-            if hasher.finalize() != blake3 {
+            if written.digest() != checksum {
                 drop(file);
                 let _ = parent.remove_file(&part);
                 return Err(StorageError::new(
@@ -666,7 +667,7 @@ struct FsDownload {
     /// `None` once the end was reached.
     reader: Option<FileReader>,
     size: u64,
-    digest: Option<[u8; 32]>,
+    digest: Option<Digest>,
 }
 
 #[async_trait]
@@ -688,7 +689,7 @@ impl Download for FsDownload {
         Ok(None)
     }
 
-    fn blake3(&self) -> [u8; 32] {
+    fn checksum(&self) -> Digest {
         self.digest.unwrap_or_default()
     }
 }
@@ -785,7 +786,7 @@ mod tests {
             .unwrap();
         assert_eq!(upload.offset(), 4);
         upload.write(Bytes::from_static(&data[4..])).await.unwrap();
-        upload.finish(blake3::hash(data).into()).await.unwrap();
+        upload.finish(Checksum::of(data)).await.unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("root/alice/f")).unwrap(),
             data
@@ -800,10 +801,7 @@ mod tests {
             .write(Bytes::from_static(b"abcdefghij"))
             .await
             .unwrap();
-        upload
-            .finish(blake3::hash(b"abcdefghij").into())
-            .await
-            .unwrap();
+        upload.finish(Checksum::of(b"abcdefghij")).await.unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("root/alice/f")).unwrap(),
             b"abcdefghij"
