@@ -63,7 +63,7 @@ max_per_ip=2000
 pam_service_name=vsftpd
 background=NO
 CONF
-vsftpd vsftpd/vsftpd.conf &
+vsftpd vsftpd/vsftpd.conf 2>vsftpd/log &
 pids+=($!)
 
 # sshd: its own host key and config, key login for the throw-away user.
@@ -85,7 +85,7 @@ Subsystem sftp internal-sftp
 MaxStartups 1000
 CONF
 mkdir -p /run/sshd
-/usr/sbin/sshd -D -f ssh/sshd_config &
+/usr/sbin/sshd -D -e -f ssh/sshd_config 2>ssh/log &
 pids+=($!)
 sftp_opts=(-q -i ssh/client_key -P "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes)
 
@@ -107,7 +107,9 @@ for _ in $(seq 200); do
 done
 for port in "$ssh_port" "$ftp_port"; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
-  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null || { echo "nothing listens on port $port"; exit 1; }
+  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null || {
+    echo "nothing listens on port $port"; cat vsftpd/log ssh/log; exit 1
+  }
 done
 
 head -c $((size_mib * 1024 * 1024)) /dev/urandom > data.bin
