@@ -19,9 +19,9 @@ timed() {
   rm -f "$err"
 }
 
-# These machines are VMs whose balloon hands free memory back to the host soon after it is
-# freed (free page reporting); the first touch of such memory costs ~2 s per GiB, 10x a
-# write into memory freed just before (BENCHMARKS.md). A transfer writes SIZE of new page
+# On a VM whose balloon hands free memory back to the host soon after it is freed (free page
+# reporting, as on the machines these figures come from), the first touch of such memory
+# costs ~2 s per GiB, 10x a write into memory freed just before (BENCHMARKS.md). A transfer writes SIZE of new page
 # cache, so it would pay that at random depending on what the one before it freed. Each
 # measurement therefore starts right after touching and freeing warm_mib of memory (tmpfs).
 #
