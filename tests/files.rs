@@ -569,3 +569,44 @@ async fn the_audit_log_records_logins_changes_and_transfers() {
         put["millis"].is_u64() && records[0]["time"].is_string() && records[0]["peer"].is_string()
     );
 }
+
+#[tokio::test]
+async fn the_shell_connects_again_after_the_server_closed_its_connection() {
+    use ftprep::client::shell::Output;
+    use ftprep::error::ErrorKind;
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut session = server.session("alice", "pw").await;
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut io = Output {
+        out: &mut out,
+        err: &mut err,
+        progress: &NoProgress,
+    };
+    session.execute_line("mkdir d", &mut io).await.unwrap();
+    session.execute_line("cd d", &mut io).await.unwrap();
+    // An upload left half way: the next request is out of place, and the server answers
+    // with an error and closes the connection.
+    let ready = session
+        .client
+        .raw_request(&Request::PutStart {
+            path: "d/x".into(),
+            size: 10,
+            overwrite: false,
+            resume: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ready, Response::PutReady { offset: 0 });
+    let failure = session
+        .execute_line("mkdir lost", &mut io)
+        .await
+        .unwrap_err();
+    assert_eq!(failure.error.kind(), ErrorKind::Connection, "{failure}");
+    // The next command connects again, as the same user, in the same directory.
+    session.execute_line("mkdir e", &mut io).await.unwrap();
+    session.execute_line("cd e", &mut io).await.unwrap();
+    session.execute_line("pwd", &mut io).await.unwrap();
+    assert!(server.root.join("alice/d/e").is_dir());
+    assert!(!server.root.join("alice/d/lost").exists());
+    assert_eq!(String::from_utf8(out).unwrap(), "/d/e\n");
+}

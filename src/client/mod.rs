@@ -53,6 +53,8 @@ pub struct Client<S = ClientStream> {
     /// `tls-server-end-point` data of the server's certificate when on TLS: logins then use
     /// SCRAM-SHA-256-PLUS and refuse a server that does not offer it.
     binding: Option<Vec<u8>>,
+    /// See [`Client::is_in_step`].
+    in_step: bool,
 }
 
 impl Client<ClientStream> {
@@ -112,6 +114,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(Client {
             conn,
             binding: None,
+            in_step: true,
         })
     }
 
@@ -181,12 +184,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             None => ChannelBinding::None,
         };
         let first = ClientFirst::with_binding(user.as_str(), binding);
-        self.conn
-            .write(&Request::AuthStart {
-                mechanism: first.mechanism().into(),
-                message: first.message(),
-            })
-            .await?;
+        self.send(&Request::AuthStart {
+            mechanism: first.mechanism().into(),
+            message: first.message(),
+        })
+        .await?;
         let server_first = match self.reply().await? {
             Response::AuthChallenge { message } => message,
             Response::AuthOutcome { message } => {
@@ -219,11 +221,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
         };
         let (client_final, state) = challenge.respond(&keys);
-        self.conn
-            .write(&Request::AuthFinish {
-                message: client_final,
-            })
-            .await?;
+        self.send(&Request::AuthFinish {
+            message: client_final,
+        })
+        .await?;
         match self.reply().await? {
             Response::AuthOutcome { message } => state.verify_server_final(&message)?,
             _ => return Err(Error::UnexpectedReply("expected an authentication outcome")),
@@ -237,12 +238,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// [`Error::Path`] for a path refused locally, [`Error::Remote`] for the server's refusal.
     pub async fn mkdir(&mut self, path: &str, parents: bool) -> Result<()> {
         RemotePath::parse(path)?;
-        self.conn
-            .write(&Request::Mkdir {
-                path: path.to_owned(),
-                parents,
-            })
-            .await?;
+        self.send(&Request::Mkdir {
+            path: path.to_owned(),
+            parents,
+        })
+        .await?;
         self.expect_ok().await
     }
 
@@ -252,11 +252,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// As [`Client::mkdir`].
     pub async fn list(&mut self, path: &str) -> Result<Vec<Entry>> {
         RemotePath::parse(path)?;
-        self.conn
-            .write(&Request::List {
-                path: path.to_owned(),
-            })
-            .await?;
+        self.send(&Request::List {
+            path: path.to_owned(),
+        })
+        .await?;
         let mut entries = Vec::new();
         loop {
             match self.reply().await? {
@@ -287,9 +286,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     pub async fn remove(&mut self, path: &str, recursive: bool) -> Result<()> {
         RemotePath::parse(path)?;
         let path = path.to_owned();
-        self.conn
-            .write(&Request::Remove { path, recursive })
-            .await?;
+        self.send(&Request::Remove { path, recursive }).await?;
         self.expect_ok().await
     }
 
@@ -300,7 +297,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     pub async fn rmdir(&mut self, path: &str) -> Result<()> {
         RemotePath::parse(path)?;
         let path = path.to_owned();
-        self.conn.write(&Request::Rmdir { path }).await?;
+        self.send(&Request::Rmdir { path }).await?;
         self.expect_ok().await
     }
 
@@ -321,13 +318,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             to = transfer_join(&to, name);
         }
         let from = from.to_owned();
-        self.conn
-            .write(&Request::Rename {
-                from,
-                to,
-                overwrite,
-            })
-            .await?;
+        self.send(&Request::Rename {
+            from,
+            to,
+            overwrite,
+        })
+        .await?;
         self.expect_ok().await
     }
 
@@ -355,7 +351,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// I/O or encoding errors.
     pub async fn send_raw(&mut self, request: &Request) -> Result<()> {
-        self.conn.write(request).await
+        self.send(request).await
     }
 
     /// Sends a raw request and returns the raw reply (for tests and tools).
@@ -363,8 +359,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// I/O, framing, or the server's error reply.
     pub async fn raw_request(&mut self, request: &Request) -> Result<Response> {
-        self.conn.write(request).await?;
+        self.send(request).await?;
         self.reply().await
+    }
+
+    /// Whether the connection can carry another request. It cannot once it failed, or once
+    /// a transfer stopped half way (a local file error, say) and left the server in the
+    /// middle of a sequence, which the protocol has no way to cancel: connect again then.
+    pub fn is_in_step(&self) -> bool {
+        self.in_step
+    }
+
+    /// Sends one request; a failure leaves the connection unusable.
+    async fn send(&mut self, request: &Request) -> Result<()> {
+        let sent = self.conn.write(request).await;
+        if sent.is_err() {
+            self.in_step = false;
+        }
+        sent
     }
 
     async fn expect_ok(&mut self) -> Result<()> {
@@ -374,11 +386,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
-    /// The next reply; an error reply becomes [`Error::Remote`].
+    /// The next reply; an error reply becomes [`Error::Remote`]. A failure to read one
+    /// leaves the connection unusable.
     async fn reply(&mut self) -> Result<Response> {
         let response = tokio::time::timeout(REPLY_TIMEOUT, self.conn.expect::<Response>())
             .await
-            .map_err(|_| Error::Timeout)??;
+            .map_err(|_| Error::Timeout)
+            .and_then(|read| read)
+            .inspect_err(|_| self.in_step = false)?;
         match response {
             Response::Error { code, message } => Err(Error::Remote { code, message }),
             other => Ok(other),

@@ -22,7 +22,7 @@ use tokio::runtime::Runtime;
 use super::transfer::{Progress, TransferOptions};
 use super::{Client, CredentialStore, KnownHosts, UnknownServer, connect_saved};
 use crate::commands::{Entry, EntryKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::paths::RemotePath;
 use crate::size::format_size;
 use crate::username::Username;
@@ -138,7 +138,9 @@ pub struct Output<'a> {
     pub progress: &'a dyn Progress,
 }
 
-/// A logged-in connection with a remote working directory.
+/// A logged-in connection with a remote working directory. A connection that was lost (the
+/// server timed it out, or a transfer stopped half way and left it out of step) is replaced
+/// before the next command, with the same saved login, keeping the working directory.
 pub struct Session {
     /// The connection.
     pub client: Client,
@@ -148,6 +150,13 @@ pub struct Session {
     pub server: String,
     /// The remote working directory (`cd`).
     pub cwd: RemotePath,
+    /// Where the saved login came from, and how the server was trusted: what connecting
+    /// again needs.
+    store: CredentialStore,
+    known_hosts: KnownHosts,
+    unknown: UnknownServer,
+    /// The last command failed in a way that ends a connection (see [`Error::kind`]).
+    lost: bool,
 }
 
 impl Session {
@@ -161,13 +170,54 @@ impl Session {
         known_hosts: KnownHosts,
         unknown: UnknownServer,
     ) -> Result<Self> {
-        let (client, saved) = connect_saved(store, server, known_hosts, unknown).await?;
+        let (client, saved) =
+            connect_saved(store, server, known_hosts.clone(), unknown.clone()).await?;
         Ok(Session {
             client,
             user: saved.user,
             server: saved.server,
             cwd: RemotePath::default(),
+            store: store.clone(),
+            known_hosts,
+            unknown,
+            lost: false,
         })
+    }
+
+    /// Connects again if the connection was lost; the saved login must still be for the
+    /// same user, or the working directory would mean something else.
+    async fn reconnect_if_lost(&mut self) -> std::result::Result<(), CommandError> {
+        if !self.lost && self.client.is_in_step() {
+            return Ok(());
+        }
+        let reconnect = async {
+            let (client, saved) = connect_saved(
+                &self.store,
+                Some(&self.server),
+                self.known_hosts.clone(),
+                self.unknown.clone(),
+            )
+            .await?;
+            if saved.user != self.user {
+                return Err(Error::Usage(format!(
+                    "the saved login for {} is now {}; start ftpc again",
+                    self.server, saved.user
+                )));
+            }
+            Ok(client)
+        };
+        self.client = reconnect.await.map_err(failed("reconnect"))?;
+        self.lost = false;
+        Ok(())
+    }
+
+    /// Remembers whether `outcome` ended the connection.
+    fn note<T>(&mut self, outcome: &std::result::Result<T, CommandError>) {
+        if let Err(failure) = outcome
+            && failure.error.kind() == ErrorKind::Connection
+        {
+            self.lost = true;
+        }
     }
 
     /// A remote path as typed, resolved against the working directory.
@@ -185,11 +235,22 @@ impl Session {
         Ok(RemotePath::parse(&joined)?.to_string())
     }
 
-    /// Runs one file command.
+    /// Runs one file command, connecting again first if the connection was lost.
     ///
     /// # Errors
     /// [`CommandError`] naming the command and the path as typed.
     pub async fn execute(
+        &mut self,
+        command: FileCommand,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<(), CommandError> {
+        self.reconnect_if_lost().await?;
+        let outcome = self.run(command, io).await;
+        self.note(&outcome);
+        outcome
+    }
+
+    async fn run(
         &mut self,
         command: FileCommand,
         io: &mut Output<'_>,
@@ -511,6 +572,7 @@ impl Session {
             ShellCommand::File(command) => self.execute(command, io).await?,
             ShellCommand::Cd { path } => {
                 let typed = path.unwrap_or_else(|| "/".into());
+                self.reconnect_if_lost().await?;
                 let target = async {
                     let target = self.resolve(&typed)?;
                     let entry = self.client.stat(&target).await?;
@@ -520,8 +582,9 @@ impl Session {
                     Ok(RemotePath::parse(&target)?)
                 }
                 .await
-                .map_err(failed(format!("cd {typed}")))?;
-                self.cwd = target;
+                .map_err(failed(format!("cd {typed}")));
+                self.note(&target);
+                self.cwd = target?;
             }
             ShellCommand::Pwd => writeln!(io.out, "{}", self.cwd).map_err(local_failed("pwd"))?,
             ShellCommand::Lcd { path } => {

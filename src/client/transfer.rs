@@ -116,19 +116,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             return Err(Error::local(local, "is a directory (use -r)"));
         }
         let size = meta.len();
-        self.conn
-            .write(&Request::PutStart {
-                path: remote.to_owned(),
-                size,
-                overwrite: options.overwrite,
-                resume: options.resume,
-            })
-            .await?;
+        self.send(&Request::PutStart {
+            path: remote.to_owned(),
+            size,
+            overwrite: options.overwrite,
+            resume: options.resume,
+        })
+        .await?;
         let offset = match self.reply().await? {
             Response::PutReady { offset } if offset <= size => offset,
             _ => return Err(Error::UnexpectedReply("expected PutReady")),
         };
-        // The server holds the first `offset` bytes already; the checksum covers them too.
+        let sent = self.send_file(file, local, size, offset, progress).await;
+        // Stopping before PutFinish leaves the server waiting for the rest of the data.
+        let checksum = sent.inspect_err(|_| self.in_step = false)?;
+        self.send(&Request::PutFinish { checksum }).await?;
+        self.expect_ok().await?;
+        Ok(Transferred {
+            size,
+            resumed_from: offset,
+        })
+    }
+
+    /// Sends `file` from `offset` to `size` in data frames; returns the checksum of all of
+    /// it (the server holds the first `offset` bytes already, and the checksum covers them).
+    async fn send_file(
+        &mut self,
+        file: std::fs::File,
+        local: &Path,
+        size: u64,
+        offset: u64,
+        progress: &dyn Progress,
+    ) -> Result<Digest> {
         let (file, held) = hash_prefix(file, offset)
             .await
             .map_err(|e| Error::local(local, e))?;
@@ -137,13 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let result = self.send_data(&mut reader, local, progress).await;
         progress.finish();
         result?;
-        let checksum = reader.finish().await.map_err(|e| Error::local(local, e))?;
-        self.conn.write(&Request::PutFinish { checksum }).await?;
-        self.expect_ok().await?;
-        Ok(Transferred {
-            size,
-            resumed_from: offset,
-        })
+        reader.finish().await.map_err(|e| Error::local(local, e))
     }
 
     async fn send_data(
@@ -160,7 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         };
         while let Some(data) = reader.next().await.map_err(shrank)? {
             let len = data.len() as u64;
-            self.conn.write(&Request::PutData { data }).await?;
+            self.send(&Request::PutData { data }).await?;
             progress.advance(len);
         }
         Ok(())
@@ -214,12 +227,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         if offset == 0 {
             file.set_len(0).map_err(|e| Error::local(&part, e))?;
         }
-        self.conn
-            .write(&Request::Get {
-                path: remote.to_owned(),
-                offset,
-            })
-            .await?;
+        self.send(&Request::Get {
+            path: remote.to_owned(),
+            offset,
+        })
+        .await?;
         let size = match self.reply().await? {
             Response::GetReady { size, offset: o } if o == offset && offset <= size => size,
             _ => return Err(Error::UnexpectedReply("expected GetReady")),
@@ -253,8 +265,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
     }
 
-    /// Hands data frames to `writer` until `GetDone`; returns the server's checksum.
+    /// Hands data frames to `writer` until `GetDone`; returns the server's checksum. Stopping
+    /// anywhere but at `GetDone` or an error reply leaves frames on their way, so the
+    /// connection is out of step from then on ([`Client::is_in_step`]).
     async fn receive_data(
+        &mut self,
+        writer: &mut FileWriter,
+        expected: u64,
+        part: &Path,
+        progress: &dyn Progress,
+    ) -> Result<Digest> {
+        let received = self.receive_frames(writer, expected, part, progress).await;
+        if let Err(err) = &received
+            && !matches!(err, Error::Remote { .. })
+        {
+            self.in_step = false;
+        }
+        received
+    }
+
+    async fn receive_frames(
         &mut self,
         writer: &mut FileWriter,
         expected: u64,
@@ -368,5 +398,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::commands::{Hello, MAX_CHUNK};
+    use crate::wire::Connection;
+
+    /// The server's side of a download: `chunks` data frames of 1000 bytes, then `GetDone`.
+    async fn serve_download(stream: tokio::io::DuplexStream, chunks: usize) {
+        let mut conn = Connection::new(stream);
+        let _: Hello = conn.expect().await.unwrap();
+        conn.write(&Hello::ours()).await.unwrap();
+        for _ in 0..chunks {
+            let data = Bytes::from(vec![7u8; 1000]);
+            conn.write(&Response::Data { data }).await.unwrap();
+        }
+        let checksum = Checksum::of(&vec![7u8; 1000 * chunks]);
+        conn.write(&Response::GetDone { checksum }).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_download_that_stops_half_way_leaves_the_connection_out_of_step() {
+        let chunks = 8;
+        let expected = 1000 * chunks as u64;
+        let target = tempfile::NamedTempFile::new().unwrap();
+
+        // All frames written: in step.
+        let (near, far) = tokio::io::duplex(4 * MAX_CHUNK);
+        tokio::spawn(serve_download(far, chunks));
+        let mut client = Client::handshake(near).await.unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(target.path())
+            .unwrap();
+        let mut writer = FileWriter::spawn(file, Checksum::new());
+        let progress = &NoProgress;
+        let received = client
+            .receive_data(&mut writer, expected, target.path(), progress)
+            .await;
+        assert!(received.is_ok(), "{received:?}");
+        assert!(client.is_in_step());
+
+        // A file that cannot be written (as on a full disk): the first chunk fails while
+        // the rest are on their way.
+        let (near, far) = tokio::io::duplex(4 * MAX_CHUNK);
+        tokio::spawn(serve_download(far, chunks));
+        let mut client = Client::handshake(near).await.unwrap();
+        let read_only = std::fs::File::open(target.path()).unwrap();
+        let mut writer = FileWriter::spawn(read_only, Checksum::new());
+        let received = client
+            .receive_data(&mut writer, expected, target.path(), progress)
+            .await;
+        assert!(matches!(received, Err(Error::Local { .. })), "{received:?}");
+        assert!(!client.is_in_step());
     }
 }

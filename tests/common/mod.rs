@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ftprep::auth::{ClientKeys, Verifier};
-use ftprep::client::{Client, KnownHosts, Security, UnknownServer};
+use ftprep::client::shell::Session;
+use ftprep::client::{
+    Client, CredentialStore, KnownHosts, SavedLogin, Security, Transport, UnknownServer,
+};
 use ftprep::server::{Config, Limits, Server, TlsSetup, userdb};
 use ftprep::username::Username;
 use tempfile::TempDir;
@@ -115,6 +118,26 @@ impl TestServer {
             .await
             .login_with_password(&Username::parse(name).unwrap(), password)
             .await
+    }
+
+    /// A shell session as `ftpc` opens one: the login saved in a credential store (beside
+    /// the server's files), then connected from it. Plaintext servers only.
+    pub async fn session(&self, name: &str, password: &str) -> Session {
+        assert!(matches!(self.security, Security::Plaintext));
+        let keys = self.try_login(name, password).await.unwrap();
+        let store = CredentialStore::at(self.dir.path().join("credentials"));
+        store
+            .save(SavedLogin {
+                server: self.addr.to_string(),
+                user: Username::parse(name).unwrap(),
+                keys,
+                transport: Transport::Plaintext,
+            })
+            .unwrap();
+        let known_hosts = KnownHosts::at(self.dir.path().join("known_hosts"));
+        Session::connect(&store, None, known_hosts, UnknownServer::Refuse)
+            .await
+            .unwrap()
     }
 
     /// Stops the server and waits until every session has finished.
