@@ -18,6 +18,7 @@ pub mod transfer;
 
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -370,6 +371,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.in_step
     }
 
+    /// Whether a request can be sent now: in step, and nothing arrived unasked. A server
+    /// that ends an idle session says so (`Error { Timeout }`) and closes; that is seen here,
+    /// without waiting, before a command would be sent into the closed connection.
+    pub fn is_ready(&mut self) -> bool {
+        // Reading is cancel-safe: a frame that has only partly arrived stays buffered.
+        if self.in_step && self.conn.read::<Response>().now_or_never().is_some() {
+            // A frame, the end or an error while no request is waiting for one.
+            self.in_step = false;
+        }
+        self.in_step
+    }
+
     /// Sends one request; a failure leaves the connection unusable.
     async fn send(&mut self, request: &Request) -> Result<()> {
         let sent = self.conn.write(request).await;
@@ -432,4 +445,34 @@ pub async fn connect_saved(
     let mut client = Client::connect(&saved.server, &security).await?;
     client.login_with_keys(&saved.user, &saved.keys).await?;
     Ok((client, saved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::ErrorCode;
+
+    #[tokio::test]
+    async fn a_session_the_server_ended_while_idle_is_not_ready() {
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let mut server = Connection::new(far);
+        let handshake = tokio::spawn(Client::handshake(near));
+        let _: Hello = server.expect().await.unwrap();
+        server.write(&Hello::ours()).await.unwrap();
+        let mut client = handshake.await.unwrap().unwrap();
+        assert!(client.is_ready(), "nothing arrived yet");
+        assert!(client.is_ready(), "asking twice changes nothing");
+
+        // The server's idle timeout: it says so, then closes.
+        server
+            .write(&Response::Error {
+                code: ErrorCode::Timeout,
+                message: "idle for too long".into(),
+            })
+            .await
+            .unwrap();
+        drop(server);
+        assert!(!client.is_ready());
+        assert!(!client.is_in_step());
+    }
 }

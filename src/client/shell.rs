@@ -187,7 +187,7 @@ impl Session {
     /// Connects again if the connection was lost; the saved login must still be for the
     /// same user, or the working directory would mean something else.
     async fn reconnect_if_lost(&mut self) -> std::result::Result<(), CommandError> {
-        if !self.lost && self.client.is_in_step() {
+        if !self.lost && self.client.is_ready() {
             return Ok(());
         }
         let reconnect = async {
