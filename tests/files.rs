@@ -3,14 +3,12 @@
 
 mod common;
 
-use bytes::Bytes;
 use std::path::Path;
 
-use common::{TestServer, names_in};
+use common::{TestServer, finish_upload, names_in, send_chunk, start_upload};
 use ftprep::Error;
-use ftprep::checksum::Checksum;
 use ftprep::client::{NoProgress, TransferOptions};
-use ftprep::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
+use ftprep::commands::{EntryKind, ErrorCode, MAX_CHUNK};
 use ftprep::paths::{PARTIAL_PREFIX, partial_name};
 
 const FORCE: TransferOptions = TransferOptions {
@@ -213,23 +211,9 @@ async fn partial_upload(
     overwrite: bool,
 ) -> ftprep::client::Client {
     let mut client = server.login("alice", "pw").await;
-    let reply = client
-        .raw_request(&Request::PutStart {
-            path: target.into(),
-            size: data.len() as u64,
-            overwrite,
-            resume: false,
-        })
-        .await
-        .unwrap();
-    assert_eq!(reply, Response::PutReady { offset: 0 });
+    start_upload(&mut client, target, data.len() as u64, overwrite).await;
     for chunk in data.chunks(MAX_CHUNK).take(chunks) {
-        client
-            .send_raw(&Request::PutData {
-                data: Bytes::copy_from_slice(chunk),
-            })
-            .await
-            .unwrap();
+        send_chunk(&mut client, chunk).await;
     }
     client
 }
@@ -296,18 +280,9 @@ async fn a_corrupted_chunk_is_caught_by_the_checksum() {
     let mut damaged = data[MAX_CHUNK..].to_vec();
     damaged[1000] ^= 0x40;
     for chunk in damaged.chunks(MAX_CHUNK) {
-        client
-            .send_raw(&Request::PutData {
-                data: Bytes::copy_from_slice(chunk),
-            })
-            .await
-            .unwrap();
+        send_chunk(&mut client, chunk).await;
     }
-    let checksum = Checksum::of(&data);
-    let err = client
-        .raw_request(&Request::PutFinish { checksum })
-        .await
-        .unwrap_err();
+    let err = finish_upload(&mut client, &data).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -586,17 +561,7 @@ async fn the_shell_connects_again_after_the_server_closed_its_connection() {
     session.execute_line("cd d", &mut io).await.unwrap();
     // An upload left half way: the next request is out of place, and the server answers
     // with an error and closes the connection.
-    let ready = session
-        .client
-        .raw_request(&Request::PutStart {
-            path: "d/x".into(),
-            size: 10,
-            overwrite: false,
-            resume: false,
-        })
-        .await
-        .unwrap();
-    assert_eq!(ready, Response::PutReady { offset: 0 });
+    start_upload(&mut session.client, "d/x", 10, false).await;
     let failure = session
         .execute_line("mkdir lost", &mut io)
         .await

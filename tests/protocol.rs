@@ -3,12 +3,10 @@
 
 mod common;
 
-use bytes::Bytes;
 use std::time::Duration;
 
 use common::TestServer;
 use ftprep::Error;
-use ftprep::checksum::Checksum;
 use ftprep::client::{Client, Security};
 use ftprep::commands::{ErrorCode, Hello, MAGIC, PROTOCOL_VERSION, Response};
 use ftprep::server::Limits;
@@ -312,28 +310,14 @@ async fn connections_over_the_limit_are_told_the_server_is_busy() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_a_transfer_in_progress_finish() {
-    use ftprep::commands::{MAX_CHUNK, Request};
+    use ftprep::commands::MAX_CHUNK;
     let mut server = TestServer::start(&[("alice", "pw")]).await;
     let mut idle = server.login("alice", "pw").await;
     let mut uploader = server.login("alice", "pw").await;
     let data: Vec<u8> = (0..4 * MAX_CHUNK).map(|i| (i % 253) as u8).collect();
-    let reply = uploader
-        .raw_request(&Request::PutStart {
-            path: "big".into(),
-            size: data.len() as u64,
-            overwrite: false,
-            resume: false,
-        })
-        .await
-        .unwrap();
-    assert_eq!(reply, Response::PutReady { offset: 0 });
+    common::start_upload(&mut uploader, "big", data.len() as u64, false).await;
     let mut chunks = data.chunks(MAX_CHUNK);
-    uploader
-        .send_raw(&Request::PutData {
-            data: Bytes::copy_from_slice(chunks.next().unwrap()),
-        })
-        .await
-        .unwrap();
+    common::send_chunk(&mut uploader, chunks.next().unwrap()).await;
 
     // SIGTERM arrives in the middle of the upload.
     server.begin_shutdown();
@@ -351,18 +335,9 @@ async fn graceful_shutdown_lets_a_transfer_in_progress_finish() {
     assert!(idle.mkdir("too-late", false).await.is_err());
     assert!(!server.root.join("alice/too-late").exists());
     for chunk in chunks {
-        uploader
-            .send_raw(&Request::PutData {
-                data: Bytes::copy_from_slice(chunk),
-            })
-            .await
-            .unwrap();
+        common::send_chunk(&mut uploader, chunk).await;
     }
-    let checksum = Checksum::of(&data);
-    let reply = uploader
-        .raw_request(&Request::PutFinish { checksum })
-        .await
-        .unwrap();
+    let reply = common::finish_upload(&mut uploader, &data).await.unwrap();
     assert_eq!(reply, Response::Ok);
     assert_eq!(std::fs::read(server.root.join("alice/big")).unwrap(), data);
     // After its transfer, the session is closed too, and the server stops.
@@ -374,29 +349,14 @@ async fn graceful_shutdown_lets_a_transfer_in_progress_finish() {
 
 #[tokio::test]
 async fn shutdown_closes_sessions_that_outlast_the_grace_period() {
-    use ftprep::commands::Request;
     let limits = Limits {
         shutdown_grace: Duration::from_millis(200),
         ..common::fast_limits()
     };
     let mut server = TestServer::start_with(&[("alice", "pw")], limits).await;
     let mut stalled = server.login("alice", "pw").await;
-    let reply = stalled
-        .raw_request(&Request::PutStart {
-            path: "stalled".into(),
-            size: 1000,
-            overwrite: false,
-            resume: false,
-        })
-        .await
-        .unwrap();
-    assert_eq!(reply, Response::PutReady { offset: 0 });
-    stalled
-        .send_raw(&Request::PutData {
-            data: Bytes::from(vec![1; 10]),
-        })
-        .await
-        .unwrap();
+    common::start_upload(&mut stalled, "stalled", 1000, false).await;
+    common::send_chunk(&mut stalled, &[1; 10]).await;
     server.begin_shutdown();
     // The upload never completes; the server stops anyway, after the grace period.
     let home = server.root.join("alice");

@@ -1,15 +1,16 @@
 //! Timeouts with paused time: sessions run over in-memory pipes, so the clock only moves
 //! when every task waits, and nothing really sleeps.
 
-use bytes::Bytes;
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::{finish_upload, send_chunk, start_upload};
 use ftprep::Error;
 use ftprep::auth::Verifier;
-use ftprep::checksum::Checksum;
 use ftprep::client::Client;
-use ftprep::commands::{ErrorCode, Hello, MAX_CHUNK, Request, Response};
+use ftprep::commands::{ErrorCode, Hello, MAX_CHUNK, Response};
 use ftprep::server::userdb::{self, UserRecord};
 use ftprep::server::{Config, Limits, Server, TlsSetup};
 use ftprep::username::Username;
@@ -120,31 +121,13 @@ async fn a_slow_transfer_is_not_idle() {
     let pipe = Pipe::new();
     let mut alice = pipe.login().await;
     let data = vec![42u8; 3 * MAX_CHUNK];
-    let reply = alice
-        .raw_request(&Request::PutStart {
-            path: "slow".into(),
-            size: data.len() as u64,
-            overwrite: false,
-            resume: false,
-        })
-        .await
-        .unwrap();
-    assert_eq!(reply, Response::PutReady { offset: 0 });
+    start_upload(&mut alice, "slow", data.len() as u64, false).await;
     // Forty minutes in all, but never fifteen without a chunk.
     for chunk in data.chunks(MAX_CHUNK) {
         tokio::time::advance(Duration::from_secs(13 * 60)).await;
-        alice
-            .send_raw(&Request::PutData {
-                data: Bytes::copy_from_slice(chunk),
-            })
-            .await
-            .unwrap();
+        send_chunk(&mut alice, chunk).await;
     }
-    let checksum = Checksum::of(&data);
-    let reply = alice
-        .raw_request(&Request::PutFinish { checksum })
-        .await
-        .unwrap();
+    let reply = finish_upload(&mut alice, &data).await.unwrap();
     assert_eq!(reply, Response::Ok);
     assert_eq!(
         std::fs::read(pipe.dir.path().join("root/alice/slow")).unwrap(),

@@ -5,14 +5,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ftprep::auth::{ClientKeys, Verifier};
+use ftprep::checksum::Checksum;
 use ftprep::client::shell::Session;
 use ftprep::client::{
     Client, CredentialStore, KnownHosts, SavedLogin, Security, Transport, UnknownServer,
 };
+use ftprep::commands::{Request, Response};
 use ftprep::server::{Config, Limits, Server, TlsSetup, userdb};
 use ftprep::username::Username;
 use tempfile::TempDir;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -151,6 +155,46 @@ impl TestServer {
                 .unwrap();
         }
     }
+}
+
+/// Starts an upload by hand, from zero, and checks the server is ready for the data: for
+/// tests that stop half way, damage a chunk or take their time. Then [`send_chunk`] and
+/// [`finish_upload`].
+pub async fn start_upload<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    path: &str,
+    size: u64,
+    overwrite: bool,
+) {
+    let reply = client
+        .raw_request(&Request::PutStart {
+            path: path.into(),
+            size,
+            overwrite,
+            resume: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply, Response::PutReady { offset: 0 });
+}
+
+/// Sends the next chunk of an upload started by hand, without waiting for a reply.
+pub async fn send_chunk<S: AsyncRead + AsyncWrite + Unpin>(client: &mut Client<S>, chunk: &[u8]) {
+    client
+        .send_raw(&Request::PutData {
+            data: Bytes::copy_from_slice(chunk),
+        })
+        .await
+        .unwrap();
+}
+
+/// Ends an upload started by hand with the checksum of `data`; the server's answer.
+pub async fn finish_upload<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    data: &[u8],
+) -> ftprep::Result<Response> {
+    let checksum = Checksum::of(data);
+    client.raw_request(&Request::PutFinish { checksum }).await
 }
 
 /// Default limits with failed-login delays of a millisecond.
