@@ -264,6 +264,9 @@ pub enum PathError {
     /// The path is longer than the protocol allows.
     #[error("path is longer than {0} bytes")]
     TooLong(usize),
+    /// The path has more levels of directories than the server allows.
+    #[error("path is more than {0} levels deep")]
+    TooDeep(usize),
 }
 
 /// A username outside the allowed form: 1-32 of `[a-z0-9_.-]`, starting with a letter or digit.

@@ -10,6 +10,11 @@ use crate::error::PathError;
 /// Longest remote path accepted, in bytes.
 pub const MAX_PATH_LEN: usize = 4096;
 
+/// Most components a remote path may have, and so the deepest a tree in a home can grow:
+/// deep enough for any real tree, shallow enough that a walk over it holds few descriptors
+/// and a user cannot build a tree that exhausts the server's stack or descriptors.
+pub const MAX_DEPTH: usize = 128;
+
 /// Partial transfers (server uploads, client downloads) live beside their target under a
 /// hidden name starting with this; the server neither lists nor serves such names.
 pub const PARTIAL_PREFIX: &str = ".ftprep-part-";
@@ -61,6 +66,9 @@ impl RemotePath {
                 name => components.push(name.to_owned()),
             }
         }
+        if components.len() > MAX_DEPTH {
+            return Err(PathError::TooDeep(MAX_DEPTH));
+        }
         Ok(RemotePath { components })
     }
 
@@ -81,6 +89,11 @@ impl RemotePath {
         RemotePath { components }
     }
 
+    /// How many levels below the home this is (0 for the home).
+    pub fn depth(&self) -> usize {
+        self.components.len()
+    }
+
     /// The components, outermost first.
     pub fn components(&self) -> &[String] {
         &self.components
@@ -96,6 +109,9 @@ impl RemotePath {
         }
         if name.contains('\0') {
             return Err(PathError::Nul);
+        }
+        if self.components.len() >= MAX_DEPTH {
+            return Err(PathError::TooDeep(MAX_DEPTH));
         }
         let mut components = self.components.clone();
         components.push(name.to_owned());
@@ -166,5 +182,15 @@ mod tests {
             RemotePath::parse(&"a/".repeat(3000)),
             Err(PathError::TooLong(_))
         ));
+        let deepest = "a/".repeat(MAX_DEPTH);
+        assert_eq!(RemotePath::parse(&deepest).unwrap().depth(), MAX_DEPTH);
+        assert!(matches!(
+            RemotePath::parse(&format!("{deepest}b")),
+            Err(PathError::TooDeep(MAX_DEPTH))
+        ));
+        // `..` is applied first: only the depth reached counts.
+        assert!(RemotePath::parse(&format!("{deepest}b/..")).is_ok());
+        let at_limit = RemotePath::parse(&deepest).unwrap();
+        assert!(matches!(at_limit.join("b"), Err(PathError::TooDeep(_))));
     }
 }

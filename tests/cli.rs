@@ -599,20 +599,21 @@ fn file_commands_through_the_binaries() {
     );
 
     // Quotas, set by the admin while the server runs.
-    let out = sb.ftpd(&["quota", "alice", "1K"], "");
+    // Two directories (4 KiB each) and 17 bytes of files.
+    let out = sb.ftpd(&["quota", "alice", "20K"], "");
     assert_success(&out);
-    assert_eq!(text(&out.stdout), "quota of alice: 1.0 KiB\n");
+    assert_eq!(text(&out.stdout), "quota of alice: 20.0 KiB\n");
     assert_eq!(
         text(&sb.ftpd(&["users"], "").stdout),
-        "alice\tquota 1.0 KiB\n"
+        "alice\tquota 20.0 KiB\n"
     );
     let out = sb.ftpc(&["df"], "");
-    assert_eq!(text(&out.stdout), "used 17 B of 1.0 KiB (1.7%)\n");
-    std::fs::write(sb.path().join("big"), vec![7u8; 4096]).unwrap();
+    assert_eq!(text(&out.stdout), "used 8.0 KiB of 20.0 KiB (40.1%)\n");
+    std::fs::write(sb.path().join("big"), vec![7u8; 16384]).unwrap();
     let out = sb.ftpc(&["put", "big"], "");
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).starts_with("ftpc: put big: quota exceeded (used 17 B of 1.0 KiB"),
+        text(&out.stderr).starts_with("ftpc: put big: quota exceeded (used 8.0 KiB of 20.0 KiB"),
         "{}",
         text(&out.stderr)
     );
@@ -621,7 +622,7 @@ fn file_commands_through_the_binaries() {
     assert_success(&sb.ftpc(&["put", "big"], ""));
     assert_eq!(
         text(&sb.ftpc(&["df"], "").stdout),
-        "used 4.0 KiB (no quota)\n"
+        "used 24.0 KiB (no quota)\n"
     );
 }
 

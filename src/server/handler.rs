@@ -11,7 +11,7 @@ use tokio::sync::OwnedMutexGuard;
 use super::Shared;
 use super::audit::Record;
 use super::quota::Reservation;
-use super::storage::{Upload, UserTree};
+use super::storage::{DIRECTORY_BYTES, Upload, UserTree};
 use crate::commands::{ENTRIES_PER_FRAME, ErrorCode, Request, Response};
 use crate::error::{Error, PathError, Result, StorageError};
 use crate::paths::RemotePath;
@@ -66,7 +66,12 @@ impl Handler<'_> {
                 conn.write(&unexpected("no upload in progress")).await
             }
             Request::Mkdir { path: raw, parents } => {
-                let result = async { self.tree.mkdir(&path(&raw)?, parents).await }.await;
+                let result = async {
+                    let remote = path(&raw)?;
+                    self.check_room_for_a_directory().await?;
+                    self.tree.mkdir(&remote, parents).await
+                }
+                .await;
                 self.log("mkdir", &raw, &result);
                 conn.write(&reply(result)).await
             }
@@ -120,7 +125,7 @@ impl Handler<'_> {
             }
             Request::Usage => {
                 let result = async {
-                    let used = self.tree.usage().await?;
+                    let used = self.tree.usage().await?.bytes;
                     Ok((used, self.quota().await))
                 }
                 .await;
@@ -161,23 +166,39 @@ impl Handler<'_> {
         resume: bool,
     ) -> Outcome<(Box<dyn Upload>, Option<Reservation>, OwnedMutexGuard<()>)> {
         let remote = path(raw)?;
+        let quota = self.quota().await;
+        if let Some(quota) = quota
+            && size > quota
+        {
+            return Err(StorageError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "quota exceeded: this file ({}) is larger than your quota ({})",
+                    format_size(size),
+                    format_size(quota)
+                ),
+            ));
+        }
         let target_lock = self.shared.uploads.lock(&self.user, &remote).await;
         let upload = self
             .tree
             .begin_upload(&remote, size, overwrite, resume)
             .await?;
-        let Some(quota) = self.quota().await else {
+        let Some(quota) = quota else {
             return Ok((upload, None, target_lock));
         };
         let used = match self.tree.usage().await {
-            Ok(used) => used,
+            Ok(used) => used.bytes,
             Err(err) => {
                 upload.abort(true).await;
                 return Err(err);
             }
         };
-        let incoming = size - upload.offset();
-        let projected = used.saturating_sub(upload.reclaimed()) + size;
+        // The partial data already held is in `used`; what comes is the rest of the file.
+        let incoming = size.saturating_sub(upload.offset());
+        let projected = used
+            .saturating_sub(upload.replaces())
+            .saturating_add(incoming);
         match self
             .shared
             .quotas
@@ -185,8 +206,10 @@ impl Handler<'_> {
         {
             Ok(reservation) => Ok((upload, Some(reservation), target_lock)),
             Err(pending) => {
-                upload.abort(false).await;
-                let used_now = used + pending;
+                // Partial data from before stays for a later resume (it is in `used`).
+                let keep = upload.offset() > 0;
+                upload.abort(keep).await;
+                let used_now = used.saturating_add(pending);
                 Err(StorageError::new(
                     ErrorCode::QuotaExceeded,
                     format!(
@@ -198,6 +221,47 @@ impl Handler<'_> {
                 ))
             }
         }
+    }
+
+    /// A directory costs [`DIRECTORY_BYTES`] of the quota: refuses a `mkdir` once not even
+    /// one more fits (uploads in flight hold their share).
+    async fn check_room_for_a_directory(&self) -> Outcome<()> {
+        let Some(quota) = self.quota().await else {
+            return Ok(());
+        };
+        let used = self.tree.usage().await?.bytes;
+        let held = self.shared.quotas.held(&self.user);
+        if used.saturating_add(held).saturating_add(DIRECTORY_BYTES) > quota {
+            return Err(StorageError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "quota exceeded (used {} of {}; a directory takes {})",
+                    format_size(used.saturating_add(held)),
+                    format_size(quota),
+                    format_size(DIRECTORY_BYTES)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How far usage may still grow when an upload ends: the quota (as it is now) less
+    /// what is used and what other uploads of the user hold. `None` without a quota.
+    async fn room_at_finish(&self, reservation: Option<&Reservation>) -> Option<u64> {
+        let reservation = reservation?;
+        let quota = self.quota().await?;
+        let used = match self.tree.usage().await {
+            Ok(usage) => usage.bytes,
+            Err(err) => {
+                tracing::error!(user = %self.user, error = %err, "cannot count usage");
+                return Some(0);
+            }
+        };
+        Some(
+            quota
+                .saturating_sub(used)
+                .saturating_sub(reservation.held_by_others()),
+        )
     }
 
     /// Receives an upload: data frames until `PutFinish`, then the verdict. A failure while
@@ -245,7 +309,10 @@ impl Handler<'_> {
                             upload.abort(false).await;
                             Err(err)
                         }
-                        None => upload.finish(checksum).await,
+                        None => {
+                            let room = self.room_at_finish(reservation.as_ref()).await;
+                            upload.finish(checksum, room).await
+                        }
                     };
                     drop(reservation);
                     self.audit_transfer("put", raw, size - offset, started, &result);

@@ -14,6 +14,14 @@ pub(crate) struct Quotas {
 }
 
 impl Quotas {
+    /// Bytes the uploads of `user` hold now.
+    pub(crate) fn held(&self, user: &Username) -> u64 {
+        let Ok(pending) = self.pending.lock() else {
+            return 0;
+        };
+        pending.get(user).copied().unwrap_or(0)
+    }
+
     /// Reserves `incoming` bytes for `user` if `projected` (usage after this upload) plus
     /// what other uploads have reserved stays within `quota`. On refusal, returns the bytes
     /// other uploads hold.
@@ -28,10 +36,14 @@ impl Quotas {
             return Err(0);
         };
         let others = pending.get(user).copied().unwrap_or(0);
-        if projected.saturating_add(others) > quota {
+        if projected
+            .checked_add(others)
+            .is_none_or(|total| total > quota)
+        {
             return Err(others);
         }
-        *pending.entry(user.clone()).or_default() += incoming;
+        let held = pending.entry(user.clone()).or_default();
+        *held = held.saturating_add(incoming);
         Ok(Reservation {
             quotas: self.clone(),
             user: user.clone(),
@@ -46,6 +58,17 @@ pub(crate) struct Reservation {
     quotas: Quotas,
     user: Username,
     bytes: u64,
+}
+
+impl Reservation {
+    /// Bytes the user's other uploads hold now.
+    pub(crate) fn held_by_others(&self) -> u64 {
+        let Ok(pending) = self.quotas.pending.lock() else {
+            return 0;
+        };
+        let all = pending.get(&self.user).copied().unwrap_or(0);
+        all.saturating_sub(self.bytes)
+    }
 }
 
 impl Drop for Reservation {
@@ -73,7 +96,13 @@ mod tests {
         assert_eq!(quotas.reserve(&alice, 60, 60, 100).unwrap_err(), 60);
         let bob = Username::parse("bob").unwrap();
         assert!(quotas.reserve(&bob, 60, 60, 100).is_ok());
+        let small = quotas.reserve(&alice, 30, 30, 100).unwrap();
+        assert_eq!(small.held_by_others(), 60);
         drop(first);
+        assert_eq!(small.held_by_others(), 0);
+        drop(small);
         assert!(quotas.reserve(&alice, 60, 60, 100).is_ok());
+        // Sums that would wrap are refused, not wrapped.
+        assert!(quotas.reserve(&bob, u64::MAX, 1, 100).is_err());
     }
 }

@@ -5,6 +5,12 @@
 //! The jail is enforced by directory handles (cap-std `Dir`), not by comparing strings: every
 //! path is resolved beneath the home handle, `..` and symlinks included, and anything that
 //! would resolve outside it fails. Once restricted, never unrestricted.
+//!
+//! - `walk`: iterative, depth-bounded walks (measuring a tree, removing one).
+//! - `ledger`: each home's usage, counted once and kept up to date.
+
+mod ledger;
+mod walk;
 
 use std::collections::HashMap;
 use std::io::{self, Seek};
@@ -20,9 +26,19 @@ use cap_std::fs::{Dir, Metadata, OpenOptions};
 use crate::checksum::{Checksum, Digest};
 use crate::commands::{Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
-use crate::paths::{PARTIAL_PREFIX, RemotePath, partial_name};
+use crate::paths::{MAX_DEPTH, PARTIAL_PREFIX, RemotePath, partial_name};
 use crate::pipeline::{FileReader, FileWriter, hash_exactly, hash_held};
 use crate::username::Username;
+use ledger::Ledger;
+pub use walk::{DIRECTORY_BYTES, Totals as Usage};
+
+/// Largest file the server accepts, whatever the quota: far beyond any real upload, far
+/// below where sizes and offsets could overflow.
+pub const MAX_FILE_SIZE: u64 = 1 << 44;
+
+/// Walks (usage counts, `rm -r`, depth checks of a move) running at once across all users:
+/// each holds up to [`MAX_DEPTH`] directory handles.
+const MAX_CONCURRENT_WALKS: usize = 8;
 
 /// A place that holds every user's tree.
 #[async_trait]
@@ -52,8 +68,8 @@ pub trait UserTree: Send + Sync {
         to: &RemotePath,
         overwrite: bool,
     ) -> Result<(), StorageError>;
-    /// Bytes used by the user's files (partial uploads included).
-    async fn usage(&self) -> Result<u64, StorageError>;
+    /// What the user's tree holds (partial uploads included), from a running count.
+    async fn usage(&self) -> Result<Usage, StorageError>;
     /// Starts an upload of `size` bytes to `path`: data goes to a hidden partial file beside
     /// the target, which only [`Upload::finish`] renames into place.
     async fn begin_upload(
@@ -76,14 +92,19 @@ pub trait UserTree: Send + Sync {
 pub trait Upload: Send {
     /// Bytes already held (from an interrupted upload being resumed); data continues here.
     fn offset(&self) -> u64;
-    /// Bytes that stop counting against the quota once this upload replaces them: the
-    /// partial data already held, and the target it overwrites.
-    fn reclaimed(&self) -> u64;
+    /// Bytes of the target this upload would replace, as it stood when the upload began.
+    fn replaces(&self) -> u64;
     /// Appends the next chunk.
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError>;
-    /// Checks size and checksum of the whole file and renames it into place. On a
-    /// mismatch the partial data is discarded and the target left as it was.
-    async fn finish(self: Box<Self>, checksum: Digest) -> Result<(), StorageError>;
+    /// Checks size and checksum of the whole file and renames it into place. With `room`,
+    /// usage may grow by at most that many bytes (the new file less the one it replaces
+    /// *now*, which may differ from when the upload began), or the quota refuses it. On a
+    /// refusal the partial data is discarded and the target left as it was.
+    async fn finish(
+        self: Box<Self>,
+        checksum: Digest,
+        room: Option<u64>,
+    ) -> Result<(), StorageError>;
     /// Stops without replacing the target; `keep` leaves the partial data for a resume.
     async fn abort(self: Box<Self>, keep: bool);
 }
@@ -130,6 +151,8 @@ fn refuse_home(path: &RemotePath) -> Result<(), StorageError> {
 #[derive(Debug, Clone)]
 pub struct FsStorage {
     root: Arc<Dir>,
+    /// Bounds the walks running at once, and so the descriptors they hold.
+    walks: Arc<tokio::sync::Semaphore>,
     /// Homes in use, shared by all of a user's sessions: one directory handle per user, not
     /// per connection.
     homes: Arc<Mutex<HashMap<Username, Weak<FsTree>>>>,
@@ -150,6 +173,7 @@ impl FsStorage {
         let dir = Dir::open_ambient_dir(root, ambient_authority())?;
         Ok(FsStorage {
             root: Arc::new(dir),
+            walks: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_WALKS)),
             homes: Arc::default(),
         })
     }
@@ -176,6 +200,7 @@ impl Storage for FsStorage {
             .get(user)
             .and_then(Weak::upgrade);
         let root = Arc::clone(&self.root);
+        let walks = Arc::clone(&self.walks);
         let name = user.as_str().to_owned();
         let tree = blocking(move || {
             // Reuse the open handle while it is still the directory at ROOT/<name>.
@@ -192,6 +217,8 @@ impl Storage for FsStorage {
             }
             Ok(Arc::new(FsTree {
                 home: Arc::new(root.open_dir(&name)?),
+                walks,
+                ledger: Arc::default(),
             }))
         })
         .await?;
@@ -211,6 +238,31 @@ fn same_directory(a: &Metadata, b: &Metadata) -> bool {
 #[derive(Debug)]
 struct FsTree {
     home: Arc<Dir>,
+    walks: Arc<tokio::sync::Semaphore>,
+    /// The running count of what the home holds.
+    ledger: Arc<Ledger>,
+}
+
+impl FsTree {
+    /// Runs a walk off the async threads, once one of the few walk slots is free.
+    async fn walk<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let _slot = self
+            .walks
+            .acquire()
+            .await
+            .map_err(|_| StorageError::new(ErrorCode::Internal, "storage is shutting down"))?;
+        blocking(work).await
+    }
+}
+
+fn too_deep() -> StorageError {
+    StorageError::new(
+        ErrorCode::InvalidPath,
+        format!("the tree would be more than {MAX_DEPTH} levels deep"),
+    )
 }
 
 fn entry(name: String, meta: &Metadata) -> Entry {
@@ -243,23 +295,32 @@ impl UserTree for FsTree {
     async fn mkdir(&self, path: &RemotePath, parents: bool) -> Result<(), StorageError> {
         refuse_reserved(path)?;
         let home = Arc::clone(&self.home);
+        let ledger = Arc::clone(&self.ledger);
         let is_home = path.is_home();
         let rel = path.to_relative();
+        let prefixes: Vec<_> = (1..=path.depth())
+            .map(|n| {
+                path.components()[..n]
+                    .iter()
+                    .collect::<std::path::PathBuf>()
+            })
+            .collect();
         blocking(move || {
             if parents {
-                if let Err(err) = home.create_dir_all(&rel) {
-                    // An existing symlink out of the home reports "exists"; say what it is.
-                    return Err(match home.metadata(&rel) {
-                        Err(meta) if meta.kind() == io::ErrorKind::PermissionDenied => meta.into(),
-                        _ => err.into(),
-                    });
-                }
-                // create_dir_all succeeds on an existing directory; make sure it is one.
-                if !home.metadata(&rel)?.is_dir() {
-                    return Err(StorageError::new(
-                        ErrorCode::AlreadyExists,
-                        "already exists",
-                    ));
+                // One level at a time, so each directory made is counted.
+                for prefix in &prefixes {
+                    match home.create_dir(prefix) {
+                        Ok(()) => ledger.add(Usage::entry(true, 0)),
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            if !home.metadata(prefix)?.is_dir() {
+                                return Err(StorageError::new(
+                                    ErrorCode::AlreadyExists,
+                                    "already exists",
+                                ));
+                            }
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 return Ok(());
             }
@@ -274,8 +335,10 @@ impl UserTree for FsTree {
                     ErrorCode::NotFound,
                     "parent directory does not exist (use -p)",
                 ),
-                _ => e.into(),
-            })
+                _ => StorageError::from(e),
+            })?;
+            ledger.add(Usage::entry(true, 0));
+            Ok(())
         })
         .await
     }
@@ -322,20 +385,35 @@ impl UserTree for FsTree {
         refuse_home(path)?;
         refuse_reserved(path)?;
         let home = Arc::clone(&self.home);
+        let ledger = Arc::clone(&self.ledger);
         let rel = path.to_relative();
-        blocking(move || {
-            if home.symlink_metadata(&rel)?.is_dir() {
-                if !recursive {
-                    return Err(StorageError::new(
-                        ErrorCode::IsADirectory,
-                        "is a directory (use rmdir, or rm -r)",
-                    ));
-                }
-                home.remove_dir_all(&rel)?;
-            } else {
+        let parent = path.parent().to_relative();
+        let name = path.file_name().unwrap_or_default().to_owned();
+        let meta = {
+            let (home, rel) = (Arc::clone(&home), rel.clone());
+            blocking(move || Ok(home.symlink_metadata(&rel)?)).await?
+        };
+        if !meta.is_dir() {
+            return blocking(move || {
                 home.remove_file(&rel)?;
-            }
-            Ok(())
+                ledger.remove(Usage::entry(false, meta.len()));
+                Ok(())
+            })
+            .await;
+        }
+        if !recursive {
+            return Err(StorageError::new(
+                ErrorCode::IsADirectory,
+                "is a directory (use rmdir, or rm -r)",
+            ));
+        }
+        self.walk(move || {
+            let parent = home.open_dir(&parent)?;
+            let mut removed = Usage::default();
+            let result = walk::remove_tree(&parent, &name, &home, &mut removed);
+            // Whatever went before a failure is gone: count it either way.
+            ledger.remove(removed);
+            Ok(result?)
         })
         .await
     }
@@ -344,6 +422,7 @@ impl UserTree for FsTree {
         refuse_home(path)?;
         refuse_reserved(path)?;
         let home = Arc::clone(&self.home);
+        let ledger = Arc::clone(&self.ledger);
         let rel = path.to_relative();
         blocking(move || {
             if !home.symlink_metadata(&rel)?.is_dir() {
@@ -352,7 +431,9 @@ impl UserTree for FsTree {
                     "not a directory",
                 ));
             }
-            Ok(home.remove_dir(&rel)?)
+            home.remove_dir(&rel)?;
+            ledger.remove(Usage::entry(true, 0));
+            Ok(())
         })
         .await
     }
@@ -374,28 +455,67 @@ impl UserTree for FsTree {
             ));
         }
         let home = Arc::clone(&self.home);
+        let ledger = Arc::clone(&self.ledger);
+        // A directory moved deeper must still fit under the depth bound with all it holds.
+        let room = MAX_DEPTH - to.depth().min(MAX_DEPTH);
+        let deeper = to.depth() > from.depth();
         let (from, to) = (from.to_relative(), to.to_relative());
+        let is_dir = {
+            let (home, from) = (Arc::clone(&home), from.clone());
+            blocking(move || Ok(home.symlink_metadata(&from)?.is_dir())).await?
+        };
+        if is_dir && deeper {
+            let (home, from) = (Arc::clone(&home), from.clone());
+            self.walk(move || {
+                let measured = walk::measure(&home.open_dir(&from)?, room + 1, true)?;
+                if measured.deepest > room {
+                    return Err(too_deep());
+                }
+                Ok(())
+            })
+            .await?;
+        }
         blocking(move || {
             home.symlink_metadata(&from)?;
-            match home.symlink_metadata(&to) {
+            let replaced = match home.symlink_metadata(&to) {
                 Ok(_) if !overwrite => {
                     return Err(StorageError::new(
                         ErrorCode::AlreadyExists,
                         "target already exists (use -f to replace it)",
                     ));
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Ok(meta) => Some(Usage::entry(meta.is_dir(), meta.len())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => return Err(e.into()),
+            };
+            home.rename(&from, &home, &to)?;
+            // Only an empty directory or a file can be replaced by a rename.
+            if let Some(replaced) = replaced {
+                ledger.remove(replaced);
             }
-            Ok(home.rename(&from, &home, &to)?)
+            Ok(())
         })
         .await
     }
 
-    async fn usage(&self) -> Result<u64, StorageError> {
-        let home = Arc::clone(&self.home);
-        blocking(move || Ok(tree_size(&home)?)).await
+    async fn usage(&self) -> Result<Usage, StorageError> {
+        if let Some(counted) = self.ledger.current() {
+            return Ok(counted);
+        }
+        let (home, ledger) = (Arc::clone(&self.home), Arc::clone(&self.ledger));
+        self.walk(move || {
+            let measured = walk::measure(&home, MAX_DEPTH, false)?;
+            if measured.unvisited > 0 {
+                tracing::warn!(
+                    directories = measured.unvisited,
+                    "a home holds directories deeper than {MAX_DEPTH} levels (made outside \
+                     the server); their contents are not counted"
+                );
+            }
+            ledger.recounted(measured.totals);
+            Ok(measured.totals)
+        })
+        .await
     }
 
     async fn begin_upload(
@@ -407,7 +527,17 @@ impl UserTree for FsTree {
     ) -> Result<Box<dyn Upload>, StorageError> {
         refuse_home(path)?;
         refuse_reserved(path)?;
+        if size > MAX_FILE_SIZE {
+            return Err(StorageError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "a file may be at most {} on this server",
+                    crate::size::format_size(MAX_FILE_SIZE)
+                ),
+            ));
+        }
         let home = Arc::clone(&self.home);
+        let ledger = Arc::clone(&self.ledger);
         let parent = path.parent().to_relative();
         let target = path.file_name().unwrap_or_default().to_owned();
         let upload = blocking(move || {
@@ -417,7 +547,7 @@ impl UserTree for FsTree {
                 }
                 _ => e.into(),
             })?;
-            let replaced = match parent.symlink_metadata(&target) {
+            let replaces = match parent.symlink_metadata(&target) {
                 Ok(meta) if meta.is_dir() => {
                     return Err(StorageError::new(ErrorCode::IsADirectory, "is a directory"));
                 }
@@ -431,11 +561,10 @@ impl UserTree for FsTree {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
                 Err(e) => return Err(e.into()),
             };
-            remove_stale_partials(&parent);
+            remove_stale_partials(&parent, &ledger);
             let part = partial_name(&target);
-            let mut options = OpenOptions::new();
-            options.read(true).write(true).create(true);
-            let mut file = parent.open_with(&part, &options)?.into_std();
+            let mut file = open_partial(&parent, &part, &ledger)?;
+            let held_before = file.metadata()?.len();
             let mut held = Checksum::new();
             if resume {
                 held = hash_held(&file, u64::MAX)?;
@@ -445,17 +574,36 @@ impl UserTree for FsTree {
                 file.set_len(0)?;
                 file.rewind()?;
                 held = Checksum::new();
+                ledger.resize(held_before, 0);
             }
             let offset = held.count();
+            let incoming = size - offset;
+            let free = free_space(&parent)?;
+            if incoming > free {
+                // Nothing of this upload stays; earlier data for a resume does.
+                if offset == 0 {
+                    drop(file);
+                    discard_partial(&parent, &part, &ledger, 0);
+                }
+                return Err(StorageError::new(
+                    ErrorCode::NoSpace,
+                    format!(
+                        "no space left on the server for {} (free: {})",
+                        crate::size::format_size(incoming),
+                        crate::size::format_size(free)
+                    ),
+                ));
+            }
             Ok(FsUpload {
                 parent: Arc::new(parent),
+                ledger,
                 target,
                 part,
                 writer: FileWriter::spawn(file, held),
                 written: offset,
                 offset,
                 size,
-                reclaimed: offset + replaced,
+                replaces,
                 overwrite,
             })
         })
@@ -497,23 +645,8 @@ impl UserTree for FsTree {
     }
 }
 
-/// Total size of the files below `dir`, not following symlinks.
-fn tree_size(dir: &Dir) -> io::Result<u64> {
-    let mut total = 0;
-    for item in dir.entries()? {
-        let item = item?;
-        let file_type = item.file_type()?;
-        if file_type.is_dir() {
-            total += tree_size(&item.open_dir()?)?;
-        } else {
-            total += item.metadata()?.len();
-        }
-    }
-    Ok(total)
-}
-
 /// Deletes interrupted uploads in `dir` that nobody resumed within [`PARTIAL_TTL`].
-fn remove_stale_partials(dir: &Dir) {
+fn remove_stale_partials(dir: &Dir, ledger: &Ledger) {
     let Ok(entries) = dir.entries() else {
         return;
     };
@@ -523,9 +656,9 @@ fn remove_stale_partials(dir: &Dir) {
         if !name.starts_with(PARTIAL_PREFIX) {
             continue;
         }
-        let stale = item
-            .metadata()
-            .and_then(|m| m.modified())
+        let Ok(meta) = item.metadata() else { continue };
+        let stale = meta
+            .modified()
             .map(|t| {
                 SystemTime::now()
                     .duration_since(t.into_std())
@@ -533,8 +666,8 @@ fn remove_stale_partials(dir: &Dir) {
                     > PARTIAL_TTL
             })
             .unwrap_or(false);
-        if stale {
-            let _ = dir.remove_file(name);
+        if stale && dir.remove_file(name).is_ok() {
+            ledger.remove(Usage::entry(false, meta.len()));
         }
     }
 }
@@ -555,18 +688,84 @@ fn hold_replaced(parent: &Dir, target: &str) -> Option<cap_std::fs::File> {
     parent.open_with(target, &options).ok()
 }
 
+/// Opens (creating it if need be) the partial file `part` of an upload and takes an
+/// exclusive lock on it, so two uploads never write one partial file, even when a directory
+/// was moved so that two targets share it. Only a regular file is accepted, never a link.
+fn open_partial(parent: &Dir, part: &str, ledger: &Ledger) -> Result<std::fs::File, StorageError> {
+    use cap_std::fs::OpenOptionsExt;
+    use std::os::fd::AsRawFd;
+    let mut options = OpenOptions::new();
+    options
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let file = match parent.open_with(part, &options) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            options.create_new(true);
+            let file = parent.open_with(part, &options)?;
+            ledger.add(Usage::entry(false, 0));
+            file
+        }
+        Err(e) => return Err(e.into()),
+    }
+    .into_std();
+    if !file.metadata()?.is_file() {
+        return Err(StorageError::new(
+            ErrorCode::PermissionDenied,
+            "the partial file of this upload is not a regular file",
+        ));
+    }
+    // SAFETY: flock on a descriptor this function owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::WouldBlock {
+            return Err(StorageError::new(
+                ErrorCode::Busy,
+                "another upload of this file is in progress; try again when it ends",
+            ));
+        }
+        return Err(err.into());
+    }
+    Ok(file)
+}
+
+/// Bytes an unprivileged writer may still put on the filesystem holding `dir`.
+fn free_space(dir: &Dir) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: fstatvfs fills the struct it is given and reads nothing else.
+    if unsafe { libc::fstatvfs(dir.as_raw_fd(), stats.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: initialised by the successful call above.
+    let stats = unsafe { stats.assume_init() };
+    #[allow(clippy::useless_conversion)] // u32 on some targets
+    Ok(u64::from(stats.f_bavail).saturating_mul(u64::from(stats.f_frsize)))
+}
+
 /// An upload into a partial file in the target's directory.
 struct FsUpload {
     parent: Arc<Dir>,
+    /// The home's usage count, told what the upload adds once it ends.
+    ledger: Arc<Ledger>,
     target: String,
     part: String,
     /// Writes and hashes chunks on a blocking thread while the next ones arrive.
     writer: FileWriter,
+    /// Bytes the partial file held when the upload began (already in the count).
     offset: u64,
     written: u64,
     size: u64,
-    reclaimed: u64,
+    replaces: u64,
     overwrite: bool,
+}
+
+/// Removes the partial file of an upload that failed; `offset` bytes of it were counted.
+fn discard_partial(parent: &Dir, part: &str, ledger: &Ledger, offset: u64) {
+    if parent.remove_file(part).is_ok() {
+        ledger.remove(Usage::entry(false, offset));
+    }
 }
 
 #[async_trait]
@@ -575,13 +774,17 @@ impl Upload for FsUpload {
         self.offset
     }
 
-    fn reclaimed(&self) -> u64 {
-        self.reclaimed
+    fn replaces(&self) -> u64 {
+        self.replaces
     }
 
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
         let len = data.len() as u64;
-        if self.written + len > self.size {
+        if self
+            .written
+            .checked_add(len)
+            .is_none_or(|end| end > self.size)
+        {
             return Err(StorageError::new(
                 ErrorCode::UnexpectedRequest,
                 format!("more data than the {} bytes announced", self.size),
@@ -592,48 +795,89 @@ impl Upload for FsUpload {
         Ok(())
     }
 
-    async fn finish(self: Box<Self>, checksum: Digest) -> Result<(), StorageError> {
-        if self.written != self.size {
-            let message = format!(
-                "incomplete: {} of {} bytes arrived",
-                self.written, self.size
-            );
-            return Err(StorageError::new(ErrorCode::UnexpectedRequest, message));
-        }
-        let (file, written) = match self.writer.finish().await {
-            Ok(state) => state,
-            Err(err) => {
-                // A write failed (a full disk, say): nothing of this upload may remain.
-                let (parent, part) = (Arc::clone(&self.parent), self.part.clone());
-                let _ = blocking(move || Ok(parent.remove_file(&part)?)).await;
-                return Err(err.into());
-            }
-        };
-        let (parent, part, target, overwrite) = (
-            Arc::clone(&self.parent),
-            self.part.clone(),
-            self.target.clone(),
-            self.overwrite,
-        );
+    async fn finish(
+        self: Box<Self>,
+        checksum: Digest,
+        room: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let FsUpload {
+            parent,
+            ledger,
+            target,
+            part,
+            writer,
+            offset,
+            written,
+            size,
+            overwrite,
+            ..
+        } = *self;
+        let state = writer.finish().await;
         let replaced = blocking(move || {
+            let discard = |err: StorageError| {
+                discard_partial(&parent, &part, &ledger, offset);
+                Err(err)
+            };
+            if written != size {
+                let message = format!("incomplete: {written} of {size} bytes arrived");
+                return discard(StorageError::new(ErrorCode::UnexpectedRequest, message));
+            }
+            // A write failed (a full disk, say): nothing of this upload may remain.
+            let (file, written) = match state {
+                Ok(state) => state,
+                Err(err) => return discard(err.into()),
+            };
             if written.digest() != checksum {
                 drop(file);
-                let _ = parent.remove_file(&part);
-                return Err(StorageError::new(
+                return discard(StorageError::new(
                     ErrorCode::ChecksumMismatch,
                     "checksum mismatch: the data was damaged in transit; nothing was replaced",
                 ));
             }
+            // What is renamed into place must be the file this upload wrote, whole.
+            let held = file.metadata()?;
+            let named = parent.symlink_metadata(&part)?;
+            if held.len() != size || !same_file(&named, &held) {
+                drop(file);
+                return discard(StorageError::new(
+                    ErrorCode::Internal,
+                    "the partial file changed during the upload; nothing was replaced",
+                ));
+            }
             file.sync_all()?;
-            drop(file);
-            if !overwrite && parent.symlink_metadata(&target).is_ok() {
-                return Err(StorageError::new(
-                    ErrorCode::AlreadyExists,
-                    "already exists (use -f to replace it)",
+            let existing = match parent.symlink_metadata(&target) {
+                Ok(_) if !overwrite => {
+                    return Err(StorageError::new(
+                        ErrorCode::AlreadyExists,
+                        "already exists (use -f to replace it)",
+                    ));
+                }
+                Ok(meta) if meta.is_dir() => {
+                    return Err(StorageError::new(ErrorCode::IsADirectory, "is a directory"));
+                }
+                Ok(meta) => Some(meta.len()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e.into()),
+            };
+            // The quota, against what this replaces now (it may have been moved away).
+            let growth = (size - offset).saturating_sub(existing.unwrap_or(0));
+            if let Some(room) = room
+                && growth > room
+            {
+                drop(file);
+                return discard(StorageError::new(
+                    ErrorCode::QuotaExceeded,
+                    "quota exceeded: the file this upload was to replace is gone, and without \
+                     it the new one does not fit; nothing was replaced",
                 ));
             }
             let replaced = hold_replaced(&parent, &target);
             parent.rename(&part, &parent, &target)?;
+            drop(file);
+            ledger.resize(offset, size);
+            if let Some(len) = existing {
+                ledger.remove(Usage::entry(false, len));
+            }
             // Make the rename durable (directory handles are O_PATH: open the directory).
             parent.open(".")?.sync_all()?;
             Ok(replaced)
@@ -647,19 +891,32 @@ impl Upload for FsUpload {
     }
 
     async fn abort(self: Box<Self>, keep: bool) {
-        let state = self.writer.finish().await.ok();
-        let (parent, part) = (Arc::clone(&self.parent), self.part.clone());
+        let FsUpload {
+            parent,
+            ledger,
+            part,
+            writer,
+            offset,
+            ..
+        } = *self;
+        let state = writer.finish().await.ok();
         let _ = blocking(move || {
-            if let Some((file, _)) = state {
+            if keep && let Some((file, held)) = state {
                 let _ = file.sync_all();
+                ledger.resize(offset, held.count());
+                return Ok(());
             }
-            if !keep {
-                parent.remove_file(&part)?;
-            }
+            discard_partial(&parent, &part, &ledger, offset);
             Ok(())
         })
         .await;
     }
+}
+
+fn same_file(a: &Metadata, b: &std::fs::Metadata) -> bool {
+    use cap_std::fs::MetadataExt;
+    use std::os::unix::fs::MetadataExt as _;
+    a.dev() == b.dev() && a.ino() == b.ino()
 }
 
 /// A download from an open file, read ahead on a blocking thread.
@@ -786,7 +1043,7 @@ mod tests {
             .unwrap();
         assert_eq!(upload.offset(), 4);
         upload.write(Bytes::from_static(&data[4..])).await.unwrap();
-        upload.finish(Checksum::of(data)).await.unwrap();
+        upload.finish(Checksum::of(data), None).await.unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("root/alice/f")).unwrap(),
             data
@@ -801,7 +1058,10 @@ mod tests {
             .write(Bytes::from_static(b"abcdefghij"))
             .await
             .unwrap();
-        upload.finish(Checksum::of(b"abcdefghij")).await.unwrap();
+        upload
+            .finish(Checksum::of(b"abcdefghij"), None)
+            .await
+            .unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("root/alice/f")).unwrap(),
             b"abcdefghij"
