@@ -81,6 +81,10 @@ pub enum ScramError {
     /// somewhere else (a man in the middle relaying the login).
     #[error("channel bindings do not match: the connection is being intercepted")]
     ChannelBindingMismatch,
+    /// Over TLS the server requires SCRAM-SHA-256-PLUS, and the client logged in without
+    /// channel binding (which a downgrade by a man in the middle would look like).
+    #[error("this server requires channel binding (SCRAM-SHA-256-PLUS) over TLS")]
+    ChannelBindingRequired,
     /// The mechanism name and the gs2 flag disagree (PLUS without `p=`, or `p=` without PLUS).
     #[error("mechanism and channel-binding flag disagree")]
     MechanismMismatch,
@@ -101,7 +105,9 @@ impl ScramError {
             ScramError::Unsupported("mandatory extension") => "extensions-not-supported",
             ScramError::ChannelBindingNotSupported => "channel-binding-not-supported",
             ScramError::UnsupportedChannelBindingType => "unsupported-channel-binding-type",
-            ScramError::ServerSupportsChannelBinding => "server-does-support-channel-binding",
+            ScramError::ServerSupportsChannelBinding | ScramError::ChannelBindingRequired => {
+                "server-does-support-channel-binding"
+            }
             ScramError::ChannelBindingMismatch => "channel-bindings-dont-match",
             ScramError::Malformed("username encoding") => "invalid-username-encoding",
             ScramError::Malformed(_) => "invalid-encoding",
@@ -248,10 +254,31 @@ impl Verifier {
     /// A deterministic stand-in for a user who does not exist: the salt and keys come from a
     /// server secret and the name, so repeated attempts see the same salt, as for a real user.
     /// No proof can match it without knowing the secret.
-    pub fn mock(secret: &[u8], username: &str) -> Self {
+    ///
+    /// Its iteration count is drawn, by name, from `counts` (each iteration count the real
+    /// users have, with how many have it), so unknown names get each count as often as
+    /// real users do and the count tells nothing; [`DEFAULT_ITERATIONS`] without users.
+    pub fn mock(secret: &[u8], username: &str, counts: &[(u32, u64)]) -> Self {
         let salt = hmac(secret, &[b"mock salt\0", username.as_bytes()]);
+        let pick = hmac(secret, &[b"mock iterations\0", username.as_bytes()]);
+        let mut pick = u64::from_be_bytes(pick[..8].try_into().unwrap_or_default());
+        let total: u64 = counts
+            .iter()
+            .map(|(_, n)| n)
+            .fold(0, |a, n| a.saturating_add(*n));
+        let mut iterations = DEFAULT_ITERATIONS;
+        if total > 0 {
+            pick %= total;
+            for (count, users) in counts {
+                if pick < *users {
+                    iterations = *count;
+                    break;
+                }
+                pick -= users;
+            }
+        }
         Verifier {
-            iterations: DEFAULT_ITERATIONS,
+            iterations,
             salt: salt[..SALT_LEN].to_vec(),
             stored_key: hmac(secret, &[b"mock stored key\0", username.as_bytes()]),
             server_key: hmac(secret, &[b"mock server key\0", username.as_bytes()]),
@@ -835,19 +862,42 @@ mod tests {
             run(rfc_verifier(), "pencil2"),
             Err(ScramError::AuthenticationFailed)
         );
-        let mut mock = Verifier::mock(b"secret", USER);
+        let mut mock = Verifier::mock(b"secret", USER, &[]);
         mock.iterations = MIN_ITERATIONS; // keep the unit test fast
         assert_eq!(run(mock, PASSWORD), Err(ScramError::AuthenticationFailed));
     }
 
     #[test]
     fn mock_verifier_is_stable_per_name_and_secret() {
-        let a = Verifier::mock(b"secret", "ghost");
-        assert_eq!(a, Verifier::mock(b"secret", "ghost"));
-        assert_ne!(a.salt, Verifier::mock(b"secret", "ghost2").salt);
-        assert_ne!(a.salt, Verifier::mock(b"other", "ghost").salt);
+        let a = Verifier::mock(b"secret", "ghost", &[]);
+        assert_eq!(a, Verifier::mock(b"secret", "ghost", &[]));
+        assert_ne!(a.salt, Verifier::mock(b"secret", "ghost2", &[]).salt);
+        assert_ne!(a.salt, Verifier::mock(b"other", "ghost", &[]).salt);
         assert_eq!(a.salt.len(), SALT_LEN);
         assert_eq!(a.iterations, DEFAULT_ITERATIONS);
+    }
+
+    /// Issue 11.10: every unknown name said `i=600000`, so a user created with another
+    /// count stood out. Unknown names now get the counts users have, as often as they have
+    /// them.
+    #[test]
+    fn mock_iteration_counts_follow_the_users() {
+        let only = Verifier::mock(b"secret", "ghost", &[(4096, 3)]);
+        assert_eq!(only.iterations, 4096);
+        let counts = [(4096, 1), (600_000, 3)];
+        let mut seen = std::collections::HashMap::<u32, u32>::new();
+        for i in 0..4000 {
+            let mock = Verifier::mock(b"secret", &format!("ghost{i}"), &counts);
+            *seen.entry(mock.iterations).or_default() += 1;
+            // Stable per name.
+            assert_eq!(
+                mock.iterations,
+                Verifier::mock(b"secret", &format!("ghost{i}"), &counts).iterations
+            );
+        }
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        let share = f64::from(seen[&4096]) / 4000.0;
+        assert!((0.2..0.3).contains(&share), "4096 for {share} of names");
     }
 
     #[test]

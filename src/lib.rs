@@ -12,6 +12,7 @@
 //! - [`username`]: the one rule for user names, shared by adduser, users.db and login.
 //! - [`prompt`]: reading passwords from the terminal (no echo) or from standard input.
 //! - [`size`]: byte sizes for people (`10G` in, `1.5 GiB` out).
+//! - [`sanitize`]: a peer's text made safe for a log line or a terminal.
 //! - [`tls`]: the crypto provider, certificate fingerprints and channel-binding data.
 //! - [`server`]: listener, per-connection session (hello → login → commands), the user
 //!   database and the jailed storage, each behind a trait so other engines can plug in.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod paths;
 pub mod pipeline;
 pub mod prompt;
+pub mod sanitize;
 pub mod server;
 pub mod size;
 pub mod tls;

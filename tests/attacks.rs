@@ -263,3 +263,69 @@ async fn two_uploads_never_share_a_partial_file() {
         first
     );
 }
+
+/// Runs a whole SCRAM exchange by hand for `name` (any string) with `password`; the
+/// server's last word.
+async fn login_as(server: &TestServer, name: &str, password: &str) -> Response {
+    use ftprep::auth::{ChannelBinding, ClientFirst, ClientKeys};
+    let mut client = server.connect().await;
+    let first = ClientFirst::with_binding(name, ChannelBinding::None);
+    let reply = client
+        .raw_request(&Request::AuthStart {
+            mechanism: first.mechanism().into(),
+            message: first.message(),
+        })
+        .await
+        .unwrap();
+    let Response::AuthChallenge { message } = reply else {
+        return reply;
+    };
+    let challenge = first.receive_server_first(&message).unwrap();
+    let keys = ClientKeys::derive(password, &challenge.salt, challenge.iterations);
+    let (client_final, _) = challenge.respond(&keys);
+    client
+        .raw_request(&Request::AuthFinish {
+            message: client_final,
+        })
+        .await
+        .unwrap()
+}
+
+/// Issue 11.3: 128 failed logins with ~1 MiB names grew the server by 165 MB and wrote
+/// 138 MB to the audit log and 134 MB to the log.
+#[tokio::test]
+async fn impossible_names_are_neither_stored_nor_logged_whole() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let wrong_password = login_as(&server, "alice", "nope").await;
+    assert_eq!(
+        wrong_password,
+        Response::AuthOutcome {
+            message: "e=invalid-proof".into()
+        }
+    );
+    let audit = server.dir.path().join("audit.jsonl");
+    let before = std::fs::metadata(&audit).unwrap().len();
+    let huge = "x".repeat(900 * 1024);
+    for name in [huge.as_str(), "ALICE", "bob\u{1b}[31m", "a\nb"] {
+        assert_eq!(
+            login_as(&server, name, "pw").await,
+            wrong_password,
+            "the same answer as a wrong password"
+        );
+    }
+    let written = std::fs::metadata(&audit).unwrap().len() - before;
+    assert!(written < 2048, "{written} bytes of audit for four attempts");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(!text.contains('\u{1b}'), "escaped: {text}");
+    assert!(
+        text.contains("(921600 bytes)"),
+        "the length is said: {text}"
+    );
+    // The server still serves alice.
+    server
+        .login("alice", "pw")
+        .await
+        .mkdir("ok", false)
+        .await
+        .unwrap();
+}

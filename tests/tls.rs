@@ -58,10 +58,10 @@ async fn tls_round_trip_of_login_commands_and_a_transfer() {
         .unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), data);
 
-    // The server offers channel binding first, and the client pinned the certificate the
-    // server generated into its state directory.
+    // Over TLS the server offers only channel binding (unless told otherwise), and the
+    // client pinned the certificate the server generated into its state directory.
     let offered = client.mechanisms().await.unwrap();
-    assert_eq!(offered, [auth::MECHANISM_PLUS, auth::MECHANISM]);
+    assert_eq!(offered, [auth::MECHANISM_PLUS]);
     let identity = ServerIdentity::self_signed(&server.dir.path().join("state")).unwrap();
     let hosts = KnownHosts::at(server.dir.path().join("client/known_hosts"));
     let (_, pin) = hosts.lookup(&server.addr.to_string()).unwrap().unwrap();
@@ -336,4 +336,45 @@ async fn a_certificate_from_a_ca_is_verified_instead_of_pinned() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Tls(_)), "{err}");
+}
+
+/// Issue 11.16: over TLS the server also took SCRAM-SHA-256 without channel binding (flag
+/// `n`), which is what a man in the middle's downgrade looks like. Refused by default;
+/// `--allow-unbound-logins` accepts it for clients that cannot do -PLUS.
+#[tokio::test]
+async fn logins_without_channel_binding_over_tls_are_refused_unless_allowed() {
+    let unbound_login = |server: &TestServer| {
+        let (addr, security) = (server.addr.to_string(), server.security.clone());
+        async move {
+            let mut client = Client::connect(&addr, &security).await.unwrap();
+            let first = ClientFirst::with_binding("alice", ChannelBinding::None);
+            client
+                .raw_request(&Request::AuthStart {
+                    mechanism: first.mechanism().into(),
+                    message: first.message(),
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let strict = TestServer::start_tls(&[("alice", "pw")]).await;
+    assert_eq!(
+        unbound_login(&strict).await,
+        Response::AuthOutcome {
+            message: "e=server-does-support-channel-binding".into()
+        }
+    );
+    let mut limits = common::fast_limits();
+    limits.require_channel_binding = false;
+    let lenient = TestServer::start_full(&[("alice", "pw")], limits, TlsSetup::SelfSigned).await;
+    assert!(
+        matches!(
+            unbound_login(&lenient).await,
+            Response::AuthChallenge { .. }
+        ),
+        "allowed when the admin says so"
+    );
+    let mut client = lenient.connect().await;
+    let offered = client.mechanisms().await.unwrap();
+    assert_eq!(offered, [auth::MECHANISM_PLUS, auth::MECHANISM]);
 }

@@ -1,8 +1,17 @@
 //! Brute-force defence: failed logins are counted per user name and per source address
 //! within a sliding window. Each recent failure doubles the delay before the next attempt is
-//! answered; past a threshold the name or address is locked out for a while. A locked-out
-//! attempt runs the same exchange and gets the same `e=invalid-proof` as a wrong password, so
-//! an attacker learns nothing from the lockout either.
+//! answered, whether it came from the name or the address. Past a threshold an *address* is
+//! locked out for a while; a name never is, so nobody can lock a user out by failing in
+//! their name (OpenSSH's penalties, too, are per source address). IPv6 addresses count per
+//! /64, the block one host is usually given.
+//!
+//! A locked-out attempt runs the same exchange and gets the same `e=invalid-proof` as a
+//! wrong password. Nothing here depends on whether a name exists: failures are counted
+//! alike for known and unknown names, and a success clears nothing, so the delay before the
+//! challenge cannot tell an active user from an unknown name.
+//!
+//! The table is bounded: at most [`MAX_TRACKED`] names and addresses, the least recently
+//! failed forgotten first; only valid user names (at most 32 bytes) are ever stored.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -11,10 +20,18 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::username::Username;
+
+/// Names and addresses tracked at most; past it, the quietest are forgotten.
+pub const MAX_TRACKED: usize = 65_536;
+
+/// Failures remembered per key; the delay stops growing long before.
+const MAX_REMEMBERED: usize = 32;
+
 /// When to slow down and when to lock out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
-    /// Failures within `window` that lock a name or an address out.
+    /// Failures from one address within `window` that lock that address out.
     pub max_failures: u32,
     /// How far back failures count.
     pub window: Duration,
@@ -40,8 +57,23 @@ impl Default for LockoutPolicy {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    User(String),
+    Name(Username),
     Addr(IpAddr),
+}
+
+/// The address a lockout applies to: IPv4 as is, IPv6 by its /64.
+fn block(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+        },
+    }
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +95,14 @@ impl Record {
             self.locked_until = None;
         }
     }
+
+    fn is_quiet(&self) -> bool {
+        self.failures.is_empty() && self.locked_until.is_none()
+    }
+
+    fn last_failure(&self) -> Option<Instant> {
+        self.failures.back().copied()
+    }
 }
 
 /// What to do with a login attempt.
@@ -70,7 +110,7 @@ impl Record {
 pub struct Verdict {
     /// Wait this long before answering.
     pub delay: Duration,
-    /// The name or the address is locked out: the attempt must fail whatever is proven.
+    /// The address is locked out: the attempt must fail whatever is proven.
     pub locked: bool,
 }
 
@@ -90,12 +130,18 @@ impl LoginGuard {
         }
     }
 
-    fn keys(user: &str, addr: IpAddr) -> [Key; 2] {
-        [Key::User(user.to_owned()), Key::Addr(addr)]
+    /// The keys of an attempt: the address, and the name if it could be one.
+    fn keys(user: Option<&Username>, addr: IpAddr) -> Vec<Key> {
+        let mut keys = vec![Key::Addr(block(addr))];
+        if let Some(user) = user {
+            keys.push(Key::Name(user.clone()));
+        }
+        keys
     }
 
-    /// The verdict for an attempt by `user` from `addr`, from their recent failures.
-    pub fn check(&self, user: &str, addr: IpAddr) -> Verdict {
+    /// The verdict for an attempt by `user` (`None` for a name that cannot exist) from
+    /// `addr`, from their recent failures.
+    pub fn check(&self, user: Option<&Username>, addr: IpAddr) -> Verdict {
         let now = Instant::now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let mut worst = 0usize;
@@ -104,7 +150,7 @@ impl LoginGuard {
             if let Some(record) = records.get_mut(&key) {
                 record.forget_old(now, self.policy.window);
                 worst = worst.max(record.failures.len());
-                locked |= record.locked_until.is_some();
+                locked |= matches!(key, Key::Addr(_)) && record.locked_until.is_some();
             }
         }
         let delay = if worst == 0 {
@@ -119,41 +165,61 @@ impl LoginGuard {
         Verdict { delay, locked }
     }
 
-    /// Counts a failure; returns which keys it locked out (for the log).
-    pub fn record_failure(&self, user: &str, addr: IpAddr) -> Vec<String> {
+    /// Counts a failure; returns the address it locked out, if it did (for the log).
+    pub fn record_failure(&self, user: Option<&Username>, addr: IpAddr) -> Option<IpAddr> {
         let now = Instant::now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        // Bound the table: forget quiet entries when it grows large.
-        if records.len() > 100_000 {
-            let window = self.policy.window;
-            records.retain(|_, r| {
-                r.forget_old(now, window);
-                !r.failures.is_empty() || r.locked_until.is_some()
-            });
-        }
-        let mut newly_locked = Vec::new();
+        let mut newly_locked = None;
         for key in Self::keys(user, addr) {
+            if !records.contains_key(&key) {
+                self.make_room(&mut records, now);
+            }
             let record = records.entry(key.clone()).or_default();
             record.forget_old(now, self.policy.window);
             record.failures.push_back(now);
-            if record.locked_until.is_none()
+            if record.failures.len() > MAX_REMEMBERED {
+                record.failures.pop_front();
+            }
+            if let Key::Addr(ip) = key
+                && record.locked_until.is_none()
                 && record.failures.len() >= self.policy.max_failures as usize
             {
                 record.locked_until = Some(now + self.policy.lockout);
-                newly_locked.push(match key {
-                    Key::User(name) => format!("user {name}"),
-                    Key::Addr(ip) => format!("address {ip}"),
-                });
+                newly_locked = Some(ip);
             }
         }
         newly_locked
     }
 
-    /// A successful login clears the user's failures (not the address's: a valid account
-    /// must not reset the counter of an address that is guessing others' passwords).
-    pub fn record_success(&self, user: &str) {
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        records.remove(&Key::User(user.to_owned()));
+    /// Frees a place for one more key: first whatever has gone quiet, then, if the table
+    /// is still full, the sixteenth of it whose last failures are oldest (in one go, so a
+    /// flood of new keys costs one pass per few thousand, not one per key).
+    fn make_room(&self, records: &mut HashMap<Key, Record>, now: Instant) {
+        if records.len() < MAX_TRACKED {
+            return;
+        }
+        let window = self.policy.window;
+        records.retain(|_, r| {
+            r.forget_old(now, window);
+            !r.is_quiet()
+        });
+        if records.len() < MAX_TRACKED {
+            return;
+        }
+        let mut by_age: Vec<(Option<Instant>, Key)> = records
+            .iter()
+            .map(|(key, r)| (r.last_failure(), key.clone()))
+            .collect();
+        let evict = MAX_TRACKED / 16;
+        by_age.select_nth_unstable_by_key(evict, |(last, _)| *last);
+        for (_, key) in &by_age[..evict] {
+            records.remove(key);
+        }
+    }
+
+    /// Names and addresses tracked now.
+    pub fn tracked(&self) -> usize {
+        self.records.lock().map(|r| r.len()).unwrap_or(0)
     }
 }
 
@@ -171,33 +237,41 @@ mod tests {
         }
     }
 
+    fn name(raw: &str) -> Username {
+        Username::parse(raw).unwrap()
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn delays_grow_then_lock_out_then_recover() {
+    async fn delays_grow_then_the_address_is_locked_then_recovers() {
         let guard = LoginGuard::new(policy());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let alice = name("alice");
         assert_eq!(
-            guard.check("alice", ip),
+            guard.check(Some(&alice), ip),
             Verdict {
                 delay: Duration::ZERO,
                 locked: false
             }
         );
-        assert!(guard.record_failure("alice", ip).is_empty());
-        assert_eq!(guard.check("alice", ip).delay, Duration::from_millis(100));
-        guard.record_failure("alice", ip);
-        assert_eq!(guard.check("alice", ip).delay, Duration::from_millis(200));
-        let locked = guard.record_failure("alice", ip);
-        assert_eq!(locked, ["user alice", "address 192.0.2.1"]);
-        let verdict = guard.check("alice", ip);
+        assert_eq!(guard.record_failure(Some(&alice), ip), None);
+        assert_eq!(
+            guard.check(Some(&alice), ip).delay,
+            Duration::from_millis(100)
+        );
+        guard.record_failure(Some(&alice), ip);
+        assert_eq!(
+            guard.check(Some(&alice), ip).delay,
+            Duration::from_millis(200)
+        );
+        assert_eq!(guard.record_failure(Some(&alice), ip), Some(ip));
+        let verdict = guard.check(Some(&alice), ip);
         assert!(verdict.locked);
         assert_eq!(verdict.delay, Duration::from_millis(250));
         // Locked by address: another user from the same address too.
-        assert!(guard.check("bob", ip).locked);
-        // Locked by name: the same user from elsewhere too.
-        assert!(guard.check("alice", "198.51.100.7".parse().unwrap()).locked);
+        assert!(guard.check(Some(&name("bob")), ip).locked);
         tokio::time::advance(Duration::from_secs(121)).await;
         assert_eq!(
-            guard.check("alice", ip),
+            guard.check(Some(&alice), ip),
             Verdict {
                 delay: Duration::ZERO,
                 locked: false
@@ -205,18 +279,79 @@ mod tests {
         );
     }
 
+    /// Issue 11.5: ten wrong proofs for alice from another address locked alice out.
     #[tokio::test(start_paused = true)]
-    async fn success_clears_the_user_but_not_the_address() {
+    async fn failures_in_a_name_slow_it_down_but_never_lock_it_out() {
         let guard = LoginGuard::new(policy());
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        guard.record_failure("alice", ip);
-        guard.record_failure("alice", ip);
-        guard.record_success("alice");
-        let other: IpAddr = "192.0.2.99".parse().unwrap();
-        assert_eq!(guard.check("alice", other).delay, Duration::ZERO);
-        assert_eq!(guard.check("alice", ip).delay, Duration::from_millis(200));
-        // Failures older than the window stop counting.
-        tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(guard.check("alice", ip).delay, Duration::ZERO);
+        let attacker: IpAddr = "198.51.100.7".parse().unwrap();
+        let alice = name("alice");
+        for _ in 0..10 {
+            guard.record_failure(Some(&alice), attacker);
+        }
+        let home: IpAddr = "192.0.2.1".parse().unwrap();
+        let verdict = guard.check(Some(&alice), home);
+        assert!(
+            !verdict.locked,
+            "alice from her own address is not locked out"
+        );
+        assert_eq!(verdict.delay, Duration::from_millis(250), "but slowed down");
+        assert!(guard.check(None, attacker).locked);
+    }
+
+    /// Issue 11.10: a success cleared the name's failures, so the delay before the
+    /// challenge told an active user (0 ms) from an unknown name (250 ms).
+    #[tokio::test(start_paused = true)]
+    async fn the_delay_does_not_depend_on_whether_a_name_exists() {
+        let guard = LoginGuard::new(policy());
+        let attacker: IpAddr = "198.51.100.7".parse().unwrap();
+        let other: IpAddr = "198.51.100.8".parse().unwrap();
+        // One seeded failure each; then the real alice logs in (nothing is cleared).
+        guard.record_failure(Some(&name("alice")), attacker);
+        guard.record_failure(Some(&name("ghost")), attacker);
+        assert_eq!(
+            guard.check(Some(&name("alice")), other),
+            guard.check(Some(&name("ghost")), other)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ipv6_addresses_count_per_64() {
+        let guard = LoginGuard::new(policy());
+        for i in 0..3 {
+            let ip: IpAddr = format!("2001:db8::{i}").parse().unwrap();
+            guard.record_failure(None, ip);
+        }
+        assert!(guard.check(None, "2001:db8::ffff".parse().unwrap()).locked);
+        assert!(!guard.check(None, "2001:db8:0:1::1".parse().unwrap()).locked);
+        let mapped: IpAddr = "::ffff:192.0.2.9".parse().unwrap();
+        guard.record_failure(None, mapped);
+        assert_eq!(
+            guard.check(None, "192.0.2.9".parse().unwrap()).delay,
+            Duration::from_millis(100)
+        );
+    }
+
+    /// Issue 11.3: the table only shrank past 100,000 entries of any size. It now holds at
+    /// most MAX_TRACKED keys, each a valid name or an address.
+    #[tokio::test(start_paused = true)]
+    async fn the_table_is_bounded() {
+        let guard = LoginGuard::new(policy());
+        for i in 0..(MAX_TRACKED as u32 + 1000) {
+            if i % 1000 == 0 {
+                tokio::time::advance(Duration::from_millis(1)).await;
+            }
+            let ip = IpAddr::from(i.to_be_bytes());
+            guard.record_failure(None, ip);
+        }
+        assert!(guard.tracked() <= MAX_TRACKED);
+        // The newest are kept, the oldest went.
+        let newest = IpAddr::from((MAX_TRACKED as u32 + 999).to_be_bytes());
+        assert!(!guard.check(None, newest).delay.is_zero());
+        assert!(
+            guard
+                .check(None, IpAddr::from(0u32.to_be_bytes()))
+                .delay
+                .is_zero()
+        );
     }
 }

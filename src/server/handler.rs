@@ -60,7 +60,8 @@ impl Handler<'_> {
             }
             Request::Mechanisms => {
                 let tls = self.shared.tls.is_some();
-                conn.write(&super::session::mechanisms(tls)).await
+                let limits = &self.shared.limits;
+                conn.write(&super::session::mechanisms(tls, limits)).await
             }
             Request::PutData { .. } | Request::PutFinish { .. } => {
                 conn.write(&unexpected("no upload in progress")).await

@@ -80,6 +80,9 @@ pub struct Limits {
     pub lockout: guard::LockoutPolicy,
     /// At shutdown, how long running commands and transfers may take to finish.
     pub shutdown_grace: Duration,
+    /// Over TLS, accept only SCRAM-SHA-256-PLUS: a login without channel binding could be
+    /// a man in the middle's downgrade.
+    pub require_channel_binding: bool,
 }
 
 impl Default for Limits {
@@ -92,6 +95,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(15 * 60),
             lockout: guard::LockoutPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
+            require_channel_binding: true,
         }
     }
 }

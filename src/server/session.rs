@@ -46,37 +46,41 @@ pub(crate) async fn run<S>(
     }
 }
 
-/// Counts a failed login and logs any lockout it starts.
-fn record_failure(shared: &Shared, user: &str, peer: SocketAddr) {
-    for locked in shared.guard.record_failure(user, peer.ip()) {
-        let mut record = Record::new("lockout", user, peer, "locked");
-        record.detail = Some(locked.clone());
+/// Counts a failed login (by `name` if it could be a user's) and logs any lockout it
+/// starts. `shown` is the claimed name as logs may show it.
+fn record_failure(shared: &Shared, name: Option<&Username>, shown: &str, peer: SocketAddr) {
+    if let Some(locked) = shared.guard.record_failure(name, peer.ip()) {
+        let mut record = Record::new("lockout", shown, peer, "locked");
+        record.detail = Some(format!("address {locked}"));
         shared.audit(&record);
         let policy = shared.limits.lockout;
         tracing::warn!(
             %peer,
-            who = %locked.escape_debug(),
+            address = %locked,
             failures = policy.max_failures,
             minutes = policy.lockout.as_secs() / 60,
-            "locked out after repeated failed logins"
+            "address locked out after repeated failed logins"
         );
     }
 }
 
-/// The mechanisms offered, most preferred first: channel binding only over TLS.
-fn offered(tls: bool) -> Vec<String> {
+/// The mechanisms offered, most preferred first: channel binding only over TLS, and over
+/// TLS nothing else unless the admin allows logins without it.
+fn offered(tls: bool, limits: &super::Limits) -> Vec<String> {
     let mut names = Vec::new();
     if tls {
         names.push(auth::MECHANISM_PLUS.to_owned());
     }
-    names.push(auth::MECHANISM.to_owned());
+    if !tls || !limits.require_channel_binding {
+        names.push(auth::MECHANISM.to_owned());
+    }
     names
 }
 
 /// The answer to [`Request::Mechanisms`].
-pub(super) fn mechanisms(tls: bool) -> Response {
+pub(super) fn mechanisms(tls: bool, limits: &super::Limits) -> Response {
     Response::Mechanisms {
-        names: offered(tls),
+        names: offered(tls, limits),
     }
 }
 
@@ -195,7 +199,8 @@ where
         match conn.expect::<Request>().await? {
             Request::AuthStart { mechanism, message } => break (mechanism, message),
             Request::Mechanisms => {
-                conn.write(&mechanisms(binding.is_some())).await?;
+                conn.write(&mechanisms(binding.is_some(), &shared.limits))
+                    .await?;
             }
             Request::AuthFinish { .. } => {
                 return Err(Error::Remote {
@@ -228,7 +233,7 @@ where
             message: format!(
                 "unsupported mechanism {:?}; this server offers {}",
                 mechanism.escape_debug().to_string(),
-                offered(binding.is_some()).join(", ")
+                offered(binding.is_some(), &shared.limits).join(", ")
             ),
         })
         .await?;
@@ -236,6 +241,12 @@ where
     }
     let parsed = ClientFirstMessage::parse(&client_first).and_then(|first| {
         ServerExchange::check_binding(&first, &mechanism, binding)?;
+        if binding.is_some()
+            && shared.limits.require_channel_binding
+            && mechanism != auth::MECHANISM_PLUS
+        {
+            return Err(auth::ScramError::ChannelBindingRequired);
+        }
         Ok(first)
     });
     let first = match parsed {
@@ -245,35 +256,46 @@ where
             let mut record = Record::new("login", "", peer, "refused");
             record.detail = Some(err.to_string());
             shared.audit(&record);
-            record_failure(shared, "", peer);
+            record_failure(shared, None, "", peer);
             let message = format!("e={}", err.server_error_value());
             conn.write(&Response::AuthOutcome { message }).await?;
             return Ok(None);
         }
     };
-    let claimed = first.username.clone();
+    // A name that cannot be a user's (too long, odd characters) is neither stored nor
+    // logged as sent: only its escaped start. It gets the same exchange and answer as a
+    // wrong password.
+    let name = Username::parse(&first.username).ok();
+    let shown = match &name {
+        Some(name) => name.as_str().to_owned(),
+        None => crate::sanitize::for_log(&first.username),
+    };
     // Slow down whoever failed recently; a lockout is decided here but only shows as the
     // same failure a wrong password gets, after the same exchange.
-    let verdict = shared.guard.check(&claimed, peer.ip());
+    let verdict = shared.guard.check(name.as_ref(), peer.ip());
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }
     // Unknown or impossible names get a mock verifier: the exchange looks the same and
     // fails at the proof, exactly as a wrong password does.
-    let known = match Username::parse(&claimed) {
-        Ok(name) => match shared.users.user(&name).await {
-            Ok(Some(record)) => Some((name, record.verifier)),
+    let known = match &name {
+        Some(name) => match shared.users.user(name).await {
+            Ok(Some(record)) => Some((name.clone(), record.verifier)),
             Ok(None) => None,
             Err(err) => {
                 tracing::error!(error = %err, "user store failed; refusing login");
                 None
             }
         },
-        Err(_) => None,
+        None => None,
     };
     let verifier = match &known {
         Some((_, verifier)) => verifier.clone(),
-        None => Verifier::mock(&shared.secret, &claimed),
+        None => {
+            let counts = shared.users.iteration_counts().await.unwrap_or_default();
+            let key = name.as_ref().map_or("", Username::as_str);
+            Verifier::mock(&shared.secret, key, &counts)
+        }
     };
     let (exchange, server_first) = ServerExchange::start(first, verifier, binding);
     conn.write(&Response::AuthChallenge {
@@ -310,7 +332,6 @@ where
                     return Ok(None);
                 }
             };
-            shared.guard.record_success(name.as_str());
             tracing::info!(user = %name, %peer, "login succeeded");
             shared.audit(&Record::new("login", name.as_str(), peer, "ok"));
             conn.write(&Response::AuthOutcome {
@@ -323,17 +344,17 @@ where
             let err = result
                 .err()
                 .unwrap_or(auth::ScramError::AuthenticationFailed);
-            let user = claimed.escape_debug();
+            let user = &shown;
             if verdict.locked {
                 tracing::warn!(%user, %peer, "login refused: locked out after repeated failures");
             } else {
                 tracing::warn!(%user, %peer, reason = %err, "login failed");
             }
             let result = if verdict.locked { "locked" } else { "failed" };
-            let mut record = Record::new("login", &claimed, peer, result);
+            let mut record = Record::new("login", &shown, peer, result);
             record.detail = Some(err.to_string());
             shared.audit(&record);
-            record_failure(shared, &claimed, peer);
+            record_failure(shared, name.as_ref(), &shown, peer);
             let message = format!("e={}", err.server_error_value());
             conn.write(&Response::AuthOutcome { message }).await?;
             Ok(None)

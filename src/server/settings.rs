@@ -74,8 +74,8 @@ pub struct ServeOptions {
     /// [default: 900].
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
-    /// Failed logins (per user name, and per address) within 15 minutes that lock it out
-    /// [default: 10].
+    /// Failed logins from one address within 15 minutes that lock that address out; a user
+    /// name is only slowed down, never locked [default: 10].
     #[arg(long, value_name = "N")]
     pub max_login_failures: Option<u32>,
     /// Seconds a lockout lasts [default: 900].
@@ -85,6 +85,12 @@ pub struct ServeOptions {
     /// [default: 30].
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace: Option<u64>,
+    /// Over TLS, also accept SCRAM-SHA-256 logins without channel binding, for clients that
+    /// cannot do SCRAM-SHA-256-PLUS. Off by default: such a login is what a man in the
+    /// middle's downgrade looks like.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_unbound_logins: bool,
     /// Append an audit record (one JSON object a line) for every login and every change.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
@@ -119,6 +125,7 @@ impl ServeOptions {
             cert,
             key,
             plaintext: self.plaintext || file.plaintext,
+            allow_unbound_logins: self.allow_unbound_logins || file.allow_unbound_logins,
             max_connections: self.max_connections.or(file.max_connections),
             max_connections_per_ip: self.max_connections_per_ip.or(file.max_connections_per_ip),
             max_sessions_per_user: self.max_sessions_per_user.or(file.max_sessions_per_user),
@@ -193,6 +200,7 @@ impl ServeOptions {
                     ..defaults.lockout
                 },
                 shutdown_grace: secs(self.shutdown_grace, defaults.shutdown_grace),
+                require_channel_binding: !self.allow_unbound_logins,
             },
         })
     }

@@ -34,6 +34,14 @@ pub trait UserStore: Send + Sync {
     /// # Errors
     /// The store could not be consulted.
     async fn user(&self, name: &Username) -> Result<Option<UserRecord>, UserDbError>;
+
+    /// Each iteration count the users' verifiers have, with how many have it: unknown
+    /// names are answered with counts drawn from this, so a count does not tell a real
+    /// user from an unknown name.
+    ///
+    /// # Errors
+    /// The store could not be consulted.
+    async fn iteration_counts(&self) -> Result<Vec<(u32, u64)>, UserDbError>;
 }
 
 /// One user's record.
@@ -431,6 +439,15 @@ impl UserStore for FileUserStore {
             path: self.path.clone(),
             source: io::Error::other(e),
         })
+    }
+
+    async fn iteration_counts(&self) -> Result<Vec<(u32, u64)>, UserDbError> {
+        let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = std::collections::BTreeMap::<u32, u64>::new();
+        for record in loaded.table.values() {
+            *counts.entry(record.verifier.iterations).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
     }
 }
 
