@@ -59,7 +59,13 @@ fn server_side(c: &mut Criterion) {
         });
     }
     c.bench_function("server mock verifier for an unknown user", |b| {
-        b.iter(|| Verifier::mock(black_box(b"server secret"), black_box("ghost")))
+        b.iter(|| {
+            Verifier::mock(
+                black_box(b"server secret"),
+                black_box("ghost"),
+                &[(600_000, 1)],
+            )
+        })
     });
 }
 
