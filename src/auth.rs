@@ -62,7 +62,10 @@ pub enum ScramError {
     #[error("the server could not prove it knows the password verifier")]
     BadServerSignature,
     /// The server ended the exchange with `e=<reason>`.
-    #[error("server refused authentication: {0}")]
+    #[error(
+        "server refused authentication: {}",
+        crate::sanitize::for_terminal(.0)
+    )]
     ServerError(String),
     /// A mandatory extension (`m=`) or an authorization identity.
     #[error("unsupported SCRAM feature: {0}")]

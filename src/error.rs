@@ -48,13 +48,28 @@ pub enum Error {
     /// SCRAM failed (malformed message, wrong proof, bad server signature, ...).
     #[error(transparent)]
     Scram(#[from] ScramError),
-    /// The server answered with a typed error.
-    #[error("{message}")]
+    /// The server answered with a typed error. Its text is shown escaped: it comes from
+    /// the peer and may hold anything.
+    #[error("{}", crate::sanitize::for_terminal(message))]
     Remote {
         /// The kind of error, for matching.
         code: ErrorCode,
         /// The server's explanation.
         message: String,
+    },
+    /// A listing from the server held a name that is not one plain file name (`..`, a `/`,
+    /// a NUL): a hostile server trying to write outside the target. Nothing was written
+    /// for it.
+    #[error(
+        "the server listed an unsafe name in {}: \"{}\"; refused, nothing was written for it",
+        crate::sanitize::for_terminal(listing),
+        crate::sanitize::for_terminal(name)
+    )]
+    UnsafeName {
+        /// The directory being listed.
+        listing: String,
+        /// The name as sent.
+        name: String,
     },
     /// The server answered with a message that does not fit the request.
     #[error("unexpected reply from the server: {0}")]
@@ -213,6 +228,7 @@ impl Error {
             | Error::BadMagic
             | Error::VersionMismatch { .. }
             | Error::UnexpectedReply(_)
+            | Error::UnsafeName { .. }
             | Error::Timeout
             | Error::Tls(_)
             | Error::CertificateChanged { .. }

@@ -28,6 +28,12 @@ pub fn partial_name(target: &str) -> String {
     format!("{PARTIAL_PREFIX}{hex}")
 }
 
+/// True for one plain name as a listing may hold it: not empty, not `.` or `..`, no `/`,
+/// no NUL. Anything else in a listing is a server trying to reach outside the directory.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
 /// A validated path below (or at) a user's home: no NUL, no empty component, and `..` never
 /// climbs above the home.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -145,6 +151,16 @@ mod tests {
 
     fn ok(raw: &str) -> String {
         RemotePath::parse(raw).unwrap().to_string()
+    }
+
+    #[test]
+    fn plain_names() {
+        for good in ["a", "notes.txt", ".hidden", "...", "a b", "é"] {
+            assert!(is_plain_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "../../.bash_profile", "a/b", "/etc", "a\0b"] {
+            assert!(!is_plain_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

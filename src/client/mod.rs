@@ -5,12 +5,14 @@
 //! - this file: [`Client`] (connect, login, commands) and [`connect_saved`].
 //! - [`tls`]: TLS with trust on first use (`known_hosts`) or a CA; the stream type.
 //! - [`credentials`]: the cached logins `ftpc` keeps between runs.
+//! - [`partial`]: local partial files of downloads, safe in directories others can write.
 //! - [`transfer`]: streamed put/get of files and trees, with checksums and resume.
 //! - [`shell`]: the file commands as people type them, the interactive shell, batch mode.
 //! - [`progress`]: the progress bar; [`bench`](mod@bench): the load generator behind `ftpc bench`.
 
 pub mod bench;
 pub mod credentials;
+pub mod partial;
 pub mod progress;
 pub mod shell;
 pub mod tls;

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Client;
+use super::{Client, partial};
 use crate::checksum::{Checksum, Digest};
 use crate::commands::{EntryKind, Request, Response};
 use crate::error::{Error, Result};
-use crate::paths::{RemotePath, partial_name};
+use crate::paths::{RemotePath, is_plain_name};
 use crate::pipeline::{FileReader, FileWriter, hash_exactly};
 
 /// Told how a transfer advances (a progress bar, or nothing).
@@ -90,6 +90,26 @@ async fn hash_prefix(file: std::fs::File, len: u64) -> std::io::Result<(std::fs:
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+/// Creates the local directory `dir` of a tree download, or accepts it if it is already a
+/// real directory: never a symlink, which could lead the download anywhere.
+async fn enter_local_dir(dir: &Path) -> Result<()> {
+    match tokio::fs::create_dir(dir).await {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::local(dir, e)),
+    }
+    let meta = tokio::fs::symlink_metadata(dir)
+        .await
+        .map_err(|e| Error::local(dir, e))?;
+    if !meta.is_dir() {
+        return Err(Error::local(
+            dir,
+            "exists and is not a directory (a symlink is not followed)",
+        ));
+    }
+    Ok(())
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
@@ -181,6 +201,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Downloads `remote` to the local file `local`.
     ///
+    /// The data goes to a partial file beside `local`, created afresh under a random name
+    /// (never following a link, never opening what someone else put there) once the server
+    /// has said it sends the file, so a download that never starts leaves nothing. `resume`
+    /// continues the largest earlier partial file of the same target that is a regular file
+    /// of ours.
+    ///
     /// # Errors
     /// As [`Client::put_file`], plus [`Error::ChecksumMismatch`].
     pub async fn get_file(
@@ -194,7 +220,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let name = local
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::local(local, "not a file name"))?;
+            .ok_or_else(|| Error::local(local, "not a file name"))?
+            .to_owned();
         if !options.overwrite && tokio::fs::symlink_metadata(local).await.is_ok() {
             return Err(Error::local(local, "already exists (use -f to replace it)"));
         }
@@ -202,31 +229,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        let part = dir.join(partial_name(name));
-        let mut file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&part)
-            .await
-            .map_err(|e| Error::local(&part, e))?
-            .into_std()
-            .await;
+        let parent_dir = dir.clone();
+        let earlier = {
+            let (dir, name) = (dir.clone(), name.clone());
+            tokio::task::spawn_blocking(move || partial::ours(&dir, &name))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|found| found)
+                .map_err(|e| Error::local(&parent_dir, e))?
+        };
+        let mut resumed: Option<(PathBuf, std::fs::File)> = None;
         let mut held = Checksum::new();
-        if options.resume {
-            let len = file.metadata().map_err(|e| Error::local(&part, e))?.len();
+        if options.resume
+            && let Some(path) = earlier.first()
+            && let Some(file) = partial::open_ours(path).map_err(|e| Error::local(path, e))?
+        {
+            let len = file.metadata().map_err(|e| Error::local(path, e))?.len();
             let remote_size = self.stat(remote).await?.size;
+            let mut file = file;
             if len <= remote_size {
                 (file, held) = hash_prefix(file, len)
                     .await
-                    .map_err(|e| Error::local(&part, e))?;
+                    .map_err(|e| Error::local(path, e))?;
             }
+            resumed = Some((path.clone(), file));
         }
         let offset = held.count();
-        if offset == 0 {
-            file.set_len(0).map_err(|e| Error::local(&part, e))?;
-        }
         self.send(&Request::Get {
             path: remote.to_owned(),
             offset,
@@ -236,7 +264,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             Response::GetReady { size, offset: o } if o == offset && offset <= size => size,
             _ => return Err(Error::UnexpectedReply("expected GetReady")),
         };
-        progress.start(name, size, offset);
+        let opened = match resumed {
+            Some(found) => Ok(found),
+            None => partial::create(&dir, &name),
+        };
+        let (part, file) = match opened {
+            Ok(opened) => opened,
+            Err(err) => {
+                // The server is sending already: the connection cannot be used again.
+                self.in_step = false;
+                return Err(Error::local(&dir, err));
+            }
+        };
+        // Earlier partial files of this target that this download does not continue.
+        for stale in earlier.iter().filter(|p| **p != part) {
+            let _ = std::fs::remove_file(stale);
+        }
+        if offset == 0
+            && let Err(err) = file.set_len(0)
+        {
+            self.in_step = false;
+            return Err(Error::local(&part, err));
+        }
+        progress.start(&name, size, offset);
         let mut writer = FileWriter::spawn(file, held);
         let received = self
             .receive_data(&mut writer, size - offset, &part, progress)
@@ -256,6 +306,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         if !options.overwrite && tokio::fs::symlink_metadata(local).await.is_ok() {
             return Err(Error::local(local, "already exists (use -f to replace it)"));
         }
+        // rename() replaces a link at `local` itself; it never writes through one.
         tokio::fs::rename(&part, local)
             .await
             .map_err(|e| Error::local(local, e))?;
@@ -376,12 +427,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         progress: &dyn Progress,
     ) -> Result<TreeReport> {
         let mut report = TreeReport::default();
+        // The target itself is the user's choice; beneath it, only directories made here
+        // or found as real directories (never a link someone planted) are entered.
+        tokio::fs::create_dir_all(local)
+            .await
+            .map_err(|e| Error::local(local, e))?;
         let mut pending = vec![(remote.to_owned(), local.to_owned())];
         while let Some((remote_dir, dir)) = pending.pop() {
-            tokio::fs::create_dir_all(&dir)
-                .await
-                .map_err(|e| Error::local(&dir, e))?;
+            if dir != local {
+                enter_local_dir(&dir).await?;
+            }
             for entry in self.list(&remote_dir).await? {
+                if !is_plain_name(&entry.name) {
+                    return Err(Error::UnsafeName {
+                        listing: remote_dir,
+                        name: entry.name,
+                    });
+                }
                 let source = remote_child(&remote_dir, &entry.name);
                 let target = dir.join(&entry.name);
                 match entry.kind {
@@ -420,6 +482,103 @@ mod tests {
         }
         let checksum = Checksum::of(&vec![7u8; 1000 * chunks]);
         conn.write(&Response::GetDone { checksum }).await.unwrap();
+    }
+
+    /// A hostile server: answers every `List` with `entries`, every `Get` with "hello".
+    async fn serve_listing(stream: tokio::io::DuplexStream, entries: Vec<crate::commands::Entry>) {
+        let mut conn = Connection::new(stream);
+        let _: Hello = conn.expect().await.unwrap();
+        conn.write(&Hello::ours()).await.unwrap();
+        while let Ok(Some(request)) = conn.read::<Request>().await {
+            match request {
+                Request::List { .. } => {
+                    let entries = entries.clone();
+                    conn.write(&Response::Entries { entries }).await.unwrap();
+                    conn.write(&Response::Ok).await.unwrap();
+                }
+                Request::Get { .. } => {
+                    conn.write(&Response::GetReady { size: 5, offset: 0 })
+                        .await
+                        .unwrap();
+                    let data = Bytes::from_static(b"hello");
+                    conn.write(&Response::Data { data }).await.unwrap();
+                    let checksum = Checksum::of(b"hello");
+                    conn.write(&Response::GetDone { checksum }).await.unwrap();
+                }
+                _ => conn.write(&Response::Ok).await.unwrap(),
+            }
+        }
+    }
+
+    /// Issue 11.4: a server listing `../../.bash_profile` made `ftpc get -r` write it
+    /// outside the target, and exit 0.
+    #[tokio::test]
+    async fn a_tree_download_refuses_names_that_leave_the_target() {
+        let home = tempfile::tempdir().unwrap();
+        let work = home.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        for evil in ["../../.bash_profile", "..", "a/b", "x\0y", ""] {
+            let entry = crate::commands::Entry {
+                name: evil.to_owned(),
+                kind: EntryKind::File,
+                size: 5,
+                modified: None,
+            };
+            let (near, far) = tokio::io::duplex(1 << 16);
+            tokio::spawn(serve_listing(far, vec![entry]));
+            let mut client = Client::handshake(near).await.unwrap();
+            let target = work.join("photos");
+            let err = client
+                .get_tree(
+                    "docs/photos",
+                    &target,
+                    TransferOptions::default(),
+                    &NoProgress,
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::UnsafeName { .. }), "{evil:?}: {err}");
+            assert!(err.to_string().contains("unsafe name"), "{err}");
+        }
+        assert!(!home.path().join(".bash_profile").exists());
+        let mut names: Vec<_> = std::fs::read_dir(home.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["work"]);
+        assert!(
+            std::fs::read_dir(work.join("photos"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+    }
+
+    /// A link planted where a subdirectory of the tree goes is not followed.
+    #[tokio::test]
+    async fn a_tree_download_does_not_follow_a_planted_directory_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let target = tmp.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::os::unix::fs::symlink(&outside, target.join("sub")).unwrap();
+        let dir = crate::commands::Entry {
+            name: "sub".to_owned(),
+            kind: EntryKind::Directory,
+            size: 0,
+            modified: None,
+        };
+        let (near, far) = tokio::io::duplex(1 << 16);
+        tokio::spawn(serve_listing(far, vec![dir]));
+        let mut client = Client::handshake(near).await.unwrap();
+        let err = client
+            .get_tree("t", &target, TransferOptions::default(), &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
     }
 
     #[tokio::test]
