@@ -39,7 +39,7 @@ pub fn ours(dir: &Path, target: &str) -> io::Result<Vec<PathBuf>> {
             found.push((meta.len(), path));
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
     Ok(found.into_iter().map(|(_, path)| path).collect())
 }
 
