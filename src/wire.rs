@@ -218,6 +218,8 @@ impl Encoder<Bytes> for FrameCodec {
 #[derive(Debug)]
 pub struct Connection<S> {
     framed: Framed<S, FrameCodec>,
+    /// How long one write may wait for a peer that does not read.
+    write_deadline: Option<Duration>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -225,7 +227,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub fn new(stream: S) -> Self {
         Connection {
             framed: Framed::new(stream, FrameCodec),
+            write_deadline: None,
         }
+    }
+
+    /// From now on a write that cannot complete within `deadline` (a peer that stopped
+    /// reading) fails with [`Error::Timeout`], rather than hold the connection forever.
+    pub fn set_write_deadline(&mut self, deadline: Option<Duration>) {
+        self.write_deadline = deadline;
     }
 
     /// Reads the next message. `Ok(None)` means the peer closed cleanly between frames.
@@ -258,14 +267,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.read().await?.ok_or(Error::ConnectionClosed)
     }
 
-    /// Writes one message and flushes it.
+    /// Writes one message and flushes it, within the write deadline if one is set.
     ///
     /// # Errors
-    /// Encoding or I/O errors.
+    /// Encoding or I/O errors; [`Error::Timeout`] past the deadline.
     pub async fn write<T: Message>(&mut self, message: &T) -> Result<()> {
-        match (T::DATA_VARIANT, message.as_data()) {
-            (Some(variant), Some(data)) => self.write_data(variant, data).await,
-            _ => self.framed.send(encode(message)?).await,
+        let deadline = self.write_deadline;
+        let write = async {
+            match (T::DATA_VARIANT, message.as_data()) {
+                (Some(variant), Some(data)) => self.write_data(variant, data).await,
+                _ => self.framed.send(encode(message)?).await,
+            }
+        };
+        match deadline {
+            Some(deadline) => tokio::time::timeout(deadline, write)
+                .await
+                .map_err(|_| Error::Timeout)?,
+            None => write.await,
         }
     }
 

@@ -329,3 +329,32 @@ async fn impossible_names_are_neither_stored_nor_logged_whole() {
         .await
         .unwrap();
 }
+
+/// Issue 11.6: transfers and listings each hold a thread while they run; past the limit
+/// the server says it is busy instead of letting a few accounts take every thread.
+#[tokio::test]
+async fn transfers_past_the_limit_are_told_the_server_is_busy() {
+    let mut limits = common::fast_limits();
+    limits.max_transfers = 1;
+    let server = TestServer::start_with(&[("alice", "pw")], limits).await;
+    let mut holder = server.login("alice", "pw").await;
+    start_upload(&mut holder, "slow", 10, false).await;
+    let mut other = server.login("alice", "pw").await;
+    assert_eq!(code(other.list("").await), ErrorCode::Busy);
+    assert_eq!(code(put_start(&mut other, "f", 1).await), ErrorCode::Busy);
+    // Commands that stream nothing still work.
+    other.mkdir("d", false).await.unwrap();
+    send_chunk(&mut holder, b"0123456789").await;
+    assert_eq!(
+        finish_upload(&mut holder, b"0123456789").await.unwrap(),
+        Response::Ok
+    );
+    let names: Vec<_> = other
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["d", "slow"]);
+}

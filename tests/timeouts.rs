@@ -29,6 +29,10 @@ struct Pipe {
 
 impl Pipe {
     fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    fn with_limits(limits: Limits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             root: dir.path().join("root"),
@@ -36,7 +40,7 @@ impl Pipe {
             state_dir: dir.path().join("state"),
             tls: TlsSetup::Plaintext,
             audit_log: None,
-            limits: Limits::default(),
+            limits,
         };
         let alice = Username::parse("alice").unwrap();
         userdb::add_user(
@@ -120,11 +124,11 @@ async fn an_idle_session_is_closed_after_fifteen_minutes_and_not_before() {
 async fn a_slow_transfer_is_not_idle() {
     let pipe = Pipe::new();
     let mut alice = pipe.login().await;
-    let data = vec![42u8; 3 * MAX_CHUNK];
+    let data = vec![42u8; 12 * MAX_CHUNK];
     start_upload(&mut alice, "slow", data.len() as u64, false).await;
-    // Forty minutes in all, but never fifteen without a chunk.
+    // Twenty minutes in all, but never the two-minute stall timeout without a chunk.
     for chunk in data.chunks(MAX_CHUNK) {
-        tokio::time::advance(Duration::from_secs(13 * 60)).await;
+        tokio::time::advance(Duration::from_secs(100)).await;
         send_chunk(&mut alice, chunk).await;
     }
     let reply = finish_upload(&mut alice, &data).await.unwrap();
@@ -163,4 +167,77 @@ async fn ten_failures_lock_out_for_fifteen_minutes_with_growing_delays() {
     // Fifteen minutes later the lockout is over.
     tokio::time::advance(Duration::from_secs(15 * 60)).await;
     pipe.login().await;
+}
+
+/// Issue 11.6: uploads that stop sending, or send only empty frames, end after the stall
+/// timeout (two minutes), not after the idle timeout, and free their place.
+#[tokio::test(start_paused = true)]
+async fn an_upload_that_makes_no_progress_is_ended() {
+    let pipe = Pipe::new();
+    let mut alice = pipe.login().await;
+    start_upload(&mut alice, "stalled", 10, false).await;
+    send_chunk(&mut alice, b"01234").await;
+    // Empty data frames are no progress: 130 s of them, past the 120 s stall timeout.
+    for _ in 0..13 {
+        tokio::time::advance(Duration::from_secs(10)).await;
+        if alice
+            .send_raw(&ftprep::commands::Request::PutData {
+                data: bytes::Bytes::new(),
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let reply = alice.raw_request(&ftprep::commands::Request::Usage).await;
+    assert!(
+        matches!(
+            reply,
+            Err(Error::Remote {
+                code: ErrorCode::Timeout,
+                ..
+            }) | Err(Error::ConnectionClosed)
+        ),
+        "{reply:?}"
+    );
+}
+
+/// Issue 11.6: `Get`s whose replies were never read stayed open past the idle timeout,
+/// each holding a thread. A reply nobody reads ends the connection after the stall timeout.
+/// (Real time, one second: a thread blocked on a full pipe keeps paused time from moving.)
+#[tokio::test]
+async fn a_download_nobody_reads_is_ended() {
+    let limits = Limits {
+        stall_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let pipe = Pipe::with_limits(limits);
+    let big = vec![7u8; 16 * MAX_CHUNK];
+    std::fs::create_dir_all(pipe.dir.path().join("root/alice")).unwrap();
+    std::fs::write(pipe.dir.path().join("root/alice/big"), &big).unwrap();
+    // A pipe far smaller than the file: the server's writes block once it is full.
+    let (client_side, server_side) = tokio::io::duplex(64 * 1024);
+    let server = std::sync::Arc::clone(&pipe.server);
+    let peer: SocketAddr = PEER.parse().unwrap();
+    let session = tokio::spawn(async move { server.serve_stream(server_side, peer).await });
+    let mut alice = Client::handshake(client_side).await.unwrap();
+    alice
+        .login_with_password(&Username::parse("alice").unwrap(), "pw")
+        .await
+        .unwrap();
+    alice
+        .send_raw(&ftprep::commands::Request::Get {
+            path: "big".into(),
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // The client reads nothing; the session ends by itself, long before the idle timeout.
+    tokio::time::timeout(Duration::from_secs(60), session)
+        .await
+        .expect("the session ended")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1));
 }

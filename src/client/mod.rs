@@ -41,6 +41,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for any one reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Most entries one listing may have.
+pub const MAX_LISTING: usize = 1_000_000;
+
+/// Most bytes of names one listing may have.
+pub const MAX_LISTING_NAME_BYTES: usize = 64 << 20;
+
 /// Where the keys for a login come from.
 enum KeySource {
     /// Derive them with PBKDF2 (`ftpc login`).
@@ -58,6 +64,8 @@ pub struct Client<S = ClientStream> {
     binding: Option<Vec<u8>>,
     /// See [`Client::is_in_step`].
     in_step: bool,
+    /// How long a reply, or progress in a download, may take ([`REPLY_TIMEOUT`]).
+    reply_timeout: Duration,
 }
 
 impl Client<ClientStream> {
@@ -94,6 +102,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// [`Error::BadMagic`], [`Error::VersionMismatch`], timeouts and I/O.
     pub async fn handshake(stream: S) -> Result<Self> {
         let mut conn = Connection::new(stream);
+        // A server that stops reading cannot hold the client either.
+        conn.set_write_deadline(Some(REPLY_TIMEOUT));
         conn.write(&Hello::ours()).await?;
         let theirs: Hello = match tokio::time::timeout(CONNECT_TIMEOUT, conn.expect()).await {
             Err(_) => return Err(Error::Timeout),
@@ -118,6 +128,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             conn,
             binding: None,
             in_step: true,
+            reply_timeout: REPLY_TIMEOUT,
         })
     }
 
@@ -249,7 +260,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.expect_ok().await
     }
 
-    /// Lists a remote directory (or describes one file), sorted by name.
+    /// Lists a remote directory (or describes one file), sorted by name. A listing longer
+    /// than [`MAX_LISTING`] entries (or names) is refused: a server cannot make the client
+    /// take all its memory with endless entries.
     ///
     /// # Errors
     /// As [`Client::mkdir`].
@@ -260,10 +273,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
         .await?;
         let mut entries = Vec::new();
+        let mut name_bytes = 0usize;
         loop {
             match self.reply().await? {
-                Response::Entries { entries: batch } => entries.extend(batch),
-                Response::Ok => return Ok(entries),
+                Response::Entries { entries: batch } => {
+                    name_bytes = batch
+                        .iter()
+                        .fold(name_bytes, |sum, e| sum.saturating_add(e.name.len()));
+                    entries.extend(batch);
+                    if entries.len() > MAX_LISTING || name_bytes > MAX_LISTING_NAME_BYTES {
+                        // The rest of the listing is still on its way.
+                        self.in_step = false;
+                        return Err(Error::UnexpectedReply(
+                            "a listing larger than this client accepts (1,000,000 entries, \
+                             64 MiB of names)",
+                        ));
+                    }
+                }
+                Response::Ok => {
+                    entries.sort_by(|a, b| a.name.cmp(&b.name));
+                    return Ok(entries);
+                }
                 _ => return Err(Error::UnexpectedReply("expected directory entries")),
             }
         }
@@ -349,6 +379,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.conn.shutdown().await
     }
 
+    /// Sets how long a reply, or progress in a download, may take before
+    /// [`Error::Timeout`] (and how long a write may wait for a server that does not read).
+    pub fn set_reply_timeout(&mut self, timeout: Duration) {
+        self.reply_timeout = timeout;
+        self.conn.set_write_deadline(Some(timeout));
+    }
+
     /// Sends a raw request without waiting for a reply (for tests and tools).
     ///
     /// # Errors
@@ -404,7 +441,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// The next reply; an error reply becomes [`Error::Remote`]. A failure to read one
     /// leaves the connection unusable.
     async fn reply(&mut self) -> Result<Response> {
-        let response = tokio::time::timeout(REPLY_TIMEOUT, self.conn.expect::<Response>())
+        let response = tokio::time::timeout(self.reply_timeout, self.conn.expect::<Response>())
             .await
             .map_err(|_| Error::Timeout)
             .and_then(|read| read)

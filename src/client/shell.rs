@@ -24,6 +24,7 @@ use super::{Client, CredentialStore, KnownHosts, UnknownServer, connect_saved};
 use crate::commands::{Entry, EntryKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::paths::RemotePath;
+use crate::sanitize::for_terminal;
 use crate::size::format_size;
 use crate::username::Username;
 
@@ -441,11 +442,11 @@ fn write_listing(out: &mut dyn Write, entries: &[Entry], long: bool) -> std::io:
                 "{kind} {:>12} {} {}{}",
                 entry.size,
                 local_time(entry.modified),
-                entry.name,
+                for_terminal(&entry.name),
                 mark(entry.kind)
             )?;
         } else {
-            writeln!(out, "{}{}", entry.name, mark(entry.kind))?;
+            writeln!(out, "{}{}", for_terminal(&entry.name), mark(entry.kind))?;
         }
     }
     Ok(())
@@ -458,7 +459,7 @@ fn write_stat(out: &mut dyn Write, entry: &Entry) -> std::io::Result<()> {
         EntryKind::File => "file",
         EntryKind::Other => "other",
     };
-    writeln!(out, "name: {}", entry.name)?;
+    writeln!(out, "name: {}", for_terminal(&entry.name))?;
     writeln!(out, "type: {kind}")?;
     writeln!(out, "size: {} ({})", entry.size, format_size(entry.size))?;
     writeln!(out, "modified: {}", local_time(entry.modified))
@@ -762,7 +763,7 @@ impl ShellHelper {
                     ""
                 };
                 Pair {
-                    display: format!("{}{slash}", e.name),
+                    display: format!("{}{slash}", for_terminal(&e.name)),
                     replacement: format!("{dir}{}{slash}", e.name),
                 }
             })
@@ -839,6 +840,28 @@ mod tests {
         ));
         assert!(parse("frobnicate").is_err());
         assert!(parse("mkdir").is_err());
+    }
+
+    /// Issue 11.12: `ls` printed escape sequences and newlines from names as they came.
+    #[test]
+    fn listing_escapes_what_a_terminal_would_obey() {
+        let entries = [Entry {
+            name: "a\u{1b}]0;owned\u{7}\nfake-line".into(),
+            kind: EntryKind::File,
+            size: 1,
+            modified: None,
+        }];
+        for long in [false, true] {
+            let mut out = Vec::new();
+            write_listing(&mut out, &entries, long).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text.lines().count(), 1, "{text:?}");
+            assert!(!text.trim_end().chars().any(char::is_control), "{text:?}");
+            assert!(
+                text.contains("a\\u{1b}]0;owned\\u{7}\\nfake-line"),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -343,9 +343,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         progress: &dyn Progress,
     ) -> Result<Digest> {
         let mut received = 0u64;
+        // Frames that carry no data are no progress: a server cannot keep a download
+        // waiting forever with them.
+        let mut progressed = tokio::time::Instant::now();
         loop {
             match self.reply().await? {
                 Response::Data { data } => {
+                    if data.is_empty() {
+                        if progressed.elapsed() > self.reply_timeout {
+                            return Err(Error::Timeout);
+                        }
+                        continue;
+                    }
+                    progressed = tokio::time::Instant::now();
                     received += data.len() as u64;
                     if received > expected {
                         return Err(Error::UnexpectedReply("more data than announced"));
@@ -465,6 +475,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use bytes::Bytes;
 
     use super::*;
@@ -579,6 +591,81 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
         assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+    }
+
+    /// Issue 11.12: empty `Data` frames every few seconds kept `get` waiting past its reply
+    /// timeout. Frames without data are no progress.
+    #[tokio::test]
+    async fn a_download_that_makes_no_progress_times_out() {
+        let (near, far) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let mut conn = Connection::new(far);
+            let _: Hello = conn.expect().await.unwrap();
+            conn.write(&Hello::ours()).await.unwrap();
+            let _: Request = conn.expect().await.unwrap();
+            conn.write(&Response::GetReady {
+                size: 10,
+                offset: 0,
+            })
+            .await
+            .unwrap();
+            // The hostile part: a frame now and then, never any data.
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let data = Bytes::new();
+                if conn.write(&Response::Data { data }).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut client = Client::handshake(near).await.unwrap();
+        client.set_reply_timeout(Duration::from_millis(500));
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        let err = client
+            .get_file(
+                "f",
+                &dir.path().join("f"),
+                TransferOptions::default(),
+                &NoProgress,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(!client.is_in_step());
+    }
+
+    /// Issue 11.12: endless `Entries` frames took `ftpc` to 282 MB.
+    #[tokio::test]
+    async fn a_listing_is_capped() {
+        let (near, far) = tokio::io::duplex(1 << 20);
+        tokio::spawn(async move {
+            let mut conn = Connection::new(far);
+            let _: Hello = conn.expect().await.unwrap();
+            conn.write(&Hello::ours()).await.unwrap();
+            let _: Request = conn.expect().await.unwrap();
+            let entry = crate::commands::Entry {
+                name: "x".repeat(200),
+                kind: EntryKind::File,
+                size: 0,
+                modified: None,
+            };
+            let entries = vec![entry; 1024];
+            loop {
+                let entries = entries.clone();
+                if conn.write(&Response::Entries { entries }).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut client = Client::handshake(near).await.unwrap();
+        let err = client.list("d").await.unwrap_err();
+        assert!(
+            err.to_string().contains("larger than this client accepts"),
+            "{err}"
+        );
+        assert!(!client.is_in_step());
     }
 
     #[tokio::test]

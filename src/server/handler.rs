@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit};
 
 use super::Shared;
 use super::audit::Record;
 use super::quota::Reservation;
 use super::storage::{DIRECTORY_BYTES, Upload, UserTree};
-use crate::commands::{ENTRIES_PER_FRAME, ErrorCode, Request, Response};
+use crate::commands::{ErrorCode, Request, Response};
 use crate::error::{Error, PathError, Result, StorageError};
 use crate::paths::RemotePath;
 use crate::size::format_size;
@@ -28,6 +28,15 @@ pub(super) struct Handler<'a> {
 }
 
 type Outcome<T> = std::result::Result<T, StorageError>;
+
+/// An upload under way: the upload, its quota reservation, the lock on its target and its
+/// place among the transfers.
+type Started = (
+    Box<dyn Upload>,
+    Option<Reservation>,
+    OwnedMutexGuard<()>,
+    OwnedSemaphorePermit,
+);
 
 fn path(raw: &str) -> Outcome<RemotePath> {
     RemotePath::parse(raw).map_err(invalid_path)
@@ -77,17 +86,25 @@ impl Handler<'_> {
                 conn.write(&reply(result)).await
             }
             Request::List { path: raw } => {
-                let result = async { self.tree.list(&path(&raw)?).await }.await;
+                let result = async {
+                    let remote = path(&raw)?;
+                    let slot = self.transfer_slot()?;
+                    Outcome::Ok((self.tree.list(&remote).await?, slot))
+                }
+                .await;
                 self.log("ls", &raw, &result);
-                match result {
-                    Ok(entries) => {
-                        for batch in entries.chunks(ENTRIES_PER_FRAME) {
-                            let entries = batch.to_vec();
-                            conn.write(&Response::Entries { entries }).await?;
-                        }
-                        conn.write(&Response::Ok).await
+                let (mut listing, _slot) = match result {
+                    Ok(opened) => opened,
+                    Err(err) => return conn.write(&reply::<()>(Err(err))).await,
+                };
+                // Page by page: one page in memory, however large the directory, and a
+                // reader that stops reading hits the write deadline.
+                loop {
+                    match listing.next_page().await {
+                        Ok(Some(entries)) => conn.write(&Response::Entries { entries }).await?,
+                        Ok(None) => return conn.write(&Response::Ok).await,
+                        Err(err) => return conn.write(&reply::<()>(Err(err))).await,
                     }
-                    Err(err) => conn.write(&reply::<()>(Err(err))).await,
                 }
             }
             Request::Stat { path: raw } => {
@@ -165,8 +182,9 @@ impl Handler<'_> {
         size: u64,
         overwrite: bool,
         resume: bool,
-    ) -> Outcome<(Box<dyn Upload>, Option<Reservation>, OwnedMutexGuard<()>)> {
+    ) -> Outcome<Started> {
         let remote = path(raw)?;
+        let slot = self.transfer_slot()?;
         let quota = self.quota().await;
         if let Some(quota) = quota
             && size > quota
@@ -186,7 +204,7 @@ impl Handler<'_> {
             .begin_upload(&remote, size, overwrite, resume)
             .await?;
         let Some(quota) = quota else {
-            return Ok((upload, None, target_lock));
+            return Ok((upload, None, target_lock, slot));
         };
         let used = match self.tree.usage().await {
             Ok(used) => used.bytes,
@@ -205,7 +223,7 @@ impl Handler<'_> {
             .quotas
             .reserve(&self.user, projected, incoming, quota)
         {
-            Ok(reservation) => Ok((upload, Some(reservation), target_lock)),
+            Ok(reservation) => Ok((upload, Some(reservation), target_lock, slot)),
             Err(pending) => {
                 // Partial data from before stays for a later resume (it is in `used`).
                 let keep = upload.offset() > 0;
@@ -222,6 +240,19 @@ impl Handler<'_> {
                 ))
             }
         }
+    }
+
+    /// A place among the transfers and listings running at once, or `Busy`.
+    fn transfer_slot(&self) -> Outcome<OwnedSemaphorePermit> {
+        Arc::clone(&self.shared.transfers)
+            .try_acquire_owned()
+            .map_err(|_| {
+                tracing::warn!(user = %self.user, peer = %self.peer, "too many transfers at once; refusing");
+                StorageError::new(
+                    ErrorCode::Busy,
+                    "server busy: too many transfers in progress; try again later",
+                )
+            })
     }
 
     /// A directory costs [`DIRECTORY_BYTES`] of the quota: refuses a `mkdir` once not even
@@ -278,7 +309,7 @@ impl Handler<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let (mut upload, reservation, _target_lock) =
+        let (mut upload, reservation, _target_lock, _slot) =
             match self.start_upload(raw, size, overwrite, resume).await {
                 Ok(started) => started,
                 Err(err) => {
@@ -290,14 +321,29 @@ impl Handler<'_> {
         let started = std::time::Instant::now();
         conn.write(&Response::PutReady { offset }).await?;
         let mut failure: Option<StorageError> = None;
+        // An upload must make progress: frames that carry no data do not count.
+        let stall = self.shared.limits.stall_timeout;
+        let mut progressed = tokio::time::Instant::now();
         loop {
-            let next =
-                tokio::time::timeout(self.shared.limits.idle_timeout, conn.read::<Request>())
-                    .await
-                    .map_err(|_| Error::Timeout)
-                    .and_then(|read| read?.ok_or(Error::ConnectionClosed));
+            let next = tokio::time::timeout_at(progressed + stall, conn.read::<Request>())
+                .await
+                .map_err(|_| Error::Timeout)
+                .and_then(|read| read?.ok_or(Error::ConnectionClosed))
+                .and_then(|request| match request {
+                    Request::PutData { data } if data.is_empty() => {
+                        if progressed.elapsed() >= stall {
+                            Err(Error::Timeout)
+                        } else {
+                            Ok(Request::PutData { data })
+                        }
+                    }
+                    other => Ok(other),
+                });
             match next {
                 Ok(Request::PutData { data }) => {
+                    if !data.is_empty() {
+                        progressed = tokio::time::Instant::now();
+                    }
                     if failure.is_none()
                         && let Err(err) = upload.write(data).await
                     {
@@ -353,8 +399,13 @@ impl Handler<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let opened = async { self.tree.open_download(&path(raw)?, offset).await }.await;
-        let mut download = match opened {
+        let opened = async {
+            let remote = path(raw)?;
+            let slot = self.transfer_slot()?;
+            Outcome::Ok((self.tree.open_download(&remote, offset).await?, slot))
+        }
+        .await;
+        let (mut download, _slot) = match opened {
             Ok(download) => download,
             Err(err) => {
                 self.log::<()>("get", raw, &Err(err.clone()));

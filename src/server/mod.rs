@@ -76,6 +76,12 @@ pub struct Limits {
     pub login_timeout: Duration,
     /// Time a logged-in connection may stay silent.
     pub idle_timeout: Duration,
+    /// Time a transfer or a listing may go without progress (no data from the client, or
+    /// a reply the client does not read) before the connection is closed.
+    pub stall_timeout: Duration,
+    /// Transfers and listings running at once across all users; more are told the server
+    /// is busy. Each holds a thread of the blocking pool while it runs.
+    pub max_transfers: usize,
     /// Delays and lockouts after failed logins.
     pub lockout: guard::LockoutPolicy,
     /// At shutdown, how long running commands and transfers may take to finish.
@@ -93,6 +99,8 @@ impl Default for Limits {
             max_sessions_per_user: 32,
             login_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(15 * 60),
+            stall_timeout: Duration::from_secs(120),
+            max_transfers: 256,
             lockout: guard::LockoutPolicy::default(),
             shutdown_grace: Duration::from_secs(30),
             require_channel_binding: true,
@@ -165,6 +173,8 @@ pub(crate) struct Shared {
     pub(crate) per_user: counters::Counter<crate::username::Username>,
     /// The audit log, if enabled.
     pub(crate) audit: Option<audit::AuditLog>,
+    /// Places for transfers and listings running at once.
+    pub(crate) transfers: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -251,6 +261,7 @@ impl Server {
                 per_ip: counters::Counter::default(),
                 per_user: counters::Counter::default(),
                 audit: None,
+                transfers: Arc::new(Semaphore::new(limits.max_transfers.max(1))),
             }),
         }
     }

@@ -31,6 +31,7 @@ pub(crate) async fn run<S>(
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut conn = Connection::new(stream);
+    conn.set_write_deadline(Some(shared.limits.stall_timeout));
     if let Err(err) = serve(&mut conn, peer, &shared, &cancel).await {
         if matches!(err, Error::ConnectionClosed) {
             tracing::info!(%peer, "client left in the middle of an exchange");

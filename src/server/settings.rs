@@ -74,6 +74,14 @@ pub struct ServeOptions {
     /// [default: 900].
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
+    /// Seconds a transfer or listing may make no progress (a client that sends no data,
+    /// or reads no reply) before its connection is closed [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub stall_timeout: Option<u64>,
+    /// Transfers and listings running at once, all users together; more are told the
+    /// server is busy [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_transfers: Option<usize>,
     /// Failed logins from one address within 15 minutes that lock that address out; a user
     /// name is only slowed down, never locked [default: 10].
     #[arg(long, value_name = "N")]
@@ -131,6 +139,8 @@ impl ServeOptions {
             max_sessions_per_user: self.max_sessions_per_user.or(file.max_sessions_per_user),
             login_timeout: self.login_timeout.or(file.login_timeout),
             idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            stall_timeout: self.stall_timeout.or(file.stall_timeout),
+            max_transfers: self.max_transfers.or(file.max_transfers),
             max_login_failures: self.max_login_failures.or(file.max_login_failures),
             lockout: self.lockout.or(file.lockout),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
@@ -191,6 +201,9 @@ impl ServeOptions {
                     .max(1),
                 login_timeout: secs(self.login_timeout, defaults.login_timeout),
                 idle_timeout: secs(self.idle_timeout, defaults.idle_timeout),
+                stall_timeout: secs(self.stall_timeout, defaults.stall_timeout)
+                    .max(Duration::from_secs(1)),
+                max_transfers: self.max_transfers.unwrap_or(defaults.max_transfers).max(1),
                 lockout: LockoutPolicy {
                     max_failures: self
                         .max_login_failures

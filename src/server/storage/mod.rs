@@ -24,7 +24,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata, OpenOptions};
 
 use crate::checksum::{Checksum, Digest};
-use crate::commands::{Entry, EntryKind, ErrorCode};
+use crate::commands::{ENTRIES_PER_FRAME, Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
 use crate::paths::{MAX_DEPTH, PARTIAL_PREFIX, RemotePath, partial_name};
 use crate::pipeline::{FileReader, FileWriter, hash_exactly, hash_held};
@@ -53,8 +53,9 @@ pub trait UserTree: Send + Sync {
     /// Creates a directory; with `parents`, also its missing parents, and an existing
     /// directory is no error.
     async fn mkdir(&self, path: &RemotePath, parents: bool) -> Result<(), StorageError>;
-    /// Lists a directory sorted by name, or describes a single non-directory.
-    async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>, StorageError>;
+    /// Lists a directory (in no particular order), or describes a single non-directory, a
+    /// page at a time: memory stays bounded whatever the directory's size.
+    async fn list(&self, path: &RemotePath) -> Result<Box<dyn Listing>, StorageError>;
     /// Describes one entry without following a final symlink.
     async fn stat(&self, path: &RemotePath) -> Result<Entry, StorageError>;
     /// Removes a file or symlink; with `recursive`, a directory tree too. Never the home.
@@ -107,6 +108,13 @@ pub trait Upload: Send {
     ) -> Result<(), StorageError>;
     /// Stops without replacing the target; `keep` leaves the partial data for a resume.
     async fn abort(self: Box<Self>, keep: bool);
+}
+
+/// A listing in progress.
+#[async_trait]
+pub trait Listing: Send {
+    /// The next entries (at most [`crate::commands::ENTRIES_PER_FRAME`]); `None` at the end.
+    async fn next_page(&mut self) -> Result<Option<Vec<Entry>>, StorageError>;
 }
 
 /// A download in progress.
@@ -343,34 +351,69 @@ impl UserTree for FsTree {
         .await
     }
 
-    async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>, StorageError> {
+    async fn list(&self, path: &RemotePath) -> Result<Box<dyn Listing>, StorageError> {
         refuse_reserved(path)?;
         let home = Arc::clone(&self.home);
         let rel = path.to_relative();
         let name = path.file_name().unwrap_or(".").to_owned();
-        blocking(move || {
+        let opened = blocking(move || {
             let meta = home.metadata(&rel)?;
             if !meta.is_dir() {
-                return Ok(vec![entry(name, &meta)]);
+                return Ok(Err(entry(name, &meta)));
             }
-            let mut entries = Vec::new();
-            for item in home.read_dir(&rel)? {
-                let item = item?;
+            Ok(Ok(home.read_dir(&rel)?))
+        })
+        .await?;
+        let items = match opened {
+            Err(single) => {
+                return Ok(Box::new(FsListing {
+                    single: Some(single),
+                    pages: None,
+                }));
+            }
+            Ok(items) => items,
+        };
+        // Pages are read on a blocking thread one ahead of the connection: a reader that
+        // stops reading stops the thread too.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::task::spawn_blocking(move || {
+            let mut page = Vec::with_capacity(ENTRIES_PER_FRAME);
+            for item in items {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e.into()));
+                        return;
+                    }
+                };
                 let name = item.file_name().to_string_lossy().into_owned();
                 if name.starts_with(PARTIAL_PREFIX) {
                     continue;
                 }
                 match item.metadata() {
-                    Ok(meta) => entries.push(entry(name, &meta)),
+                    Ok(meta) => page.push(entry(name, &meta)),
                     // Removed between reading the directory and looking at the entry.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e.into()));
+                        return;
+                    }
+                }
+                if page.len() == ENTRIES_PER_FRAME {
+                    let full = std::mem::replace(&mut page, Vec::with_capacity(ENTRIES_PER_FRAME));
+                    if tx.blocking_send(Ok(full)).is_err() {
+                        return;
+                    }
                 }
             }
-            entries.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(entries)
-        })
-        .await
+            if !page.is_empty() {
+                let _ = tx.blocking_send(Ok(page));
+            }
+        });
+        Ok(Box::new(FsListing {
+            single: None,
+            pages: Some(rx),
+        }))
     }
 
     async fn stat(&self, path: &RemotePath) -> Result<Entry, StorageError> {
@@ -620,10 +663,21 @@ impl UserTree for FsTree {
         let home = Arc::clone(&self.home);
         let rel = path.to_relative();
         let download = blocking(move || {
-            let file = home.open(&rel)?.into_std();
+            // Never wait on a FIFO or a device someone placed in the home: open without
+            // blocking, then serve regular files only.
+            let mut options = OpenOptions::new();
+            options.read(true);
+            cap_std::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+            let file = home.open_with(&rel, &options)?.into_std();
             let meta = file.metadata()?;
             if meta.is_dir() {
                 return Err(StorageError::new(ErrorCode::IsADirectory, "is a directory"));
+            }
+            if !meta.is_file() {
+                return Err(StorageError::new(
+                    ErrorCode::PermissionDenied,
+                    "not a regular file; only regular files can be downloaded",
+                ));
             }
             let size = meta.len();
             if offset > size {
@@ -919,6 +973,25 @@ fn same_file(a: &Metadata, b: &std::fs::Metadata) -> bool {
     a.dev() == b.dev() && a.ino() == b.ino()
 }
 
+/// A listing: one entry for a non-directory, or pages from a thread reading a directory.
+struct FsListing {
+    single: Option<Entry>,
+    pages: Option<tokio::sync::mpsc::Receiver<Result<Vec<Entry>, StorageError>>>,
+}
+
+#[async_trait]
+impl Listing for FsListing {
+    async fn next_page(&mut self) -> Result<Option<Vec<Entry>>, StorageError> {
+        if let Some(single) = self.single.take() {
+            return Ok(Some(vec![single]));
+        }
+        match &mut self.pages {
+            Some(pages) => pages.recv().await.transpose(),
+            None => Ok(None),
+        }
+    }
+}
+
 /// A download from an open file, read ahead on a blocking thread.
 struct FsDownload {
     /// `None` once the end was reached.
@@ -968,6 +1041,18 @@ mod tests {
         RemotePath::parse(raw).unwrap()
     }
 
+    /// Every entry of a listing, sorted by name.
+    async fn list_all(tree: &dyn UserTree, at: &str) -> Result<Vec<Entry>, StorageError> {
+        let mut listing = tree.list(&path(at)).await?;
+        let mut entries = Vec::new();
+        while let Some(page) = listing.next_page().await? {
+            assert!(page.len() <= ENTRIES_PER_FRAME);
+            entries.extend(page);
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
     #[tokio::test]
     async fn mkdir_and_list() {
         let (dir, tree) = tree().await;
@@ -981,16 +1066,53 @@ mod tests {
         tree.mkdir(&path("x/y/z"), true).await.unwrap();
         tree.mkdir(&path("x/y"), true).await.unwrap();
         assert!(dir.path().join("root/alice/x/y/z").is_dir());
-        let names: Vec<_> = tree.list(&path("")).await.unwrap();
+        let names: Vec<_> = list_all(&*tree, "").await.unwrap();
         let names: Vec<_> = names.iter().map(|e| (e.name.as_str(), e.kind)).collect();
         assert_eq!(
             names,
             [("a", EntryKind::Directory), ("x", EntryKind::Directory)]
         );
         assert_eq!(
-            tree.list(&path("nope")).await.unwrap_err().code,
+            list_all(&*tree, "nope").await.unwrap_err().code,
             ErrorCode::NotFound
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_directory_is_listed_in_pages_whole() {
+        let (dir, tree) = tree().await;
+        let home = dir.path().join("root/alice");
+        let count = ENTRIES_PER_FRAME * 2 + 5;
+        for i in 0..count {
+            std::fs::write(home.join(format!("f{i:05}")), b"").unwrap();
+        }
+        let mut listing = tree.list(&path("")).await.unwrap();
+        let mut pages = 0;
+        let mut names = std::collections::BTreeSet::new();
+        while let Some(page) = listing.next_page().await.unwrap() {
+            pages += 1;
+            names.extend(page.into_iter().map(|e| e.name));
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(names.len(), count);
+    }
+
+    /// Issue 11.14: `Get` of a FIFO blocked a server thread until a writer appeared.
+    #[tokio::test]
+    async fn a_fifo_is_refused_at_once_not_waited_on() {
+        let (dir, tree) = tree().await;
+        let fifo = dir.path().join("root/alice/pipe");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let opened = tokio::time::timeout(
+            Duration::from_secs(10),
+            tree.open_download(&path("pipe"), 0),
+        )
+        .await
+        .expect("answered without waiting for a writer");
+        let err = opened.err().unwrap();
+        assert_eq!(err.code, ErrorCode::PermissionDenied, "{err}");
     }
 
     #[tokio::test]
@@ -1017,7 +1139,7 @@ mod tests {
         assert!(!stale.exists());
         assert!(fresh.exists());
         // Partial files are neither listed nor reachable by name.
-        assert!(tree.list(&path("")).await.unwrap().is_empty());
+        assert!(list_all(&*tree, "").await.unwrap().is_empty());
         let name = partial_name("recent-target");
         assert_eq!(
             tree.stat(&path(&name)).await.unwrap_err().code,
@@ -1121,9 +1243,9 @@ mod tests {
         for raw in ["link/x", "up/x", "up/outside/x"] {
             let err = tree.mkdir(&path(raw), true).await.unwrap_err();
             assert_eq!(err.code, ErrorCode::PermissionDenied, "{raw}: {err}");
-            assert!(tree.list(&path(raw)).await.is_err());
+            assert!(list_all(&*tree, raw).await.is_err());
         }
-        assert!(tree.list(&path("link")).await.is_err());
+        assert!(list_all(&*tree, "link").await.is_err());
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
     }
 }
