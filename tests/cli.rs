@@ -244,6 +244,16 @@ fn adduser_serve_login_mkdir_ls_logout_through_the_binaries() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
+    // Logging in again (as the lockout message says to) goes to the same server, with
+    // the same transport: no --server needed (issue 11.13).
+    let again = sb.ftpc(&["login", "alice", "--password-stdin"], "s3cret pass\n");
+    assert_success(&again);
+    assert!(
+        text(&again.stderr).contains(&format!("logged in to {addr} as alice")),
+        "{}",
+        text(&again.stderr)
+    );
+
     // Later commands reuse the login: no --server, no password.
     assert_fails(
         &sb.ftpc(&["mkdir", "remote/dir"], ""),

@@ -330,16 +330,28 @@ async fn login(
     user: &str,
     password_stdin: bool,
 ) -> anyhow::Result<()> {
-    let server = server.unwrap_or(client::DEFAULT_SERVER).to_owned();
+    // Without --server, the server of the most recent login (over the transport it used,
+    // unless --plaintext or --ca says otherwise), as every other command does.
+    let saved = match server {
+        Some(_) => None,
+        None => store.find(None)?,
+    };
+    let server = match (server, &saved) {
+        (Some(server), _) => server.to_owned(),
+        (None, Some(saved)) => saved.server.clone(),
+        (None, None) => client::DEFAULT_SERVER.to_owned(),
+    };
+    let transport = match (&trust.transport, &saved) {
+        (Transport::Tls, Some(saved)) => saved.transport.clone(),
+        (chosen, _) => chosen.clone(),
+    };
     let context = format!("login {user}");
     let user = Username::parse(user)
         .map_err(ftprep::Error::from)
         .context(context.clone())?;
     // Connect first, so the certificate is checked (and a new one confirmed) before the
     // password is asked for.
-    let security = trust
-        .transport
-        .security(trust.known_hosts.clone(), trust.unknown.clone());
+    let security = transport.security(trust.known_hosts.clone(), trust.unknown.clone());
     let connected = Instant::now();
     let mut client = Client::connect(&server, &security)
         .await
@@ -359,7 +371,7 @@ async fn login(
         server: server.clone(),
         user: user.clone(),
         keys,
-        transport: trust.transport.clone(),
+        transport,
     })?;
     eprintln!("logged in to {server} as {user}");
     Ok(())

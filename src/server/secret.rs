@@ -12,16 +12,25 @@ use crate::auth::random_bytes;
 pub const SECRET_LEN: usize = 32;
 const FILE_NAME: &str = "mock-secret";
 
+/// Creates the state directory (and missing parents) mode 0700, whichever command comes
+/// first: it holds the mock-login secret and the TLS key.
+///
+/// # Errors
+/// I/O errors.
+pub fn create_state_dir(state_dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+}
+
 /// Reads the secret from `state_dir`, creating the directory (0700) and the secret (0600)
 /// on first use.
 ///
 /// # Errors
 /// I/O errors, or a secret file of the wrong size.
 pub fn load_or_create(state_dir: &Path) -> io::Result<[u8; SECRET_LEN]> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(state_dir)?;
+    create_state_dir(state_dir)?;
     let path = state_dir.join(FILE_NAME);
     match std::fs::File::open(&path) {
         Ok(mut file) => {

@@ -133,7 +133,7 @@ impl ServerIdentity {
 
 /// Writes a new self-signed ECDSA P-256 / SHA-256 certificate and its key (mode 0600).
 fn generate(state_dir: &Path, cert_path: &Path, key_path: &Path) -> Result<()> {
-    std::fs::create_dir_all(state_dir)?;
+    super::secret::create_state_dir(state_dir)?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(tls_error)?;
     let mut params =
         rcgen::CertificateParams::new(vec!["localhost".to_owned()]).map_err(tls_error)?;
@@ -167,6 +167,12 @@ mod tests {
 
     #[test]
     fn generated_once_private_and_reused() {
+        let parent = tempfile::tempdir().unwrap();
+        // Issue 11.15: `ftpd fingerprint` created the state directory 0755.
+        let state = parent.path().join("ftpd-state");
+        ServerIdentity::self_signed(&state).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
         let dir = tempfile::tempdir().unwrap();
         let first = ServerIdentity::self_signed(dir.path()).unwrap();
         let second = ServerIdentity::self_signed(dir.path()).unwrap();
