@@ -12,7 +12,7 @@ use super::Shared;
 use super::audit::Record;
 use super::quota::Reservation;
 use super::storage::{DIRECTORY_BYTES, Upload, UserTree};
-use crate::commands::{ErrorCode, Request, Response};
+use crate::commands::{EntryKind, ErrorCode, Request, Response};
 use crate::error::{Error, PathError, Result, StorageError};
 use crate::paths::RemotePath;
 use crate::size::format_size;
@@ -78,7 +78,17 @@ impl Handler<'_> {
             Request::Mkdir { path: raw, parents } => {
                 let result = async {
                     let remote = path(&raw)?;
-                    self.check_room_for_a_directory().await?;
+                    // `mkdir -p` of a directory that exists adds nothing (`put -r` does it
+                    // for every directory of a tree).
+                    let exists = parents
+                        && self
+                            .tree
+                            .stat(&remote)
+                            .await
+                            .is_ok_and(|e| e.kind == EntryKind::Directory);
+                    if !exists {
+                        self.check_room_for_a_directory().await?;
+                    }
                     self.tree.mkdir(&remote, parents).await
                 }
                 .await;
