@@ -317,6 +317,21 @@ async fn impossible_names_are_neither_stored_nor_logged_whole() {
     }
     let written = std::fs::metadata(&audit).unwrap().len() - before;
     assert!(written < 2048, "{written} bytes of audit for four attempts");
+    // A path longer than any valid one is refused, and logged only in part.
+    let mut alice = server.login("alice", "pw").await;
+    let before = std::fs::metadata(&audit).unwrap().len();
+    let reply = alice
+        .raw_request(&Request::Mkdir {
+            path: huge.clone(),
+            parents: false,
+        })
+        .await;
+    assert_eq!(code(reply), ErrorCode::InvalidPath);
+    let written = std::fs::metadata(&audit).unwrap().len() - before;
+    assert!(
+        written < 1024,
+        "{written} bytes of audit for one refused mkdir"
+    );
     let text = std::fs::read_to_string(&audit).unwrap();
     assert!(!text.contains('\u{1b}'), "escaped: {text}");
     assert!(

@@ -14,7 +14,7 @@ use super::quota::Reservation;
 use super::storage::{DIRECTORY_BYTES, Upload, UserTree};
 use crate::commands::{EntryKind, ErrorCode, Request, Response};
 use crate::error::{Error, PathError, Result, StorageError};
-use crate::paths::RemotePath;
+use crate::paths::{MAX_PATH_LEN, RemotePath};
 use crate::size::format_size;
 use crate::username::Username;
 use crate::wire::Connection;
@@ -466,6 +466,14 @@ impl Handler<'_> {
 
     /// Logs a command; changes also go to the audit log.
     fn log<T>(&self, command: &str, path: &str, result: &Outcome<T>) {
+        // A path (or `from -> to`) longer than any valid one was refused: log its start.
+        let cut;
+        let path = if path.len() > 2 * MAX_PATH_LEN + 4 {
+            cut = crate::sanitize::for_log(path);
+            cut.as_str()
+        } else {
+            path
+        };
         if command != "ls" {
             let mut record = Record::new(command, self.user.as_str(), self.peer, outcome(result));
             record.path = Some(path);
