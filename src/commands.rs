@@ -11,7 +11,7 @@ use crate::checksum::Digest;
 /// Opens every hello, so a stray connection is told apart from an ftprep peer.
 pub const MAGIC: [u8; 4] = *b"FTPR";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// At most this many entries travel in one [`Response::Entries`] frame.
 pub const ENTRIES_PER_FRAME: usize = 1024;
 /// Largest data chunk in a [`Request::PutData`] or [`Response::Data`] frame (512 KiB).
@@ -188,6 +188,10 @@ pub enum Response {
         used: u64,
         /// The user's quota in bytes, if any.
         quota: Option<u64>,
+        /// Entries (files, directories, links) the user has.
+        entries: u64,
+        /// Most entries the user may have, if limited.
+        max_entries: Option<u64>,
     },
     /// Answers [`Request::Mechanisms`], most preferred first.
     Mechanisms {

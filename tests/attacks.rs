@@ -375,3 +375,42 @@ async fn transfers_past_the_limit_are_told_the_server_is_busy() {
         .collect();
     assert_eq!(names, ["d", "slow"]);
 }
+
+/// Issue 11.8, the option: a file-count quota (as SFTPGo's), over files, directories and
+/// links, so 20,000 empty directories are not free.
+#[tokio::test]
+async fn a_file_count_quota_limits_files_and_directories() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let alice_name = ftprep::username::Username::parse("alice").unwrap();
+    ftprep::server::userdb::set_file_quota(&server.users, &alice_name, Some(3)).unwrap();
+    let mut alice = server.login("alice", "pw").await;
+    alice.mkdir("a", false).await.unwrap();
+    alice.mkdir("b", false).await.unwrap();
+    let local = server.dir.path().join("f");
+    std::fs::write(&local, b"data").unwrap();
+    let plain = TransferOptions::default();
+    alice
+        .put_file(&local, "f", plain, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        code(alice.mkdir("c", false).await),
+        ErrorCode::QuotaExceeded
+    );
+    let err = alice.put_file(&local, "g", plain, &NoProgress).await;
+    assert_eq!(code(err), ErrorCode::QuotaExceeded);
+    // Replacing a file adds no entry.
+    let force = TransferOptions {
+        overwrite: true,
+        resume: false,
+    };
+    alice
+        .put_file(&local, "f", force, &NoProgress)
+        .await
+        .unwrap();
+    let usage = alice.disk_usage().await.unwrap();
+    assert_eq!((usage.entries, usage.max_entries), (3, Some(3)));
+    alice.remove("f", false).await.unwrap();
+    alice.mkdir("c", false).await.unwrap();
+    assert_eq!(names_in(&server.root.join("alice")), ["a", "b", "c"]);
+}

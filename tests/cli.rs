@@ -634,6 +634,14 @@ fn file_commands_through_the_binaries() {
         text(&sb.ftpc(&["df"], "").stdout),
         "used 24.0 KiB (no quota)\n"
     );
+    let out = sb.ftpd(&["quota", "alice", "--files", "100"], "");
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "file quota of alice: 100 entries\n");
+    assert_eq!(text(&sb.ftpd(&["users"], "").stdout), "alice\tfiles 100\n");
+    assert_eq!(
+        text(&sb.ftpc(&["df"], "").stdout),
+        "used 24.0 KiB (no quota); 5 of 100 files and directories\n"
+    );
 }
 
 #[test]

@@ -42,18 +42,25 @@ enum Command {
         /// Most bytes the user may store, e.g. 500M, 10G (default: no limit).
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         quota: Option<u64>,
+        /// Most files, directories and links the user may have (default: no limit).
+        #[arg(long, value_name = "COUNT")]
+        files: Option<u64>,
     },
     /// Remove a user; their files are left on disk.
     Deluser(NameArgs),
     /// Change a user's password; their cached logins stop working.
     Passwd(PasswordArgs),
-    /// Set a user's quota (e.g. 10G), or remove it with `none`.
+    /// Set a user's quota (e.g. 10G) and/or file-count quota (--files), or remove one with
+    /// `none`.
     Quota {
         #[command(flatten)]
         who: NameArgs,
         /// Most bytes the user may store (K, M, G, T: powers of 1024), or `none`.
-        #[arg(value_name = "SIZE|none")]
-        quota: String,
+        #[arg(value_name = "SIZE|none", required_unless_present = "files")]
+        quota: Option<String>,
+        /// Most files, directories and links the user may have, or `none`.
+        #[arg(long, value_name = "COUNT|none")]
+        files: Option<String>,
     },
     /// List the users, one a line, with their quotas.
     Users(UsersFile),
@@ -142,24 +149,40 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Adduser { args, quota } => {
+        Command::Adduser { args, quota, files } => {
             let (name, verifier) = new_verifier(&args)?;
             let mut record = UserRecord::new(name.clone(), verifier);
             record.quota = quota;
+            record.files = files;
             userdb::add_user(&args.who.file.users, record)?;
             println!("added user {name}");
             Ok(())
         }
-        Command::Quota { who, quota } => {
+        Command::Quota { who, quota, files } => {
             let name = Username::parse(&who.name)?;
-            let quota = match quota.as_str() {
-                "none" => None,
-                size => Some(parse_size(size).map_err(anyhow::Error::msg)?),
-            };
-            userdb::set_quota(&who.file.users, &name, quota)?;
-            match quota {
-                Some(bytes) => println!("quota of {name}: {}", format_size(bytes)),
-                None => println!("{name} has no quota"),
+            if let Some(quota) = quota {
+                let quota = match quota.as_str() {
+                    "none" => None,
+                    size => Some(parse_size(size).map_err(anyhow::Error::msg)?),
+                };
+                userdb::set_quota(&who.file.users, &name, quota)?;
+                match quota {
+                    Some(bytes) => println!("quota of {name}: {}", format_size(bytes)),
+                    None => println!("{name} has no quota"),
+                }
+            }
+            if let Some(files) = files {
+                let files = match files.as_str() {
+                    "none" => None,
+                    count => Some(count.parse::<u64>().map_err(|e| {
+                        anyhow::anyhow!("--files {count:?}: {e} (a whole number, or none)")
+                    })?),
+                };
+                userdb::set_file_quota(&who.file.users, &name, files)?;
+                match files {
+                    Some(count) => println!("file quota of {name}: {count} entries"),
+                    None => println!("{name} has no file quota"),
+                }
             }
             Ok(())
         }
@@ -184,10 +207,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Users(file) => {
             for user in userdb::read(&file.users)?.users() {
-                match user.quota {
-                    Some(quota) => println!("{}\tquota {}", user.name, format_size(quota)),
-                    None => println!("{}", user.name),
+                let mut line = user.name.to_string();
+                if let Some(quota) = user.quota {
+                    line.push_str(&format!("\tquota {}", format_size(quota)));
                 }
+                if let Some(files) = user.files {
+                    line.push_str(&format!("\tfiles {files}"));
+                }
+                println!("{line}");
             }
             Ok(())
         }

@@ -41,6 +41,19 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for any one reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What a user uses of the server, and their quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Bytes used (files, and 4 KiB per directory).
+    pub used: u64,
+    /// The byte quota, if any.
+    pub quota: Option<u64>,
+    /// Files, directories and links.
+    pub entries: u64,
+    /// The file-count quota, if any.
+    pub max_entries: Option<u64>,
+}
+
 /// Most entries one listing may have.
 pub const MAX_LISTING: usize = 1_000_000;
 
@@ -365,8 +378,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// I/O or the server's refusal.
     pub async fn usage(&mut self) -> Result<(u64, Option<u64>)> {
+        let usage = self.disk_usage().await?;
+        Ok((usage.used, usage.quota))
+    }
+
+    /// Bytes and entries used, with their quotas.
+    ///
+    /// # Errors
+    /// I/O or the server's refusal.
+    pub async fn disk_usage(&mut self) -> Result<DiskUsage> {
         match self.raw_request(&Request::Usage).await? {
-            Response::Usage { used, quota } => Ok((used, quota)),
+            Response::Usage {
+                used,
+                quota,
+                entries,
+                max_entries,
+            } => Ok(DiskUsage {
+                used,
+                quota,
+                entries,
+                max_entries,
+            }),
             _ => Err(Error::UnexpectedReply("expected usage")),
         }
     }

@@ -365,8 +365,9 @@ impl Session {
                 }
             }
             FileCommand::Df => {
-                let (used, quota) = self.client.usage().await.map_err(failed("df"))?;
-                let line = match quota {
+                let usage = self.client.disk_usage().await.map_err(failed("df"))?;
+                let (used, entries) = (usage.used, usage.entries);
+                let mut line = match usage.quota {
                     Some(quota) => format!(
                         "used {} of {} ({:.1}%)",
                         format_size(used),
@@ -375,6 +376,9 @@ impl Session {
                     ),
                     None => format!("used {} (no quota)", format_size(used)),
                 };
+                if let Some(max) = usage.max_entries {
+                    line.push_str(&format!("; {entries} of {max} files and directories"));
+                }
                 writeln!(io.out, "{line}").map_err(|e| failed("df")(e.into()))
             }
         }

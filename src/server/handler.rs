@@ -29,6 +29,13 @@ pub(super) struct Handler<'a> {
 
 type Outcome<T> = std::result::Result<T, StorageError>;
 
+/// A user's limits: bytes, and entries (files, directories, links).
+#[derive(Debug, Default, Clone, Copy)]
+struct Quotas {
+    bytes: Option<u64>,
+    entries: Option<u64>,
+}
+
 /// An upload under way: the upload, its quota reservation, the lock on its target and its
 /// place among the transfers.
 type Started = (
@@ -151,17 +158,19 @@ impl Handler<'_> {
                 self.log("mv", &format!("{from} -> {to}"), &result);
                 conn.write(&reply(result)).await
             }
-            Request::Usage => {
-                let result = async {
-                    let used = self.tree.usage().await?.bytes;
-                    Ok((used, self.quota().await))
+            Request::Usage => match self.tree.usage().await {
+                Ok(usage) => {
+                    let quotas = self.quotas().await;
+                    conn.write(&Response::Usage {
+                        used: usage.bytes,
+                        quota: quotas.bytes,
+                        entries: usage.entries,
+                        max_entries: quotas.entries,
+                    })
+                    .await
                 }
-                .await;
-                match result {
-                    Ok((used, quota)) => conn.write(&Response::Usage { used, quota }).await,
-                    Err(err) => conn.write(&reply::<()>(Err(err))).await,
-                }
-            }
+                Err(err) => conn.write(&reply::<()>(Err(err))).await,
+            },
             Request::PutStart {
                 path: raw,
                 size,
@@ -174,14 +183,37 @@ impl Handler<'_> {
 
     /// The user's current quota (re-read, so `ftpd quota` applies to running sessions).
     async fn quota(&self) -> Option<u64> {
+        self.quotas().await.bytes
+    }
+
+    /// The user's byte and file-count quotas (re-read, like [`Handler::quota`]).
+    async fn quotas(&self) -> Quotas {
         match self.shared.users.user(&self.user).await {
-            Ok(Some(record)) => record.quota,
-            Ok(None) => None,
+            Ok(Some(record)) => Quotas {
+                bytes: record.quota,
+                entries: record.files,
+            },
+            Ok(None) => Quotas::default(),
             Err(err) => {
                 tracing::error!(user = %self.user, error = %err, "cannot read the user's quota");
-                None
+                Quotas::default()
             }
         }
+    }
+
+    /// Refuses one more entry (a directory, a new file) past the file-count quota.
+    async fn check_room_for_an_entry(&self, max: Option<u64>) -> Outcome<()> {
+        let Some(max) = max else {
+            return Ok(());
+        };
+        let entries = self.tree.usage().await?.entries;
+        if entries >= max {
+            return Err(StorageError::new(
+                ErrorCode::QuotaExceeded,
+                format!("file quota exceeded: {entries} of {max} files and directories"),
+            ));
+        }
+        Ok(())
     }
 
     /// Opens the upload and checks the quota for it; the reservation holds the bytes
@@ -195,7 +227,13 @@ impl Handler<'_> {
     ) -> Outcome<Started> {
         let remote = path(raw)?;
         let slot = self.transfer_slot()?;
-        let quota = self.quota().await;
+        let Quotas {
+            bytes: quota,
+            entries: max_entries,
+        } = self.quotas().await;
+        if max_entries.is_some() && self.tree.stat(&remote).await.is_err() {
+            self.check_room_for_an_entry(max_entries).await?;
+        }
         if let Some(quota) = quota
             && size > quota
         {
@@ -268,7 +306,9 @@ impl Handler<'_> {
     /// A directory costs [`DIRECTORY_BYTES`] of the quota: refuses a `mkdir` once not even
     /// one more fits (uploads in flight hold their share).
     async fn check_room_for_a_directory(&self) -> Outcome<()> {
-        let Some(quota) = self.quota().await else {
+        let quotas = self.quotas().await;
+        self.check_room_for_an_entry(quotas.entries).await?;
+        let Some(quota) = quotas.bytes else {
             return Ok(());
         };
         let used = self.tree.usage().await?.bytes;

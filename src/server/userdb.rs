@@ -3,7 +3,8 @@
 //! # Format
 //! `users.db` holds one user a line, `name:verifier[ key=value]...`, where the verifier is
 //! PostgreSQL's `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` and the optional
-//! fields are `quota=<bytes>`. Blank lines and lines starting with `#` are comments and are
+//! fields are `quota=<bytes>` and `files=<count>` (most entries: files, directories, links).
+//! Blank lines and lines starting with `#` are comments and are
 //! kept as they are when the file is rewritten.
 //!
 //! Writers take an exclusive lock on `users.db.lock`, read, change, write a temporary file
@@ -53,6 +54,8 @@ pub struct UserRecord {
     pub verifier: Verifier,
     /// Most bytes the user may store, if limited.
     pub quota: Option<u64>,
+    /// Most entries (files, directories, links) the user may have, if limited.
+    pub files: Option<u64>,
 }
 
 impl UserRecord {
@@ -62,6 +65,7 @@ impl UserRecord {
             name,
             verifier,
             quota: None,
+            files: None,
         }
     }
 }
@@ -114,9 +118,13 @@ impl UserFile {
                                 .map_err(|e| corrupt(format!("quota: {e}")))?,
                         );
                     }
+                    Some(("files", value)) => {
+                        record.files =
+                            Some(value.parse().map_err(|e| corrupt(format!("files: {e}")))?);
+                    }
                     _ => {
                         return Err(corrupt(format!(
-                            "unknown field {field:?} (known: quota=BYTES)"
+                            "unknown field {field:?} (known: quota=BYTES, files=COUNT)"
                         )));
                     }
                 }
@@ -168,6 +176,22 @@ impl UserFile {
         Ok(())
     }
 
+    /// Sets or clears a user's file-count quota.
+    ///
+    /// # Errors
+    /// [`UserDbError::NoSuchUser`].
+    pub fn set_file_quota(
+        &mut self,
+        name: &Username,
+        files: Option<u64>,
+    ) -> Result<(), UserDbError> {
+        let record = self
+            .find_mut(name)
+            .ok_or_else(|| UserDbError::NoSuchUser(name.to_string()))?;
+        record.files = files;
+        Ok(())
+    }
+
     /// Replaces a user's verifier.
     ///
     /// # Errors
@@ -204,6 +228,9 @@ impl UserFile {
                     out.push_str(&format!("{}:{}", record.name, record.verifier));
                     if let Some(quota) = record.quota {
                         out.push_str(&format!(" quota={quota}"));
+                    }
+                    if let Some(files) = record.files {
+                        out.push_str(&format!(" files={files}"));
                     }
                 }
             }
@@ -311,6 +338,14 @@ pub fn add_user(path: &Path, record: UserRecord) -> Result<(), UserDbError> {
 /// [`UserDbError::NoSuchUser`], a corrupt file, or I/O.
 pub fn set_quota(path: &Path, name: &Username, quota: Option<u64>) -> Result<(), UserDbError> {
     modify(path, |file| file.set_quota(name, quota))
+}
+
+/// Sets or clears a user's file-count quota (`ftpd quota --files`).
+///
+/// # Errors
+/// [`UserDbError::NoSuchUser`], a corrupt file, or I/O.
+pub fn set_file_quota(path: &Path, name: &Username, files: Option<u64>) -> Result<(), UserDbError> {
+    modify(path, |file| file.set_file_quota(name, files))
 }
 
 /// Replaces a user's verifier (`ftpd passwd`).
@@ -473,6 +508,10 @@ mod tests {
         assert_eq!(file.render(), text);
         let short = UserFile::parse(&format!("carol:{v} quota=10G\n"), Path::new("u")).unwrap();
         assert_eq!(short.users().next().unwrap().quota, Some(10 << 30));
+        let files = UserFile::parse(&format!("dave:{v} files=1000\n"), Path::new("u")).unwrap();
+        assert_eq!(files.users().next().unwrap().files, Some(1000));
+        assert!(files.render().ends_with(" files=1000\n"));
+        assert!(UserFile::parse(&format!("dave:{v} files=many\n"), Path::new("u")).is_err());
         for (bad, line) in [
             (format!("# x\nalice:{v}\nbob\n"), 3),
             (format!("Alice:{v}\n"), 1),
