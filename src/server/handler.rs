@@ -85,16 +85,19 @@ impl Handler<'_> {
             Request::Mkdir { path: raw, parents } => {
                 let result = async {
                     let remote = path(&raw)?;
+                    let quotas = self.quotas().await;
                     // `mkdir -p` of a directory that exists adds nothing (`put -r` does it
                     // for every directory of a tree).
-                    let exists = parents
+                    let limited = quotas.bytes.is_some() || quotas.entries.is_some();
+                    let exists = limited
+                        && parents
                         && self
                             .tree
                             .stat(&remote)
                             .await
                             .is_ok_and(|e| e.kind == EntryKind::Directory);
-                    if !exists {
-                        self.check_room_for_a_directory().await?;
+                    if limited && !exists {
+                        self.check_room_for_a_directory(quotas).await?;
                     }
                     self.tree.mkdir(&remote, parents).await
                 }
@@ -305,8 +308,7 @@ impl Handler<'_> {
 
     /// A directory costs [`DIRECTORY_BYTES`] of the quota: refuses a `mkdir` once not even
     /// one more fits (uploads in flight hold their share).
-    async fn check_room_for_a_directory(&self) -> Outcome<()> {
-        let quotas = self.quotas().await;
+    async fn check_room_for_a_directory(&self, quotas: Quotas) -> Outcome<()> {
         self.check_room_for_an_entry(quotas.entries).await?;
         let Some(quota) = quotas.bytes else {
             return Ok(());
