@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestServer, finish_upload, names_in, send_chunk, start_upload};
+use common::{TestServer, finish_upload, names_in, names_listed, send_chunk, start_upload};
 use ftprep::Error;
 use ftprep::client::{Client, NoProgress, TransferOptions};
 use ftprep::commands::{ErrorCode, Request, Response};
@@ -366,13 +366,7 @@ async fn transfers_past_the_limit_are_told_the_server_is_busy() {
         finish_upload(&mut holder, b"0123456789").await.unwrap(),
         Response::Ok
     );
-    let names: Vec<_> = other
-        .list("")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let names = names_listed(&mut other, "").await;
     assert_eq!(names, ["d", "slow"]);
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{TestServer, finish_upload, names_in, send_chunk, start_upload};
+use common::{TestServer, finish_upload, names_in, names_listed, send_chunk, start_upload};
 use ftprep::Error;
 use ftprep::client::{NoProgress, TransferOptions};
 use ftprep::commands::{EntryKind, ErrorCode, MAX_CHUNK};
@@ -237,13 +237,7 @@ async fn interrupted_upload_leaves_the_target_untouched_and_resumes() {
         std::fs::read(home.join("data.bin")).unwrap(),
         b"the old version"
     );
-    let names: Vec<_> = alice
-        .list("")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let names = names_listed(&mut alice, "").await;
     assert_eq!(names, ["data.bin"]);
 
     let options = TransferOptions {

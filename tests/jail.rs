@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, names_in};
+use common::{TestServer, names_in, names_listed};
 use ftprep::Error;
 use ftprep::commands::{ErrorCode, Request, Response};
 
@@ -111,13 +111,7 @@ async fn users_only_see_their_own_home() {
     let mut bob = server.login("bob", "pw2").await;
     alice.mkdir("alice-private", false).await.unwrap();
     bob.mkdir("bob-stuff", false).await.unwrap();
-    let names: Vec<_> = bob
-        .list("/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let names = names_listed(&mut bob, "/").await;
     assert_eq!(names, ["bob-stuff"]);
     assert!(bob.list("../alice").await.is_err());
     assert_eq!(names_in(&server.root.join("alice")), ["alice-private"]);

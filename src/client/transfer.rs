@@ -483,11 +483,17 @@ mod tests {
     use crate::commands::{Hello, MAX_CHUNK};
     use crate::wire::Connection;
 
-    /// The server's side of a download: `chunks` data frames of 1000 bytes, then `GetDone`.
-    async fn serve_download(stream: tokio::io::DuplexStream, chunks: usize) {
+    /// The server's end of a pipe, hellos exchanged: the tests play a server by hand.
+    async fn fake_server(stream: tokio::io::DuplexStream) -> Connection<tokio::io::DuplexStream> {
         let mut conn = Connection::new(stream);
         let _: Hello = conn.expect().await.unwrap();
         conn.write(&Hello::ours()).await.unwrap();
+        conn
+    }
+
+    /// The server's side of a download: `chunks` data frames of 1000 bytes, then `GetDone`.
+    async fn serve_download(stream: tokio::io::DuplexStream, chunks: usize) {
+        let mut conn = fake_server(stream).await;
         for _ in 0..chunks {
             let data = Bytes::from(vec![7u8; 1000]);
             conn.write(&Response::Data { data }).await.unwrap();
@@ -498,9 +504,7 @@ mod tests {
 
     /// A hostile server: answers every `List` with `entries`, every `Get` with "hello".
     async fn serve_listing(stream: tokio::io::DuplexStream, entries: Vec<crate::commands::Entry>) {
-        let mut conn = Connection::new(stream);
-        let _: Hello = conn.expect().await.unwrap();
-        conn.write(&Hello::ours()).await.unwrap();
+        let mut conn = fake_server(stream).await;
         while let Ok(Some(request)) = conn.read::<Request>().await {
             match request {
                 Request::List { .. } => {
@@ -599,9 +603,7 @@ mod tests {
     async fn a_download_that_makes_no_progress_times_out() {
         let (near, far) = tokio::io::duplex(1 << 16);
         tokio::spawn(async move {
-            let mut conn = Connection::new(far);
-            let _: Hello = conn.expect().await.unwrap();
-            conn.write(&Hello::ours()).await.unwrap();
+            let mut conn = fake_server(far).await;
             let _: Request = conn.expect().await.unwrap();
             conn.write(&Response::GetReady {
                 size: 10,
@@ -641,9 +643,7 @@ mod tests {
     async fn a_listing_is_capped() {
         let (near, far) = tokio::io::duplex(1 << 20);
         tokio::spawn(async move {
-            let mut conn = Connection::new(far);
-            let _: Hello = conn.expect().await.unwrap();
-            conn.write(&Hello::ours()).await.unwrap();
+            let mut conn = fake_server(far).await;
             let _: Request = conn.expect().await.unwrap();
             let entry = crate::commands::Entry {
                 name: "x".repeat(200),

@@ -232,8 +232,8 @@ where
         conn.write(&Response::Error {
             code: ErrorCode::AuthFailed,
             message: format!(
-                "unsupported mechanism {:?}; this server offers {}",
-                mechanism.escape_debug().to_string(),
+                "unsupported mechanism \"{}\"; this server offers {}",
+                crate::sanitize::for_log(&mechanism),
                 offered(binding.is_some(), &shared.limits).join(", ")
             ),
         })

@@ -226,3 +226,19 @@ pub fn names_in(dir: &std::path::Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The names a remote directory lists, sorted.
+pub async fn names_listed<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    dir: &str,
+) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list(dir)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    names
+}
