@@ -459,6 +459,14 @@ fn table(file: &UserFile) -> HashMap<Username, UserRecord> {
 #[async_trait]
 impl UserStore for FileUserStore {
     async fn user(&self, name: &Username) -> Result<Option<UserRecord>, UserDbError> {
+        // The common case, an unchanged file, costs one stat here and no thread hop; only
+        // a changed file is re-read, on the blocking pool.
+        if let Ok(current) = stamp(&self.path)
+            && let Ok(loaded) = self.loaded.lock()
+            && loaded.stamp == current
+        {
+            return Ok(loaded.table.get(name).cloned());
+        }
         let store = self.clone();
         let name = name.clone();
         tokio::task::spawn_blocking(move || {
