@@ -951,3 +951,48 @@ fn the_example_settings_file_parses() {
         std::path::PathBuf::from("/var/lib/ftpd/users.db")
     );
 }
+
+/// Waits (polling, with a deadline) until `condition` holds.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "gave up waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 12.2: after the server ended an idle session, the shell's next command failed
+/// with "timed out waiting for the peer" (it looked at a socket nothing had polled while it
+/// waited for input). The shell connects again first, here in batch mode on a pipe, with a
+/// pause between commands.
+#[test]
+fn the_shell_replaces_a_connection_the_server_ended_while_it_waited() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server =
+        RunningServer::start_with(&sb, &["--listen", "127.0.0.1:0", "--idle-timeout", "1"]);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let mut shell = sb
+        .command(FTPC, &["shell"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = shell.stdin.take().unwrap();
+    writeln!(stdin, "mkdir first").unwrap();
+    stdin.flush().unwrap();
+    let home = sb.path().join("ftp-root/alice");
+    wait_until("the first command ran", || home.join("first").is_dir());
+    // Every connection of the shell idles out (the first login's closed by itself).
+    let count = |what: &str| server.log().matches(what).count();
+    wait_until("the server ended the idle session", || {
+        count("closing connection") + 1 >= count("login succeeded")
+    });
+    writeln!(stdin, "mkdir second").unwrap();
+    writeln!(stdin, "ls").unwrap();
+    drop(stdin);
+    let out = shell.wait_with_output().unwrap();
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "first/\nsecond/\n");
+}

@@ -445,9 +445,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Whether a request can be sent now: in step, and nothing arrived unasked. A server
     /// that ends an idle session says so (`Error { Timeout }`) and closes; that is seen here,
     /// without waiting, before a command would be sent into the closed connection.
-    pub fn is_ready(&mut self) -> bool {
+    pub async fn is_ready(&mut self) -> bool {
+        if !self.in_step {
+            return false;
+        }
+        // While the shell waited for input nothing drove the runtime, so what the server
+        // sent meanwhile (a timeout notice, a close) is not known to the socket yet: let the
+        // runtime poll its I/O driver once before looking.
+        tokio::task::yield_now().await;
         // Reading is cancel-safe: a frame that has only partly arrived stays buffered.
-        if self.in_step && self.conn.read::<Response>().now_or_never().is_some() {
+        if self.conn.read::<Response>().now_or_never().is_some() {
             // A frame, the end or an error while no request is waiting for one.
             self.in_step = false;
         }
@@ -531,8 +538,8 @@ mod tests {
         let _: Hello = server.expect().await.unwrap();
         server.write(&Hello::ours()).await.unwrap();
         let mut client = handshake.await.unwrap().unwrap();
-        assert!(client.is_ready(), "nothing arrived yet");
-        assert!(client.is_ready(), "asking twice changes nothing");
+        assert!(client.is_ready().await, "nothing arrived yet");
+        assert!(client.is_ready().await, "asking twice changes nothing");
 
         // The server's idle timeout: it says so, then closes.
         server
@@ -543,7 +550,7 @@ mod tests {
             .await
             .unwrap();
         drop(server);
-        assert!(!client.is_ready());
+        assert!(!client.is_ready().await);
         assert!(!client.is_in_step());
     }
 }

@@ -188,7 +188,7 @@ impl Session {
     /// Connects again if the connection was lost; the saved login must still be for the
     /// same user, or the working directory would mean something else.
     async fn reconnect_if_lost(&mut self) -> std::result::Result<(), CommandError> {
-        if !self.lost && self.client.is_ready() {
+        if !self.lost && self.client.is_ready().await {
             return Ok(());
         }
         let reconnect = async {
