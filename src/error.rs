@@ -186,9 +186,16 @@ pub enum ErrorKind {
 impl Error {
     /// A local file error, naming the file.
     pub fn local(path: &std::path::Path, err: impl std::fmt::Display) -> Self {
+        // "No such file or directory", not "... (os error 2)": the code says nothing more.
+        let mut message = err.to_string();
+        if message.ends_with(')')
+            && let Some(code) = message.rfind(" (os error ")
+        {
+            message.truncate(code);
+        }
         Error::Local {
             path: path.to_owned(),
-            message: err.to_string(),
+            message,
         }
     }
 

@@ -996,3 +996,62 @@ fn the_shell_replaces_a_connection_the_server_ended_while_it_waited() {
     assert_success(&out);
     assert_eq!(text(&out.stdout), "first/\nsecond/\n");
 }
+
+/// Issue 12.1: the README's set-up ran `cargo run --bin ftpd`, which builds only the
+/// server, while the next step is `ftpc login`. Its first command must build both binaries,
+/// and name the client where that command leaves it.
+#[test]
+fn the_readme_set_up_builds_both_binaries() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let first = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|block| block.lines().next())
+        .unwrap();
+    let build = first.split("&&").next().unwrap().trim();
+    assert!(build.starts_with("cargo build --release"), "{first}");
+    assert!(!build.contains("--bin"), "builds every binary: {first}");
+    assert!(readme.contains("target/release/ftpc login alice"));
+    // And the test command is the one CI runs.
+    let test = readme
+        .split("```sh\n")
+        .nth(2)
+        .and_then(|b| b.lines().next())
+        .unwrap();
+    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
+    assert!(ci.lines().any(|line| line.trim() == test), "{test}");
+}
+
+/// Issues 12.4 and 12.12: a failed `get` left a hidden 0-byte partial file behind, local
+/// errors named the file twice with Rust's error code, and `get` of a directory gave no
+/// hint.
+#[test]
+fn failed_transfers_leave_nothing_and_say_why_plainly() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    assert_fails(
+        &sb.ftpc(&["put", "nothere.txt"], ""),
+        1,
+        "ftpc: put nothere.txt: No such file or directory",
+    );
+    assert_fails(
+        &sb.ftpc(&["get", "nothere.txt"], ""),
+        1,
+        "ftpc: get nothere.txt: no such file or directory",
+    );
+    assert_success(&sb.ftpc(&["mkdir", "somedir"], ""));
+    assert_fails(
+        &sb.ftpc(&["get", "somedir"], ""),
+        1,
+        "ftpc: get somedir: is a directory (use -r)",
+    );
+    let left: Vec<_> = std::fs::read_dir(sb.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with(".ftprep-part-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -671,7 +671,10 @@ impl UserTree for FsTree {
             let file = home.open_with(&rel, &options)?.into_std();
             let meta = file.metadata()?;
             if meta.is_dir() {
-                return Err(StorageError::new(ErrorCode::IsADirectory, "is a directory"));
+                return Err(StorageError::new(
+                    ErrorCode::IsADirectory,
+                    "is a directory (use -r)",
+                ));
             }
             if !meta.is_file() {
                 return Err(StorageError::new(
