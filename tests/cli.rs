@@ -1055,3 +1055,30 @@ fn failed_transfers_leave_nothing_and_say_why_plainly() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Issues 12.10 and 12.11: usage errors exit 2 as the README says, and a batch line that
+/// does not parse says all of what is wrong, not a sentence cut before the missing argument.
+#[test]
+fn usage_errors_exit_2_and_say_what_is_missing() {
+    let sb = Sandbox::new();
+    let out = sb.ftpc(&["login", "Bad Name"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("invalid username"));
+    let out = sb.ftpd(&["adduser", "bob", "--iterations", "100"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("4096"), "{}", text(&out.stderr));
+    let out = sb.ftpd(&["passwd", "Bad Name"], "");
+    assert_eq!(out.status.code(), Some(2));
+
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let out = sb.ftpc(&[], "put\n");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("-:1: put: the following required arguments were not provided: <LOCAL>"),
+        "{stderr}"
+    );
+}

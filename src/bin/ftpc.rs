@@ -58,6 +58,7 @@ enum Command {
     /// Log in and remember the login for later commands (the password is never stored).
     Login {
         /// Your user name on the server.
+        #[arg(value_parser = valid_username)]
         user: String,
         /// Read the password as one line from standard input instead of the terminal.
         #[arg(long)]
@@ -128,6 +129,13 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// A user name as the command line takes it: a bad one is a usage error (exit 2).
+fn valid_username(text: &str) -> Result<String, String> {
+    Username::parse(text)
+        .map(|name| name.as_str().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// Maps the library's error kind to the documented exit code.

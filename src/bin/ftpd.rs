@@ -85,6 +85,7 @@ struct UsersFile {
 #[derive(Args)]
 struct NameArgs {
     /// The user's name: 1-32 of a-z 0-9 _ . - starting with a letter or digit.
+    #[arg(value_parser = valid_username)]
     name: String,
     #[command(flatten)]
     file: UsersFile,
@@ -97,8 +98,14 @@ struct PasswordArgs {
     /// Read the password as one line from standard input instead of the terminal.
     #[arg(long)]
     password_stdin: bool,
-    /// PBKDF2 iterations for the verifier (at least 4096).
-    #[arg(long, value_name = "N", default_value_t = auth::DEFAULT_ITERATIONS)]
+    /// PBKDF2 iterations for the verifier (4096 to 10,000,000).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = auth::DEFAULT_ITERATIONS,
+        value_parser = clap::value_parser!(u32)
+            .range(i64::from(auth::MIN_ITERATIONS)..=i64::from(auth::MAX_ITERATIONS))
+    )]
     iterations: u32,
 }
 
@@ -129,6 +136,13 @@ impl ServeArgs {
             None => self.options,
         })
     }
+}
+
+/// A user name as the command line takes it: a bad one is a usage error (exit 2).
+fn valid_username(text: &str) -> Result<String, String> {
+    Username::parse(text)
+        .map(|name| name.as_str().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {

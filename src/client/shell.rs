@@ -137,6 +137,24 @@ impl std::fmt::Display for CommandError {
 
 impl std::error::Error for CommandError {}
 
+/// clap's message for a line that does not parse, on one line: what is wrong and what is
+/// missing, without the usage block (`help COMMAND` shows that).
+fn usage_message(rendered: &str) -> String {
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .filter(|line| !line.is_empty())
+        .collect();
+    let joined = parts.join(" ");
+    let message = joined.trim_start_matches("error: ");
+    if message.is_empty() {
+        "invalid command".to_owned()
+    } else {
+        message.to_owned()
+    }
+}
+
 fn failed(context: impl Into<String>) -> impl FnOnce(Error) -> CommandError {
     move |error| CommandError {
         context: context.into(),
@@ -573,11 +591,9 @@ impl Session {
                 return Ok(Flow::Continue);
             }
             Err(e) => {
-                let message = e.render().to_string();
-                let first = message.lines().next().unwrap_or("invalid command");
                 return Err(CommandError {
                     context: words.first().cloned().unwrap_or_default(),
-                    error: Error::Usage(first.trim_start_matches("error: ").to_owned()),
+                    error: Error::Usage(usage_message(&e.render().to_string())),
                 });
             }
         };
