@@ -447,7 +447,7 @@ fn user_administration() {
         ],
         "x\n",
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(
         text(&out.stderr).contains("invalid username"),
         "{}",
