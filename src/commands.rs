@@ -126,6 +126,12 @@ pub enum Request {
     /// Asks which SASL mechanisms the server offers on this connection (allowed before
     /// login): over TLS `SCRAM-SHA-256-PLUS` comes first.
     Mechanisms,
+    /// Asks for the size and XXH3-128 checksum of a whole file, without its data (to tell
+    /// whether a file on both sides is the same, as a resumed tree transfer must).
+    Checksum {
+        /// The file.
+        path: String,
+    },
 }
 
 /// What a server answers.
@@ -197,6 +203,13 @@ pub enum Response {
     Mechanisms {
         /// SASL mechanism names.
         names: Vec<String>,
+    },
+    /// Answers [`Request::Checksum`].
+    Checksum {
+        /// Size of the file.
+        size: u64,
+        /// XXH3-128 of all of it.
+        checksum: Digest,
     },
 }
 

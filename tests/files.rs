@@ -569,3 +569,69 @@ async fn the_shell_connects_again_after_the_server_closed_its_connection() {
     assert!(!server.root.join("alice/d/lost").exists());
     assert_eq!(String::from_utf8(out).unwrap(), "/d/e\n");
 }
+
+/// Issue 12.3: `put -r -c` of a tree in which any file was already complete failed with
+/// "put dir: already exists". Resuming a tree skips what is already there and identical,
+/// continues the partial file and sends the rest; the same for `get -r -c`; a file that
+/// differs is refused by name.
+#[tokio::test]
+async fn an_interrupted_tree_transfer_resumes_with_c() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let src = server.dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let big = random_bytes(3 * MAX_CHUNK, 11);
+    std::fs::write(src.join("a"), b"complete already").unwrap();
+    std::fs::write(src.join("sub/big"), &big).unwrap();
+    std::fs::write(src.join("sub/c"), b"never sent").unwrap();
+    // The interrupted run: `a` arrived whole, `sub/big` half, `sub/c` not at all.
+    alice.mkdir("tree/sub", true).await.unwrap();
+    let plain = TransferOptions::default();
+    alice
+        .put_file(&src.join("a"), "tree/a", plain, &NoProgress)
+        .await
+        .unwrap();
+    drop(partial_upload(&server, "tree/sub/big", &big, 1, false).await);
+
+    let report = alice
+        .put_tree(&src, "tree", RESUME, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.files, 3);
+    assert_eq!(
+        report.bytes,
+        (big.len() - MAX_CHUNK) as u64 + 10,
+        "only what was missing"
+    );
+    assert_eq!(
+        std::fs::read(server.root.join("alice/tree/sub/big")).unwrap(),
+        big
+    );
+    assert!(partials_in(&server.root.join("alice/tree/sub")).is_empty());
+
+    // Downloading: one file missing, the others already here.
+    let back = server.dir.path().join("back");
+    alice
+        .get_tree("tree", &back, plain, &NoProgress)
+        .await
+        .unwrap();
+    std::fs::remove_file(back.join("sub/c")).unwrap();
+    let report = alice
+        .get_tree("tree", &back, RESUME, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((report.files, report.bytes), (3, 10));
+    assert_eq!(std::fs::read(back.join("sub/c")).unwrap(), b"never sent");
+
+    // A file that differs is not "complete": refused, naming it.
+    std::fs::write(src.join("a"), b"changed since").unwrap();
+    let err = alice
+        .put_tree(&src, "tree", RESUME, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("tree/a: already exists and differs (use -f to replace it)"),
+        "{err}"
+    );
+}

@@ -373,6 +373,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.expect_ok().await
     }
 
+    /// Size and XXH3-128 checksum of a remote file, without its data.
+    ///
+    /// # Errors
+    /// As [`Client::mkdir`].
+    pub async fn checksum(&mut self, path: &str) -> Result<(u64, crate::checksum::Digest)> {
+        RemotePath::parse(path)?;
+        let request = Request::Checksum {
+            path: path.to_owned(),
+        };
+        match self.raw_request(&request).await? {
+            Response::Checksum { size, checksum } => Ok((size, checksum)),
+            _ => Err(Error::UnexpectedReply("expected a checksum")),
+        }
+    }
+
     /// Bytes used and the quota, if any.
     ///
     /// # Errors

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Client, partial};
 use crate::checksum::{Checksum, Digest};
-use crate::commands::{EntryKind, Request, Response};
+use crate::commands::{EntryKind, ErrorCode, Request, Response};
 use crate::error::{Error, Result};
 use crate::paths::{RemotePath, is_plain_name};
 use crate::pipeline::{FileReader, FileWriter, hash_exactly};
@@ -92,6 +92,33 @@ async fn hash_prefix(file: std::fs::File, len: u64) -> std::io::Result<(std::fs:
     .map_err(std::io::Error::other)?
 }
 
+/// A server's refusal of one file of a tree, naming that file: `put dir` failing with
+/// "already exists" would not say which.
+fn naming(file: &str, err: Error) -> Error {
+    match err {
+        Error::Remote { code, message } => Error::Remote {
+            code,
+            message: format!("{file}: {message}"),
+        },
+        other => other,
+    }
+}
+
+/// Size and checksum of a local regular file, or `None` if `path` is something else.
+async fn hash_local_file(path: &Path) -> Result<Option<(u64, Digest)>> {
+    let meta = tokio::fs::symlink_metadata(path)
+        .await
+        .map_err(|e| Error::local(path, e))?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::local(path, e))?;
+    let (_, held) = hash_prefix(file, meta.len())
+        .await
+        .map_err(|e| Error::local(path, e))?;
+    Ok(Some((meta.len(), held.digest())))
+}
+
 /// Creates the local directory `dir` of a tree download, or accepts it if it is already a
 /// real directory: never a symlink, which could lead the download anywhere.
 async fn enter_local_dir(dir: &Path) -> Result<()> {
@@ -143,9 +170,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             resume: options.resume,
         })
         .await?;
-        let offset = match self.reply().await? {
-            Response::PutReady { offset } if offset <= size => offset,
-            _ => return Err(Error::UnexpectedReply("expected PutReady")),
+        let offset = match self.reply().await {
+            Ok(Response::PutReady { offset }) if offset <= size => offset,
+            Ok(_) => return Err(Error::UnexpectedReply("expected PutReady")),
+            // Resuming, a target that is already there whole is done, not an error.
+            Err(Error::Remote {
+                code: ErrorCode::AlreadyExists,
+                ..
+            }) if options.resume => {
+                let (_, local_sum) = hash_prefix(file, size)
+                    .await
+                    .map_err(|e| Error::local(local, e))?;
+                return self.done_if_same(remote, size, local_sum.digest()).await;
+            }
+            Err(err) => return Err(err),
         };
         let sent = self.send_file(file, local, size, offset, progress).await;
         // Stopping before PutFinish leaves the server waiting for the rest of the data.
@@ -223,6 +261,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .ok_or_else(|| Error::local(local, "not a file name"))?
             .to_owned();
         if !options.overwrite && tokio::fs::symlink_metadata(local).await.is_ok() {
+            if options.resume
+                && let Some((size, digest)) = hash_local_file(local).await?
+            {
+                // Resuming, a target that is already here whole is done, not an error.
+                return self.done_if_same(remote, size, digest).await;
+            }
             return Err(Error::local(local, "already exists (use -f to replace it)"));
         }
         let dir = match local.parent() {
@@ -313,6 +357,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(Transferred {
             size,
             resumed_from: offset,
+        })
+    }
+
+    /// A resumed transfer whose target already exists: done if the file on the server has
+    /// `size` bytes and checksum `digest` too, refused (as without `-c`) if it differs.
+    async fn done_if_same(
+        &mut self,
+        remote: &str,
+        size: u64,
+        digest: Digest,
+    ) -> Result<Transferred> {
+        let (theirs, their_digest) = self.checksum(remote).await?;
+        if theirs == size && their_digest == digest {
+            return Ok(Transferred {
+                size,
+                resumed_from: size,
+            });
+        }
+        Err(Error::Remote {
+            code: ErrorCode::AlreadyExists,
+            message: "already exists and differs (use -f to replace it)".into(),
         })
     }
 
@@ -411,7 +476,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 if file_type.is_dir() {
                     pending.push((path, target));
                 } else if file_type.is_file() {
-                    let done = self.put_file(&path, &target, options, progress).await?;
+                    let done = self
+                        .put_file(&path, &target, options, progress)
+                        .await
+                        .map_err(|e| naming(&target, e))?;
                     report.files += 1;
                     report.bytes += done.size - done.resumed_from;
                 } else {
@@ -459,7 +527,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 match entry.kind {
                     EntryKind::Directory => pending.push((source, target)),
                     EntryKind::File => {
-                        let done = self.get_file(&source, &target, options, progress).await?;
+                        let done = self
+                            .get_file(&source, &target, options, progress)
+                            .await
+                            .map_err(|e| naming(&source, e))?;
                         report.files += 1;
                         report.bytes += done.size - done.resumed_from;
                     }

@@ -181,6 +181,21 @@ impl Handler<'_> {
                 resume,
             } => self.put(conn, &raw, size, overwrite, resume).await,
             Request::Get { path: raw, offset } => self.get(conn, &raw, offset).await,
+            Request::Checksum { path: raw } => {
+                // Reads the whole file: it takes a place among the transfers.
+                let result = async {
+                    let remote = path(&raw)?;
+                    let _slot = self.transfer_slot()?;
+                    self.tree.checksum(&remote).await
+                }
+                .await;
+                match result {
+                    Ok((size, checksum)) => {
+                        conn.write(&Response::Checksum { size, checksum }).await
+                    }
+                    Err(err) => conn.write(&reply::<()>(Err(err))).await,
+                }
+            }
         }
     }
 

@@ -219,6 +219,7 @@ where
             | Request::PutData { .. }
             | Request::PutFinish { .. }
             | Request::Get { .. }
+            | Request::Checksum { .. }
             | Request::Usage => {
                 conn.write(&Response::Error {
                     code: ErrorCode::AuthRequired,

@@ -80,6 +80,8 @@ pub trait UserTree: Send + Sync {
         overwrite: bool,
         resume: bool,
     ) -> Result<Box<dyn Upload>, StorageError>;
+    /// Size and checksum of a whole regular file.
+    async fn checksum(&self, path: &RemotePath) -> Result<(u64, Digest), StorageError>;
     /// Opens a file for download from `offset`.
     async fn open_download(
         &self,
@@ -654,6 +656,17 @@ impl UserTree for FsTree {
         Ok(Box::new(upload))
     }
 
+    async fn checksum(&self, path: &RemotePath) -> Result<(u64, Digest), StorageError> {
+        refuse_reserved(path)?;
+        let home = Arc::clone(&self.home);
+        let rel = path.to_relative();
+        blocking(move || {
+            let (file, size) = open_regular(&home, &rel)?;
+            Ok((size, hash_exactly(&file, size)?.digest()))
+        })
+        .await
+    }
+
     async fn open_download(
         &self,
         path: &RemotePath,
@@ -663,26 +676,7 @@ impl UserTree for FsTree {
         let home = Arc::clone(&self.home);
         let rel = path.to_relative();
         let download = blocking(move || {
-            // Never wait on a FIFO or a device someone placed in the home: open without
-            // blocking, then serve regular files only.
-            let mut options = OpenOptions::new();
-            options.read(true);
-            cap_std::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-            let file = home.open_with(&rel, &options)?.into_std();
-            let meta = file.metadata()?;
-            if meta.is_dir() {
-                return Err(StorageError::new(
-                    ErrorCode::IsADirectory,
-                    "is a directory (use -r)",
-                ));
-            }
-            if !meta.is_file() {
-                return Err(StorageError::new(
-                    ErrorCode::PermissionDenied,
-                    "not a regular file; only regular files can be downloaded",
-                ));
-            }
-            let size = meta.len();
+            let (file, size) = open_regular(&home, &rel)?;
             if offset > size {
                 return Err(StorageError::new(
                     ErrorCode::InvalidPath,
@@ -700,6 +694,29 @@ impl UserTree for FsTree {
         .await?;
         Ok(Box::new(download))
     }
+}
+
+/// Opens a regular file for reading, with its size. Never waits on a FIFO or a device
+/// someone placed in the home: opened without blocking, and only regular files are served.
+fn open_regular(home: &Dir, rel: &Path) -> Result<(std::fs::File, u64), StorageError> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    cap_std::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = home.open_with(rel, &options)?.into_std();
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(StorageError::new(
+            ErrorCode::IsADirectory,
+            "is a directory (use -r)",
+        ));
+    }
+    if !meta.is_file() {
+        return Err(StorageError::new(
+            ErrorCode::PermissionDenied,
+            "not a regular file; only regular files can be downloaded",
+        ));
+    }
+    Ok((file, meta.len()))
 }
 
 /// Deletes interrupted uploads in `dir` that nobody resumed within [`PARTIAL_TTL`].
