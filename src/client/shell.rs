@@ -774,6 +774,45 @@ struct ShellHelper {
     files: FilenameCompleter,
 }
 
+/// Where the word being completed starts in `before` (the line up to the cursor), and the
+/// word as the shell will read it: quotes and backslash escapes honoured, as `shlex` does.
+fn current_word(before: &str) -> (usize, String) {
+    let (mut start, mut word) = (0, String::new());
+    let (mut quote, mut escaped) = (None::<char>, false);
+    for (i, c) in before.char_indices() {
+        if escaped {
+            word.push(c);
+            escaped = false;
+            continue;
+        }
+        match (quote, c) {
+            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
+            (Some('"'), '\\') | (None, '\\') => escaped = true,
+            (Some(_), _) => word.push(c),
+            (None, '\'' | '"') => quote = Some(c),
+            (None, c) if c.is_whitespace() => {
+                start = i + c.len_utf8();
+                word.clear();
+            }
+            (None, _) => word.push(c),
+        }
+    }
+    (start, word)
+}
+
+/// `word` written so that the shell reads it back as it is: spaces, quotes, backslashes and
+/// other characters `shlex` treats specially get a backslash.
+fn escape_word(word: &str) -> String {
+    let mut escaped = String::with_capacity(word.len());
+    for c in word.chars() {
+        if c.is_whitespace() || "\\'\"$`|&;<>()*?[]{}#~!".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 impl ShellHelper {
     fn remote_candidates(&self, word: &str) -> Vec<Pair> {
         let (dir, prefix) = match word.rfind('/') {
@@ -799,7 +838,7 @@ impl ShellHelper {
                 };
                 Pair {
                     display: format!("{}{slash}", for_terminal(&e.name)),
-                    replacement: format!("{dir}{}{slash}", e.name),
+                    replacement: format!("{}{slash}", escape_word(&format!("{dir}{}", e.name))),
                 }
             })
             .collect()
@@ -816,8 +855,8 @@ impl Completer for ShellHelper {
         ctx: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
-        let start = before.rfind(' ').map_or(0, |i| i + 1);
-        let word = &before[start..];
+        let (start, word) = current_word(before);
+        let word = word.as_str();
         let command = before.split_whitespace().next().unwrap_or("");
         if start == 0 {
             let words = SHELL_WORDS
@@ -855,6 +894,29 @@ impl Helper for ShellHelper {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12.5: remote completion of `my` gave `my notes.txt`, which does not parse.
+    #[test]
+    fn completed_words_read_back_as_the_names_they_complete() {
+        for name in [
+            "my notes.txt",
+            "it's",
+            "a\\b",
+            "say \"hi\"",
+            "$HOME",
+            "plain",
+            "é t",
+        ] {
+            let line = format!("get {}", escape_word(name));
+            assert_eq!(shlex::split(&line).unwrap(), ["get", name], "{line}");
+            // And the word being typed is found again, unescaped, to complete further.
+            assert_eq!(current_word(&line), (4, name.to_owned()), "{line}");
+        }
+        assert_eq!(current_word("ls my\\ no"), (3, "my no".to_owned()));
+        assert_eq!(current_word("ls 'my no"), (3, "my no".to_owned()));
+        assert_eq!(current_word("ls "), (3, String::new()));
+        assert_eq!(current_word("ls"), (0, "ls".to_owned()));
+    }
 
     #[test]
     fn shell_lines_parse() {
