@@ -1083,3 +1083,179 @@ fn usage_errors_exit_2_and_say_what_is_missing() {
         "{stderr}"
     );
 }
+
+/// `ftpc` on a pseudo-terminal of its own (as its controlling terminal, so Ctrl-C is a
+/// signal, as for a person), with what it writes collected as it runs.
+struct Terminal {
+    master: std::fs::File,
+    child: Child,
+    screen: Arc<Mutex<String>>,
+}
+
+impl Terminal {
+    fn spawn(sb: &Sandbox, args: &[&str]) -> Self {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        let (mut master, mut slave) = (0, 0);
+        let size = libc::winsize {
+            ws_row: 40,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty fills the two descriptors it is given; the rest are optional.
+        let made = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(made, 0, "openpty");
+        // SAFETY: both descriptors were just opened and are owned here alone.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let mut command = sb.command(FTPC, args);
+        command
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap();
+        let master = std::fs::File::from(master);
+        let mut reader = master.try_clone().unwrap();
+        let screen = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Terminal {
+            master,
+            child,
+            screen,
+        }
+    }
+
+    fn screen(&self) -> String {
+        self.screen.lock().unwrap().clone()
+    }
+
+    /// Types `keys` in one go (as a paste or fast typing would arrive).
+    fn type_keys(&mut self, keys: &str) {
+        self.master.write_all(keys.as_bytes()).unwrap();
+        self.master.flush().unwrap();
+    }
+
+    fn wait_for(&self, what: &str) {
+        wait_until(&format!("the screen shows {what:?}"), || {
+            self.screen().contains(what)
+        });
+    }
+
+    /// Waits for the shell to exit; its status.
+    fn exit_status(mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the shell did not exit: {}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 12.6: lines pasted or typed ahead were lost: the editor read them with the first
+/// line and dropped them with it. Every line runs, in order, whether it arrives as typing
+/// or as a bracketed paste.
+#[test]
+fn every_line_typed_ahead_or_pasted_runs() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let mut term = Terminal::spawn(&sb, &[]);
+    term.wait_for("alice@");
+    // Three lines at once, as fast typing or a paste without brackets arrives.
+    term.type_keys("mkdir one\rmkdir two\rmkdir three\r");
+    // A bracketed paste, as terminals send one.
+    term.type_keys("\x1b[200~mkdir four\nmkdir five\n\x1b[201~\r");
+    term.type_keys("exit\r");
+    let screen = term.screen();
+    let status = term.exit_status();
+    assert!(status.success(), "{status:?}: {screen}");
+    let home = sb.path().join("ftp-root/alice");
+    for dir in ["one", "two", "three", "four", "five"] {
+        assert!(home.join(dir).is_dir(), "{dir} was not made");
+    }
+    let history =
+        std::fs::read_to_string(sb.path().join("home/.local/share/ftpc/history")).unwrap();
+    assert!(history.contains("mkdir five"), "{history}");
+}
+
+/// Issue 12.7: Ctrl-C during a transfer ended the whole shell (exit 130) and lost its
+/// history. It stops the transfer (the partial data stays for -c), the shell goes on, and
+/// the next command gets a connection that works.
+#[test]
+fn ctrl_c_stops_a_transfer_not_the_shell() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let home = sb.path().join("ftp-root/alice");
+    std::fs::create_dir_all(&home).unwrap();
+    let big = std::fs::File::create(home.join("big")).unwrap();
+    big.set_len(4 << 30).unwrap();
+    drop(big);
+    let mut term = Terminal::spawn(&sb, &[]);
+    term.wait_for("alice@");
+    term.type_keys("get big\r");
+    let partial = || {
+        std::fs::read_dir(sb.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with(".ftprep-part-"))
+    };
+    wait_until("the download started", partial);
+    term.type_keys("\x03");
+    term.wait_for("interrupted");
+    term.type_keys("mkdir after\rexit\r");
+    let status = term.exit_status();
+    assert!(status.success(), "{status:?}");
+    assert!(home.join("after").is_dir());
+    assert!(partial(), "the partial data stays for get -c");
+    assert!(!sb.path().join("big").exists());
+    let history =
+        std::fs::read_to_string(sb.path().join("home/.local/share/ftpc/history")).unwrap();
+    assert!(history.contains("get big"), "{history}");
+}

@@ -735,36 +735,71 @@ pub fn run_interactive(
     let mut stderr = std::io::stderr();
     loop {
         let prompt = session.borrow().prompt();
-        let line = match editor.readline(&prompt) {
+        let typed = match editor.readline(&prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(Error::Usage(format!("cannot read the terminal: {e}"))),
         };
-        if !line.trim().is_empty() {
-            let _ = editor.add_history_entry(line.as_str());
+        // A paste of several lines arrives as one: each runs, in order.
+        let mut exit = false;
+        for line in typed.lines() {
+            if !line.trim().is_empty() {
+                let _ = editor.add_history_entry(line);
+                // Saved as each line is entered: a shell that dies keeps its history.
+                if let Some(path) = &history {
+                    save_history(&mut editor, path);
+                }
+            }
+            let mut io = Output {
+                out: &mut stdout,
+                err: &mut stderr,
+                progress,
+            };
+            let mut current = session.borrow_mut();
+            // Ctrl-C stops the command, not the shell: the connection is replaced before
+            // the next one (a transfer keeps its partial data for -c).
+            let result = runtime.block_on(async {
+                tokio::select! {
+                    result = current.execute_line(line, &mut io) => Some(result),
+                    _ = tokio::signal::ctrl_c() => None,
+                }
+            });
+            let result = match result {
+                Some(result) => result,
+                None => {
+                    progress.finish();
+                    current.lost = true;
+                    eprintln!("interrupted");
+                    Ok(Flow::Continue)
+                }
+            };
+            drop(current);
+            match result {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Exit) => {
+                    exit = true;
+                    break;
+                }
+                Err(failure) => eprintln!("{failure}"),
+            }
         }
-        let mut io = Output {
-            out: &mut stdout,
-            err: &mut stderr,
-            progress,
-        };
-        let mut current = session.borrow_mut();
-        let result = runtime.block_on(current.execute_line(&line, &mut io));
-        drop(current);
-        match result {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Exit) => break,
-            Err(failure) => eprintln!("{failure}"),
+        if exit {
+            break;
         }
     }
     if let Some(path) = &history {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = editor.save_history(path);
+        save_history(&mut editor, path);
     }
     Ok(())
+}
+
+/// Writes the shell's history (its directory made first).
+fn save_history(editor: &mut Editor<ShellHelper, rustyline::history::DefaultHistory>, path: &Path) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let _ = editor.save_history(path);
 }
 
 /// Completes command names, remote paths, and local paths for `lcd`, `lls` and `put`.
