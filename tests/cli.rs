@@ -1259,3 +1259,36 @@ fn ctrl_c_stops_a_transfer_not_the_shell() {
         std::fs::read_to_string(sb.path().join("home/.local/share/ftpc/history")).unwrap();
     assert!(history.contains("get big"), "{history}");
 }
+
+/// Issue 12.8: `ftpd fingerprint` made the state directory 0755 and, where there was no
+/// state yet, silently printed a brand-new certificate's fingerprint; `serve` accepted a
+/// state directory open to others.
+#[test]
+fn the_state_directory_stays_private_and_a_new_certificate_is_announced() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let state = sb.path().join("ftpd-state");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let first = sb.ftpd(&["fingerprint"], "");
+    assert_success(&first);
+    assert!(
+        text(&first.stderr).contains("created a new one"),
+        "{}",
+        text(&first.stderr)
+    );
+    assert_eq!(mode(&state), 0o700);
+    let again = sb.ftpd(&["fingerprint"], "");
+    assert_success(&again);
+    assert_eq!(
+        text(&again.stderr),
+        "",
+        "the same certificate, nothing to say"
+    );
+    assert_eq!(text(&again.stdout), text(&first.stdout));
+
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_eq!(mode(&state), 0o700, "serve made it private again");
+    assert!(server.log().contains("made it 0700"), "{}", server.log());
+}

@@ -214,8 +214,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Fingerprint(args) => {
             let config = args.resolve()?.config()?;
+            let fresh = config.tls == ftprep::server::TlsSetup::SelfSigned
+                && !ServerIdentity::has_generated(&config.state_dir);
             let identity = ServerIdentity::load(&config.tls, &config.state_dir)?
                 .context("the server is configured for plaintext: it has no certificate")?;
+            if fresh {
+                // Run from another directory than the server's, this is not its certificate.
+                eprintln!(
+                    "ftpd: there was no certificate in {} yet: created a new one, which \
+                     `ftpd serve` uses when started with this state directory",
+                    config.state_dir.display()
+                );
+            }
             println!("{}", identity.fingerprint);
             Ok(())
         }

@@ -208,6 +208,20 @@ impl Server {
                 format!("storage root {}: {e}", config.root.display()),
             ))
         })?;
+        match secret::tighten_state_dir(&config.state_dir) {
+            Ok(Some(mode)) => tracing::warn!(
+                dir = %config.state_dir.display(),
+                was = format!("{mode:04o}"),
+                "the state directory was open to others; made it 0700"
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("state directory {}: {e}", config.state_dir.display()),
+                )));
+            }
+        }
         let secret = secret::load_or_create(&config.state_dir).map_err(|e| {
             Error::Io(std::io::Error::new(
                 e.kind(),

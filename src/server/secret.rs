@@ -24,6 +24,32 @@ pub fn create_state_dir(state_dir: &Path) -> io::Result<()> {
         .create(state_dir)
 }
 
+/// Makes an existing state directory private again if its mode lets others in (0755 from
+/// an older `ftpd fingerprint`, or an admin's `chmod`), as ssh insists on for its keys.
+/// Returns the mode it had when it had to be changed.
+///
+/// # Errors
+/// The directory cannot be examined, or its mode cannot be changed (not ours, say).
+pub fn tighten_state_dir(state_dir: &Path) -> io::Result<Option<u32>> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::metadata(state_dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("its mode {mode:04o} lets others read the server's secrets, and it cannot be made 0700: {e}"),
+        )
+    })?;
+    Ok(Some(mode))
+}
+
 /// Reads the secret from `state_dir`, creating the directory (0700) and the secret (0600)
 /// on first use.
 ///

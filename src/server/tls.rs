@@ -95,6 +95,11 @@ impl ServerIdentity {
     ///
     /// # Errors
     /// I/O errors, or files that do not parse.
+    /// Whether the generated certificate already exists in `state_dir`.
+    pub fn has_generated(state_dir: &Path) -> bool {
+        state_dir.join(GENERATED_CERT).exists()
+    }
+
     pub fn self_signed(state_dir: &Path) -> Result<Self> {
         let (cert, key) = (
             state_dir.join(GENERATED_CERT),
