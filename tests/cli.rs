@@ -1292,3 +1292,30 @@ fn the_state_directory_stays_private_and_a_new_certificate_is_announced() {
     assert_eq!(mode(&state), 0o700, "serve made it private again");
     assert!(server.log().contains("made it 0700"), "{}", server.log());
 }
+
+/// `--server` takes a host name, a port or not, and IPv6 in brackets ("what users expect
+/// next" in issue 12).
+#[test]
+fn server_addresses_as_people_write_them() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    let port = server.addr.rsplit(':').next().unwrap().to_owned();
+    let by_name = format!("localhost:{port}");
+    let out = sb.ftpc(
+        &[
+            "--server",
+            &by_name,
+            "--accept-new",
+            "login",
+            "alice",
+            "--password-stdin",
+        ],
+        "pw\n",
+    );
+    assert_success(&out);
+    assert!(text(&out.stderr).contains(&format!("logged in to {by_name}")));
+    let out = sb.ftpc(&["--server", "localhost:0", "ls"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("the port must be a number"));
+}

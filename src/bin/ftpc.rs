@@ -34,8 +34,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[derive(Parser)]
 #[command(name = "ftpc", version)]
 struct Cli {
-    /// Server address HOST:PORT. Default: the server of your most recent login, or
-    /// 127.0.0.1:2121 for a first login.
+    /// Server address HOST[:PORT] (port 2121 if not given; IPv6 as [::1]:2121). Default:
+    /// the server of your most recent login, or 127.0.0.1:2121 for a first login.
     #[arg(long, global = true, value_name = "HOST:PORT", env = "FTPC_SERVER")]
     server: Option<String>,
     /// Trust a server seen for the first time without asking (scripts); a server whose
@@ -208,7 +208,12 @@ fn ask_to_trust(server: &str, fingerprint: &str) -> bool {
 fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let store = CredentialStore::default_location()?;
     let trust = Trust::from_cli(&cli)?;
-    let server = cli.server.as_deref();
+    let server = cli
+        .server
+        .as_deref()
+        .map(client::server_address)
+        .transpose()?;
+    let server = server.as_deref();
     match cli.command {
         Some(Command::Login {
             user,

@@ -36,6 +36,58 @@ pub use transfer::{NoProgress, Progress, TransferOptions, Transferred, TreeRepor
 
 /// Where `ftpc` connects when told nothing else.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:2121";
+
+/// The port a server address without one means.
+pub const DEFAULT_PORT: u16 = 2121;
+
+/// A server address as typed, made whole: `files.example.org` and `[::1]` get the default
+/// port, a bare IPv6 address (`::1`) gets brackets too; `HOST:PORT` stays as it is. The same
+/// server is then always written the same way (it keys saved logins and `known_hosts`).
+///
+/// # Errors
+/// [`Error::Usage`] for an empty host or a port that is not a number from 1 to 65535.
+pub fn server_address(raw: &str) -> Result<String> {
+    let raw = raw.trim();
+    let bad = |why: &str| Error::Usage(format!("server address {raw:?}: {why}"));
+    if let Ok(ip) = raw.parse::<std::net::Ipv6Addr>() {
+        return Ok(format!("[{ip}]:{DEFAULT_PORT}"));
+    }
+    let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let (ip, after) = rest
+            .split_once(']')
+            .ok_or_else(|| bad("an IPv6 address needs its closing ]"))?;
+        ip.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| bad("not an IPv6 address in brackets"))?;
+        match after {
+            "" => (format!("[{ip}]"), None),
+            _ => (
+                format!("[{ip}]"),
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| bad("expected :PORT after ]"))?,
+                ),
+            ),
+        }
+    } else {
+        match raw.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), Some(port)),
+            None => (raw.to_owned(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let port = match port {
+        None => DEFAULT_PORT,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?,
+    };
+    Ok(format!("{host}:{port}"))
+}
 /// How long to wait for a TCP connection and the server's hello.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for any one reply.
@@ -544,6 +596,32 @@ pub async fn connect_saved(
 mod tests {
     use super::*;
     use crate::commands::ErrorCode;
+
+    #[test]
+    fn server_addresses_are_made_whole() {
+        let ok = |raw: &str| server_address(raw).unwrap();
+        assert_eq!(ok("files.example.org"), "files.example.org:2121");
+        assert_eq!(ok("localhost:9000"), "localhost:9000");
+        assert_eq!(ok("127.0.0.1"), "127.0.0.1:2121");
+        assert_eq!(ok("::1"), "[::1]:2121");
+        assert_eq!(ok("[::1]"), "[::1]:2121");
+        assert_eq!(ok("[::1]:7000"), "[::1]:7000");
+        for bad in [
+            "",
+            ":2121",
+            "host:",
+            "host:0",
+            "host:99999",
+            "[::1",
+            "[nope]:1",
+            "[::1]x",
+        ] {
+            assert!(
+                matches!(server_address(bad), Err(Error::Usage(_))),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn a_session_the_server_ended_while_idle_is_not_ready() {
