@@ -1319,3 +1319,37 @@ fn server_addresses_as_people_write_them() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("the port must be a number"));
 }
+
+/// Shell completions and manual pages for both binaries ("what users expect next" in
+/// issue 12); the bash script is checked by bash itself.
+#[test]
+fn completions_and_manual_pages() {
+    let sb = Sandbox::new();
+    for (program, name) in [(FTPC, "ftpc"), (FTPD, "ftpd")] {
+        let bash = sb.run(program, &["completions", "bash"], "");
+        assert_success(&bash);
+        let script = text(&bash.stdout);
+        assert!(script.contains(&format!("_{name}()")), "{script}");
+        std::fs::write(sb.path().join("completion.bash"), &script).unwrap();
+        let syntax = Command::new("bash")
+            .args(["-n", "completion.bash"])
+            .current_dir(sb.path())
+            .status()
+            .unwrap();
+        assert!(syntax.success(), "{name}: bash rejects the script");
+        for shell in ["zsh", "fish"] {
+            assert_success(&sb.run(program, &["completions", shell], ""));
+        }
+        let man = sb.run(program, &["man"], "");
+        assert_success(&man);
+        assert!(text(&man.stdout).contains(&format!(".TH {name}")));
+    }
+    assert!(text(&sb.ftpc(&["man"], "").stdout).contains("login"));
+    assert!(text(&sb.ftpd(&["man"], "").stdout).contains("adduser"));
+    // Help reads well: a command's own options apart from the connection ones, and
+    // `fingerprint` shows only what it uses.
+    let help = text(&sb.ftpc(&["ls", "--help"], "").stdout);
+    assert!(help.contains("Connection (any command):"), "{help}");
+    let help = text(&sb.ftpd(&["fingerprint", "--help"], "").stdout);
+    assert!(!help.contains("--max-connections"), "{help}");
+}

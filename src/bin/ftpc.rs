@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ftprep::client::bench::{BenchOptions, LiveCounts, Mix};
 use ftprep::client::shell::{self, FileCommand, Output, Session};
 use ftprep::client::{
@@ -29,6 +29,9 @@ use ftprep::username::Username;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The heading of the options every command takes: listed apart from a command's own.
+const CONNECTION: &str = "Connection (any command)";
+
 /// ftprep client: log in once to an ftpd server, then work with your remote files.
 /// Without a command, opens the interactive shell.
 #[derive(Parser)]
@@ -36,18 +39,24 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 struct Cli {
     /// Server address HOST[:PORT] (port 2121 if not given; IPv6 as [::1]:2121). Default:
     /// the server of your most recent login, or 127.0.0.1:2121 for a first login.
-    #[arg(long, global = true, value_name = "HOST:PORT", env = "FTPC_SERVER")]
+    #[arg(long, global = true, value_name = "HOST:PORT", env = "FTPC_SERVER", help_heading = CONNECTION)]
     server: Option<String>,
     /// Trust a server seen for the first time without asking (scripts); a server whose
     /// certificate CHANGED is still refused.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CONNECTION)]
     accept_new: bool,
     /// At login: verify the server's certificate against the CA certificates in this PEM
     /// file instead of pinning it.
-    #[arg(long, global = true, value_name = "FILE", conflicts_with = "plaintext")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "plaintext",
+        help_heading = CONNECTION
+    )]
     ca: Option<PathBuf>,
     /// At login: talk to a server started with --plaintext (no TLS; loopback labs only).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = CONNECTION)]
     plaintext: bool,
     #[command(subcommand)]
     command: Option<Command>,
@@ -91,6 +100,14 @@ enum Command {
         #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
         file_size: u64,
     },
+    /// Print a shell completion script: `ftpc completions bash > /etc/bash_completion.d/ftpc`
+    /// (or zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `ftpc man > ~/.local/share/man/man1/ftpc.1`.
+    Man,
     #[command(flatten)]
     File(FileCommand),
 }
@@ -215,6 +232,12 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let server = server.as_deref();
     match cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
+        }
+        Some(Command::Man) => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?
+        }
         Some(Command::Login {
             user,
             password_stdin,

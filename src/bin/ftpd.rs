@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
 use ftprep::server::settings::{LogFormat, ServeOptions};
 use ftprep::server::userdb::{self, UserRecord};
@@ -66,8 +66,16 @@ enum Command {
     Users(UsersFile),
     /// Print the SHA-256 fingerprint of the server's TLS certificate, for users to compare
     /// when their client first connects (generates the self-signed certificate if needed).
-    /// Takes the options of `serve` (--cert, --state-dir, --config).
-    Fingerprint(ServeArgs),
+    /// Reads the same settings as `serve` (--config, --state-dir, --cert).
+    Fingerprint(FingerprintArgs),
+    /// Print a shell completion script: `ftpd completions bash > /etc/bash_completion.d/ftpd`
+    /// (or zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `ftpd man > /usr/local/share/man/man8/ftpd.8`.
+    Man,
 }
 
 #[derive(Args)]
@@ -118,6 +126,39 @@ struct ServeArgs {
     options: ServeOptions,
 }
 
+/// What `ftpd fingerprint` needs of the server's settings: where its certificate is.
+#[derive(Args)]
+struct FingerprintArgs {
+    /// Settings file [default: ./ftpd.toml, if it exists].
+    #[arg(long, value_name = "FILE", env = "FTPD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The server's state directory, holding a generated certificate [default: ./ftpd-state].
+    #[arg(long, value_name = "DIR", env = "FTPD_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// The server's PEM certificate chain, when it was given one.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The PEM private key for --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+impl FingerprintArgs {
+    /// The server's settings as `serve` would see them, for these options.
+    fn resolve(self) -> anyhow::Result<ServeOptions> {
+        ServeArgs {
+            config: self.config,
+            options: ServeOptions {
+                state_dir: self.state_dir,
+                cert: self.cert,
+                key: self.key,
+                ..ServeOptions::default()
+            },
+        }
+        .resolve()
+    }
+}
+
 impl ServeArgs {
     /// The command-line options completed from the settings file.
     fn resolve(self) -> anyhow::Result<ServeOptions> {
@@ -153,6 +194,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Output cut short by a closed pipe (`ftpd man | head`) is not a failure.
+        Err(err)
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("ftpd: {err:#}");
             ExitCode::FAILURE
@@ -229,6 +279,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", identity.fingerprint);
             Ok(())
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ftpd", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => Ok(clap_mangen::Man::new(Cli::command())
+            .section("8")
+            .render(&mut std::io::stdout())?),
         Command::Users(file) => {
             for user in userdb::read(&file.users)?.users() {
                 let mut line = user.name.to_string();

@@ -726,7 +726,13 @@ pub fn run_interactive(
         files: FilenameCompleter::new(),
     };
     let mut editor: Editor<ShellHelper, rustyline::history::DefaultHistory> =
-        Editor::new().map_err(|e| Error::Usage(format!("cannot use the terminal: {e}")))?;
+        // Tab on an ambiguous prefix lists the candidates, as bash does.
+        Editor::with_config(
+            rustyline::Config::builder()
+                .completion_type(rustyline::CompletionType::List)
+                .build(),
+        )
+        .map_err(|e| Error::Usage(format!("cannot use the terminal: {e}")))?;
     editor.set_helper(Some(helper));
     if let Some(path) = &history {
         let _ = editor.load_history(path);
