@@ -34,7 +34,7 @@ struct Cli {
 enum Command {
     /// Run the server until Ctrl-C or SIGTERM. Options also come from ftpd.toml (keys are the
     /// long option names); the command line wins.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Add a user; prompts twice for the password (no echo).
     Adduser {
         #[command(flatten)]
@@ -212,7 +212,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Adduser { args, quota, files } => {
             let (name, verifier) = new_verifier(&args)?;
             let mut record = UserRecord::new(name.clone(), verifier);
