@@ -1353,3 +1353,34 @@ fn completions_and_manual_pages() {
     let help = text(&sb.ftpd(&["fingerprint", "--help"], "").stdout);
     assert!(!help.contains("--max-connections"), "{help}");
 }
+
+/// `put -r src dest/` into an existing directory makes dest/src, as cp and scp do; without
+/// the slash the tree is the target itself, so `-c` resumes the same place ("what users
+/// expect next" in issue 12). `get -r` likewise.
+#[test]
+fn trees_go_into_an_existing_directory_named_with_a_slash() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    std::fs::create_dir_all(sb.path().join("src/sub")).unwrap();
+    std::fs::write(sb.path().join("src/sub/f"), b"data").unwrap();
+    assert_success(&sb.ftpc(&["mkdir", "dest"], ""));
+    assert_success(&sb.ftpc(&["put", "-r", "src", "dest/"], ""));
+    let root = sb.path().join("ftp-root/alice");
+    assert_eq!(std::fs::read(root.join("dest/src/sub/f")).unwrap(), b"data");
+    assert_success(&sb.ftpc(&["put", "-r", "src", "tree"], ""));
+    assert!(root.join("tree/sub/f").is_file());
+    assert_success(&sb.ftpc(&["put", "-r", "-c", "src", "tree"], ""));
+    assert!(
+        !root.join("tree/src").exists(),
+        "resumed in place, not nested"
+    );
+
+    std::fs::create_dir(sb.path().join("back")).unwrap();
+    assert_success(&sb.ftpc(&["get", "-r", "dest/src", "back/"], ""));
+    assert_eq!(
+        std::fs::read(sb.path().join("back/src/sub/f")).unwrap(),
+        b"data"
+    );
+}

@@ -88,7 +88,10 @@ pub enum FileCommand {
         resume: bool,
         /// Local file or directory.
         local: PathBuf,
-        /// Remote target (default: the local name, in the current remote directory).
+        /// Remote target (default: the local name, in the current remote directory). An
+        /// existing directory receives a file under its own name; with -r, a tree goes
+        /// into an existing directory given with a trailing `/` (`put -r src dest/` makes
+        /// dest/src), and otherwise becomes the target itself (so -c resumes the same place).
         remote: Option<String>,
     },
     /// Download a remote file (with -r, a directory tree).
@@ -104,7 +107,8 @@ pub enum FileCommand {
         resume: bool,
         /// Remote file or directory.
         remote: String,
-        /// Local target (default: the remote name, in the current local directory).
+        /// Local target (default: the remote name, in the current local directory). As for
+        /// put: `get -r src dest/` makes dest/src when dest exists.
         local: Option<PathBuf>,
     },
     /// Show your disk usage and quota.
@@ -339,8 +343,12 @@ impl Session {
                 let mut target = self
                     .resolve(remote.as_deref().unwrap_or(&name))
                     .map_err(failed(ctx.clone()))?;
-                // Like cp: an existing directory receives the file under its own name.
-                if remote.is_some() && !recursive && self.is_remote_dir(&target).await {
+                // Like cp: an existing directory receives the file under its own name; a
+                // tree does when the directory is written with a trailing `/`.
+                let into = remote
+                    .as_deref()
+                    .is_some_and(|r| !recursive || r.ends_with('/'));
+                if into && self.is_remote_dir(&target).await {
                     target = RemotePath::parse(&target)
                         .and_then(|dir| dir.join(&name))
                         .map_err(|e| failed(ctx.clone())(e.into()))?
@@ -376,8 +384,12 @@ impl Session {
                 let ctx = format!("get {remote}");
                 let source = self.resolve(&remote).map_err(failed(ctx.clone()))?;
                 let name = remote_name(&source).map_err(failed(ctx.clone()))?;
+                let into_dir = |local: &Path| {
+                    local.is_dir()
+                        && (!recursive || local.as_os_str().as_encoded_bytes().ends_with(b"/"))
+                };
                 let local = match local {
-                    Some(local) if !recursive && local.is_dir() => local.join(&name),
+                    Some(local) if into_dir(&local) => local.join(&name),
                     Some(local) => local,
                     None => PathBuf::from(name),
                 };
