@@ -1079,7 +1079,9 @@ fn usage_errors_exit_2_and_say_what_is_missing() {
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("-:1: put: the following required arguments were not provided: <LOCAL>"),
+        stderr.contains(
+            "-:1: put: the following required arguments were not provided: <LOCAL... [REMOTE]>"
+        ),
         "{stderr}"
     );
 }
@@ -1382,5 +1384,46 @@ fn trees_go_into_an_existing_directory_named_with_a_slash() {
     assert_eq!(
         std::fs::read(sb.path().join("back/src/sub/f")).unwrap(),
         b"data"
+    );
+}
+
+/// Wildcards as sftp users type them ("what users expect next" in issue 12): remote ones
+/// expanded from a listing, local ones in ftpc's own shell, several sources into one
+/// directory, and mput/mget.
+#[test]
+fn wildcards_and_several_files_at_once() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    for name in ["a.txt", "b.txt", "c.log"] {
+        std::fs::write(sb.path().join(name), name).unwrap();
+    }
+    std::fs::create_dir(sb.path().join("down")).unwrap();
+    let batch = "mkdir up\nput *.txt up\nmput c.log\nls up\nget 'up/*.txt' down\nrm 'up/?.txt'\nls up\nlcd down\nmget c.log\n";
+    let out = sb.ftpc(&["shell", "-b", "-"], batch);
+    assert_success(&out);
+    assert_eq!(
+        text(&out.stdout),
+        "a.txt\nb.txt\n",
+        "the second ls is empty"
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("down/c.log")).unwrap(),
+        "c.log"
+    );
+    for name in ["a.txt", "b.txt"] {
+        assert_eq!(
+            std::fs::read_to_string(sb.path().join("down").join(name)).unwrap(),
+            name
+        );
+    }
+    let root = sb.path().join("ftp-root/alice");
+    assert!(root.join("c.log").is_file());
+    // A pattern that matches nothing says so.
+    assert_fails(
+        &sb.ftpc(&["rm", "up/*.none"], ""),
+        1,
+        "ftpc: rm up/*.none: no match",
     );
 }

@@ -57,8 +57,9 @@ pub enum FileCommand {
         /// Remove directories and their contents.
         #[arg(short, long)]
         recursive: bool,
-        /// Remote path.
-        path: String,
+        /// Remote paths (wildcards in the last component expanded from the listing).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
     },
     /// Remove an empty remote directory.
     Rmdir {
@@ -86,13 +87,45 @@ pub enum FileCommand {
         /// Continue an interrupted upload from what already arrived.
         #[arg(short = 'c', long = "continue")]
         resume: bool,
-        /// Local file or directory.
-        local: PathBuf,
-        /// Remote target (default: the local name, in the current remote directory). An
-        /// existing directory receives a file under its own name; with -r, a tree goes
-        /// into an existing directory given with a trailing `/` (`put -r src dest/` makes
-        /// dest/src), and otherwise becomes the target itself (so -c resumes the same place).
-        remote: Option<String>,
+        /// LOCAL [REMOTE], or LOCAL... REMOTE-DIRECTORY: local files (wildcards `*`, `?`,
+        /// `[...]` expanded) and the remote target (default: the local name, in the current
+        /// remote directory). An existing directory receives a file under its own name; with
+        /// -r, a tree goes into an existing directory given with a trailing `/` (`put -r src
+        /// dest/` makes dest/src), and otherwise becomes the target itself (so -c resumes the
+        /// same place).
+        #[arg(required = true, value_name = "LOCAL... [REMOTE]")]
+        paths: Vec<String>,
+    },
+    /// Upload local files (wildcards expanded) into the current remote directory.
+    Mput {
+        /// Upload directories and everything in them.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Replace existing remote files.
+        #[arg(short, long)]
+        force: bool,
+        /// Continue interrupted uploads.
+        #[arg(short = 'c', long = "continue")]
+        resume: bool,
+        /// Local files.
+        #[arg(required = true, value_name = "LOCAL")]
+        paths: Vec<String>,
+    },
+    /// Download remote files (wildcards expanded from the listing) into the current local
+    /// directory.
+    Mget {
+        /// Download directories and everything in them.
+        #[arg(short, long)]
+        recursive: bool,
+        /// Replace existing local files.
+        #[arg(short, long)]
+        force: bool,
+        /// Continue interrupted downloads.
+        #[arg(short = 'c', long = "continue")]
+        resume: bool,
+        /// Remote files.
+        #[arg(required = true, value_name = "REMOTE")]
+        paths: Vec<String>,
     },
     /// Download a remote file (with -r, a directory tree).
     Get {
@@ -105,11 +138,12 @@ pub enum FileCommand {
         /// Continue an interrupted download from what already arrived.
         #[arg(short = 'c', long = "continue")]
         resume: bool,
-        /// Remote file or directory.
-        remote: String,
-        /// Local target (default: the remote name, in the current local directory). As for
-        /// put: `get -r src dest/` makes dest/src when dest exists.
-        local: Option<PathBuf>,
+        /// REMOTE [LOCAL], or REMOTE... LOCAL-DIRECTORY: remote files (wildcards `*`, `?`,
+        /// `[...]` in the last component expanded from the listing; quote them) and the local
+        /// target (default: the remote name, in the current local directory). As for put:
+        /// `get -r src dest/` makes dest/src when dest exists.
+        #[arg(required = true, value_name = "REMOTE... [LOCAL]")]
+        paths: Vec<String>,
     },
     /// Show your disk usage and quota.
     Df,
@@ -313,10 +347,17 @@ impl Session {
                     .await
                     .map_err(failed(format!("mkdir {path}")))
             }
-            FileCommand::Rm { recursive, path } => {
-                async { self.client.remove(&self.resolve(&path)?, recursive).await }
-                    .await
-                    .map_err(failed(format!("rm {path}")))
+            FileCommand::Rm { recursive, paths } => {
+                for typed in paths {
+                    let ctx = format!("rm {typed}");
+                    for path in self.expand_remote(&typed).await.map_err(failed(&ctx))? {
+                        self.client
+                            .remove(&path, recursive)
+                            .await
+                            .map_err(failed(&ctx))?;
+                    }
+                }
+                Ok(())
             }
             FileCommand::Rmdir { path } => async { self.client.rmdir(&self.resolve(&path)?).await }
                 .await
@@ -331,83 +372,53 @@ impl Session {
                 recursive,
                 force,
                 resume,
-                local,
-                remote,
+                mut paths,
             } => {
                 let options = TransferOptions {
                     overwrite: force,
                     resume,
                 };
-                let ctx = format!("put {}", local.display());
-                let name = local_name(&local).map_err(failed(ctx.clone()))?;
-                let mut target = self
-                    .resolve(remote.as_deref().unwrap_or(&name))
-                    .map_err(failed(ctx.clone()))?;
-                // Like cp: an existing directory receives the file under its own name; a
-                // tree does when the directory is written with a trailing `/`.
-                let into = remote
-                    .as_deref()
-                    .is_some_and(|r| !recursive || r.ends_with('/'));
-                if into && self.is_remote_dir(&target).await {
-                    target = RemotePath::parse(&target)
-                        .and_then(|dir| dir.join(&name))
-                        .map_err(|e| failed(ctx.clone())(e.into()))?
-                        .to_string();
-                }
-                if recursive {
-                    let report = self
-                        .client
-                        .put_tree(&local, &target, options, io.progress)
-                        .await
-                        .map_err(failed(ctx))?;
-                    warn_skipped(io.err, &report.skipped);
-                    Ok(())
-                } else {
-                    self.client
-                        .put_file(&local, &target, options, io.progress)
-                        .await
-                        .map(drop)
-                        .map_err(failed(ctx))
-                }
+                let remote = (paths.len() > 1).then(|| paths.pop()).flatten();
+                self.put_all(&paths, remote, recursive, options, io).await
+            }
+            FileCommand::Mput {
+                recursive,
+                force,
+                resume,
+                paths,
+            } => {
+                let options = TransferOptions {
+                    overwrite: force,
+                    resume,
+                };
+                self.put_all(&paths, None, recursive, options, io).await
             }
             FileCommand::Get {
                 recursive,
                 force,
                 resume,
-                remote,
-                local,
+                mut paths,
             } => {
                 let options = TransferOptions {
                     overwrite: force,
                     resume,
                 };
-                let ctx = format!("get {remote}");
-                let source = self.resolve(&remote).map_err(failed(ctx.clone()))?;
-                let name = remote_name(&source).map_err(failed(ctx.clone()))?;
-                let into_dir = |local: &Path| {
-                    local.is_dir()
-                        && (!recursive || local.as_os_str().as_encoded_bytes().ends_with(b"/"))
+                let local = (paths.len() > 1)
+                    .then(|| paths.pop().map(PathBuf::from))
+                    .flatten();
+                self.get_all(&paths, local, recursive, options, io).await
+            }
+            FileCommand::Mget {
+                recursive,
+                force,
+                resume,
+                paths,
+            } => {
+                let options = TransferOptions {
+                    overwrite: force,
+                    resume,
                 };
-                let local = match local {
-                    Some(local) if into_dir(&local) => local.join(&name),
-                    Some(local) => local,
-                    None => PathBuf::from(name),
-                };
-                if recursive {
-                    let report = self
-                        .client
-                        .get_tree(&source, &local, options, io.progress)
-                        .await
-                        .map_err(failed(ctx))?;
-                    warn_skipped(io.err, &report.skipped);
-                    Ok(())
-                } else {
-                    self.client
-                        .get_file(&source, &local, options, io.progress)
-                        .await
-                        .map(drop)
-                        .map_err(failed(ctx))
-                }
+                self.get_all(&paths, None, recursive, options, io).await
             }
             FileCommand::Df => {
                 let usage = self.client.disk_usage().await.map_err(failed("df"))?;
@@ -431,6 +442,166 @@ impl Session {
 }
 
 impl Session {
+    /// Uploads each of `typed` (local wildcards expanded) to `remote`; several sources go
+    /// into `remote` as a directory (the current one without it).
+    async fn put_all(
+        &mut self,
+        typed: &[String],
+        remote: Option<String>,
+        recursive: bool,
+        options: TransferOptions,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<(), CommandError> {
+        let mut sources = Vec::new();
+        for pattern in typed {
+            sources.extend(expand_local(pattern).map_err(failed(format!("put {pattern}")))?);
+        }
+        // Several sources: the target is a directory they go into, as with cp.
+        let remote = match remote {
+            Some(dir) if sources.len() > 1 && !dir.ends_with('/') => Some(format!("{dir}/")),
+            other => other,
+        };
+        for local in sources {
+            self.put_one(&local, remote.as_deref(), recursive, options, io)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn put_one(
+        &mut self,
+        local: &Path,
+        remote: Option<&str>,
+        recursive: bool,
+        options: TransferOptions,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<(), CommandError> {
+        let ctx = format!("put {}", local.display());
+        let name = local_name(local).map_err(failed(ctx.clone()))?;
+        let mut target = self
+            .resolve(remote.unwrap_or(&name))
+            .map_err(failed(ctx.clone()))?;
+        // Like cp: an existing directory receives the file under its own name; a tree does
+        // when the directory is written with a trailing `/`.
+        let into = remote.is_some_and(|r| !recursive || r.ends_with('/'));
+        if into && self.is_remote_dir(&target).await {
+            target = RemotePath::parse(&target)
+                .and_then(|dir| dir.join(&name))
+                .map_err(|e| failed(ctx.clone())(e.into()))?
+                .to_string();
+        }
+        if recursive {
+            let report = self
+                .client
+                .put_tree(local, &target, options, io.progress)
+                .await
+                .map_err(failed(ctx))?;
+            warn_skipped(io.err, &report.skipped);
+            Ok(())
+        } else {
+            self.client
+                .put_file(local, &target, options, io.progress)
+                .await
+                .map(drop)
+                .map_err(failed(ctx))
+        }
+    }
+
+    /// Downloads each of `typed` (remote wildcards expanded) to `local`; several sources go
+    /// into `local` as a directory (the current one without it).
+    async fn get_all(
+        &mut self,
+        typed: &[String],
+        local: Option<PathBuf>,
+        recursive: bool,
+        options: TransferOptions,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<(), CommandError> {
+        let mut sources = Vec::new();
+        for pattern in typed {
+            let ctx = format!("get {pattern}");
+            sources.extend(self.expand_remote(pattern).await.map_err(failed(ctx))?);
+        }
+        let several = sources.len() > 1;
+        for source in sources {
+            let local = match &local {
+                Some(dir) if several => {
+                    let mut dir = dir.clone().into_os_string();
+                    dir.push("/");
+                    Some(PathBuf::from(dir))
+                }
+                other => other.clone(),
+            };
+            self.get_one(&source, local, recursive, options, io).await?;
+        }
+        Ok(())
+    }
+
+    async fn get_one(
+        &mut self,
+        source: &str,
+        local: Option<PathBuf>,
+        recursive: bool,
+        options: TransferOptions,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<(), CommandError> {
+        let ctx = format!("get {}", source.trim_start_matches('/'));
+        let name = remote_name(source).map_err(failed(ctx.clone()))?;
+        let into_dir = |local: &Path| {
+            local.is_dir() && (!recursive || local.as_os_str().as_encoded_bytes().ends_with(b"/"))
+        };
+        let local = match local {
+            Some(local) if into_dir(&local) => local.join(&name),
+            Some(local) => local,
+            None => PathBuf::from(name),
+        };
+        if recursive {
+            let report = self
+                .client
+                .get_tree(source, &local, options, io.progress)
+                .await
+                .map_err(failed(ctx))?;
+            warn_skipped(io.err, &report.skipped);
+            Ok(())
+        } else {
+            self.client
+                .get_file(source, &local, options, io.progress)
+                .await
+                .map(drop)
+                .map_err(failed(ctx))
+        }
+    }
+
+    /// A remote path as typed, resolved; a wildcard in its last component (`*`, `?`,
+    /// `[...]`) is matched against the listing of its directory, names sorted.
+    async fn expand_remote(&mut self, typed: &str) -> Result<Vec<String>> {
+        let resolved = self.resolve(typed)?;
+        let path = RemotePath::parse(&resolved)?;
+        let Some(last) = path.file_name().filter(|n| is_pattern(n)) else {
+            return Ok(vec![resolved]);
+        };
+        let pattern = glob::Pattern::new(last)
+            .map_err(|e| Error::Usage(format!("bad wildcard {last:?}: {e}")))?;
+        let dir = path.parent();
+        let mut matched = Vec::new();
+        for entry in self.client.list(&dir.to_string()).await? {
+            // Hidden names only for a pattern that asks for them, as shells do.
+            if entry.name.starts_with('.') && !last.starts_with('.') {
+                continue;
+            }
+            if pattern.matches(&entry.name) {
+                matched.push(dir.join(&entry.name)?.to_string());
+            }
+        }
+        if matched.is_empty() {
+            return Err(Error::Remote {
+                code: crate::commands::ErrorCode::NotFound,
+                message: "no match".into(),
+            });
+        }
+        Ok(matched)
+    }
+
     async fn is_remote_dir(&mut self, path: &str) -> bool {
         matches!(self.client.stat(path).await, Ok(entry) if entry.kind == EntryKind::Directory)
     }
@@ -442,6 +613,27 @@ fn local_name(local: &Path) -> Result<String> {
         .and_then(|n| n.to_str())
         .map(str::to_owned)
         .ok_or_else(|| Error::local(local, "has no file name to use remotely; name the target"))
+}
+
+/// True for a name with wildcard characters.
+fn is_pattern(name: &str) -> bool {
+    name.contains(['*', '?', '['])
+}
+
+/// A local path as typed: itself if it exists (or has no wildcard), else what its
+/// wildcards match, sorted.
+fn expand_local(typed: &str) -> Result<Vec<PathBuf>> {
+    let path = PathBuf::from(typed);
+    if !is_pattern(typed) || path.symlink_metadata().is_ok() {
+        return Ok(vec![path]);
+    }
+    let matches = glob::glob(typed).map_err(|e| Error::Usage(format!("bad wildcard: {e}")))?;
+    let mut found: Vec<PathBuf> = matches.filter_map(std::result::Result::ok).collect();
+    found.sort();
+    if found.is_empty() {
+        return Err(Error::local(&path, "no match"));
+    }
+    Ok(found)
 }
 
 fn remote_name(remote: &str) -> Result<String> {
@@ -559,8 +751,8 @@ enum ShellCommand {
 
 /// The words the shell knows, for completion.
 const SHELL_WORDS: &[&str] = &[
-    "bye", "cd", "df", "exit", "get", "help", "lcd", "lls", "lpwd", "ls", "mkdir", "mv", "put",
-    "pwd", "quit", "rm", "rmdir", "stat",
+    "bye", "cd", "df", "exit", "get", "help", "lcd", "lls", "lpwd", "ls", "mget", "mkdir", "mput",
+    "mv", "put", "pwd", "quit", "rm", "rmdir", "stat",
 ];
 
 /// Whether the shell goes on after a line.
