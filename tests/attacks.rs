@@ -397,6 +397,7 @@ async fn a_file_count_quota_limits_files_and_directories() {
     let force = TransferOptions {
         overwrite: true,
         resume: false,
+        follow_links: false,
     };
     alice
         .put_file(&local, "f", force, &NoProgress)

@@ -1427,3 +1427,42 @@ fn wildcards_and_several_files_at_once() {
         "ftpc: rm up/*.none: no match",
     );
 }
+
+/// Symlinks in a `put -r` tree are reported, with a count, or followed with -L (a link back
+/// up the tree is not followed twice) ("what users expect next" in issue 12).
+#[test]
+fn symlinks_in_an_uploaded_tree_are_reported_or_followed() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let src = sb.path().join("src");
+    std::fs::create_dir_all(src.join("real")).unwrap();
+    std::fs::write(src.join("real/f"), b"data").unwrap();
+    std::fs::write(sb.path().join("outside.txt"), b"outside").unwrap();
+    std::os::unix::fs::symlink("../outside.txt", src.join("file-link")).unwrap();
+    std::os::unix::fs::symlink("real", src.join("dir-link")).unwrap();
+    std::os::unix::fs::symlink("..", src.join("real/up")).unwrap();
+
+    let out = sb.ftpc(&["put", "-r", "src", "plain"], "");
+    assert_success(&out);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("skipped 3 entries in all"), "{stderr}");
+    assert!(stderr.contains("-L follows them"), "{stderr}");
+    let root = sb.path().join("ftp-root/alice");
+    assert!(root.join("plain/real/f").is_file());
+    assert!(!root.join("plain/file-link").exists());
+
+    let out = sb.ftpc(&["put", "-r", "-L", "src", "followed"], "");
+    assert_success(&out);
+    assert_eq!(
+        std::fs::read(root.join("followed/file-link")).unwrap(),
+        b"outside"
+    );
+    assert_eq!(
+        std::fs::read(root.join("followed/dir-link/f")).unwrap(),
+        b"data"
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("a loop"), "{stderr}");
+}

@@ -14,10 +14,12 @@ use ftprep::paths::{PARTIAL_PREFIX, partial_name};
 const FORCE: TransferOptions = TransferOptions {
     overwrite: true,
     resume: false,
+    follow_links: false,
 };
 const RESUME: TransferOptions = TransferOptions {
     overwrite: false,
     resume: true,
+    follow_links: false,
 };
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
@@ -243,6 +245,7 @@ async fn interrupted_upload_leaves_the_target_untouched_and_resumes() {
     let options = TransferOptions {
         overwrite: true,
         resume: true,
+        follow_links: false,
     };
     let done = alice
         .put_file(&local, "data.bin", options, &NoProgress)

@@ -87,6 +87,9 @@ pub enum FileCommand {
         /// Continue an interrupted upload from what already arrived.
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        /// With -r, follow symlinks to files and directories instead of skipping them.
+        #[arg(short = 'L', long = "dereference")]
+        follow_links: bool,
         /// LOCAL [REMOTE], or LOCAL... REMOTE-DIRECTORY: local files (wildcards `*`, `?`,
         /// `[...]` expanded) and the remote target (default: the local name, in the current
         /// remote directory). An existing directory receives a file under its own name; with
@@ -107,6 +110,9 @@ pub enum FileCommand {
         /// Continue interrupted uploads.
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        /// With -r, follow symlinks to files and directories instead of skipping them.
+        #[arg(short = 'L', long = "dereference")]
+        follow_links: bool,
         /// Local files.
         #[arg(required = true, value_name = "LOCAL")]
         paths: Vec<String>,
@@ -372,11 +378,13 @@ impl Session {
                 recursive,
                 force,
                 resume,
+                follow_links,
                 mut paths,
             } => {
                 let options = TransferOptions {
                     overwrite: force,
                     resume,
+                    follow_links,
                 };
                 let remote = (paths.len() > 1).then(|| paths.pop()).flatten();
                 self.put_all(&paths, remote, recursive, options, io).await
@@ -385,11 +393,13 @@ impl Session {
                 recursive,
                 force,
                 resume,
+                follow_links,
                 paths,
             } => {
                 let options = TransferOptions {
                     overwrite: force,
                     resume,
+                    follow_links,
                 };
                 self.put_all(&paths, None, recursive, options, io).await
             }
@@ -402,6 +412,7 @@ impl Session {
                 let options = TransferOptions {
                     overwrite: force,
                     resume,
+                    follow_links: false,
                 };
                 let local = (paths.len() > 1)
                     .then(|| paths.pop().map(PathBuf::from))
@@ -417,6 +428,7 @@ impl Session {
                 let options = TransferOptions {
                     overwrite: force,
                     resume,
+                    follow_links: false,
                 };
                 self.get_all(&paths, None, recursive, options, io).await
             }
@@ -646,6 +658,13 @@ fn remote_name(remote: &str) -> Result<String> {
 fn warn_skipped(err: &mut dyn Write, skipped: &[String]) {
     for line in skipped {
         let _ = writeln!(err, "skipped {line}");
+    }
+    if !skipped.is_empty() {
+        let _ = writeln!(
+            err,
+            "skipped {} entries in all (listed above)",
+            skipped.len()
+        );
     }
 }
 

@@ -44,6 +44,9 @@ pub struct TransferOptions {
     pub overwrite: bool,
     /// Continue an interrupted transfer from what already arrived (`-c`).
     pub resume: bool,
+    /// Uploading a tree, follow symlinks to files and directories (`-L`) instead of
+    /// skipping them.
+    pub follow_links: bool,
 }
 
 /// What one file transfer did.
@@ -454,8 +457,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         options: TransferOptions,
         progress: &dyn Progress,
     ) -> Result<TreeReport> {
+        use std::os::unix::fs::MetadataExt;
         let mut report = TreeReport::default();
         let mut pending = vec![(local.to_owned(), remote.to_owned())];
+        // Directories entered, by device and inode: a followed link back up is a loop.
+        let mut entered = std::collections::HashSet::new();
+        if let Ok(meta) = std::fs::metadata(local) {
+            entered.insert((meta.dev(), meta.ino()));
+        }
         while let Some((dir, remote_dir)) = pending.pop() {
             self.mkdir(&remote_dir, true).await?;
             let mut entries: Vec<_> = std::fs::read_dir(&dir)
@@ -471,7 +480,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                         .push(format!("{}: name is not UTF-8", path.display()));
                     continue;
                 };
-                let file_type = entry.file_type().map_err(|e| Error::local(&path, e))?;
+                let mut file_type = entry.file_type().map_err(|e| Error::local(&path, e))?;
+                if file_type.is_symlink() {
+                    if !options.follow_links {
+                        report
+                            .skipped
+                            .push(format!("{}: a symlink (-L follows them)", path.display()));
+                        continue;
+                    }
+                    match std::fs::metadata(&path) {
+                        Ok(meta) if meta.is_dir() && !entered.insert((meta.dev(), meta.ino())) => {
+                            report.skipped.push(format!(
+                                "{}: a symlink to a directory already copied (a loop)",
+                                path.display()
+                            ));
+                            continue;
+                        }
+                        Ok(meta) => file_type = meta.file_type(),
+                        Err(e) => {
+                            report.skipped.push(format!("{}: {e}", path.display()));
+                            continue;
+                        }
+                    }
+                } else if file_type.is_dir()
+                    && let Ok(meta) = entry.metadata()
+                {
+                    entered.insert((meta.dev(), meta.ino()));
+                }
                 let target = remote_child(&remote_dir, &name);
                 if file_type.is_dir() {
                     pending.push((path, target));
