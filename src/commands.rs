@@ -101,6 +101,8 @@ pub enum Request {
         overwrite: bool,
         /// Continue an interrupted upload of the same target, if its partial data is there.
         resume: bool,
+        /// Modification time and permission bits to give the file (`put -p`).
+        preserve: Option<Attributes>,
     },
     /// The next chunk of an upload (at most [`MAX_CHUNK`] bytes).
     PutData {
@@ -132,6 +134,15 @@ pub enum Request {
         /// The file.
         path: String,
     },
+}
+
+/// A file's modification time and permission bits, carried by `put -p` and `get -p`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes {
+    /// Seconds since the Unix epoch.
+    pub modified: i64,
+    /// Permission bits (`0o777` at most; others are ignored).
+    pub mode: u32,
 }
 
 /// What a server answers.
@@ -177,6 +188,8 @@ pub enum Response {
         size: u64,
         /// Where the data frames begin (the requested offset).
         offset: u64,
+        /// The file's modification time and permission bits (for `get -p`).
+        attributes: Option<Attributes>,
     },
     /// The next chunk of a download.
     Data {

@@ -187,6 +187,33 @@ impl FileWriter {
     }
 }
 
+/// Gives `file` a modification time and permission bits (`put -p`). The owner keeps read
+/// and write, so the server can still serve and replace what it stores.
+pub fn apply_attributes(
+    file: &std::fs::File,
+    attributes: crate::commands::Attributes,
+) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = (attributes.mode & 0o777) | 0o600;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    let secs = attributes.modified;
+    let when = if secs >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.unsigned_abs())
+    } else {
+        std::time::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+    };
+    file.set_modified(when)
+}
+
+/// The modification time and permission bits of `meta`.
+pub fn attributes_of(meta: &std::fs::Metadata) -> crate::commands::Attributes {
+    use std::os::unix::fs::MetadataExt;
+    crate::commands::Attributes {
+        modified: meta.mtime(),
+        mode: meta.mode() & 0o777,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,7 @@ async fn put_start(client: &mut Client, path: &str, size: u64) -> ftprep::Result
             size,
             overwrite: false,
             resume: false,
+            preserve: None,
         })
         .await
 }
@@ -398,6 +399,7 @@ async fn a_file_count_quota_limits_files_and_directories() {
         overwrite: true,
         resume: false,
         follow_links: false,
+        preserve: false,
     };
     alice
         .put_file(&local, "f", force, &NoProgress)

@@ -1466,3 +1466,39 @@ fn symlinks_in_an_uploaded_tree_are_reported_or_followed() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("a loop"), "{stderr}");
 }
+
+/// `-p` keeps modification times and permission bits both ways ("what users expect next"
+/// in issue 12); without it, a copy is new.
+#[test]
+fn p_preserves_modification_times_and_permission_bits() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let local = sb.path().join("script.sh");
+    std::fs::write(&local, b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let then = std::time::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&local)
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
+    let meta = |path: &Path| {
+        let m = std::fs::metadata(path).unwrap();
+        (m.modified().unwrap(), m.permissions().mode() & 0o777)
+    };
+    assert_success(&sb.ftpc(&["put", "-p", "script.sh"], ""));
+    assert_success(&sb.ftpc(&["put", "script.sh", "plain.sh"], ""));
+    let root = sb.path().join("ftp-root/alice");
+    assert_eq!(meta(&root.join("script.sh")), (then, 0o750));
+    assert_ne!(meta(&root.join("plain.sh")).0, then);
+
+    std::fs::create_dir(sb.path().join("back")).unwrap();
+    assert_success(&sb.ftpc(&["get", "-p", "script.sh", "back/"], ""));
+    assert_eq!(meta(&sb.path().join("back/script.sh")), (then, 0o750));
+    assert_success(&sb.ftpc(&["get", "script.sh", "back/again.sh"], ""));
+    assert_ne!(meta(&sb.path().join("back/again.sh")).0, then);
+}

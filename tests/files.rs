@@ -15,11 +15,13 @@ const FORCE: TransferOptions = TransferOptions {
     overwrite: true,
     resume: false,
     follow_links: false,
+    preserve: false,
 };
 const RESUME: TransferOptions = TransferOptions {
     overwrite: false,
     resume: true,
     follow_links: false,
+    preserve: false,
 };
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
@@ -246,6 +248,7 @@ async fn interrupted_upload_leaves_the_target_untouched_and_resumes() {
         overwrite: true,
         resume: true,
         follow_links: false,
+        preserve: false,
     };
     let done = alice
         .put_file(&local, "data.bin", options, &NoProgress)

@@ -18,14 +18,23 @@ fn request() -> impl Strategy<Value = Request> {
             to,
             overwrite
         }),
-        (".{0,32}", any::<u64>(), any::<bool>(), any::<bool>()).prop_map(
-            |(path, size, overwrite, resume)| Request::PutStart {
-                path,
-                size,
-                overwrite,
-                resume
-            }
-        ),
+        (
+            ".{0,32}",
+            any::<u64>(),
+            any::<bool>(),
+            any::<bool>(),
+            proptest::option::of((any::<i64>(), any::<u32>()))
+        )
+            .prop_map(|(path, size, overwrite, resume, preserve)| {
+                Request::PutStart {
+                    path,
+                    size,
+                    overwrite,
+                    resume,
+                    preserve: preserve
+                        .map(|(modified, mode)| ftprep::commands::Attributes { modified, mode }),
+                }
+            }),
         proptest::collection::vec(any::<u8>(), 0..2048)
             .prop_map(|data| Request::PutData { data: data.into() }),
         any::<[u8; 16]>().prop_map(|checksum| Request::PutFinish { checksum }),

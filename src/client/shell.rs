@@ -87,6 +87,9 @@ pub enum FileCommand {
         /// Continue an interrupted upload from what already arrived.
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        /// Keep modification times and permission bits.
+        #[arg(short = 'p', long)]
+        preserve: bool,
         /// With -r, follow symlinks to files and directories instead of skipping them.
         #[arg(short = 'L', long = "dereference")]
         follow_links: bool,
@@ -110,6 +113,9 @@ pub enum FileCommand {
         /// Continue interrupted uploads.
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        /// Keep modification times and permission bits.
+        #[arg(short = 'p', long)]
+        preserve: bool,
         /// With -r, follow symlinks to files and directories instead of skipping them.
         #[arg(short = 'L', long = "dereference")]
         follow_links: bool,
@@ -129,6 +135,9 @@ pub enum FileCommand {
         /// Continue interrupted downloads.
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        /// Keep modification times and permission bits.
+        #[arg(short = 'p', long)]
+        preserve: bool,
         /// Remote files.
         #[arg(required = true, value_name = "REMOTE")]
         paths: Vec<String>,
@@ -144,6 +153,9 @@ pub enum FileCommand {
         /// Continue an interrupted download from what already arrived.
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        /// Keep modification times and permission bits.
+        #[arg(short = 'p', long)]
+        preserve: bool,
         /// REMOTE [LOCAL], or REMOTE... LOCAL-DIRECTORY: remote files (wildcards `*`, `?`,
         /// `[...]` in the last component expanded from the listing; quote them) and the local
         /// target (default: the remote name, in the current local directory). As for put:
@@ -378,6 +390,7 @@ impl Session {
                 recursive,
                 force,
                 resume,
+                preserve,
                 follow_links,
                 mut paths,
             } => {
@@ -385,6 +398,7 @@ impl Session {
                     overwrite: force,
                     resume,
                     follow_links,
+                    preserve,
                 };
                 let remote = (paths.len() > 1).then(|| paths.pop()).flatten();
                 self.put_all(&paths, remote, recursive, options, io).await
@@ -393,6 +407,7 @@ impl Session {
                 recursive,
                 force,
                 resume,
+                preserve,
                 follow_links,
                 paths,
             } => {
@@ -400,6 +415,7 @@ impl Session {
                     overwrite: force,
                     resume,
                     follow_links,
+                    preserve,
                 };
                 self.put_all(&paths, None, recursive, options, io).await
             }
@@ -407,12 +423,14 @@ impl Session {
                 recursive,
                 force,
                 resume,
+                preserve,
                 mut paths,
             } => {
                 let options = TransferOptions {
                     overwrite: force,
                     resume,
                     follow_links: false,
+                    preserve,
                 };
                 let local = (paths.len() > 1)
                     .then(|| paths.pop().map(PathBuf::from))
@@ -423,12 +441,14 @@ impl Session {
                 recursive,
                 force,
                 resume,
+                preserve,
                 paths,
             } => {
                 let options = TransferOptions {
                     overwrite: force,
                     resume,
                     follow_links: false,
+                    preserve,
                 };
                 self.get_all(&paths, None, recursive, options, io).await
             }

@@ -47,6 +47,8 @@ pub struct TransferOptions {
     /// Uploading a tree, follow symlinks to files and directories (`-L`) instead of
     /// skipping them.
     pub follow_links: bool,
+    /// Give the copy the original's modification time and permission bits (`-p`).
+    pub preserve: bool,
 }
 
 /// What one file transfer did.
@@ -171,6 +173,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             size,
             overwrite: options.overwrite,
             resume: options.resume,
+            preserve: options
+                .preserve
+                .then(|| crate::pipeline::attributes_of(&meta)),
         })
         .await?;
         let offset = match self.reply().await {
@@ -307,8 +312,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             offset,
         })
         .await?;
-        let size = match self.reply().await? {
-            Response::GetReady { size, offset: o } if o == offset && offset <= size => size,
+        let (size, attributes) = match self.reply().await? {
+            Response::GetReady {
+                size,
+                offset: o,
+                attributes,
+            } if o == offset && offset <= size => (size, attributes),
             _ => return Err(Error::UnexpectedReply("expected GetReady")),
         };
         let opened = match resumed {
@@ -345,6 +354,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             drop(file);
             let _ = tokio::fs::remove_file(&part).await;
             return Err(Error::ChecksumMismatch);
+        }
+        if options.preserve
+            && let Some(attributes) = attributes
+        {
+            crate::pipeline::apply_attributes(&file, attributes)
+                .map_err(|e| Error::local(&part, e))?;
         }
         tokio::fs::File::from_std(file)
             .sync_all()
@@ -619,9 +634,13 @@ mod tests {
                     conn.write(&Response::Ok).await.unwrap();
                 }
                 Request::Get { .. } => {
-                    conn.write(&Response::GetReady { size: 5, offset: 0 })
-                        .await
-                        .unwrap();
+                    conn.write(&Response::GetReady {
+                        size: 5,
+                        offset: 0,
+                        attributes: None,
+                    })
+                    .await
+                    .unwrap();
                     let data = Bytes::from_static(b"hello");
                     conn.write(&Response::Data { data }).await.unwrap();
                     let checksum = Checksum::of(b"hello");
@@ -714,6 +733,7 @@ mod tests {
             conn.write(&Response::GetReady {
                 size: 10,
                 offset: 0,
+                attributes: None,
             })
             .await
             .unwrap();

@@ -12,7 +12,7 @@ use super::Shared;
 use super::audit::Record;
 use super::quota::Reservation;
 use super::storage::{DIRECTORY_BYTES, Upload, UserTree};
-use crate::commands::{EntryKind, ErrorCode, Request, Response};
+use crate::commands::{Attributes, EntryKind, ErrorCode, Request, Response};
 use crate::error::{Error, PathError, Result, StorageError};
 use crate::paths::{MAX_PATH_LEN, RemotePath};
 use crate::size::format_size;
@@ -28,6 +28,14 @@ pub(super) struct Handler<'a> {
 }
 
 type Outcome<T> = std::result::Result<T, StorageError>;
+
+/// What a `PutStart` asks for.
+struct Target<'a> {
+    raw: &'a str,
+    size: u64,
+    overwrite: bool,
+    resume: bool,
+}
 
 /// A user's limits: bytes, and entries (files, directories, links).
 #[derive(Debug, Default, Clone, Copy)]
@@ -179,7 +187,16 @@ impl Handler<'_> {
                 size,
                 overwrite,
                 resume,
-            } => self.put(conn, &raw, size, overwrite, resume).await,
+                preserve,
+            } => {
+                let target = Target {
+                    raw: &raw,
+                    size,
+                    overwrite,
+                    resume,
+                };
+                self.put(conn, target, preserve).await
+            }
             Request::Get { path: raw, offset } => self.get(conn, &raw, offset).await,
             Request::Checksum { path: raw } => {
                 // Reads the whole file: it takes a place among the transfers.
@@ -368,14 +385,18 @@ impl Handler<'_> {
     async fn put<S>(
         &self,
         conn: &mut Connection<S>,
-        raw: &str,
-        size: u64,
-        overwrite: bool,
-        resume: bool,
+        target: Target<'_>,
+        preserve: Option<Attributes>,
     ) -> Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let Target {
+            raw,
+            size,
+            overwrite,
+            resume,
+        } = target;
         let (mut upload, reservation, _target_lock, _slot) =
             match self.start_upload(raw, size, overwrite, resume).await {
                 Ok(started) => started,
@@ -384,6 +405,9 @@ impl Handler<'_> {
                     return conn.write(&reply::<()>(Err(err))).await;
                 }
             };
+        if let Some(attributes) = preserve {
+            upload.preserve(attributes);
+        }
         let offset = upload.offset();
         let started = std::time::Instant::now();
         conn.write(&Response::PutReady { offset }).await?;
@@ -481,7 +505,13 @@ impl Handler<'_> {
         };
         let started = std::time::Instant::now();
         let size = download.size();
-        conn.write(&Response::GetReady { size, offset }).await?;
+        let attributes = download.attributes();
+        conn.write(&Response::GetReady {
+            size,
+            offset,
+            attributes,
+        })
+        .await?;
         loop {
             match download.next_chunk().await {
                 Ok(Some(data)) => conn.write(&Response::Data { data }).await?,

@@ -172,6 +172,7 @@ pub async fn start_upload<S: AsyncRead + AsyncWrite + Unpin>(
             size,
             overwrite,
             resume: false,
+            preserve: None,
         })
         .await
         .unwrap();

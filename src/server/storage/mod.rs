@@ -24,10 +24,12 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata, OpenOptions};
 
 use crate::checksum::{Checksum, Digest};
-use crate::commands::{ENTRIES_PER_FRAME, Entry, EntryKind, ErrorCode};
+use crate::commands::{Attributes, ENTRIES_PER_FRAME, Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
 use crate::paths::{MAX_DEPTH, PARTIAL_PREFIX, RemotePath, partial_name};
-use crate::pipeline::{FileReader, FileWriter, hash_exactly, hash_held};
+use crate::pipeline::{
+    FileReader, FileWriter, apply_attributes, attributes_of, hash_exactly, hash_held,
+};
 use crate::username::Username;
 use ledger::Ledger;
 pub use walk::{DIRECTORY_BYTES, Totals as Usage};
@@ -99,6 +101,8 @@ pub trait Upload: Send {
     fn replaces(&self) -> u64;
     /// Appends the next chunk.
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError>;
+    /// Gives the finished file this modification time and these permission bits.
+    fn preserve(&mut self, attributes: Attributes);
     /// Checks size and checksum of the whole file and renames it into place. With `room`,
     /// usage may grow by at most that many bytes (the new file less the one it replaces
     /// *now*, which may differ from when the upload began), or the quota refuses it. On a
@@ -128,6 +132,8 @@ pub trait Download: Send {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, StorageError>;
     /// Checksum of the whole file, once every chunk has been read.
     fn checksum(&self) -> Digest;
+    /// The file's modification time and permission bits.
+    fn attributes(&self) -> Option<Attributes>;
 }
 
 /// Interrupted uploads older than this are removed when another upload starts beside them.
@@ -650,6 +656,7 @@ impl UserTree for FsTree {
                 size,
                 replaces,
                 overwrite,
+                preserve: None,
             })
         })
         .await?;
@@ -685,10 +692,12 @@ impl UserTree for FsTree {
             }
             // The checksum covers the whole file, so the part before `offset` is read too.
             let before = hash_exactly(&file, offset)?;
+            let attributes = attributes_of(&file.metadata()?);
             Ok(FsDownload {
                 reader: Some(FileReader::spawn(file, before, size - offset)),
                 size,
                 digest: None,
+                attributes,
             })
         })
         .await?;
@@ -833,6 +842,7 @@ struct FsUpload {
     size: u64,
     replaces: u64,
     overwrite: bool,
+    preserve: Option<Attributes>,
 }
 
 /// Removes the partial file of an upload that failed; `offset` bytes of it were counted.
@@ -850,6 +860,10 @@ impl Upload for FsUpload {
 
     fn replaces(&self) -> u64 {
         self.replaces
+    }
+
+    fn preserve(&mut self, attributes: Attributes) {
+        self.preserve = Some(attributes);
     }
 
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
@@ -884,6 +898,7 @@ impl Upload for FsUpload {
             written,
             size,
             overwrite,
+            preserve,
             ..
         } = *self;
         let state = writer.finish().await;
@@ -917,6 +932,9 @@ impl Upload for FsUpload {
                     ErrorCode::Internal,
                     "the partial file changed during the upload; nothing was replaced",
                 ));
+            }
+            if let Some(attributes) = preserve {
+                apply_attributes(&file, attributes)?;
             }
             file.sync_all()?;
             let existing = match parent.symlink_metadata(&target) {
@@ -1018,6 +1036,7 @@ struct FsDownload {
     reader: Option<FileReader>,
     size: u64,
     digest: Option<Digest>,
+    attributes: Attributes,
 }
 
 #[async_trait]
@@ -1041,6 +1060,10 @@ impl Download for FsDownload {
 
     fn checksum(&self) -> Digest {
         self.digest.unwrap_or_default()
+    }
+
+    fn attributes(&self) -> Option<Attributes> {
+        Some(self.attributes)
     }
 }
 
