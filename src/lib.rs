@@ -5,6 +5,7 @@
 //! - [`auth`]: SCRAM-SHA-256 (RFC 5802 + RFC 7677): keys, verifiers, both sides of a login.
 //! - [`commands`]: the vocabulary on the wire: hello, requests, responses, error codes. Data only.
 //! - [`wire`]: frames (4-byte big-endian length + bincode 2 payload) and a framed connection.
+//! - [`ntp`]: the NTP packet and the client's arithmetic (RFC 5905), for the time service.
 //! - [`paths`]: remote paths, validated and normalised before anything touches storage.
 //! - [`checksum`]: the whole-file checksum both ends of a transfer compare (XXH3-128).
 //! - [`pipeline`]: file data read or written and checksummed on a thread beside the
@@ -27,6 +28,7 @@ pub mod checksum;
 pub mod client;
 pub mod commands;
 pub mod error;
+pub mod ntp;
 pub mod paths;
 pub mod pipeline;
 pub mod prompt;
