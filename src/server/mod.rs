@@ -12,6 +12,7 @@
 //! - [`tls`]: the server's certificate (given, or generated and kept) and rustls config.
 //! - [`guard`]: failed-login delays and lockouts; `counters`: per-user and per-address slots;
 //!   `quota`: byte reservations of concurrent uploads; `locks`: one upload per target.
+//! - [`time`]: the NTP time service on UDP (rate-limited, honest about the host clock).
 //! - `audit`: the JSON-lines audit log; [`settings`]: `ftpd serve` options and `ftpd.toml`;
 //!   [`secret`]: the secret behind unknown users' mock salts.
 
@@ -25,6 +26,7 @@ pub mod secret;
 mod session;
 pub mod settings;
 pub mod storage;
+pub mod time;
 pub mod tls;
 pub mod userdb;
 
