@@ -41,7 +41,7 @@ rate() { calc "$size_mib / $1"; }
 start_server() { # start_server NAME PORT [FLAGS...]
   local name=$1 port=$2; shift 2
   mkdir -p "$name"
-  (cd "$name" && exec "$bin/ftpd" serve --listen "127.0.0.1:$port" --users ../users.db \
+  (cd "$name" && exec "$bin/ftpd" serve --time-listen none --listen "127.0.0.1:$port" --users ../users.db \
       --max-connections 30000 --max-connections-per-ip 30000 --max-sessions-per-user 30000 \
       "$@" 2>server.log) &
   pids+=($!)

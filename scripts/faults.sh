@@ -27,7 +27,7 @@ check() { # check DESCRIPTION COMMAND...
 }
 
 start_server() { # start_server ROOT PORT
-  "$bin/ftpd" serve --plaintext --listen "127.0.0.1:$2" --root "$1" --log-format json 2>>server.log &
+  "$bin/ftpd" serve --time-listen none --plaintext --listen "127.0.0.1:$2" --root "$1" --log-format json 2>>server.log &
   server_pid=$!
   for _ in $(seq 100); do
     grep -q '"listening"' server.log 2>/dev/null && grep -q ":$2\"" server.log && return 0

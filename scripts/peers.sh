@@ -96,7 +96,7 @@ for mode in plain tls; do
   port=$plain_port; flags=(--plaintext)
   [ "$mode" = tls ] && { port=$tls_port; flags=(); }
   mkdir -p "$mode"
-  (cd "$mode" && exec "$bin/ftpd" serve --listen "127.0.0.1:$port" --users ../users.db \
+  (cd "$mode" && exec "$bin/ftpd" serve --time-listen none --listen "127.0.0.1:$port" --users ../users.db \
      --max-connections 30000 --max-connections-per-ip 30000 --max-sessions-per-user 30000 \
      "${flags[@]}" 2>server.log) &
   pids+=($!)

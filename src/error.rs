@@ -71,6 +71,9 @@ pub enum Error {
         /// The name as sent.
         name: String,
     },
+    /// A time server refused to give the time (a Kiss-o'-Death, or an unsynchronised clock).
+    #[error("{0}")]
+    TimeRefused(String),
     /// The server answered with a message that does not fit the request.
     #[error("unexpected reply from the server: {0}")]
     UnexpectedReply(&'static str),
@@ -236,6 +239,7 @@ impl Error {
             | Error::VersionMismatch { .. }
             | Error::UnexpectedReply(_)
             | Error::UnsafeName { .. }
+            | Error::TimeRefused(_)
             | Error::Timeout
             | Error::Tls(_)
             | Error::CertificateChanged { .. }

@@ -164,11 +164,11 @@ impl Packet {
             .then(|| String::from_utf8_lossy(&self.reference_id).into_owned())
     }
 
-    /// The reference ID as people read it: four letters for stratum 0-1, an IPv4 address
-    /// (or a hash of an IPv6 one) above.
+    /// The reference ID as people read it: four letters for stratum 0-1 (and `LOCL`, a
+    /// local clock at any stratum), an IPv4 address (or a hash of an IPv6 one) above.
     pub fn reference_name(&self) -> String {
         let id = self.reference_id;
-        if self.stratum <= 1 {
+        if self.stratum <= 1 || &id == b"LOCL" {
             id.iter()
                 .take_while(|b| **b != 0)
                 .map(|b| {

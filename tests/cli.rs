@@ -142,6 +142,10 @@ impl RunningServer {
     fn start_with(sandbox: &Sandbox, args: &[&str]) -> Self {
         let mut all = vec!["serve"];
         all.extend_from_slice(args);
+        // Tests run side by side: each time service on a port of its own.
+        if !args.contains(&"--time-listen") {
+            all.extend_from_slice(&["--time-listen", "127.0.0.1:0"]);
+        }
         let mut child = sandbox
             .command(FTPD, &all)
             .stdin(Stdio::null())

@@ -100,6 +100,22 @@ enum Command {
         #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
         file_size: u64,
     },
+    /// Ask an NTP time server (an ftpd, chrony, ntpd) how far this machine's clock is off.
+    /// Never changes the clock.
+    Time {
+        /// HOST, HOST:PORT or an IPv6 literal [default: the host of your most recent login,
+        /// port 1123, or 127.0.0.1:1123].
+        server: Option<String>,
+        /// Requests to send; the one with the lowest delay is reported.
+        #[arg(short = 'n', long, value_name = "SAMPLES", default_value_t = 4)]
+        samples: u32,
+        /// Keep asking every SECS seconds (at least 1), a line each time, until Ctrl-C.
+        #[arg(long, value_name = "SECS")]
+        watch: Option<f64>,
+        /// One JSON object per result.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script: `ftpc completions bash > /etc/bash_completion.d/ftpc`
     /// (or zsh, fish, elvish, powershell).
     Completions {
@@ -153,6 +169,42 @@ fn valid_username(text: &str) -> Result<String, String> {
     Username::parse(text)
         .map(|name| name.as_str().to_owned())
         .map_err(|e| e.to_string())
+}
+
+/// `ftpc time`: one report, or one a poll until Ctrl-C.
+async fn time(
+    server: &str,
+    samples: u32,
+    watch: Option<f64>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let print = |report: &client::time::TimeReport| {
+        if json {
+            println!("{}", serde_json::to_string(report).unwrap_or_default());
+        } else {
+            println!("{report}");
+        }
+    };
+    let Some(every) = watch else {
+        let report = client::time::query(server, samples)
+            .await
+            .with_context(|| format!("time {server}"))?;
+        print(&report);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let every = Duration::from_secs_f64(every.max(1.0));
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+        match client::time::query(server, samples).await {
+            Ok(report) => print(&report),
+            // A refusal (KoD) or silence is reported; the next poll comes later anyway.
+            Err(err) => eprintln!("ftpc: time {server}: {err}"),
+        }
+    }
 }
 
 /// Maps the library's error kind to the documented exit code.
@@ -232,6 +284,27 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let server = server.as_deref();
     match cli.command {
+        Some(Command::Time {
+            server: time_server,
+            samples,
+            watch,
+            json,
+        }) => {
+            let address = match time_server {
+                Some(raw) => client::time::time_address(&raw)?,
+                None => {
+                    let host = store
+                        .find(server)?
+                        .map(|login| login.server)
+                        .unwrap_or_else(|| client::DEFAULT_SERVER.to_owned());
+                    client::time::time_address(
+                        host.rsplit_once(':')
+                            .map_or(host.as_str(), |(host, _)| host),
+                    )?
+                }
+            };
+            return runtime.block_on(time(&address, samples, watch, json));
+        }
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
         }

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
 use ftprep::server::settings::{LogFormat, ServeOptions};
+use ftprep::server::time::TimeServer;
 use ftprep::server::userdb::{self, UserRecord};
 use ftprep::server::{Server, ServerIdentity};
 use ftprep::size::format_size;
@@ -329,13 +330,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let config = options.config()?;
     let listen = options.listen_addr();
+    let time_listen = options.time_listen_addr()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::open(&config)?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
+        let stop_time = tokio_util::sync::CancellationToken::new();
+        let time = match time_listen {
+            Some(addr) => {
+                let socket = tokio::net::UdpSocket::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for time requests on {addr}"))?;
+                let time = TimeServer::new(socket, options.time_settings());
+                Some(tokio::spawn(time.run(stop_time.clone())))
+            }
+            None => None,
+        };
         server.run(listener, shutdown_signal()).await?;
+        stop_time.cancel();
+        if let Some(time) = time {
+            let _ = time.await;
+        }
         tracing::info!("stopped");
         Ok(())
     })

@@ -99,6 +99,18 @@ pub struct ServeOptions {
     #[arg(long)]
     #[serde(default)]
     pub allow_unbound_logins: bool,
+    /// UDP address of the time service (NTP), or `none` [default: 127.0.0.1:1123; port 123
+    /// needs CAP_NET_BIND_SERVICE, see contrib/ftpd.service].
+    #[arg(long, value_name = "ADDR|none")]
+    pub time_listen: Option<String>,
+    /// Stratum served while the host clock is synchronised [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=15))]
+    pub time_stratum: Option<u8>,
+    /// Serve the local clock at this stratum when it is not synchronised (like chrony's
+    /// `local stratum N`); without it an unsynchronised clock is served with leap indicator
+    /// 3, which no client trusts.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=15))]
+    pub time_local_stratum: Option<u8>,
     /// Append an audit record (one JSON object a line) for every login and every change.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
@@ -134,6 +146,9 @@ impl ServeOptions {
             key,
             plaintext: self.plaintext || file.plaintext,
             allow_unbound_logins: self.allow_unbound_logins || file.allow_unbound_logins,
+            time_listen: self.time_listen.or(file.time_listen),
+            time_stratum: self.time_stratum.or(file.time_stratum),
+            time_local_stratum: self.time_local_stratum.or(file.time_local_stratum),
             max_connections: self.max_connections.or(file.max_connections),
             max_connections_per_ip: self.max_connections_per_ip.or(file.max_connections_per_ip),
             max_sessions_per_user: self.max_sessions_per_user.or(file.max_sessions_per_user),
@@ -146,6 +161,30 @@ impl ServeOptions {
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
             audit_log: self.audit_log.or(file.audit_log),
             log_format: self.log_format.or(file.log_format),
+        }
+    }
+
+    /// Where the time service listens, `None` when it is turned off.
+    ///
+    /// # Errors
+    /// An address that is neither `none` nor `IP:PORT`.
+    pub fn time_listen_addr(&self) -> Result<Option<SocketAddr>> {
+        match self.time_listen.as_deref().map(str::trim) {
+            Some("none") => Ok(None),
+            Some(addr) => addr.parse().map(Some).map_err(|_| {
+                Error::Usage(format!("time-listen {addr:?}: expected IP:PORT or none"))
+            }),
+            None => Ok(super::time::DEFAULT_TIME_LISTEN.parse().ok()),
+        }
+    }
+
+    /// What the time service serves.
+    pub fn time_settings(&self) -> super::time::TimeSettings {
+        let defaults = super::time::TimeSettings::default();
+        super::time::TimeSettings {
+            stratum: self.time_stratum.unwrap_or(defaults.stratum),
+            local_stratum: self.time_local_stratum,
+            ..defaults
         }
     }
 

@@ -241,7 +241,7 @@ impl TimeServer {
     /// Answers requests until `shutdown` is cancelled; then logs what it did.
     pub async fn run(self, shutdown: CancellationToken) {
         if let Ok(addr) = self.socket.local_addr() {
-            tracing::info!(%addr, "time service (NTP) listening");
+            tracing::info!(%addr, "time service (NTP) answering");
         }
         let mut buf = [0u8; 1024];
         loop {
