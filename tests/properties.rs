@@ -47,6 +47,18 @@ fn request() -> impl Strategy<Value = Request> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// Any datagram the time service may receive: decoding never panics, and a header
+    /// that decodes encodes back to the same 48 bytes (the fuzz target does the same).
+    #[test]
+    fn ntp_datagrams_decode_without_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        if let Ok(packet) = ftprep::ntp::Packet::decode(&bytes) {
+            prop_assert_eq!(&packet.encode()[..], &bytes[..ftprep::ntp::HEADER_LEN]);
+            let _ = packet.reference_name();
+        } else {
+            prop_assert!(bytes.len() < ftprep::ntp::HEADER_LEN);
+        }
+    }
+
     #[test]
     fn requests_round_trip_through_frames(req in request()) {
         let payload = encode(&req).unwrap();
