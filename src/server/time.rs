@@ -193,6 +193,109 @@ pub fn measure_precision() -> i8 {
     log2.clamp(-30.0, 0.0) as i8
 }
 
+/// Asks the kernel to stamp each datagram's arrival (`SO_TIMESTAMPNS`); false where it
+/// cannot, and the time service then reads the clock itself.
+fn enable_receive_timestamps(socket: &UdpSocket) -> bool {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads an int of the size given from a live value.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    set == 0
+}
+
+/// One datagram: its length, sender, and the kernel's arrival stamp when there is one.
+async fn receive(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    kernel_stamps: bool,
+) -> std::io::Result<(usize, SocketAddr, Option<Timestamp>)> {
+    if !kernel_stamps {
+        let (len, peer) = socket.recv_from(buf).await?;
+        return Ok((len, peer, None));
+    }
+    loop {
+        socket.readable().await?;
+        match socket.try_io(tokio::io::Interest::READABLE, || recv_stamped(socket, buf)) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `recvmsg` with room for the `SCM_TIMESTAMPNS` control message.
+fn recv_stamped(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<Timestamp>)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: every pointer handed to recvmsg points into a live, large enough local value
+    // or `buf`; the control messages are read only within the length the kernel reports.
+    unsafe {
+        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; 16];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let len = libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
+        if len < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let peer = match i32::from(addr.ss_family) {
+            libc::AF_INET => {
+                let v4 = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                SocketAddr::from((
+                    std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
+                    u16::from_be(v4.sin_port),
+                ))
+            }
+            libc::AF_INET6 => {
+                let v6 = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                SocketAddr::from((
+                    std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr),
+                    u16::from_be(v6.sin6_port),
+                ))
+            }
+            _ => {
+                return Err(std::io::Error::other(
+                    "a datagram from an unknown address family",
+                ));
+            }
+        };
+        let mut stamp = None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                let when = std::time::UNIX_EPOCH
+                    + Duration::new(
+                        u64::try_from(ts.tv_sec).unwrap_or(0),
+                        u32::try_from(ts.tv_nsec).unwrap_or(0),
+                    );
+                stamp = Some(Timestamp::from_system_time(when));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        Ok((len as usize, peer, stamp))
+    }
+}
+
 /// The NTP server of `ftpd serve`.
 pub struct TimeServer {
     socket: UdpSocket,
@@ -243,18 +346,20 @@ impl TimeServer {
         if let Ok(addr) = self.socket.local_addr() {
             tracing::info!(%addr, "time service (NTP) answering");
         }
+        // The kernel stamps each datagram as it arrives: the earliest receive time there is.
+        let kernel_stamps = enable_receive_timestamps(&self.socket);
         let mut buf = [0u8; 1024];
         loop {
-            let (len, peer) = tokio::select! {
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok(pair) => pair,
+            let (len, peer, stamped) = tokio::select! {
+                received = receive(&self.socket, &mut buf, kernel_stamps) => match received {
+                    Ok(got) => got,
                     // ICMP errors from earlier replies and the like: go on.
                     Err(_) => continue,
                 },
                 () = shutdown.cancelled() => break,
             };
-            // As early as we can: right after the datagram was read.
-            let received = Timestamp::now();
+            // Else as early as we can: right after the datagram was read.
+            let received = stamped.unwrap_or_else(Timestamp::now);
             if let Some(reply) = self.reply_to(&buf[..len], peer.ip(), received) {
                 let mut bytes = reply.encode();
                 // As late as we can: the transmit time goes in just before sending.
@@ -363,6 +468,29 @@ mod tests {
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert_eq!(table.check(other, now), Verdict::Answer);
         assert_eq!(table.slots.len(), RATE_SLOTS);
+    }
+
+    /// The receive timestamp comes from the kernel, stamped on arrival, with the sender.
+    #[tokio::test]
+    async fn datagrams_carry_the_kernels_arrival_time() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        assert!(enable_receive_timestamps(&server));
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let before = Timestamp::now();
+        client
+            .send_to(b"hello", server.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let (len, peer, stamp) = receive(&server, &mut buf, true).await.unwrap();
+        assert_eq!(&buf[..len], b"hello");
+        assert_eq!(peer, client.local_addr().unwrap());
+        let stamp = stamp.expect("a kernel timestamp");
+        let after = Timestamp::now();
+        assert!(
+            stamp >= before && stamp <= after,
+            "{stamp:?} not in {before:?}..{after:?}"
+        );
     }
 
     #[test]
