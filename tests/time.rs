@@ -132,11 +132,11 @@ async fn only_well_formed_client_requests_are_answered() {
 #[tokio::test]
 async fn a_flood_is_answered_in_bounds_and_the_client_hears_the_kiss_of_death() {
     let settings = TimeSettings {
-        rate: RateLimit {
+        rate: Some(RateLimit {
             interval: 6,
             burst: 4,
             leak: 1,
-        },
+        }),
         ..TimeSettings::default()
     };
     let (addr, counters, stop) = start(settings, true).await;

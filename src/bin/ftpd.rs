@@ -331,6 +331,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = options.config()?;
     let listen = options.listen_addr();
     let time_listen = options.time_listen_addr()?;
+    let time_settings = options.time_settings()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::open(&config)?;
@@ -343,7 +344,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let socket = tokio::net::UdpSocket::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen for time requests on {addr}"))?;
-                let time = TimeServer::new(socket, options.time_settings());
+                let time = TimeServer::new(socket, time_settings);
                 Some(tokio::spawn(time.run(stop_time.clone())))
             }
             None => None,

@@ -111,6 +111,11 @@ pub struct ServeOptions {
     /// 3, which no client trusts.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=15))]
     pub time_local_stratum: Option<u8>,
+    /// Per-address rate limit of the time service as INTERVAL,BURST,LEAK (chrony's
+    /// `ratelimit`: log2 seconds between replies, replies in a row, log2 of the excess per
+    /// Kiss-o'-Death), or `off` [default: 3,8,2].
+    #[arg(long, value_name = "I,B,L|off")]
+    pub time_rate_limit: Option<String>,
     /// Append an audit record (one JSON object a line) for every login and every change.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
@@ -149,6 +154,7 @@ impl ServeOptions {
             time_listen: self.time_listen.or(file.time_listen),
             time_stratum: self.time_stratum.or(file.time_stratum),
             time_local_stratum: self.time_local_stratum.or(file.time_local_stratum),
+            time_rate_limit: self.time_rate_limit.or(file.time_rate_limit),
             max_connections: self.max_connections.or(file.max_connections),
             max_connections_per_ip: self.max_connections_per_ip.or(file.max_connections_per_ip),
             max_sessions_per_user: self.max_sessions_per_user.or(file.max_sessions_per_user),
@@ -179,13 +185,40 @@ impl ServeOptions {
     }
 
     /// What the time service serves.
-    pub fn time_settings(&self) -> super::time::TimeSettings {
+    ///
+    /// # Errors
+    /// A rate limit that is neither `off` nor three numbers.
+    pub fn time_settings(&self) -> Result<super::time::TimeSettings> {
         let defaults = super::time::TimeSettings::default();
-        super::time::TimeSettings {
+        let rate = match self.time_rate_limit.as_deref().map(str::trim) {
+            None => defaults.rate,
+            Some("off") => None,
+            Some(text) => {
+                let bad = || {
+                    Error::Usage(format!(
+                        "time-rate-limit {text:?}: expected INTERVAL,BURST,LEAK or off"
+                    ))
+                };
+                let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+                let [interval, burst, leak] = parts[..] else {
+                    return Err(bad());
+                };
+                Some(super::time::RateLimit {
+                    interval: interval
+                        .parse()
+                        .ok()
+                        .filter(|i: &i8| (-4..=12).contains(i))
+                        .ok_or_else(bad)?,
+                    burst: burst.parse().ok().filter(|b| *b >= 1).ok_or_else(bad)?,
+                    leak: leak.parse().ok().filter(|l| *l <= 4).ok_or_else(bad)?,
+                })
+            }
+        };
+        Ok(super::time::TimeSettings {
             stratum: self.time_stratum.unwrap_or(defaults.stratum),
             local_stratum: self.time_local_stratum,
-            ..defaults
-        }
+            rate,
+        })
     }
 
     /// The address to listen on.

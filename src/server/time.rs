@@ -86,8 +86,9 @@ pub struct TimeSettings {
     /// Serve the local clock at this stratum when it is not synchronised (chrony's `local
     /// stratum N`); `None` answers with leap indicator 3 then.
     pub local_stratum: Option<u8>,
-    /// Per-address limits.
-    pub rate: RateLimit,
+    /// Per-address limits; `None` answers every request (for benchmarks, or behind a
+    /// firewall that limits already).
+    pub rate: Option<RateLimit>,
 }
 
 impl Default for TimeSettings {
@@ -95,7 +96,7 @@ impl Default for TimeSettings {
         TimeSettings {
             stratum: 3,
             local_stratum: None,
-            rate: RateLimit::default(),
+            rate: Some(RateLimit::default()),
         }
     }
 }
@@ -302,7 +303,8 @@ pub struct TimeServer {
     settings: TimeSettings,
     precision: i8,
     clock: Arc<dyn Fn() -> ClockStatus + Send + Sync>,
-    limiter: Mutex<RateTable>,
+    clock_cache: Mutex<Option<(ClockStatus, Instant)>>,
+    limiter: Option<Mutex<RateTable>>,
     counters: Arc<TimeCounters>,
 }
 
@@ -323,7 +325,8 @@ impl TimeServer {
             settings,
             precision: measure_precision(),
             clock,
-            limiter: Mutex::new(RateTable::new(settings.rate)),
+            clock_cache: Mutex::new(None),
+            limiter: settings.rate.map(|rate| Mutex::new(RateTable::new(rate))),
             counters: Arc::default(),
         }
     }
@@ -365,7 +368,13 @@ impl TimeServer {
                 // As late as we can: the transmit time goes in just before sending.
                 let transmit = Timestamp::now();
                 bytes[40..48].copy_from_slice(&transmit.0.to_be_bytes());
-                let _ = self.socket.send_to(&bytes, peer).await;
+                // A UDP send rarely has to wait; when it would, wait for room then.
+                match self.socket.try_send_to(&bytes, peer) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let _ = self.socket.send_to(&bytes, peer).await;
+                    }
+                    _ => {}
+                }
             }
         }
         let c = &self.counters;
@@ -376,6 +385,20 @@ impl TimeServer {
             ignored = c.ignored.load(Ordering::Relaxed),
             "time service stopped"
         );
+    }
+
+    /// How the host clock stands, asked of the kernel at most once a second (the answer
+    /// changes slowly; a system call per request would not).
+    fn clock_status(&self) -> ClockStatus {
+        let mut cached = self.clock_cache.lock().unwrap_or_else(|p| p.into_inner());
+        match *cached {
+            Some((status, at)) if at.elapsed() < Duration::from_secs(1) => status,
+            _ => {
+                let status = (self.clock)();
+                *cached = Some((status, Instant::now()));
+                status
+            }
+        }
     }
 
     /// The reply to one datagram, if it gets one.
@@ -389,11 +412,13 @@ impl TimeServer {
                 return None;
             }
         };
-        let verdict = self
-            .limiter
-            .lock()
-            .map(|mut table| table.check(from, Instant::now()))
-            .unwrap_or(Verdict::Drop);
+        let verdict = match &self.limiter {
+            Some(limiter) => limiter
+                .lock()
+                .map(|mut table| table.check(from, Instant::now()))
+                .unwrap_or(Verdict::Drop),
+            None => Verdict::Answer,
+        };
         let mut reply = Packet {
             version: request.version,
             mode: MODE_SERVER,
@@ -418,7 +443,7 @@ impl TimeServer {
             }
             Verdict::Answer => {}
         }
-        let clock = (self.clock)();
+        let clock = self.clock_status();
         reply.root_delay = ntp::short_format(clock.estimated_error * 2);
         reply.root_dispersion = ntp::short_format(clock.maximum_error);
         reply.reference = received;
