@@ -1506,3 +1506,53 @@ fn p_preserves_modification_times_and_permission_bits() {
     assert_success(&sb.ftpc(&["get", "script.sh", "back/again.sh"], ""));
     assert_ne!(meta(&sb.path().join("back/again.sh")).0, then);
 }
+
+/// `ftpc time` against the time service of a running `ftpd serve`: by default the host of
+/// the most recent login; `--json`; a closed port is an error (exit 4) that says so.
+#[test]
+fn ftpc_time_asks_the_servers_time_service() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start_with(
+        &sb,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--time-listen",
+            "127.0.0.1:0",
+            "--time-local-stratum",
+            "6",
+        ],
+    );
+    let time_addr = server
+        .log()
+        .split("time service (NTP) answering addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned);
+    let time_addr = time_addr.unwrap_or_else(|| panic!("no time service in {}", server.log()));
+    let out = sb.ftpc(&["time", &time_addr], "");
+    assert_success(&out);
+    let line = text(&out.stdout);
+    assert!(
+        line.contains("stratum 6, reference LOCL, leap none"),
+        "{line}"
+    );
+    let out = sb.ftpc(&["time", &time_addr, "--json", "-n", "2"], "");
+    assert_success(&out);
+    let report: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert!(report["offset"].as_f64().unwrap().abs() < 0.001, "{report}");
+    assert_eq!(report["stratum"], 6);
+    assert_eq!(report["samples"], 2);
+    // Nothing listens: exit 4, in words.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = sb.ftpc(&["time", &format!("127.0.0.1:{port}"), "-n", "1"], "");
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no NTP server answers"),
+        "{}",
+        text(&out.stderr)
+    );
+}

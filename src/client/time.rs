@@ -117,6 +117,7 @@ pub async fn query(server: &str, samples: u32) -> Result<TimeReport> {
     let mut best: Option<(f64, f64, Packet)> = None;
     let mut usable = 0;
     let mut last_refusal = None;
+    let mut port_closed = false;
     for sample in 0..samples.max(1) {
         if sample > 0 {
             tokio::time::sleep(SAMPLE_SPACING).await;
@@ -129,6 +130,10 @@ pub async fn query(server: &str, samples: u32) -> Result<TimeReport> {
                 }
             }
             Err(Error::Timeout) => {}
+            // Nothing listens there (ICMP port unreachable): say so, not "timed out".
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                port_closed = true;
+            }
             // A Kiss-o'-Death says to back off: no more samples.
             Err(err @ Error::TimeRefused(_)) => {
                 last_refusal = Some(err);
@@ -138,6 +143,11 @@ pub async fn query(server: &str, samples: u32) -> Result<TimeReport> {
         }
     }
     let Some((offset, delay, reply)) = best else {
+        if port_closed && last_refusal.is_none() {
+            return Err(Error::TimeRefused(format!(
+                "no NTP server answers at {server} (port closed)"
+            )));
+        }
         return Err(last_refusal.unwrap_or(Error::Timeout));
     };
     Ok(TimeReport {
