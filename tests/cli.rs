@@ -1524,6 +1524,10 @@ fn ftpc_time_asks_the_servers_time_service() {
             "6",
         ],
     );
+    // The time service says where it answers once its task runs: wait for that line.
+    wait_until("the time service is up", || {
+        server.log().contains("time service (NTP) answering addr=")
+    });
     let time_addr = server
         .log()
         .split("time service (NTP) answering addr=")

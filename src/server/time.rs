@@ -212,22 +212,22 @@ fn enable_receive_timestamps(socket: &UdpSocket) -> bool {
     set == 0
 }
 
-/// One datagram: its length, sender, and the kernel's arrival stamp when there is one.
-async fn receive(
+/// Datagrams handled per wakeup before the task yields.
+const DATAGRAMS_PER_WAKEUP: usize = 64;
+
+/// One datagram if one is there (`WouldBlock` if not): its length, sender, and the kernel's
+/// arrival stamp when there is one.
+fn try_receive(
     socket: &UdpSocket,
     buf: &mut [u8],
     kernel_stamps: bool,
 ) -> std::io::Result<(usize, SocketAddr, Option<Timestamp>)> {
-    if !kernel_stamps {
-        let (len, peer) = socket.recv_from(buf).await?;
-        return Ok((len, peer, None));
-    }
-    loop {
-        socket.readable().await?;
-        match socket.try_io(tokio::io::Interest::READABLE, || recv_stamped(socket, buf)) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            other => return other,
-        }
+    if kernel_stamps {
+        socket.try_io(tokio::io::Interest::READABLE, || recv_stamped(socket, buf))
+    } else {
+        socket
+            .try_recv_from(buf)
+            .map(|(len, peer)| (len, peer, None))
     }
 }
 
@@ -353,27 +353,24 @@ impl TimeServer {
         let kernel_stamps = enable_receive_timestamps(&self.socket);
         let mut buf = [0u8; 1024];
         loop {
-            let (len, peer, stamped) = tokio::select! {
-                received = receive(&self.socket, &mut buf, kernel_stamps) => match received {
+            tokio::select! {
+                ready = self.socket.readable() => if ready.is_err() { continue },
+                () = shutdown.cancelled() => break,
+            }
+            // What has arrived, without a trip through the scheduler per datagram; a
+            // bounded number, so shutdown and the other tasks get their turn.
+            for _ in 0..DATAGRAMS_PER_WAKEUP {
+                let (len, peer, stamped) = match try_receive(&self.socket, &mut buf, kernel_stamps)
+                {
                     Ok(got) => got,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     // ICMP errors from earlier replies and the like: go on.
                     Err(_) => continue,
-                },
-                () = shutdown.cancelled() => break,
-            };
-            // Else as early as we can: right after the datagram was read.
-            let received = stamped.unwrap_or_else(Timestamp::now);
-            if let Some(reply) = self.reply_to(&buf[..len], peer.ip(), received) {
-                let mut bytes = reply.encode();
-                // As late as we can: the transmit time goes in just before sending.
-                let transmit = Timestamp::now();
-                bytes[40..48].copy_from_slice(&transmit.0.to_be_bytes());
-                // A UDP send rarely has to wait; when it would, wait for room then.
-                match self.socket.try_send_to(&bytes, peer) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        let _ = self.socket.send_to(&bytes, peer).await;
-                    }
-                    _ => {}
+                };
+                // Else as early as we can: right after the datagram was read.
+                let received = stamped.unwrap_or_else(Timestamp::now);
+                if let Some(reply) = self.reply_to(&buf[..len], peer.ip(), received) {
+                    self.send(reply, peer).await;
                 }
             }
         }
@@ -385,6 +382,19 @@ impl TimeServer {
             ignored = c.ignored.load(Ordering::Relaxed),
             "time service stopped"
         );
+    }
+
+    /// Sends a reply, its transmit time written in as late as we can.
+    async fn send(&self, reply: Packet, peer: SocketAddr) {
+        let mut bytes = reply.encode();
+        let transmit = Timestamp::now();
+        bytes[40..48].copy_from_slice(&transmit.0.to_be_bytes());
+        // A UDP send rarely has to wait; when it would, wait for room then.
+        if let Err(e) = self.socket.try_send_to(&bytes, peer)
+            && e.kind() == std::io::ErrorKind::WouldBlock
+        {
+            let _ = self.socket.send_to(&bytes, peer).await;
+        }
     }
 
     /// How the host clock stands, asked of the kernel at most once a second (the answer
@@ -507,7 +517,8 @@ mod tests {
             .await
             .unwrap();
         let mut buf = [0u8; 64];
-        let (len, peer, stamp) = receive(&server, &mut buf, true).await.unwrap();
+        server.readable().await.unwrap();
+        let (len, peer, stamp) = try_receive(&server, &mut buf, true).unwrap();
         assert_eq!(&buf[..len], b"hello");
         assert_eq!(peer, client.local_addr().unwrap());
         let stamp = stamp.expect("a kernel timestamp");
