@@ -193,14 +193,7 @@ impl RunningServer {
                 .unwrap()
                 .success()
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server ignored SIGINT");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_exit(&mut self.child, || "server ignored SIGINT".to_owned())
     }
 }
 
@@ -1179,18 +1172,10 @@ impl Terminal {
 
     /// Waits for the shell to exit; its status.
     fn exit_status(mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the shell did not exit: {}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let screen = Arc::clone(&self.screen);
+        wait_for_exit(&mut self.child, || {
+            format!("the shell did not exit: {}", screen.lock().unwrap())
+        })
     }
 }
 
@@ -1559,4 +1544,17 @@ fn ftpc_time_asks_the_servers_time_service() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Waits (polling, with a deadline) for `child` to exit; its status. `why` explains a
+/// child that does not.
+fn wait_for_exit(child: &mut Child, why: impl Fn() -> String) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{}", why());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -78,18 +78,8 @@ pub enum FileCommand {
     },
     /// Upload a local file (with -r, a directory tree).
     Put {
-        /// Upload a directory and everything in it.
-        #[arg(short, long)]
-        recursive: bool,
-        /// Replace existing remote files.
-        #[arg(short, long)]
-        force: bool,
-        /// Continue an interrupted upload from what already arrived.
-        #[arg(short = 'c', long = "continue")]
-        resume: bool,
-        /// Keep modification times and permission bits.
-        #[arg(short = 'p', long)]
-        preserve: bool,
+        #[command(flatten)]
+        flags: TransferFlags,
         /// With -r, follow symlinks to files and directories instead of skipping them.
         #[arg(short = 'L', long = "dereference")]
         follow_links: bool,
@@ -104,18 +94,8 @@ pub enum FileCommand {
     },
     /// Upload local files (wildcards expanded) into the current remote directory.
     Mput {
-        /// Upload directories and everything in them.
-        #[arg(short, long)]
-        recursive: bool,
-        /// Replace existing remote files.
-        #[arg(short, long)]
-        force: bool,
-        /// Continue interrupted uploads.
-        #[arg(short = 'c', long = "continue")]
-        resume: bool,
-        /// Keep modification times and permission bits.
-        #[arg(short = 'p', long)]
-        preserve: bool,
+        #[command(flatten)]
+        flags: TransferFlags,
         /// With -r, follow symlinks to files and directories instead of skipping them.
         #[arg(short = 'L', long = "dereference")]
         follow_links: bool,
@@ -126,36 +106,16 @@ pub enum FileCommand {
     /// Download remote files (wildcards expanded from the listing) into the current local
     /// directory.
     Mget {
-        /// Download directories and everything in them.
-        #[arg(short, long)]
-        recursive: bool,
-        /// Replace existing local files.
-        #[arg(short, long)]
-        force: bool,
-        /// Continue interrupted downloads.
-        #[arg(short = 'c', long = "continue")]
-        resume: bool,
-        /// Keep modification times and permission bits.
-        #[arg(short = 'p', long)]
-        preserve: bool,
+        #[command(flatten)]
+        flags: TransferFlags,
         /// Remote files.
         #[arg(required = true, value_name = "REMOTE")]
         paths: Vec<String>,
     },
     /// Download a remote file (with -r, a directory tree).
     Get {
-        /// Download a directory and everything in it.
-        #[arg(short, long)]
-        recursive: bool,
-        /// Replace existing local files.
-        #[arg(short, long)]
-        force: bool,
-        /// Continue an interrupted download from what already arrived.
-        #[arg(short = 'c', long = "continue")]
-        resume: bool,
-        /// Keep modification times and permission bits.
-        #[arg(short = 'p', long)]
-        preserve: bool,
+        #[command(flatten)]
+        flags: TransferFlags,
         /// REMOTE [LOCAL], or REMOTE... LOCAL-DIRECTORY: remote files (wildcards `*`, `?`,
         /// `[...]` in the last component expanded from the listing; quote them) and the local
         /// target (default: the remote name, in the current local directory). As for put:
@@ -165,6 +125,36 @@ pub enum FileCommand {
     },
     /// Show your disk usage and quota.
     Df,
+}
+
+/// The options every transfer command takes.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct TransferFlags {
+    /// Transfer directories and everything in them.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Replace existing targets.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Continue an interrupted transfer from what already arrived; files already there and
+    /// identical are skipped.
+    #[arg(short = 'c', long = "continue")]
+    pub resume: bool,
+    /// Keep modification times and permission bits.
+    #[arg(short = 'p', long)]
+    pub preserve: bool,
+}
+
+impl TransferFlags {
+    /// The library's options for these flags.
+    fn options(self, follow_links: bool) -> TransferOptions {
+        TransferOptions {
+            overwrite: self.force,
+            resume: self.resume,
+            follow_links,
+            preserve: self.preserve,
+        }
+    }
 }
 
 /// A command that failed, with what the person typed, for messages such as
@@ -387,70 +377,36 @@ impl Session {
             .await
             .map_err(failed(format!("mv {from}"))),
             FileCommand::Put {
-                recursive,
-                force,
-                resume,
-                preserve,
+                flags,
                 follow_links,
                 mut paths,
             } => {
-                let options = TransferOptions {
-                    overwrite: force,
-                    resume,
-                    follow_links,
-                    preserve,
-                };
                 let remote = (paths.len() > 1).then(|| paths.pop()).flatten();
-                self.put_all(&paths, remote, recursive, options, io).await
+                let options = flags.options(follow_links);
+                self.put_all(&paths, remote, flags.recursive, options, io)
+                    .await
             }
             FileCommand::Mput {
-                recursive,
-                force,
-                resume,
-                preserve,
+                flags,
                 follow_links,
                 paths,
             } => {
-                let options = TransferOptions {
-                    overwrite: force,
-                    resume,
-                    follow_links,
-                    preserve,
-                };
-                self.put_all(&paths, None, recursive, options, io).await
+                let options = flags.options(follow_links);
+                self.put_all(&paths, None, flags.recursive, options, io)
+                    .await
             }
-            FileCommand::Get {
-                recursive,
-                force,
-                resume,
-                preserve,
-                mut paths,
-            } => {
-                let options = TransferOptions {
-                    overwrite: force,
-                    resume,
-                    follow_links: false,
-                    preserve,
-                };
+            FileCommand::Get { flags, mut paths } => {
                 let local = (paths.len() > 1)
                     .then(|| paths.pop().map(PathBuf::from))
                     .flatten();
-                self.get_all(&paths, local, recursive, options, io).await
+                let options = flags.options(false);
+                self.get_all(&paths, local, flags.recursive, options, io)
+                    .await
             }
-            FileCommand::Mget {
-                recursive,
-                force,
-                resume,
-                preserve,
-                paths,
-            } => {
-                let options = TransferOptions {
-                    overwrite: force,
-                    resume,
-                    follow_links: false,
-                    preserve,
-                };
-                self.get_all(&paths, None, recursive, options, io).await
+            FileCommand::Mget { flags, paths } => {
+                let options = flags.options(false);
+                self.get_all(&paths, None, flags.recursive, options, io)
+                    .await
             }
             FileCommand::Df => {
                 let usage = self.client.disk_usage().await.map_err(failed("df"))?;
@@ -1208,9 +1164,12 @@ mod tests {
         assert!(matches!(
             parse("put -rfc 'my dir' remote").unwrap().command,
             ShellCommand::File(FileCommand::Put {
-                recursive: true,
-                force: true,
-                resume: true,
+                flags: TransferFlags {
+                    recursive: true,
+                    force: true,
+                    resume: true,
+                    preserve: false,
+                },
                 ..
             })
         ));
