@@ -1409,6 +1409,12 @@ fn wildcards_and_several_files_at_once() {
     }
     let root = sb.path().join("ftp-root/alice");
     assert!(root.join("c.log").is_file());
+    // Several files need an existing directory.
+    assert_fails(
+        &sb.ftpc(&["put", "a.txt", "b.txt", "nodir"], ""),
+        2,
+        "ftpc: put nodir: not a directory: several files go into an existing directory",
+    );
     // A pattern that matches nothing says so.
     assert_fails(
         &sb.ftpc(&["rm", "up/*.none"], ""),

@@ -446,7 +446,15 @@ impl Session {
         }
         // Several sources: the target is a directory they go into, as with cp.
         let remote = match remote {
-            Some(dir) if sources.len() > 1 && !dir.ends_with('/') => Some(format!("{dir}/")),
+            Some(dir) if sources.len() > 1 => {
+                let resolved = self.resolve(&dir).map_err(failed(format!("put {dir}")))?;
+                if !self.is_remote_dir(&resolved).await {
+                    return Err(failed(format!("put {dir}"))(Error::Usage(
+                        "not a directory: several files go into an existing directory".into(),
+                    )));
+                }
+                Some(format!("{}/", dir.trim_end_matches('/')))
+            }
             other => other,
         };
         for local in sources {
@@ -511,6 +519,14 @@ impl Session {
             sources.extend(self.expand_remote(pattern).await.map_err(failed(ctx))?);
         }
         let several = sources.len() > 1;
+        if several
+            && let Some(dir) = &local
+            && !dir.is_dir()
+        {
+            return Err(failed(format!("get {}", dir.display()))(Error::Usage(
+                "not a directory: several files go into an existing directory".into(),
+            )));
+        }
         for source in sources {
             let local = match &local {
                 Some(dir) if several => {
