@@ -341,11 +341,33 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let stop_time = tokio_util::sync::CancellationToken::new();
         let time = match time_listen {
             Some(addr) => {
-                let socket = tokio::net::UdpSocket::bind(addr)
-                    .await
+                let socket = std::net::UdpSocket::bind(addr)
                     .with_context(|| format!("cannot listen for time requests on {addr}"))?;
-                let time = TimeServer::new(socket, time_settings);
-                Some(tokio::spawn(time.run(stop_time.clone())))
+                socket.set_nonblocking(true)?;
+                let stop = stop_time.clone();
+                // Its own thread and event loop: a request never waits behind the file service.
+                let thread =
+                    std::thread::Builder::new()
+                        .name("ftpd-time".into())
+                        .spawn(move || {
+                            let runtime = tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build();
+                            match runtime {
+                                Ok(runtime) => runtime.block_on(async move {
+                                    match tokio::net::UdpSocket::from_std(socket) {
+                                        Ok(socket) => {
+                                            TimeServer::new(socket, time_settings).run(stop).await
+                                        }
+                                        Err(err) => {
+                                            tracing::error!(error = %err, "time service failed")
+                                        }
+                                    }
+                                }),
+                                Err(err) => tracing::error!(error = %err, "time service failed"),
+                            }
+                        })?;
+                Some(tokio::task::spawn_blocking(move || thread.join()))
             }
             None => None,
         };
