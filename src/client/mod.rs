@@ -49,10 +49,18 @@ pub const DEFAULT_PORT: u16 = 2121;
 /// # Errors
 /// [`Error::Usage`] for an empty host or a port that is not a number from 1 to 65535.
 pub fn server_address(raw: &str) -> Result<String> {
+    address_with_default_port(raw, DEFAULT_PORT)
+}
+
+/// [`server_address`] with another default port (the time service's, say).
+///
+/// # Errors
+/// As [`server_address`].
+pub fn address_with_default_port(raw: &str, default_port: u16) -> Result<String> {
     let raw = raw.trim();
     let bad = |why: &str| Error::Usage(format!("server address {raw:?}: {why}"));
     if let Ok(ip) = raw.parse::<std::net::Ipv6Addr>() {
-        return Ok(format!("[{ip}]:{DEFAULT_PORT}"));
+        return Ok(format!("[{ip}]:{default_port}"));
     }
     let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
         let (ip, after) = rest
@@ -81,7 +89,7 @@ pub fn server_address(raw: &str) -> Result<String> {
         return Err(bad("no host"));
     }
     let port = match port {
-        None => DEFAULT_PORT,
+        None => default_port,
         Some(port) => port
             .parse::<u16>()
             .ok()
@@ -90,6 +98,7 @@ pub fn server_address(raw: &str) -> Result<String> {
     };
     Ok(format!("{host}:{port}"))
 }
+
 /// How long to wait for a TCP connection and the server's hello.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for any one reply.

@@ -78,23 +78,7 @@ fn leap_words(leap: u8) -> &'static str {
 /// # Errors
 /// As [`crate::client::server_address`].
 pub fn time_address(raw: &str) -> Result<String> {
-    let raw = raw.trim();
-    let whole = crate::client::server_address(raw)?;
-    let port_given = if raw.parse::<std::net::Ipv6Addr>().is_ok() {
-        false
-    } else if let Some(rest) = raw.strip_prefix('[') {
-        rest.split_once(']')
-            .is_some_and(|(_, after)| after.starts_with(':'))
-    } else {
-        raw.contains(':')
-    };
-    if port_given {
-        return Ok(whole);
-    }
-    let host = whole
-        .rsplit_once(':')
-        .map_or(whole.as_str(), |(host, _)| host);
-    Ok(format!("{host}:{DEFAULT_TIME_PORT}"))
+    crate::client::address_with_default_port(raw, DEFAULT_TIME_PORT)
 }
 
 /// Asks `server` (`host:port`) `samples` times; the best sample.
