@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ftprep::ntp::{MODE_CLIENT, Packet, Timestamp};
+use ftprep::ntp::{Packet, Timestamp};
 use tokio::net::UdpSocket;
 
 #[tokio::main]
@@ -62,12 +62,7 @@ async fn client(target: SocketAddr, until: Instant) -> anyhow::Result<(Vec<Durat
     let mut buf = [0u8; 1024];
     while Instant::now() < until {
         let cookie = Timestamp(rand::random::<u64>() | 1);
-        let request = Packet {
-            version: 4,
-            mode: MODE_CLIENT,
-            transmit: cookie,
-            ..Packet::default()
-        };
+        let request = Packet::client_request(cookie);
         let sent = Instant::now();
         socket.send(&request.encode()).await?;
         match tokio::time::timeout(Duration::from_millis(200), socket.recv(&mut buf)).await {

@@ -158,6 +158,18 @@ impl Packet {
         out
     }
 
+    /// A client's request (version 4, mode 3) carrying `transmit`, which the server echoes
+    /// as the reply's origin: a random value there proves a reply answers this request.
+    pub fn client_request(transmit: Timestamp) -> Packet {
+        Packet {
+            version: 4,
+            mode: MODE_CLIENT,
+            poll: 6,
+            transmit,
+            ..Packet::default()
+        }
+    }
+
     /// A Kiss-o'-Death: stratum 0 and a four-letter code in the reference ID.
     pub fn kiss_code(&self) -> Option<String> {
         (self.stratum == 0 && self.mode == MODE_SERVER)

@@ -36,12 +36,7 @@ async fn start(
 }
 
 fn request(transmit: u64) -> Packet {
-    Packet {
-        version: 4,
-        mode: MODE_CLIENT,
-        transmit: Timestamp(transmit),
-        ..Packet::default()
-    }
+    Packet::client_request(Timestamp(transmit))
 }
 
 #[tokio::test]

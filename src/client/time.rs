@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::net::UdpSocket;
 
 use crate::error::{Error, Result};
-use crate::ntp::{self, LEAP_UNSYNCHRONISED, MODE_CLIENT, MODE_SERVER, Packet, Timestamp};
+use crate::ntp::{self, LEAP_UNSYNCHRONISED, MODE_SERVER, Packet, Timestamp};
 
 /// The time port `ftpd` serves on by default.
 pub const DEFAULT_TIME_PORT: u16 = 1123;
@@ -151,13 +151,7 @@ pub async fn query(server: &str, samples: u32) -> Result<TimeReport> {
 async fn one_sample(socket: &UdpSocket) -> Result<(f64, f64, Packet)> {
     // The transmit field is random: only the server's echo of it proves a reply is ours.
     let cookie = Timestamp(rand::random::<u64>() | 1);
-    let request = Packet {
-        version: 4,
-        mode: MODE_CLIENT,
-        poll: 6,
-        transmit: cookie,
-        ..Packet::default()
-    };
+    let request = Packet::client_request(cookie);
     let t1 = Timestamp::now();
     socket.send(&request.encode()).await?;
     let deadline = tokio::time::Instant::now() + SAMPLE_TIMEOUT;
