@@ -389,7 +389,27 @@ fn stamp(path: &Path) -> io::Result<Option<Stamp>> {
 #[derive(Debug, Default)]
 struct Loaded {
     table: HashMap<Username, UserRecord>,
+    /// Each iteration count the verifiers have, with how many: counted once per load, not
+    /// on every login of an unknown name.
+    counts: Vec<(u32, u64)>,
     stamp: Option<Stamp>,
+}
+
+impl Loaded {
+    /// The lookup table and the iteration counts of `file`.
+    fn of(file: &UserFile, stamp: Option<Stamp>) -> Self {
+        let table: HashMap<Username, UserRecord> =
+            file.users().map(|r| (r.name.clone(), r.clone())).collect();
+        let mut counts = std::collections::BTreeMap::<u32, u64>::new();
+        for record in table.values() {
+            *counts.entry(record.verifier.iterations).or_default() += 1;
+        }
+        Loaded {
+            table,
+            counts: counts.into_iter().collect(),
+            stamp,
+        }
+    }
 }
 
 /// The embedded user store: `users.db`, re-read whenever it changes on disk.
@@ -406,10 +426,10 @@ impl FileUserStore {
     /// I/O errors or [`UserDbError::Corrupt`].
     pub fn open(path: &Path) -> Result<Self, UserDbError> {
         let stamp = stamp(path).map_err(io_error(path))?;
-        let table = table(&read(path)?);
+        let loaded = Loaded::of(&read(path)?, stamp);
         Ok(FileUserStore {
             path: path.to_owned(),
-            loaded: Arc::new(Mutex::new(Loaded { table, stamp })),
+            loaded: Arc::new(Mutex::new(loaded)),
         })
     }
 
@@ -442,7 +462,7 @@ impl FileUserStore {
         loaded.stamp = current;
         match read(&self.path) {
             Ok(file) => {
-                loaded.table = table(&file);
+                *loaded = Loaded::of(&file, current);
                 tracing::info!(users = loaded.table.len(), "reloaded users.db");
             }
             Err(e) => {
@@ -450,10 +470,6 @@ impl FileUserStore {
             }
         }
     }
-}
-
-fn table(file: &UserFile) -> HashMap<Username, UserRecord> {
-    file.users().map(|r| (r.name.clone(), r.clone())).collect()
 }
 
 #[async_trait]
@@ -486,11 +502,7 @@ impl UserStore for FileUserStore {
 
     async fn iteration_counts(&self) -> Result<Vec<(u32, u64)>, UserDbError> {
         let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        let mut counts = std::collections::BTreeMap::<u32, u64>::new();
-        for record in loaded.table.values() {
-            *counts.entry(record.verifier.iterations).or_default() += 1;
-        }
-        Ok(counts.into_iter().collect())
+        Ok(loaded.counts.clone())
     }
 }
 
@@ -584,10 +596,14 @@ mod tests {
         let bob = Username::parse("bob").unwrap();
         assert!(store.user(&alice).await.unwrap().is_some());
         assert!(store.user(&bob).await.unwrap().is_none());
+        assert_eq!(store.iteration_counts().await.unwrap(), [(4096, 1)]);
         modify(&path, |f| f.add(record("bob"))).unwrap();
         assert!(store.user(&bob).await.unwrap().is_some());
+        // The counts follow the file as it is reloaded.
+        assert_eq!(store.iteration_counts().await.unwrap(), [(4096, 2)]);
         std::fs::write(&path, "not a user line at all\n").unwrap();
         assert!(store.user(&bob).await.unwrap().is_some());
+        assert_eq!(store.iteration_counts().await.unwrap(), [(4096, 2)]);
         assert!(FileUserStore::open(&path).is_err());
     }
 }
