@@ -73,14 +73,17 @@ async fn client(target: SocketAddr, until: Instant) -> anyhow::Result<(Vec<Durat
     Ok((delays, lost))
 }
 
-/// Answers every datagram with 48 bytes, at once: the limit any server here can reach.
+/// Answers every datagram with 48 bytes, at once, from a plain blocking loop (no event
+/// loop, no parsing): the least any server here must do per request.
 async fn echo(addr: SocketAddr) -> anyhow::Result<()> {
-    let socket = UdpSocket::bind(addr).await?;
+    let socket = std::net::UdpSocket::bind(addr)?;
     eprintln!("echo listening on {}", socket.local_addr()?);
-    let mut buf = [0u8; 1024];
-    loop {
-        let (len, peer) = socket.recv_from(&mut buf).await?;
-        let reply = len.min(48);
-        let _ = socket.send_to(&buf[..reply], peer).await;
-    }
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut buf = [0u8; 1024];
+        loop {
+            let (len, peer) = socket.recv_from(&mut buf)?;
+            let _ = socket.send_to(&buf[..len.min(48)], peer);
+        }
+    })
+    .await?
 }

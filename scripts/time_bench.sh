@@ -46,4 +46,11 @@ for round in $(seq "$rounds"); do
     name=${target%%:*}; port=${target##*:}
     printf 'round %s %-8s %s\n' "$round" "$name" "$("$load" "127.0.0.1:$port" "$sockets" "$secs")"
   done
-done
+done | tee rounds.txt
+# Means over the rounds, and ftpd as a ratio of chronyd and of the echo.
+awk '{ rate[$3] += $4; p50[$3] += $7; p99[$3] += $10; n[$3]++ }
+  END {
+    for (t in n) printf "mean %-8s %.0f replies/s, p50 %.1f us, p99 %.1f us\n", t, rate[t]/n[t], p50[t]/n[t], p99[t]/n[t]
+    printf "ftpd/chronyd: rate %.3fx, p99 %.3fx; ftpd/echo: rate %.3fx\n",
+      rate["ftpd"]/rate["chronyd"], p99["ftpd"]/p99["chronyd"], rate["ftpd"]/rate["echo"]
+  }' rounds.txt

@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use ftprep::client::time::query;
 use ftprep::server::time::{ClockStatus, TimeServer, TimeSettings};
-use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
 
 /// chronyd, from `PATH` or where Debian puts it.
 fn chronyd() -> PathBuf {
@@ -25,7 +23,7 @@ fn chronyd() -> PathBuf {
 
 #[tokio::test]
 async fn chronyd_accepts_our_server_within_a_millisecond() {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = socket.local_addr().unwrap().port();
     // This machine's clock may be unsynchronised: serve it as a local stratum, as an admin
     // of an isolated lab would.
@@ -39,15 +37,14 @@ async fn chronyd_accepts_our_server_within_a_millisecond() {
         maximum_error: Duration::ZERO,
     });
     let server = TimeServer::with_clock(socket, settings, unsynchronised);
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
+    let service = server.start().unwrap();
     let output = tokio::process::Command::new(chronyd())
         .args(["-Q", "-t", "20", "-f", "/dev/null", "-u", "root"])
         .arg(format!("server 127.0.0.1 port {port} iburst maxsamples 4"))
         .output()
         .await
         .unwrap();
-    stop.cancel();
+    service.stop();
     let log = String::from_utf8_lossy(&output.stderr).into_owned()
         + &String::from_utf8_lossy(&output.stdout);
     let offset: f64 = log

@@ -1552,6 +1552,63 @@ fn ftpc_time_asks_the_servers_time_service() {
     );
 }
 
+/// `ftpc time --watch` polls once a second, a line each, until Ctrl-C, which ends it with
+/// success, also while a poll is waiting for a reply that does not come (a press then was
+/// lost, and the watch went on).
+#[test]
+fn ctrl_c_ends_ftpc_time_watch_cleanly() {
+    let sb = Sandbox::new();
+    let answering = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ours = answering.local_addr().unwrap().to_string();
+    // A server that answers: ours, on its own thread.
+    let service = ftprep::server::time::TimeServer::with_clock(
+        answering,
+        ftprep::server::time::TimeSettings::default(),
+        std::sync::Arc::new(|| ftprep::server::time::ClockStatus {
+            synchronised: true,
+            estimated_error: Duration::ZERO,
+            maximum_error: Duration::ZERO,
+        }),
+    )
+    .start()
+    .unwrap();
+    let mut term = Terminal::spawn(&sb, &["time", &ours, "-n", "1", "--watch", "1"]);
+    wait_until("two polls", || {
+        term.screen().matches("stratum 3").count() >= 2
+    });
+    term.type_keys("\x03");
+    let screen = term.screen();
+    let status = term.exit_status();
+    assert!(status.success(), "{status:?}: {screen}");
+    assert!(
+        service
+            .counters()
+            .answered
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+
+    // A server that never answers: Ctrl-C while the poll waits (4 samples, 2 s each).
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let mut term = Terminal::spawn(&sb, &["time", &silent_addr, "--watch", "60"]);
+    let mut buf = [0u8; 64];
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    silent.recv_from(&mut buf).expect("the first request");
+    let pressed = Instant::now();
+    term.type_keys("\x03");
+    let screen = term.screen();
+    let status = term.exit_status();
+    assert!(status.success(), "{status:?}: {screen}");
+    assert!(
+        pressed.elapsed() < ftprep::client::time::SAMPLE_TIMEOUT,
+        "it waited for the poll to time out: {:?}",
+        pressed.elapsed()
+    );
+}
+
 /// Waits (polling, with a deadline) for `child` to exit; its status. `why` explains a
 /// child that does not.
 fn wait_for_exit(child: &mut Child, why: impl Fn() -> String) -> std::process::ExitStatus {

@@ -8,9 +8,10 @@ use std::time::Duration;
 use ftprep::Error;
 use ftprep::client::time::query;
 use ftprep::ntp::{MODE_CLIENT, MODE_SERVER, Packet, Timestamp};
-use ftprep::server::time::{ClockStatus, RateLimit, TimeCounters, TimeServer, TimeSettings};
+use ftprep::server::time::{
+    ClockStatus, RateLimit, TimeCounters, TimeServer, TimeService, TimeSettings,
+};
 use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
 
 /// A host clock that says it is synchronised, or not.
 fn clock(synchronised: bool) -> Arc<dyn Fn() -> ClockStatus + Send + Sync> {
@@ -21,18 +22,18 @@ fn clock(synchronised: bool) -> Arc<dyn Fn() -> ClockStatus + Send + Sync> {
     })
 }
 
-/// Our server on 127.0.0.1:0; its address, counters, and what stops it.
+/// Our server on 127.0.0.1:0; its address, counters, and the running service (dropped, it
+/// stops).
 async fn start(
     settings: TimeSettings,
     synchronised: bool,
-) -> (String, Arc<TimeCounters>, CancellationToken) {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let server = TimeServer::with_clock(socket, settings, clock(synchronised));
-    let addr = server.local_addr().unwrap().to_string();
-    let counters = server.counters();
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone()));
-    (addr, counters, stop)
+) -> (String, Arc<TimeCounters>, TimeService) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let service = TimeServer::with_clock(socket, settings, clock(synchronised))
+        .start()
+        .unwrap();
+    let addr = service.local_addr().to_string();
+    (addr, service.counters(), service)
 }
 
 fn request(transmit: u64) -> Packet {
@@ -50,7 +51,7 @@ async fn our_client_and_our_server_agree_within_a_millisecond() {
     assert_eq!(report.samples, 4);
     assert!((-30..=-6).contains(&report.precision));
     assert_eq!(counters.answered.load(Ordering::Relaxed), 4);
-    stop.cancel();
+    stop.stop();
 }
 
 #[tokio::test]
@@ -59,7 +60,7 @@ async fn an_unsynchronised_clock_is_refused_unless_served_as_a_local_stratum() {
     let err = query(&addr, 2).await.unwrap_err();
     assert!(matches!(err, Error::TimeRefused(_)), "{err}");
     assert!(err.to_string().contains("not synchronised"), "{err}");
-    stop.cancel();
+    stop.stop();
 
     let local = TimeSettings {
         local_stratum: Some(8),
@@ -68,12 +69,13 @@ async fn an_unsynchronised_clock_is_refused_unless_served_as_a_local_stratum() {
     let (addr, _, stop) = start(local, false).await;
     let report = query(&addr, 2).await.unwrap();
     assert_eq!((report.stratum, report.reference.as_str()), (8, "LOCL"));
-    stop.cancel();
+    stop.stop();
 }
 
 /// Hostile datagrams get nothing (short, control mode 6, private mode 7, server mode,
-/// version 2), and the one good request after them gets the only reply, never larger
-/// than itself; an oversized request is answered with 48 bytes.
+/// version 2, longer than 1,024 bytes), and the one good request after them gets the only
+/// reply, never larger than itself; a request with extension fields is answered with 48
+/// bytes.
 #[tokio::test]
 async fn only_well_formed_client_requests_are_answered() {
     let (addr, counters, stop) = start(TimeSettings::default(), true).await;
@@ -93,6 +95,10 @@ async fn only_well_formed_client_requests_are_answered() {
         packet.mode = mode;
         bad.push(packet.encode().to_vec());
     }
+    // Longer than any request read whole (1,024 bytes): it would be judged by a part.
+    let mut too_long = request(8).encode().to_vec();
+    too_long.extend_from_slice(&[0xCD; 1100]);
+    bad.push(too_long);
     for datagram in &bad {
         socket.send(datagram).await.unwrap();
     }
@@ -119,7 +125,7 @@ async fn only_well_formed_client_requests_are_answered() {
     socket.send(&v3.encode()).await.unwrap();
     let len = socket.recv(&mut buf).await.unwrap();
     assert_eq!(Packet::decode(&buf[..len]).unwrap().version, 3);
-    stop.cancel();
+    stop.stop();
 }
 
 /// A flood from one address: the burst is answered, some excess gets a `RATE`
@@ -169,7 +175,7 @@ async fn a_flood_is_answered_in_bounds_and_the_client_hears_the_kiss_of_death() 
     // The same address, through our client: the KoD in words.
     let err = query(&addr, 4).await.unwrap_err();
     assert!(err.to_string().contains("Kiss-o'-Death RATE"), "{err}");
-    stop.cancel();
+    stop.stop();
 }
 
 /// A reply that does not echo our request's transmit timestamp (a spoofed or stale one)
@@ -213,4 +219,24 @@ async fn a_reply_with_the_wrong_origin_is_ignored() {
         "the spoof was ignored: {report}"
     );
     assert_eq!(report.reference, "192.0.2.1");
+}
+
+/// `stop` wakes the service from its wait at once (no polling timer), waits for it to end,
+/// and the port answers no more.
+#[tokio::test]
+async fn a_stopped_service_ends_at_once_and_answers_no_more() {
+    let (addr, counters, service) = start(TimeSettings::default(), true).await;
+    query(&addr, 1).await.unwrap();
+    let (done, stopped) = std::sync::mpsc::channel();
+    let stopping = std::thread::spawn(move || {
+        service.stop();
+        let _ = done.send(());
+    });
+    stopped
+        .recv_timeout(Duration::from_secs(10))
+        .expect("stop returned");
+    stopping.join().unwrap();
+    let err = query(&addr, 1).await.unwrap_err();
+    assert!(err.to_string().contains("no NTP server answers"), "{err}");
+    assert_eq!(counters.answered.load(Ordering::Relaxed), 1);
 }

@@ -194,15 +194,23 @@ async fn time(
     };
     let every = Duration::from_secs_f64(every.max(1.0));
     let mut ticks = tokio::time::interval(every);
+    // One Ctrl-C listener for the whole watch, so a press while a poll waits for its reply
+    // stops it too (a listener made afresh per wait would miss that press).
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
     loop {
+        let poll = async {
+            ticks.tick().await;
+            match client::time::query(server, samples).await {
+                Ok(report) => print(&report),
+                // A refusal (KoD) or silence is reported; the next poll comes later anyway.
+                Err(err) => eprintln!("ftpc: time {server}: {err}"),
+            }
+        };
         tokio::select! {
-            _ = ticks.tick() => {}
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-        }
-        match client::time::query(server, samples).await {
-            Ok(report) => print(&report),
-            // A refusal (KoD) or silence is reported; the next poll comes later anyway.
-            Err(err) => eprintln!("ftpc: time {server}: {err}"),
+            biased;
+            _ = &mut stop => return Ok(ExitCode::SUCCESS),
+            () = poll => {}
         }
     }
 }

@@ -338,43 +338,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        let stop_time = tokio_util::sync::CancellationToken::new();
         let time = match time_listen {
             Some(addr) => {
                 let socket = std::net::UdpSocket::bind(addr)
                     .with_context(|| format!("cannot listen for time requests on {addr}"))?;
-                socket.set_nonblocking(true)?;
-                let stop = stop_time.clone();
-                // Its own thread and event loop: a request never waits behind the file service.
-                let thread =
-                    std::thread::Builder::new()
-                        .name("ftpd-time".into())
-                        .spawn(move || {
-                            let runtime = tokio::runtime::Builder::new_current_thread()
-                                .enable_all()
-                                .build();
-                            match runtime {
-                                Ok(runtime) => runtime.block_on(async move {
-                                    match tokio::net::UdpSocket::from_std(socket) {
-                                        Ok(socket) => {
-                                            TimeServer::new(socket, time_settings).run(stop).await
-                                        }
-                                        Err(err) => {
-                                            tracing::error!(error = %err, "time service failed")
-                                        }
-                                    }
-                                }),
-                                Err(err) => tracing::error!(error = %err, "time service failed"),
-                            }
-                        })?;
-                Some(tokio::task::spawn_blocking(move || thread.join()))
+                let service = TimeServer::new(socket, time_settings)
+                    .start()
+                    .context("cannot start the time service")?;
+                Some(service)
             }
             None => None,
         };
         server.run(listener, shutdown_signal()).await?;
-        stop_time.cancel();
         if let Some(time) = time {
-            let _ = time.await;
+            let _ = tokio::task::spawn_blocking(move || time.stop()).await;
         }
         tracing::info!("stopped");
         Ok(())

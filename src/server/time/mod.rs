@@ -13,14 +13,18 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
+use std::net::UdpSocket;
+
+use self::datagrams::Inbox;
+
+use std::os::fd::AsRawFd;
 
 use crate::ntp::{self, LEAP_UNSYNCHRONISED, MODE_CLIENT, MODE_SERVER, Packet, Timestamp};
+
+mod datagrams;
 
 /// Where the time service listens by default (port 123 needs privileges).
 pub const DEFAULT_TIME_LISTEN: &str = "127.0.0.1:1123";
@@ -212,101 +216,64 @@ fn enable_receive_timestamps(socket: &UdpSocket) -> bool {
     set == 0
 }
 
-/// Datagrams handled per wakeup before the task yields.
-const DATAGRAMS_PER_WAKEUP: usize = 64;
-
-/// One datagram if one is there (`WouldBlock` if not): its length, sender, and the kernel's
-/// arrival stamp when there is one.
-fn try_receive(
-    socket: &UdpSocket,
-    buf: &mut [u8],
-    kernel_stamps: bool,
-) -> std::io::Result<(usize, SocketAddr, Option<Timestamp>)> {
-    if kernel_stamps {
-        socket.try_io(tokio::io::Interest::READABLE, || recv_stamped(socket, buf))
-    } else {
-        socket
-            .try_recv_from(buf)
-            .map(|(len, peer)| (len, peer, None))
-    }
-}
-
-/// `recvmsg` with room for the `SCM_TIMESTAMPNS` control message.
-fn recv_stamped(
-    socket: &UdpSocket,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, SocketAddr, Option<Timestamp>)> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: every pointer handed to recvmsg points into a live, large enough local value
-    // or `buf`; the control messages are read only within the length the kernel reports.
-    unsafe {
-        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let mut control = [0u64; 16];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        let len = libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
-        if len < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let peer = match i32::from(addr.ss_family) {
-            libc::AF_INET => {
-                let v4 = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
-                SocketAddr::from((
-                    std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
-                    u16::from_be(v4.sin_port),
-                ))
-            }
-            libc::AF_INET6 => {
-                let v6 = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
-                SocketAddr::from((
-                    std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr),
-                    u16::from_be(v6.sin6_port),
-                ))
-            }
-            _ => {
-                return Err(std::io::Error::other(
-                    "a datagram from an unknown address family",
-                ));
-            }
-        };
-        let mut stamp = None;
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
-                let when = std::time::UNIX_EPOCH
-                    + Duration::new(
-                        u64::try_from(ts.tv_sec).unwrap_or(0),
-                        u32::try_from(ts.tv_nsec).unwrap_or(0),
-                    );
-                stamp = Some(Timestamp::from_system_time(when));
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-        Ok((len as usize, peer, stamp))
-    }
-}
-
 /// The NTP server of `ftpd serve`.
 pub struct TimeServer {
     socket: UdpSocket,
     settings: TimeSettings,
     precision: i8,
     clock: Arc<dyn Fn() -> ClockStatus + Send + Sync>,
-    clock_cache: Mutex<Option<(ClockStatus, Instant)>>,
-    limiter: Option<Mutex<RateTable>>,
+    clock_cache: Option<(ClockStatus, Instant)>,
+    limiter: Option<RateTable>,
     counters: Arc<TimeCounters>,
 }
+
+/// A running time service: its address, its counters, and the way to stop it.
+pub struct TimeService {
+    addr: SocketAddr,
+    /// The service's socket, to wake it from its wait when it should stop.
+    socket: UdpSocket,
+    counters: Arc<TimeCounters>,
+    stopping: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TimeService {
+    /// The address it answers on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What happened so far.
+    pub fn counters(&self) -> Arc<TimeCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Stops it and waits until it has logged what it did.
+    pub fn stop(mut self) {
+        self.wake_to_stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Tells the thread to stop and ends its wait: a socket shut for reading returns from a
+    /// blocked receive at once (no timer per wait, no datagram to ourselves).
+    fn wake_to_stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        // SAFETY: shutdown on a descriptor this value owns, alive for the call.
+        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RD) };
+    }
+}
+
+impl Drop for TimeService {
+    /// Dropped without [`TimeService::stop`], it still stops (without waiting).
+    fn drop(&mut self) {
+        self.wake_to_stop();
+    }
+}
+
+/// How long a reply may wait for room in the socket's buffer before it is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_millis(100);
 
 impl TimeServer {
     /// Serves on `socket` with the kernel's clock status.
@@ -325,18 +292,37 @@ impl TimeServer {
             settings,
             precision: measure_precision(),
             clock,
-            clock_cache: Mutex::new(None),
-            limiter: settings.rate.map(|rate| Mutex::new(RateTable::new(rate))),
+            clock_cache: None,
+            limiter: settings.rate.map(RateTable::new),
             counters: Arc::default(),
         }
     }
 
-    /// The address it answers on.
+    /// Starts answering on a thread of its own: a request never waits behind the file
+    /// service, and the thread blocks in the kernel until datagrams arrive (one system call
+    /// to wait for and read a batch, one per reply; no event loop between).
     ///
     /// # Errors
-    /// The socket's address cannot be read.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+    /// The socket cannot be set up (its address, timeouts) or the thread cannot start.
+    pub fn start(self) -> std::io::Result<TimeService> {
+        let addr = self.socket.local_addr()?;
+        self.socket.set_nonblocking(false)?;
+        // A reply that cannot go soon is dropped (UDP: the client asks again).
+        self.socket.set_write_timeout(Some(SEND_TIMEOUT))?;
+        let socket = self.socket.try_clone()?;
+        let counters = self.counters();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = Arc::clone(&stopping);
+        let thread = std::thread::Builder::new()
+            .name("ftpd-time".into())
+            .spawn(move || self.serve(&stop))?;
+        Ok(TimeService {
+            addr,
+            socket,
+            counters,
+            stopping,
+            thread: Some(thread),
+        })
     }
 
     /// What happened so far.
@@ -344,33 +330,38 @@ impl TimeServer {
         Arc::clone(&self.counters)
     }
 
-    /// Answers requests until `shutdown` is cancelled; then logs what it did.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Answers requests until `stopping`; then logs what it did.
+    fn serve(mut self, stopping: &AtomicBool) {
         if let Ok(addr) = self.socket.local_addr() {
             tracing::info!(%addr, "time service (NTP) answering");
         }
         // The kernel stamps each datagram as it arrives: the earliest receive time there is.
-        let kernel_stamps = enable_receive_timestamps(&self.socket);
-        let mut buf = [0u8; 1024];
-        loop {
-            tokio::select! {
-                ready = self.socket.readable() => if ready.is_err() { continue },
-                () = shutdown.cancelled() => break,
+        if !enable_receive_timestamps(&self.socket) {
+            tracing::warn!("no kernel receive timestamps: the clock is read after each batch");
+        }
+        let fd = self.socket.as_raw_fd();
+        let mut inbox = Inbox::default();
+        while !stopping.load(Ordering::Relaxed) {
+            match inbox.receive(fd) {
+                Ok(_) => {}
+                // Woken to stop, an interrupted wait, ICMP errors from earlier replies and
+                // the like: look at `stopping`, go on.
+                Err(_) => continue,
             }
-            // What has arrived, without a trip through the scheduler per datagram; a
-            // bounded number, so shutdown and the other tasks get their turn.
-            for _ in 0..DATAGRAMS_PER_WAKEUP {
-                let (len, peer, stamped) = match try_receive(&self.socket, &mut buf, kernel_stamps)
-                {
-                    Ok(got) => got,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    // ICMP errors from earlier replies and the like: go on.
-                    Err(_) => continue,
+            let read_at = Timestamp::now();
+            for (datagram, got) in inbox.datagrams() {
+                let Some(peer) = got.peer.filter(|_| !got.truncated) else {
+                    self.counters.ignored.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 };
-                // Else as early as we can: right after the datagram was read.
-                let received = stamped.unwrap_or_else(Timestamp::now);
-                if let Some(reply) = self.reply_to(&buf[..len], peer.ip(), received) {
-                    self.send(reply, peer).await;
+                let received = got.stamp.unwrap_or(read_at);
+                if let Some(reply) = self.reply_to(datagram, peer.ip(), received) {
+                    // Each reply goes as soon as it is made (the first of a batch does not
+                    // wait for the rest), its transmit time written in right before.
+                    let mut bytes = reply.encode();
+                    bytes[40..48].copy_from_slice(&Timestamp::now().0.to_be_bytes());
+                    // One that cannot go within SEND_TIMEOUT is lost, as UDP may lose it.
+                    let _ = self.socket.send_to(&bytes, peer);
                 }
             }
         }
@@ -384,35 +375,21 @@ impl TimeServer {
         );
     }
 
-    /// Sends a reply, its transmit time written in as late as we can.
-    async fn send(&self, reply: Packet, peer: SocketAddr) {
-        let mut bytes = reply.encode();
-        let transmit = Timestamp::now();
-        bytes[40..48].copy_from_slice(&transmit.0.to_be_bytes());
-        // A UDP send rarely has to wait; when it would, wait for room then.
-        if let Err(e) = self.socket.try_send_to(&bytes, peer)
-            && e.kind() == std::io::ErrorKind::WouldBlock
-        {
-            let _ = self.socket.send_to(&bytes, peer).await;
-        }
-    }
-
     /// How the host clock stands, asked of the kernel at most once a second (the answer
     /// changes slowly; a system call per request would not).
-    fn clock_status(&self) -> ClockStatus {
-        let mut cached = self.clock_cache.lock().unwrap_or_else(|p| p.into_inner());
-        match *cached {
-            Some((status, at)) if at.elapsed() < Duration::from_secs(1) => status,
+    fn clock_status(&mut self, now: Instant) -> ClockStatus {
+        match self.clock_cache {
+            Some((status, at)) if now.duration_since(at) < Duration::from_secs(1) => status,
             _ => {
                 let status = (self.clock)();
-                *cached = Some((status, Instant::now()));
+                self.clock_cache = Some((status, now));
                 status
             }
         }
     }
 
     /// The reply to one datagram, if it gets one.
-    fn reply_to(&self, datagram: &[u8], from: IpAddr, received: Timestamp) -> Option<Packet> {
+    fn reply_to(&mut self, datagram: &[u8], from: IpAddr, received: Timestamp) -> Option<Packet> {
         let request = match Packet::decode(datagram) {
             Ok(request) if request.mode == MODE_CLIENT && (3..=4).contains(&request.version) => {
                 request
@@ -422,11 +399,9 @@ impl TimeServer {
                 return None;
             }
         };
-        let verdict = match &self.limiter {
-            Some(limiter) => limiter
-                .lock()
-                .map(|mut table| table.check(from, Instant::now()))
-                .unwrap_or(Verdict::Drop),
+        let now = Instant::now();
+        let verdict = match &mut self.limiter {
+            Some(table) => table.check(from, now),
             None => Verdict::Answer,
         };
         let mut reply = Packet {
@@ -453,7 +428,7 @@ impl TimeServer {
             }
             Verdict::Answer => {}
         }
-        let clock = self.clock_status();
+        let clock = self.clock_status(now);
         reply.root_delay = ntp::short_format(clock.estimated_error * 2);
         reply.root_dispersion = ntp::short_format(clock.maximum_error);
         reply.reference = received;
@@ -503,30 +478,6 @@ mod tests {
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert_eq!(table.check(other, now), Verdict::Answer);
         assert_eq!(table.slots.len(), RATE_SLOTS);
-    }
-
-    /// The receive timestamp comes from the kernel, stamped on arrival, with the sender.
-    #[tokio::test]
-    async fn datagrams_carry_the_kernels_arrival_time() {
-        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        assert!(enable_receive_timestamps(&server));
-        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let before = Timestamp::now();
-        client
-            .send_to(b"hello", server.local_addr().unwrap())
-            .await
-            .unwrap();
-        let mut buf = [0u8; 64];
-        server.readable().await.unwrap();
-        let (len, peer, stamp) = try_receive(&server, &mut buf, true).unwrap();
-        assert_eq!(&buf[..len], b"hello");
-        assert_eq!(peer, client.local_addr().unwrap());
-        let stamp = stamp.expect("a kernel timestamp");
-        let after = Timestamp::now();
-        assert!(
-            stamp >= before && stamp <= after,
-            "{stamp:?} not in {before:?}..{after:?}"
-        );
     }
 
     #[test]
