@@ -4,6 +4,7 @@
 //! - [`error`]: the one typed error of the library and the kinds a caller can match on.
 //! - [`auth`]: SCRAM-SHA-256 (RFC 5802 + RFC 7677): keys, verifiers, both sides of a login.
 //! - [`commands`]: the vocabulary on the wire: hello, requests, responses, error codes. Data only.
+//! - [`chat`]: the chat's vocabulary (requests, replies, pushed events) over QUIC. Data only.
 //! - [`wire`]: frames (4-byte big-endian length + bincode 2 payload) and a framed connection.
 //! - [`ntp`]: the NTP packet and the client's arithmetic (RFC 5905), for the time service.
 //! - [`paths`]: remote paths, validated and normalised before anything touches storage.
@@ -24,6 +25,7 @@
 //! → frame.
 
 pub mod auth;
+pub mod chat;
 pub mod checksum;
 pub mod client;
 pub mod commands;

@@ -13,10 +13,12 @@
 //! - [`guard`]: failed-login delays and lockouts; `counters`: per-user and per-address slots;
 //!   `quota`: byte reservations of concurrent uploads; `locks`: one upload per target.
 //! - [`time`]: the NTP time service on UDP (rate-limited, honest about the host clock).
+//! - [`chat`]: the chat over QUIC (friends, presence, durable messages), same login.
 //! - `audit`: the JSON-lines audit log; [`settings`]: `ftpd serve` options and `ftpd.toml`;
 //!   [`secret`]: the secret behind unknown users' mock salts.
 
 mod audit;
+pub mod chat;
 mod counters;
 pub mod guard;
 mod handler;

@@ -126,7 +126,8 @@ where
 {
     let login = async {
         hello(conn).await?;
-        login(conn, peer, shared).await
+        let binding = shared.tls.as_ref().map(|tls| &tls.binding[..]);
+        login(conn, peer, shared, binding).await
     };
     let user = tokio::select! {
         result = tokio::time::timeout(shared.limits.login_timeout, login) => {
@@ -162,10 +163,10 @@ where
 }
 
 /// Who logged in, their tree, and their place under the per-user session limit.
-type LoggedIn = (Username, Arc<dyn UserTree>, Slot<Username>);
+pub(super) type LoggedIn = (Username, Arc<dyn UserTree>, Slot<Username>);
 
 /// Exchanges hellos: ours goes first, then theirs is checked.
-async fn hello<S>(conn: &mut Connection<S>) -> Result<()>
+pub(super) async fn hello<S>(conn: &mut Connection<S>) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -187,15 +188,15 @@ where
 /// failed (`None`, after the failure was answered). Requests other than login are refused,
 /// not served. Success is announced only once the home is ready, so a client that has seen
 /// it can rely on its home existing.
-async fn login<S>(
+pub(super) async fn login<S>(
     conn: &mut Connection<S>,
     peer: SocketAddr,
     shared: &Shared,
+    binding: Option<&[u8]>,
 ) -> Result<Option<LoggedIn>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let binding = shared.tls.as_ref().map(|tls| &tls.binding[..]);
     let (mechanism, client_first) = loop {
         match conn.expect::<Request>().await? {
             Request::AuthStart { mechanism, message } => break (mechanism, message),

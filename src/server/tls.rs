@@ -44,6 +44,9 @@ pub struct ServerIdentity {
     pub binding: Arc<[u8]>,
     /// The leaf certificate's fingerprint (`SHA256:...`).
     pub fingerprint: String,
+    /// The chain and key, for other transports of the same identity (QUIC).
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
 }
 
 impl std::fmt::Debug for ServerIdentity {
@@ -91,15 +94,15 @@ impl ServerIdentity {
         Self::build(chain, key)
     }
 
-    /// Loads the generated identity from `state_dir`, generating it on first use.
-    ///
-    /// # Errors
-    /// I/O errors, or files that do not parse.
     /// Whether the generated certificate already exists in `state_dir`.
     pub fn has_generated(state_dir: &Path) -> bool {
         state_dir.join(GENERATED_CERT).exists()
     }
 
+    /// Loads the generated identity from `state_dir`, generating it on first use.
+    ///
+    /// # Errors
+    /// I/O errors, or files that do not parse.
     pub fn self_signed(state_dir: &Path) -> Result<Self> {
         let (cert, key) = (
             state_dir.join(GENERATED_CERT),
@@ -126,13 +129,30 @@ impl ServerIdentity {
             .with_safe_default_protocol_versions()
             .map_err(tls_error)?
             .with_no_client_auth()
-            .with_single_cert(chain, key)
+            .with_single_cert(chain.clone(), key.clone_key())
             .map_err(tls_error)?;
         Ok(ServerIdentity {
             config: Arc::new(config),
             binding: binding.into(),
             fingerprint: fingerprint(&leaf),
+            chain,
+            key: Arc::new(key),
         })
+    }
+
+    /// A TLS 1.3 configuration of the same certificate for QUIC, offering `alpn`.
+    ///
+    /// # Errors
+    /// The key does not suit TLS 1.3.
+    pub fn quic_config(&self, alpn: &[u8]) -> Result<ServerConfig> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_error)?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(tls_error)?;
+        config.alpn_protocols = vec![alpn.to_vec()];
+        Ok(config)
     }
 }
 

@@ -1,0 +1,172 @@
+//! Who is connected to the chat now, and how to reach their sessions: a wake-up when a
+//! message was stored for them (the session then reads it from the store, so the store
+//! stays the one truth and nothing is lost if a wake-up is), and a bounded queue of events
+//! (presence, friend requests). Several sessions of one user are one presence.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::chat::ChatEvent;
+
+/// Events one session may have queued; past that, new ones for it are dropped (they are
+/// state the client can ask for again with `Friends`).
+pub const EVENT_QUEUE: usize = 64;
+
+/// One connected session, as the hub reaches it.
+struct Entry {
+    id: u64,
+    wake: std::sync::Arc<Notify>,
+    events: mpsc::Sender<ChatEvent>,
+}
+
+/// The connected sessions, by user.
+#[derive(Default)]
+pub struct Hub {
+    sessions: Mutex<HashMap<String, Vec<Entry>>>,
+    next_id: AtomicU64,
+}
+
+/// A session's place in the hub; dropped, it leaves.
+pub struct Registration<'a> {
+    hub: &'a Hub,
+    user: String,
+    id: u64,
+    left: bool,
+}
+
+/// What a session gets when it joins.
+pub struct Joined<'a> {
+    /// Its place (leave by dropping it, or with [`Registration::leave`]).
+    pub registration: Registration<'a>,
+    /// Rung when a message is stored for the user.
+    pub wake: std::sync::Arc<Notify>,
+    /// Events for this session.
+    pub events: mpsc::Receiver<ChatEvent>,
+    /// This was the user's first session: they just came online.
+    pub first: bool,
+}
+
+impl Hub {
+    /// Registers a session of `user`.
+    pub fn join(&self, user: &str) -> Joined<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let wake = std::sync::Arc::new(Notify::new());
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = sessions.entry(user.to_owned()).or_default();
+        let first = entries.is_empty();
+        entries.push(Entry {
+            id,
+            wake: std::sync::Arc::clone(&wake),
+            events: tx,
+        });
+        Joined {
+            registration: Registration {
+                hub: self,
+                user: user.to_owned(),
+                id,
+                left: false,
+            },
+            wake,
+            events: rx,
+            first,
+        }
+    }
+
+    /// Whether `user` has a session now.
+    pub fn is_online(&self, user: &str) -> bool {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.get(user).is_some_and(|e| !e.is_empty())
+    }
+
+    /// Wakes `user`'s sessions: a message is waiting for them.
+    pub fn wake(&self, user: &str) {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in sessions.get(user).into_iter().flatten() {
+            entry.wake.notify_one();
+        }
+    }
+
+    /// Queues `event` for every session of `user` (dropped for a session whose queue is full).
+    pub fn tell(&self, user: &str, event: &ChatEvent) {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in sessions.get(user).into_iter().flatten() {
+            if entry.events.try_send(event.clone()).is_err() {
+                tracing::debug!(user, "a chat session's event queue is full; event dropped");
+            }
+        }
+    }
+
+    /// Removes a session; true if it was the user's last (they went offline).
+    fn leave(&self, user: &str, id: u64) -> bool {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entries) = sessions.get_mut(user) else {
+            return false;
+        };
+        entries.retain(|e| e.id != id);
+        if entries.is_empty() {
+            sessions.remove(user);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Registration<'_> {
+    /// Leaves the hub now; true if this was the user's last session.
+    pub fn leave(mut self) -> bool {
+        self.left = true;
+        self.hub.leave(&self.user, self.id)
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if !self.left {
+            self.hub.leave(&self.user, self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_sessions_are_one_presence() {
+        let hub = Hub::default();
+        let one = hub.join("alice");
+        assert!(one.first);
+        let two = hub.join("alice");
+        assert!(!two.first);
+        assert!(hub.is_online("alice"));
+        assert!(!one.registration.leave(), "another session is still there");
+        assert!(hub.is_online("alice"));
+        drop(two);
+        assert!(!hub.is_online("alice"), "dropped, the last one went");
+    }
+
+    #[test]
+    fn events_reach_every_session_and_a_full_queue_drops_instead_of_growing() {
+        let hub = Hub::default();
+        let mut one = hub.join("bob");
+        let mut two = hub.join("bob");
+        let event = ChatEvent::FriendRequest {
+            from: "alice".into(),
+        };
+        for _ in 0..EVENT_QUEUE + 10 {
+            hub.tell("bob", &event);
+        }
+        for session in [&mut one, &mut two] {
+            let mut got = 0;
+            while session.events.try_recv().is_ok() {
+                got += 1;
+            }
+            assert_eq!(got, EVENT_QUEUE);
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! The chat over QUIC: the same users, login and certificate as the file service, friends,
+//! presence, and messages that are stored durably before they are acknowledged and delivered
+//! exactly once (the client acknowledges what it took in; the store redelivers the rest).
+//!
+//! # The QUIC mapping
+//! ALPN [`crate::chat::CHAT_ALPN`]. The client opens one bidirectional stream: hello and login
+//! exactly as on the file protocol's TCP connection, then [`ChatRequest`]s, each answered by
+//! one [`ChatReply`]. After the login the server opens one unidirectional stream and pushes
+//! [`ChatEvent`]s on it. Clients may open no other stream.
+//!
+//! # Layout
+//! - [`store`]: the durable state behind the `ChatStore` trait; SQLite by default.
+//! - `hub`: who is online, their sessions' wake-ups and event queues.
+
+mod hub;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Shared;
+use super::session;
+use super::tls::ServerIdentity;
+use crate::chat::{
+    COLOURS, ChatErrorCode, ChatEvent, ChatReply, ChatRequest, Friend, FriendState, MAX_HISTORY,
+    MAX_TEXT_BYTES,
+};
+use crate::error::{Error, Result};
+use crate::username::Username;
+use crate::wire::Connection;
+use hub::Hub;
+use store::{Added, ChatStore, Stored};
+
+/// The chat's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatSettings {
+    /// Undelivered messages one user may have waiting; past that, senders are refused.
+    pub max_waiting: u32,
+    /// Delivered messages kept per conversation, for history.
+    pub history: u32,
+    /// Friend requests one user may have waiting for an answer.
+    pub max_asked: u32,
+    /// Requests that change something (send, add, del, colour) one connection may make per
+    /// second on average...
+    pub rate: f64,
+    /// ...and at once.
+    pub burst: f64,
+    /// A connection silent this long is closed (clients keep it alive while they run).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            max_waiting: 10_000,
+            history: 1000,
+            max_asked: 100,
+            rate: 20.0,
+            burst: 50.0,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Bytes a peer may have in flight per stream and per connection: memory per client stays
+/// small whatever it sends.
+const STREAM_WINDOW: u32 = 64 * 1024;
+const CONNECTION_WINDOW: u32 = 128 * 1024;
+
+/// Messages delivered per read of the store.
+const DELIVERY_BATCH: u32 = 256;
+
+/// The chat service of a server, ready to run.
+pub struct ChatService {
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    binding: Arc<[u8]>,
+    store: Arc<dyn ChatStore>,
+    hub: Arc<Hub>,
+    settings: ChatSettings,
+}
+
+impl super::Server {
+    /// The chat beside this server's file service: same users, limits and audit, on `socket`
+    /// (UDP) with `identity`'s certificate.
+    ///
+    /// # Errors
+    /// The certificate cannot serve QUIC, or the socket cannot be used.
+    pub fn chat(
+        &self,
+        socket: std::net::UdpSocket,
+        identity: &ServerIdentity,
+        store: Arc<dyn ChatStore>,
+        settings: ChatSettings,
+    ) -> Result<ChatService> {
+        let tls = identity.quic_config(crate::chat::CHAT_ALPN)?;
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_concurrent_bidi_streams(1u8.into())
+            .max_concurrent_uni_streams(0u8.into())
+            .stream_receive_window(STREAM_WINDOW.into())
+            .receive_window(CONNECTION_WINDOW.into())
+            .send_window(u64::from(CONNECTION_WINDOW) * 2)
+            .max_idle_timeout(
+                quinn::IdleTimeout::try_from(settings.idle_timeout)
+                    .ok()
+                    .or(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+                        60_000,
+                    )))),
+            );
+        config.transport_config(Arc::new(transport));
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        Ok(ChatService {
+            endpoint,
+            shared: Arc::clone(&self.shared),
+            binding: Arc::clone(&identity.binding),
+            store,
+            hub: Arc::default(),
+            settings,
+        })
+    }
+}
+
+impl ChatService {
+    /// The UDP address it answers on.
+    ///
+    /// # Errors
+    /// The socket's address cannot be read.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Serves chat connections until `shutdown` is cancelled, then closes them.
+    pub async fn run(self, shutdown: CancellationToken) {
+        if let Ok(addr) = self.endpoint.local_addr() {
+            tracing::info!(%addr, "chat (QUIC) listening");
+        }
+        let service = Arc::new(self);
+        let tracker = TaskTracker::new();
+        loop {
+            let incoming = tokio::select! {
+                incoming = service.endpoint.accept() => match incoming {
+                    Some(incoming) => incoming,
+                    None => break,
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let peer = incoming.remote_address();
+            let limits = service.shared.limits;
+            let Some(per_ip) = service
+                .shared
+                .per_ip
+                .try_acquire(&peer.ip(), limits.max_connections_per_ip)
+            else {
+                tracing::warn!(%peer, "chat: connection limit per address reached; refusing");
+                incoming.refuse();
+                continue;
+            };
+            let service = Arc::clone(&service);
+            let cancel = shutdown.clone();
+            tracker.spawn(async move {
+                let _per_ip = per_ip;
+                if let Err(err) = service.serve(incoming, peer, &cancel).await {
+                    match err {
+                        Error::ConnectionClosed => tracing::debug!(%peer, "chat client left"),
+                        err => tracing::info!(%peer, error = %err, "chat connection ended"),
+                    }
+                }
+            });
+        }
+        service
+            .endpoint
+            .close(quinn::VarInt::from_u32(0), b"server shutting down");
+        tracker.close();
+        tracker.wait().await;
+        service.endpoint.wait_idle().await;
+    }
+
+    /// One connection: handshake, login on its first stream, then the session.
+    async fn serve(
+        &self,
+        incoming: quinn::Incoming,
+        peer: SocketAddr,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let timeout = self.shared.limits.login_timeout;
+        let login = async {
+            let connection = incoming
+                .await
+                .map_err(|e| Error::Tls(format!("QUIC handshake: {e}")))?;
+            let (send, recv) = connection.accept_bi().await.map_err(quic_error)?;
+            let mut conn = Connection::new(tokio::io::join(recv, send));
+            conn.set_write_deadline(Some(self.shared.limits.stall_timeout));
+            session::hello(&mut conn).await?;
+            let user = session::login(&mut conn, peer, &self.shared, Some(&self.binding)).await?;
+            Ok::<_, Error>((connection, conn, user))
+        };
+        let (connection, conn, user) = tokio::select! {
+            result = tokio::time::timeout(timeout, login) => result.map_err(|_| Error::Timeout)??,
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let Some((user, _tree, _user_slot)) = user else {
+            // The failure was answered; let it reach the client before closing.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Ok(());
+        };
+        let result = self.session(&connection, conn, &user, peer, cancel).await;
+        connection.close(quinn::VarInt::from_u32(0), b"bye");
+        result
+    }
+
+    /// A logged-in chat session: requests on the first stream, events pushed on a stream of
+    /// our own, until the client leaves, idles out, or the server stops.
+    async fn session<S>(
+        &self,
+        connection: &quinn::Connection,
+        mut requests: Connection<S>,
+        user: &Username,
+        peer: SocketAddr,
+        cancel: &CancellationToken,
+    ) -> Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let events = connection.open_uni().await.map_err(quic_error)?;
+        let mut events = Connection::new(tokio::io::join(tokio::io::empty(), events));
+        events.set_write_deadline(Some(self.shared.limits.stall_timeout));
+        let name = user.as_str();
+        let hub::Joined {
+            registration,
+            wake,
+            events: mut queued,
+            first,
+        } = self.hub.join(name);
+        tracing::info!(user = name, %peer, "chat session started");
+        if first {
+            self.tell_friends(name, true).await;
+        }
+        let deliver = async {
+            let mut cursor = 0u64;
+            loop {
+                loop {
+                    let batch = self
+                        .store
+                        .waiting(name, cursor, DELIVERY_BATCH)
+                        .await
+                        .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+                    let Some(last) = batch.last() else { break };
+                    cursor = last.id;
+                    for message in batch {
+                        events.write(&ChatEvent::Message(message)).await?;
+                    }
+                }
+                tokio::select! {
+                    () = wake.notified() => {}
+                    event = queued.recv() => match event {
+                        Some(event) => events.write(&event).await?,
+                        None => return Ok::<(), Error>(()),
+                    },
+                }
+            }
+        };
+        let serve = async {
+            let mut budget = Budget::new(self.settings.rate, self.settings.burst);
+            loop {
+                let Some(request) = requests.read::<ChatRequest>().await? else {
+                    return Ok::<(), Error>(());
+                };
+                let reply = self.apply(user, request, &mut budget).await;
+                requests.write(&reply).await?;
+            }
+        };
+        let result = tokio::select! {
+            result = deliver => result,
+            result = serve => result,
+            () = cancel.cancelled() => Ok(()),
+        };
+        if registration.leave() {
+            self.tell_friends(name, false).await;
+        }
+        tracing::info!(user = name, %peer, "chat session ended");
+        result
+    }
+
+    /// Tells `user`'s friends that they came online or went offline.
+    async fn tell_friends(&self, user: &str, online: bool) {
+        let Ok(friends) = self.store.friends(user).await else {
+            return;
+        };
+        let event = ChatEvent::Presence {
+            name: user.to_owned(),
+            online,
+        };
+        for (friend, state) in friends {
+            if state == FriendState::Friends {
+                self.hub.tell(&friend, &event);
+            }
+        }
+    }
+
+    /// One request; its reply.
+    async fn apply(&self, user: &Username, request: ChatRequest, budget: &mut Budget) -> ChatReply {
+        match self.try_apply(user, request, budget).await {
+            Ok(reply) => reply,
+            Err(Refusal(code, message)) => ChatReply::Error { code, message },
+        }
+    }
+
+    async fn try_apply(
+        &self,
+        user: &Username,
+        request: ChatRequest,
+        budget: &mut Budget,
+    ) -> std::result::Result<ChatReply, Refusal> {
+        let me = user.as_str();
+        let changes = !matches!(
+            request,
+            ChatRequest::Friends | ChatRequest::Ack { .. } | ChatRequest::History { .. }
+        );
+        if changes && !budget.take(Instant::now()) {
+            return Err(Refusal(
+                ChatErrorCode::RateLimited,
+                format!(
+                    "slow down: at most {} messages and friend changes a second",
+                    self.settings.rate
+                ),
+            ));
+        }
+        match request {
+            ChatRequest::Add { name } => {
+                let other = other_user(me, &name)?;
+                let added = self
+                    .store
+                    .add(me, &other, self.settings.max_asked)
+                    .await
+                    .map_err(internal)?;
+                match added {
+                    Added::TooManyRequests => {
+                        return Err(Refusal(
+                            ChatErrorCode::TooManyRequests,
+                            format!(
+                                "{} friend requests are waiting for an answer; withdraw some with del",
+                                self.settings.max_asked
+                            ),
+                        ));
+                    }
+                    // The same answer whether `other` exists or not; only a real user who
+                    // is online hears of it now.
+                    Added::Asked => self.hub.tell(
+                        &other,
+                        &ChatEvent::FriendRequest {
+                            from: me.to_owned(),
+                        },
+                    ),
+                    Added::Friends => {
+                        let now = |name: &str| ChatEvent::Friendship {
+                            name: name.to_owned(),
+                            state: Some(FriendState::Friends),
+                        };
+                        self.hub.tell(&other, &now(me));
+                        self.hub.tell(me, &now(&other));
+                        if self.hub.is_online(&other) {
+                            self.hub.tell(
+                                me,
+                                &ChatEvent::Presence {
+                                    name: other.clone(),
+                                    online: true,
+                                },
+                            );
+                            self.hub.tell(
+                                &other,
+                                &ChatEvent::Presence {
+                                    name: me.to_owned(),
+                                    online: true,
+                                },
+                            );
+                        }
+                    }
+                }
+                Ok(ChatReply::Done)
+            }
+            ChatRequest::Del { name } => {
+                let other = other_user(me, &name)?;
+                if self.store.remove(me, &other).await.map_err(internal)? {
+                    let gone = |name: &str| ChatEvent::Friendship {
+                        name: name.to_owned(),
+                        state: None,
+                    };
+                    self.hub.tell(&other, &gone(me));
+                    self.hub.tell(me, &gone(&other));
+                }
+                Ok(ChatReply::Done)
+            }
+            ChatRequest::Friends => {
+                let mut friends = Vec::new();
+                for (name, state) in self.store.friends(me).await.map_err(internal)? {
+                    let friend = state == FriendState::Friends;
+                    let color = if friend {
+                        self.store.color(&name).await.map_err(internal)?
+                    } else {
+                        None
+                    };
+                    friends.push(Friend {
+                        online: friend && self.hub.is_online(&name),
+                        name,
+                        state,
+                        color,
+                    });
+                }
+                Ok(ChatReply::Friends { friends })
+            }
+            ChatRequest::Send { to, text, nonce } => {
+                let other = other_user(me, &to)?;
+                if text.is_empty() || text.len() > MAX_TEXT_BYTES {
+                    return Err(Refusal(
+                        ChatErrorCode::Invalid,
+                        format!("a message has 1 to {MAX_TEXT_BYTES} bytes"),
+                    ));
+                }
+                if !self.store.are_friends(me, &other).await.map_err(internal)? {
+                    return Err(not_friends(&other));
+                }
+                let at = chrono::Utc::now().timestamp_millis();
+                let stored = self
+                    .store
+                    .store_message(me, &other, &text, nonce, at, self.settings.max_waiting)
+                    .await
+                    .map_err(internal)?;
+                match stored {
+                    Stored::Message { id, at } => {
+                        self.hub.wake(&other);
+                        Ok(ChatReply::Stored { id, at })
+                    }
+                    Stored::InboxFull => Err(Refusal(
+                        ChatErrorCode::InboxFull,
+                        format!(
+                            "{other} has {} messages waiting; nothing was stored, try later",
+                            self.settings.max_waiting
+                        ),
+                    )),
+                }
+            }
+            ChatRequest::Ack { up_to } => {
+                self.store
+                    .ack(me, up_to, self.settings.history)
+                    .await
+                    .map_err(internal)?;
+                Ok(ChatReply::Done)
+            }
+            ChatRequest::History { with, limit } => {
+                let other = other_user(me, &with)?;
+                let messages = self
+                    .store
+                    .history(me, &other, limit.min(MAX_HISTORY))
+                    .await
+                    .map_err(internal)?;
+                Ok(ChatReply::History { messages })
+            }
+            ChatRequest::Color { color } => {
+                if let Some(color) = &color
+                    && !COLOURS.contains(&color.as_str())
+                {
+                    return Err(Refusal(
+                        ChatErrorCode::Invalid,
+                        format!(
+                            "\"{}\" is not a colour: {}",
+                            crate::sanitize::for_log(color),
+                            COLOURS.join(", ")
+                        ),
+                    ));
+                }
+                self.store
+                    .set_color(me, color.as_deref())
+                    .await
+                    .map_err(internal)?;
+                Ok(ChatReply::Done)
+            }
+        }
+    }
+}
+
+/// A refused request: its code and words.
+struct Refusal(ChatErrorCode, String);
+
+fn internal(err: store::StoreError) -> Refusal {
+    tracing::error!(error = %err, "chat store failed");
+    Refusal(
+        ChatErrorCode::Internal,
+        "the server's chat store failed".into(),
+    )
+}
+
+fn not_friends(other: &str) -> Refusal {
+    Refusal(
+        ChatErrorCode::NotFriends,
+        format!("you and {other} are not friends: add them, and they you"),
+    )
+}
+
+/// `name` as another user's name.
+fn other_user(me: &str, name: &str) -> std::result::Result<String, Refusal> {
+    let parsed = Username::parse(name).map_err(|_| {
+        Refusal(
+            ChatErrorCode::Invalid,
+            format!("\"{}\" is not a user name", crate::sanitize::for_log(name)),
+        )
+    })?;
+    if parsed.as_str() == me {
+        return Err(Refusal(ChatErrorCode::Invalid, "that is you".into()));
+    }
+    Ok(parsed.as_str().to_owned())
+}
+
+fn quic_error(err: quinn::ConnectionError) -> Error {
+    match err {
+        quinn::ConnectionError::ApplicationClosed(_)
+        | quinn::ConnectionError::ConnectionClosed(_)
+        | quinn::ConnectionError::LocallyClosed => Error::ConnectionClosed,
+        quinn::ConnectionError::TimedOut => Error::Timeout,
+        other => Error::Io(std::io::Error::other(other)),
+    }
+}
+
+/// A token bucket: `rate` a second, `burst` at once.
+struct Budget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Budget {
+    fn new(rate: f64, burst: f64) -> Self {
+        Budget {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_allows_a_burst_then_the_rate() {
+        let mut budget = Budget::new(10.0, 3.0);
+        let now = Instant::now();
+        assert!((0..3).all(|_| budget.take(now)));
+        assert!(!budget.take(now));
+        assert!(budget.take(now + Duration::from_millis(100)));
+        assert!(!budget.take(now + Duration::from_millis(100)));
+    }
+}

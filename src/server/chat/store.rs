@@ -1,0 +1,528 @@
+//! Where the chat keeps what must survive a restart: friendships, requests, messages (until
+//! delivered, then as history), colours. [`ChatStore`] is the seam; [`SqliteChatStore`] the
+//! embedded default (`chat.db` in the state directory, WAL, every commit synced, so a message
+//! acknowledged to its sender survives `kill -9` and a power cut).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use crate::chat::{ChatMessage, FriendState};
+
+/// A store's failure (the database's words).
+#[derive(Debug, thiserror::Error)]
+#[error("chat store: {0}")]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// What `add` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// A request is waiting for the other's answer (also when it already was).
+    Asked,
+    /// They had asked us: now friends (also when we already were).
+    Friends,
+    /// Too many of our requests are waiting already.
+    TooManyRequests,
+}
+
+/// What `store_message` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored now, or earlier under the same nonce (a resend): its id and time.
+    Message { id: u64, at: i64 },
+    /// The recipient has too many messages waiting; nothing stored.
+    InboxFull,
+}
+
+/// The chat's durable state.
+#[async_trait]
+pub trait ChatStore: Send + Sync {
+    /// `from` asks `to` to be friends (or accepts `to`'s request).
+    async fn add(&self, from: &str, to: &str, max_asked: u32) -> Result<Added, StoreError>;
+    /// Ends what there is between the two (friendship, a request either way); whether
+    /// there was anything.
+    async fn remove(&self, a: &str, b: &str) -> Result<bool, StoreError>;
+    /// `user`'s friends and requests, by name.
+    async fn friends(&self, user: &str) -> Result<Vec<(String, FriendState)>, StoreError>;
+    /// Whether the two are friends.
+    async fn are_friends(&self, a: &str, b: &str) -> Result<bool, StoreError>;
+    /// Stores a message for delivery, durably, unless the recipient has `max_waiting`
+    /// undelivered already. A `(from, nonce)` seen before returns the first one's id.
+    async fn store_message(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        nonce: u64,
+        at: i64,
+        max_waiting: u32,
+    ) -> Result<Stored, StoreError>;
+    /// `user`'s undelivered messages with ids above `after`, oldest first, at most `limit`.
+    async fn waiting(
+        &self,
+        user: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError>;
+    /// Marks `user`'s messages up to `up_to` delivered; trims each conversation it touched
+    /// to its `keep` most recent delivered messages.
+    async fn ack(&self, user: &str, up_to: u64, keep: u32) -> Result<(), StoreError>;
+    /// The last `limit` messages between the two, oldest first.
+    async fn history(&self, a: &str, b: &str, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
+    /// Sets (or clears) `user`'s colour.
+    async fn set_color(&self, user: &str, color: Option<&str>) -> Result<(), StoreError>;
+    /// `user`'s colour.
+    async fn color(&self, user: &str) -> Result<Option<String>, StoreError>;
+    /// Forgets everything of `user` (`ftpd deluser`).
+    async fn delete_user(&self, user: &str) -> Result<(), StoreError>;
+}
+
+/// The embedded store: SQLite in WAL mode, one connection behind a mutex, every call on
+/// the blocking pool.
+#[derive(Clone)]
+pub struct SqliteChatStore {
+    db: Arc<Mutex<rusqlite::Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    sender TEXT NOT NULL, recipient TEXT NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (sender, recipient));
+CREATE TABLE IF NOT EXISTS friends (
+    user TEXT NOT NULL, friend TEXT NOT NULL, PRIMARY KEY (user, friend));
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender TEXT NOT NULL, recipient TEXT NOT NULL, at INTEGER NOT NULL,
+    body TEXT NOT NULL, nonce INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (sender, nonce));
+CREATE INDEX IF NOT EXISTS waiting ON messages (recipient, delivered, id);
+CREATE INDEX IF NOT EXISTS conversation ON messages (sender, recipient, id);
+CREATE TABLE IF NOT EXISTS colors (user TEXT PRIMARY KEY, color TEXT NOT NULL);
+";
+
+impl SqliteChatStore {
+    /// Opens (creating) the database at `path`, mode 0600.
+    ///
+    /// # Errors
+    /// The file cannot be opened or is not a chat database.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        }
+        let db = rusqlite::Connection::open(path)
+            .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        // WAL: readers do not wait for the writer; FULL: a commit is on disk when it returns.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "FULL")?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        db.execute_batch(SCHEMA)
+            .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        Ok(SqliteChatStore {
+            db: Arc::new(Mutex::new(db)),
+        })
+    }
+
+    /// Runs `work` on the connection, on the blocking pool.
+    async fn with<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
+            work(&mut db)
+        })
+        .await
+        .map_err(|e| StoreError(e.to_string()))?
+    }
+}
+
+fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        id: row.get::<_, i64>(0)? as u64,
+        from: row.get(1)?,
+        to: row.get(2)?,
+        at: row.get(3)?,
+        text: row.get(4)?,
+    })
+}
+
+/// Message ids and nonces are unsigned on the wire, signed in SQLite: the same 64 bits.
+fn signed(value: u64) -> i64 {
+    value as i64
+}
+
+#[async_trait]
+impl ChatStore for SqliteChatStore {
+    async fn add(&self, from: &str, to: &str, max_asked: u32) -> Result<Added, StoreError> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            let friends: bool = tx
+                .query_row(
+                    "SELECT 1 FROM friends WHERE user = ?1 AND friend = ?2",
+                    params![from, to],
+                    |_| Ok(true),
+                )
+                .optional()?
+                .unwrap_or(false);
+            if friends {
+                return Ok(Added::Friends);
+            }
+            let they_asked = tx.execute(
+                "DELETE FROM requests WHERE sender = ?1 AND recipient = ?2",
+                params![to, from],
+            )? > 0;
+            let outcome = if they_asked {
+                tx.execute(
+                    "INSERT OR IGNORE INTO friends (user, friend) VALUES (?1, ?2), (?2, ?1)",
+                    params![from, to],
+                )?;
+                tx.execute(
+                    "DELETE FROM requests WHERE sender = ?1 AND recipient = ?2",
+                    params![from, to],
+                )?;
+                Added::Friends
+            } else {
+                let already: bool = tx
+                    .query_row(
+                        "SELECT 1 FROM requests WHERE sender = ?1 AND recipient = ?2",
+                        params![from, to],
+                        |_| Ok(true),
+                    )
+                    .optional()?
+                    .unwrap_or(false);
+                let waiting: u32 = tx.query_row(
+                    "SELECT COUNT(*) FROM requests WHERE sender = ?1",
+                    params![from],
+                    |row| row.get(0),
+                )?;
+                if !already && waiting >= max_asked {
+                    return Ok(Added::TooManyRequests);
+                }
+                tx.execute(
+                    "INSERT OR IGNORE INTO requests (sender, recipient, at) VALUES (?1, ?2, ?3)",
+                    params![from, to, chrono::Utc::now().timestamp_millis()],
+                )?;
+                Added::Asked
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn remove(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+        let (a, b) = (a.to_owned(), b.to_owned());
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            let mut changed = tx.execute(
+                "DELETE FROM friends WHERE (user = ?1 AND friend = ?2) OR (user = ?2 AND friend = ?1)",
+                params![a, b],
+            )?;
+            changed += tx.execute(
+                "DELETE FROM requests WHERE (sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1)",
+                params![a, b],
+            )?;
+            tx.commit()?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn friends(&self, user: &str) -> Result<Vec<(String, FriendState)>, StoreError> {
+        let user = user.to_owned();
+        self.with(move |db| {
+            let mut out = Vec::new();
+            let mut query = db.prepare(
+                "SELECT friend, 0 FROM friends WHERE user = ?1
+                 UNION ALL SELECT recipient, 1 FROM requests WHERE sender = ?1
+                 UNION ALL SELECT sender, 2 FROM requests WHERE recipient = ?1
+                 ORDER BY 1",
+            )?;
+            let rows = query.query_map(params![user], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (name, kind) = row?;
+                let state = match kind {
+                    0 => FriendState::Friends,
+                    1 => FriendState::Asked,
+                    _ => FriendState::AskedBy,
+                };
+                out.push((name, state));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn are_friends(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+        let (a, b) = (a.to_owned(), b.to_owned());
+        self.with(move |db| {
+            Ok(db
+                .query_row(
+                    "SELECT 1 FROM friends WHERE user = ?1 AND friend = ?2",
+                    params![a, b],
+                    |_| Ok(true),
+                )
+                .optional()?
+                .unwrap_or(false))
+        })
+        .await
+    }
+
+    async fn store_message(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        nonce: u64,
+        at: i64,
+        max_waiting: u32,
+    ) -> Result<Stored, StoreError> {
+        let (from, to, text) = (from.to_owned(), to.to_owned(), text.to_owned());
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            let earlier = tx
+                .query_row(
+                    "SELECT id, at FROM messages WHERE sender = ?1 AND nonce = ?2",
+                    params![from, signed(nonce)],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+                )
+                .optional()?;
+            if let Some((id, at)) = earlier {
+                return Ok(Stored::Message { id: id as u64, at });
+            }
+            let waiting: u32 = tx.query_row(
+                "SELECT COUNT(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
+                params![to],
+                |row| row.get(0),
+            )?;
+            if waiting >= max_waiting {
+                return Ok(Stored::InboxFull);
+            }
+            tx.execute(
+                "INSERT INTO messages (sender, recipient, at, body, nonce) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![from, to, at, text, signed(nonce)],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Stored::Message { id: id as u64, at })
+        })
+        .await
+    }
+
+    async fn waiting(
+        &self,
+        user: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let user = user.to_owned();
+        self.with(move |db| {
+            let mut query = db.prepare_cached(
+                "SELECT id, sender, recipient, at, body FROM messages
+                 WHERE recipient = ?1 AND delivered = 0 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = query.query_map(params![user, signed(after), limit], message_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn ack(&self, user: &str, up_to: u64, keep: u32) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            let senders: Vec<String> = {
+                let mut query = tx.prepare(
+                    "SELECT DISTINCT sender FROM messages
+                     WHERE recipient = ?1 AND delivered = 0 AND id <= ?2",
+                )?;
+                query
+                    .query_map(params![user, signed(up_to)], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            tx.execute(
+                "UPDATE messages SET delivered = 1 WHERE recipient = ?1 AND delivered = 0 AND id <= ?2",
+                params![user, signed(up_to)],
+            )?;
+            // History is bounded: past the `keep` most recent delivered messages of a
+            // conversation, the oldest go.
+            for sender in senders {
+                tx.execute(
+                    "DELETE FROM messages WHERE delivered = 1
+                       AND ((sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1))
+                       AND id NOT IN (SELECT id FROM messages
+                         WHERE (sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1)
+                         ORDER BY id DESC LIMIT ?3)",
+                    params![user, sender, keep],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn history(&self, a: &str, b: &str, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
+        let (a, b) = (a.to_owned(), b.to_owned());
+        self.with(move |db| {
+            let mut query = db.prepare(
+                "SELECT id, sender, recipient, at, body FROM messages
+                 WHERE (sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1)
+                 ORDER BY id DESC LIMIT ?3",
+            )?;
+            let rows = query.query_map(params![a, b, limit], message_from_row)?;
+            let mut messages = rows.collect::<Result<Vec<_>, _>>()?;
+            messages.reverse();
+            Ok(messages)
+        })
+        .await
+    }
+
+    async fn set_color(&self, user: &str, color: Option<&str>) -> Result<(), StoreError> {
+        let (user, color) = (user.to_owned(), color.map(str::to_owned));
+        self.with(move |db| {
+            match color {
+                Some(color) => db.execute(
+                    "INSERT INTO colors (user, color) VALUES (?1, ?2)
+                     ON CONFLICT (user) DO UPDATE SET color = excluded.color",
+                    params![user, color],
+                )?,
+                None => db.execute("DELETE FROM colors WHERE user = ?1", params![user])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn color(&self, user: &str) -> Result<Option<String>, StoreError> {
+        let user = user.to_owned();
+        self.with(move |db| {
+            Ok(db
+                .query_row(
+                    "SELECT color FROM colors WHERE user = ?1",
+                    params![user],
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<(), StoreError> {
+        let user = user.to_owned();
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            tx.execute(
+                "DELETE FROM friends WHERE user = ?1 OR friend = ?1",
+                params![user],
+            )?;
+            tx.execute(
+                "DELETE FROM requests WHERE sender = ?1 OR recipient = ?1",
+                params![user],
+            )?;
+            tx.execute(
+                "DELETE FROM messages WHERE sender = ?1 OR recipient = ?1",
+                params![user],
+            )?;
+            tx.execute("DELETE FROM colors WHERE user = ?1", params![user])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteChatStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteChatStore::open(&dir.path().join("chat.db")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_request_accepted_makes_friends_and_del_ends_it_both_ways() {
+        let (_dir, s) = store();
+        assert_eq!(s.add("alice", "bob", 10).await.unwrap(), Added::Asked);
+        assert_eq!(
+            s.friends("bob").await.unwrap(),
+            vec![("alice".into(), FriendState::AskedBy)]
+        );
+        assert!(!s.are_friends("alice", "bob").await.unwrap());
+        assert_eq!(s.add("bob", "alice", 10).await.unwrap(), Added::Friends);
+        assert!(s.are_friends("alice", "bob").await.unwrap());
+        assert!(s.are_friends("bob", "alice").await.unwrap());
+        assert!(s.remove("bob", "alice").await.unwrap());
+        assert!(!s.are_friends("alice", "bob").await.unwrap());
+        assert!(s.friends("alice").await.unwrap().is_empty());
+        // Waiting requests per sender are bounded.
+        for i in 0..3 {
+            assert_eq!(
+                s.add("carol", &format!("u{i}"), 3).await.unwrap(),
+                Added::Asked
+            );
+        }
+        assert_eq!(
+            s.add("carol", "u9", 3).await.unwrap(),
+            Added::TooManyRequests
+        );
+        assert_eq!(s.add("carol", "u1", 3).await.unwrap(), Added::Asked);
+    }
+
+    #[tokio::test]
+    async fn messages_wait_until_acknowledged_a_resend_is_stored_once_and_inboxes_are_bounded() {
+        let (dir, s) = store();
+        let first = s.store_message("a", "b", "one", 7, 1, 2).await.unwrap();
+        let again = s.store_message("a", "b", "one", 7, 2, 2).await.unwrap();
+        assert_eq!(first, again, "the same nonce is the same message");
+        let Stored::Message { id: second, .. } =
+            s.store_message("a", "b", "two", 8, 3, 2).await.unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            s.store_message("a", "b", "three", 9, 4, 2).await.unwrap(),
+            Stored::InboxFull
+        );
+        let waiting = s.waiting("b", 0, 100).await.unwrap();
+        let texts: Vec<_> = waiting.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["one", "two"]);
+        // What was stored survives a reopen (a restart).
+        drop(s);
+        let s = SqliteChatStore::open(&dir.path().join("chat.db")).unwrap();
+        s.ack("b", waiting[0].id, 100).await.unwrap();
+        let left = s.waiting("b", 0, 100).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, second);
+        assert_eq!(s.history("b", "a", 10).await.unwrap().len(), 2);
+        // History keeps the most recent `keep` per conversation.
+        s.ack("b", second, 1).await.unwrap();
+        let kept = s.history("a", "b", 10).await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].text, "two");
+        s.delete_user("a").await.unwrap();
+        assert!(s.history("a", "b", 10).await.unwrap().is_empty());
+    }
+}
