@@ -71,6 +71,14 @@ pub enum Error {
         /// The name as sent.
         name: String,
     },
+    /// The chat server refused a request. Its text is shown escaped, as for [`Error::Remote`].
+    #[error("{}", crate::sanitize::for_terminal(message))]
+    Chat {
+        /// The kind of refusal, for matching.
+        code: crate::chat::ChatErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
     /// A time server refused to give the time (a Kiss-o'-Death, or an unsynchronised clock).
     #[error("{0}")]
     TimeRefused(String),
@@ -252,6 +260,10 @@ impl Error {
             | Error::Credentials { .. }
             | Error::Local { .. } => ErrorKind::Local,
             Error::ChecksumMismatch => ErrorKind::Refused,
+            Error::Chat { code, .. } => match code {
+                crate::chat::ChatErrorCode::UnexpectedRequest => ErrorKind::Connection,
+                _ => ErrorKind::Refused,
+            },
             Error::Usage(_) => ErrorKind::Usage,
         }
     }

@@ -5,10 +5,13 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
+use ftprep::server::chat::ChatSettings;
+use ftprep::server::chat::store::{CHAT_DB, SqliteChatStore};
 use ftprep::server::settings::{LogFormat, ServeOptions};
 use ftprep::server::time::TimeServer;
 use ftprep::server::userdb::{self, UserRecord};
@@ -349,7 +352,37 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let chat = match options.chat_listen_addr(listener.local_addr()?)? {
+            Some((addr, named)) => match std::net::UdpSocket::bind(addr) {
+                Ok(socket) => {
+                    // QUIC always encrypts: under --plaintext the chat uses the generated
+                    // certificate.
+                    let identity = match server.identity() {
+                        Some(identity) => identity.clone(),
+                        None => ServerIdentity::self_signed(&config.state_dir)?,
+                    };
+                    let store = SqliteChatStore::open(&config.state_dir.join(CHAT_DB))?;
+                    let service =
+                        server.chat(socket, &identity, Arc::new(store), ChatSettings::default())?;
+                    let stop = tokio_util::sync::CancellationToken::new();
+                    Some((stop.clone(), tokio::spawn(service.run(stop))))
+                }
+                Err(err) if !named => {
+                    tracing::warn!(%addr, error = %err, "no chat: its default UDP address is taken (set --chat-listen)");
+                    None
+                }
+                Err(err) => {
+                    return Err(anyhow::Error::new(err)
+                        .context(format!("cannot listen for chat on {addr}")));
+                }
+            },
+            None => None,
+        };
         server.run(listener, shutdown_signal()).await?;
+        if let Some((stop, chat)) = chat {
+            stop.cancel();
+            let _ = chat.await;
+        }
         if let Some(time) = time {
             let _ = tokio::task::spawn_blocking(move || time.stop()).await;
         }

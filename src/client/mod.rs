@@ -12,6 +12,7 @@
 //! - [`progress`]: the progress bar; [`bench`](mod@bench): the load generator behind `ftpc bench`.
 
 pub mod bench;
+pub mod chat;
 pub mod credentials;
 pub mod partial;
 pub mod progress;
@@ -206,6 +207,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             in_step: true,
             reply_timeout: REPLY_TIMEOUT,
         })
+    }
+
+    /// Logs in bound to this channel: `binding` is the `tls-server-end-point` data of the
+    /// certificate the stream's transport (QUIC, say) verified.
+    pub(crate) fn bind_to(&mut self, binding: Vec<u8>) {
+        self.binding = Some(binding);
+    }
+
+    /// The framed stream, for another vocabulary after the login (the chat's).
+    pub(crate) fn into_connection(self) -> Connection<S> {
+        self.conn
     }
 
     /// Logs in with a password; returns the keys worth caching for later logins.

@@ -235,6 +235,38 @@ fn client_config(security: &Security) -> Result<ClientConfig> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?;
+    verified_as(builder, security)
+}
+
+/// A TLS 1.3 configuration for QUIC, offering `alpn`, verifying as `security` says (a
+/// pin, checked with [`check_peer`] right after the handshake, or a CA). QUIC always
+/// encrypts: `Plaintext` is treated as a pin.
+pub(crate) fn quic_client_config(security: &Security, alpn: &[u8]) -> Result<ClientConfig> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let mut config = verified_as(builder, security)?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// Checks the server's leaf certificate against the pin for `addr` (when pinning), before
+/// anything is sent; its channel-binding data.
+pub(crate) fn check_peer(addr: &str, leaf: &[u8], security: &Security) -> Result<Vec<u8>> {
+    if let Security::Pinned {
+        known_hosts,
+        unknown,
+    } = security
+    {
+        known_hosts.check(addr, &fingerprint(leaf), unknown)?;
+    }
+    end_point_binding(leaf).map_err(|e| Error::Tls(e.to_string()))
+}
+
+fn verified_as(
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>,
+    security: &Security,
+) -> Result<ClientConfig> {
     Ok(match security {
         Security::Ca(path) => {
             let mut roots = RootCertStore::empty();
@@ -278,14 +310,7 @@ pub(crate) async fn handshake(
         .and_then(|chain| chain.first())
         .map(|cert| cert.to_vec())
         .ok_or_else(|| Error::Tls("the server sent no certificate".into()))?;
-    if let Security::Pinned {
-        known_hosts,
-        unknown,
-    } = security
-    {
-        known_hosts.check(addr, &fingerprint(&leaf), unknown)?;
-    }
-    let binding = end_point_binding(&leaf).map_err(|e| Error::Tls(e.to_string()))?;
+    let binding = check_peer(addr, &leaf, security)?;
     Ok((ClientStream::Tls(Box::new(tls)), Some(binding)))
 }
 

@@ -284,6 +284,11 @@ impl Server {
         }
     }
 
+    /// The TLS identity it serves with, if any (`None` for plaintext).
+    pub fn identity(&self) -> Option<&ServerIdentity> {
+        self.shared.tls.as_ref()
+    }
+
     /// Serves one already-connected byte stream as a session, without TLS, until the peer
     /// leaves: for embedding behind a transport of one's own, and for tests that drive a
     /// session over an in-memory pipe (with paused time, say).

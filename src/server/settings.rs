@@ -99,6 +99,11 @@ pub struct ServeOptions {
     #[arg(long)]
     #[serde(default)]
     pub allow_unbound_logins: bool,
+    /// UDP address of the chat (QUIC), or `none` [default: the address and port of
+    /// --listen, on UDP]. QUIC always encrypts: the chat uses the server's certificate
+    /// (the generated one under --plaintext).
+    #[arg(long, value_name = "ADDR|none")]
+    pub chat_listen: Option<String>,
     /// UDP address of the time service (NTP), or `none` [default: 127.0.0.1:1123; port 123
     /// needs CAP_NET_BIND_SERVICE, see contrib/ftpd.service].
     #[arg(long, value_name = "ADDR|none")]
@@ -151,6 +156,7 @@ impl ServeOptions {
             key,
             plaintext: self.plaintext || file.plaintext,
             allow_unbound_logins: self.allow_unbound_logins || file.allow_unbound_logins,
+            chat_listen: self.chat_listen.or(file.chat_listen),
             time_listen: self.time_listen.or(file.time_listen),
             time_stratum: self.time_stratum.or(file.time_stratum),
             time_local_stratum: self.time_local_stratum.or(file.time_local_stratum),
@@ -167,6 +173,21 @@ impl ServeOptions {
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
             audit_log: self.audit_log.or(file.audit_log),
             log_format: self.log_format.or(file.log_format),
+        }
+    }
+
+    /// Where the chat listens: `None` when it is turned off, else the address and whether
+    /// the admin named it (a default that is taken only costs a warning).
+    ///
+    /// # Errors
+    /// An address that is neither `none` nor `IP:PORT`.
+    pub fn chat_listen_addr(&self, listening: SocketAddr) -> Result<Option<(SocketAddr, bool)>> {
+        match self.chat_listen.as_deref().map(str::trim) {
+            Some("none") => Ok(None),
+            Some(addr) => addr.parse().map(|a| Some((a, true))).map_err(|_| {
+                Error::Usage(format!("chat-listen {addr:?}: expected IP:PORT or none"))
+            }),
+            None => Ok(Some((listening, false))),
         }
     }
 

@@ -117,6 +117,7 @@ impl super::Server {
                     )))),
             );
         config.transport_config(Arc::new(transport));
+        socket.set_nonblocking(true)?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(config),

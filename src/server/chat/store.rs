@@ -22,6 +22,9 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// The embedded store's file name in the state directory.
+pub const CHAT_DB: &str = "chat.db";
+
 /// What `add` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {

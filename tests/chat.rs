@@ -1,0 +1,375 @@
+//! The chat through a real server over QUIC on 127.0.0.1: friends, presence, messages,
+//! offline delivery, exactly-once across a dropped connection and a restart, the pin.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{add_user, fast_limits};
+use ftprep::Error;
+use ftprep::auth::ClientKeys;
+use ftprep::chat::{ChatErrorCode, ChatEvent, FriendState};
+use ftprep::client::chat::ChatClient;
+use ftprep::client::{Client, KnownHosts, Security, UnknownServer};
+use ftprep::server::chat::ChatSettings;
+use ftprep::server::chat::store::{CHAT_DB, SqliteChatStore};
+use ftprep::server::{Config, Server, TlsSetup};
+use ftprep::username::Username;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A server's file service (for `ftpc login`'s keys) and its chat, in a temporary directory.
+struct Lab {
+    dir: TempDir,
+    config: Config,
+    tcp: SocketAddr,
+    chat: SocketAddr,
+    stop: CancellationToken,
+    chat_task: Option<JoinHandle<()>>,
+}
+
+impl Lab {
+    async fn start(users: &[(&str, &str)]) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            root: dir.path().join("root"),
+            users: dir.path().join("users.db"),
+            state_dir: dir.path().join("state"),
+            tls: TlsSetup::SelfSigned,
+            audit_log: None,
+            limits: fast_limits(),
+        };
+        for (name, password) in users {
+            add_user(&config.users, name, password);
+        }
+        let server = Server::open(&config).unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let chat = socket.local_addr().unwrap();
+        let (stop, chat_task) = start_chat(&server, &config, socket);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = listener.local_addr().unwrap();
+        tokio::spawn(server.run(listener, std::future::pending()));
+        Lab {
+            dir,
+            config,
+            tcp,
+            chat,
+            stop,
+            chat_task: Some(chat_task),
+        }
+    }
+
+    fn security(&self) -> Security {
+        Security::Pinned {
+            known_hosts: KnownHosts::at(self.dir.path().join("known_hosts")),
+            unknown: UnknownServer::AcceptNew,
+        }
+    }
+
+    /// The keys `ftpc login` would cache.
+    async fn keys(&self, name: &str, password: &str) -> ClientKeys {
+        let mut client = Client::connect(&self.tcp.to_string(), &self.security())
+            .await
+            .unwrap();
+        client
+            .login_with_password(&Username::parse(name).unwrap(), password)
+            .await
+            .unwrap()
+    }
+
+    async fn chat(&self, name: &str, password: &str) -> ChatClient {
+        let keys = self.keys(name, password).await;
+        ChatClient::connect(
+            &self.chat.to_string(),
+            &self.security(),
+            &Username::parse(name).unwrap(),
+            &keys,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Stops the chat service and starts it again on the same port and database.
+    async fn restart_chat(&mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.chat_task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the chat stopped")
+                .unwrap();
+        }
+        let server = Server::open(&self.config).unwrap();
+        let socket = std::net::UdpSocket::bind(self.chat).unwrap();
+        let (stop, task) = start_chat(&server, &self.config, socket);
+        self.stop = stop;
+        self.chat_task = Some(task);
+    }
+}
+
+fn start_chat(
+    server: &Server,
+    config: &Config,
+    socket: std::net::UdpSocket,
+) -> (CancellationToken, JoinHandle<()>) {
+    let identity = server.identity().unwrap().clone();
+    let store = SqliteChatStore::open(&config.state_dir.join(CHAT_DB)).unwrap();
+    let service = server
+        .chat(socket, &identity, Arc::new(store), ChatSettings::default())
+        .unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(service.run(stop.clone()));
+    (stop, task)
+}
+
+/// The next event, within a deadline.
+async fn next(client: &mut ChatClient) -> ChatEvent {
+    tokio::time::timeout(Duration::from_secs(10), client.next_event())
+        .await
+        .expect("an event in time")
+        .unwrap()
+        .expect("the event stream open")
+}
+
+/// Events until a message arrives; its text and id.
+async fn next_message(client: &mut ChatClient) -> (String, u64, String) {
+    loop {
+        if let ChatEvent::Message(message) = next(client).await {
+            return (message.text, message.id, message.from);
+        }
+    }
+}
+
+async fn befriend(a: &mut ChatClient, b: &mut ChatClient) {
+    let b_name = b.user().to_string();
+    let a_name = a.user().to_string();
+    a.add(&b_name).await.unwrap();
+    assert_eq!(
+        next(b).await,
+        ChatEvent::FriendRequest {
+            from: a_name.clone()
+        }
+    );
+    b.add(&a_name).await.unwrap();
+    loop {
+        if let ChatEvent::Friendship { name, state } = next(a).await {
+            assert_eq!((name, state), (b_name.clone(), Some(FriendState::Friends)));
+            break;
+        }
+    }
+}
+
+fn refused(err: Error) -> ChatErrorCode {
+    match err {
+        Error::Chat { code, .. } => code,
+        other => panic!("expected a chat refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn friends_message_each_other_and_see_presence() {
+    let lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b")]).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    alice.add("bob").await.unwrap();
+    assert_eq!(
+        next(&mut bob).await,
+        ChatEvent::FriendRequest {
+            from: "alice".into()
+        }
+    );
+    let listed = bob.friends().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].state, listed[0].online),
+        ("alice", FriendState::AskedBy, false),
+        "no presence before the friendship"
+    );
+    // Not friends yet: no messages.
+    assert_eq!(
+        refused(alice.send("bob", "too soon").await.unwrap_err()),
+        ChatErrorCode::NotFriends
+    );
+    bob.add("alice").await.unwrap();
+    let listed = alice.friends().await.unwrap();
+    assert_eq!(
+        (listed[0].state, listed[0].online),
+        (FriendState::Friends, true)
+    );
+    let (id, _) = alice.send("bob", "hello bob").await.unwrap();
+    let (text, got, from) = next_message(&mut bob).await;
+    assert_eq!(
+        (text.as_str(), got, from.as_str()),
+        ("hello bob", id, "alice")
+    );
+    bob.ack(got).await.unwrap();
+    bob.send("alice", "hi alice").await.unwrap();
+    assert_eq!(next_message(&mut alice).await.0, "hi alice");
+    // Bob goes: alice is told; he comes back: told again.
+    bob.close().await;
+    loop {
+        if let ChatEvent::Presence { name, online } = next(&mut alice).await {
+            assert_eq!((name.as_str(), online), ("bob", false));
+            break;
+        }
+    }
+    let _bob = lab.chat("bob", "pw-b").await;
+    loop {
+        if let ChatEvent::Presence { name, online } = next(&mut alice).await {
+            assert_eq!((name.as_str(), online), ("bob", true));
+            break;
+        }
+    }
+    let history = alice.history("bob", 10).await.unwrap();
+    let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["hello bob", "hi alice"]);
+}
+
+#[tokio::test]
+async fn strangers_get_nothing_and_del_ends_it_both_ways() {
+    let lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b"), ("carol", "pw-c")]).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    let mut carol = lab.chat("carol", "pw-c").await;
+    befriend(&mut alice, &mut bob).await;
+    // A name that does not exist gets the same answer as a real one.
+    carol.add("nobody").await.unwrap();
+    carol.add("alice").await.unwrap();
+    let listed = carol.friends().await.unwrap();
+    let states: Vec<_> = listed.iter().map(|f| (f.name.as_str(), f.state)).collect();
+    assert_eq!(
+        states,
+        [
+            ("alice", FriendState::Asked),
+            ("nobody", FriendState::Asked)
+        ]
+    );
+    assert_eq!(
+        refused(carol.send("alice", "psst").await.unwrap_err()),
+        ChatErrorCode::NotFriends
+    );
+    assert_eq!(
+        refused(carol.send("nobody", "psst").await.unwrap_err()),
+        ChatErrorCode::NotFriends
+    );
+    assert_eq!(
+        refused(carol.add("carol").await.unwrap_err()),
+        ChatErrorCode::Invalid
+    );
+    assert_eq!(
+        refused(alice.send("bob", &"x".repeat(4097)).await.unwrap_err()),
+        ChatErrorCode::Invalid
+    );
+    // Alice declines carol; bob ends it with alice: neither can message the other.
+    alice.del("carol").await.unwrap();
+    assert!(
+        carol
+            .friends()
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| f.name != "alice")
+    );
+    bob.del("alice").await.unwrap();
+    loop {
+        if let ChatEvent::Friendship { name, state } = next(&mut alice).await
+            && name == "bob"
+        {
+            assert_eq!(state, None);
+            break;
+        }
+    }
+    for (from, to) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        assert_eq!(
+            refused(from.send(to, "still there?").await.unwrap_err()),
+            ChatErrorCode::NotFriends
+        );
+    }
+}
+
+#[tokio::test]
+async fn offline_messages_arrive_in_order_exactly_once_across_a_dropped_connection() {
+    let lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b")]).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    befriend(&mut alice, &mut bob).await;
+    bob.close().await;
+    let mut ids = Vec::new();
+    for text in ["one", "two", "three"] {
+        ids.push(alice.send("bob", text).await.unwrap().0);
+    }
+    // A resend of a message whose reply was lost is stored once.
+    let again = alice.send_with_nonce("bob", "four", 42).await.unwrap();
+    assert_eq!(
+        alice.send_with_nonce("bob", "four", 42).await.unwrap(),
+        again
+    );
+
+    let mut bob = lab.chat("bob", "pw-b").await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(next_message(&mut bob).await);
+    }
+    let texts: Vec<_> = got.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["one", "two", "three", "four"],
+        "in order, once each"
+    );
+    // Bob took in two and acknowledged only the first, then lost the connection.
+    bob.ack(got[0].1).await.unwrap();
+    let delivered_before = got[1].1;
+    drop(bob);
+    // The server delivers again what was not acknowledged; the client hands out only
+    // what it had not handed out before.
+    let mut bob = lab.chat("bob", "pw-b").await;
+    bob.resume_after(delivered_before);
+    let (text, _, _) = next_message(&mut bob).await;
+    assert_eq!(text, "three");
+    assert_eq!(next_message(&mut bob).await.0, "four");
+    alice.send("bob", "five").await.unwrap();
+    assert_eq!(next_message(&mut bob).await.0, "five");
+}
+
+#[tokio::test]
+async fn a_stored_message_survives_a_restart_of_the_server() {
+    let mut lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b")]).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    befriend(&mut alice, &mut bob).await;
+    bob.close().await;
+    alice.send("bob", "kept").await.unwrap();
+    alice.close().await;
+    lab.restart_chat().await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    assert_eq!(next_message(&mut bob).await.0, "kept");
+    assert!(bob.friends().await.unwrap()[0].state == FriendState::Friends);
+}
+
+#[tokio::test]
+async fn a_changed_certificate_is_refused_before_anything_is_sent() {
+    let lab = Lab::start(&[("alice", "pw-a")]).await;
+    let keys = lab.keys("alice", "pw-a").await;
+    let hosts = KnownHosts::at(lab.dir.path().join("other_known_hosts"));
+    hosts
+        .add(
+            &lab.chat.to_string(),
+            "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .unwrap();
+    let security = Security::Pinned {
+        known_hosts: hosts,
+        unknown: UnknownServer::AcceptNew,
+    };
+    let err = ChatClient::connect(
+        &lab.chat.to_string(),
+        &security,
+        &Username::parse("alice").unwrap(),
+        &keys,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::CertificateChanged { .. }), "{err:?}");
+}
