@@ -176,6 +176,8 @@ pub enum ChatEvent {
         /// Where it stands now.
         state: Option<FriendState>,
     },
+    /// Sent once, right after the messages that were waiting at login: what follows is new.
+    CaughtUp,
 }
 
 impl Message for ChatRequest {}

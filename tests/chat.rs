@@ -124,13 +124,18 @@ fn start_chat(
     (stop, task)
 }
 
-/// The next event, within a deadline.
+/// The next event but the "caught up" mark, within a deadline.
 async fn next(client: &mut ChatClient) -> ChatEvent {
-    tokio::time::timeout(Duration::from_secs(10), client.next_event())
-        .await
-        .expect("an event in time")
-        .unwrap()
-        .expect("the event stream open")
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), client.next_event())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .expect("the event stream open");
+        if event != ChatEvent::CaughtUp {
+            return event;
+        }
+    }
 }
 
 /// Events until a message arrives; its text and id.

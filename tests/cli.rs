@@ -1621,3 +1621,102 @@ fn wait_for_exit(child: &mut Child, why: impl Fn() -> String) -> std::process::E
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `ftpc` for a second person on the same machine: a config directory of their own.
+fn ftpc_as(sb: &Sandbox, person: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = sb
+        .command(FTPC, args)
+        .env("XDG_CONFIG_HOME", sb.path().join(person).join(".config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+/// The chat from scripts: friends both ways, a message stored before the server is
+/// killed with SIGKILL is delivered after its restart, once, with a peer's escape
+/// sequences neutralised; `ftpd deluser` takes the user's chat with them.
+#[test]
+fn chat_commands_deliver_across_a_kill_9_and_deluser_removes_the_chat() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw-a");
+    sb.adduser("bob", "pw-b");
+    let mut server = RunningServer::start(&sb);
+    let addr = server.addr.clone();
+    let login = ["--server", &addr, "--accept-new", "login"];
+    let alice = |args: &[&str]| ftpc_as(&sb, "alice", args, "");
+    let bob = |args: &[&str]| ftpc_as(&sb, "bob", args, "");
+    assert_success(&ftpc_as(
+        &sb,
+        "alice",
+        &[&login[..], &["alice", "--password-stdin"]].concat(),
+        "pw-a\n",
+    ));
+    assert_success(&ftpc_as(
+        &sb,
+        "bob",
+        &[&login[..], &["bob", "--password-stdin"]].concat(),
+        "pw-b\n",
+    ));
+    assert_success(&alice(&["friends", "add", "bob"]));
+    let out = bob(&["friends"]);
+    assert_success(&out);
+    assert!(
+        text(&out.stdout).contains("alice\tasks you"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Not friends yet: refused, exit 1, in words.
+    let out = alice(&["send", "bob", "early"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not friends"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_success(&bob(&["friends", "add", "alice"]));
+    assert_success(&alice(&[
+        "send",
+        "bob",
+        "hello \u{1b}[2J\u{1b}]0;owned\u{7}bob",
+    ]));
+
+    // Stored, acknowledged: a SIGKILL now loses nothing.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = RunningServer::start_with(&sb, &["--listen", &addr]);
+    let out = bob(&["inbox"]);
+    assert_success(&out);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("alice: hello \\u{1b}[2J"), "{shown}");
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    let out = bob(&["inbox", "--json"]);
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "", "printed once");
+    assert_success(&alice(&["send", "bob", "second"]));
+    let out = bob(&["inbox", "--json", "--wait", "5"]);
+    assert_success(&out);
+    let message: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(
+        (message["from"].as_str(), message["text"].as_str()),
+        (Some("alice"), Some("second"))
+    );
+
+    let out = sb.ftpd(&["deluser", "alice"], "");
+    assert_success(&out);
+    assert!(
+        text(&out.stdout).contains("and their chat"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = bob(&["friends"]);
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "", "alice is gone from bob's friends");
+    drop(server);
+}

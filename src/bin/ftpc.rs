@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
+use ftprep::chat::FriendState;
 use ftprep::client::bench::{BenchOptions, LiveCounts, Mix};
+use ftprep::client::chat::{ChatClient, DeliveredMarks, Painter};
 use ftprep::client::shell::{self, FileCommand, Output, Session};
 use ftprep::client::{
     self, Client, CredentialStore, KnownHosts, SavedLogin, Transport, UnknownServer, progress,
@@ -116,6 +118,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Chat: list your friends (presence, waiting requests), or `add NAME` (ask, or accept
+    /// their request) / `del NAME` (end a friendship both ways, withdraw or decline). The
+    /// chat runs over QUIC, always encrypted: --plaintext does not apply to it.
+    Friends {
+        #[command(subcommand)]
+        action: Option<FriendAction>,
+    },
+    /// Chat: send TEXT to a friend; exits 0 once the server has stored it.
+    Send {
+        /// The friend.
+        #[arg(value_parser = valid_username)]
+        name: String,
+        /// The message (UTF-8, at most 4 KiB).
+        text: String,
+    },
+    /// Chat: print the messages waiting for you (time, sender, text), oldest first, and
+    /// acknowledge them; each is printed once.
+    Inbox {
+        /// With nothing waiting, wait up to SECS for a message.
+        #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+        wait: f64,
+        /// One JSON object a message: id, at (ms since 1970), from, text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Chat: the colour friends see your name in (red, green, yellow, blue, magenta, cyan,
+    /// or bright-...), or `none` for the one derived from your name.
+    Color {
+        /// The colour, or none.
+        colour: String,
+    },
     /// Print a shell completion script: `ftpc completions bash > /etc/bash_completion.d/ftpc`
     /// (or zsh, fish, elvish, powershell).
     Completions {
@@ -126,6 +159,20 @@ enum Command {
     Man,
     #[command(flatten)]
     File(FileCommand),
+}
+
+#[derive(Subcommand)]
+enum FriendAction {
+    /// Ask NAME to be friends, or accept their request.
+    Add {
+        #[arg(value_parser = valid_username)]
+        name: String,
+    },
+    /// End the friendship with NAME (both ways), or withdraw or decline a request.
+    Del {
+        #[arg(value_parser = valid_username)]
+        name: String,
+    },
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -313,6 +360,14 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
             };
             return runtime.block_on(time(&address, samples, watch, json));
         }
+        Some(
+            command @ (Command::Friends { .. }
+            | Command::Send { .. }
+            | Command::Inbox { .. }
+            | Command::Color { .. }),
+        ) => {
+            runtime.block_on(chat_command(&store, &trust, server, command))?;
+        }
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
         }
@@ -364,6 +419,81 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
         None => return shell_mode(&store, &trust, server, runtime, None),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The one-shot chat commands, for scripts.
+async fn chat_command(
+    store: &CredentialStore,
+    trust: &Trust,
+    server: Option<&str>,
+    command: Command,
+) -> anyhow::Result<()> {
+    let saved = store
+        .find(server)?
+        .ok_or_else(|| ftprep::Error::NotLoggedIn {
+            server: server.map(str::to_owned),
+        })?;
+    let mut chat =
+        ChatClient::connect_saved(&saved, trust.known_hosts.clone(), trust.unknown.clone())
+            .await
+            .with_context(|| format!("chat at {}", saved.server))?;
+    let painter = Painter::for_output(std::io::stdout().is_terminal());
+    match command {
+        Command::Friends { action: None } => {
+            for friend in chat.friends().await? {
+                let state = match friend.state {
+                    FriendState::Friends if friend.online => "online",
+                    FriendState::Friends => "offline",
+                    FriendState::Asked => "asked (waiting for their answer)",
+                    FriendState::AskedBy => "asks you (ftpc friends add to accept)",
+                };
+                let name = painter.name(&friend.name, friend.color.as_deref(), false);
+                println!("{name}\t{state}");
+            }
+        }
+        Command::Friends {
+            action: Some(FriendAction::Add { name }),
+        } => chat.add(&name).await?,
+        Command::Friends {
+            action: Some(FriendAction::Del { name }),
+        } => chat.del(&name).await?,
+        Command::Send { name, text } => {
+            chat.send(&name, &text).await?;
+        }
+        Command::Color { colour } => {
+            let colour = (colour != "none").then_some(colour);
+            chat.set_color(colour.as_deref()).await?;
+        }
+        Command::Inbox { wait, json } => {
+            let marks = DeliveredMarks::beside(store);
+            let user = saved.user.as_str();
+            chat.resume_after(marks.get(&saved.server, user));
+            let messages = chat.inbox(Duration::from_secs_f64(wait.max(0.0))).await?;
+            let mut colours = std::collections::HashMap::new();
+            if painter.colour && !json {
+                for friend in chat.friends().await? {
+                    colours.insert(friend.name, friend.color);
+                }
+            }
+            for message in &messages {
+                if json {
+                    println!("{}", serde_json::to_string(message)?);
+                } else {
+                    let chosen = colours.get(&message.from).and_then(|c| c.as_deref());
+                    println!("{}", painter.message(message, chosen, false));
+                }
+            }
+            // Printed, then remembered here, then acknowledged: a broken connection in
+            // between shows nothing twice.
+            if let Some(last) = messages.last() {
+                marks.set(&saved.server, user, last.id)?;
+                chat.ack(last.id).await?;
+            }
+        }
+        _ => {}
+    }
+    chat.close().await;
+    Ok(())
 }
 
 async fn bench(

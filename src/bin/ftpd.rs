@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
 use ftprep::server::chat::ChatSettings;
-use ftprep::server::chat::store::{CHAT_DB, SqliteChatStore};
+use ftprep::server::chat::store::{CHAT_DB, ChatStore, SqliteChatStore};
 use ftprep::server::settings::{LogFormat, ServeOptions};
 use ftprep::server::time::TimeServer;
 use ftprep::server::userdb::{self, UserRecord};
@@ -51,7 +51,19 @@ enum Command {
         files: Option<u64>,
     },
     /// Remove a user; their files are left on disk.
-    Deluser(NameArgs),
+    Deluser {
+        #[command(flatten)]
+        who: NameArgs,
+        /// The server's state directory, whose chat database loses the user's friends and
+        /// messages.
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "FTPD_STATE_DIR",
+            default_value = "./ftpd-state"
+        )]
+        state_dir: PathBuf,
+    },
     /// Change a user's password; their cached logins stop working.
     Passwd(PasswordArgs),
     /// Set a user's quota (e.g. 10G) and/or file-count quota (--files), or remove one with
@@ -260,10 +272,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("changed the password of {name}");
             Ok(())
         }
-        Command::Deluser(args) => {
+        Command::Deluser {
+            who: args,
+            state_dir,
+        } => {
             let name = Username::parse(&args.name)?;
             userdb::remove_user(&args.file.users, &name)?;
-            println!("removed user {name}; their files are kept");
+            let chat_db = state_dir.join(CHAT_DB);
+            if chat_db.exists() {
+                let store = SqliteChatStore::open(&chat_db)?;
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(store.delete_user(name.as_str()))?;
+                println!("removed user {name} and their chat; their files are kept");
+            } else {
+                println!("removed user {name}; their files are kept");
+            }
             Ok(())
         }
         Command::Fingerprint(args) => {

@@ -291,6 +291,41 @@ impl ChatClient {
         }
     }
 
+    /// The messages waiting at login (until the server says it caught up), or, when there
+    /// were none, the first to arrive within `wait`. Not acknowledged yet: see
+    /// [`ChatClient::ack`].
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn inbox(&mut self, wait: Duration) -> Result<Vec<ChatMessage>> {
+        let mut messages = Vec::new();
+        loop {
+            let event = tokio::time::timeout(REPLY_TIMEOUT, self.next_event())
+                .await
+                .map_err(|_| Error::Timeout)??;
+            match event {
+                Some(ChatEvent::Message(message)) => messages.push(message),
+                Some(ChatEvent::CaughtUp) => break,
+                Some(_) => {}
+                None => return Err(Error::ConnectionClosed),
+            }
+        }
+        if messages.is_empty() && !wait.is_zero() {
+            let deadline = tokio::time::Instant::now() + wait;
+            while let Ok(event) = tokio::time::timeout_at(deadline, self.next_event()).await {
+                match event? {
+                    Some(ChatEvent::Message(message)) => {
+                        messages.push(message);
+                        break;
+                    }
+                    Some(_) => {}
+                    None => return Err(Error::ConnectionClosed),
+                }
+            }
+        }
+        Ok(messages)
+    }
+
     /// Closes the connection, telling the server.
     pub async fn close(self) {
         self.connection.close(quinn::VarInt::from_u32(0), b"bye");
@@ -328,5 +363,201 @@ fn quic_error(err: quinn::ConnectionError) -> Error {
         | quinn::ConnectionError::Reset => Error::ConnectionClosed,
         quinn::ConnectionError::TimedOut => Error::Timeout,
         other => Error::Io(std::io::Error::other(other)),
+    }
+}
+
+/// The ANSI colour code of a colour name from [`crate::chat::COLOURS`].
+fn ansi(colour: &str) -> Option<&'static str> {
+    Some(match colour {
+        "red" => "31",
+        "green" => "32",
+        "yellow" => "33",
+        "blue" => "34",
+        "magenta" => "35",
+        "cyan" => "36",
+        "bright-red" => "91",
+        "bright-green" => "92",
+        "bright-yellow" => "93",
+        "bright-blue" => "94",
+        "bright-magenta" => "95",
+        "bright-cyan" => "96",
+        _ => return None,
+    })
+}
+
+/// The colour a name is shown in without a choice of its own: the same for the same name,
+/// on every machine (FNV-1a of its bytes).
+pub fn derived_colour(name: &str) -> &'static str {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let colours = crate::chat::COLOURS;
+    colours[(hash % colours.len() as u64) as usize]
+}
+
+/// How a peer's name and text are shown: neutralised always (no control character or
+/// escape sequence of theirs reaches the terminal), coloured when `colour` is on.
+#[derive(Debug, Clone, Copy)]
+pub struct Painter {
+    /// Colours on (a terminal, and no `NO_COLOR`).
+    pub colour: bool,
+}
+
+impl Painter {
+    /// Colours when `is_terminal` and `NO_COLOR` is unset or empty.
+    pub fn for_output(is_terminal: bool) -> Self {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Painter {
+            colour: is_terminal && !no_color,
+        }
+    }
+
+    /// `name`, neutralised, in its colour (`chosen`, or derived from the name); our own
+    /// name (`own`) in bold instead, so our lines look different.
+    pub fn name(&self, name: &str, chosen: Option<&str>, own: bool) -> String {
+        let shown = crate::sanitize::for_terminal(name);
+        if !self.colour {
+            return shown;
+        }
+        if own {
+            return format!("\x1b[1m{shown}\x1b[0m");
+        }
+        let code = chosen.and_then(ansi).or_else(|| ansi(derived_colour(name)));
+        match code {
+            Some(code) => format!("\x1b[{code}m{shown}\x1b[0m"),
+            None => shown,
+        }
+    }
+
+    /// A message as one line: local time, sender, text (neutralised).
+    pub fn message(&self, message: &ChatMessage, chosen: Option<&str>, own: bool) -> String {
+        let when = chrono::DateTime::from_timestamp_millis(message.at)
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "?".into());
+        format!(
+            "{when}  {}: {}",
+            self.name(&message.from, chosen, own),
+            crate::sanitize::for_terminal(&message.text)
+        )
+    }
+}
+
+/// The highest message id `ftpc` has shown per login, kept beside the credentials so a
+/// message shown but not acknowledged (the connection broke) is not shown twice.
+#[derive(Debug, Clone)]
+pub struct DeliveredMarks {
+    path: std::path::PathBuf,
+}
+
+impl DeliveredMarks {
+    /// The marks file beside `credentials`.
+    pub fn beside(credentials: &super::CredentialStore) -> Self {
+        let dir = credentials.path().parent().map_or_else(
+            || std::path::PathBuf::from("."),
+            std::path::Path::to_path_buf,
+        );
+        DeliveredMarks {
+            path: dir.join("chat-delivered"),
+        }
+    }
+
+    fn load(&self) -> Vec<(String, String, u64)> {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return Vec::new();
+        };
+        text.lines()
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                let (server, user, id) = (parts.next()?, parts.next()?, parts.next()?);
+                Some((server.to_owned(), user.to_owned(), id.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The mark for a login (0 if none).
+    pub fn get(&self, server: &str, user: &str) -> u64 {
+        self.load()
+            .into_iter()
+            .find(|(s, u, _)| s == server && u == user)
+            .map_or(0, |(_, _, id)| id)
+    }
+
+    /// Raises the mark for a login, atomically (temporary file, then rename; mode 0600).
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn set(&self, server: &str, user: &str, id: u64) -> Result<()> {
+        let mut marks = self.load();
+        marks.retain(|(s, u, _)| !(s == server && u == user));
+        marks.push((server.to_owned(), user.to_owned(), id));
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        let mut file =
+            tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::local(&self.path, e))?;
+        for (server, user, id) in &marks {
+            std::io::Write::write_all(&mut file, format!("{server} {user} {id}\n").as_bytes())
+                .map_err(|e| Error::local(&self.path, e))?;
+        }
+        file.as_file()
+            .sync_all()
+            .map_err(|e| Error::local(&self.path, e))?;
+        file.persist(&self.path)
+            .map_err(|e| Error::local(&self.path, e.error))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_escape_sequences_never_reach_the_terminal() {
+        let painter = Painter { colour: true };
+        let message = ChatMessage {
+            id: 1,
+            from: "mallory".into(),
+            to: "alice".into(),
+            at: 0,
+            text: "hi\x1b]0;owned\x07\x1b[2J\x1b[1A\rgone\u{9b}31m".into(),
+        };
+        let line = painter.message(&message, Some("red"), false);
+        // Only our own colour sequences: ESC [ 31 m before the name, ESC [ 0 m after.
+        assert_eq!(line.matches('\x1b').count(), 2, "{line:?}");
+        assert!(line.contains("\x1b[31mmallory\x1b[0m"), "{line:?}");
+        assert!(!line.contains('\r') && !line.contains('\x07') && !line.contains('\u{9b}'));
+        let plain = Painter { colour: false }.message(&message, Some("red"), false);
+        assert!(!plain.contains('\x1b'), "{plain:?}");
+        // A name is neutralised too.
+        assert!(
+            !Painter { colour: true }
+                .name("x\x1b[2Jy", None, false)
+                .contains("\x1b[2J")
+        );
+    }
+
+    #[test]
+    fn derived_colours_are_stable_and_differ() {
+        assert_eq!(derived_colour("alice"), derived_colour("alice"));
+        let names = ["alice", "bob", "carol", "dave", "erin", "frank"];
+        let distinct: std::collections::HashSet<_> =
+            names.iter().map(|n| derived_colour(n)).collect();
+        assert!(distinct.len() > 1);
+    }
+
+    #[test]
+    fn marks_rise_per_login_and_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::super::CredentialStore::at(dir.path().join("credentials"));
+        let marks = DeliveredMarks::beside(&store);
+        assert_eq!(marks.get("s:1", "alice"), 0);
+        marks.set("s:1", "alice", 7).unwrap();
+        marks.set("s:1", "bob", 3).unwrap();
+        marks.set("s:1", "alice", 9).unwrap();
+        assert_eq!(marks.get("s:1", "alice"), 9);
+        assert_eq!(marks.get("s:1", "bob"), 3);
     }
 }

@@ -147,7 +147,7 @@ impl ChatService {
     /// Serves chat connections until `shutdown` is cancelled, then closes them.
     pub async fn run(self, shutdown: CancellationToken) {
         if let Ok(addr) = self.endpoint.local_addr() {
-            tracing::info!(%addr, "chat (QUIC) listening");
+            tracing::info!(%addr, "chat (QUIC) answering");
         }
         let service = Arc::new(self);
         let tracker = TaskTracker::new();
@@ -252,6 +252,7 @@ impl ChatService {
         }
         let deliver = async {
             let mut cursor = 0u64;
+            let mut caught_up = false;
             loop {
                 loop {
                     let batch = self
@@ -264,6 +265,10 @@ impl ChatService {
                     for message in batch {
                         events.write(&ChatEvent::Message(message)).await?;
                     }
+                }
+                if !caught_up {
+                    events.write(&ChatEvent::CaughtUp).await?;
+                    caught_up = true;
                 }
                 tokio::select! {
                     () = wake.notified() => {}
