@@ -1720,3 +1720,56 @@ fn chat_commands_deliver_across_a_kill_9_and_deluser_removes_the_chat() {
     assert_eq!(text(&out.stdout), "", "alice is gone from bob's friends");
     drop(server);
 }
+
+/// `ftpc chat` on a terminal: a friend's message appears above the prompt as it comes, with
+/// its escape sequences neutralised (no title change, no screen clear); `/msg` answers,
+/// `/friends` shows presence, `/quit` leaves with success.
+#[test]
+fn ftpc_chat_shows_messages_as_they_come_and_answers() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw-a");
+    sb.adduser("bob", "pw-b");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "bob", "pw-b"));
+    let login = [
+        "--server",
+        &server.addr,
+        "--accept-new",
+        "login",
+        "alice",
+        "--password-stdin",
+    ];
+    assert_success(&ftpc_as(&sb, "alice", &login, "pw-a\n"));
+    let alice = |args: &[&str]| ftpc_as(&sb, "alice", args, "");
+    assert_success(&alice(&["friends", "add", "bob"]));
+
+    let mut term = Terminal::spawn(&sb, &["chat"]);
+    term.wait_for("chat as bob");
+    term.wait_for("chat> ");
+    term.type_keys("/add alice\r");
+    term.wait_for("and you are friends");
+    assert_success(&alice(&[
+        "send",
+        "bob",
+        "hi bob\u{1b}]0;owned\u{7}\u{1b}[2J!",
+    ]));
+    term.wait_for("hi bob");
+    term.type_keys("/msg alice hello alice\r");
+    term.wait_for("(to ");
+    term.type_keys("/friends\r");
+    term.wait_for("offline");
+    term.type_keys("/quit\r");
+    let screen = term.screen();
+    let status = term.exit_status();
+    assert!(status.success(), "{status:?}: {screen}");
+    assert!(screen.contains("\\u{1b}]0;owned"), "{screen:?}");
+    assert!(
+        !screen.contains("\u{1b}]0;owned") && !screen.contains("\u{1b}[2J"),
+        "{screen:?}"
+    );
+    let out = alice(&["inbox", "--json"]);
+    assert_success(&out);
+    let message: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert_eq!(message["text"], "hello alice");
+    drop(server);
+}

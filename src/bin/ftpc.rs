@@ -118,6 +118,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Chat, interactively: messages, requests and presence appear above the prompt as they
+    /// come; /help lists the commands (/add, /del, /friends, /msg, /to, /history, /color,
+    /// /quit). Over QUIC, always encrypted: --plaintext does not apply to the chat.
+    Chat,
     /// Chat: list your friends (presence, waiting requests), or `add NAME` (ask, or accept
     /// their request) / `del NAME` (end a friendship both ways, withdraw or decline). The
     /// chat runs over QUIC, always encrypted: --plaintext does not apply to it.
@@ -359,6 +363,21 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
                 }
             };
             return runtime.block_on(time(&address, samples, watch, json));
+        }
+        Some(Command::Chat) => {
+            let saved = store
+                .find(server)?
+                .ok_or_else(|| ftprep::Error::NotLoggedIn {
+                    server: server.map(str::to_owned),
+                })?;
+            drop(runtime);
+            let history = dirs::data_dir().map(|d| d.join("ftpc").join("chat-history"));
+            ftprep::client::chat_shell::run_interactive(
+                saved,
+                trust.known_hosts.clone(),
+                trust.unknown.clone(),
+                history,
+            )?;
         }
         Some(
             command @ (Command::Friends { .. }

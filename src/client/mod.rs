@@ -13,6 +13,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod chat_shell;
 pub mod credentials;
 pub mod partial;
 pub mod progress;

@@ -1,0 +1,587 @@
+//! `ftpc chat`: the interactive chat. The line editor runs on this thread; the connection on
+//! a thread of its own, which prints what arrives above the prompt (rustyline's external
+//! printer) without breaking the line being typed, and reconnects with the cached login
+//! when the connection is lost.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, ExternalPrinter, Helper};
+use tokio::sync::mpsc;
+
+use super::chat::{ChatClient, Painter};
+use super::credentials::SavedLogin;
+use super::tls::{KnownHosts, UnknownServer};
+use crate::chat::{COLOURS, ChatEvent, ChatMessage, FriendState};
+use crate::error::{Error, Result};
+
+/// The commands, for `/help` and completion.
+const COMMANDS: &[(&str, &str)] = &[
+    (
+        "/add",
+        "NAME      ask NAME to be friends, or accept their request",
+    ),
+    (
+        "/del",
+        "NAME      end a friendship, withdraw or decline a request",
+    ),
+    ("/friends", "          friends (online or not) and requests"),
+    ("/msg", "NAME TEXT send TEXT to a friend"),
+    ("/to", "NAME       plain lines go to NAME from now on"),
+    ("/history", "[NAME] [N] the last N (20) messages with NAME"),
+    (
+        "/color",
+        "COLOUR   the colour friends see your name in (or none)",
+    ),
+    ("/help", "         this list"),
+    ("/quit", "         leave (Ctrl-D too)"),
+];
+
+/// One line typed at the chat prompt, understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// `/add NAME`.
+    Add(String),
+    /// `/del NAME`.
+    Del(String),
+    /// `/friends`.
+    Friends,
+    /// `/msg NAME TEXT`, or a plain line to the current `/to` target.
+    Msg(String, String),
+    /// A plain line (to the current target, if there is one).
+    Say(String),
+    /// `/to NAME`.
+    To(String),
+    /// `/history [NAME] [N]`.
+    History(Option<String>, u32),
+    /// `/color COLOUR|none`.
+    Color(Option<String>),
+    /// `/help`.
+    Help,
+    /// `/quit`.
+    Quit,
+    /// Nothing (an empty line).
+    Nothing,
+}
+
+/// Understands one line; a usage problem comes back in words.
+///
+/// # Errors
+/// An unknown command or missing arguments, with what was expected.
+pub fn parse_input(line: &str) -> std::result::Result<Input, String> {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
+        return Ok(Input::Nothing);
+    }
+    let Some(command) = trimmed.strip_prefix('/') else {
+        return Ok(Input::Say(line.trim_end().to_owned()));
+    };
+    let (word, rest) = command
+        .split_once(char::is_whitespace)
+        .map_or((command, ""), |(w, r)| (w, r.trim()));
+    let one = |what: &str| -> std::result::Result<String, String> {
+        match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [name] => Ok((*name).to_owned()),
+            _ => Err(format!("usage: /{word} {what}")),
+        }
+    };
+    Ok(match word {
+        "add" => Input::Add(one("NAME")?),
+        "del" => Input::Del(one("NAME")?),
+        "to" => Input::To(one("NAME")?),
+        "friends" => Input::Friends,
+        "msg" => match rest.split_once(char::is_whitespace) {
+            Some((name, text)) if !text.trim().is_empty() => {
+                Input::Msg(name.to_owned(), text.trim().to_owned())
+            }
+            _ => return Err("usage: /msg NAME TEXT".into()),
+        },
+        "history" => {
+            let mut name = None;
+            let mut count = 20;
+            for part in rest.split_whitespace() {
+                match part.parse::<u32>() {
+                    Ok(n) => count = n,
+                    Err(_) => name = Some(part.to_owned()),
+                }
+            }
+            Input::History(name, count)
+        }
+        "color" | "colour" => {
+            let colour = one("COLOUR")?;
+            Input::Color((colour != "none").then_some(colour))
+        }
+        "help" | "?" => Input::Help,
+        "quit" | "exit" => Input::Quit,
+        _ => return Err(format!("unknown command /{word}: /help lists them")),
+    })
+}
+
+/// What the editor thread shares with the connection thread.
+#[derive(Default)]
+struct Shared {
+    /// Friends' names, for completion.
+    friends: Mutex<Vec<String>>,
+    /// Where plain lines go.
+    target: Mutex<Option<String>>,
+}
+
+/// Runs the chat until `/quit` or end of input.
+///
+/// # Errors
+/// The first connection fails (later losses reconnect), or the terminal cannot be used.
+pub fn run_interactive(
+    saved: SavedLogin,
+    known_hosts: KnownHosts,
+    unknown: UnknownServer,
+    history: Option<PathBuf>,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let first = runtime.block_on(ChatClient::connect_saved(
+        &saved,
+        known_hosts.clone(),
+        unknown.clone(),
+    ))?;
+    let shared = Arc::new(Shared::default());
+    let mut editor: Editor<ChatHelper, rustyline::history::DefaultHistory> = Editor::with_config(
+        rustyline::Config::builder()
+            .completion_type(rustyline::CompletionType::List)
+            .build(),
+    )
+    .map_err(|e| Error::Usage(format!("cannot use the terminal: {e}")))?;
+    editor.set_helper(Some(ChatHelper {
+        shared: Arc::clone(&shared),
+    }));
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    let printer = editor
+        .create_external_printer()
+        .map_err(|e| Error::Usage(format!("cannot use the terminal: {e}")))?;
+    let (lines, inbox) = mpsc::unbounded_channel::<Input>();
+    let me = crate::sanitize::for_terminal(saved.user.as_str());
+    let connection = Connection {
+        client: Some(first),
+        saved,
+        known_hosts,
+        unknown,
+        shared: Arc::clone(&shared),
+        painter: Painter::for_output(true),
+        colours: HashMap::new(),
+        printer: Box::new(printer),
+        delivered: 0,
+    };
+    let worker = std::thread::Builder::new()
+        .name("ftpc-chat".into())
+        .spawn(move || runtime.block_on(connection.run(inbox)))?;
+    println!("chat as {me}: /help lists the commands, /quit leaves");
+    loop {
+        let prompt = match shared.target.lock().map(|t| t.clone()) {
+            Ok(Some(target)) => format!("to {}> ", crate::sanitize::for_terminal(&target)),
+            _ => "chat> ".to_owned(),
+        };
+        let line = match editor.readline(&prompt) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(Error::Usage(format!("cannot read the terminal: {e}"))),
+        };
+        for line in line.lines() {
+            if !line.trim().is_empty() {
+                let _ = editor.add_history_entry(line);
+            }
+            match parse_input(line) {
+                Ok(Input::Quit) => {
+                    drop(lines);
+                    save_history(&mut editor, history.as_deref());
+                    let _ = worker.join();
+                    return Ok(());
+                }
+                Ok(Input::Help) => {
+                    for (command, what) in COMMANDS {
+                        println!("  {command} {what}");
+                    }
+                }
+                Ok(Input::Nothing) => {}
+                Ok(input) => {
+                    if lines.send(input).is_err() {
+                        break;
+                    }
+                }
+                Err(usage) => eprintln!("{usage}"),
+            }
+        }
+    }
+    drop(lines);
+    save_history(&mut editor, history.as_deref());
+    let _ = worker.join();
+    Ok(())
+}
+
+fn save_history(
+    editor: &mut Editor<ChatHelper, rustyline::history::DefaultHistory>,
+    path: Option<&Path>,
+) {
+    if let Some(path) = path {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = editor.save_history(path);
+    }
+}
+
+/// The connection's side: requests from the editor, events from the server, reconnects.
+struct Connection {
+    client: Option<ChatClient>,
+    saved: SavedLogin,
+    known_hosts: KnownHosts,
+    unknown: UnknownServer,
+    shared: Arc<Shared>,
+    painter: Painter,
+    /// Friends' chosen colours.
+    colours: HashMap<String, Option<String>>,
+    printer: Box<dyn ExternalPrinter + Send>,
+    /// The highest message id shown, carried across reconnects.
+    delivered: u64,
+}
+
+impl Connection {
+    fn print(&mut self, line: String) {
+        let _ = self.printer.print(line);
+    }
+
+    async fn run(mut self, mut lines: mpsc::UnboundedReceiver<Input>) {
+        let _ = self.refresh_friends().await;
+        loop {
+            let Some(client) = self.client.as_mut() else {
+                if !self.reconnect(&mut lines).await {
+                    return;
+                }
+                continue;
+            };
+            let outcome = tokio::select! {
+                line = lines.recv() => match line {
+                    Some(input) => self.apply(input).await,
+                    None => {
+                        if let Some(client) = self.client.take() {
+                            client.close().await;
+                        }
+                        return;
+                    }
+                },
+                event = client.next_event() => match event {
+                    Ok(Some(event)) => self.show(event).await,
+                    Ok(None) => Err(Error::ConnectionClosed),
+                    Err(err) => Err(err),
+                },
+            };
+            if let Err(err) = outcome {
+                if is_refusal(&err) {
+                    self.print(format!("{err}"));
+                } else {
+                    self.print(format!("connection lost ({err}); reconnecting..."));
+                    if let Some(client) = self.client.take() {
+                        self.delivered = self.delivered.max(client.delivered());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reconnects with the cached login, backing off; false if the editor went away.
+    async fn reconnect(&mut self, lines: &mut mpsc::UnboundedReceiver<Input>) -> bool {
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match ChatClient::connect_saved(
+                &self.saved,
+                self.known_hosts.clone(),
+                self.unknown.clone(),
+            )
+            .await
+            {
+                Ok(mut client) => {
+                    client.resume_after(self.delivered);
+                    self.client = Some(client);
+                    self.print("reconnected".into());
+                    let _ = self.refresh_friends().await;
+                    return true;
+                }
+                Err(err @ (Error::LoginExpired { .. } | Error::CertificateChanged { .. })) => {
+                    self.print(format!("cannot reconnect: {err}"));
+                    return false;
+                }
+                Err(_) => {}
+            }
+            // Lines typed meanwhile are refused in words, not queued behind the outage.
+            let deadline = tokio::time::sleep(wait);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    () = &mut deadline => break,
+                    line = lines.recv() => match line {
+                        Some(_) => self.print("not connected; reconnecting...".into()),
+                        None => return false,
+                    },
+                }
+            }
+            wait = (wait * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    fn client(&mut self) -> Result<&mut ChatClient> {
+        self.client.as_mut().ok_or(Error::ConnectionClosed)
+    }
+
+    async fn refresh_friends(&mut self) -> Result<()> {
+        let friends = self.client()?.friends().await?;
+        self.colours = friends
+            .iter()
+            .filter(|f| f.state == FriendState::Friends)
+            .map(|f| (f.name.clone(), f.color.clone()))
+            .collect();
+        if let Ok(mut names) = self.shared.friends.lock() {
+            *names = friends.into_iter().map(|f| f.name).collect();
+        }
+        Ok(())
+    }
+
+    fn name(&self, name: &str) -> String {
+        let chosen = self.colours.get(name).and_then(|c| c.as_deref());
+        self.painter.name(name, chosen, false)
+    }
+
+    async fn apply(&mut self, input: Input) -> Result<()> {
+        match input {
+            Input::Add(name) => {
+                self.client()?.add(&name).await?;
+                self.print(format!("* asked {} (or accepted)", self.name(&name)));
+                self.refresh_friends().await?;
+            }
+            Input::Del(name) => {
+                self.client()?.del(&name).await?;
+                self.print(format!(
+                    "* nothing between you and {} now",
+                    self.name(&name)
+                ));
+                self.refresh_friends().await?;
+            }
+            Input::Friends => {
+                self.refresh_friends().await?;
+                let friends = self.client()?.friends().await?;
+                if friends.is_empty() {
+                    self.print("* no friends yet: /add NAME".into());
+                }
+                for friend in friends {
+                    let state = match friend.state {
+                        FriendState::Friends if friend.online => "online",
+                        FriendState::Friends => "offline",
+                        FriendState::Asked => "asked, no answer yet",
+                        FriendState::AskedBy => "asks you: /add to accept, /del to decline",
+                    };
+                    let line = format!("  {}  {state}", self.name(&friend.name));
+                    self.print(line);
+                }
+            }
+            Input::Msg(to, text) => self.send(&to, &text).await?,
+            Input::Say(text) => {
+                let target = self.shared.target.lock().ok().and_then(|t| t.clone());
+                match target {
+                    Some(to) => self.send(&to, &text).await?,
+                    None => self.print("to whom? /to NAME first, or /msg NAME TEXT".into()),
+                }
+            }
+            Input::To(name) => {
+                if let Ok(mut target) = self.shared.target.lock() {
+                    *target = Some(name);
+                }
+                // The prompt changes at the next line.
+                self.print("* plain lines go there now".into());
+            }
+            Input::History(name, count) => {
+                let with = name.or_else(|| self.shared.target.lock().ok().and_then(|t| t.clone()));
+                let Some(with) = with else {
+                    self.print("history with whom? /history NAME".into());
+                    return Ok(());
+                };
+                let me = self.saved.user.as_str().to_owned();
+                let messages = self.client()?.history(&with, count).await?;
+                for message in messages {
+                    let own = message.from == me;
+                    let line = self.line(&message, own);
+                    self.print(line);
+                }
+            }
+            Input::Color(colour) => {
+                self.client()?.set_color(colour.as_deref()).await?;
+                self.print(match colour {
+                    Some(c) => format!("* friends see your name in {c}"),
+                    None => "* friends see your name in its own colour".into(),
+                });
+            }
+            Input::Help | Input::Quit | Input::Nothing => {}
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, to: &str, text: &str) -> Result<()> {
+        let (id, at) = self.client()?.send(to, text).await?;
+        let me = self.saved.user.to_string();
+        let line = self.line(
+            &ChatMessage {
+                id,
+                from: me,
+                to: to.to_owned(),
+                at,
+                text: text.to_owned(),
+            },
+            true,
+        );
+        self.print(line);
+        Ok(())
+    }
+
+    fn line(&self, message: &ChatMessage, own: bool) -> String {
+        let chosen = self.colours.get(&message.from).and_then(|c| c.as_deref());
+        let mut line = self.painter.message(message, chosen, own);
+        if own {
+            line.push_str(&format!("  (to {})", self.name(&message.to)));
+        }
+        line
+    }
+
+    async fn show(&mut self, event: ChatEvent) -> Result<()> {
+        match event {
+            ChatEvent::Message(message) => {
+                let line = self.line(&message, false);
+                self.print(line);
+                self.delivered = self.delivered.max(message.id);
+                self.client()?.ack(message.id).await?;
+            }
+            ChatEvent::Presence { name, online } => {
+                let state = if online { "online" } else { "offline" };
+                let line = format!("* {} is {state}", self.name(&name));
+                self.print(line);
+            }
+            ChatEvent::FriendRequest { from } => {
+                let shown = self.name(&from);
+                let plain = crate::sanitize::for_terminal(&from);
+                self.print(format!(
+                    "* {shown} asks to be friends: /add {plain} to accept, /del {plain} to decline"
+                ));
+                self.refresh_friends().await?;
+            }
+            ChatEvent::Friendship { name, state } => {
+                self.refresh_friends().await?;
+                let line = match state {
+                    Some(FriendState::Friends) => {
+                        format!("* {} and you are friends", self.name(&name))
+                    }
+                    _ => format!("* {} and you are no longer friends", self.name(&name)),
+                };
+                self.print(line);
+            }
+            ChatEvent::CaughtUp => {}
+        }
+        Ok(())
+    }
+}
+
+/// A refusal is shown and the session goes on; anything else is a lost connection.
+fn is_refusal(err: &Error) -> bool {
+    matches!(err, Error::Chat { .. })
+}
+
+/// Completes commands, friends' names and colours.
+struct ChatHelper {
+    shared: Arc<Shared>,
+}
+
+impl Completer for ChatHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let word = &before[start..];
+        let pair = |s: &str| Pair {
+            display: s.to_owned(),
+            replacement: format!("{s} "),
+        };
+        let candidates: Vec<Pair> = if start == 0 && word.starts_with('/') {
+            COMMANDS
+                .iter()
+                .map(|(c, _)| *c)
+                .filter(|c| c.starts_with(word))
+                .map(pair)
+                .collect()
+        } else if before.starts_with("/color") || before.starts_with("/colour") {
+            COLOURS
+                .iter()
+                .chain(&["none"])
+                .filter(|c| c.starts_with(word))
+                .map(|c| pair(c))
+                .collect()
+        } else if before.starts_with('/') && before[..start].split_whitespace().count() == 1 {
+            let friends = self
+                .shared
+                .friends
+                .lock()
+                .map(|f| f.clone())
+                .unwrap_or_default();
+            friends
+                .iter()
+                .filter(|f| f.starts_with(word))
+                .map(|f| pair(f))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok((start, candidates))
+    }
+}
+
+impl Hinter for ChatHelper {
+    type Hint = String;
+}
+impl Highlighter for ChatHelper {}
+impl Validator for ChatHelper {}
+impl Helper for ChatHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_understood() {
+        assert_eq!(parse_input("/add bob"), Ok(Input::Add("bob".into())));
+        assert_eq!(
+            parse_input("/msg bob hello there "),
+            Ok(Input::Msg("bob".into(), "hello there".into()))
+        );
+        assert_eq!(parse_input("hi all"), Ok(Input::Say("hi all".into())));
+        assert_eq!(
+            parse_input("/history bob 5"),
+            Ok(Input::History(Some("bob".into()), 5))
+        );
+        assert_eq!(parse_input("/history"), Ok(Input::History(None, 20)));
+        assert_eq!(parse_input("/color none"), Ok(Input::Color(None)));
+        assert_eq!(parse_input("  "), Ok(Input::Nothing));
+        assert!(parse_input("/msg bob").is_err());
+        assert!(parse_input("/add").is_err());
+        assert!(parse_input("/frobnicate").unwrap_err().contains("/help"));
+    }
+}
