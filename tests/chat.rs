@@ -378,3 +378,82 @@ async fn a_changed_certificate_is_refused_before_anything_is_sent() {
     .unwrap_err();
     assert!(matches!(err, Error::CertificateChanged { .. }), "{err:?}");
 }
+
+/// Bad input on the chat's stream, as on the file protocol: an oversized frame and a wrong
+/// hello each get a typed error and a closed connection; a second stream is refused; a
+/// wrong password gets the same failure as ever; everyone else is served throughout.
+#[tokio::test]
+async fn bad_frames_are_answered_and_end_only_their_connection() {
+    use ftprep::commands::{ErrorCode, Hello, Response};
+    use ftprep::wire::Connection;
+    let lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b")]).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let security = lab.security();
+    let addr = lab.chat.to_string();
+
+    // A length prefix far over the limit.
+    let (_endpoint, connection, _) = ftprep::client::chat::connect_quic(&addr, &security)
+        .await
+        .unwrap();
+    let (mut send, recv) = connection.open_bi().await.unwrap();
+    send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    let mut conn = Connection::new(tokio::io::join(recv, send));
+    let _ours: Hello = conn.expect().await.unwrap();
+    let reply: Response = conn.expect().await.unwrap();
+    assert!(
+        matches!(
+            reply,
+            Response::Error {
+                code: ErrorCode::FrameTooLarge,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+
+    // Another protocol version.
+    let (_endpoint, connection, _) = ftprep::client::chat::connect_quic(&addr, &security)
+        .await
+        .unwrap();
+    let (send, recv) = connection.open_bi().await.unwrap();
+    let mut conn = Connection::new(tokio::io::join(recv, send));
+    conn.write(&Hello {
+        magic: *b"FTPR",
+        version: 999,
+    })
+    .await
+    .unwrap();
+    let _ours: Hello = conn.expect().await.unwrap();
+    let reply: Response = conn.expect().await.unwrap();
+    assert!(
+        matches!(
+            reply,
+            Response::Error {
+                code: ErrorCode::VersionMismatch,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    // Only one stream per connection: a second one is never accepted.
+    let second = tokio::time::timeout(Duration::from_millis(500), async {
+        let (mut send, _recv) = connection.open_bi().await?;
+        send.write_all(b"x").await?;
+        anyhow::Ok(())
+    })
+    .await;
+    assert!(second.is_err(), "a second stream was opened");
+
+    // A wrong password: the login's usual failure.
+    let keys = lab.keys("bob", "pw-b").await;
+    let mut wrong = keys.clone();
+    wrong.client_key =
+        ftprep::auth::ClientKeys::derive("not-it", &keys.salt, keys.iterations).client_key;
+    let err = ChatClient::connect(&addr, &security, &Username::parse("bob").unwrap(), &wrong)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LoginExpired { .. }), "{err:?}");
+
+    // Alice, connected all along, is still served.
+    assert!(alice.friends().await.unwrap().is_empty());
+}

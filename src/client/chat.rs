@@ -82,45 +82,9 @@ impl ChatClient {
         user: &Username,
         keys: &ClientKeys,
     ) -> Result<Self> {
-        let connect = async {
-            let target = resolve(addr).await?;
-            let local: SocketAddr = if target.is_ipv6() {
-                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-            } else {
-                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-            };
-            let mut endpoint = quinn::Endpoint::client(local)?;
-            let tls = quic_client_config(security, CHAT_ALPN)?;
-            let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-                .map_err(|e| Error::Tls(e.to_string()))?;
-            let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-            let mut transport = quinn::TransportConfig::default();
-            transport.keep_alive_interval(Some(KEEP_ALIVE));
-            config.transport_config(Arc::new(transport));
-            endpoint.set_default_client_config(config);
-            let host = server_host(addr);
-            let connection = endpoint
-                .connect(target, &host)
-                .map_err(|e| Error::Tls(format!("cannot connect to {addr}: {e}")))?
-                .await
-                .map_err(|e| Error::Tls(format!("chat handshake with {addr} failed: {e}")))?;
-            let leaf = connection
-                .peer_identity()
-                .and_then(|id| {
-                    id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-                        .ok()
-                })
-                .and_then(|chain| chain.first().map(|c| c.to_vec()))
-                .ok_or_else(|| Error::Tls("the server sent no certificate".into()))?;
-            // The pin, before a single byte of ours crosses.
-            let binding = check_peer(addr, &leaf, security)?;
-            let (send, recv) = connection.open_bi().await.map_err(quic_error)?;
-            Ok::<_, Error>((endpoint, connection, tokio::io::join(recv, send), binding))
-        };
-        let (endpoint, connection, stream, binding) =
-            tokio::time::timeout(CONNECT_TIMEOUT, connect)
-                .await
-                .map_err(|_| Error::Timeout)??;
+        let (endpoint, connection, binding) = connect_quic(addr, security).await?;
+        let (send, recv) = connection.open_bi().await.map_err(quic_error)?;
+        let stream = tokio::io::join(recv, send);
         let mut client = Client::handshake(stream).await?;
         client.bind_to(binding);
         client.login_with_keys(user, keys).await?;
@@ -331,6 +295,55 @@ impl ChatClient {
         self.connection.close(quinn::VarInt::from_u32(0), b"bye");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
+}
+
+/// A QUIC connection to the chat at `addr` with its certificate checked as `security` says
+/// (before anything of ours is sent), and the channel-binding data of that certificate: for
+/// [`ChatClient::connect`], and for tools and tests that speak the protocol by hand.
+///
+/// # Errors
+/// As [`ChatClient::connect`], but for the login.
+pub async fn connect_quic(
+    addr: &str,
+    security: &Security,
+) -> Result<(quinn::Endpoint, quinn::Connection, Vec<u8>)> {
+    let connect = async {
+        let target = resolve(addr).await?;
+        let local: SocketAddr = if target.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let mut endpoint = quinn::Endpoint::client(local)?;
+        let tls = quic_client_config(security, CHAT_ALPN)?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(KEEP_ALIVE));
+        config.transport_config(Arc::new(transport));
+        endpoint.set_default_client_config(config);
+        let host = server_host(addr);
+        let connection = endpoint
+            .connect(target, &host)
+            .map_err(|e| Error::Tls(format!("cannot connect to {addr}: {e}")))?
+            .await
+            .map_err(|e| Error::Tls(format!("chat handshake with {addr} failed: {e}")))?;
+        let leaf = connection
+            .peer_identity()
+            .and_then(|id| {
+                id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                    .ok()
+            })
+            .and_then(|chain| chain.first().map(|c| c.to_vec()))
+            .ok_or_else(|| Error::Tls("the server sent no certificate".into()))?;
+        // The pin, before a single byte of ours crosses.
+        let binding = check_peer(addr, &leaf, security)?;
+        Ok::<_, Error>((endpoint, connection, binding))
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| Error::Timeout)?
 }
 
 /// The first address `addr` (`host:port`) resolves to.

@@ -198,26 +198,52 @@ impl ChatService {
         cancel: &CancellationToken,
     ) -> Result<()> {
         let timeout = self.shared.limits.login_timeout;
-        let login = async {
+        let opened = async {
             let connection = incoming
                 .await
                 .map_err(|e| Error::Tls(format!("QUIC handshake: {e}")))?;
             let (send, recv) = connection.accept_bi().await.map_err(quic_error)?;
-            let mut conn = Connection::new(tokio::io::join(recv, send));
-            conn.set_write_deadline(Some(self.shared.limits.stall_timeout));
-            session::hello(&mut conn).await?;
-            let user = session::login(&mut conn, peer, &self.shared, Some(&self.binding)).await?;
-            Ok::<_, Error>((connection, conn, user))
+            Ok::<_, Error>((connection, send, recv))
         };
-        let (connection, conn, user) = tokio::select! {
-            result = tokio::time::timeout(timeout, login) => result.map_err(|_| Error::Timeout)??,
+        let (connection, send, recv) = tokio::select! {
+            result = tokio::time::timeout(timeout, opened) => result.map_err(|_| Error::Timeout)??,
             () = cancel.cancelled() => return Ok(()),
         };
-        let Some((user, _tree, _user_slot)) = user else {
-            // The failure was answered; let it reach the client before closing.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            return Ok(());
+        let mut conn = Connection::new(tokio::io::join(recv, send));
+        conn.set_write_deadline(Some(self.shared.limits.stall_timeout));
+        let login = async {
+            session::hello(&mut conn).await?;
+            session::login(&mut conn, peer, &self.shared, Some(&self.binding)).await
         };
+        let user = tokio::select! {
+            result = tokio::time::timeout(timeout, login) => {
+                result.map_err(|_| Error::Timeout).and_then(|r| r)
+            }
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let user = match user {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                // The failure was answered: let it reach the client, which then closes.
+                linger(&connection, &mut conn).await;
+                return Ok(());
+            }
+            Err(err) => {
+                // As on the file protocol: a typed answer where the peer can still hear one.
+                if !matches!(err, Error::ConnectionClosed | Error::Io(_)) {
+                    let (code, message) = err.to_reply();
+                    if conn
+                        .write(&crate::commands::Response::Error { code, message })
+                        .await
+                        .is_ok()
+                    {
+                        linger(&connection, &mut conn).await;
+                    }
+                }
+                return Err(err);
+            }
+        };
+        let (user, _tree, _user_slot) = user;
         let result = self.session(&connection, conn, &user, peer, cancel).await;
         connection.close(quinn::VarInt::from_u32(0), b"bye");
         result
@@ -282,8 +308,18 @@ impl ChatService {
         let serve = async {
             let mut budget = Budget::new(self.settings.rate, self.settings.burst);
             loop {
-                let Some(request) = requests.read::<ChatRequest>().await? else {
-                    return Ok::<(), Error>(());
+                let request = match requests.read::<ChatRequest>().await {
+                    Ok(Some(request)) => request,
+                    Ok(None) => return Ok::<(), Error>(()),
+                    Err(err @ (Error::MalformedFrame(_) | Error::FrameTooLarge { .. })) => {
+                        let reply = ChatReply::Error {
+                            code: ChatErrorCode::UnexpectedRequest,
+                            message: err.to_string(),
+                        };
+                        let _ = requests.write(&reply).await;
+                        return Err(err);
+                    }
+                    Err(err) => return Err(err),
                 };
                 let reply = self.apply(user, request, &mut budget).await;
                 requests.write(&reply).await?;
@@ -496,6 +532,19 @@ impl ChatService {
             }
         }
     }
+}
+
+/// How long a last answer may take to reach a client before the connection is closed.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Ends our side of the stream and waits (briefly) for the client to close, so a last
+/// answer is not cut off by our closing.
+async fn linger<S>(connection: &quinn::Connection, conn: &mut Connection<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = conn.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, connection.closed()).await;
 }
 
 /// A refused request: its code and words.
