@@ -457,3 +457,40 @@ async fn bad_frames_are_answered_and_end_only_their_connection() {
     // Alice, connected all along, is still served.
     assert!(alice.friends().await.unwrap().is_empty());
 }
+
+/// A flood from one user is slowed and told so; the friend it floods still talks freely,
+/// and every message that was acknowledged as stored arrives.
+#[tokio::test]
+async fn a_flood_is_slowed_and_told_so_and_others_are_unaffected() {
+    let lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b")]).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    befriend(&mut alice, &mut bob).await;
+    let (mut stored, mut slowed) = (0, 0);
+    for i in 0..200 {
+        match alice.send("bob", &format!("flood {i}")).await {
+            Ok(_) => stored += 1,
+            Err(Error::Chat {
+                code: ChatErrorCode::RateLimited,
+                message,
+            }) => {
+                assert!(message.contains("slow down"), "{message}");
+                slowed += 1;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        stored >= 40 && slowed > 0,
+        "stored {stored}, slowed {slowed}"
+    );
+    // Bob's own budget is untouched.
+    for i in 0..10 {
+        bob.send("alice", &format!("reply {i}")).await.unwrap();
+    }
+    let mut received = 0;
+    while received < stored {
+        next_message(&mut bob).await;
+        received += 1;
+    }
+}

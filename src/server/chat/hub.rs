@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use tokio::sync::{Notify, mpsc};
 
@@ -26,6 +27,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Hub {
     sessions: Mutex<HashMap<String, Vec<Entry>>>,
+    /// Each online user's budget of changes, across their connections.
+    budgets: Mutex<HashMap<String, Budget>>,
     next_id: AtomicU64,
 }
 
@@ -100,6 +103,16 @@ impl Hub {
         }
     }
 
+    /// Takes one change from `user`'s budget (`rate` a second, `burst` at once); false if
+    /// it is spent.
+    pub fn take(&self, user: &str, now: Instant, rate: f64, burst: f64) -> bool {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        budgets
+            .entry(user.to_owned())
+            .or_insert_with(|| Budget::new(rate, burst))
+            .take(now)
+    }
+
     /// Removes a session; true if it was the user's last (they went offline).
     fn leave(&self, user: &str, id: u64) -> bool {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
@@ -109,6 +122,11 @@ impl Hub {
         entries.retain(|e| e.id != id);
         if entries.is_empty() {
             sessions.remove(user);
+            // Budgets are kept for online users only: memory follows who is connected.
+            self.budgets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(user);
             true
         } else {
             false
@@ -132,9 +150,51 @@ impl Drop for Registration<'_> {
     }
 }
 
+/// A token bucket: `rate` a second, `burst` at once.
+pub struct Budget {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Budget {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        Budget {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    pub fn take(&mut self, now: Instant) -> bool {
+        let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_budget_allows_a_burst_then_the_rate() {
+        let mut budget = Budget::new(10.0, 3.0);
+        let now = Instant::now();
+        assert!((0..3).all(|_| budget.take(now)));
+        assert!(!budget.take(now));
+        assert!(budget.take(now + Duration::from_millis(100)));
+        assert!(!budget.take(now + Duration::from_millis(100)));
+    }
 
     #[test]
     fn several_sessions_are_one_presence() {

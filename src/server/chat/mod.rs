@@ -33,7 +33,7 @@ use crate::chat::{
 use crate::error::{Error, Result};
 use crate::username::Username;
 use crate::wire::Connection;
-use hub::Hub;
+use hub::{Budget, Hub};
 use store::{Added, ChatStore, Stored};
 
 /// The chat's bounds.
@@ -372,14 +372,20 @@ impl ChatService {
             request,
             ChatRequest::Friends | ChatRequest::Ack { .. } | ChatRequest::History { .. }
         );
-        if changes && !budget.take(Instant::now()) {
-            return Err(Refusal(
-                ChatErrorCode::RateLimited,
-                format!(
-                    "slow down: at most {} messages and friend changes a second",
-                    self.settings.rate
-                ),
-            ));
+        if changes {
+            let now = Instant::now();
+            // Per connection, then per user (all their connections together).
+            let (rate, burst) = (self.settings.rate, self.settings.burst);
+            if !budget.take(now) || !self.hub.take(me, now, rate * 2.0, burst * 2.0) {
+                return Err(Refusal(
+                    ChatErrorCode::RateLimited,
+                    format!(
+                        "slow down: at most {rate} messages and friend changes a second \
+                         ({} for all your connections together)",
+                        rate * 2.0
+                    ),
+                ));
+            }
         }
         match request {
             ChatRequest::Add { name } => {
@@ -586,51 +592,5 @@ fn quic_error(err: quinn::ConnectionError) -> Error {
         | quinn::ConnectionError::LocallyClosed => Error::ConnectionClosed,
         quinn::ConnectionError::TimedOut => Error::Timeout,
         other => Error::Io(std::io::Error::other(other)),
-    }
-}
-
-/// A token bucket: `rate` a second, `burst` at once.
-struct Budget {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Budget {
-    fn new(rate: f64, burst: f64) -> Self {
-        Budget {
-            rate,
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + earned).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_budget_allows_a_burst_then_the_rate() {
-        let mut budget = Budget::new(10.0, 3.0);
-        let now = Instant::now();
-        assert!((0..3).all(|_| budget.take(now)));
-        assert!(!budget.take(now));
-        assert!(budget.take(now + Duration::from_millis(100)));
-        assert!(!budget.take(now + Duration::from_millis(100)));
     }
 }
