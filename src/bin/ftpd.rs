@@ -10,7 +10,6 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
-use ftprep::server::chat::ChatSettings;
 use ftprep::server::chat::store::{CHAT_DB, ChatStore, SqliteChatStore};
 use ftprep::server::settings::{LogFormat, ServeOptions};
 use ftprep::server::time::TimeServer;
@@ -360,6 +359,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = options.listen_addr();
     let time_listen = options.time_listen_addr()?;
     let time_settings = options.time_settings()?;
+    let chat_settings = options.chat_settings()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::open(&config)?;
@@ -388,7 +388,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     };
                     let store = SqliteChatStore::open(&config.state_dir.join(CHAT_DB))?;
                     let service =
-                        server.chat(socket, &identity, Arc::new(store), ChatSettings::default())?;
+                        server.chat(socket, &identity, Arc::new(store), chat_settings)?;
                     let stop = tokio_util::sync::CancellationToken::new();
                     Some((stop.clone(), tokio::spawn(service.run(stop))))
                 }

@@ -104,6 +104,10 @@ pub struct ServeOptions {
     /// (the generated one under --plaintext).
     #[arg(long, value_name = "ADDR|none")]
     pub chat_listen: Option<String>,
+    /// Chat messages and friend changes one connection may make per second (50 at once,
+    /// twice that for all of a user's connections), or `off` (for benchmarks) [default: 20].
+    #[arg(long, value_name = "PER_SEC|off")]
+    pub chat_rate: Option<String>,
     /// UDP address of the time service (NTP), or `none` [default: 127.0.0.1:1123; port 123
     /// needs CAP_NET_BIND_SERVICE, see contrib/ftpd.service].
     #[arg(long, value_name = "ADDR|none")]
@@ -157,6 +161,7 @@ impl ServeOptions {
             plaintext: self.plaintext || file.plaintext,
             allow_unbound_logins: self.allow_unbound_logins || file.allow_unbound_logins,
             chat_listen: self.chat_listen.or(file.chat_listen),
+            chat_rate: self.chat_rate.or(file.chat_rate),
             time_listen: self.time_listen.or(file.time_listen),
             time_stratum: self.time_stratum.or(file.time_stratum),
             time_local_stratum: self.time_local_stratum.or(file.time_local_stratum),
@@ -189,6 +194,33 @@ impl ServeOptions {
             }),
             None => Ok(Some((listening, false))),
         }
+    }
+
+    /// The chat's bounds.
+    ///
+    /// # Errors
+    /// A rate that is neither `off` nor a positive number.
+    pub fn chat_settings(&self) -> Result<super::chat::ChatSettings> {
+        let mut settings = super::chat::ChatSettings::default();
+        match self.chat_rate.as_deref().map(str::trim) {
+            None => {}
+            Some("off") => {
+                settings.rate = f64::INFINITY;
+                settings.burst = f64::INFINITY;
+            }
+            Some(text) => match text.parse::<f64>() {
+                Ok(rate) if rate.is_finite() && rate > 0.0 => {
+                    settings.burst = settings.burst / settings.rate * rate;
+                    settings.rate = rate;
+                }
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "chat-rate {text:?}: expected a positive number or off"
+                    )));
+                }
+            },
+        }
+        Ok(settings)
     }
 
     /// Where the time service listens, `None` when it is turned off.

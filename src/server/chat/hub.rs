@@ -169,6 +169,9 @@ impl Budget {
     }
 
     pub fn take(&mut self, now: Instant) -> bool {
+        if self.rate.is_infinite() {
+            return true;
+        }
         let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + earned).min(self.burst);
         self.last = now;
