@@ -106,8 +106,8 @@ async fn main() -> anyhow::Result<()> {
         let (a, b) = (format!("b{}", 2 * i), format!("b{}", 2 * i + 1));
         pairs.push(match mode.as_str() {
             "ftprep" => Pair::Ftprep(
-                chat_client(targets[0], targets[1], &a).await?,
-                chat_client(targets[0], targets[1], &b).await?,
+                Box::new(chat_client(targets[0], targets[1], &a).await?),
+                Box::new(chat_client(targets[0], targets[1], &b).await?),
             ),
             "irc" => Pair::Irc(
                 irc_client(targets[0], &a).await?,
@@ -164,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 enum Pair {
-    Ftprep(ChatClient, ChatClient),
+    Ftprep(Box<ChatClient>, Box<ChatClient>),
     Irc(IrcClient, IrcClient),
     Udp(tokio::net::UdpSocket, tokio::net::UdpSocket),
 }
@@ -186,7 +186,7 @@ impl Pair {
                         while pace(&run, &permits).await {
                             a.send(&to, &run.stamp().to_string()).await?;
                         }
-                        a.close().await;
+                        (*a).close().await;
                         anyhow::Ok(())
                     })
                 };
@@ -209,7 +209,7 @@ impl Pair {
                 }
                 permits.close();
                 sender.await??;
-                b.close().await;
+                (*b).close().await;
                 Ok(latencies)
             }
             Pair::Irc(mut a, mut b) => {
