@@ -80,7 +80,9 @@ impl Run {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = args.first().context("usage: chat_load ftprep|irc|udp|idle ...")?;
+    let mode = args
+        .first()
+        .context("usage: chat_load ftprep|irc|udp|idle ...")?;
     let (targets, rest): (Vec<&String>, Vec<String>) = {
         let n = match mode.as_str() {
             "ftprep" | "idle" => 2,
@@ -193,10 +195,11 @@ impl Pair {
                 let mut latencies = Vec::new();
                 let mut unacked = 0;
                 while Instant::now() < run.until {
-                    let event = match tokio::time::timeout_at(run.until.into(), b.next_event()).await {
-                        Ok(event) => event?,
-                        Err(_) => break,
-                    };
+                    let event =
+                        match tokio::time::timeout_at(run.until.into(), b.next_event()).await {
+                            Ok(event) => event?,
+                            Err(_) => break,
+                        };
                     if let Some(ChatEvent::Message(message)) = event {
                         latencies.extend(run.latency(&message.text));
                         permits.add_permits(1);
@@ -228,7 +231,8 @@ impl Pair {
                 let mut line = String::new();
                 while Instant::now() < run.until {
                     line.clear();
-                    let read = tokio::time::timeout_at(run.until.into(), b.reader.read_line(&mut line));
+                    let read =
+                        tokio::time::timeout_at(run.until.into(), b.reader.read_line(&mut line));
                     match read.await {
                         Ok(Ok(0)) => bail!("the IRC server closed the connection"),
                         Ok(read) => {
@@ -379,6 +383,8 @@ async fn idle(tcp: &str, chat: &str, o: &Options) -> anyhow::Result<()> {
     }
     println!("ready {}", clients.len());
     let mut line = String::new();
-    let _ = BufReader::new(tokio::io::stdin()).read_line(&mut line).await;
+    let _ = BufReader::new(tokio::io::stdin())
+        .read_line(&mut line)
+        .await;
     Ok(())
 }

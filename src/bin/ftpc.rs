@@ -503,10 +503,13 @@ async fn chat_command(
                 }
             }
             // Printed, then remembered here, then acknowledged: a broken connection in
-            // between shows nothing twice.
+            // between shows nothing twice. The acknowledgement covers what an earlier run
+            // showed but could not acknowledge, too.
             if let Some(last) = messages.last() {
                 marks.set(&saved.server, user, last.id)?;
-                chat.ack(last.id).await?;
+            }
+            if chat.delivered() > 0 {
+                chat.ack(chat.delivered()).await?;
             }
         }
         _ => {}

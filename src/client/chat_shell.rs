@@ -489,6 +489,11 @@ impl Connection {
                 };
                 self.print(line);
             }
+            // What an earlier connection showed but could not acknowledge, acknowledged now.
+            ChatEvent::CaughtUp if self.delivered > 0 => {
+                let delivered = self.delivered;
+                self.client()?.ack(delivered).await?;
+            }
             ChatEvent::CaughtUp => {}
         }
         Ok(())

@@ -107,6 +107,7 @@ pub struct ServeOptions {
     /// Chat messages and friend changes one connection may make per second (50 at once,
     /// twice that for all of a user's connections), or `off` (for benchmarks) [default: 20].
     #[arg(long, value_name = "PER_SEC|off")]
+    #[serde(default, deserialize_with = "number_or_word")]
     pub chat_rate: Option<String>,
     /// UDP address of the time service (NTP), or `none` [default: 127.0.0.1:1123; port 123
     /// needs CAP_NET_BIND_SERVICE, see contrib/ftpd.service].
@@ -342,6 +343,25 @@ impl ServeOptions {
             },
         })
     }
+}
+
+/// A setting that may be written as a number (`chat-rate = 20`) or a word (`"off"`).
+fn number_or_word<'de, D>(deserializer: D) -> std::result::Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(f64),
+        Word(String),
+    }
+    Ok(
+        Option::<Either>::deserialize(deserializer)?.map(|v| match v {
+            Either::Number(n) => n.to_string(),
+            Either::Word(w) => w,
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -478,9 +478,6 @@ impl ChatService {
                         format!("a message has 1 to {MAX_TEXT_BYTES} bytes"),
                     ));
                 }
-                if !self.store.are_friends(me, &other).await.map_err(internal)? {
-                    return Err(not_friends(&other));
-                }
                 let at = chrono::Utc::now().timestamp_millis();
                 let stored = self
                     .store
@@ -492,6 +489,7 @@ impl ChatService {
                         self.hub.wake(&other);
                         Ok(ChatReply::Stored { id, at })
                     }
+                    Stored::NotFriends => Err(not_friends(&other)),
                     Stored::InboxFull => Err(Refusal(
                         ChatErrorCode::InboxFull,
                         format!(

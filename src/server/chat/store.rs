@@ -42,6 +42,8 @@ pub enum Stored {
     Message { id: u64, at: i64 },
     /// The recipient has too many messages waiting; nothing stored.
     InboxFull,
+    /// The two are not friends; nothing stored.
+    NotFriends,
 }
 
 /// The chat's durable state.
@@ -56,8 +58,8 @@ pub trait ChatStore: Send + Sync {
     async fn friends(&self, user: &str) -> Result<Vec<(String, FriendState)>, StoreError>;
     /// Whether the two are friends.
     async fn are_friends(&self, a: &str, b: &str) -> Result<bool, StoreError>;
-    /// Stores a message for delivery, durably, unless the recipient has `max_waiting`
-    /// undelivered already. A `(from, nonce)` seen before returns the first one's id.
+    /// Stores a message for delivery, durably, if the two are friends and the recipient has
+    /// fewer than `max_waiting` undelivered. A `(from, nonce)` seen before returns the first one's id.
     async fn store_message(
         &self,
         from: &str,
@@ -185,14 +187,15 @@ impl SqliteChatStore {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |db| {
-            let result = db
-                .execute_batch("SAVEPOINT job")
+            let run = |sql: &str| db.prepare_cached(sql).and_then(|mut s| s.execute([]));
+            let result = run("SAVEPOINT job")
                 .map_err(StoreError::from)
-                .and_then(|()| work(db));
+                .and_then(|_| work(db));
             let ended = match &result {
-                Ok(_) => db.execute_batch("RELEASE job"),
-                Err(_) => db.execute_batch("ROLLBACK TO job; RELEASE job"),
-            };
+                Ok(_) => run("RELEASE job"),
+                Err(_) => run("ROLLBACK TO job").and_then(|_| run("RELEASE job")),
+            }
+            .map(|_| ());
             let result = result.and_then(|value| ended.map(|()| value).map_err(StoreError::from));
             Box::new(move |committed: Result<(), String>| {
                 let _ = tx.send(committed.map_err(StoreError).and(result));
@@ -350,31 +353,37 @@ impl ChatStore for SqliteChatStore {
     ) -> Result<Stored, StoreError> {
         let (from, to, text) = (from.to_owned(), to.to_owned(), text.to_owned());
         self.with(move |db: &rusqlite::Connection| {
-            let tx = db;
-            let earlier = tx
-                .query_row(
-                    "SELECT id, at FROM messages WHERE sender = ?1 AND nonce = ?2",
-                    params![from, signed(nonce)],
-                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
-                )
+            let friends = db
+                .prepare_cached("SELECT 1 FROM friends WHERE user = ?1 AND friend = ?2")?
+                .exists(params![from, to])?;
+            if !friends {
+                return Ok(Stored::NotFriends);
+            }
+            let earlier = db
+                .prepare_cached("SELECT id, at FROM messages WHERE sender = ?1 AND nonce = ?2")?
+                .query_row(params![from, signed(nonce)], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                })
                 .optional()?;
             if let Some((id, at)) = earlier {
                 return Ok(Stored::Message { id: id as u64, at });
             }
-            let waiting: u32 = tx.query_row(
-                "SELECT COUNT(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
-                params![to],
-                |row| row.get(0),
-            )?;
+            let waiting: u32 = db
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
+                )?
+                .query_row(params![to], |row| row.get(0))?;
             if waiting >= max_waiting {
                 return Ok(Stored::InboxFull);
             }
-            tx.execute(
+            db.prepare_cached(
                 "INSERT INTO messages (sender, recipient, at, body, nonce) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![from, to, at, text, signed(nonce)],
-            )?;
-            let id = tx.last_insert_rowid();
-            Ok(Stored::Message { id: id as u64, at })
+            )?
+            .execute(params![from, to, at, text, signed(nonce)])?;
+            Ok(Stored::Message {
+                id: db.last_insert_rowid() as u64,
+                at,
+            })
         })
         .await
     }
@@ -402,7 +411,7 @@ impl ChatStore for SqliteChatStore {
         self.with(move |db: &rusqlite::Connection| {
             let tx = db;
             let senders: Vec<String> = {
-                let mut query = tx.prepare(
+                let mut query = tx.prepare_cached(
                     "SELECT DISTINCT sender FROM messages
                      WHERE recipient = ?1 AND delivered = 0 AND id <= ?2",
                 )?;
@@ -410,21 +419,21 @@ impl ChatStore for SqliteChatStore {
                     .query_map(params![user, signed(up_to)], |row| row.get(0))?
                     .collect::<Result<_, _>>()?
             };
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE messages SET delivered = 1 WHERE recipient = ?1 AND delivered = 0 AND id <= ?2",
-                params![user, signed(up_to)],
-            )?;
+            )?
+            .execute(params![user, signed(up_to)])?;
             // History is bounded: past the `keep` most recent delivered messages of a
             // conversation, the oldest go.
             for sender in senders {
-                tx.execute(
+                tx.prepare_cached(
                     "DELETE FROM messages WHERE delivered = 1
                        AND ((sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1))
                        AND id NOT IN (SELECT id FROM messages
                          WHERE (sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1)
                          ORDER BY id DESC LIMIT ?3)",
-                    params![user, sender, keep],
-                )?;
+                )?
+                .execute(params![user, sender, keep])?;
             }
             Ok(())
         })
@@ -542,6 +551,14 @@ mod tests {
     #[tokio::test]
     async fn messages_wait_until_acknowledged_a_resend_is_stored_once_and_inboxes_are_bounded() {
         let (dir, s) = store();
+        assert_eq!(
+            s.store_message("a", "b", "strangers", 1, 1, 2)
+                .await
+                .unwrap(),
+            Stored::NotFriends
+        );
+        s.add("a", "b", 10).await.unwrap();
+        s.add("b", "a", 10).await.unwrap();
         let first = s.store_message("a", "b", "one", 7, 1, 2).await.unwrap();
         let again = s.store_message("a", "b", "one", 7, 2, 2).await.unwrap();
         assert_eq!(first, again, "the same nonce is the same message");
