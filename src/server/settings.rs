@@ -109,6 +109,9 @@ pub struct ServeOptions {
     #[arg(long, value_name = "PER_SEC|off")]
     #[serde(default, deserialize_with = "number_or_word")]
     pub chat_rate: Option<String>,
+    /// Delivered chat messages kept per conversation, for history [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub chat_history: Option<u32>,
     /// UDP address of the time service (NTP), or `none` [default: 127.0.0.1:1123; port 123
     /// needs CAP_NET_BIND_SERVICE, see contrib/ftpd.service].
     #[arg(long, value_name = "ADDR|none")]
@@ -163,6 +166,7 @@ impl ServeOptions {
             allow_unbound_logins: self.allow_unbound_logins || file.allow_unbound_logins,
             chat_listen: self.chat_listen.or(file.chat_listen),
             chat_rate: self.chat_rate.or(file.chat_rate),
+            chat_history: self.chat_history.or(file.chat_history),
             time_listen: self.time_listen.or(file.time_listen),
             time_stratum: self.time_stratum.or(file.time_stratum),
             time_local_stratum: self.time_local_stratum.or(file.time_local_stratum),
@@ -203,6 +207,9 @@ impl ServeOptions {
     /// A rate that is neither `off` nor a positive number.
     pub fn chat_settings(&self) -> Result<super::chat::ChatSettings> {
         let mut settings = super::chat::ChatSettings::default();
+        if let Some(history) = self.chat_history {
+            settings.history = history;
+        }
         match self.chat_rate.as_deref().map(str::trim) {
             None => {}
             Some("off") => {

@@ -1,16 +1,17 @@
-//! Who is connected to the chat now, and how to reach their sessions: a wake-up when a
-//! message was stored for them (the session then reads it from the store, so the store
-//! stays the one truth and nothing is lost if a wake-up is), and a bounded queue of events
-//! (presence, friend requests). Several sessions of one user are one presence.
+//! Who is connected to the chat now, and how to reach their sessions: a bounded queue of
+//! events (messages as they are stored, presence, friend requests), and a wake-up that sends
+//! a session to the store instead (when its queue overflowed, or the store cannot push), so
+//! the store stays the one truth and nothing is lost. Several sessions of one user are one
+//! presence.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::chat::ChatEvent;
+use crate::chat::{ChatEvent, ChatMessage};
 
 /// Events one session may have queued; past that, new ones for it are dropped (they are
 /// state the client can ask for again with `Friends`).
@@ -21,6 +22,8 @@ struct Entry {
     id: u64,
     wake: std::sync::Arc<Notify>,
     events: mpsc::Sender<ChatEvent>,
+    /// A message could not be queued: no more are, until the session has read the store.
+    behind: std::sync::Arc<AtomicBool>,
 }
 
 /// The connected sessions, by user.
@@ -50,6 +53,9 @@ pub struct Joined<'a> {
     pub events: mpsc::Receiver<ChatEvent>,
     /// This was the user's first session: they just came online.
     pub first: bool,
+    /// Set when a message for this session did not fit its queue (it was woken): read
+    /// the store, then clear it.
+    pub behind: std::sync::Arc<AtomicBool>,
 }
 
 impl Hub {
@@ -61,10 +67,12 @@ impl Hub {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let entries = sessions.entry(user.to_owned()).or_default();
         let first = entries.is_empty();
+        let behind = std::sync::Arc::new(AtomicBool::new(false));
         entries.push(Entry {
             id,
             wake: std::sync::Arc::clone(&wake),
             events: tx,
+            behind: std::sync::Arc::clone(&behind),
         });
         Joined {
             registration: Registration {
@@ -76,6 +84,7 @@ impl Hub {
             wake,
             events: rx,
             first,
+            behind,
         }
     }
 
@@ -90,6 +99,26 @@ impl Hub {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         for entry in sessions.get(user).into_iter().flatten() {
             entry.wake.notify_one();
+        }
+    }
+
+    /// Hands a stored message to its recipient's sessions, in the order messages are
+    /// stored. A session whose queue is full gets none from then on and is woken to read
+    /// the store instead (so nothing is lost, and nothing overtakes).
+    pub fn deliver(&self, message: &ChatMessage) {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in sessions.get(&message.to).into_iter().flatten() {
+            if entry.behind.load(Ordering::Acquire) {
+                continue;
+            }
+            if entry
+                .events
+                .try_send(ChatEvent::Message(message.clone()))
+                .is_err()
+            {
+                entry.behind.store(true, Ordering::Release);
+                entry.wake.notify_one();
+            }
         }
     }
 
@@ -211,6 +240,37 @@ mod tests {
         assert!(hub.is_online("alice"));
         drop(two);
         assert!(!hub.is_online("alice"), "dropped, the last one went");
+    }
+
+    /// Messages queue in order until the queue is full; then the session is woken to read
+    /// the store and gets no more from memory until it says it has.
+    #[tokio::test]
+    async fn a_full_queue_sends_the_session_to_the_store() {
+        let hub = Hub::default();
+        let mut bob = hub.join("bob");
+        let message = |id| ChatMessage {
+            id,
+            from: "alice".into(),
+            to: "bob".into(),
+            at: 0,
+            text: "hi".into(),
+        };
+        for id in 1..=(EVENT_QUEUE as u64 + 5) {
+            hub.deliver(&message(id));
+        }
+        assert!(bob.behind.load(Ordering::Acquire));
+        tokio::time::timeout(std::time::Duration::from_secs(5), bob.wake.notified())
+            .await
+            .expect("woken");
+        let mut ids = Vec::new();
+        while let Ok(ChatEvent::Message(m)) = bob.events.try_recv() {
+            ids.push(m.id);
+        }
+        assert_eq!(ids, (1..=EVENT_QUEUE as u64).collect::<Vec<_>>());
+        // Caught up from the store: messages flow from memory again.
+        bob.behind.store(false, Ordering::Release);
+        hub.deliver(&message(100));
+        assert!(matches!(bob.events.try_recv(), Ok(ChatEvent::Message(m)) if m.id == 100));
     }
 
     #[test]

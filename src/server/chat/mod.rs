@@ -82,6 +82,8 @@ pub struct ChatService {
     binding: Arc<[u8]>,
     store: Arc<dyn ChatStore>,
     hub: Arc<Hub>,
+    /// The store pushes stored messages to the hub; else recipients are woken.
+    pushes: bool,
     settings: ChatSettings,
 }
 
@@ -117,6 +119,12 @@ impl super::Server {
                     )))),
             );
         config.transport_config(Arc::new(transport));
+        let hub: Arc<Hub> = Arc::default();
+        // Messages reach online recipients from memory, in the order they were stored.
+        let pushes = {
+            let hub = Arc::clone(&hub);
+            store.push_stored(Arc::new(move |message| hub.deliver(message)))
+        };
         socket.set_nonblocking(true)?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
@@ -129,7 +137,8 @@ impl super::Server {
             shared: Arc::clone(&self.shared),
             binding: Arc::clone(&identity.binding),
             store,
-            hub: Arc::default(),
+            hub,
+            pushes,
             settings,
         })
     }
@@ -271,15 +280,20 @@ impl ChatService {
             wake,
             events: mut queued,
             first,
+            behind,
         } = self.hub.join(name);
         tracing::info!(user = name, %peer, "chat session started");
         if first {
             self.tell_friends(name, true).await;
         }
+        // Messages come from the store at the start and whenever the session fell behind
+        // (its queue overflowed, or the store does not push); else from the queue, as they
+        // are stored. Ids only grow: one already sent (at most `cursor`) is not sent again.
         let deliver = async {
             let mut cursor = 0u64;
             let mut caught_up = false;
             loop {
+                behind.store(false, std::sync::atomic::Ordering::Release);
                 loop {
                     let batch = self
                         .store
@@ -296,12 +310,20 @@ impl ChatService {
                     events.write(&ChatEvent::CaughtUp).await?;
                     caught_up = true;
                 }
-                tokio::select! {
-                    () = wake.notified() => {}
-                    event = queued.recv() => match event {
-                        Some(event) => events.write(&event).await?,
-                        None => return Ok::<(), Error>(()),
-                    },
+                loop {
+                    tokio::select! {
+                        () = wake.notified() => break,
+                        event = queued.recv() => match event {
+                            Some(ChatEvent::Message(message)) => {
+                                if message.id > cursor {
+                                    cursor = message.id;
+                                    events.write(&ChatEvent::Message(message)).await?;
+                                }
+                            }
+                            Some(event) => events.write(&event).await?,
+                            None => return Ok::<(), Error>(()),
+                        },
+                    }
                 }
             }
         };
@@ -486,7 +508,9 @@ impl ChatService {
                     .map_err(internal)?;
                 match stored {
                     Stored::Message { id, at } => {
-                        self.hub.wake(&other);
+                        if !self.pushes {
+                            self.hub.wake(&other);
+                        }
                         Ok(ChatReply::Stored { id, at })
                     }
                     Stored::NotFriends => Err(not_friends(&other)),

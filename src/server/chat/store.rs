@@ -87,7 +87,18 @@ pub trait ChatStore: Send + Sync {
     async fn color(&self, user: &str) -> Result<Option<String>, StoreError>;
     /// Forgets everything of `user` (`ftpd deluser`).
     async fn delete_user(&self, user: &str) -> Result<(), StoreError>;
+
+    /// Asks the store to call `push` with each message once it is stored durably, in id
+    /// order (keep `push` short: it runs on the store's own time). True if it will; a store
+    /// that cannot (the default) leaves sessions to read new messages when woken.
+    fn push_stored(&self, push: Push) -> bool {
+        let _ = push;
+        false
+    }
 }
+
+/// What a store calls with each message it has stored: see [`ChatStore::push_stored`].
+pub type Push = std::sync::Arc<dyn Fn(&ChatMessage) + Send + Sync>;
 
 /// The embedded store: SQLite in WAL mode, one connection on a thread of its own. Calls
 /// queue up as jobs; the thread runs what has queued (up to [`GROUP`]) in one transaction,
@@ -96,6 +107,7 @@ pub trait ChatStore: Send + Sync {
 #[derive(Clone)]
 pub struct SqliteChatStore {
     jobs: std::sync::mpsc::Sender<Job>,
+    push: std::sync::Arc<std::sync::OnceLock<Push>>,
 }
 
 /// Jobs committed together at most.
@@ -175,7 +187,10 @@ impl SqliteChatStore {
             .name("chat-store".into())
             .spawn(move || serve_jobs(db, queue))
             .map_err(|e| StoreError(format!("cannot start the chat store: {e}")))?;
-        Ok(SqliteChatStore { jobs })
+        Ok(SqliteChatStore {
+            jobs,
+            push: std::sync::Arc::default(),
+        })
     }
 
     /// Runs `work` on the store's thread, in a savepoint of the group's transaction; its
@@ -184,6 +199,17 @@ impl SqliteChatStore {
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.with_then(work, |_| {}).await
+    }
+
+    /// [`SqliteChatStore::with`], and `then` with the result once it is committed (on the
+    /// store's thread, in the order of the calls).
+    async fn with_then<T, F, A>(&self, work: F, then: A) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |db| {
@@ -198,7 +224,11 @@ impl SqliteChatStore {
             .map(|_| ());
             let result = result.and_then(|value| ended.map(|()| value).map_err(StoreError::from));
             Box::new(move |committed: Result<(), String>| {
-                let _ = tx.send(committed.map_err(StoreError).and(result));
+                let result = committed.map_err(StoreError).and(result);
+                if let Ok(value) = &result {
+                    then(value);
+                }
+                let _ = tx.send(result);
             })
         });
         self.jobs
@@ -352,12 +382,13 @@ impl ChatStore for SqliteChatStore {
         max_waiting: u32,
     ) -> Result<Stored, StoreError> {
         let (from, to, text) = (from.to_owned(), to.to_owned(), text.to_owned());
-        self.with(move |db: &rusqlite::Connection| {
+        let push = std::sync::Arc::clone(&self.push);
+        self.with_then(move |db: &rusqlite::Connection| {
             let friends = db
                 .prepare_cached("SELECT 1 FROM friends WHERE user = ?1 AND friend = ?2")?
                 .exists(params![from, to])?;
             if !friends {
-                return Ok(Stored::NotFriends);
+                return Ok((Stored::NotFriends, None));
             }
             let earlier = db
                 .prepare_cached("SELECT id, at FROM messages WHERE sender = ?1 AND nonce = ?2")?
@@ -366,7 +397,7 @@ impl ChatStore for SqliteChatStore {
                 })
                 .optional()?;
             if let Some((id, at)) = earlier {
-                return Ok(Stored::Message { id: id as u64, at });
+                return Ok((Stored::Message { id: id as u64, at }, None));
             }
             let waiting: u32 = db
                 .prepare_cached(
@@ -374,18 +405,29 @@ impl ChatStore for SqliteChatStore {
                 )?
                 .query_row(params![to], |row| row.get(0))?;
             if waiting >= max_waiting {
-                return Ok(Stored::InboxFull);
+                return Ok((Stored::InboxFull, None));
             }
             db.prepare_cached(
                 "INSERT INTO messages (sender, recipient, at, body, nonce) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![from, to, at, text, signed(nonce)])?;
-            Ok(Stored::Message {
-                id: db.last_insert_rowid() as u64,
+            let id = db.last_insert_rowid() as u64;
+            let message = ChatMessage {
+                id,
+                from,
+                to,
                 at,
-            })
+                text,
+            };
+            Ok((Stored::Message { id, at }, Some(message)))
+        }, move |(_, message)| {
+            // New, and committed: pushed now, in id order (this runs on the store thread).
+            if let (Some(message), Some(push)) = (message, push.get()) {
+                push(message);
+            }
         })
         .await
+        .map(|(stored, _)| stored)
     }
 
     async fn waiting(
@@ -484,6 +526,10 @@ impl ChatStore for SqliteChatStore {
                 .optional()?)
         })
         .await
+    }
+
+    fn push_stored(&self, push: Push) -> bool {
+        self.push.set(push).is_ok()
     }
 
     async fn delete_user(&self, user: &str) -> Result<(), StoreError> {
