@@ -108,7 +108,15 @@ pub type Push = std::sync::Arc<dyn Fn(&ChatMessage) + Send + Sync>;
 pub struct SqliteChatStore {
     jobs: std::sync::mpsc::Sender<Job>,
     push: std::sync::Arc<std::sync::OnceLock<Push>>,
+    /// Acknowledgements since history was last trimmed.
+    acks: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// History is trimmed at every this many acknowledgements: [`TRIM_EVERY`].
+    trim_every: u32,
 }
+
+/// History is trimmed at every this many acknowledgements (trimming scans a conversation;
+/// doing it at each would cost more than the messages themselves).
+const TRIM_EVERY: u32 = 64;
 
 /// Jobs committed together at most.
 const GROUP: usize = 256;
@@ -190,6 +198,8 @@ impl SqliteChatStore {
         Ok(SqliteChatStore {
             jobs,
             push: std::sync::Arc::default(),
+            acks: std::sync::Arc::default(),
+            trim_every: TRIM_EVERY,
         })
     }
 
@@ -450,15 +460,18 @@ impl ChatStore for SqliteChatStore {
 
     async fn ack(&self, user: &str, up_to: u64, keep: u32) -> Result<(), StoreError> {
         let user = user.to_owned();
+        let count = self.acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let trim = count % self.trim_every.max(1) == 0;
         self.with(move |db: &rusqlite::Connection| {
             let tx = db;
-            let senders: Vec<String> = {
-                let mut query = tx.prepare_cached(
-                    "SELECT DISTINCT sender FROM messages
-                     WHERE recipient = ?1 AND delivered = 0 AND id <= ?2",
-                )?;
+            let senders: Vec<String> = if !trim {
+                Vec::new()
+            } else {
+                // Every conversation of the user's that has messages to them.
+                let mut query =
+                    tx.prepare_cached("SELECT DISTINCT sender FROM messages WHERE recipient = ?1")?;
                 query
-                    .query_map(params![user, signed(up_to)], |row| row.get(0))?
+                    .query_map(params![user], |row| row.get(0))?
                     .collect::<Result<_, _>>()?
             };
             tx.prepare_cached(
@@ -466,7 +479,7 @@ impl ChatStore for SqliteChatStore {
             )?
             .execute(params![user, signed(up_to)])?;
             // History is bounded: past the `keep` most recent delivered messages of a
-            // conversation, the oldest go.
+            // conversation, the oldest go (checked every `trim_every` acknowledgements).
             for sender in senders {
                 tx.prepare_cached(
                     "DELETE FROM messages WHERE delivered = 1
@@ -561,7 +574,8 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, SqliteChatStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteChatStore::open(&dir.path().join("chat.db")).unwrap();
+        let mut store = SqliteChatStore::open(&dir.path().join("chat.db")).unwrap();
+        store.trim_every = 1;
         (dir, store)
     }
 
@@ -622,7 +636,8 @@ mod tests {
         assert_eq!(texts, ["one", "two"]);
         // What was stored survives a reopen (a restart).
         drop(s);
-        let s = SqliteChatStore::open(&dir.path().join("chat.db")).unwrap();
+        let mut s = SqliteChatStore::open(&dir.path().join("chat.db")).unwrap();
+        s.trim_every = 1;
         s.ack("b", waiting[0].id, 100).await.unwrap();
         let left = s.waiting("b", 0, 100).await.unwrap();
         assert_eq!(left.len(), 1);
