@@ -461,7 +461,7 @@ impl ChatStore for SqliteChatStore {
     async fn ack(&self, user: &str, up_to: u64, keep: u32) -> Result<(), StoreError> {
         let user = user.to_owned();
         let count = self.acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let trim = count % self.trim_every.max(1) == 0;
+        let trim = count.is_multiple_of(self.trim_every.max(1));
         self.with(move |db: &rusqlite::Connection| {
             let tx = db;
             let senders: Vec<String> = if !trim {
