@@ -121,7 +121,7 @@ impl ScramError {
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> Key {
+pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> Key {
     // HMAC accepts keys of every length, so this cannot fail.
     let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     for part in parts {

@@ -1773,3 +1773,45 @@ fn ftpc_chat_shows_messages_as_they_come_and_answers() {
     assert_eq!(message["text"], "hello alice");
     drop(server);
 }
+
+/// `ftpc chat` outlives a server restart: the restarted server tells the old connection it
+/// is gone (a QUIC stateless reset from the same secret), the shell says so, reconnects with
+/// the cached login, and messages flow again.
+#[test]
+fn ftpc_chat_reconnects_when_the_server_restarts() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw-a");
+    sb.adduser("bob", "pw-b");
+    let mut server = RunningServer::start(&sb);
+    let addr = server.addr.clone();
+    assert_success(&sb.first_login(&addr, "bob", "pw-b"));
+    let login = [
+        "--server",
+        &addr,
+        "--accept-new",
+        "login",
+        "alice",
+        "--password-stdin",
+    ];
+    assert_success(&ftpc_as(&sb, "alice", &login, "pw-a\n"));
+    let alice = |args: &[&str]| ftpc_as(&sb, "alice", args, "");
+    assert_success(&alice(&["friends", "add", "bob"]));
+    assert_success(&sb.ftpc(&["friends", "add", "alice"], ""));
+
+    let mut term = Terminal::spawn(&sb, &["chat"]);
+    term.wait_for("chat> ");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = RunningServer::start_with(&sb, &["--listen", &addr]);
+    // The next request meets the new server.
+    term.type_keys("/friends\r");
+    term.wait_for("reconnected");
+    assert_success(&alice(&["send", "bob", "after the restart"]));
+    term.wait_for("after the restart");
+    term.type_keys("/quit\r");
+    let screen = term.screen();
+    let status = term.exit_status();
+    assert!(status.success(), "{status:?}: {screen}");
+    assert!(screen.contains("connection lost"), "{screen}");
+    drop(server);
+}

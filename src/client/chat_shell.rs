@@ -288,7 +288,10 @@ impl Connection {
                 if is_refusal(&err) {
                     self.print(format!("{err}"));
                 } else {
-                    self.print(format!("connection lost ({err}); reconnecting..."));
+                    self.print(match err {
+                        Error::ConnectionClosed => "connection lost; reconnecting...".into(),
+                        err => format!("connection lost ({err}); reconnecting..."),
+                    });
                     if let Some(client) = self.client.take() {
                         self.delivered = self.delivered.max(client.delivered());
                     }

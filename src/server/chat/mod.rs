@@ -126,8 +126,17 @@ impl super::Server {
             store.push_stored(Arc::new(move |message| hub.deliver(message)))
         };
         socket.set_nonblocking(true)?;
+        let reset = ResetKey(crate::auth::hmac(
+            &self.shared.secret,
+            &[b"ftprep chat: QUIC stateless reset"],
+        ));
+        // Connection IDs any server may recognise as possibly its own (quinn's default
+        // checks them with a key of the process), so a restarted server answers its
+        // predecessor's connections with that reset.
+        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset));
+        endpoint_config.cid_generator(|| Box::new(RandomCids));
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_config,
             Some(config),
             socket,
             Arc::new(quinn::TokioRuntime),
@@ -559,6 +568,54 @@ impl ChatService {
                 Ok(ChatReply::Done)
             }
         }
+    }
+}
+
+/// The key QUIC stateless resets are made with, derived from the server's secret: a
+/// restarted server can tell the clients of the one before that their connection is gone,
+/// so they reconnect at once instead of waiting out the idle timeout.
+struct ResetKey(crate::auth::Key);
+
+impl quinn::crypto::HmacKey for ResetKey {
+    fn sign(&self, data: &[u8], out: &mut [u8]) {
+        let tag = crate::auth::hmac(&self.0, &[data]);
+        let n = out.len().min(tag.len());
+        out[..n].copy_from_slice(&tag[..n]);
+    }
+
+    fn signature_len(&self) -> usize {
+        32
+    }
+
+    fn verify(
+        &self,
+        data: &[u8],
+        signature: &[u8],
+    ) -> std::result::Result<(), quinn::crypto::CryptoError> {
+        use subtle::ConstantTimeEq;
+        let tag = crate::auth::hmac(&self.0, &[data]);
+        if bool::from(tag[..].ct_eq(signature)) {
+            Ok(())
+        } else {
+            Err(quinn::crypto::CryptoError)
+        }
+    }
+}
+
+/// Random 8-byte connection IDs, each accepted as possibly ours (see [`ResetKey`]).
+struct RandomCids;
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        quinn::ConnectionId::new(&rand::random::<[u8; 8]>())
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
     }
 }
 
