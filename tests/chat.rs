@@ -392,14 +392,18 @@ async fn bad_frames_are_answered_and_end_only_their_connection() {
     let addr = lab.chat.to_string();
 
     // A length prefix far over the limit.
-    let (_endpoint, connection, _) = ftprep::client::chat::connect_quic(&addr, &security)
-        .await
-        .unwrap();
-    let (mut send, recv) = connection.open_bi().await.unwrap();
-    send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-    let mut conn = Connection::new(tokio::io::join(recv, send));
-    let _ours: Hello = conn.expect().await.unwrap();
-    let reply: Response = conn.expect().await.unwrap();
+    /// The server's answer to `first` (raw bytes) on a fresh connection's stream.
+    async fn answer_to(addr: &str, security: &Security, first: &[u8]) -> Response {
+        let (_endpoint, connection, _) = ftprep::client::chat::connect_quic(addr, security)
+            .await
+            .unwrap();
+        let (mut send, recv) = connection.open_bi().await.unwrap();
+        send.write_all(first).await.unwrap();
+        let mut conn = Connection::new(tokio::io::join(recv, send));
+        let _ours: Hello = conn.expect().await.unwrap();
+        conn.expect().await.unwrap()
+    }
+    let reply = answer_to(&addr, &security, &u32::MAX.to_be_bytes()).await;
     assert!(
         matches!(
             reply,
@@ -412,19 +416,14 @@ async fn bad_frames_are_answered_and_end_only_their_connection() {
     );
 
     // Another protocol version.
-    let (_endpoint, connection, _) = ftprep::client::chat::connect_quic(&addr, &security)
-        .await
-        .unwrap();
-    let (send, recv) = connection.open_bi().await.unwrap();
-    let mut conn = Connection::new(tokio::io::join(recv, send));
-    conn.write(&Hello {
+    let hello = ftprep::wire::encode(&Hello {
         magic: *b"FTPR",
         version: 999,
     })
-    .await
     .unwrap();
-    let _ours: Hello = conn.expect().await.unwrap();
-    let reply: Response = conn.expect().await.unwrap();
+    let mut framed = (hello.len() as u32).to_be_bytes().to_vec();
+    framed.extend_from_slice(&hello);
+    let reply = answer_to(&addr, &security, &framed).await;
     assert!(
         matches!(
             reply,
@@ -435,13 +434,13 @@ async fn bad_frames_are_answered_and_end_only_their_connection() {
         ),
         "{reply:?}"
     );
-    // Only one stream per connection: a second one is never accepted.
-    let second = tokio::time::timeout(Duration::from_millis(500), async {
-        let (mut send, _recv) = connection.open_bi().await?;
-        send.write_all(b"x").await?;
-        anyhow::Ok(())
-    })
-    .await;
+    // Only one stream per connection: a second one is never granted.
+    let (_endpoint, connection, _) = ftprep::client::chat::connect_quic(&addr, &security)
+        .await
+        .unwrap();
+    let (mut first, _recv) = connection.open_bi().await.unwrap();
+    first.write_all(&framed).await.unwrap();
+    let second = tokio::time::timeout(Duration::from_millis(500), connection.open_bi()).await;
     assert!(second.is_err(), "a second stream was opened");
 
     // A wrong password: the login's usual failure.

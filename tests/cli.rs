@@ -1636,31 +1636,35 @@ fn ftpc_as(sb: &Sandbox, person: &str, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Alice and Bob, each logged in to a running server: Bob in the sandbox's own home (so
+/// `sb.ftpc` and `Terminal` act as him), Alice in a home of hers (`ftpc_as(.., "alice", ..)`).
+fn alice_and_bob(sb: &Sandbox) -> RunningServer {
+    sb.adduser("alice", "pw-a");
+    sb.adduser("bob", "pw-b");
+    let server = RunningServer::start(sb);
+    assert_success(&sb.first_login(&server.addr, "bob", "pw-b"));
+    let login = [
+        "--server",
+        &server.addr,
+        "--accept-new",
+        "login",
+        "alice",
+        "--password-stdin",
+    ];
+    assert_success(&ftpc_as(sb, "alice", &login, "pw-a\n"));
+    server
+}
+
 /// The chat from scripts: friends both ways, a message stored before the server is
 /// killed with SIGKILL is delivered after its restart, once, with a peer's escape
 /// sequences neutralised; `ftpd deluser` takes the user's chat with them.
 #[test]
 fn chat_commands_deliver_across_a_kill_9_and_deluser_removes_the_chat() {
     let sb = Sandbox::new();
-    sb.adduser("alice", "pw-a");
-    sb.adduser("bob", "pw-b");
-    let mut server = RunningServer::start(&sb);
+    let mut server = alice_and_bob(&sb);
     let addr = server.addr.clone();
-    let login = ["--server", &addr, "--accept-new", "login"];
     let alice = |args: &[&str]| ftpc_as(&sb, "alice", args, "");
-    let bob = |args: &[&str]| ftpc_as(&sb, "bob", args, "");
-    assert_success(&ftpc_as(
-        &sb,
-        "alice",
-        &[&login[..], &["alice", "--password-stdin"]].concat(),
-        "pw-a\n",
-    ));
-    assert_success(&ftpc_as(
-        &sb,
-        "bob",
-        &[&login[..], &["bob", "--password-stdin"]].concat(),
-        "pw-b\n",
-    ));
+    let bob = |args: &[&str]| sb.ftpc(args, "");
     assert_success(&alice(&["friends", "add", "bob"]));
     let out = bob(&["friends"]);
     assert_success(&out);
@@ -1727,19 +1731,7 @@ fn chat_commands_deliver_across_a_kill_9_and_deluser_removes_the_chat() {
 #[test]
 fn ftpc_chat_shows_messages_as_they_come_and_answers() {
     let sb = Sandbox::new();
-    sb.adduser("alice", "pw-a");
-    sb.adduser("bob", "pw-b");
-    let server = RunningServer::start(&sb);
-    assert_success(&sb.first_login(&server.addr, "bob", "pw-b"));
-    let login = [
-        "--server",
-        &server.addr,
-        "--accept-new",
-        "login",
-        "alice",
-        "--password-stdin",
-    ];
-    assert_success(&ftpc_as(&sb, "alice", &login, "pw-a\n"));
+    let server = alice_and_bob(&sb);
     let alice = |args: &[&str]| ftpc_as(&sb, "alice", args, "");
     assert_success(&alice(&["friends", "add", "bob"]));
 
@@ -1780,20 +1772,8 @@ fn ftpc_chat_shows_messages_as_they_come_and_answers() {
 #[test]
 fn ftpc_chat_reconnects_when_the_server_restarts() {
     let sb = Sandbox::new();
-    sb.adduser("alice", "pw-a");
-    sb.adduser("bob", "pw-b");
-    let mut server = RunningServer::start(&sb);
+    let mut server = alice_and_bob(&sb);
     let addr = server.addr.clone();
-    assert_success(&sb.first_login(&addr, "bob", "pw-b"));
-    let login = [
-        "--server",
-        &addr,
-        "--accept-new",
-        "login",
-        "alice",
-        "--password-stdin",
-    ];
-    assert_success(&ftpc_as(&sb, "alice", &login, "pw-a\n"));
     let alice = |args: &[&str]| ftpc_as(&sb, "alice", args, "");
     assert_success(&alice(&["friends", "add", "bob"]));
     assert_success(&sb.ftpc(&["friends", "add", "alice"], ""));

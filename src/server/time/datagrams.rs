@@ -162,18 +162,7 @@ mod tests {
     #[test]
     fn a_batch_comes_in_whole() {
         let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let on: libc::c_int = 1;
-        // SAFETY: as in enable_receive_timestamps.
-        let set = unsafe {
-            libc::setsockopt(
-                server.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPNS,
-                (&raw const on).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(set, 0);
+        assert!(super::super::enable_receive_timestamps(&server));
         let clients: Vec<_> = (0..3)
             .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
             .collect();
