@@ -39,16 +39,7 @@ impl Sandbox {
 
     /// Runs a command with `stdin` as its input.
     fn run(&self, program: &str, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command(program, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A command that exits without reading its input closes the pipe: not an error here.
-        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-        child.wait_with_output().unwrap()
+        finish(self.command(program, args), stdin)
     }
 
     fn ftpd(&self, args: &[&str], stdin: &str) -> Output {
@@ -1622,18 +1613,24 @@ fn wait_for_exit(child: &mut Child, why: impl Fn() -> String) -> std::process::E
     }
 }
 
-/// `ftpc` for a second person on the same machine: a config directory of their own.
-fn ftpc_as(sb: &Sandbox, person: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = sb
-        .command(FTPC, args)
-        .env("XDG_CONFIG_HOME", sb.path().join(person).join(".config"))
+/// Runs `command` to its end with `stdin` as its input.
+fn finish(mut command: Command, stdin: &str) -> Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // A command that exits without reading its input closes the pipe: not an error here.
     let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     child.wait_with_output().unwrap()
+}
+
+/// `ftpc` for a second person on the same machine: a config directory of their own.
+fn ftpc_as(sb: &Sandbox, person: &str, args: &[&str], stdin: &str) -> Output {
+    let mut command = sb.command(FTPC, args);
+    command.env("XDG_CONFIG_HOME", sb.path().join(person).join(".config"));
+    finish(command, stdin)
 }
 
 /// Alice and Bob, each logged in to a running server: Bob in the sandbox's own home (so
