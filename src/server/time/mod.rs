@@ -343,6 +343,8 @@ impl TimeServer {
         let mut inbox = Inbox::default();
         while !stopping.load(Ordering::Relaxed) {
             match inbox.receive(fd) {
+                // Woken to stop (the socket was shut for reading): nothing to answer.
+                Ok(_) if stopping.load(Ordering::Relaxed) => break,
                 Ok(_) => {}
                 // Woken to stop, an interrupted wait, ICMP errors from earlier replies and
                 // the like: look at `stopping`, go on.
