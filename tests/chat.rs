@@ -33,6 +33,10 @@ struct Lab {
 
 impl Lab {
     async fn start(users: &[(&str, &str)]) -> Lab {
+        Self::start_with(users, fast_limits()).await
+    }
+
+    async fn start_with(users: &[(&str, &str)], limits: ftprep::server::Limits) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             root: dir.path().join("root"),
@@ -40,7 +44,7 @@ impl Lab {
             state_dir: dir.path().join("state"),
             tls: TlsSetup::SelfSigned,
             audit_log: None,
-            limits: fast_limits(),
+            limits,
         };
         for (name, password) in users {
             add_user(&config.users, name, password);
@@ -492,4 +496,25 @@ async fn a_flood_is_slowed_and_told_so_and_others_are_unaffected() {
         next_message(&mut bob).await;
         received += 1;
     }
+}
+
+/// The server's connection limit holds for the chat too: past it, a connection is refused
+/// at once (and the ones inside it are served).
+#[tokio::test]
+async fn connections_over_the_limit_are_refused() {
+    let mut limits = fast_limits();
+    limits.max_connections = 1;
+    let lab = Lab::start_with(&[("alice", "pw-a")], limits).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let keys = lab.keys("alice", "pw-a").await;
+    let err = ChatClient::connect(
+        &lab.chat.to_string(),
+        &lab.security(),
+        &Username::parse("alice").unwrap(),
+        &keys,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert!(alice.friends().await.unwrap().is_empty());
 }

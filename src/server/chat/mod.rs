@@ -167,6 +167,9 @@ impl ChatService {
         if let Ok(addr) = self.endpoint.local_addr() {
             tracing::info!(%addr, "chat (QUIC) answering");
         }
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.shared.limits.max_connections.max(1),
+        ));
         let service = Arc::new(self);
         let tracker = TaskTracker::new();
         loop {
@@ -179,6 +182,12 @@ impl ChatService {
             };
             let peer = incoming.remote_address();
             let limits = service.shared.limits;
+            // The file service's limits, counted apart: as many chat connections again.
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                tracing::warn!(%peer, limit = limits.max_connections, "chat: connection limit reached; refusing");
+                incoming.refuse();
+                continue;
+            };
             let Some(per_ip) = service
                 .shared
                 .per_ip
@@ -191,7 +200,7 @@ impl ChatService {
             let service = Arc::clone(&service);
             let cancel = shutdown.clone();
             tracker.spawn(async move {
-                let _per_ip = per_ip;
+                let _places = (slot, per_ip);
                 if let Err(err) = service.serve(incoming, peer, &cancel).await {
                     match err {
                         Error::ConnectionClosed => tracing::debug!(%peer, "chat client left"),
