@@ -592,4 +592,30 @@ mod tests {
         assert!(parse_input("/add").is_err());
         assert!(parse_input("/frobnicate").unwrap_err().contains("/help"));
     }
+
+    #[test]
+    fn tab_completes_commands_friends_and_colours() {
+        let shared = Arc::new(Shared::default());
+        *shared.friends.lock().unwrap() = vec!["alice".into(), "albert".into(), "bob".into()];
+        let helper = ChatHelper { shared };
+        let history = rustyline::history::DefaultHistory::new();
+        let ctx = Context::new(&history);
+        let complete = |line: &str| {
+            let (start, pairs) = helper.complete(line, line.len(), &ctx).unwrap();
+            let words: Vec<String> = pairs.into_iter().map(|p| p.replacement).collect();
+            (start, words)
+        };
+        assert_eq!(complete("/fr"), (0, vec!["/friends ".to_owned()]));
+        assert_eq!(
+            complete("/msg al"),
+            (5, vec!["alice ".to_owned(), "albert ".to_owned()])
+        );
+        assert_eq!(
+            complete("/color bright-c"),
+            (7, vec!["bright-cyan ".to_owned()])
+        );
+        // The text of a message is not completed.
+        assert_eq!(complete("/msg bob al").1, Vec::<String>::new());
+        assert_eq!(complete("hello al").1, Vec::<String>::new());
+    }
 }
