@@ -344,7 +344,8 @@ impl Connection {
         self.client.as_mut().ok_or(Error::ConnectionClosed)
     }
 
-    async fn refresh_friends(&mut self) -> Result<()> {
+    /// Fetches the friends list, keeps their colours and names (for completion); the list.
+    async fn refresh_friends(&mut self) -> Result<Vec<crate::chat::Friend>> {
         let friends = self.client()?.friends().await?;
         self.colours = friends
             .iter()
@@ -352,9 +353,9 @@ impl Connection {
             .map(|f| (f.name.clone(), f.color.clone()))
             .collect();
         if let Ok(mut names) = self.shared.friends.lock() {
-            *names = friends.into_iter().map(|f| f.name).collect();
+            *names = friends.iter().map(|f| f.name.clone()).collect();
         }
-        Ok(())
+        Ok(friends)
     }
 
     fn name(&self, name: &str) -> String {
@@ -378,8 +379,7 @@ impl Connection {
                 self.refresh_friends().await?;
             }
             Input::Friends => {
-                self.refresh_friends().await?;
-                let friends = self.client()?.friends().await?;
+                let friends = self.refresh_friends().await?;
                 if friends.is_empty() {
                     self.print("* no friends yet: /add NAME".into());
                 }
