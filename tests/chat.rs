@@ -201,11 +201,18 @@ async fn friends_message_each_other_and_see_presence() {
         refused(alice.send("bob", "too soon").await.unwrap_err()),
         ChatErrorCode::NotFriends
     );
+    // A colour is seen by friends only: not while the request is pending.
+    bob.set_color(Some("cyan")).await.unwrap();
+    assert_eq!(alice.friends().await.unwrap()[0].color, None);
     bob.add("alice").await.unwrap();
     let listed = alice.friends().await.unwrap();
     assert_eq!(
-        (listed[0].state, listed[0].online),
-        (FriendState::Friends, true)
+        (
+            listed[0].state,
+            listed[0].online,
+            listed[0].color.as_deref()
+        ),
+        (FriendState::Friends, true, Some("cyan"))
     );
     let (id, _) = alice.send("bob", "hello bob").await.unwrap();
     let (text, got, from) = next_message(&mut bob).await;

@@ -386,7 +386,7 @@ impl ChatService {
             name: user.to_owned(),
             online,
         };
-        for (friend, state) in friends {
+        for (friend, state, _) in friends {
             if state == FriendState::Friends {
                 self.hub.tell(&friend, &event);
             }
@@ -493,21 +493,16 @@ impl ChatService {
                 Ok(ChatReply::Done)
             }
             ChatRequest::Friends => {
-                let mut friends = Vec::new();
-                for (name, state) in self.store.friends(me).await.map_err(internal)? {
-                    let friend = state == FriendState::Friends;
-                    let color = if friend {
-                        self.store.color(&name).await.map_err(internal)?
-                    } else {
-                        None
-                    };
-                    friends.push(Friend {
-                        online: friend && self.hub.is_online(&name),
+                let friends = self.store.friends(me).await.map_err(internal)?;
+                let friends = friends
+                    .into_iter()
+                    .map(|(name, state, color)| Friend {
+                        online: state == FriendState::Friends && self.hub.is_online(&name),
                         name,
                         state,
                         color,
-                    });
-                }
+                    })
+                    .collect();
                 Ok(ChatReply::Friends { friends })
             }
             ChatRequest::Send { to, text, nonce } => {

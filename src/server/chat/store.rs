@@ -55,9 +55,7 @@ pub trait ChatStore: Send + Sync {
     /// there was anything.
     async fn remove(&self, a: &str, b: &str) -> Result<bool, StoreError>;
     /// `user`'s friends and requests, by name.
-    async fn friends(&self, user: &str) -> Result<Vec<(String, FriendState)>, StoreError>;
-    /// Whether the two are friends.
-    async fn are_friends(&self, a: &str, b: &str) -> Result<bool, StoreError>;
+    async fn friends(&self, user: &str) -> Result<Vec<Relation>, StoreError>;
     /// Stores a message for delivery, durably, if the two are friends and the recipient has
     /// fewer than `max_waiting` undelivered. A `(from, nonce)` seen before returns the first one's id.
     async fn store_message(
@@ -83,8 +81,6 @@ pub trait ChatStore: Send + Sync {
     async fn history(&self, a: &str, b: &str, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
     /// Sets (or clears) `user`'s colour.
     async fn set_color(&self, user: &str, color: Option<&str>) -> Result<(), StoreError>;
-    /// `user`'s colour.
-    async fn color(&self, user: &str) -> Result<Option<String>, StoreError>;
     /// Forgets everything of `user` (`ftpd deluser`).
     async fn delete_user(&self, user: &str) -> Result<(), StoreError>;
 
@@ -96,6 +92,10 @@ pub trait ChatStore: Send + Sync {
         false
     }
 }
+
+/// One line of a user's friends list as stored: the other's name, where it stands, and (for
+/// friends only) the colour they chose.
+pub type Relation = (String, FriendState, Option<String>);
 
 /// What a store calls with each message it has stored: see [`ChatStore::push_stored`].
 pub type Push = std::sync::Arc<dyn Fn(&ChatMessage) + Send + Sync>;
@@ -340,44 +340,34 @@ impl ChatStore for SqliteChatStore {
         .await
     }
 
-    async fn friends(&self, user: &str) -> Result<Vec<(String, FriendState)>, StoreError> {
+    async fn friends(&self, user: &str) -> Result<Vec<Relation>, StoreError> {
         let user = user.to_owned();
         self.with(move |db: &rusqlite::Connection| {
             let mut out = Vec::new();
             let mut query = db.prepare(
-                "SELECT friend, 0 FROM friends WHERE user = ?1
-                 UNION ALL SELECT recipient, 1 FROM requests WHERE sender = ?1
-                 UNION ALL SELECT sender, 2 FROM requests WHERE recipient = ?1
+                "SELECT f.friend, 0, c.color FROM friends f
+                   LEFT JOIN colors c ON c.user = f.friend WHERE f.user = ?1
+                 UNION ALL SELECT recipient, 1, NULL FROM requests WHERE sender = ?1
+                 UNION ALL SELECT sender, 2, NULL FROM requests WHERE recipient = ?1
                  ORDER BY 1",
             )?;
             let rows = query.query_map(params![user], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
             })?;
             for row in rows {
-                let (name, kind) = row?;
+                let (name, kind, color) = row?;
                 let state = match kind {
                     0 => FriendState::Friends,
                     1 => FriendState::Asked,
                     _ => FriendState::AskedBy,
                 };
-                out.push((name, state));
+                out.push((name, state, color));
             }
             Ok(out)
-        })
-        .await
-    }
-
-    async fn are_friends(&self, a: &str, b: &str) -> Result<bool, StoreError> {
-        let (a, b) = (a.to_owned(), b.to_owned());
-        self.with(move |db: &rusqlite::Connection| {
-            Ok(db
-                .query_row(
-                    "SELECT 1 FROM friends WHERE user = ?1 AND friend = ?2",
-                    params![a, b],
-                    |_| Ok(true),
-                )
-                .optional()?
-                .unwrap_or(false))
         })
         .await
     }
@@ -527,20 +517,6 @@ impl ChatStore for SqliteChatStore {
         .await
     }
 
-    async fn color(&self, user: &str) -> Result<Option<String>, StoreError> {
-        let user = user.to_owned();
-        self.with(move |db: &rusqlite::Connection| {
-            Ok(db
-                .query_row(
-                    "SELECT color FROM colors WHERE user = ?1",
-                    params![user],
-                    |row| row.get(0),
-                )
-                .optional()?)
-        })
-        .await
-    }
-
     fn push_stored(&self, push: Push) -> bool {
         self.push.set(push).is_ok()
     }
@@ -579,20 +555,29 @@ mod tests {
         (dir, store)
     }
 
+    /// Whether `a` has `b` among their friends.
+    async fn friends_with(s: &SqliteChatStore, a: &str, b: &str) -> bool {
+        s.friends(a)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(name, state, _)| name == b && *state == FriendState::Friends)
+    }
+
     #[tokio::test]
     async fn a_request_accepted_makes_friends_and_del_ends_it_both_ways() {
         let (_dir, s) = store();
         assert_eq!(s.add("alice", "bob", 10).await.unwrap(), Added::Asked);
         assert_eq!(
             s.friends("bob").await.unwrap(),
-            vec![("alice".into(), FriendState::AskedBy)]
+            vec![("alice".into(), FriendState::AskedBy, None)]
         );
-        assert!(!s.are_friends("alice", "bob").await.unwrap());
+        assert!(!friends_with(&s, "alice", "bob").await);
         assert_eq!(s.add("bob", "alice", 10).await.unwrap(), Added::Friends);
-        assert!(s.are_friends("alice", "bob").await.unwrap());
-        assert!(s.are_friends("bob", "alice").await.unwrap());
+        assert!(friends_with(&s, "alice", "bob").await);
+        assert!(friends_with(&s, "bob", "alice").await);
         assert!(s.remove("bob", "alice").await.unwrap());
-        assert!(!s.are_friends("alice", "bob").await.unwrap());
+        assert!(!friends_with(&s, "alice", "bob").await);
         assert!(s.friends("alice").await.unwrap().is_empty());
         // Waiting requests per sender are bounded.
         for i in 0..3 {
