@@ -194,6 +194,22 @@ pub enum ErrorKind {
     Usage,
 }
 
+/// A QUIC connection's end, as the rest of the library knows ends: the peer (or we)
+/// closed it, or reset it (a restarted server), is a closed connection; silence past the idle
+/// timeout is a timeout; anything else is an I/O error.
+impl From<quinn::ConnectionError> for Error {
+    fn from(err: quinn::ConnectionError) -> Self {
+        match err {
+            quinn::ConnectionError::ApplicationClosed(_)
+            | quinn::ConnectionError::ConnectionClosed(_)
+            | quinn::ConnectionError::LocallyClosed
+            | quinn::ConnectionError::Reset => Error::ConnectionClosed,
+            quinn::ConnectionError::TimedOut => Error::Timeout,
+            other => Error::Io(std::io::Error::other(other)),
+        }
+    }
+}
+
 impl Error {
     /// A local file error, naming the file.
     pub fn local(path: &std::path::Path, err: impl std::fmt::Display) -> Self {

@@ -83,7 +83,7 @@ impl ChatClient {
         keys: &ClientKeys,
     ) -> Result<Self> {
         let (endpoint, connection, binding) = connect_quic(addr, security).await?;
-        let (send, recv) = connection.open_bi().await.map_err(quic_error)?;
+        let (send, recv) = connection.open_bi().await.map_err(Error::from)?;
         let stream = tokio::io::join(recv, send);
         let mut client = Client::handshake(stream).await?;
         client.bind_to(binding);
@@ -237,7 +237,7 @@ impl ChatClient {
             let events = match &mut self.events {
                 Some(events) => events,
                 None => {
-                    let stream = self.connection.accept_uni().await.map_err(quic_error)?;
+                    let stream = self.connection.accept_uni().await.map_err(Error::from)?;
                     self.events
                         .insert(Connection::new(tokio::io::join(stream, tokio::io::sink())))
                 }
@@ -366,17 +366,6 @@ fn server_host(addr: &str) -> String {
     host.trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned()
-}
-
-fn quic_error(err: quinn::ConnectionError) -> Error {
-    match err {
-        quinn::ConnectionError::ApplicationClosed(_)
-        | quinn::ConnectionError::ConnectionClosed(_)
-        | quinn::ConnectionError::LocallyClosed
-        | quinn::ConnectionError::Reset => Error::ConnectionClosed,
-        quinn::ConnectionError::TimedOut => Error::Timeout,
-        other => Error::Io(std::io::Error::other(other)),
-    }
 }
 
 /// The ANSI colour code of a colour name from [`crate::chat::COLOURS`].

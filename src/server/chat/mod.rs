@@ -229,7 +229,7 @@ impl ChatService {
             let connection = incoming
                 .await
                 .map_err(|e| Error::Tls(format!("QUIC handshake: {e}")))?;
-            let (send, recv) = connection.accept_bi().await.map_err(quic_error)?;
+            let (send, recv) = connection.accept_bi().await.map_err(Error::from)?;
             Ok::<_, Error>((connection, send, recv))
         };
         let (connection, send, recv) = tokio::select! {
@@ -289,7 +289,7 @@ impl ChatService {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let events = connection.open_uni().await.map_err(quic_error)?;
+        let events = connection.open_uni().await.map_err(Error::from)?;
         let mut events = Connection::new(tokio::io::join(tokio::io::empty(), events));
         events.set_write_deadline(Some(self.shared.limits.stall_timeout));
         let name = user.as_str();
@@ -666,14 +666,4 @@ fn other_user(me: &str, name: &str) -> std::result::Result<String, Refusal> {
         return Err(Refusal(ChatErrorCode::Invalid, "that is you".into()));
     }
     Ok(parsed.as_str().to_owned())
-}
-
-fn quic_error(err: quinn::ConnectionError) -> Error {
-    match err {
-        quinn::ConnectionError::ApplicationClosed(_)
-        | quinn::ConnectionError::ConnectionClosed(_)
-        | quinn::ConnectionError::LocallyClosed => Error::ConnectionClosed,
-        quinn::ConnectionError::TimedOut => Error::Timeout,
-        other => Error::Io(std::io::Error::other(other)),
-    }
 }
