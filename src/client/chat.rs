@@ -13,7 +13,7 @@ use quinn::{RecvStream, SendStream};
 use tokio::io::Join;
 
 use super::credentials::SavedLogin;
-use super::tls::{KnownHosts, Security, UnknownServer, check_peer, quic_client_config};
+use super::tls::{KnownHosts, Security, UnknownServer, check_peer, host_of, quic_client_config};
 use super::{CONNECT_TIMEOUT, Client, REPLY_TIMEOUT};
 use crate::auth::ClientKeys;
 use crate::chat::{CHAT_ALPN, ChatEvent, ChatMessage, ChatReply, ChatRequest, Friend};
@@ -323,9 +323,8 @@ pub async fn connect_quic(
         transport.keep_alive_interval(Some(KEEP_ALIVE));
         config.transport_config(Arc::new(transport));
         endpoint.set_default_client_config(config);
-        let host = server_host(addr);
         let connection = endpoint
-            .connect(target, &host)
+            .connect(target, host_of(addr))
             .map_err(|e| Error::Tls(format!("cannot connect to {addr}: {e}")))?
             .await
             .map_err(|e| Error::Tls(format!("chat handshake with {addr} failed: {e}")))?;
@@ -358,14 +357,6 @@ async fn resolve(addr: &str) -> Result<SocketAddr> {
         })?
         .next()
         .ok_or_else(|| Error::Io(std::io::Error::other(format!("{addr} has no address"))))
-}
-
-/// The host part of `host:port` (`[::1]:2121` too), as a TLS server name.
-fn server_host(addr: &str) -> String {
-    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned()
 }
 
 /// The ANSI colour code of a colour name from [`crate::chat::COLOURS`].

@@ -223,10 +223,15 @@ impl ServerCertVerifier for PinAfterHandshake {
     }
 }
 
-/// The host part of `host:port` (`[::1]:2121` too), as a TLS server name.
-fn server_name(addr: &str) -> Result<ServerName<'static>> {
+/// The host part of `host:port` (`[::1]:2121` too), without the brackets.
+pub(crate) fn host_of(addr: &str) -> &str {
     let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The host part of `host:port`, as a TLS server name.
+fn server_name(addr: &str) -> Result<ServerName<'static>> {
+    let host = host_of(addr);
     ServerName::try_from(host.to_owned())
         .map_err(|e| Error::Tls(format!("{host:?} is not a valid server name: {e}")))
 }
