@@ -11,13 +11,15 @@
 //! - [`userdb`]: `users.db` (format, locked atomic edits, hot reload) and the `UserStore` trait.
 //! - [`tls`]: the server's certificate (given, or generated and kept) and rustls config.
 //! - [`guard`]: failed-login delays and lockouts; `counters`: per-user and per-address slots;
-//!   `quota`: byte reservations of concurrent uploads; `locks`: one upload per target.
+//!   `quota`: byte reservations of concurrent uploads; `locks`: one upload per target;
+//!   [`budget`]: the token bucket behind every rate limit.
 //! - [`time`]: the NTP time service on UDP (rate-limited, honest about the host clock).
 //! - [`chat`]: the chat over QUIC (friends, presence, durable messages), same login.
 //! - `audit`: the JSON-lines audit log; [`settings`]: `ftpd serve` options and `ftpd.toml`;
 //!   [`secret`]: the secret behind unknown users' mock salts.
 
 mod audit;
+pub mod budget;
 pub mod chat;
 mod counters;
 pub mod guard;

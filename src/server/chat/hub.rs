@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use tokio::sync::{Notify, mpsc};
 
+use crate::server::budget::Budget;
+
 use crate::chat::{ChatEvent, ChatMessage};
 
 /// Events one session may have queued; past that, new ones for it are dropped (they are
@@ -138,7 +140,7 @@ impl Hub {
         let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
         budgets
             .entry(user.to_owned())
-            .or_insert_with(|| Budget::new(rate, burst))
+            .or_insert_with(|| Budget::new(rate, burst, now))
             .take(now)
     }
 
@@ -179,54 +181,9 @@ impl Drop for Registration<'_> {
     }
 }
 
-/// A token bucket: `rate` a second, `burst` at once.
-pub struct Budget {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Budget {
-    pub fn new(rate: f64, burst: f64) -> Self {
-        Budget {
-            rate,
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
-    }
-
-    pub fn take(&mut self, now: Instant) -> bool {
-        if self.rate.is_infinite() {
-            return true;
-        }
-        let earned = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + earned).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn the_budget_allows_a_burst_then_the_rate() {
-        let mut budget = Budget::new(10.0, 3.0);
-        let now = Instant::now();
-        assert!((0..3).all(|_| budget.take(now)));
-        assert!(!budget.take(now));
-        assert!(budget.take(now + Duration::from_millis(100)));
-        assert!(!budget.take(now + Duration::from_millis(100)));
-    }
 
     #[test]
     fn several_sessions_are_one_presence() {

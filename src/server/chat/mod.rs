@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Shared;
+use super::budget::Budget;
 use super::session;
 use super::tls::ServerIdentity;
 use crate::chat::{
@@ -33,7 +34,7 @@ use crate::chat::{
 use crate::error::{Error, Result};
 use crate::username::Username;
 use crate::wire::Connection;
-use hub::{Budget, Hub};
+use hub::Hub;
 use store::{Added, ChatStore, Stored};
 
 /// The chat's bounds.
@@ -346,7 +347,7 @@ impl ChatService {
             }
         };
         let serve = async {
-            let mut budget = Budget::new(self.settings.rate, self.settings.burst);
+            let mut budget = Budget::new(self.settings.rate, self.settings.burst, Instant::now());
             loop {
                 let request = match requests.read::<ChatRequest>().await {
                     Ok(Some(request)) => request,

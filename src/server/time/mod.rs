@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use std::net::UdpSocket;
 
 use self::datagrams::Inbox;
+use crate::server::budget::Budget;
 
 use std::os::fd::AsRawFd;
 
@@ -122,8 +123,7 @@ pub struct TimeCounters {
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     addr: IpAddr,
-    tokens: f64,
-    last: Instant,
+    budget: Budget,
     excess: u64,
 }
 
@@ -155,21 +155,17 @@ impl RateTable {
     fn check(&mut self, addr: IpAddr, now: Instant) -> Verdict {
         let index = (self.hasher.hash_one(addr) as usize) % RATE_SLOTS;
         let burst = f64::from(self.limit.burst.max(1));
-        let interval = 2f64.powi(i32::from(self.limit.interval));
+        // One reply per 2^interval seconds.
+        let rate = 2f64.powi(-i32::from(self.limit.interval));
         let slot = match &mut self.slots[index] {
             Some(slot) if slot.addr == addr => slot,
             other => other.insert(Slot {
                 addr,
-                tokens: burst,
-                last: now,
+                budget: Budget::new(rate, burst, now),
                 excess: 0,
             }),
         };
-        let earned = now.duration_since(slot.last).as_secs_f64() / interval;
-        slot.tokens = (slot.tokens + earned).min(burst);
-        slot.last = now;
-        if slot.tokens >= 1.0 {
-            slot.tokens -= 1.0;
+        if slot.budget.take(now) {
             return Verdict::Answer;
         }
         slot.excess = slot.excess.wrapping_add(1);
