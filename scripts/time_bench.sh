@@ -40,9 +40,12 @@ for port in "$echo_port" "$ours_port" "$chrony_port"; do
   done
 done
 
-echo "load: $sockets sockets, ${secs}s each, $rounds rounds (interleaved)"
+echo "load: $sockets sockets, ${secs}s each, $rounds rounds (interleaved, the order rotated"
+echo "each round so that no server always runs first or right after another)"
+targets=(echo:$echo_port ftpd:$ours_port chronyd:$chrony_port)
 for round in $(seq "$rounds"); do
-  for target in echo:$echo_port ftpd:$ours_port chronyd:$chrony_port; do
+  shift_by=$(( (round - 1) % 3 ))
+  for target in "${targets[@]:shift_by}" "${targets[@]:0:shift_by}"; do
     name=${target%%:*}; port=${target##*:}
     printf 'round %s %-8s %s\n' "$round" "$name" "$("$load" "127.0.0.1:$port" "$sockets" "$secs")"
   done

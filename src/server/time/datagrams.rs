@@ -1,8 +1,9 @@
 //! Datagrams in a batch at a time (`recvmmsg`): under load the time service spends its time
-//! in system calls, and one call that waits for a datagram and takes what else has come
-//! saves a wait and a read per request. Each received datagram carries the kernel's
-//! arrival stamp (`SO_TIMESTAMPNS`) when it was asked for. (Replies go one at a time, each
-//! as soon as it is made: batching them measured slower, the first waiting for the rest.)
+//! in system calls, and one call that takes what has come saves a read per request. It waits
+//! for the socket to be readable (`poll`) and then reads without waiting, as chronyd does;
+//! that measured a little faster than a read that waits for its first datagram. Each
+//! received datagram carries the kernel's arrival stamp (`SO_TIMESTAMPNS`) when it was asked
+//! for.
 
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -11,8 +12,8 @@ use std::time::Duration;
 
 use crate::ntp::Timestamp;
 
-/// Datagrams taken per system call.
-pub(super) const BATCH: usize = 32;
+/// Datagrams taken per system call (chronyd's figure; 32 measured no better).
+pub(super) const BATCH: usize = 16;
 
 /// The largest request read whole; longer ones are truncated (and so refused: a request
 /// must be well formed as a whole, and no client sends extension fields this long).
@@ -80,11 +81,19 @@ impl Inbox {
                 msg.msg_control = controls[i].as_mut_ptr().cast();
                 msg.msg_controllen = size_of::<[u64; CONTROL_WORDS]>() as _;
             }
+            let mut ready = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&raw mut ready, 1, -1) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             let count = libc::recvmmsg(
                 fd,
                 headers.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             );
             if count < 0 {

@@ -295,8 +295,10 @@ impl TimeServer {
     }
 
     /// Starts answering on a thread of its own: a request never waits behind the file
-    /// service, and the thread blocks in the kernel until datagrams arrive (one system call
-    /// to wait for and read a batch, one per reply; no event loop between).
+    /// service, and the thread waits in the kernel until datagrams arrive, reads a batch and
+    /// answers it (no event loop between). One thread: two on this two-core machine answered
+    /// twice chronyd's rate at light load but tripled the p99 delay at saturation
+    /// (BENCHMARKS.md).
     ///
     /// # Errors
     /// The socket cannot be set up (its address, timeouts) or the thread cannot start.
@@ -337,6 +339,7 @@ impl TimeServer {
         }
         let fd = self.socket.as_raw_fd();
         let mut inbox = Inbox::default();
+        let mut replies = Vec::with_capacity(datagrams::BATCH);
         while !stopping.load(Ordering::Relaxed) {
             match inbox.receive(fd) {
                 // Woken to stop (the socket was shut for reading): nothing to answer.
@@ -354,13 +357,16 @@ impl TimeServer {
                 };
                 let received = got.stamp.unwrap_or(read_at);
                 if let Some(reply) = self.reply_to(datagram, peer.ip(), received) {
-                    // Each reply goes as soon as it is made (the first of a batch does not
-                    // wait for the rest), its transmit time written in right before.
-                    let mut bytes = reply.encode();
-                    bytes[40..48].copy_from_slice(&Timestamp::now().0.to_be_bytes());
-                    // One that cannot go within SEND_TIMEOUT is lost, as UDP may lose it.
-                    let _ = self.socket.send_to(&bytes, peer);
+                    replies.push((reply.encode(), peer));
                 }
+            }
+            // The batch's replies go back to back once all are made (chronyd's order, which
+            // measured faster than each as it is made: the clients wake fewer times), each
+            // with its transmit time written in right before it goes.
+            for (mut bytes, peer) in replies.drain(..) {
+                bytes[40..48].copy_from_slice(&Timestamp::now().0.to_be_bytes());
+                // One that cannot go within SEND_TIMEOUT is lost, as UDP may lose it.
+                let _ = self.socket.send_to(&bytes, peer);
             }
         }
         let c = &self.counters;
