@@ -57,6 +57,9 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
     Ok(o)
 }
 
+/// Messages one sender has posted and not yet seen stored, at most.
+const MAX_POSTED: usize = 64;
+
 /// What every pair shares: the clock the latencies are measured on, and the end.
 #[derive(Clone)]
 struct Run {
@@ -65,6 +68,8 @@ struct Run {
     window: usize,
     /// Seconds between one sender's messages, open loop.
     interval: Option<Duration>,
+    /// Where in each interval this sender's ticks fall (its share of it), open loop.
+    phase: u64,
 }
 
 impl Run {
@@ -102,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         interval: o
             .rate
             .map(|rate| Duration::from_secs_f64(o.pairs as f64 / rate)),
+        phase: 0,
     };
     let mut pairs = Vec::new();
     for i in 0..o.pairs {
@@ -141,8 +147,14 @@ async fn main() -> anyhow::Result<()> {
         ..run
     };
     let mut tasks = Vec::new();
-    for pair in pairs {
-        tasks.push(tokio::spawn(pair.drive(run.clone())));
+    let count = pairs.len() as u64;
+    for (i, pair) in pairs.into_iter().enumerate() {
+        let step = run.interval.map_or(0, |d| d.as_nanos() as u64);
+        let run = Run {
+            phase: step * i as u64 / count.max(1),
+            ..run.clone()
+        };
+        tasks.push(tokio::spawn(pair.drive(run)));
     }
     let mut latencies = Vec::new();
     for task in tasks {
@@ -185,8 +197,24 @@ impl Pair {
                 let sender = {
                     let (run, permits) = (run.clone(), Arc::clone(&permits));
                     tokio::spawn(async move {
-                        while pace(&run, &permits).await {
-                            a.send(&to, &run.stamp().to_string()).await?;
+                        // Messages are posted without waiting for each to be stored (the
+                        // client keeps up to MAX_POSTED in flight), their outcomes read as
+                        // they come.
+                        loop {
+                            tokio::select! {
+                                go = pace(&run, &permits), if a.in_flight() < MAX_POSTED => {
+                                    if !go {
+                                        break;
+                                    }
+                                    a.post(&to, &run.stamp().to_string()).await?;
+                                }
+                                stored = a.stored(), if a.in_flight() > 0 => {
+                                    stored?;
+                                }
+                            }
+                        }
+                        while a.in_flight() > 0 {
+                            a.stored().await?;
                         }
                         (*a).close().await;
                         anyhow::Ok(())
@@ -292,10 +320,11 @@ async fn pace(run: &Run, permits: &Semaphore) -> bool {
     }
     match run.interval {
         Some(interval) => {
-            // Start each sender at a different point of its interval, so the load is even.
+            // Each sender ticks at its own point of the interval (its phase), so the
+            // senders do not all send at once and the load is even.
             let now = run.stamp();
             let step = interval.as_nanos().max(1) as u64;
-            let next = (now / step + 1) * step;
+            let next = (now.saturating_sub(run.phase) / step + 1) * step + run.phase;
             tokio::time::sleep(Duration::from_nanos(next - now)).await;
             Instant::now() < run.until
         }
@@ -327,9 +356,16 @@ async fn keys(tcp: &str, name: &str) -> anyhow::Result<ftprep::auth::ClientKeys>
     Ok(keys)
 }
 
+/// A connected client with an empty inbox: what an earlier run left undelivered is taken
+/// and acknowledged now, so it is neither timed nor counted (nor widens the window).
 async fn chat_client(tcp: &str, chat: &str, name: &str) -> anyhow::Result<ChatClient> {
     let keys = keys(tcp, name).await?;
-    Ok(ChatClient::connect(chat, &security()?, &Username::parse(name)?, &keys).await?)
+    let mut client =
+        ChatClient::connect(chat, &security()?, &Username::parse(name)?, &keys).await?;
+    if let Some(last) = client.inbox(Duration::ZERO).await?.last() {
+        client.ack(last.id).await?;
+    }
+    Ok(client)
 }
 
 struct IrcClient {

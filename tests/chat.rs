@@ -350,6 +350,48 @@ async fn offline_messages_arrive_in_order_exactly_once_across_a_dropped_connecti
 }
 
 #[tokio::test]
+async fn posted_messages_are_pipelined_and_keep_their_order() {
+    let lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b"), ("carol", "pw-c")]).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    befriend(&mut alice, &mut bob).await;
+    // More in flight than the server takes at once (it stops reading until some are
+    // answered; within the rate limit's burst), one refused in the middle (carol is no
+    // friend).
+    for i in 0..45 {
+        let to = if i == 20 { "carol" } else { "bob" };
+        alice.post(to, &format!("m{i}")).await.unwrap();
+    }
+    assert_eq!(alice.in_flight(), 45);
+    // Another request waits until every posted message's outcome is read.
+    assert!(matches!(alice.friends().await, Err(Error::Usage(_))));
+    let mut ids = Vec::new();
+    for i in 0..45 {
+        match alice.stored().await {
+            Ok((id, _)) => ids.push(id),
+            Err(err) => {
+                assert_eq!(i, 20);
+                assert_eq!(refused(err), ChatErrorCode::NotFriends);
+            }
+        }
+    }
+    assert_eq!(ids.len(), 44);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids in the order posted"
+    );
+    assert!(matches!(alice.stored().await, Err(Error::Usage(_))));
+    assert_eq!(alice.friends().await.unwrap().len(), 1);
+    for (i, id) in (0..45).filter(|i| *i != 20).zip(&ids) {
+        let (text, got, from) = next_message(&mut bob).await;
+        assert_eq!(
+            (text, got, from),
+            (format!("m{i}"), *id, "alice".to_string())
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_stored_message_survives_a_restart_of_the_server() {
     let mut lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b")]).await;
     let mut alice = lab.chat("alice", "pw-a").await;

@@ -35,6 +35,8 @@ pub struct ChatClient {
     /// The highest message id handed out: a redelivered one is not handed out again.
     delivered: u64,
     user: Username,
+    /// Messages posted whose replies are not read yet ([`ChatClient::post`]).
+    posted: usize,
 }
 
 impl std::fmt::Debug for ChatClient {
@@ -96,6 +98,7 @@ impl ChatClient {
             events: None,
             delivered: 0,
             user: user.clone(),
+            posted: 0,
         })
     }
 
@@ -116,7 +119,18 @@ impl ChatClient {
     }
 
     async fn ask(&mut self, request: &ChatRequest) -> Result<ChatReply> {
+        if self.posted > 0 {
+            return Err(Error::Usage(format!(
+                "{} posted messages wait for their replies: read them (ChatClient::stored) first",
+                self.posted
+            )));
+        }
         self.requests.write(request).await?;
+        self.reply().await
+    }
+
+    /// The next reply on the request stream.
+    async fn reply(&mut self) -> Result<ChatReply> {
         let reply = tokio::time::timeout(REPLY_TIMEOUT, self.requests.read::<ChatReply>())
             .await
             .map_err(|_| Error::Timeout)??
@@ -186,6 +200,45 @@ impl ChatClient {
             nonce,
         };
         match self.ask(&request).await? {
+            ChatReply::Stored { id, at } => Ok((id, at)),
+            _ => Err(Error::UnexpectedReply("expected the message stored")),
+        }
+    }
+
+    /// Sends `text` to a friend without waiting for the server to store it: several can be
+    /// in flight at once (the server keeps their order). Read each one's outcome, in the
+    /// order posted, with [`ChatClient::stored`]; other requests wait until all are read.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub async fn post(&mut self, to: &str, text: &str) -> Result<()> {
+        let request = ChatRequest::Send {
+            to: to.into(),
+            text: text.into(),
+            nonce: rand::random(),
+        };
+        self.requests.write(&request).await?;
+        self.posted += 1;
+        Ok(())
+    }
+
+    /// Messages posted whose outcome is not read yet.
+    pub fn in_flight(&self) -> usize {
+        self.posted
+    }
+
+    /// The outcome of the oldest posted message: its id and time once stored.
+    ///
+    /// # Errors
+    /// Nothing posted ([`Error::Usage`]); [`Error::Chat`] for a refusal; connection errors.
+    pub async fn stored(&mut self) -> Result<(u64, i64)> {
+        if self.posted == 0 {
+            return Err(Error::Usage("no posted message waits for its reply".into()));
+        }
+        let reply = self.reply().await;
+        // Read (or failed to be: then the connection is unusable anyway).
+        self.posted -= 1;
+        match reply? {
             ChatReply::Stored { id, at } => Ok((id, at)),
             _ => Err(Error::UnexpectedReply("expected the message stored")),
         }

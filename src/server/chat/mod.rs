@@ -19,6 +19,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::future::Either;
+use futures_util::stream::FuturesOrdered;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -75,6 +78,10 @@ const CONNECTION_WINDOW: u32 = 128 * 1024;
 
 /// Messages delivered per read of the store.
 const DELIVERY_BATCH: u32 = 256;
+
+/// Messages of one connection waiting for the disk at once (more are read when one is
+/// answered): enough to share a disk sync among many, little memory per connection.
+const PIPELINED: usize = 32;
 
 /// The chat service of a server, ready to run.
 pub struct ChatService {
@@ -346,25 +353,56 @@ impl ChatService {
                 }
             }
         };
+        // Requests are answered in order. Messages are pipelined: up to PIPELINED of them
+        // wait for the disk at once (each queued in the store as it is read, so they keep
+        // their order); any other request waits until those before it are answered.
         let serve = async {
             let mut budget = Budget::new(self.settings.rate, self.settings.burst, Instant::now());
+            let mut in_flight = FuturesOrdered::new();
             loop {
-                let request = match requests.read::<ChatRequest>().await {
+                let read = tokio::select! {
+                    biased;
+                    Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                        requests.write(&answer(reply)).await?;
+                        continue;
+                    }
+                    read = requests.read::<ChatRequest>(), if in_flight.len() < PIPELINED => read,
+                };
+                let request = match read {
                     Ok(Some(request)) => request,
-                    Ok(None) => return Ok::<(), Error>(()),
+                    Ok(None) => break,
                     Err(err @ (Error::MalformedFrame(_) | Error::FrameTooLarge { .. })) => {
                         let reply = ChatReply::Error {
                             code: ChatErrorCode::UnexpectedRequest,
                             message: err.to_string(),
                         };
+                        while let Some(reply) = in_flight.next().await {
+                            requests.write(&answer(reply)).await?;
+                        }
                         let _ = requests.write(&reply).await;
                         return Err(err);
                     }
                     Err(err) => return Err(err),
                 };
+                if let ChatRequest::Send { to, text, nonce } = &request {
+                    let reply = match self.admit(user.as_str(), &request, &mut budget) {
+                        Ok(()) => Either::Left(self.send_message(user.as_str(), to, text, *nonce)),
+                        Err(refusal) => Either::Right(std::future::ready(Err(refusal))),
+                    };
+                    in_flight.push_back(reply);
+                    continue;
+                }
+                while let Some(reply) = in_flight.next().await {
+                    requests.write(&answer(reply)).await?;
+                }
                 let reply = self.apply(user, request, &mut budget).await;
                 requests.write(&reply).await?;
             }
+            // The client closed its side: what is in flight is still answered.
+            while let Some(reply) = in_flight.next().await {
+                requests.write(&answer(reply)).await?;
+            }
+            Ok::<(), Error>(())
         };
         let result = tokio::select! {
             result = deliver => result,
@@ -396,9 +434,50 @@ impl ChatService {
 
     /// One request; its reply.
     async fn apply(&self, user: &Username, request: ChatRequest, budget: &mut Budget) -> ChatReply {
-        match self.try_apply(user, request, budget).await {
-            Ok(reply) => reply,
-            Err(Refusal(code, message)) => ChatReply::Error { code, message },
+        answer(self.try_apply(user, request, budget).await)
+    }
+
+    /// A message to store: checked, and queued in the store at once (so messages sent one
+    /// after another keep their order however many are in flight); the future is the reply,
+    /// once the message is stored durably.
+    fn send_message(
+        &self,
+        me: &str,
+        to: &str,
+        text: &str,
+        nonce: u64,
+    ) -> impl Future<Output = std::result::Result<ChatReply, Refusal>> + Send + use<'_> {
+        let queued = other_user(me, to).and_then(|other| {
+            if text.is_empty() || text.len() > MAX_TEXT_BYTES {
+                return Err(Refusal(
+                    ChatErrorCode::Invalid,
+                    format!("a message has 1 to {MAX_TEXT_BYTES} bytes"),
+                ));
+            }
+            let at = chrono::Utc::now().timestamp_millis();
+            let stored =
+                self.store
+                    .store_message(me, &other, text, nonce, at, self.settings.max_waiting);
+            Ok((other, stored))
+        });
+        async move {
+            let (other, stored) = queued?;
+            match stored.await.map_err(internal)? {
+                Stored::Message { id, at } => {
+                    if !self.pushes {
+                        self.hub.wake(&other);
+                    }
+                    Ok(ChatReply::Stored { id, at })
+                }
+                Stored::NotFriends => Err(not_friends(&other)),
+                Stored::InboxFull => Err(Refusal(
+                    ChatErrorCode::InboxFull,
+                    format!(
+                        "{other} has {} messages waiting; nothing was stored, try later",
+                        self.settings.max_waiting
+                    ),
+                )),
+            }
         }
     }
 
@@ -409,25 +488,7 @@ impl ChatService {
         budget: &mut Budget,
     ) -> std::result::Result<ChatReply, Refusal> {
         let me = user.as_str();
-        let changes = !matches!(
-            request,
-            ChatRequest::Friends | ChatRequest::Ack { .. } | ChatRequest::History { .. }
-        );
-        if changes {
-            let now = Instant::now();
-            // Per connection, then per user (all their connections together).
-            let (rate, burst) = (self.settings.rate, self.settings.burst);
-            if !budget.take(now) || !self.hub.take(me, now, rate * 2.0, burst * 2.0) {
-                return Err(Refusal(
-                    ChatErrorCode::RateLimited,
-                    format!(
-                        "slow down: at most {rate} messages and friend changes a second \
-                         ({} for all your connections together)",
-                        rate * 2.0
-                    ),
-                ));
-            }
-        }
+        self.admit(me, &request, budget)?;
         match request {
             ChatRequest::Add { name } => {
                 let other = other_user(me, &name)?;
@@ -506,37 +567,7 @@ impl ChatService {
                     .collect();
                 Ok(ChatReply::Friends { friends })
             }
-            ChatRequest::Send { to, text, nonce } => {
-                let other = other_user(me, &to)?;
-                if text.is_empty() || text.len() > MAX_TEXT_BYTES {
-                    return Err(Refusal(
-                        ChatErrorCode::Invalid,
-                        format!("a message has 1 to {MAX_TEXT_BYTES} bytes"),
-                    ));
-                }
-                let at = chrono::Utc::now().timestamp_millis();
-                let stored = self
-                    .store
-                    .store_message(me, &other, &text, nonce, at, self.settings.max_waiting)
-                    .await
-                    .map_err(internal)?;
-                match stored {
-                    Stored::Message { id, at } => {
-                        if !self.pushes {
-                            self.hub.wake(&other);
-                        }
-                        Ok(ChatReply::Stored { id, at })
-                    }
-                    Stored::NotFriends => Err(not_friends(&other)),
-                    Stored::InboxFull => Err(Refusal(
-                        ChatErrorCode::InboxFull,
-                        format!(
-                            "{other} has {} messages waiting; nothing was stored, try later",
-                            self.settings.max_waiting
-                        ),
-                    )),
-                }
-            }
+            ChatRequest::Send { to, text, nonce } => self.send_message(me, &to, &text, nonce).await,
             ChatRequest::Ack { up_to } => {
                 self.store
                     .ack(me, up_to, self.settings.history)
@@ -573,6 +604,35 @@ impl ChatService {
                 Ok(ChatReply::Done)
             }
         }
+    }
+
+    /// Refuses a request past the rate limits.
+    fn admit(
+        &self,
+        me: &str,
+        request: &ChatRequest,
+        budget: &mut Budget,
+    ) -> std::result::Result<(), Refusal> {
+        let changes = !matches!(
+            request,
+            ChatRequest::Friends | ChatRequest::Ack { .. } | ChatRequest::History { .. }
+        );
+        if changes {
+            let now = Instant::now();
+            // Per connection, then per user (all their connections together).
+            let (rate, burst) = (self.settings.rate, self.settings.burst);
+            if !budget.take(now) || !self.hub.take(me, now, rate * 2.0, burst * 2.0) {
+                return Err(Refusal(
+                    ChatErrorCode::RateLimited,
+                    format!(
+                        "slow down: at most {rate} messages and friend changes a second \
+                         ({} for all your connections together)",
+                        rate * 2.0
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -639,6 +699,14 @@ where
 
 /// A refused request: its code and words.
 struct Refusal(ChatErrorCode, String);
+
+/// The reply to a request that was done or refused.
+fn answer(result: std::result::Result<ChatReply, Refusal>) -> ChatReply {
+    match result {
+        Ok(reply) => reply,
+        Err(Refusal(code, message)) => ChatReply::Error { code, message },
+    }
+}
 
 fn internal(err: store::StoreError) -> Refusal {
     tracing::error!(error = %err, "chat store failed");

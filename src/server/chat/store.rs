@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use rusqlite::{OptionalExtension, params};
 
 use crate::chat::{ChatMessage, FriendState};
@@ -58,7 +59,11 @@ pub trait ChatStore: Send + Sync {
     async fn friends(&self, user: &str) -> Result<Vec<Relation>, StoreError>;
     /// Stores a message for delivery, durably, if the two are friends and the recipient has
     /// fewer than `max_waiting` undelivered. A `(from, nonce)` seen before returns the first one's id.
-    async fn store_message(
+    ///
+    /// The message takes its place when this is called, not when the future is first
+    /// polled: messages stored by calls made one after another get ids in that order, so a
+    /// session can have several in flight (pipelined) and keep their order.
+    fn store_message(
         &self,
         from: &str,
         to: &str,
@@ -66,7 +71,7 @@ pub trait ChatStore: Send + Sync {
         nonce: u64,
         at: i64,
         max_waiting: u32,
-    ) -> Result<Stored, StoreError>;
+    ) -> BoxFuture<'static, Result<Stored, StoreError>>;
     /// `user`'s undelivered messages with ids above `after`, oldest first, at most `limit`.
     async fn waiting(
         &self,
@@ -221,6 +226,17 @@ impl SqliteChatStore {
         F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
         A: FnOnce(&T) + Send + 'static,
     {
+        self.queue(work, then).await
+    }
+
+    /// Queues the job now (its place in the order is taken by this call); the future is its
+    /// result once committed.
+    fn queue<T, F, A>(&self, work: F, then: A) -> BoxFuture<'static, Result<T, StoreError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+        A: FnOnce(&T) + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |db| {
             let run = |sql: &str| db.prepare_cached(sql).and_then(|mut s| s.execute([]));
@@ -241,11 +257,12 @@ impl SqliteChatStore {
                 let _ = tx.send(result);
             })
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| StoreError("the chat store has stopped".into()))?;
-        rx.await
-            .map_err(|_| StoreError("the chat store has stopped".into()))?
+        let sent = self.jobs.send(job);
+        Box::pin(async move {
+            sent.map_err(|_| StoreError("the chat store has stopped".into()))?;
+            rx.await
+                .map_err(|_| StoreError("the chat store has stopped".into()))?
+        })
     }
 }
 
@@ -372,7 +389,7 @@ impl ChatStore for SqliteChatStore {
         .await
     }
 
-    async fn store_message(
+    fn store_message(
         &self,
         from: &str,
         to: &str,
@@ -380,10 +397,10 @@ impl ChatStore for SqliteChatStore {
         nonce: u64,
         at: i64,
         max_waiting: u32,
-    ) -> Result<Stored, StoreError> {
+    ) -> BoxFuture<'static, Result<Stored, StoreError>> {
         let (from, to, text) = (from.to_owned(), to.to_owned(), text.to_owned());
         let push = std::sync::Arc::clone(&self.push);
-        self.with_then(move |db: &rusqlite::Connection| {
+        let stored = self.queue(move |db: &rusqlite::Connection| {
             let friends = db
                 .prepare_cached("SELECT 1 FROM friends WHERE user = ?1 AND friend = ?2")?
                 .exists(params![from, to])?;
@@ -425,9 +442,8 @@ impl ChatStore for SqliteChatStore {
             if let (Some(message), Some(push)) = (message, push.get()) {
                 push(message);
             }
-        })
-        .await
-        .map(|(stored, _)| stored)
+        });
+        Box::pin(async move { stored.await.map(|(stored, _)| stored) })
     }
 
     async fn waiting(
@@ -591,6 +607,34 @@ mod tests {
             Added::TooManyRequests
         );
         assert_eq!(s.add("carol", "u1", 3).await.unwrap(), Added::Asked);
+    }
+
+    #[tokio::test]
+    async fn a_message_takes_its_place_when_stored_not_when_awaited() {
+        let (_dir, s) = store();
+        s.add("a", "b", 10).await.unwrap();
+        s.add("b", "a", 10).await.unwrap();
+        let calls: Vec<_> = (0..20)
+            .map(|i| s.store_message("a", "b", &format!("m{i}"), i, 1, 100))
+            .collect();
+        // Awaited last to first: the ids still follow the order of the calls.
+        let mut ids = Vec::new();
+        for call in calls.into_iter().rev() {
+            match call.await.unwrap() {
+                Stored::Message { id, .. } => ids.push(id),
+                other => panic!("{other:?}"),
+            }
+        }
+        ids.reverse();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let texts: Vec<_> = s
+            .waiting("b", 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(texts, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
     }
 
     #[tokio::test]
