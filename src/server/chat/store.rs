@@ -155,6 +155,46 @@ fn serve_jobs(db: rusqlite::Connection, jobs: std::sync::mpsc::Receiver<Job>) {
     }
 }
 
+/// WAL pages past which the log is copied back into the database (SQLite's own default).
+const CHECKPOINT_PAGES: i32 = 1000;
+
+/// Copies the write-ahead log back into the database on a thread of its own, instead of in
+/// the commit that crossed [`CHECKPOINT_PAGES`] (SQLite's automatic checkpoint): that commit,
+/// and every message waiting behind it, would wait for the copy and its disk sync. The
+/// writer keeps committing to the log meanwhile (a passive checkpoint takes no lock it
+/// needs). The thread ends with the writer's connection.
+fn checkpoint_aside(db: &mut rusqlite::Connection, path: &Path) -> Result<(), StoreError> {
+    let checkpointer = rusqlite::Connection::open(path)
+        .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+    checkpointer.pragma_update(None, "synchronous", "FULL")?;
+    checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
+    // At most one wake-up waits: commits while a checkpoint runs add nothing.
+    let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+    // Replaces the automatic checkpoint (one hook per connection).
+    db.wal_hook(Some(
+        move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            if pages >= CHECKPOINT_PAGES {
+                let _ = wake.try_send(());
+            }
+            Ok(())
+        },
+    ))?;
+    std::thread::Builder::new()
+        .name("chat-checkpoint".into())
+        .spawn(move || {
+            while woken.recv().is_ok() {
+                let done = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    row.get::<_, i64>(0)
+                });
+                if let Err(err) = done {
+                    tracing::warn!(error = %err, "chat store: checkpoint failed (retried at the next commit)");
+                }
+            }
+        })
+        .map_err(|e| StoreError(format!("cannot start the chat store: {e}")))?;
+    Ok(())
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS requests (
     sender TEXT NOT NULL, recipient TEXT NOT NULL, at INTEGER NOT NULL,
@@ -195,6 +235,8 @@ impl SqliteChatStore {
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)
             .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        let mut db = db;
+        checkpoint_aside(&mut db, path)?;
         let (jobs, queue) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("chat-store".into())
@@ -607,6 +649,30 @@ mod tests {
             Added::TooManyRequests
         );
         assert_eq!(s.add("carol", "u1", 3).await.unwrap(), Added::Asked);
+    }
+
+    #[tokio::test]
+    async fn the_log_is_copied_back_into_the_database() {
+        let (dir, s) = store();
+        s.add("a", "b", 10).await.unwrap();
+        s.add("b", "a", 10).await.unwrap();
+        let db = dir.path().join("chat.db");
+        let before = std::fs::metadata(&db).unwrap().len();
+        // Well past CHECKPOINT_PAGES of log (4 KiB pages), in a few grouped commits.
+        let text = "x".repeat(4000);
+        let calls: Vec<_> = (0..1500)
+            .map(|i| s.store_message("a", "b", &text, i, 1, 10_000))
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+        // The checkpoint runs on its own thread: wait (bounded) for the database to hold
+        // what was only in the log.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&db).unwrap().len() < before + 4_000_000 {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test]
