@@ -155,8 +155,10 @@ fn serve_jobs(db: rusqlite::Connection, jobs: std::sync::mpsc::Receiver<Job>) {
     }
 }
 
-/// WAL pages past which the log is copied back into the database (SQLite's own default).
-const CHECKPOINT_PAGES: i32 = 1000;
+/// WAL pages (4 KiB) past which the log is copied back into the database. SQLite's own
+/// default is 1,000; 4,000 (a log of about 16 MiB) measured faster under load (fewer copies,
+/// each of pages more often adjacent); the p99 at light load was no different.
+const CHECKPOINT_PAGES: i32 = 4000;
 
 /// Copies the write-ahead log back into the database on a thread of its own, instead of in
 /// the commit that crossed [`CHECKPOINT_PAGES`] (SQLite's automatic checkpoint): that commit,
