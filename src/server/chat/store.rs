@@ -662,7 +662,7 @@ mod tests {
         let before = std::fs::metadata(&db).unwrap().len();
         // Well past CHECKPOINT_PAGES of log (4 KiB pages), in a few grouped commits.
         let text = "x".repeat(4000);
-        let calls: Vec<_> = (0..1500)
+        let calls: Vec<_> = (0..5000)
             .map(|i| s.store_message("a", "b", &text, i, 1, 10_000))
             .collect();
         for call in calls {
@@ -671,7 +671,7 @@ mod tests {
         // The checkpoint runs on its own thread: wait (bounded) for the database to hold
         // what was only in the log.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::fs::metadata(&db).unwrap().len() < before + 4_000_000 {
+        while std::fs::metadata(&db).unwrap().len() < before + 16_000_000 {
             assert!(std::time::Instant::now() < deadline, "no checkpoint");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
