@@ -266,22 +266,12 @@ impl SqliteChatStore {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.with_then(work, |_| {}).await
+        self.queue(work, |_| {}).await
     }
 
-    /// [`SqliteChatStore::with`], and `then` with the result once it is committed (on the
-    /// store's thread, in the order of the calls).
-    async fn with_then<T, F, A>(&self, work: F, then: A) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
-        A: FnOnce(&T) + Send + 'static,
-    {
-        self.queue(work, then).await
-    }
-
-    /// Queues the job now (its place in the order is taken by this call); the future is its
-    /// result once committed.
+    /// Queues `work` now (its place in the order is taken by this call, not when the future
+    /// is polled); the future is its result once committed. `then` runs with the result once
+    /// it is committed (on the store's thread, in the order of the calls).
     fn queue<T, F, A>(&self, work: F, then: A) -> BoxFuture<'static, Result<T, StoreError>>
     where
         T: Send + 'static,
