@@ -37,6 +37,10 @@ pub struct ChatClient {
     user: Username,
     /// Messages posted whose replies are not read yet ([`ChatClient::post`]).
     posted: usize,
+    /// The next message's nonce: a random start, then one more per message. Unique per
+    /// sender all the same, and the server's index of them grows at a few places instead of
+    /// a random one per message (one page written per message otherwise).
+    next_nonce: u64,
 }
 
 impl std::fmt::Debug for ChatClient {
@@ -99,6 +103,7 @@ impl ChatClient {
             delivered: 0,
             user: user.clone(),
             posted: 0,
+            next_nonce: rand::random(),
         })
     }
 
@@ -180,7 +185,8 @@ impl ChatClient {
     /// # Errors
     /// As [`ChatClient::add`].
     pub async fn send(&mut self, to: &str, text: &str) -> Result<(u64, i64)> {
-        self.send_with_nonce(to, text, rand::random()).await
+        let nonce = self.nonce();
+        self.send_with_nonce(to, text, nonce).await
     }
 
     /// [`ChatClient::send`] with the caller's nonce: a resend with the same one (after a lost
@@ -215,11 +221,18 @@ impl ChatClient {
         let request = ChatRequest::Send {
             to: to.into(),
             text: text.into(),
-            nonce: rand::random(),
+            nonce: self.nonce(),
         };
         self.requests.write(&request).await?;
         self.posted += 1;
         Ok(())
+    }
+
+    /// A fresh nonce for a message.
+    fn nonce(&mut self) -> u64 {
+        let nonce = self.next_nonce;
+        self.next_nonce = nonce.wrapping_add(1);
+        nonce
     }
 
     /// Messages posted whose outcome is not read yet.

@@ -109,7 +109,7 @@ pub struct ServeOptions {
     #[arg(long, value_name = "PER_SEC|off")]
     #[serde(default, deserialize_with = "number_or_word")]
     pub chat_rate: Option<String>,
-    /// Delivered chat messages kept per conversation, for history [default: 1000].
+    /// Chat messages kept each way of a conversation, for history [default: 1000].
     #[arg(long, value_name = "N")]
     pub chat_history: Option<u32>,
     /// UDP address of the time service (NTP), or `none` [default: 127.0.0.1:1123; port 123

@@ -45,7 +45,7 @@ use store::{Added, ChatStore, Stored};
 pub struct ChatSettings {
     /// Undelivered messages one user may have waiting; past that, senders are refused.
     pub max_waiting: u32,
-    /// Delivered messages kept per conversation, for history.
+    /// Messages kept each way of a conversation, for history.
     pub history: u32,
     /// Friend requests one user may have waiting for an answer.
     pub max_asked: u32,

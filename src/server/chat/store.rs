@@ -79,8 +79,9 @@ pub trait ChatStore: Send + Sync {
         after: u64,
         limit: u32,
     ) -> Result<Vec<ChatMessage>, StoreError>;
-    /// Marks `user`'s messages up to `up_to` delivered; trims each conversation it touched
-    /// to its `keep` most recent delivered messages.
+    /// Marks `user`'s messages up to `up_to` delivered; trims the history of what it
+    /// touched to the `keep` most recent messages each way of a conversation (delivered
+    /// messages past those go; undelivered ones stay).
     async fn ack(&self, user: &str, up_to: u64, keep: u32) -> Result<(), StoreError>;
     /// The last `limit` messages between the two, oldest first.
     async fn history(&self, a: &str, b: &str, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
@@ -113,15 +114,45 @@ pub type Push = std::sync::Arc<dyn Fn(&ChatMessage) + Send + Sync>;
 pub struct SqliteChatStore {
     jobs: std::sync::mpsc::Sender<Job>,
     push: std::sync::Arc<std::sync::OnceLock<Push>>,
-    /// Acknowledgements since history was last trimmed.
-    acks: std::sync::Arc<std::sync::atomic::AtomicU32>,
-    /// History is trimmed at every this many acknowledgements: [`TRIM_EVERY`].
+    /// Messages delivered per conversation (recipient, sender) since it was last trimmed;
+    /// used on the store's thread only (a lock never waited for).
+    delivered: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, String), u32>>>,
+    /// A conversation is trimmed each time this many more of its messages are delivered:
+    /// [`TRIM_EVERY`].
     trim_every: u32,
 }
 
-/// History is trimmed at every this many acknowledgements (trimming scans a conversation;
-/// doing it at each would cost more than the messages themselves).
+/// History one way is trimmed each time this many more of its messages were delivered:
+/// finding where to cut reads its `keep` most recent, too much to do for each.
 const TRIM_EVERY: u32 = 64;
+
+/// Deletes the delivered messages from `from` to `to` older than the `keep` most recent
+/// that way. Reads `keep` entries of an index and the rows it deletes.
+fn trim_history(
+    db: &rusqlite::Connection,
+    from: &str,
+    to: &str,
+    keep: u32,
+) -> Result<(), StoreError> {
+    // The oldest message to keep, if there are more than `keep`.
+    let oldest_kept: Option<i64> = if keep == 0 {
+        Some(i64::MAX)
+    } else {
+        db.prepare_cached(
+            "SELECT id FROM messages WHERE sender = ?1 AND recipient = ?2
+             ORDER BY id DESC LIMIT 1 OFFSET ?3",
+        )?
+        .query_row(params![from, to, keep - 1], |row| row.get(0))
+        .optional()?
+    };
+    if let Some(oldest_kept) = oldest_kept {
+        db.prepare_cached(
+            "DELETE FROM messages WHERE sender = ?1 AND recipient = ?2 AND id < ?3 AND delivered = 1",
+        )?
+        .execute(params![from, to, oldest_kept])?;
+    }
+    Ok(())
+}
 
 /// Jobs committed together at most.
 const GROUP: usize = 256;
@@ -254,7 +285,7 @@ impl SqliteChatStore {
         Ok(SqliteChatStore {
             jobs,
             push: std::sync::Arc::default(),
-            acks: std::sync::Arc::default(),
+            delivered: std::sync::Arc::default(),
             trim_every: TRIM_EVERY,
         })
     }
@@ -507,35 +538,36 @@ impl ChatStore for SqliteChatStore {
 
     async fn ack(&self, user: &str, up_to: u64, keep: u32) -> Result<(), StoreError> {
         let user = user.to_owned();
-        let count = self.acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let trim = count.is_multiple_of(self.trim_every.max(1));
+        let (delivered, trim_every) = (std::sync::Arc::clone(&self.delivered), self.trim_every);
         self.with(move |db: &rusqlite::Connection| {
-            let tx = db;
-            let senders: Vec<String> = if !trim {
-                Vec::new()
-            } else {
-                // Every conversation of the user's that has messages to them.
-                let mut query =
-                    tx.prepare_cached("SELECT DISTINCT sender FROM messages WHERE recipient = ?1")?;
-                query
-                    .query_map(params![user], |row| row.get(0))?
-                    .collect::<Result<_, _>>()?
-            };
-            tx.prepare_cached(
-                "UPDATE messages SET delivered = 1 WHERE recipient = ?1 AND delivered = 0 AND id <= ?2",
-            )?
-            .execute(params![user, signed(up_to)])?;
-            // History is bounded: past the `keep` most recent delivered messages of a
-            // conversation, the oldest go (checked every `trim_every` acknowledgements).
-            for sender in senders {
-                tx.prepare_cached(
-                    "DELETE FROM messages WHERE delivered = 1
-                       AND ((sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1))
-                       AND id NOT IN (SELECT id FROM messages
-                         WHERE (sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1)
-                         ORDER BY id DESC LIMIT ?3)",
+            // The senders of what is now delivered, one line per message.
+            let senders: Vec<String> = db
+                .prepare_cached(
+                    "UPDATE messages SET delivered = 1
+                     WHERE recipient = ?1 AND delivered = 0 AND id <= ?2 RETURNING sender",
                 )?
-                .execute(params![user, sender, keep])?;
+                .query_map(params![user, signed(up_to)], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            // History is bounded: each way of a conversation that had `trim_every` more
+            // messages delivered is trimmed to its `keep` most recent (a few rows deleted
+            // at a time, never a long pause for every message behind).
+            let due: Vec<String> = {
+                let mut counts = delivered
+                    .lock()
+                    .map_err(|_| StoreError("the chat store's counters are poisoned".into()))?;
+                let mut due = Vec::new();
+                for sender in senders {
+                    let count = counts.entry((user.clone(), sender.clone())).or_insert(0);
+                    *count += 1;
+                    if *count >= trim_every.max(1) {
+                        *count = 0;
+                        due.push(sender);
+                    }
+                }
+                due
+            };
+            for sender in due {
+                trim_history(db, &sender, &user, keep)?;
             }
             Ok(())
         })
@@ -580,6 +612,9 @@ impl ChatStore for SqliteChatStore {
 
     async fn delete_user(&self, user: &str) -> Result<(), StoreError> {
         let user = user.to_owned();
+        if let Ok(mut counts) = self.delivered.lock() {
+            counts.retain(|(to, from), _| *to != user && *from != user);
+        }
         self.with(move |db: &rusqlite::Connection| {
             let tx = db;
             tx.execute(
@@ -672,6 +707,48 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no checkpoint");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn history_keeps_the_newest_each_way_and_what_is_undelivered() {
+        let (_dir, s) = store();
+        s.add("a", "b", 10).await.unwrap();
+        s.add("b", "a", 10).await.unwrap();
+        // a -> b: m0..m5, then b -> a: m6..m9.
+        let mut last = 0;
+        for i in 0..10u64 {
+            let (from, to) = if i < 6 { ("a", "b") } else { ("b", "a") };
+            let Stored::Message { id, .. } = s
+                .store_message(from, to, &format!("m{i}"), i, 1, 100)
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
+            last = id;
+        }
+        let texts = |messages: Vec<ChatMessage>| -> Vec<String> {
+            messages.into_iter().map(|m| m.text).collect()
+        };
+        // b takes in m0 and m1 only; a all of b's. Three are kept each way (the newest,
+        // delivered or not): m0, m1 and m6 go.
+        let to_b = s.waiting("b", 0, 100).await.unwrap();
+        s.ack("b", to_b[1].id, 3).await.unwrap();
+        s.ack("a", last, 3).await.unwrap();
+        assert_eq!(
+            texts(s.history("a", "b", 100).await.unwrap()),
+            ["m2", "m3", "m4", "m5", "m7", "m8", "m9"]
+        );
+        // The undelivered ones older than the three newest stay until delivered.
+        assert_eq!(
+            texts(s.waiting("b", 0, 100).await.unwrap()),
+            ["m2", "m3", "m4", "m5"]
+        );
+        s.ack("b", last, 3).await.unwrap();
+        assert_eq!(
+            texts(s.history("b", "a", 100).await.unwrap()),
+            ["m3", "m4", "m5", "m7", "m8", "m9"]
+        );
     }
 
     #[tokio::test]
