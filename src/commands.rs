@@ -11,7 +11,7 @@ use crate::checksum::Digest;
 /// Opens every hello, so a stray connection is told apart from an ftprep peer.
 pub const MAGIC: [u8; 4] = *b"FTPR";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// At most this many entries travel in one [`Response::Entries`] frame.
 pub const ENTRIES_PER_FRAME: usize = 1024;
 /// Largest data chunk in a [`Request::PutData`] or [`Response::Data`] frame (512 KiB).
@@ -133,6 +133,21 @@ pub enum Request {
     Checksum {
         /// The file.
         path: String,
+    },
+    /// Uploads a whole file of at most [`MAX_CHUNK`] bytes in one frame, answered by one
+    /// `Ok` or `Error`. A client may send more requests before the answer comes (answers
+    /// always come in the order of the requests): many small files cost no round trip each.
+    Put {
+        /// Remote target path.
+        path: String,
+        /// Replace an existing target.
+        overwrite: bool,
+        /// Modification time and permission bits to give the file (`put -p`).
+        preserve: Option<Attributes>,
+        /// The whole file.
+        data: Bytes,
+        /// XXH3-128 of `data`, checked before the file is renamed into place.
+        checksum: Digest,
     },
 }
 

@@ -206,6 +206,118 @@ async fn directory_trees_round_trip_with_r() {
     assert!(back.join("a/empty").is_dir());
 }
 
+#[tokio::test]
+async fn whole_file_puts_are_pipelined_and_answered_in_order() {
+    use ftprep::checksum::Checksum;
+    use ftprep::commands::{Request, Response};
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    std::fs::write(server.root.join("alice/taken"), b"old").unwrap();
+    // Ten sent before any answer is read: one with a wrong checksum, one onto a file that
+    // exists, one outside the home.
+    let put = |path: &str, data: &[u8], checksum| Request::Put {
+        path: path.into(),
+        overwrite: false,
+        preserve: None,
+        data: bytes::Bytes::copy_from_slice(data),
+        checksum,
+    };
+    let mut expected = Vec::new();
+    for i in 0..10u64 {
+        let data = random_bytes(100 + i as usize * 1000, i);
+        let (request, outcome) = match i {
+            3 => (
+                put("f3", &data, Checksum::of(b"other")),
+                Some(ErrorCode::ChecksumMismatch),
+            ),
+            5 => (
+                put("taken", &data, Checksum::of(&data)),
+                Some(ErrorCode::AlreadyExists),
+            ),
+            7 => (
+                put("../bob/f7", &data, Checksum::of(&data)),
+                Some(ErrorCode::InvalidPath),
+            ),
+            _ => (put(&format!("f{i}"), &data, Checksum::of(&data)), None),
+        };
+        alice.send_raw(&request).await.unwrap();
+        expected.push((i, data, outcome));
+    }
+    for (i, data, outcome) in expected {
+        match (alice.raw_reply().await, outcome) {
+            (Ok(Response::Ok), None) => {
+                assert_eq!(
+                    std::fs::read(server.root.join(format!("alice/f{i}"))).unwrap(),
+                    data
+                );
+            }
+            (Err(Error::Remote { code, .. }), Some(want)) => assert_eq!(code, want, "put {i}"),
+            (other, want) => panic!("put {i}: {other:?}, expected {want:?}"),
+        }
+    }
+    assert_eq!(
+        std::fs::read(server.root.join("alice/taken")).unwrap(),
+        b"old"
+    );
+    assert!(!server.root.join("alice/f3").exists());
+    assert!(partials_in(&server.root.join("alice")).is_empty());
+    // The connection is in step: the next request gets its own answer.
+    assert_eq!(alice.stat("f9").await.unwrap().size, 9100);
+}
+
+#[tokio::test]
+async fn a_tree_of_small_files_goes_up_pipelined_and_stops_at_a_refusal_in_step() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let src = server.dir.path().join("src");
+    for d in 0..4 {
+        std::fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+    }
+    let mut files = Vec::new();
+    for i in 0..200u64 {
+        let name = format!("d{}/f{i:03}", i % 4);
+        std::fs::write(
+            src.join(&name),
+            random_bytes(1 + (i as usize * 37) % 5000, i),
+        )
+        .unwrap();
+        files.push(name);
+    }
+    // One larger than a whole-file put, among them.
+    std::fs::write(src.join("d1/big"), random_bytes(MAX_CHUNK + 10, 99)).unwrap();
+    files.push("d1/big".into());
+    // A target that exists: without -f, the tree stops there, with that file named.
+    std::fs::create_dir_all(server.root.join("alice/tree/d2")).unwrap();
+    std::fs::write(server.root.join("alice/tree/d2/f010"), b"mine").unwrap();
+    let err = alice
+        .put_tree(&src, "tree", TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("tree/d2/f010"), "{err}");
+    assert_eq!(
+        std::fs::read(server.root.join("alice/tree/d2/f010")).unwrap(),
+        b"mine"
+    );
+    assert!(alice.is_in_step());
+    assert_eq!(
+        alice.stat("tree/d2").await.unwrap().kind,
+        EntryKind::Directory
+    );
+    // With -f, all of it, byte for byte.
+    let report = alice
+        .put_tree(&src, "tree", FORCE, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.files, files.len() as u64);
+    for name in &files {
+        assert_eq!(
+            std::fs::read(server.root.join("alice/tree").join(name)).unwrap(),
+            std::fs::read(src.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
 /// Starts an upload by hand and sends the first `chunks` chunks of `data`.
 async fn partial_upload(
     server: &TestServer,

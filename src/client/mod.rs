@@ -526,6 +526,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.reply().await
     }
 
+    /// Reads the next raw reply, to a request sent with [`Client::send_raw`] (for tests
+    /// and tools that pipeline requests).
+    ///
+    /// # Errors
+    /// I/O, framing, or the server's error reply.
+    pub async fn raw_reply(&mut self) -> Result<Response> {
+        self.reply().await
+    }
+
     /// Whether the connection can carry another request. It cannot once it failed, or once
     /// a transfer stopped half way (a local file error, say) and left the server in the
     /// middle of a sequence, which the protocol has no way to cancel: connect again then.

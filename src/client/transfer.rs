@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Client, partial};
 use crate::checksum::{Checksum, Digest};
-use crate::commands::{EntryKind, ErrorCode, Request, Response};
+use crate::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
 use crate::error::{Error, Result};
 use crate::paths::{RemotePath, is_plain_name};
 use crate::pipeline::{FileReader, FileWriter, hash_exactly};
@@ -69,6 +69,49 @@ pub struct TreeReport {
     pub bytes: u64,
     /// Entries left out (symlinks, special files, names that are not UTF-8), with why.
     pub skipped: Vec<String>,
+}
+
+/// Whole-file uploads ([`Request::Put`]) sent and not answered yet, oldest first: their
+/// targets and sizes; and the first refusal among those answered.
+#[derive(Default)]
+struct PutsInFlight {
+    targets: std::collections::VecDeque<(String, usize)>,
+    bytes: usize,
+    refused: Option<Error>,
+}
+
+/// Whole-file uploads in flight at most (the server reads no further ahead)...
+const PUTS_IN_FLIGHT: usize = 64;
+/// ...and their bytes.
+const PUT_BYTES_IN_FLIGHT: usize = 4 << 20;
+
+/// A regular file of at most [`MAX_CHUNK`] bytes, read whole, with its attributes if asked;
+/// `None` for a larger one.
+async fn read_small_file(
+    path: &Path,
+    preserve: bool,
+) -> Result<Option<(bytes::Bytes, Option<crate::commands::Attributes>)>> {
+    use std::io::Read;
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let file = std::fs::File::open(&owned)?;
+        let meta = file.metadata()?;
+        if meta.len() > MAX_CHUNK as u64 {
+            return Ok(None);
+        }
+        let mut data = Vec::with_capacity(meta.len() as usize);
+        // One byte more than allowed tells a file that grew meanwhile.
+        file.take(MAX_CHUNK as u64 + 1).read_to_end(&mut data)?;
+        if data.len() > MAX_CHUNK {
+            return Ok(None);
+        }
+        let attributes = preserve.then(|| crate::pipeline::attributes_of(&meta));
+        Ok(Some((bytes::Bytes::from(data), attributes)))
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|read| read);
+    read.map_err(|e| Error::local(path, e))
 }
 
 fn display_name(path: &Path) -> String {
@@ -461,16 +504,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
-    /// Uploads a local directory tree into `remote` (created if missing).
+    /// Uploads a local directory tree into `remote` (created if missing). Small files go
+    /// several at once on the connection ([`Request::Put`]), the rest one after another.
     ///
     /// # Errors
-    /// The first failure; files before it stay uploaded.
+    /// The first failure; files before it stay uploaded, and so may files sent after it
+    /// before its answer came.
     pub async fn put_tree(
         &mut self,
         local: &Path,
         remote: &str,
         options: TransferOptions,
         progress: &dyn Progress,
+    ) -> Result<TreeReport> {
+        let mut flight = PutsInFlight::default();
+        let walked = self
+            .put_tree_walk(local, remote, options, progress, &mut flight)
+            .await;
+        if walked.is_err() && !self.in_step {
+            return walked;
+        }
+        // Every upload sent is answered before this returns, failure or not: the
+        // connection stays in step for the next command.
+        let answered = self.answer_puts(&mut flight).await;
+        let report = walked?;
+        answered?;
+        Ok(report)
+    }
+
+    async fn put_tree_walk(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        options: TransferOptions,
+        progress: &dyn Progress,
+        flight: &mut PutsInFlight,
     ) -> Result<TreeReport> {
         use std::os::unix::fs::MetadataExt;
         let mut report = TreeReport::default();
@@ -481,6 +549,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             entered.insert((meta.dev(), meta.ino()));
         }
         while let Some((dir, remote_dir)) = pending.pop() {
+            self.answer_puts(flight).await?;
             self.mkdir(&remote_dir, true).await?;
             let mut entries: Vec<_> = std::fs::read_dir(&dir)
                 .map_err(|e| Error::local(&dir, e))?
@@ -526,12 +595,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 if file_type.is_dir() {
                     pending.push((path, target));
                 } else if file_type.is_file() {
-                    let done = self
-                        .put_file(&path, &target, options, progress)
-                        .await
-                        .map_err(|e| naming(&target, e))?;
+                    // Small files go whole, several in flight; the rest (and a resume,
+                    // which must ask where to continue) one at a time.
+                    let whole = if options.resume {
+                        None
+                    } else {
+                        read_small_file(&path, options.preserve).await?
+                    };
+                    let size = match whole {
+                        Some((data, preserve)) => {
+                            let size = data.len() as u64;
+                            progress.start(&display_name(&path), size, 0);
+                            let sent = self
+                                .send_whole(flight, target, data, preserve, options)
+                                .await;
+                            progress.advance(size);
+                            progress.finish();
+                            sent?;
+                            size
+                        }
+                        None => {
+                            self.answer_puts(flight).await?;
+                            let done = self
+                                .put_file(&path, &target, options, progress)
+                                .await
+                                .map_err(|e| naming(&target, e))?;
+                            done.size - done.resumed_from
+                        }
+                    };
                     report.files += 1;
-                    report.bytes += done.size - done.resumed_from;
+                    report.bytes += size;
                 } else {
                     report
                         .skipped
@@ -540,6 +633,64 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
         }
         Ok(report)
+    }
+
+    /// Sends a whole small file without waiting for its answer; first reads answers while
+    /// the window is full. A refusal is kept to be returned once all sent are answered.
+    async fn send_whole(
+        &mut self,
+        flight: &mut PutsInFlight,
+        target: String,
+        data: bytes::Bytes,
+        preserve: Option<crate::commands::Attributes>,
+        options: TransferOptions,
+    ) -> Result<()> {
+        while flight.targets.len() >= PUTS_IN_FLIGHT || flight.bytes >= PUT_BYTES_IN_FLIGHT {
+            self.answer_one_put(flight).await?;
+        }
+        if let Some(err) = flight.refused.take() {
+            self.answer_puts(flight).await?;
+            return Err(err);
+        }
+        let len = data.len();
+        self.send(&Request::Put {
+            path: target.clone(),
+            overwrite: options.overwrite,
+            preserve,
+            checksum: Checksum::of(&data),
+            data,
+        })
+        .await?;
+        flight.targets.push_back((target, len));
+        flight.bytes += len;
+        Ok(())
+    }
+
+    /// Reads the answer to the oldest whole-file upload in flight.
+    async fn answer_one_put(&mut self, flight: &mut PutsInFlight) -> Result<()> {
+        let Some((target, len)) = flight.targets.pop_front() else {
+            return Ok(());
+        };
+        flight.bytes -= len;
+        match self.expect_ok().await {
+            Ok(()) => Ok(()),
+            Err(err @ Error::Remote { .. }) => {
+                flight.refused.get_or_insert(naming(&target, err));
+                Ok(())
+            }
+            Err(err) => Err(naming(&target, err)),
+        }
+    }
+
+    /// Reads the answers to every whole-file upload in flight; the first refusal.
+    async fn answer_puts(&mut self, flight: &mut PutsInFlight) -> Result<()> {
+        while !flight.targets.is_empty() {
+            self.answer_one_put(flight).await?;
+        }
+        match flight.refused.take() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 
     /// Downloads a remote directory tree into the local directory `local` (created if

@@ -12,6 +12,9 @@ use super::Shared;
 use super::audit::Record;
 use super::quota::Reservation;
 use super::storage::{DIRECTORY_BYTES, Upload, UserTree};
+use bytes::Bytes;
+
+use crate::checksum::Digest;
 use crate::commands::{Attributes, EntryKind, ErrorCode, Request, Response};
 use crate::error::{Error, PathError, Result, StorageError};
 use crate::paths::{MAX_PATH_LEN, RemotePath};
@@ -53,6 +56,9 @@ type Started = (
     OwnedSemaphorePermit,
 );
 
+/// An upload under way, without its place among the transfers.
+type Opened = (Box<dyn Upload>, Option<Reservation>, OwnedMutexGuard<()>);
+
 fn path(raw: &str) -> Outcome<RemotePath> {
     RemotePath::parse(raw).map_err(invalid_path)
 }
@@ -89,6 +95,23 @@ impl Handler<'_> {
             }
             Request::PutData { .. } | Request::PutFinish { .. } => {
                 conn.write(&unexpected("no upload in progress")).await
+            }
+            Request::Put {
+                path,
+                overwrite,
+                preserve,
+                data,
+                checksum,
+            } => {
+                // The session pipelines these; one on its own still has a place to take.
+                let reply = match self.transfer_slot() {
+                    Ok(_slot) => {
+                        self.put_whole(path, overwrite, preserve, data, checksum)
+                            .await
+                    }
+                    Err(err) => reply::<()>(Err(err)),
+                };
+                conn.write(&reply).await
             }
             Request::Mkdir { path: raw, parents } => {
                 let result = async {
@@ -262,6 +285,20 @@ impl Handler<'_> {
     ) -> Outcome<Started> {
         let remote = path(raw)?;
         let slot = self.transfer_slot()?;
+        let (upload, reservation, target_lock) =
+            self.open_upload(remote, size, overwrite, resume).await?;
+        Ok((upload, reservation, target_lock, slot))
+    }
+
+    /// [`Handler::start_upload`] without taking a place among the transfers (the caller
+    /// holds one).
+    async fn open_upload(
+        &self,
+        remote: RemotePath,
+        size: u64,
+        overwrite: bool,
+        resume: bool,
+    ) -> Outcome<Opened> {
         let Quotas {
             bytes: quota,
             entries: max_entries,
@@ -287,7 +324,7 @@ impl Handler<'_> {
             .begin_upload(&remote, size, overwrite, resume)
             .await?;
         let Some(quota) = quota else {
-            return Ok((upload, None, target_lock, slot));
+            return Ok((upload, None, target_lock));
         };
         let used = match self.tree.usage().await {
             Ok(used) => used.bytes,
@@ -306,7 +343,7 @@ impl Handler<'_> {
             .quotas
             .reserve(&self.user, projected, incoming, quota)
         {
-            Ok(reservation) => Ok((upload, Some(reservation), target_lock, slot)),
+            Ok(reservation) => Ok((upload, Some(reservation), target_lock)),
             Err(pending) => {
                 // Partial data from before stays for a later resume (it is in `used`).
                 let keep = upload.offset() > 0;
@@ -326,7 +363,7 @@ impl Handler<'_> {
     }
 
     /// A place among the transfers and listings running at once, or `Busy`.
-    fn transfer_slot(&self) -> Outcome<OwnedSemaphorePermit> {
+    pub(super) fn transfer_slot(&self) -> Outcome<OwnedSemaphorePermit> {
         Arc::clone(&self.shared.transfers)
             .try_acquire_owned()
             .map_err(|_| {
@@ -483,6 +520,50 @@ impl Handler<'_> {
                 }
             }
         }
+    }
+
+    /// A whole file in one request ([`Request::Put`]): stored, synced and renamed into
+    /// place like any upload; the answer. Several of a session's run at once (their disk
+    /// syncs overlap); the session holds one place among the transfers for all of them.
+    pub(super) async fn put_whole(
+        &self,
+        raw: String,
+        overwrite: bool,
+        preserve: Option<Attributes>,
+        data: Bytes,
+        checksum: Digest,
+    ) -> Response {
+        let size = data.len() as u64;
+        let started = std::time::Instant::now();
+        let result = async {
+            let remote = path(&raw)?;
+            let (mut upload, reservation, _target_lock) =
+                self.open_upload(remote, size, overwrite, false).await?;
+            if let Some(attributes) = preserve {
+                upload.preserve(attributes);
+            }
+            if !data.is_empty()
+                && let Err(err) = upload.write(data).await
+            {
+                upload.abort(false).await;
+                return Err(err);
+            }
+            let room = self.room_at_finish(reservation.as_ref()).await;
+            upload.finish(checksum, room).await
+        }
+        .await;
+        self.audit_transfer("put", &raw, size, started, &result);
+        tracing::info!(
+            user = %self.user,
+            peer = %self.peer,
+            command = "put",
+            path = %raw.escape_debug(),
+            bytes = size,
+            millis = started.elapsed().as_millis() as u64,
+            result = ?result.as_ref().map_err(|e| e.code),
+            "transfer"
+        );
+        reply(result)
     }
 
     /// Sends a file from `offset`, then the checksum of all of it.

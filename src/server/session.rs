@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::future::Either;
+use futures_util::stream::FuturesOrdered;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -145,21 +148,91 @@ where
         tree,
         shared,
     };
+    // Whole-file uploads run several at once (their disk syncs overlap), answered in the
+    // order they came; any other request first waits for them to be answered. They share
+    // one place among the transfers, held while any is in flight.
+    let mut puts = FuturesOrdered::new();
+    let mut puts_bytes = 0usize;
+    let mut puts_slot = None;
     loop {
+        let room = puts.len() < PIPELINED_PUTS && puts_bytes < PIPELINED_PUT_BYTES;
         let request = tokio::select! {
             // Shutdown first: once it has begun, no new request is started.
             biased;
-            () = cancel.cancelled() => return Ok(()),
-            read = tokio::time::timeout(shared.limits.idle_timeout, conn.read::<Request>()) => {
+            () = cancel.cancelled() => {
+                answer_puts(&mut puts, conn).await?;
+                return Ok(());
+            }
+            Some((reply, len)) = puts.next(), if !puts.is_empty() => {
+                puts_bytes -= len;
+                if puts.is_empty() {
+                    puts_slot = None;
+                }
+                conn.write(&reply).await?;
+                continue;
+            }
+            read = tokio::time::timeout(shared.limits.idle_timeout, conn.read::<Request>()), if room => {
                 read.map_err(|_| Error::Timeout)??
             }
         };
         let Some(request) = request else {
+            answer_puts(&mut puts, conn).await?;
             tracing::debug!(user = %handler.user, %peer, "client left");
             return Ok(());
         };
-        handler.apply(request, conn).await?;
+        let Request::Put {
+            path,
+            overwrite,
+            preserve,
+            data,
+            checksum,
+        } = request
+        else {
+            answer_puts(&mut puts, conn).await?;
+            (puts_bytes, puts_slot) = (0, None);
+            handler.apply(request, conn).await?;
+            continue;
+        };
+        if puts_slot.is_none() {
+            match handler.transfer_slot() {
+                Ok(slot) => puts_slot = Some(slot),
+                Err(err) => {
+                    let refused = Response::Error {
+                        code: err.code,
+                        message: err.message,
+                    };
+                    puts.push_back(Either::Right(std::future::ready((refused, 0))));
+                    continue;
+                }
+            }
+        }
+        let len = data.len();
+        puts_bytes += len;
+        let handler = &handler;
+        puts.push_back(Either::Left(async move {
+            let reply = handler
+                .put_whole(path, overwrite, preserve, data, checksum)
+                .await;
+            (reply, len)
+        }));
     }
+}
+
+/// Whole-file uploads a session may have in flight at once...
+const PIPELINED_PUTS: usize = 64;
+/// ...and bytes of them (memory per session stays bounded whatever the client sends).
+const PIPELINED_PUT_BYTES: usize = 4 << 20;
+
+/// Answers every whole-file upload in flight, in order.
+async fn answer_puts<F, S>(puts: &mut FuturesOrdered<F>, conn: &mut Connection<S>) -> Result<()>
+where
+    F: Future<Output = (Response, usize)>,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some((reply, _)) = puts.next().await {
+        conn.write(&reply).await?;
+    }
+    Ok(())
 }
 
 /// Who logged in, their tree, and their place under the per-user session limit.
@@ -221,7 +294,8 @@ where
             | Request::PutFinish { .. }
             | Request::Get { .. }
             | Request::Checksum { .. }
-            | Request::Usage => {
+            | Request::Usage
+            | Request::Put { .. } => {
                 conn.write(&Response::Error {
                     code: ErrorCode::AuthRequired,
                     message: "log in first".into(),
