@@ -318,6 +318,58 @@ async fn a_tree_of_small_files_goes_up_pipelined_and_stops_at_a_refusal_in_step(
     }
 }
 
+#[tokio::test]
+async fn a_tree_of_small_files_comes_down_pipelined_and_stops_at_a_refusal_in_step() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let tree = server.root.join("alice/tree");
+    let mut files = Vec::new();
+    for i in 0..200u64 {
+        let name = format!("d{}/f{i:03}", i % 4);
+        std::fs::create_dir_all(tree.join(format!("d{}", i % 4))).unwrap();
+        std::fs::write(tree.join(&name), random_bytes((i as usize * 53) % 9000, i)).unwrap();
+        files.push(name);
+    }
+    std::fs::write(tree.join("d1/big"), random_bytes(3 * MAX_CHUNK + 5, 98)).unwrap();
+    files.push("d1/big".into());
+    // A local file in the way: without -f the tree stops there, naming it.
+    let back = server.dir.path().join("back");
+    std::fs::create_dir_all(back.join("d2")).unwrap();
+    std::fs::write(back.join("d2/f010"), b"mine").unwrap();
+    // And a partial file an earlier, interrupted download of d3/f007 left.
+    std::fs::create_dir_all(back.join("d3")).unwrap();
+    let stale = back.join(format!("d3/{}-0000000000000001", partial_name("f007")));
+    std::fs::write(&stale, b"half").unwrap();
+    let err = alice
+        .get_tree("tree", &back, TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("f010"), "{err}");
+    assert_eq!(std::fs::read(back.join("d2/f010")).unwrap(), b"mine");
+    assert!(alice.is_in_step());
+    assert_eq!(
+        alice.stat("tree/d1/big").await.unwrap().size,
+        3 * MAX_CHUNK as u64 + 5
+    );
+    // With -f, all of it, byte for byte, and no partial file left anywhere.
+    let report = alice
+        .get_tree("tree", &back, FORCE, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.files, files.len() as u64);
+    for name in &files {
+        assert_eq!(
+            std::fs::read(back.join(name)).unwrap(),
+            std::fs::read(tree.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert!(!stale.exists());
+    for d in 0..4 {
+        assert!(partials_in(&back.join(format!("d{d}"))).is_empty());
+    }
+}
+
 /// Starts an upload by hand and sends the first `chunks` chunks of `data`.
 async fn partial_upload(
     server: &TestServer,

@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::paths::partial_name;
+use crate::paths::{PARTIAL_PREFIX, partial_name};
 
 /// The partial files of `target` in `dir` that a resume may take (regular files of ours),
 /// largest first.
@@ -41,6 +41,41 @@ pub fn ours(dir: &Path, target: &str) -> io::Result<Vec<PathBuf>> {
     }
     found.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
     Ok(found.into_iter().map(|(_, path)| path).collect())
+}
+
+/// Every partial file of ours in `dir`, whatever its target (one read of the directory
+/// for a whole tree's worth of downloads into it).
+///
+/// # Errors
+/// `dir` cannot be read.
+pub fn all_ours(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for item in std::fs::read_dir(dir)? {
+        let item = item?;
+        if !item
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(PARTIAL_PREFIX.as_bytes())
+        {
+            continue;
+        }
+        let path = item.path();
+        if let Ok(meta) = std::fs::symlink_metadata(&path)
+            && is_ours(&meta)
+        {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether `path` is named as a partial file of `target`.
+pub fn is_partial_of(path: &Path, target: &str) -> bool {
+    let stem = partial_name(target);
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.strip_prefix(&stem))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
 }
 
 /// A regular file, owned by this user, with no other name.

@@ -114,6 +114,51 @@ async fn read_small_file(
     read.map_err(|e| Error::local(path, e))
 }
 
+/// Downloads asked for ahead of the one being received.
+const GETS_IN_FLIGHT: usize = 32;
+/// Downloaded files synced at once (the disk takes their syncs together).
+const SYNCS_AT_ONCE: usize = 64;
+
+/// The end of one download of a tree, on a blocking thread: syncs the checked partial file,
+/// renames it into place (unless a target appeared meanwhile and may not be replaced) and
+/// removes the target's stale partial files.
+fn finish_download(
+    (part, file): (PathBuf, std::fs::File),
+    target: PathBuf,
+    overwrite: bool,
+    stale: Vec<PathBuf>,
+) -> Result<()> {
+    let done = (|| {
+        file.sync_all().map_err(|e| Error::local(&part, e))?;
+        if !overwrite && std::fs::symlink_metadata(&target).is_ok() {
+            return Err(Error::local(
+                &target,
+                "already exists (use -f to replace it)",
+            ));
+        }
+        // rename() replaces a link at `target` itself; it never writes through one.
+        std::fs::rename(&part, &target).map_err(|e| Error::local(&target, e))
+    })();
+    if done.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    for path in stale {
+        let _ = std::fs::remove_file(path);
+    }
+    done
+}
+
+/// Keeps the first failure of a finished download.
+fn joined(
+    done: std::result::Result<Result<()>, tokio::task::JoinError>,
+    first_failure: &mut Option<Error>,
+) {
+    let done = done.unwrap_or_else(|e| Err(Error::Io(std::io::Error::other(e))));
+    if let Err(err) = done {
+        first_failure.get_or_insert(err);
+    }
+}
+
 fn display_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -716,6 +761,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             if dir != local {
                 enter_local_dir(&dir).await?;
             }
+            // A directory's files are asked for several at once, unless resuming (each
+            // resume asks where its own partial file ends).
+            let mut files = Vec::new();
             for entry in self.list(&remote_dir).await? {
                 if !is_plain_name(&entry.name) {
                     return Err(Error::UnsafeName {
@@ -727,6 +775,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 let target = dir.join(&entry.name);
                 match entry.kind {
                     EntryKind::Directory => pending.push((source, target)),
+                    EntryKind::File if !options.resume => files.push((source, entry.name)),
                     EntryKind::File => {
                         let done = self
                             .get_file(&source, &target, options, progress)
@@ -740,8 +789,143 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     }
                 }
             }
+            files.sort_by(|a, b| a.1.cmp(&b.1));
+            let bytes = self.get_files(&files, &dir, options, progress).await?;
+            report.files += files.len() as u64;
+            report.bytes += bytes;
         }
         Ok(report)
+    }
+
+    /// Downloads `files` (remote path, local name) into the local directory `dir`, several
+    /// asked for at once; each goes to a fresh partial file, is checked, synced (the syncs
+    /// of several at once) and renamed into place. The bytes received.
+    ///
+    /// # Errors
+    /// The first failure, once what was asked for before it has been received (the
+    /// connection stays in step); files renamed into place before it stay.
+    async fn get_files(
+        &mut self,
+        files: &[(String, String)],
+        dir: &Path,
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        // Partial files that earlier downloads left here: those of the files fetched now
+        // go once the file is in place (one read of the directory, not one per file).
+        let stale: Vec<PathBuf> = {
+            let owned = dir.to_owned();
+            tokio::task::spawn_blocking(move || partial::all_ours(&owned))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|found| found)
+                .map_err(|e| Error::local(dir, e))?
+        };
+        let mut asked = 0;
+        let mut bytes = 0;
+        let mut first_failure: Option<Error> = None;
+        let mut finishing = tokio::task::JoinSet::new();
+        for (i, (source, name)) in files.iter().enumerate() {
+            // Ask ahead, up to the window, unless a failure stopped the asking.
+            while first_failure.is_none() && asked < files.len() && asked < i + GETS_IN_FLIGHT {
+                let (source, name) = &files[asked];
+                let target = dir.join(name);
+                if !options.overwrite && tokio::fs::symlink_metadata(&target).await.is_ok() {
+                    first_failure = Some(Error::local(
+                        &target,
+                        "already exists (use -f to replace it)",
+                    ));
+                    break;
+                }
+                self.send(&Request::Get {
+                    path: source.clone(),
+                    offset: 0,
+                })
+                .await?;
+                asked += 1;
+            }
+            if i >= asked {
+                break;
+            }
+            match self.receive_whole(name, dir, options, progress).await {
+                Ok((size, part)) => {
+                    bytes += size;
+                    let (target, overwrite) = (dir.join(name), options.overwrite);
+                    let stale: Vec<PathBuf> = stale
+                        .iter()
+                        .filter(|p| partial::is_partial_of(p, name))
+                        .cloned()
+                        .collect();
+                    finishing
+                        .spawn_blocking(move || finish_download(part, target, overwrite, stale));
+                    while finishing.len() >= SYNCS_AT_ONCE {
+                        if let Some(done) = finishing.join_next().await {
+                            joined(done, &mut first_failure);
+                        }
+                    }
+                }
+                // The server refused this one; the others asked for come all the same.
+                Err(err @ Error::Remote { .. }) => {
+                    first_failure.get_or_insert(naming(source, err));
+                }
+                Err(err) => return Err(naming(source, err)),
+            }
+        }
+        while let Some(done) = finishing.join_next().await {
+            joined(done, &mut first_failure);
+        }
+        match first_failure {
+            Some(err) => Err(err),
+            None => Ok(bytes),
+        }
+    }
+
+    /// Receives the answer to a `Get` from offset 0 into a fresh partial file in `dir`:
+    /// its size and the checked partial file (attributes applied if asked), not synced.
+    async fn receive_whole(
+        &mut self,
+        name: &str,
+        dir: &Path,
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<(u64, (PathBuf, std::fs::File))> {
+        let (size, attributes) = match self.reply().await? {
+            Response::GetReady {
+                size,
+                offset: 0,
+                attributes,
+            } => (size, attributes),
+            _ => return Err(Error::UnexpectedReply("expected GetReady")),
+        };
+        let (part, file) = match partial::create(dir, name) {
+            Ok(created) => created,
+            Err(err) => {
+                // The server is sending already: the connection cannot be used again.
+                self.in_step = false;
+                return Err(Error::local(dir, err));
+            }
+        };
+        progress.start(name, size, 0);
+        let mut writer = FileWriter::spawn(file, Checksum::new());
+        let received = self.receive_data(&mut writer, size, &part, progress).await;
+        progress.finish();
+        let written = writer.finish().await;
+        let failed = |err: Error| {
+            let _ = std::fs::remove_file(&part);
+            err
+        };
+        let theirs = received.map_err(failed)?;
+        let (file, written) = written.map_err(|e| failed(Error::local(&part, e)))?;
+        if written.digest() != theirs {
+            return Err(failed(Error::ChecksumMismatch));
+        }
+        if options.preserve
+            && let Some(attributes) = attributes
+        {
+            crate::pipeline::apply_attributes(&file, attributes)
+                .map_err(|e| failed(Error::local(&part, e)))?;
+        }
+        Ok((size, (part, file)))
     }
 }
 
