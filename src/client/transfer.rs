@@ -895,7 +895,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 offset: 0,
                 attributes,
             } => (size, attributes),
-            _ => return Err(Error::UnexpectedReply("expected GetReady")),
+            _ => {
+                // Whatever the server sends next is not known to belong to anything.
+                self.in_step = false;
+                return Err(Error::UnexpectedReply("expected GetReady from offset 0"));
+            }
         };
         let (part, file) = match partial::create(dir, name) {
             Ok(created) => created,
