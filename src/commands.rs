@@ -149,6 +149,12 @@ pub enum Request {
         /// XXH3-128 of `data`, checked before the file is renamed into place.
         checksum: Digest,
     },
+    /// Lists a whole directory tree in one request: `Entries` frames, each entry named by
+    /// its path from `path` (`a/b/c`, a directory before what it holds), then `Ok`.
+    ListTree {
+        /// Remote directory; empty for the home.
+        path: String,
+    },
 }
 
 /// A file's modification time and permission bits, carried by `put -p` and `get -p`.

@@ -370,6 +370,63 @@ async fn a_tree_of_small_files_comes_down_pipelined_and_stops_at_a_refusal_in_st
     }
 }
 
+#[tokio::test]
+async fn a_whole_tree_is_listed_in_one_request() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let tree = server.root.join("alice/tree");
+    std::fs::create_dir_all(tree.join("a/b/c")).unwrap();
+    std::fs::create_dir_all(tree.join("d")).unwrap();
+    std::fs::write(tree.join("a/one"), b"1").unwrap();
+    std::fs::write(tree.join("a/b/c/three"), b"333").unwrap();
+    std::fs::write(tree.join("d/two"), b"22").unwrap();
+    std::fs::write(
+        tree.join(format!("d/{}-0000000000000001", partial_name("x"))),
+        b"part",
+    )
+    .unwrap();
+    // A link to a directory is listed as a link, and not entered.
+    std::os::unix::fs::symlink(tree.join("a"), tree.join("d/link")).unwrap();
+    let listed: Vec<(String, EntryKind, u64)> = alice
+        .list_tree("tree")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let size = if e.kind == EntryKind::File { e.size } else { 0 };
+            (e.name, e.kind, size)
+        })
+        .collect();
+    let dir = |n: &str| (n.to_owned(), EntryKind::Directory, 0);
+    let file = |n: &str, s| (n.to_owned(), EntryKind::File, s);
+    assert_eq!(
+        listed,
+        [
+            dir("a"),
+            dir("a/b"),
+            dir("a/b/c"),
+            file("a/b/c/three", 3),
+            file("a/one", 1),
+            dir("d"),
+            ("d/link".to_owned(), EntryKind::Symlink, 0),
+            file("d/two", 2),
+        ]
+    );
+    // A file is not a tree; the home is.
+    let err = alice.list_tree("tree/d/two").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ErrorCode::NotADirectory,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(alice.list_tree("").await.unwrap().len(), listed.len() + 1);
+}
+
 /// Starts an upload by hand and sends the first `chunks` chunks of `data`.
 async fn partial_upload(
     server: &TestServer,

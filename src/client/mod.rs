@@ -361,6 +361,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             path: path.to_owned(),
         })
         .await?;
+        let mut entries = self.read_listing().await?;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// Lists a whole remote directory tree in one request: every entry beneath `path`,
+    /// named by its path from there (`a/b/c`), sorted (so a directory comes before what it
+    /// holds). Capped as [`Client::list`].
+    ///
+    /// # Errors
+    /// As [`Client::mkdir`]; [`Error::UnsafeName`] for a name with an empty, `.` or `..`
+    /// component (a server's attempt to write outside the target).
+    pub async fn list_tree(&mut self, path: &str) -> Result<Vec<Entry>> {
+        RemotePath::parse(path)?;
+        self.send(&Request::ListTree {
+            path: path.to_owned(),
+        })
+        .await?;
+        let mut entries = self.read_listing().await?;
+        if let Some(bad) = entries
+            .iter()
+            .find(|e| !e.name.split('/').all(crate::paths::is_plain_name))
+        {
+            return Err(Error::UnsafeName {
+                listing: path.to_owned(),
+                name: bad.name.clone(),
+            });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// Reads `Entries` frames up to the `Ok` that ends a listing, within the caps.
+    async fn read_listing(&mut self) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
         let mut name_bytes = 0usize;
         loop {
@@ -379,10 +413,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                         ));
                     }
                 }
-                Response::Ok => {
-                    entries.sort_by(|a, b| a.name.cmp(&b.name));
-                    return Ok(entries);
-                }
+                Response::Ok => return Ok(entries),
                 _ => return Err(Error::UnexpectedReply("expected directory entries")),
             }
         }

@@ -14,7 +14,7 @@ use super::{Client, partial};
 use crate::checksum::{Checksum, Digest};
 use crate::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
 use crate::error::{Error, Result};
-use crate::paths::{RemotePath, is_plain_name};
+use crate::paths::RemotePath;
 use crate::pipeline::{FileReader, FileWriter, hash_exactly};
 
 /// Told how a transfer advances (a progress bar, or nothing).
@@ -756,40 +756,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         tokio::fs::create_dir_all(local)
             .await
             .map_err(|e| Error::local(local, e))?;
-        let mut pending = vec![(remote.to_owned(), local.to_owned())];
-        while let Some((remote_dir, dir)) = pending.pop() {
-            if dir != local {
-                enter_local_dir(&dir).await?;
+        // One request lists the whole tree (names checked by `list_tree`), a directory
+        // before what it holds: each is made (or entered) before anything goes into it.
+        let mut by_dir: std::collections::BTreeMap<PathBuf, Vec<(String, String)>> =
+            std::collections::BTreeMap::new();
+        // Directories entered (checked to be real directories, never a planted link): an
+        // entry goes only into one of these, whatever order a server lists in.
+        let mut entered = std::collections::HashSet::from([String::new()]);
+        for entry in self.list_tree(remote).await? {
+            let parent = entry.name.rsplit_once('/').map_or("", |(parent, _)| parent);
+            if !entered.contains(parent) {
+                return Err(Error::UnsafeName {
+                    listing: remote.to_owned(),
+                    name: entry.name,
+                });
             }
-            // A directory's files are asked for several at once, unless resuming (each
-            // resume asks where its own partial file ends).
-            let mut files = Vec::new();
-            for entry in self.list(&remote_dir).await? {
-                if !is_plain_name(&entry.name) {
-                    return Err(Error::UnsafeName {
-                        listing: remote_dir,
-                        name: entry.name,
-                    });
+            if entry.kind == EntryKind::Directory {
+                entered.insert(entry.name.clone());
+            }
+            let source = remote_child(remote, &entry.name);
+            let target = local.join(&entry.name);
+            match entry.kind {
+                EntryKind::Directory => enter_local_dir(&target).await?,
+                EntryKind::File if options.resume => {
+                    // Each resume asks where its own partial file ends: one at a time.
+                    let done = self
+                        .get_file(&source, &target, options, progress)
+                        .await
+                        .map_err(|e| naming(&source, e))?;
+                    report.files += 1;
+                    report.bytes += done.size - done.resumed_from;
                 }
-                let source = remote_child(&remote_dir, &entry.name);
-                let target = dir.join(&entry.name);
-                match entry.kind {
-                    EntryKind::Directory => pending.push((source, target)),
-                    EntryKind::File if !options.resume => files.push((source, entry.name)),
-                    EntryKind::File => {
-                        let done = self
-                            .get_file(&source, &target, options, progress)
-                            .await
-                            .map_err(|e| naming(&source, e))?;
-                        report.files += 1;
-                        report.bytes += done.size - done.resumed_from;
-                    }
-                    EntryKind::Symlink | EntryKind::Other => {
-                        report.skipped.push(format!("{source}: not a regular file"));
-                    }
+                EntryKind::File => {
+                    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
+                        continue;
+                    };
+                    let name = name.to_string_lossy().into_owned();
+                    by_dir
+                        .entry(dir.to_owned())
+                        .or_default()
+                        .push((source, name));
+                }
+                EntryKind::Symlink | EntryKind::Other => {
+                    report.skipped.push(format!("{source}: not a regular file"));
                 }
             }
-            files.sort_by(|a, b| a.1.cmp(&b.1));
+        }
+        // A directory's files several at once.
+        for (dir, files) in by_dir {
             let bytes = self.get_files(&files, &dir, options, progress).await?;
             report.files += files.len() as u64;
             report.bytes += bytes;
@@ -967,7 +981,7 @@ mod tests {
         let mut conn = fake_server(stream).await;
         while let Ok(Some(request)) = conn.read::<Request>().await {
             match request {
-                Request::List { .. } => {
+                Request::List { .. } | Request::ListTree { .. } => {
                     let entries = entries.clone();
                     conn.write(&Response::Entries { entries }).await.unwrap();
                     conn.write(&Response::Ok).await.unwrap();
@@ -1058,6 +1072,22 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+        // Nor when the listing names a file in it without listing the directory first.
+        let file = crate::commands::Entry {
+            name: "sub/file".to_owned(),
+            kind: EntryKind::File,
+            size: 5,
+            modified: None,
+        };
+        let (near, far) = tokio::io::duplex(1 << 16);
+        tokio::spawn(serve_listing(far, vec![file]));
+        let mut client = Client::handshake(near).await.unwrap();
+        let err = client
+            .get_tree("t", &target, TransferOptions::default(), &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::UnsafeName { .. }), "{err}");
         assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
     }
 

@@ -84,6 +84,7 @@ impl Handler<'_> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let whole_tree = matches!(request, Request::ListTree { .. });
         match request {
             Request::AuthStart { .. } | Request::AuthFinish { .. } => {
                 conn.write(&unexpected("already logged in")).await
@@ -136,14 +137,19 @@ impl Handler<'_> {
                 self.log("mkdir", &raw, &result);
                 conn.write(&reply(result)).await
             }
-            Request::List { path: raw } => {
+            Request::List { path: raw } | Request::ListTree { path: raw } => {
                 let result = async {
                     let remote = path(&raw)?;
                     let slot = self.transfer_slot()?;
-                    Outcome::Ok((self.tree.list(&remote).await?, slot))
+                    let listing = if whole_tree {
+                        self.tree.list_tree(&remote).await?
+                    } else {
+                        self.tree.list(&remote).await?
+                    };
+                    Outcome::Ok((listing, slot))
                 }
                 .await;
-                self.log("ls", &raw, &result);
+                self.log(if whole_tree { "ls -R" } else { "ls" }, &raw, &result);
                 let (mut listing, _slot) = match result {
                     Ok(opened) => opened,
                     Err(err) => return conn.write(&reply::<()>(Err(err))).await,

@@ -295,7 +295,8 @@ where
             | Request::Get { .. }
             | Request::Checksum { .. }
             | Request::Usage
-            | Request::Put { .. } => {
+            | Request::Put { .. }
+            | Request::ListTree { .. } => {
                 conn.write(&Response::Error {
                     code: ErrorCode::AuthRequired,
                     message: "log in first".into(),

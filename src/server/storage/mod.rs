@@ -6,7 +6,7 @@
 //! path is resolved beneath the home handle, `..` and symlinks included, and anything that
 //! would resolve outside it fails. Once restricted, never unrestricted.
 //!
-//! - `walk`: iterative, depth-bounded walks (measuring a tree, removing one).
+//! - `walk`: iterative, depth-bounded walks (measuring a tree, listing one, removing one).
 //! - `ledger`: each home's usage, counted once and kept up to date.
 
 mod ledger;
@@ -58,6 +58,9 @@ pub trait UserTree: Send + Sync {
     /// Lists a directory (in no particular order), or describes a single non-directory, a
     /// page at a time: memory stays bounded whatever the directory's size.
     async fn list(&self, path: &RemotePath) -> Result<Box<dyn Listing>, StorageError>;
+    /// Lists a whole tree, a directory before what it holds: entries named by their path
+    /// from `path` (`a/b/c`), pages of at most [`crate::commands::ENTRIES_PER_FRAME`].
+    async fn list_tree(&self, path: &RemotePath) -> Result<Box<dyn Listing>, StorageError>;
     /// Describes one entry without following a final symlink.
     async fn stat(&self, path: &RemotePath) -> Result<Entry, StorageError>;
     /// Removes a file or symlink; with `recursive`, a directory tree too. Never the home.
@@ -357,6 +360,45 @@ impl UserTree for FsTree {
             Ok(())
         })
         .await
+    }
+
+    async fn list_tree(&self, path: &RemotePath) -> Result<Box<dyn Listing>, StorageError> {
+        refuse_reserved(path)?;
+        let home = Arc::clone(&self.home);
+        let rel = path.to_relative();
+        let root = blocking(move || {
+            if !home.metadata(&rel)?.is_dir() {
+                return Err(StorageError::new(
+                    ErrorCode::NotADirectory,
+                    "not a directory",
+                ));
+            }
+            Ok(home.open_dir(&rel)?)
+        })
+        .await?;
+        // Pages are made on a blocking thread one ahead of the connection, as for `list`.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::task::spawn_blocking(move || {
+            let mut page = Vec::with_capacity(ENTRIES_PER_FRAME);
+            let walked = walk::each_entry(&root, |name, meta| {
+                page.push(entry(name, &meta));
+                if page.len() < ENTRIES_PER_FRAME {
+                    return true;
+                }
+                let full = std::mem::replace(&mut page, Vec::with_capacity(ENTRIES_PER_FRAME));
+                tx.blocking_send(Ok(full)).is_ok()
+            });
+            let last = match walked {
+                Ok(()) if page.is_empty() => return,
+                Ok(()) => Ok(page),
+                Err(e) => Err(e.into()),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Box::new(FsListing {
+            single: None,
+            pages: Some(rx),
+        }))
     }
 
     async fn list(&self, path: &RemotePath) -> Result<Box<dyn Listing>, StorageError> {

@@ -126,6 +126,85 @@ pub fn measure(root: &Dir, max_levels: usize, stop_at_limit: bool) -> io::Result
     Ok(found)
 }
 
+/// Visits everything beneath `root`, each directory before what it holds, with at most
+/// [`MAX_DEPTH`] directory handles held: `visit` gets each entry's path relative to `root`
+/// (`/` between names) and its metadata (a symlink's own, never its target's), and ends the
+/// walk by returning false. Partial uploads are left out; directories [`MAX_DEPTH`] levels
+/// down are listed but not entered.
+pub fn each_entry(
+    root: &Dir,
+    mut visit: impl FnMut(String, cap_std::fs::Metadata) -> bool,
+) -> io::Result<()> {
+    let Some(first) = read_named(root, "", &mut visit)? else {
+        return Ok(());
+    };
+    let mut levels = vec![(root.try_clone()?, first)];
+    loop {
+        let depth = levels.len();
+        let Some((dir, subdirs)) = levels.last_mut() else {
+            return Ok(());
+        };
+        let Some((name, path)) = subdirs.pop() else {
+            levels.pop();
+            continue;
+        };
+        if depth >= MAX_DEPTH {
+            continue;
+        }
+        let child = match dir.open_dir(&name) {
+            Ok(child) => child,
+            // Removed or replaced since it was listed.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => continue,
+            Err(e) => return Err(e),
+        };
+        let Some(subdirs) = read_named(&child, &path, &mut visit)? else {
+            return Ok(());
+        };
+        levels.push((child, subdirs));
+    }
+}
+
+/// Subdirectories still to enter: name, and path from the walk's root.
+type Subdirs = Vec<(OsString, String)>;
+
+/// Reads `dir` (at `prefix` from the walk's root) once, visiting each entry; its
+/// subdirectories, or `None` once `visit` asked to stop.
+fn read_named(
+    dir: &Dir,
+    prefix: &str,
+    visit: &mut impl FnMut(String, cap_std::fs::Metadata) -> bool,
+) -> io::Result<Option<Subdirs>> {
+    let mut subdirs = Vec::new();
+    for item in dir.entries()? {
+        let item = item?;
+        let name = item.file_name();
+        let shown = name.to_string_lossy();
+        if shown.starts_with(PARTIAL_PREFIX) {
+            continue;
+        }
+        let meta = match item.metadata() {
+            Ok(meta) => meta,
+            // Removed between reading the directory and looking at the entry.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let path = if prefix.is_empty() {
+            shown.into_owned()
+        } else {
+            format!("{prefix}/{shown}")
+        };
+        let is_dir = meta.is_dir();
+        if !visit(path.clone(), meta) {
+            return Ok(None);
+        }
+        if is_dir {
+            subdirs.push((name, path));
+        }
+    }
+    Ok(Some(subdirs))
+}
+
 /// Removes the directory `name` in `parent` and everything beneath it, adding what goes to
 /// `removed` (also when it fails half way). Holds at most [`MAX_DEPTH`] directory handles: a directory deeper than that is
 /// first moved up into `home` under a hidden name and removed from there, so a tree of any
