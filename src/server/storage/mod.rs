@@ -6,9 +6,11 @@
 //! path is resolved beneath the home handle, `..` and symlinks included, and anything that
 //! would resolve outside it fails. Once restricted, never unrestricted.
 //!
+//! - `dirs`: what uploads into one directory share (its syncs, its sweeps).
 //! - `walk`: iterative, depth-bounded walks (measuring a tree, listing one, removing one).
 //! - `ledger`: each home's usage, counted once and kept up to date.
 
+mod dirs;
 mod ledger;
 mod walk;
 
@@ -238,6 +240,7 @@ impl Storage for FsStorage {
                 home: Arc::new(root.open_dir(&name)?),
                 walks,
                 ledger: Arc::default(),
+                directories: Arc::default(),
             }))
         })
         .await?;
@@ -260,6 +263,8 @@ struct FsTree {
     walks: Arc<tokio::sync::Semaphore>,
     /// The running count of what the home holds.
     ledger: Arc<Ledger>,
+    /// Syncs and sweeps of the directories uploads go into.
+    directories: Arc<dirs::Directories>,
 }
 
 impl FsTree {
@@ -631,6 +636,7 @@ impl UserTree for FsTree {
         }
         let home = Arc::clone(&self.home);
         let ledger = Arc::clone(&self.ledger);
+        let directories = Arc::clone(&self.directories);
         let parent = path.parent().to_relative();
         let target = path.file_name().unwrap_or_default().to_owned();
         let upload = blocking(move || {
@@ -654,7 +660,10 @@ impl UserTree for FsTree {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
                 Err(e) => return Err(e.into()),
             };
-            remove_stale_partials(&parent, &ledger);
+            let parent_id = dirs::id_of(&parent)?;
+            if directories.sweep_due(parent_id) {
+                remove_stale_partials(&parent, &ledger);
+            }
             let part = partial_name(&target);
             let mut file = open_partial(&parent, &part, &ledger)?;
             let held_before = file.metadata()?.len();
@@ -689,6 +698,8 @@ impl UserTree for FsTree {
             }
             Ok(FsUpload {
                 parent: Arc::new(parent),
+                parent_id,
+                directories,
                 ledger,
                 target,
                 part,
@@ -872,6 +883,9 @@ fn free_space(dir: &Dir) -> io::Result<u64> {
 /// An upload into a partial file in the target's directory.
 struct FsUpload {
     parent: Arc<Dir>,
+    parent_id: dirs::DirId,
+    /// Where the rename into `parent` is made durable, with others' into it.
+    directories: Arc<dirs::Directories>,
     /// The home's usage count, told what the upload adds once it ends.
     ledger: Arc<Ledger>,
     target: String,
@@ -932,6 +946,8 @@ impl Upload for FsUpload {
     ) -> Result<(), StorageError> {
         let FsUpload {
             parent,
+            parent_id,
+            directories,
             ledger,
             target,
             part,
@@ -944,6 +960,7 @@ impl Upload for FsUpload {
             ..
         } = *self;
         let state = writer.finish().await;
+        let renamed_in = Arc::clone(&parent);
         let replaced = blocking(move || {
             let discard = |err: StorageError| {
                 discard_partial(&parent, &part, &ledger, offset);
@@ -1012,16 +1029,17 @@ impl Upload for FsUpload {
             if let Some(len) = existing {
                 ledger.remove(Usage::entry(false, len));
             }
-            // Make the rename durable (directory handles are O_PATH: open the directory).
-            parent.open(".")?.sync_all()?;
             Ok(replaced)
         })
         .await?;
+        // The rename is durable once the directory is synced: with the renames of other
+        // uploads into it finishing at the same time, in one sync.
+        let synced = directories.sync(parent_id, renamed_in).await;
         // The last handle on the replaced file goes after the reply, on a thread of its own.
         if let Some(file) = replaced {
             tokio::task::spawn_blocking(move || drop(file));
         }
-        Ok(())
+        Ok(synced?)
     }
 
     async fn abort(self: Box<Self>, keep: bool) {
