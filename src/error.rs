@@ -71,6 +71,9 @@ pub enum Error {
         /// The name as sent.
         name: String,
     },
+    /// `check` found the two trees different (what differs was printed).
+    #[error("{0} paths differ")]
+    TreesDiffer(usize),
     /// The chat server refused a request. Its text is shown escaped, as for [`Error::Remote`].
     #[error("{}", crate::sanitize::for_terminal(message))]
     Chat {
@@ -275,7 +278,7 @@ impl Error {
             | Error::UserDb(_)
             | Error::Credentials { .. }
             | Error::Local { .. } => ErrorKind::Local,
-            Error::ChecksumMismatch => ErrorKind::Refused,
+            Error::ChecksumMismatch | Error::TreesDiffer(_) => ErrorKind::Refused,
             Error::Chat { code, .. } => match code {
                 crate::chat::ChatErrorCode::UnexpectedRequest => ErrorKind::Connection,
                 _ => ErrorKind::Refused,

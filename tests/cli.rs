@@ -1792,3 +1792,63 @@ fn ftpc_chat_reconnects_when_the_server_restarts() {
     assert!(screen.contains("connection lost"), "{screen}");
     drop(server);
 }
+
+/// `ftpc sync` and `ftpc check` as a user types them (issue 15).
+#[test]
+fn sync_and_check_through_the_binaries() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    for name in ["a/one", "a/two", "b/three"] {
+        let path = sb.path().join("site").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, name).unwrap();
+    }
+    let out = sb.ftpc(&["sync", "site", ":www"], "");
+    assert_success(&out);
+    assert!(
+        text(&out.stdout).starts_with("3 files sent ("),
+        "{}",
+        text(&out.stdout)
+    );
+    let root = sb.path().join("ftp-root/alice/www");
+    assert_eq!(std::fs::read(root.join("b/three")).unwrap(), b"b/three");
+    let out = sb.ftpc(&["sync", "site", ":www"], "");
+    assert!(
+        text(&out.stdout).starts_with("0 files sent (0 B), 3 unchanged"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_success(&sb.ftpc(&["check", "site", ":www"], ""));
+
+    std::fs::write(sb.path().join("site/a/one"), "ONE?").unwrap();
+    std::fs::remove_file(sb.path().join("site/a/two")).unwrap();
+    let out = sb.ftpc(&["check", "site", ":www"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "differs: a/one\nonly remote: a/two\n1 files the same, 1 differ, 0 only local, 1 only remote\n"
+    );
+    let out = sb.ftpc(&["sync", "--delete", "--dry-run", "site", ":www"], "");
+    assert_success(&out);
+    assert!(
+        text(&out.stdout).contains("delete a/two\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(root.join("a/two").exists());
+    assert_success(&sb.ftpc(&["sync", "--delete", "site", ":www"], ""));
+    assert!(!root.join("a/two").exists());
+    assert_success(&sb.ftpc(&["check", "site", ":www"], ""));
+
+    // And back down, into a fresh directory.
+    assert_success(&sb.ftpc(&["sync", ":www", "copy"], ""));
+    assert_eq!(
+        std::fs::read(sb.path().join("copy/a/one")).unwrap(),
+        b"ONE?"
+    );
+    // Neither side remote: a usage error.
+    let out = sb.ftpc(&["sync", "site", "www"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}

@@ -7,6 +7,7 @@
 //! - [`credentials`]: the cached logins `ftpc` keeps between runs.
 //! - [`partial`]: local partial files of downloads, safe in directories others can write.
 //! - [`transfer`]: streamed put/get of files and trees, with checksums and resume.
+//! - [`sync`]: `sync` and `check`, copying or reporting only what differs between trees.
 //! - [`time`]: `ftpc time`, an NTP client that reports how far the clock is off.
 //! - [`shell`]: the file commands as people type them, the interactive shell, batch mode.
 //! - [`progress`]: the progress bar; [`bench`](mod@bench): the load generator behind `ftpc bench`.
@@ -18,6 +19,7 @@ pub mod credentials;
 pub mod partial;
 pub mod progress;
 pub mod shell;
+pub mod sync;
 pub mod time;
 pub mod tls;
 pub mod transfer;

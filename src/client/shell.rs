@@ -125,6 +125,52 @@ pub enum FileCommand {
     },
     /// Show your disk usage and quota.
     Df,
+    /// Copy only what is new or changed from one tree to the other: `sync LOCAL :REMOTE`
+    /// uploads, `sync :REMOTE LOCAL` downloads (the side written with a leading `:` is the
+    /// server's). Files count as changed when size or modification time differ (with
+    /// --checksum: size or contents); modification times are kept, so an interrupted sync
+    /// run again sends only what it had not finished.
+    Sync {
+        /// Remove from the target what the source does not have.
+        #[arg(long)]
+        delete: bool,
+        /// Say what would be done; change nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+        /// Compare contents (the server hashes its copies) instead of size and time.
+        #[arg(short = 'c', long)]
+        checksum: bool,
+        /// Leave out matching entries on both sides (a pattern without `/` matches names, one
+        /// with `/` paths from the top); repeatable.
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
+        /// The source tree.
+        source: String,
+        /// The target tree.
+        target: String,
+    },
+    /// Report files that differ (size or checksum; nothing is downloaded) or exist on one
+    /// side only: `check LOCAL :REMOTE`. Exit status 1 if any.
+    Check {
+        /// Leave out matching entries on both sides, as for sync; repeatable.
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
+        /// The local tree.
+        local: String,
+        /// The remote tree, written with a leading `:`.
+        remote: String,
+    },
+}
+
+/// Compiles `--exclude` patterns.
+fn patterns(typed: &[String]) -> Result<Vec<glob::Pattern>> {
+    typed
+        .iter()
+        .map(|p| {
+            glob::Pattern::new(p)
+                .map_err(|e| Error::Usage(format!("--exclude {}: {e}", for_terminal(p))))
+        })
+        .collect()
 }
 
 /// The options every transfer command takes.
@@ -182,6 +228,57 @@ impl std::fmt::Display for CommandError {
 }
 
 impl std::error::Error for CommandError {}
+
+/// What a sync did: each action when dry (nothing was done), then one summary line.
+fn write_sync_report(
+    out: &mut dyn Write,
+    report: &super::sync::SyncReport,
+    dry_run: bool,
+    took: std::time::Duration,
+) -> std::io::Result<()> {
+    if dry_run {
+        for action in &report.actions {
+            writeln!(out, "{}", for_terminal(action))?;
+        }
+    }
+    let secs = took.as_secs_f64().max(1e-3);
+    writeln!(
+        out,
+        "{}{} files sent ({}), {} unchanged, {} deleted, {} directories made; {:.2} s, {}/s",
+        if dry_run { "would be: " } else { "" },
+        report.sent,
+        format_size(report.bytes),
+        report.unchanged,
+        report.deleted,
+        report.made,
+        secs,
+        format_size((report.bytes as f64 / secs) as u64)
+    )
+}
+
+/// What check found: a line per difference, then a summary line.
+fn write_check_report(
+    out: &mut dyn Write,
+    report: &super::sync::CheckReport,
+) -> std::io::Result<()> {
+    for path in &report.differ {
+        writeln!(out, "differs: {}", for_terminal(path))?;
+    }
+    for path in &report.only_local {
+        writeln!(out, "only local: {}", for_terminal(path))?;
+    }
+    for path in &report.only_remote {
+        writeln!(out, "only remote: {}", for_terminal(path))?;
+    }
+    writeln!(
+        out,
+        "{} files the same, {} differ, {} only local, {} only remote",
+        report.same,
+        report.differ.len(),
+        report.only_local.len(),
+        report.only_remote.len()
+    )
+}
 
 /// clap's message for a line that does not parse, on one line: what is wrong and what is
 /// missing, without the usage block (`help COMMAND` shows that).
@@ -407,6 +504,72 @@ impl Session {
                 let options = flags.options(false);
                 self.get_all(&paths, None, flags.recursive, options, io)
                     .await
+            }
+            FileCommand::Sync {
+                delete,
+                dry_run,
+                checksum,
+                exclude,
+                source,
+                target,
+            } => {
+                let ctx = format!("sync {source}");
+                let started = std::time::Instant::now();
+                let options = super::sync::SyncOptions {
+                    delete,
+                    dry_run,
+                    checksum,
+                    exclude: patterns(&exclude).map_err(failed(&ctx))?,
+                };
+                let report = match (source.strip_prefix(':'), target.strip_prefix(':')) {
+                    (None, Some(remote)) => {
+                        let remote = self.resolve(remote).map_err(failed(&ctx))?;
+                        self.client
+                            .sync_up(Path::new(&source), &remote, &options, io.progress)
+                            .await
+                    }
+                    (Some(remote), None) => {
+                        let remote = self.resolve(remote).map_err(failed(&ctx))?;
+                        self.client
+                            .sync_down(&remote, Path::new(&target), &options, io.progress)
+                            .await
+                    }
+                    _ => Err(Error::Usage(
+                        "one side is local, the other remote, written with a leading `:` \
+                         (sync DIR :REMOTE uploads, sync :REMOTE DIR downloads)"
+                            .into(),
+                    )),
+                }
+                .map_err(failed(&ctx))?;
+                warn_skipped(io.err, &report.skipped);
+                write_sync_report(io.out, &report, dry_run, started.elapsed())
+                    .map_err(|e| failed("sync")(e.into()))
+            }
+            FileCommand::Check {
+                exclude,
+                local,
+                remote,
+            } => {
+                let ctx = format!("check {local}");
+                let Some(remote) = remote.strip_prefix(':') else {
+                    return Err(failed(ctx)(Error::Usage(
+                        "check LOCAL :REMOTE (the remote side written with a leading `:`)".into(),
+                    )));
+                };
+                let exclude = patterns(&exclude).map_err(failed(&ctx))?;
+                let remote = self.resolve(remote).map_err(failed(&ctx))?;
+                let report = self
+                    .client
+                    .check(Path::new(&local), &remote, &exclude)
+                    .await
+                    .map_err(failed(&ctx))?;
+                write_check_report(io.out, &report).map_err(|e| failed("check")(e.into()))?;
+                let differing =
+                    report.differ.len() + report.only_local.len() + report.only_remote.len();
+                if differing > 0 {
+                    return Err(failed(ctx)(Error::TreesDiffer(differing)));
+                }
+                Ok(())
             }
             FileCommand::Df => {
                 let usage = self.client.disk_usage().await.map_err(failed("df"))?;
@@ -762,8 +925,8 @@ enum ShellCommand {
 
 /// The words the shell knows, for completion.
 const SHELL_WORDS: &[&str] = &[
-    "bye", "cd", "df", "exit", "get", "help", "lcd", "lls", "lpwd", "ls", "mget", "mkdir", "mput",
-    "mv", "put", "pwd", "quit", "rm", "rmdir", "stat",
+    "bye", "cd", "check", "df", "exit", "get", "help", "lcd", "lls", "lpwd", "ls", "mget", "mkdir",
+    "mput", "mv", "put", "pwd", "quit", "rm", "rmdir", "stat", "sync",
 ];
 
 /// Whether the shell goes on after a line.

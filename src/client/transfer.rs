@@ -74,7 +74,7 @@ pub struct TreeReport {
 /// Whole-file uploads ([`Request::Put`]) sent and not answered yet, oldest first: their
 /// targets and sizes; and the first refusal among those answered.
 #[derive(Default)]
-struct PutsInFlight {
+pub(super) struct PutsInFlight {
     targets: std::collections::VecDeque<(String, usize)>,
     bytes: usize,
     refused: Option<Error>,
@@ -198,7 +198,7 @@ fn naming(file: &str, err: Error) -> Error {
 }
 
 /// Size and checksum of a local regular file, or `None` if `path` is something else.
-async fn hash_local_file(path: &Path) -> Result<Option<(u64, Digest)>> {
+pub(super) async fn hash_local_file(path: &Path) -> Result<Option<(u64, Digest)>> {
     let meta = tokio::fs::symlink_metadata(path)
         .await
         .map_err(|e| Error::local(path, e))?;
@@ -214,7 +214,7 @@ async fn hash_local_file(path: &Path) -> Result<Option<(u64, Digest)>> {
 
 /// Creates the local directory `dir` of a tree download, or accepts it if it is already a
 /// real directory: never a symlink, which could lead the download anywhere.
-async fn enter_local_dir(dir: &Path) -> Result<()> {
+pub(super) async fn enter_local_dir(dir: &Path) -> Result<()> {
     match tokio::fs::create_dir(dir).await {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -640,34 +640,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 if file_type.is_dir() {
                     pending.push((path, target));
                 } else if file_type.is_file() {
-                    // Small files go whole, several in flight; the rest (and a resume,
-                    // which must ask where to continue) one at a time.
-                    let whole = if options.resume {
-                        None
-                    } else {
-                        read_small_file(&path, options.preserve).await?
-                    };
-                    let size = match whole {
-                        Some((data, preserve)) => {
-                            let size = data.len() as u64;
-                            progress.start(&display_name(&path), size, 0);
-                            let sent = self
-                                .send_whole(flight, target, data, preserve, options)
-                                .await;
-                            progress.advance(size);
-                            progress.finish();
-                            sent?;
-                            size
-                        }
-                        None => {
-                            self.answer_puts(flight).await?;
-                            let done = self
-                                .put_file(&path, &target, options, progress)
-                                .await
-                                .map_err(|e| naming(&target, e))?;
-                            done.size - done.resumed_from
-                        }
-                    };
+                    let size = self
+                        .send_one(&path, target, options, flight, progress)
+                        .await?;
                     report.files += 1;
                     report.bytes += size;
                 } else {
@@ -678,6 +653,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
         }
         Ok(report)
+    }
+
+    /// Uploads one file of a tree: a small one whole, without waiting for its answer
+    /// (several in flight); a larger one (or a resume, which must ask where to continue)
+    /// streamed, once the answers in flight are read. The bytes sent.
+    pub(super) async fn send_one(
+        &mut self,
+        path: &Path,
+        target: String,
+        options: TransferOptions,
+        flight: &mut PutsInFlight,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let whole = if options.resume {
+            None
+        } else {
+            read_small_file(path, options.preserve).await?
+        };
+        if let Some((data, preserve)) = whole {
+            let size = data.len() as u64;
+            progress.start(&display_name(path), size, 0);
+            let sent = self
+                .send_whole(flight, target, data, preserve, options)
+                .await;
+            progress.advance(size);
+            progress.finish();
+            sent?;
+            return Ok(size);
+        }
+        self.answer_puts(flight).await?;
+        let done = self
+            .put_file(path, &target, options, progress)
+            .await
+            .map_err(|e| naming(&target, e))?;
+        Ok(done.size - done.resumed_from)
     }
 
     /// Sends a whole small file without waiting for its answer; first reads answers while
@@ -728,7 +738,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     /// Reads the answers to every whole-file upload in flight; the first refusal.
-    async fn answer_puts(&mut self, flight: &mut PutsInFlight) -> Result<()> {
+    pub(super) async fn answer_puts(&mut self, flight: &mut PutsInFlight) -> Result<()> {
         while !flight.targets.is_empty() {
             self.answer_one_put(flight).await?;
         }
@@ -818,7 +828,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// The first failure, once what was asked for before it has been received (the
     /// connection stays in step); files renamed into place before it stay.
-    async fn get_files(
+    pub(super) async fn get_files(
         &mut self,
         files: &[(String, String)],
         dir: &Path,

@@ -1,0 +1,565 @@
+//! `ftpc sync` and `ftpc check`: compare a local tree with a remote one and copy only what
+//! differs (by size and modification time, or by checksum), optionally deleting what the
+//! source no longer has; or just report the differences.
+//!
+//! Both sides are read whole first: the local tree by an iterative walk (symlinks are not
+//! followed), the remote one in one `ListTree` request. Copies go through the same paths as
+//! `put -r` and `get -r` (whole small files pipelined, each renamed into place only once
+//! complete and checked) and keep modification times, so a sync that was interrupted, run
+//! again, copies only what it had not finished, and a sync with nothing changed copies
+//! nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::Client;
+use super::transfer::{Progress, PutsInFlight, TransferOptions, hash_local_file};
+use crate::commands::{EntryKind, ErrorCode};
+use crate::error::{Error, Result};
+use crate::paths::MAX_DEPTH;
+
+/// What a sync may do besides copying.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Remove from the target what the source does not have (`--delete`).
+    pub delete: bool,
+    /// Say what would be done, do nothing (`--dry-run`).
+    pub dry_run: bool,
+    /// Compare contents (size, then XXH3-128; the server hashes its copy) instead of size
+    /// and modification time (`--checksum`).
+    pub checksum: bool,
+    /// Entries left out on both sides (`--exclude GLOB`): a pattern without `/` is matched
+    /// against each name, one with `/` against the path from the tree's top.
+    pub exclude: Vec<glob::Pattern>,
+}
+
+/// What a sync did (or, dry, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Files copied, and their bytes.
+    pub sent: u64,
+    pub bytes: u64,
+    /// Files already the same on both sides.
+    pub unchanged: u64,
+    /// Entries removed from the target (a directory counts once).
+    pub deleted: u64,
+    /// Directories made on the target.
+    pub made: u64,
+    /// What was done, a line each: `send PATH`, `delete PATH`, `mkdir PATH`.
+    pub actions: Vec<String>,
+    /// Entries left out (symlinks, special files, names that are not UTF-8), with why.
+    pub skipped: Vec<String>,
+}
+
+/// What `check` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Files on both sides with the same size and checksum.
+    pub same: u64,
+    /// Paths that differ: size, checksum, or a file on one side and a directory on the other.
+    pub differ: Vec<String>,
+    /// Paths only on the local side...
+    pub only_local: Vec<String>,
+    /// ...and only on the remote one.
+    pub only_remote: Vec<String>,
+}
+
+impl CheckReport {
+    /// Whether the two trees hold the same.
+    pub fn is_same(&self) -> bool {
+        self.differ.is_empty() && self.only_local.is_empty() && self.only_remote.is_empty()
+    }
+}
+
+/// One entry of a tree, by its path from the tree's top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Item {
+    is_dir: bool,
+    size: u64,
+    modified: Option<i64>,
+}
+
+type Tree = BTreeMap<String, Item>;
+
+impl SyncOptions {
+    fn excludes(&self, path: &str) -> bool {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        self.exclude.iter().any(|pattern| {
+            if pattern.as_str().contains('/') {
+                pattern.matches(path)
+            } else {
+                pattern.matches(name)
+            }
+        })
+    }
+}
+
+/// Whether `path` lies beneath one of the directories in `gone`.
+fn beneath_any(path: &str, gone: &[String]) -> bool {
+    gone.iter().any(|dir| {
+        path.len() > dir.len()
+            && path.starts_with(dir.as_str())
+            && path.as_bytes()[dir.len()] == b'/'
+    })
+}
+
+/// Reads the local tree at `root` without following symlinks (reported as skipped), at most
+/// [`MAX_DEPTH`] levels down; excluded entries (and what they hold) left out. A missing root
+/// is an empty tree.
+fn scan_local(root: &Path, options: &SyncOptions, skipped: &mut Vec<String>) -> Result<Tree> {
+    let mut tree = Tree::new();
+    match std::fs::symlink_metadata(root) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(Error::local(root, "is not a directory")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(tree),
+        Err(e) => return Err(Error::local(root, e)),
+    }
+    let mut pending = vec![(root.to_owned(), String::new(), 0usize)];
+    while let Some((dir, prefix, depth)) = pending.pop() {
+        let items = std::fs::read_dir(&dir).map_err(|e| Error::local(&dir, e))?;
+        for item in items {
+            let item = item.map_err(|e| Error::local(&dir, e))?;
+            let path = item.path();
+            let Some(name) = item.file_name().to_str().map(str::to_owned) else {
+                skipped.push(format!("{}: name is not UTF-8", path.display()));
+                continue;
+            };
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if options.excludes(&rel) {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::local(&path, e))?;
+            let modified = {
+                use std::os::unix::fs::MetadataExt;
+                Some(meta.mtime())
+            };
+            if meta.is_dir() {
+                tree.insert(
+                    rel.clone(),
+                    Item {
+                        is_dir: true,
+                        size: 0,
+                        modified,
+                    },
+                );
+                if depth + 1 < MAX_DEPTH {
+                    pending.push((path, rel, depth + 1));
+                }
+            } else if meta.is_file() {
+                tree.insert(
+                    rel,
+                    Item {
+                        is_dir: false,
+                        size: meta.len(),
+                        modified,
+                    },
+                );
+            } else {
+                skipped.push(format!(
+                    "{}: not a regular file or directory",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(tree)
+}
+
+/// The same file on both sides by size and modification time.
+fn looks_same(a: &Item, b: &Item) -> bool {
+    a.size == b.size && a.modified.is_some() && a.modified == b.modified
+}
+
+fn join(top: &str, rel: &str) -> String {
+    if top.is_empty() || top == "/" {
+        rel.to_owned()
+    } else {
+        format!("{}/{rel}", top.trim_end_matches('/'))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// The remote tree at `remote` (empty if it does not exist), excluded entries left out.
+    async fn scan_remote(&mut self, remote: &str, options: &SyncOptions) -> Result<Tree> {
+        let entries = match self.list_tree(remote).await {
+            Ok(entries) => entries,
+            Err(Error::Remote {
+                code: ErrorCode::NotFound,
+                ..
+            }) => return Ok(Tree::new()),
+            Err(err) => return Err(err),
+        };
+        let mut tree = Tree::new();
+        let mut left_out: Vec<String> = Vec::new();
+        for entry in entries {
+            if beneath_any(&entry.name, &left_out) {
+                continue;
+            }
+            if options.excludes(&entry.name) {
+                left_out.push(entry.name);
+                continue;
+            }
+            let is_dir = match entry.kind {
+                EntryKind::Directory => true,
+                EntryKind::File => false,
+                // Links and special files are neither copied nor deleted.
+                EntryKind::Symlink | EntryKind::Other => continue,
+            };
+            tree.insert(
+                entry.name,
+                Item {
+                    is_dir,
+                    size: entry.size,
+                    modified: entry.modified,
+                },
+            );
+        }
+        Ok(tree)
+    }
+
+    /// Whether the local file and the remote one have the same contents (size, then the
+    /// server's checksum against ours).
+    async fn same_contents(&mut self, local: &Path, remote: &str, size: u64) -> Result<bool> {
+        let (their_size, theirs) = self.checksum(remote).await?;
+        if their_size != size {
+            return Ok(false);
+        }
+        Ok(hash_local_file(local)
+            .await?
+            .is_some_and(|(ours_size, ours)| ours_size == size && ours == theirs))
+    }
+
+    /// Whether a file must be copied: missing or of another kind on the target, or
+    /// different by the chosen comparison.
+    async fn needs_copy(
+        &mut self,
+        source: &Item,
+        target: Option<&Item>,
+        local: &Path,
+        remote: &str,
+        options: &SyncOptions,
+    ) -> Result<bool> {
+        let Some(target) = target.filter(|t| !t.is_dir) else {
+            return Ok(true);
+        };
+        if options.checksum {
+            if source.size != target.size {
+                return Ok(true);
+            }
+            return Ok(!self.same_contents(local, remote, source.size).await?);
+        }
+        Ok(!looks_same(source, target))
+    }
+
+    /// Makes the remote tree `remote` hold what the local tree `local` holds: copies new and
+    /// changed files (modification times and permission bits kept), makes missing
+    /// directories and, with `delete`, removes what `local` does not have.
+    ///
+    /// # Errors
+    /// The first failure; what was copied before it stays (run it again to finish).
+    pub async fn sync_up(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        options: &SyncOptions,
+        progress: &dyn Progress,
+    ) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        if !std::fs::symlink_metadata(local).is_ok_and(|m| m.is_dir()) {
+            return Err(Error::local(local, "is not a directory"));
+        }
+        let ours = scan_local(local, options, &mut report.skipped)?;
+        let theirs = self.scan_remote(remote, options).await?;
+        if !options.dry_run {
+            self.mkdir(remote, true).await?;
+        }
+        // What the source does not have (or has as another kind) goes first.
+        let mut gone: Vec<String> = Vec::new();
+        for (path, item) in &theirs {
+            if beneath_any(path, &gone) {
+                continue;
+            }
+            let replaced = ours.get(path).is_some_and(|o| o.is_dir != item.is_dir);
+            if !(replaced || options.delete && !ours.contains_key(path)) {
+                continue;
+            }
+            report.actions.push(format!("delete {path}"));
+            report.deleted += 1;
+            if !options.dry_run {
+                self.remove(&join(remote, path), item.is_dir).await?;
+            }
+            if item.is_dir {
+                gone.push(path.clone());
+            }
+        }
+        let options_put = TransferOptions {
+            overwrite: true,
+            resume: false,
+            follow_links: false,
+            preserve: true,
+        };
+        let mut flight = PutsInFlight::default();
+        let copied = self
+            .send_changes(
+                local,
+                remote,
+                &ours,
+                &theirs,
+                &gone,
+                options,
+                options_put,
+                &mut flight,
+                progress,
+                &mut report,
+            )
+            .await;
+        if copied.is_err() && !self.in_step {
+            return copied.map(|()| report);
+        }
+        let answered = self.answer_puts(&mut flight).await;
+        copied?;
+        answered?;
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_changes(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        ours: &Tree,
+        theirs: &Tree,
+        gone: &[String],
+        options: &SyncOptions,
+        put: TransferOptions,
+        flight: &mut PutsInFlight,
+        progress: &dyn Progress,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        // First what to do (comparing by checksum asks the server, so before any upload is
+        // in flight: replies come in order)...
+        let mut to_send = Vec::new();
+        for (path, item) in ours {
+            let target = theirs.get(path).filter(|t| {
+                t.is_dir == item.is_dir && !beneath_any(path, gone) && !gone.contains(path)
+            });
+            if item.is_dir {
+                if target.is_none() {
+                    report.actions.push(format!("mkdir {path}"));
+                    report.made += 1;
+                    to_send.push((path, true));
+                }
+                continue;
+            }
+            let (local_path, remote_path) = (local.join(path), join(remote, path));
+            if !self
+                .needs_copy(item, target, &local_path, &remote_path, options)
+                .await?
+            {
+                report.unchanged += 1;
+                continue;
+            }
+            report.actions.push(format!("send {path}"));
+            report.sent += 1;
+            report.bytes += item.size;
+            to_send.push((path, false));
+        }
+        if options.dry_run {
+            return Ok(());
+        }
+        // ...then do it, a directory before what goes into it.
+        for (path, is_dir) in to_send {
+            let remote_path = join(remote, path);
+            if is_dir {
+                // Uploads before it are answered first: replies come in order.
+                self.answer_puts(flight).await?;
+                self.mkdir(&remote_path, true).await?;
+            } else {
+                self.send_one(&local.join(path), remote_path, put, flight, progress)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the local tree `local` hold what the remote tree `remote` holds: the mirror of
+    /// [`Client::sync_up`].
+    ///
+    /// # Errors
+    /// As [`Client::sync_up`].
+    pub async fn sync_down(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        options: &SyncOptions,
+        progress: &dyn Progress,
+    ) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        let theirs = self.scan_remote(remote, options).await?;
+        let ours = scan_local(local, options, &mut report.skipped)?;
+        if !options.dry_run {
+            tokio::fs::create_dir_all(local)
+                .await
+                .map_err(|e| Error::local(local, e))?;
+        }
+        let mut gone: Vec<String> = Vec::new();
+        for (path, item) in &ours {
+            if beneath_any(path, &gone) {
+                continue;
+            }
+            let replaced = theirs.get(path).is_some_and(|t| t.is_dir != item.is_dir);
+            if !(replaced || options.delete && !theirs.contains_key(path)) {
+                continue;
+            }
+            report.actions.push(format!("delete {path}"));
+            report.deleted += 1;
+            if !options.dry_run {
+                let target = local.join(path);
+                let removed = if item.is_dir {
+                    // Never follows a link: it removes the link, not what it points to.
+                    tokio::fs::remove_dir_all(&target).await
+                } else {
+                    tokio::fs::remove_file(&target).await
+                };
+                removed.map_err(|e| Error::local(&target, e))?;
+            }
+            if item.is_dir {
+                gone.push(path.clone());
+            }
+        }
+        let get = TransferOptions {
+            overwrite: true,
+            resume: false,
+            follow_links: false,
+            preserve: true,
+        };
+        let mut by_dir: BTreeMap<PathBuf, Vec<(String, String)>> = BTreeMap::new();
+        for (path, item) in &theirs {
+            let target = ours.get(path).filter(|o| {
+                o.is_dir == item.is_dir && !beneath_any(path, &gone) && !gone.contains(path)
+            });
+            let local_path = local.join(path);
+            if item.is_dir {
+                if target.is_none() {
+                    report.actions.push(format!("mkdir {path}"));
+                    report.made += 1;
+                }
+                if !options.dry_run {
+                    super::transfer::enter_local_dir(&local_path).await?;
+                }
+                continue;
+            }
+            let remote_path = join(remote, path);
+            if !self
+                .needs_copy(item, target, &local_path, &remote_path, options)
+                .await?
+            {
+                report.unchanged += 1;
+                continue;
+            }
+            report.actions.push(format!("send {path}"));
+            report.sent += 1;
+            report.bytes += item.size;
+            let (Some(dir), Some(name)) = (local_path.parent(), local_path.file_name()) else {
+                continue;
+            };
+            let name = name.to_string_lossy().into_owned();
+            by_dir
+                .entry(dir.to_owned())
+                .or_default()
+                .push((remote_path, name));
+        }
+        if !options.dry_run {
+            for (dir, files) in by_dir {
+                self.get_files(&files, &dir, get, progress).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Compares the local tree `local` with the remote tree `remote` by size and checksum
+    /// (the server hashes its files; nothing is downloaded).
+    ///
+    /// # Errors
+    /// Either tree cannot be read; the connection.
+    pub async fn check(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        exclude: &[glob::Pattern],
+    ) -> Result<CheckReport> {
+        let options = SyncOptions {
+            exclude: exclude.to_vec(),
+            ..SyncOptions::default()
+        };
+        if !std::fs::symlink_metadata(local).is_ok_and(|m| m.is_dir()) {
+            return Err(Error::local(local, "is not a directory"));
+        }
+        let mut skipped = Vec::new();
+        let ours = scan_local(local, &options, &mut skipped)?;
+        // A remote tree that is not there: everything is only local.
+        let theirs = self.scan_remote(remote, &options).await?;
+        let mut report = CheckReport::default();
+        for (path, item) in &ours {
+            match theirs.get(path) {
+                None => report.only_local.push(path.clone()),
+                Some(other) if other.is_dir != item.is_dir => report.differ.push(path.clone()),
+                Some(_) if item.is_dir => {}
+                Some(other) if other.size != item.size => report.differ.push(path.clone()),
+                Some(_) => {
+                    if self
+                        .same_contents(&local.join(path), &join(remote, path), item.size)
+                        .await?
+                    {
+                        report.same += 1;
+                    } else {
+                        report.differ.push(path.clone());
+                    }
+                }
+            }
+        }
+        report.only_remote = theirs
+            .keys()
+            .filter(|path| !ours.contains_key(*path))
+            .cloned()
+            .collect();
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusions_match_names_or_paths() {
+        let options = SyncOptions {
+            exclude: vec![
+                glob::Pattern::new("*.tmp").unwrap(),
+                glob::Pattern::new("build/out").unwrap(),
+            ],
+            ..SyncOptions::default()
+        };
+        assert!(options.excludes("a.tmp"));
+        assert!(options.excludes("deep/down/b.tmp"));
+        assert!(options.excludes("build/out"));
+        assert!(!options.excludes("other/build/out"));
+        assert!(!options.excludes("a.txt"));
+    }
+
+    #[test]
+    fn what_lies_beneath_a_removed_directory_is_known() {
+        let gone = vec!["a/b".to_owned()];
+        assert!(beneath_any("a/b/c", &gone));
+        assert!(!beneath_any("a/b", &gone));
+        assert!(!beneath_any("a/bc", &gone));
+        assert_eq!(join("", "x/y"), "x/y");
+        assert_eq!(join("top/", "x"), "top/x");
+    }
+}
