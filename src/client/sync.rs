@@ -9,14 +9,15 @@
 //! again, copies only what it had not finished, and a sync with nothing changed copies
 //! nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Client;
 use super::transfer::{Progress, PutsInFlight, TransferOptions, hash_local_file};
-use crate::commands::{EntryKind, ErrorCode};
+use crate::checksum::Digest;
+use crate::commands::{EntryKind, ErrorCode, Request, Response};
 use crate::error::{Error, Result};
 use crate::paths::MAX_DEPTH;
 
@@ -176,6 +177,28 @@ fn looks_same(a: &Item, b: &Item) -> bool {
     a.size == b.size && a.modified.is_some() && a.modified == b.modified
 }
 
+/// Checksum requests in flight at most.
+const CHECKSUMS_IN_FLIGHT: usize = 64;
+
+/// Whether the file at `path` must be copied onto `target`: missing or of another kind
+/// there, or different by the chosen comparison (`same`: the paths found equal by checksum,
+/// with `--checksum`).
+fn needs_copy(
+    path: &str,
+    source: &Item,
+    target: Option<&Item>,
+    options: &SyncOptions,
+    same: &HashSet<String>,
+) -> bool {
+    let Some(target) = target.filter(|t| !t.is_dir) else {
+        return true;
+    };
+    if options.checksum {
+        return !same.contains(path);
+    }
+    !looks_same(source, target)
+}
+
 fn join(top: &str, rel: &str) -> String {
     if top.is_empty() || top == "/" {
         rel.to_owned()
@@ -223,38 +246,68 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(tree)
     }
 
-    /// Whether the local file and the remote one have the same contents (size, then the
-    /// server's checksum against ours).
-    async fn same_contents(&mut self, local: &Path, remote: &str, size: u64) -> Result<bool> {
-        let (their_size, theirs) = self.checksum(remote).await?;
-        if their_size != size {
-            return Ok(false);
-        }
-        Ok(hash_local_file(local)
-            .await?
-            .is_some_and(|(ours_size, ours)| ours_size == size && ours == theirs))
-    }
-
-    /// Whether a file must be copied: missing or of another kind on the target, or
-    /// different by the chosen comparison.
-    async fn needs_copy(
+    /// The files on both sides with the same size whose contents are the same too: the
+    /// server's checksums (asked for [`CHECKSUMS_IN_FLIGHT`] at a time) against ours.
+    async fn same_by_checksum(
         &mut self,
-        source: &Item,
-        target: Option<&Item>,
         local: &Path,
         remote: &str,
-        options: &SyncOptions,
-    ) -> Result<bool> {
-        let Some(target) = target.filter(|t| !t.is_dir) else {
-            return Ok(true);
-        };
-        if options.checksum {
-            if source.size != target.size {
-                return Ok(true);
+        ours: &Tree,
+        theirs: &Tree,
+    ) -> Result<HashSet<String>> {
+        let candidates: Vec<&String> = ours
+            .iter()
+            .filter(|(path, item)| {
+                theirs
+                    .get(*path)
+                    .is_some_and(|t| !t.is_dir && !item.is_dir && t.size == item.size)
+            })
+            .map(|(path, _)| path)
+            .collect();
+        let remote_paths: Vec<String> = candidates.iter().map(|p| join(remote, p)).collect();
+        let sums = self.checksums(&remote_paths).await?;
+        let mut same = HashSet::new();
+        for (path, sum) in candidates.into_iter().zip(sums) {
+            // A file the server could not hash (gone meanwhile, say) counts as changed.
+            let Ok((size, theirs)) = sum else { continue };
+            if hash_local_file(&local.join(path))
+                .await?
+                .is_some_and(|(ours_size, ours)| ours_size == size && ours == theirs)
+            {
+                same.insert(path.clone());
             }
-            return Ok(!self.same_contents(local, remote, source.size).await?);
         }
-        Ok(!looks_same(source, target))
+        Ok(same)
+    }
+
+    /// The server's size and checksum of each of `paths`, several asked for at once
+    /// (replies come in order); a refusal for one is its own outcome.
+    async fn checksums(&mut self, paths: &[String]) -> Result<Vec<Result<(u64, Digest)>>> {
+        // Every path checked before any request goes: no error may leave replies unread.
+        for path in paths {
+            crate::paths::RemotePath::parse(path)?;
+        }
+        let mut sums = Vec::with_capacity(paths.len());
+        let mut asked = 0;
+        for i in 0..paths.len() {
+            while asked < paths.len() && asked < i + CHECKSUMS_IN_FLIGHT {
+                self.send(&Request::Checksum {
+                    path: paths[asked].clone(),
+                })
+                .await?;
+                asked += 1;
+            }
+            match self.reply().await {
+                Ok(Response::Checksum { size, checksum }) => sums.push(Ok((size, checksum))),
+                Ok(_) => {
+                    self.in_step = false;
+                    return Err(Error::UnexpectedReply("expected a checksum"));
+                }
+                Err(err @ Error::Remote { .. }) => sums.push(Err(err)),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(sums)
     }
 
     /// Makes the remote tree `remote` hold what the local tree `local` holds: copies new and
@@ -342,6 +395,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         progress: &dyn Progress,
         report: &mut SyncReport,
     ) -> Result<()> {
+        let same = if options.checksum {
+            self.same_by_checksum(local, remote, ours, theirs).await?
+        } else {
+            HashSet::new()
+        };
+        let same = &same;
         // First what to do (comparing by checksum asks the server, so before any upload is
         // in flight: replies come in order)...
         let mut to_send = Vec::new();
@@ -357,11 +416,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 }
                 continue;
             }
-            let (local_path, remote_path) = (local.join(path), join(remote, path));
-            if !self
-                .needs_copy(item, target, &local_path, &remote_path, options)
-                .await?
-            {
+            if !needs_copy(path, item, target, options, same) {
                 report.unchanged += 1;
                 continue;
             }
@@ -439,6 +494,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             follow_links: false,
             preserve: true,
         };
+        let same = if options.checksum {
+            self.same_by_checksum(local, remote, &ours, &theirs).await?
+        } else {
+            HashSet::new()
+        };
         let mut by_dir: BTreeMap<PathBuf, Vec<(String, String)>> = BTreeMap::new();
         for (path, item) in &theirs {
             let target = ours.get(path).filter(|o| {
@@ -456,10 +516,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 continue;
             }
             let remote_path = join(remote, path);
-            if !self
-                .needs_copy(item, target, &local_path, &remote_path, options)
-                .await?
-            {
+            if !needs_copy(path, item, target, options, &same) {
                 report.unchanged += 1;
                 continue;
             }
@@ -505,23 +562,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let ours = scan_local(local, &options, &mut skipped)?;
         // A remote tree that is not there: everything is only local.
         let theirs = self.scan_remote(remote, &options).await?;
+        let same = self.same_by_checksum(local, remote, &ours, &theirs).await?;
         let mut report = CheckReport::default();
         for (path, item) in &ours {
             match theirs.get(path) {
                 None => report.only_local.push(path.clone()),
                 Some(other) if other.is_dir != item.is_dir => report.differ.push(path.clone()),
                 Some(_) if item.is_dir => {}
-                Some(other) if other.size != item.size => report.differ.push(path.clone()),
-                Some(_) => {
-                    if self
-                        .same_contents(&local.join(path), &join(remote, path), item.size)
-                        .await?
-                    {
-                        report.same += 1;
-                    } else {
-                        report.differ.push(path.clone());
-                    }
-                }
+                Some(_) if same.contains(path) => report.same += 1,
+                Some(_) => report.differ.push(path.clone()),
             }
         }
         report.only_remote = theirs
