@@ -6,6 +6,12 @@
 # 3), each round every tool back to back; the table shows medians, and each ratio is the
 # median of the per-round ratios.
 #
+# Then trees of small files (SMALL_FILES files of 4 KiB in 100 directories, default 10,000;
+# 0 skips it), plus a mixed tree (the small files and MIXED_LARGE files of 64 MiB, default
+# 3): put -r and get -r with ftpc (TLS), scp -r, sftp -b, rsync over ssh and lftp's mirror
+# against vsftpd, and a sync with nothing changed and after 1 % of the files changed (ftpc
+# sync beside rsync).
+#
 # Usage (as root: it installs vsftpd and openssh-server from Debian's packages and creates
 # a throw-away system user, removed at the end): scripts/peers.sh [SIZE_MIB] [SECONDS] [ROUNDS]
 # Everything else lives in a temporary directory; only 127.0.0.1 is used.
@@ -17,9 +23,12 @@ rounds=${3:-3}
 . scripts/rounds.sh
 [ "$(id -u)" = 0 ] || { echo "run as root (installs packages, adds a throw-away user)"; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
-if ! command -v vsftpd >/dev/null || [ ! -x /usr/sbin/sshd ]; then
-  apt-get update -qq && apt-get install -y -qq vsftpd openssh-server >/dev/null
+if ! command -v vsftpd >/dev/null || [ ! -x /usr/sbin/sshd ] || ! command -v rsync >/dev/null \
+  || ! command -v lftp >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq vsftpd openssh-server rsync lftp >/dev/null
 fi
+small_files=${SMALL_FILES:-10000}
+mixed_large=${MIXED_LARGE:-3}
 cargo build --release --quiet --bins --examples
 bin="$PWD/target/release"
 work=$(mktemp -d)
@@ -177,6 +186,66 @@ plain_logins=$(bench_rate "127.0.0.1:$plain_port")
 echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdin 2>/dev/null
 tls_logins=$(bench_rate "127.0.0.1:$tls_port")
 
+# Trees of small files, and the same tree with a few large files: every tool in each round.
+if [ "$small_files" -gt 0 ]; then
+  python3 - "$small_files" <<'PY'
+import os, sys
+for i in range(int(sys.argv[1])):
+    d = "small/d%02d" % (i % 100)
+    os.makedirs(d, exist_ok=True)
+    with open("%s/f%06d" % (d, i), "wb") as f:
+        f.write(os.urandom(4096))
+PY
+  cp -r small mixed
+  for i in $(seq "$mixed_large"); do head -c $((64 << 20)) /dev/urandom > "mixed/large$i"; done
+  chmod -R a+rX small mixed
+  uhome="$work/home-$user"
+  ssh_cmd="ssh -q -i $work/ssh/client_key -p $ssh_port -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes"
+  scp_opts=(-q -r -i ssh/client_key -P "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes)
+  lftp_run() { lftp -u "$user,$password" -p "$ftp_port" -e "set ftp:ssl-allow no; $1; quit" 127.0.0.1; }
+  same_tree() { diff -rq "$1" "$2" >/dev/null || { echo "$3 returned a different tree"; exit 1; }; rm -rf "$2"; }
+  touch_some() { # changes 1 % of the files in a tree (new contents, same size)
+    python3 - "$1" <<'PY'
+import os, sys
+names = sorted(os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs if f.startswith("f"))
+for name in names[::100]:
+    with open(name, "r+b") as f:
+        f.write(os.urandom(4096))
+PY
+  }
+  login tls
+  warm_mib=256
+  for tree in small mixed; do
+    for round in $(seq "$rounds"); do
+      rm -rf "$uhome"/t-* tls/ftp-root/bench/t-* back-*
+      record "$tree-ftpc-put" "$round" "$(timed "$bin/ftpc" put -r "$tree" "t-$tree")"
+      record "$tree-ftpc-get" "$round" "$(timed "$bin/ftpc" get -r "t-$tree" back-ftpc)"
+      same_tree "$tree" back-ftpc ftpc
+      record "$tree-scp-put" "$round" "$(timed scp "${scp_opts[@]}" "$tree" "$user@127.0.0.1:t-$tree-scp")"
+      record "$tree-scp-get" "$round" "$(timed scp "${scp_opts[@]}" "$user@127.0.0.1:t-$tree-scp" back-scp)"
+      same_tree "$tree" back-scp scp
+      printf 'put -r %s t-%s-sftp\n' "$tree" "$tree" > tree-put.batch
+      printf 'get -r t-%s-sftp back-sftp\n' "$tree" > tree-get.batch
+      record "$tree-sftp-put" "$round" "$(timed sftp "${sftp_opts[@]}" -b tree-put.batch "$user@127.0.0.1")"
+      record "$tree-sftp-get" "$round" "$(timed sftp "${sftp_opts[@]}" -b tree-get.batch "$user@127.0.0.1")"
+      same_tree "$tree" back-sftp sftp
+      record "$tree-rsync-put" "$round" "$(timed rsync -a -e "$ssh_cmd" "$tree/" "$user@127.0.0.1:t-$tree-rsync/")"
+      record "$tree-rsync-get" "$round" "$(timed rsync -a -e "$ssh_cmd" "$user@127.0.0.1:t-$tree-rsync/" back-rsync/)"
+      same_tree "$tree" back-rsync rsync
+      record "$tree-lftp-put" "$round" "$(timed lftp_run "mirror -R $tree t-$tree-lftp")"
+      record "$tree-lftp-get" "$round" "$(timed lftp_run "mirror t-$tree-lftp back-lftp")"
+      same_tree "$tree" back-lftp lftp
+      # Syncs: nothing changed, then 1 % of the files changed.
+      "$bin/ftpc" sync "$tree" ":t-$tree-sync" >/dev/null
+      record "$tree-ftpc-sync0" "$round" "$(timed "$bin/ftpc" sync "$tree" ":t-$tree-sync")"
+      record "$tree-rsync-sync0" "$round" "$(timed rsync -a -e "$ssh_cmd" "$tree/" "$user@127.0.0.1:t-$tree-rsync/")"
+      touch_some "$tree"
+      record "$tree-ftpc-sync1" "$round" "$(timed "$bin/ftpc" sync "$tree" ":t-$tree-sync")"
+      record "$tree-rsync-sync1" "$round" "$(timed rsync -a -e "$ssh_cmd" "$tree/" "$user@127.0.0.1:t-$tree-rsync/")"
+    done
+  done
+fi
+
 mib() { calc "$size_mib / $1"; }
 printf '\n%s\n' "$(page_reporting_state)"
 printf '\n%d rounds: medians (each ratio is the median of per-round ratios)\n' "$rounds"
@@ -196,3 +265,29 @@ printf '\n%-36s %12s\n' "logins/s, 64 clients, ${seconds} s" "rate"
 printf '%-36s %12.1f  (%s errors)\n' "vsftpd (ftplib USER/PASS/QUIT)" "$ftp_logins" "$ftp_errors"
 printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd plaintext (ftpc bench)" "$plain_logins" "$(calc "$plain_logins / $ftp_logins")"
 printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd TLS (ftpc bench)" "$tls_logins" "$(calc "$tls_logins / $ftp_logins")"
+if [ "$small_files" -gt 0 ]; then
+  for tree in small mixed; do
+    if [ "$tree" = small ]; then
+      printf '\n%s files of 4 KiB in 100 directories, seconds (median)\n' "$small_files"
+    else
+      printf '\nthe same plus %s files of 64 MiB, seconds (median)\n' "$mixed_large"
+    fi
+    printf '%-22s %9s %9s\n' "" "put -r" "get -r"
+    for tool in ftpc scp sftp rsync lftp; do
+      printf '%-22s %9.2f %9.2f\n' "$tool" "$(median "$tree-$tool-put")" "$(median "$tree-$tool-get")"
+    done
+    faster() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { exit !(a < b) }'; }
+    best_put=scp best_get=scp
+    for tool in sftp rsync lftp; do
+      faster "$tree-$tool-put" "$tree-$best_put-put" && best_put=$tool
+      faster "$tree-$tool-get" "$tree-$best_get-get" && best_get=$tool
+    done
+    printf 'ftpc vs the fastest peer (median of per-round ratios): put -r %.2fx (%s), get -r %.2fx (%s)\n' \
+      "$(vs "$tree-$best_put-put" "$tree-ftpc-put")" "$best_put" "$(vs "$tree-$best_get-get" "$tree-ftpc-get")" "$best_get"
+    printf '%-22s %9s %9s\n' "sync" "nothing" "1 %"
+    printf '%-22s %9.3f %9.3f\n' "ftpc sync" "$(median "$tree-ftpc-sync0")" "$(median "$tree-ftpc-sync1")"
+    printf '%-22s %9.3f %9.3f\n' "rsync -a" "$(median "$tree-rsync-sync0")" "$(median "$tree-rsync-sync1")"
+    printf 'ftpc sync vs rsync: nothing changed %.2fx, 1 %% changed %.2fx\n' \
+      "$(vs "$tree-rsync-sync0" "$tree-ftpc-sync0")" "$(vs "$tree-rsync-sync1" "$tree-ftpc-sync1")"
+  done
+fi

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use common::TestServer;
-use ftprep::client::NoProgress;
 use ftprep::client::sync::SyncOptions;
+use ftprep::client::{NoProgress, Progress};
 use ftprep::commands::MAX_CHUNK;
 
 fn write(path: &Path, data: &[u8]) {
@@ -22,6 +22,28 @@ fn age(path: &Path, secs_ago: u64) {
     let when = SystemTime::now() - Duration::from_secs(secs_ago);
     let file = std::fs::File::options().write(true).open(path).unwrap();
     file.set_modified(when).unwrap();
+}
+
+/// Counts what a display is told.
+#[derive(Default)]
+struct Told {
+    starts: std::sync::Mutex<Vec<(String, u64)>>,
+    bytes: std::sync::atomic::AtomicU64,
+    finishes: std::sync::atomic::AtomicU64,
+}
+
+impl Progress for Told {
+    fn start(&self, name: &str, total: u64, _: u64) {
+        self.starts.lock().unwrap().push((name.to_owned(), total));
+    }
+    fn advance(&self, bytes: u64) {
+        self.bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn finish(&self) {
+        self.finishes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 fn mtime(path: &Path) -> i64 {
@@ -185,11 +207,22 @@ async fn sync_down_mirrors_and_run_again_finishes_without_copying_twice() {
     for i in (0..40).step_by(3) {
         std::fs::remove_file(back.join(format!("p{}/page{i}.html", i % 4))).unwrap();
     }
+    // One display over the whole tree: one start, every byte, one finish.
+    let told = Told::default();
     let again = alice
-        .sync_down("site", &back, &options, &NoProgress)
+        .sync_down("site", &back, &options, &told)
         .await
         .unwrap();
     assert_eq!((again.sent, again.unchanged), (14, 26));
+    assert_eq!(
+        *told.starts.lock().unwrap(),
+        [("14 files".to_owned(), again.bytes)]
+    );
+    assert_eq!(
+        told.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        again.bytes
+    );
+    assert_eq!(told.finishes.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(files_in(&back), files_in(&tree));
     let idle = alice
         .sync_down("site", &back, &options, &NoProgress)

@@ -74,6 +74,23 @@ impl CheckReport {
     }
 }
 
+/// One display over the whole tree: each file's bytes go to it, its start and end do not.
+struct WholeTree<'a>(&'a dyn Progress);
+
+impl Progress for WholeTree<'_> {
+    fn start(&self, _: &str, _: u64, _: u64) {}
+    fn advance(&self, bytes: u64) {
+        self.0.advance(bytes);
+    }
+    fn finish(&self) {}
+}
+
+/// Starts the display over what a sync is about to copy.
+fn start_whole(progress: &dyn Progress, report: &SyncReport) {
+    let files = if report.sent == 1 { "file" } else { "files" };
+    progress.start(&format!("{} {files}", report.sent), report.bytes, 0);
+}
+
 /// One entry of a tree, by its path from the tree's top.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Item {
@@ -428,7 +445,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         if options.dry_run {
             return Ok(());
         }
-        // ...then do it, a directory before what goes into it.
+        // ...then do it, a directory before what goes into it, under one display.
+        start_whole(progress, report);
+        let sent = self
+            .send_planned(local, remote, to_send, put, flight, &WholeTree(progress))
+            .await;
+        progress.finish();
+        sent
+    }
+
+    async fn send_planned(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        to_send: Vec<(&String, bool)>,
+        put: TransferOptions,
+        flight: &mut PutsInFlight,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         for (path, is_dir) in to_send {
             let remote_path = join(remote, path);
             if is_dir {
@@ -533,9 +567,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 .push((remote_path, name));
         }
         if !options.dry_run {
+            start_whole(progress, &report);
+            let whole = WholeTree(progress);
+            let mut fetched = Ok(0);
             for (dir, files) in by_dir {
-                self.get_files(&files, &dir, get, progress).await?;
+                fetched = self.get_files(&files, &dir, get, &whole).await;
+                if fetched.is_err() {
+                    break;
+                }
             }
+            progress.finish();
+            fetched?;
         }
         Ok(report)
     }
