@@ -26,7 +26,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata, OpenOptions};
 
 use crate::checksum::{Checksum, Digest};
-use crate::commands::{Attributes, ENTRIES_PER_FRAME, Entry, EntryKind, ErrorCode};
+use crate::commands::{Attributes, ENTRIES_PER_FRAME, Entry, EntryKind, ErrorCode, MAX_CHUNK};
 use crate::error::StorageError;
 use crate::paths::{MAX_DEPTH, PARTIAL_PREFIX, RemotePath, partial_name};
 use crate::pipeline::{
@@ -703,7 +703,7 @@ impl UserTree for FsTree {
                 ledger,
                 target,
                 part,
-                writer: FileWriter::spawn(file, held),
+                writer: UploadData::new(file, held, incoming),
                 written: offset,
                 offset,
                 size,
@@ -890,8 +890,9 @@ struct FsUpload {
     ledger: Arc<Ledger>,
     target: String,
     part: String,
-    /// Writes and hashes chunks on a blocking thread while the next ones arrive.
-    writer: FileWriter,
+    /// Writes and hashes chunks on a blocking thread while the next ones arrive, or holds
+    /// a small upload's data until it finishes.
+    writer: UploadData,
     /// Bytes the partial file held when the upload began (already in the count).
     offset: u64,
     written: u64,
@@ -899,6 +900,78 @@ struct FsUpload {
     replaces: u64,
     overwrite: bool,
     preserve: Option<Attributes>,
+}
+
+/// Where an upload's data goes: a small one (at most [`MAX_CHUNK`] bytes to come) is held in
+/// memory and written by the blocking call that finishes the upload, so it costs no thread
+/// of its own and no hop per chunk; a larger one streams through a writer thread.
+enum UploadData {
+    Streaming(FileWriter),
+    Held {
+        file: std::fs::File,
+        checksum: Checksum,
+        chunks: Vec<Bytes>,
+    },
+}
+
+/// An upload's data once it ended: written, or still held.
+enum Ended {
+    Written(io::Result<(std::fs::File, Checksum)>),
+    Held(std::fs::File, Checksum, Vec<Bytes>),
+}
+
+impl UploadData {
+    fn new(file: std::fs::File, checksum: Checksum, incoming: u64) -> Self {
+        if incoming <= MAX_CHUNK as u64 {
+            UploadData::Held {
+                file,
+                checksum,
+                chunks: Vec::new(),
+            }
+        } else {
+            UploadData::Streaming(FileWriter::spawn(file, checksum))
+        }
+    }
+
+    /// The next chunk (the caller keeps the total within what was announced).
+    async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        match self {
+            UploadData::Streaming(writer) => writer.write(data).await,
+            UploadData::Held { chunks, .. } => {
+                chunks.push(data);
+                Ok(())
+            }
+        }
+    }
+
+    async fn end(self) -> Ended {
+        match self {
+            UploadData::Streaming(writer) => Ended::Written(writer.finish().await),
+            UploadData::Held {
+                file,
+                checksum,
+                chunks,
+            } => Ended::Held(file, checksum, chunks),
+        }
+    }
+}
+
+impl Ended {
+    /// The file, with everything written, and the checksum of all of it (blocking: writes
+    /// what was held).
+    fn written(self) -> io::Result<(std::fs::File, Checksum)> {
+        match self {
+            Ended::Written(result) => result,
+            Ended::Held(mut file, mut checksum, chunks) => {
+                use std::io::Write;
+                for chunk in chunks {
+                    file.write_all(&chunk)?;
+                    checksum.update(&chunk);
+                }
+                Ok((file, checksum))
+            }
+        }
+    }
 }
 
 /// Removes the partial file of an upload that failed; `offset` bytes of it were counted.
@@ -959,7 +1032,7 @@ impl Upload for FsUpload {
             preserve,
             ..
         } = *self;
-        let state = writer.finish().await;
+        let ended = writer.end().await;
         let renamed_in = Arc::clone(&parent);
         let replaced = blocking(move || {
             let discard = |err: StorageError| {
@@ -971,7 +1044,7 @@ impl Upload for FsUpload {
                 return discard(StorageError::new(ErrorCode::UnexpectedRequest, message));
             }
             // A write failed (a full disk, say): nothing of this upload may remain.
-            let (file, written) = match state {
+            let (file, written) = match ended.written() {
                 Ok(state) => state,
                 Err(err) => return discard(err.into()),
             };
@@ -1051,9 +1124,9 @@ impl Upload for FsUpload {
             offset,
             ..
         } = *self;
-        let state = writer.finish().await.ok();
+        let ended = writer.end().await;
         let _ = blocking(move || {
-            if keep && let Some((file, held)) = state {
+            if keep && let Ok((file, held)) = ended.written() {
                 let _ = file.sync_all();
                 ledger.resize(offset, held.count());
                 return Ok(());
