@@ -232,7 +232,9 @@ async fn two_uploads_never_share_a_partial_file() {
     let server = TestServer::start(&[("alice", "pw")]).await;
     let mut alice = server.login("alice", "pw").await;
     alice.mkdir("d1", false).await.unwrap();
-    let first: Vec<u8> = vec![1u8; 64 * 1024];
+    // Larger than one chunk: its data streams to the partial file as it arrives (a smaller
+    // upload is held until it finishes).
+    let first: Vec<u8> = vec![1u8; ftprep::commands::MAX_CHUNK + 64 * 1024];
     let mut uploader = server.login("alice", "pw").await;
     start_upload(&mut uploader, "d1/f", first.len() as u64, false).await;
     send_chunk(&mut uploader, &first[..32 * 1024]).await;
@@ -256,7 +258,9 @@ async fn two_uploads_never_share_a_partial_file() {
     let reply = put_start(&mut second, "d2/f", 10).await;
     assert_eq!(code(reply), ErrorCode::Busy);
 
-    send_chunk(&mut uploader, &first[32 * 1024..]).await;
+    for chunk in first[32 * 1024..].chunks(ftprep::commands::MAX_CHUNK) {
+        send_chunk(&mut uploader, chunk).await;
+    }
     assert_eq!(
         finish_upload(&mut uploader, &first).await.unwrap(),
         Response::Ok

@@ -909,7 +909,7 @@ enum UploadData {
     Streaming(FileWriter),
     Held {
         file: std::fs::File,
-        checksum: Checksum,
+        checksum: Box<Checksum>,
         chunks: Vec<Bytes>,
     },
 }
@@ -925,7 +925,7 @@ impl UploadData {
         if incoming <= MAX_CHUNK as u64 {
             UploadData::Held {
                 file,
-                checksum,
+                checksum: Box::new(checksum),
                 chunks: Vec::new(),
             }
         } else {
@@ -951,7 +951,7 @@ impl UploadData {
                 file,
                 checksum,
                 chunks,
-            } => Ended::Held(file, checksum, chunks),
+            } => Ended::Held(file, *checksum, chunks),
         }
     }
 }
