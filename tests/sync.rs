@@ -229,6 +229,23 @@ async fn sync_down_mirrors_and_run_again_finishes_without_copying_twice() {
         .await
         .unwrap();
     assert_eq!(idle.sent, 0);
+    // A source that is not there (a typo) is an error, not an empty tree that --delete
+    // would make the target into.
+    let err = alice
+        .sync_down("stie", &back, &options, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ftprep::Error::Remote {
+                code: ftprep::commands::ErrorCode::NotFound,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(files_in(&back), files_in(&tree));
 }
 
 #[tokio::test]

@@ -225,14 +225,21 @@ fn join(top: &str, rel: &str) -> String {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    /// The remote tree at `remote` (empty if it does not exist), excluded entries left out.
-    async fn scan_remote(&mut self, remote: &str, options: &SyncOptions) -> Result<Tree> {
+    /// The remote tree at `remote`, excluded entries left out. One that does not exist is
+    /// empty as a target (`missing_is_empty`), an error as a source: a mistyped source
+    /// must not make `--delete` empty the target.
+    async fn scan_remote(
+        &mut self,
+        remote: &str,
+        options: &SyncOptions,
+        missing_is_empty: bool,
+    ) -> Result<Tree> {
         let entries = match self.list_tree(remote).await {
             Ok(entries) => entries,
             Err(Error::Remote {
                 code: ErrorCode::NotFound,
                 ..
-            }) => return Ok(Tree::new()),
+            }) if missing_is_empty => return Ok(Tree::new()),
             Err(err) => return Err(err),
         };
         let mut tree = Tree::new();
@@ -240,6 +247,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         for entry in entries {
             if beneath_any(&entry.name, &left_out) {
                 continue;
+            }
+            // Only into a directory listed before it (sorted: parents come first), so a
+            // server cannot name a path through something else on this side (a link).
+            if let Some((parent, _)) = entry.name.rsplit_once('/')
+                && !tree.get(parent).is_some_and(|p: &Item| p.is_dir)
+            {
+                return Err(Error::UnsafeName {
+                    listing: remote.to_owned(),
+                    name: entry.name,
+                });
             }
             if options.excludes(&entry.name) {
                 left_out.push(entry.name);
@@ -345,7 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             return Err(Error::local(local, "is not a directory"));
         }
         let ours = scan_local(local, options, &mut report.skipped)?;
-        let theirs = self.scan_remote(remote, options).await?;
+        let theirs = self.scan_remote(remote, options, true).await?;
         if !options.dry_run {
             self.mkdir(remote, true).await?;
         }
@@ -490,7 +507,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         progress: &dyn Progress,
     ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
-        let theirs = self.scan_remote(remote, options).await?;
+        let theirs = self.scan_remote(remote, options, false).await?;
         let ours = scan_local(local, options, &mut report.skipped)?;
         if !options.dry_run {
             tokio::fs::create_dir_all(local)
@@ -602,8 +619,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
         let mut skipped = Vec::new();
         let ours = scan_local(local, &options, &mut skipped)?;
-        // A remote tree that is not there: everything is only local.
-        let theirs = self.scan_remote(remote, &options).await?;
+        let theirs = self.scan_remote(remote, &options, false).await?;
         let same = self.same_by_checksum(local, remote, &ours, &theirs).await?;
         let mut report = CheckReport::default();
         for (path, item) in &ours {

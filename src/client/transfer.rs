@@ -1101,6 +1101,38 @@ mod tests {
         assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
     }
 
+    /// `sync :REMOTE DIR` takes no path from a server that goes through a directory the
+    /// server did not list first (here a link planted on this side).
+    #[tokio::test]
+    async fn a_sync_down_does_not_write_through_an_unlisted_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let target = tmp.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::os::unix::fs::symlink(&outside, target.join("sub")).unwrap();
+        let file = crate::commands::Entry {
+            name: "sub/file".to_owned(),
+            kind: EntryKind::File,
+            size: 5,
+            modified: Some(1),
+        };
+        let (near, far) = tokio::io::duplex(1 << 16);
+        tokio::spawn(serve_listing(far, vec![file]));
+        let mut client = Client::handshake(near).await.unwrap();
+        let options = crate::client::sync::SyncOptions {
+            delete: true,
+            ..Default::default()
+        };
+        let err = client
+            .sync_down("t", &target, &options, &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::UnsafeName { .. }), "{err}");
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+        assert!(target.join("sub").exists(), "nothing deleted");
+    }
+
     /// Issue 11.12: empty `Data` frames every few seconds kept `get` waiting past its reply
     /// timeout. Frames without data are no progress.
     #[tokio::test]
