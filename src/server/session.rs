@@ -172,7 +172,15 @@ where
                 continue;
             }
             read = tokio::time::timeout(shared.limits.idle_timeout, conn.read::<Request>()), if room => {
-                read.map_err(|_| Error::Timeout)??
+                match read.map_err(|_| Error::Timeout).and_then(|read| read) {
+                    Ok(request) => request,
+                    Err(err) => {
+                        // The uploads already read still finish (or fail) whole; their
+                        // answers go out if the connection can still carry them.
+                        let _ = answer_puts(&mut puts, conn).await;
+                        return Err(err);
+                    }
+                }
             }
         };
         let Some(request) = request else {
