@@ -224,11 +224,16 @@ async fn sync_down_mirrors_and_run_again_finishes_without_copying_twice() {
     );
     assert_eq!(told.finishes.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert_eq!(files_in(&back), files_in(&tree));
+    let quiet = Told::default();
     let idle = alice
-        .sync_down("site", &back, &options, &NoProgress)
+        .sync_down("site", &back, &options, &quiet)
         .await
         .unwrap();
     assert_eq!(idle.sent, 0);
+    assert!(
+        quiet.starts.lock().unwrap().is_empty(),
+        "no display for nothing"
+    );
     // A source that is not there (a typo) is an error, not an empty tree that --delete
     // would make the target into.
     let err = alice

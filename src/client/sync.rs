@@ -85,10 +85,19 @@ impl Progress for WholeTree<'_> {
     fn finish(&self) {}
 }
 
-/// Starts the display over what a sync is about to copy.
+/// Starts the display over what a sync is about to copy (none when nothing is).
 fn start_whole(progress: &dyn Progress, report: &SyncReport) {
-    let files = if report.sent == 1 { "file" } else { "files" };
-    progress.start(&format!("{} {files}", report.sent), report.bytes, 0);
+    if report.sent > 0 {
+        let files = if report.sent == 1 { "file" } else { "files" };
+        progress.start(&format!("{} {files}", report.sent), report.bytes, 0);
+    }
+}
+
+/// Ends the display [`start_whole`] started.
+fn finish_whole(progress: &dyn Progress, report: &SyncReport) {
+    if report.sent > 0 {
+        progress.finish();
+    }
 }
 
 /// One entry of a tree, by its path from the tree's top.
@@ -467,7 +476,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let sent = self
             .send_planned(local, remote, to_send, put, flight, &WholeTree(progress))
             .await;
-        progress.finish();
+        finish_whole(progress, report);
         sent
     }
 
@@ -593,7 +602,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     break;
                 }
             }
-            progress.finish();
+            finish_whole(progress, &report);
             fetched?;
         }
         Ok(report)
