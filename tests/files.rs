@@ -214,7 +214,7 @@ async fn whole_file_puts_are_pipelined_and_answered_in_order() {
     let mut alice = server.login("alice", "pw").await;
     std::fs::write(server.root.join("alice/taken"), b"old").unwrap();
     // Ten sent before any answer is read: one with a wrong checksum, one onto a file that
-    // exists, one outside the home.
+    // exists, one outside the home, one larger than a Put may carry.
     let put = |path: &str, data: &[u8], checksum| Request::Put {
         path: path.into(),
         overwrite: false,
@@ -238,6 +238,13 @@ async fn whole_file_puts_are_pipelined_and_answered_in_order() {
                 put("../bob/f7", &data, Checksum::of(&data)),
                 Some(ErrorCode::InvalidPath),
             ),
+            8 => {
+                let big = vec![8u8; MAX_CHUNK + 1];
+                (
+                    put("f8", &big, Checksum::of(&big)),
+                    Some(ErrorCode::UnexpectedRequest),
+                )
+            }
             _ => (put(&format!("f{i}"), &data, Checksum::of(&data)), None),
         };
         alice.send_raw(&request).await.unwrap();
@@ -261,6 +268,7 @@ async fn whole_file_puts_are_pipelined_and_answered_in_order() {
     );
     assert!(!server.root.join("alice/f3").exists());
     assert!(partials_in(&server.root.join("alice")).is_empty());
+    assert!(!server.root.join("alice/f8").exists());
     // The connection is in step: the next request gets its own answer.
     assert_eq!(alice.stat("f9").await.unwrap().size, 9100);
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit};
 
@@ -12,10 +13,8 @@ use super::Shared;
 use super::audit::Record;
 use super::quota::Reservation;
 use super::storage::{DIRECTORY_BYTES, Upload, UserTree};
-use bytes::Bytes;
-
 use crate::checksum::Digest;
-use crate::commands::{Attributes, EntryKind, ErrorCode, Request, Response};
+use crate::commands::{Attributes, EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
 use crate::error::{Error, PathError, Result, StorageError};
 use crate::paths::{MAX_PATH_LEN, RemotePath};
 use crate::size::format_size;
@@ -543,6 +542,14 @@ impl Handler<'_> {
         let started = std::time::Instant::now();
         let result = async {
             let remote = path(&raw)?;
+            if data.len() > MAX_CHUNK {
+                return Err(StorageError::new(
+                    ErrorCode::UnexpectedRequest,
+                    format!(
+                        "a Put carries at most {MAX_CHUNK} bytes; send larger files with PutStart"
+                    ),
+                ));
+            }
             let (mut upload, reservation, _target_lock) =
                 self.open_upload(remote, size, overwrite, false).await?;
             if let Some(attributes) = preserve {
