@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::auth::{self, ChannelBinding, ClientFirst, ClientKeys};
-use crate::commands::{Entry, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
+use crate::commands::{Entry, EntryKind, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
 use crate::error::{Error, Result};
 use crate::paths::RemotePath;
 use crate::username::Username;
@@ -374,7 +374,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     ///
     /// # Errors
     /// As [`Client::mkdir`]; [`Error::UnsafeName`] for a name with an empty, `.` or `..`
-    /// component (a server's attempt to write outside the target).
+    /// component, or beneath something not listed as a directory (a server's attempt to
+    /// write outside the target).
     pub async fn list_tree(&mut self, path: &str) -> Result<Vec<Entry>> {
         RemotePath::parse(path)?;
         self.send(&Request::ListTree {
@@ -382,16 +383,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
         .await?;
         let mut entries = self.read_listing().await?;
-        if let Some(bad) = entries
-            .iter()
-            .find(|e| !e.name.split('/').all(crate::paths::is_plain_name))
-        {
-            return Err(Error::UnsafeName {
-                listing: path.to_owned(),
-                name: bad.name.clone(),
-            });
-        }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
+        // Each name plain, and inside a directory listed before it (sorted, a directory
+        // comes before what it holds): whoever writes the tree out enters only directories
+        // the server listed, never a path through something else on its side (a link).
+        let mut directories = std::collections::HashSet::from([""]);
+        for entry in &entries {
+            let parent = entry.name.rsplit_once('/').map_or("", |(parent, _)| parent);
+            if !entry.name.split('/').all(crate::paths::is_plain_name)
+                || !directories.contains(parent)
+            {
+                return Err(Error::UnsafeName {
+                    listing: path.to_owned(),
+                    name: entry.name.clone(),
+                });
+            }
+            if entry.kind == EntryKind::Directory {
+                directories.insert(&entry.name);
+            }
+        }
         Ok(entries)
     }
 

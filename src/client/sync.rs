@@ -257,16 +257,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             if beneath_any(&entry.name, &left_out) {
                 continue;
             }
-            // Only into a directory listed before it (sorted: parents come first), so a
-            // server cannot name a path through something else on this side (a link).
-            if let Some((parent, _)) = entry.name.rsplit_once('/')
-                && !tree.get(parent).is_some_and(|p: &Item| p.is_dir)
-            {
-                return Err(Error::UnsafeName {
-                    listing: remote.to_owned(),
-                    name: entry.name,
-                });
-            }
             if options.excludes(&entry.name) {
                 left_out.push(entry.name);
                 continue;

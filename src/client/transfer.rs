@@ -770,20 +770,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         // before what it holds: each is made (or entered) before anything goes into it.
         let mut by_dir: std::collections::BTreeMap<PathBuf, Vec<(String, String)>> =
             std::collections::BTreeMap::new();
-        // Directories entered (checked to be real directories, never a planted link): an
-        // entry goes only into one of these, whatever order a server lists in.
-        let mut entered = std::collections::HashSet::from([String::new()]);
         for entry in self.list_tree(remote).await? {
-            let parent = entry.name.rsplit_once('/').map_or("", |(parent, _)| parent);
-            if !entered.contains(parent) {
-                return Err(Error::UnsafeName {
-                    listing: remote.to_owned(),
-                    name: entry.name,
-                });
-            }
-            if entry.kind == EntryKind::Directory {
-                entered.insert(entry.name.clone());
-            }
             let source = remote_child(remote, &entry.name);
             let target = local.join(&entry.name);
             match entry.kind {
