@@ -123,6 +123,36 @@ impl SyncOptions {
     }
 }
 
+/// What must go from `target` so that `source` can take its place: what the source has as
+/// another kind, and (with `delete`) what it does not have; a directory once, with what it
+/// holds. Each path, and whether it is a directory.
+fn deletions(source: &Tree, target: &Tree, delete: bool) -> Vec<(String, bool)> {
+    let mut gone: Vec<String> = Vec::new();
+    let mut doomed = Vec::new();
+    for (path, item) in target {
+        if beneath_any(path, &gone) {
+            continue;
+        }
+        let replaced = source.get(path).is_some_and(|s| s.is_dir != item.is_dir);
+        if !(replaced || delete && !source.contains_key(path)) {
+            continue;
+        }
+        if item.is_dir {
+            gone.push(path.clone());
+        }
+        doomed.push((path.clone(), item.is_dir));
+    }
+    doomed
+}
+
+/// How both directions copy: over what is there, times and permission bits kept.
+const MIRRORED: TransferOptions = TransferOptions {
+    overwrite: true,
+    resume: false,
+    follow_links: false,
+    preserve: true,
+};
+
 /// Whether `path` lies beneath one of the directories in `gone`.
 fn beneath_any(path: &str, gone: &[String]) -> bool {
     gone.iter().any(|dir| {
@@ -134,14 +164,21 @@ fn beneath_any(path: &str, gone: &[String]) -> bool {
 
 /// Reads the local tree at `root` without following symlinks (reported as skipped), at most
 /// [`MAX_DEPTH`] levels down; excluded entries (and what they hold) left out. A missing root
-/// is an empty tree.
-fn scan_local(root: &Path, options: &SyncOptions, skipped: &mut Vec<String>) -> Result<Tree> {
+/// is an empty tree as a target (`missing_is_empty`), an error as a source, as for
+/// [`Client::scan_remote`].
+fn scan_local(
+    root: &Path,
+    options: &SyncOptions,
+    missing_is_empty: bool,
+    skipped: &mut Vec<String>,
+) -> Result<Tree> {
     let mut tree = Tree::new();
     match std::fs::symlink_metadata(root) {
         Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(Error::local(root, "is not a directory")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(tree),
-        Err(e) => return Err(Error::local(root, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing_is_empty => {
+            return Ok(tree);
+        }
+        Ok(_) | Err(_) => return Err(Error::local(root, "is not a directory")),
     }
     let mut pending = vec![(root.to_owned(), String::new(), 0usize)];
     while let Some((dir, prefix, depth)) = pending.pop() {
@@ -357,39 +394,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         progress: &dyn Progress,
     ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
-        if !std::fs::symlink_metadata(local).is_ok_and(|m| m.is_dir()) {
-            return Err(Error::local(local, "is not a directory"));
-        }
-        let ours = scan_local(local, options, &mut report.skipped)?;
+        let ours = scan_local(local, options, false, &mut report.skipped)?;
         let theirs = self.scan_remote(remote, options, true).await?;
         if !options.dry_run {
             self.mkdir(remote, true).await?;
         }
         // What the source does not have (or has as another kind) goes first.
-        let mut gone: Vec<String> = Vec::new();
-        for (path, item) in &theirs {
-            if beneath_any(path, &gone) {
-                continue;
-            }
-            let replaced = ours.get(path).is_some_and(|o| o.is_dir != item.is_dir);
-            if !(replaced || options.delete && !ours.contains_key(path)) {
-                continue;
+        for (path, is_dir) in deletions(&ours, &theirs, options.delete) {
+            if !options.dry_run {
+                self.remove(&join(remote, &path), is_dir).await?;
             }
             report.actions.push(format!("delete {path}"));
             report.deleted += 1;
-            if !options.dry_run {
-                self.remove(&join(remote, path), item.is_dir).await?;
-            }
-            if item.is_dir {
-                gone.push(path.clone());
-            }
         }
-        let options_put = TransferOptions {
-            overwrite: true,
-            resume: false,
-            follow_links: false,
-            preserve: true,
-        };
         let mut flight = PutsInFlight::default();
         let copied = self
             .send_changes(
@@ -397,9 +414,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 remote,
                 &ours,
                 &theirs,
-                &gone,
                 options,
-                options_put,
                 &mut flight,
                 progress,
                 &mut report,
@@ -421,9 +436,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         remote: &str,
         ours: &Tree,
         theirs: &Tree,
-        gone: &[String],
         options: &SyncOptions,
-        put: TransferOptions,
         flight: &mut PutsInFlight,
         progress: &dyn Progress,
         report: &mut SyncReport,
@@ -438,9 +451,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         // in flight: replies come in order)...
         let mut to_send = Vec::new();
         for (path, item) in ours {
-            let target = theirs.get(path).filter(|t| {
-                t.is_dir == item.is_dir && !beneath_any(path, gone) && !gone.contains(path)
-            });
+            // (What was deleted above was of another kind, or not in the source at all.)
+            let target = theirs.get(path).filter(|t| t.is_dir == item.is_dir);
             if item.is_dir {
                 if target.is_none() {
                     report.actions.push(format!("mkdir {path}"));
@@ -464,7 +476,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         // ...then do it, a directory before what goes into it, under one display.
         start_whole(progress, report);
         let sent = self
-            .send_planned(local, remote, to_send, put, flight, &WholeTree(progress))
+            .send_planned(local, remote, to_send, flight, &WholeTree(progress))
             .await;
         finish_whole(progress, report);
         sent
@@ -475,7 +487,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         local: &Path,
         remote: &str,
         to_send: Vec<(&String, bool)>,
-        put: TransferOptions,
         flight: &mut PutsInFlight,
         progress: &dyn Progress,
     ) -> Result<()> {
@@ -486,7 +497,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 self.answer_puts(flight).await?;
                 self.mkdir(&remote_path, true).await?;
             } else {
-                self.send_one(&local.join(path), remote_path, put, flight, progress)
+                self.send_one(&local.join(path), remote_path, MIRRORED, flight, progress)
                     .await?;
             }
         }
@@ -507,26 +518,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         let theirs = self.scan_remote(remote, options, false).await?;
-        let ours = scan_local(local, options, &mut report.skipped)?;
+        let ours = scan_local(local, options, true, &mut report.skipped)?;
         if !options.dry_run {
             tokio::fs::create_dir_all(local)
                 .await
                 .map_err(|e| Error::local(local, e))?;
         }
-        let mut gone: Vec<String> = Vec::new();
-        for (path, item) in &ours {
-            if beneath_any(path, &gone) {
-                continue;
-            }
-            let replaced = theirs.get(path).is_some_and(|t| t.is_dir != item.is_dir);
-            if !(replaced || options.delete && !theirs.contains_key(path)) {
-                continue;
-            }
-            report.actions.push(format!("delete {path}"));
-            report.deleted += 1;
+        for (path, is_dir) in deletions(&theirs, &ours, options.delete) {
             if !options.dry_run {
-                let target = local.join(path);
-                let removed = if item.is_dir {
+                let target = local.join(&path);
+                let removed = if is_dir {
                     // Never follows a link: it removes the link, not what it points to.
                     tokio::fs::remove_dir_all(&target).await
                 } else {
@@ -534,16 +535,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 };
                 removed.map_err(|e| Error::local(&target, e))?;
             }
-            if item.is_dir {
-                gone.push(path.clone());
-            }
+            report.actions.push(format!("delete {path}"));
+            report.deleted += 1;
         }
-        let get = TransferOptions {
-            overwrite: true,
-            resume: false,
-            follow_links: false,
-            preserve: true,
-        };
         let same = if options.checksum {
             self.same_by_checksum(local, remote, &ours, &theirs).await?
         } else {
@@ -551,9 +545,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         };
         let mut by_dir: BTreeMap<PathBuf, Vec<(String, String)>> = BTreeMap::new();
         for (path, item) in &theirs {
-            let target = ours.get(path).filter(|o| {
-                o.is_dir == item.is_dir && !beneath_any(path, &gone) && !gone.contains(path)
-            });
+            // (What was deleted above was of another kind, or not in the source at all.)
+            let target = ours.get(path).filter(|o| o.is_dir == item.is_dir);
             let local_path = local.join(path);
             if item.is_dir {
                 if target.is_none() {
@@ -587,7 +580,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             let whole = WholeTree(progress);
             let mut fetched = Ok(0);
             for (dir, files) in by_dir {
-                fetched = self.get_files(&files, &dir, get, &whole).await;
+                fetched = self.get_files(&files, &dir, MIRRORED, &whole).await;
                 if fetched.is_err() {
                     break;
                 }
@@ -613,11 +606,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             exclude: exclude.to_vec(),
             ..SyncOptions::default()
         };
-        if !std::fs::symlink_metadata(local).is_ok_and(|m| m.is_dir()) {
-            return Err(Error::local(local, "is not a directory"));
-        }
         let mut skipped = Vec::new();
-        let ours = scan_local(local, &options, &mut skipped)?;
+        let ours = scan_local(local, &options, false, &mut skipped)?;
         let theirs = self.scan_remote(remote, &options, false).await?;
         let same = self.same_by_checksum(local, remote, &ours, &theirs).await?;
         let mut report = CheckReport::default();
@@ -657,6 +647,46 @@ mod tests {
         assert!(options.excludes("build/out"));
         assert!(!options.excludes("other/build/out"));
         assert!(!options.excludes("a.txt"));
+    }
+
+    #[test]
+    fn what_goes_from_the_target_goes_once_and_only_with_delete_unless_its_kind_changed() {
+        let tree = |entries: &[(&str, bool)]| -> Tree {
+            entries
+                .iter()
+                .map(|(path, is_dir)| {
+                    let item = Item {
+                        is_dir: *is_dir,
+                        size: 0,
+                        modified: None,
+                    };
+                    ((*path).to_owned(), item)
+                })
+                .collect()
+        };
+        let source = tree(&[("kept", false), ("now_a_file", false), ("now_a_dir", true)]);
+        let target = tree(&[
+            ("kept", false),
+            ("now_a_file", true),
+            ("now_a_file/inside", false),
+            ("now_a_dir", false),
+            ("old", true),
+            ("old/a", false),
+            ("old/b", true),
+            ("old/b/c", false),
+        ]);
+        let changed = [
+            ("now_a_dir".to_owned(), false),
+            ("now_a_file".to_owned(), true),
+        ];
+        let mut without_delete = deletions(&source, &target, false);
+        without_delete.sort();
+        assert_eq!(without_delete, changed);
+        let mut with_delete = deletions(&source, &target, true);
+        with_delete.sort();
+        let mut expected = changed.to_vec();
+        expected.push(("old".to_owned(), true));
+        assert_eq!(with_delete, expected);
     }
 
     #[test]
