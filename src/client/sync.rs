@@ -10,12 +10,12 @@
 //! nothing.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Client;
-use super::transfer::{Progress, PutsInFlight, TransferOptions, hash_local_file};
+use super::transfer::{Downloads, Progress, PutsInFlight, TransferOptions, hash_local_file};
 use crate::checksum::Digest;
 use crate::commands::{EntryKind, ErrorCode, Request, Response};
 use crate::error::{Error, Result};
@@ -543,7 +543,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         } else {
             HashSet::new()
         };
-        let mut by_dir: BTreeMap<PathBuf, Vec<(String, String)>> = BTreeMap::new();
+        let mut downloads = Downloads::default();
         for (path, item) in &theirs {
             // (What was deleted above was of another kind, or not in the source at all.)
             let target = ours.get(path).filter(|o| o.is_dir == item.is_dir);
@@ -566,25 +566,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             report.actions.push(format!("send {path}"));
             report.sent += 1;
             report.bytes += item.size;
-            let (Some(dir), Some(name)) = (local_path.parent(), local_path.file_name()) else {
-                continue;
-            };
-            let name = name.to_string_lossy().into_owned();
-            by_dir
-                .entry(dir.to_owned())
-                .or_default()
-                .push((remote_path, name));
+            downloads.add(remote_path, &local_path);
         }
         if !options.dry_run {
             start_whole(progress, &report);
-            let whole = WholeTree(progress);
-            let mut fetched = Ok(0);
-            for (dir, files) in by_dir {
-                fetched = self.get_files(&files, &dir, MIRRORED, &whole).await;
-                if fetched.is_err() {
-                    break;
-                }
-            }
+            let fetched = self
+                .get_all(downloads, MIRRORED, &WholeTree(progress))
+                .await;
             finish_whole(progress, &report);
             fetched?;
         }

@@ -114,6 +114,32 @@ async fn read_small_file(
     read.map_err(|e| Error::local(path, e))
 }
 
+/// Files to download, by the local directory they go into: each directory's are fetched
+/// together, with one look for its stale partial files.
+#[derive(Debug, Default)]
+pub(super) struct Downloads {
+    /// Local directory: remote path and local name of each file.
+    by_dir: std::collections::BTreeMap<PathBuf, Vec<(String, String)>>,
+}
+
+impl Downloads {
+    /// The remote file `source`, to the local path `target`.
+    pub(super) fn add(&mut self, source: String, target: &Path) {
+        if let (Some(dir), Some(name)) = (target.parent(), target.file_name()) {
+            let name = name.to_string_lossy().into_owned();
+            self.by_dir
+                .entry(dir.to_owned())
+                .or_default()
+                .push((source, name));
+        }
+    }
+
+    /// Files to download.
+    pub(super) fn len(&self) -> usize {
+        self.by_dir.values().map(Vec::len).sum()
+    }
+}
+
 /// Downloads asked for ahead of the one being received.
 const GETS_IN_FLIGHT: usize = 32;
 /// Downloaded files synced at once (the disk takes their syncs together).
@@ -768,8 +794,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .map_err(|e| Error::local(local, e))?;
         // One request lists the whole tree (names checked by `list_tree`), a directory
         // before what it holds: each is made (or entered) before anything goes into it.
-        let mut by_dir: std::collections::BTreeMap<PathBuf, Vec<(String, String)>> =
-            std::collections::BTreeMap::new();
+        let mut downloads = Downloads::default();
         for entry in self.list_tree(remote).await? {
             let source = remote_child(remote, &entry.name);
             let target = local.join(&entry.name);
@@ -784,28 +809,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     report.files += 1;
                     report.bytes += done.size - done.resumed_from;
                 }
-                EntryKind::File => {
-                    let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
-                        continue;
-                    };
-                    let name = name.to_string_lossy().into_owned();
-                    by_dir
-                        .entry(dir.to_owned())
-                        .or_default()
-                        .push((source, name));
-                }
+                EntryKind::File => downloads.add(source, &target),
                 EntryKind::Symlink | EntryKind::Other => {
                     report.skipped.push(format!("{source}: not a regular file"));
                 }
             }
         }
-        // A directory's files several at once.
-        for (dir, files) in by_dir {
-            let bytes = self.get_files(&files, &dir, options, progress).await?;
-            report.files += files.len() as u64;
-            report.bytes += bytes;
-        }
+        report.files += downloads.len() as u64;
+        report.bytes += self.get_all(downloads, options, progress).await?;
         Ok(report)
+    }
+
+    /// Downloads `downloads`, a directory's files several at once ([`Client::get_files`]);
+    /// the bytes received.
+    ///
+    /// # Errors
+    /// As [`Client::get_files`]; directories after the failing one are not started.
+    pub(super) async fn get_all(
+        &mut self,
+        downloads: Downloads,
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let mut bytes = 0;
+        for (dir, files) in downloads.by_dir {
+            bytes += self.get_files(&files, &dir, options, progress).await?;
+        }
+        Ok(bytes)
     }
 
     /// Downloads `files` (remote path, local name) into the local directory `dir`, several
@@ -815,7 +845,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// The first failure, once what was asked for before it has been received (the
     /// connection stays in step); files renamed into place before it stay.
-    pub(super) async fn get_files(
+    async fn get_files(
         &mut self,
         files: &[(String, String)],
         dir: &Path,
