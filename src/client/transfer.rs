@@ -1003,6 +1003,24 @@ mod tests {
         conn.write(&Response::GetDone { checksum }).await.unwrap();
     }
 
+    /// A client of [`serve_listing`] with `entries`.
+    async fn listed(entries: Vec<crate::commands::Entry>) -> Client<tokio::io::DuplexStream> {
+        let (near, far) = tokio::io::duplex(1 << 16);
+        tokio::spawn(serve_listing(far, entries));
+        Client::handshake(near).await.unwrap()
+    }
+
+    /// A directory `target` where a link `sub` to the (empty) directory `outside` was
+    /// planted: (outside, target), in `tmp`.
+    fn planted_link(tmp: &Path) -> (PathBuf, PathBuf) {
+        let outside = tmp.join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let target = tmp.join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::os::unix::fs::symlink(&outside, target.join("sub")).unwrap();
+        (outside, target)
+    }
+
     /// A hostile server: answers every `List` with `entries`, every `Get` with "hello".
     async fn serve_listing(stream: tokio::io::DuplexStream, entries: Vec<crate::commands::Entry>) {
         let mut conn = fake_server(stream).await;
@@ -1045,9 +1063,7 @@ mod tests {
                 size: 5,
                 modified: None,
             };
-            let (near, far) = tokio::io::duplex(1 << 16);
-            tokio::spawn(serve_listing(far, vec![entry]));
-            let mut client = Client::handshake(near).await.unwrap();
+            let mut client = listed(vec![entry]).await;
             let target = work.join("photos");
             let err = client
                 .get_tree(
@@ -1080,20 +1096,14 @@ mod tests {
     #[tokio::test]
     async fn a_tree_download_does_not_follow_a_planted_directory_link() {
         let tmp = tempfile::tempdir().unwrap();
-        let outside = tmp.path().join("outside");
-        std::fs::create_dir(&outside).unwrap();
-        let target = tmp.path().join("target");
-        std::fs::create_dir(&target).unwrap();
-        std::os::unix::fs::symlink(&outside, target.join("sub")).unwrap();
+        let (outside, target) = planted_link(tmp.path());
         let dir = crate::commands::Entry {
             name: "sub".to_owned(),
             kind: EntryKind::Directory,
             size: 0,
             modified: None,
         };
-        let (near, far) = tokio::io::duplex(1 << 16);
-        tokio::spawn(serve_listing(far, vec![dir]));
-        let mut client = Client::handshake(near).await.unwrap();
+        let mut client = listed(vec![dir]).await;
         let err = client
             .get_tree("t", &target, TransferOptions::default(), &NoProgress)
             .await
@@ -1107,9 +1117,7 @@ mod tests {
             size: 5,
             modified: None,
         };
-        let (near, far) = tokio::io::duplex(1 << 16);
-        tokio::spawn(serve_listing(far, vec![file]));
-        let mut client = Client::handshake(near).await.unwrap();
+        let mut client = listed(vec![file]).await;
         let err = client
             .get_tree("t", &target, TransferOptions::default(), &NoProgress)
             .await
@@ -1123,20 +1131,14 @@ mod tests {
     #[tokio::test]
     async fn a_sync_down_does_not_write_through_an_unlisted_directory() {
         let tmp = tempfile::tempdir().unwrap();
-        let outside = tmp.path().join("outside");
-        std::fs::create_dir(&outside).unwrap();
-        let target = tmp.path().join("target");
-        std::fs::create_dir(&target).unwrap();
-        std::os::unix::fs::symlink(&outside, target.join("sub")).unwrap();
+        let (outside, target) = planted_link(tmp.path());
         let file = crate::commands::Entry {
             name: "sub/file".to_owned(),
             kind: EntryKind::File,
             size: 5,
             modified: Some(1),
         };
-        let (near, far) = tokio::io::duplex(1 << 16);
-        tokio::spawn(serve_listing(far, vec![file]));
-        let mut client = Client::handshake(near).await.unwrap();
+        let mut client = listed(vec![file]).await;
         let options = crate::client::sync::SyncOptions {
             delete: true,
             ..Default::default()
