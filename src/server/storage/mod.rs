@@ -381,28 +381,8 @@ impl UserTree for FsTree {
             Ok(home.open_dir(&rel)?)
         })
         .await?;
-        // Pages are made on a blocking thread one ahead of the connection, as for `list`.
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tokio::task::spawn_blocking(move || {
-            let mut page = Vec::with_capacity(ENTRIES_PER_FRAME);
-            let walked = walk::each_entry(&root, |name, meta| {
-                page.push(entry(name, &meta));
-                if page.len() < ENTRIES_PER_FRAME {
-                    return true;
-                }
-                let full = std::mem::replace(&mut page, Vec::with_capacity(ENTRIES_PER_FRAME));
-                tx.blocking_send(Ok(full)).is_ok()
-            });
-            let last = match walked {
-                Ok(()) if page.is_empty() => return,
-                Ok(()) => Ok(page),
-                Err(e) => Err(e.into()),
-            };
-            let _ = tx.blocking_send(last);
-        });
-        Ok(Box::new(FsListing {
-            single: None,
-            pages: Some(rx),
+        Ok(paged(move |emit| {
+            walk::each_entry(&root, |name, meta| emit(entry(name, &meta)))
         }))
     }
 
@@ -428,46 +408,25 @@ impl UserTree for FsTree {
             }
             Ok(items) => items,
         };
-        // Pages are read on a blocking thread one ahead of the connection: a reader that
-        // stops reading stops the thread too.
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tokio::task::spawn_blocking(move || {
-            let mut page = Vec::with_capacity(ENTRIES_PER_FRAME);
+        Ok(paged(move |emit| {
             for item in items {
-                let item = match item {
-                    Ok(item) => item,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e.into()));
-                        return;
-                    }
-                };
+                let item = item?;
                 let name = item.file_name().to_string_lossy().into_owned();
                 if name.starts_with(PARTIAL_PREFIX) {
                     continue;
                 }
                 match item.metadata() {
-                    Ok(meta) => page.push(entry(name, &meta)),
+                    Ok(meta) => {
+                        if !emit(entry(name, &meta)) {
+                            break;
+                        }
+                    }
                     // Removed between reading the directory and looking at the entry.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e.into()));
-                        return;
-                    }
-                }
-                if page.len() == ENTRIES_PER_FRAME {
-                    let full = std::mem::replace(&mut page, Vec::with_capacity(ENTRIES_PER_FRAME));
-                    if tx.blocking_send(Ok(full)).is_err() {
-                        return;
-                    }
+                    Err(e) => return Err(e),
                 }
             }
-            if !page.is_empty() {
-                let _ = tx.blocking_send(Ok(page));
-            }
-        });
-        Ok(Box::new(FsListing {
-            single: None,
-            pages: Some(rx),
+            Ok(())
         }))
     }
 
@@ -1142,6 +1101,36 @@ fn same_file(a: &Metadata, b: &std::fs::Metadata) -> bool {
     use cap_std::fs::MetadataExt;
     use std::os::unix::fs::MetadataExt as _;
     a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+/// A listing made on a blocking thread, one page ahead of the connection (a reader that
+/// stops reading stops the thread too): `produce` hands each entry to `emit`, and stops
+/// when `emit` says so. An error ends the listing after the pages before it.
+fn paged(
+    produce: impl FnOnce(&mut dyn FnMut(Entry) -> bool) -> io::Result<()> + Send + 'static,
+) -> Box<dyn Listing> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::task::spawn_blocking(move || {
+        let mut page = Vec::with_capacity(ENTRIES_PER_FRAME);
+        let produced = produce(&mut |entry| {
+            page.push(entry);
+            if page.len() < ENTRIES_PER_FRAME {
+                return true;
+            }
+            let full = std::mem::replace(&mut page, Vec::with_capacity(ENTRIES_PER_FRAME));
+            tx.blocking_send(Ok(full)).is_ok()
+        });
+        let last = match produced {
+            Ok(()) if page.is_empty() => return,
+            Ok(()) => Ok(page),
+            Err(e) => Err(e.into()),
+        };
+        let _ = tx.blocking_send(last);
+    });
+    Box::new(FsListing {
+        single: None,
+        pages: Some(rx),
+    })
 }
 
 /// A listing: one entry for a non-directory, or pages from a thread reading a directory.
