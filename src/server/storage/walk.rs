@@ -4,7 +4,7 @@
 //! (paths and renames are bounded); [`measure`] stops at the bound and says so, and
 //! [`remove_tree`] moves what lies deeper up to the home and removes it from there.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 
 use cap_std::fs::Dir;
@@ -48,6 +48,17 @@ pub struct Measured {
     pub deepest: usize,
     /// Directories at the level limit whose contents were not visited.
     pub unvisited: u64,
+}
+
+/// Opens the subdirectory `name` of `dir`, read from its listing; `None` if it was removed
+/// or replaced by something else since.
+fn open_listed(dir: &Dir, name: &OsStr) -> io::Result<Option<Dir>> {
+    match dir.open_dir(name) {
+        Ok(opened) => Ok(Some(opened)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// One directory being walked: its handle and the subdirectories still to visit.
@@ -109,12 +120,8 @@ pub fn measure(root: &Dir, max_levels: usize, stop_at_limit: bool) -> io::Result
             }
             continue;
         }
-        let dir = match level.dir.open_dir(&name) {
-            Ok(dir) => dir,
-            // Removed or replaced since it was listed.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => continue,
-            Err(e) => return Err(e),
+        let Some(dir) = open_listed(&level.dir, &name)? else {
+            continue;
         };
         let before = found.totals.entries;
         let subdirs = read_level(&dir, &mut found.totals)?;
@@ -151,12 +158,8 @@ pub fn each_entry(
         if depth >= MAX_DEPTH {
             continue;
         }
-        let child = match dir.open_dir(&name) {
-            Ok(child) => child,
-            // Removed or replaced since it was listed.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => continue,
-            Err(e) => return Err(e),
+        let Some(child) = open_listed(dir, &name)? else {
+            continue;
         };
         let Some(subdirs) = read_named(&child, &path, &mut visit)? else {
             return Ok(());
