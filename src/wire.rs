@@ -287,6 +287,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Writes each message `pending` yields, in the order it yields them, until it ends:
+    /// the answers to requests in flight, written as they come.
+    ///
+    /// # Errors
+    /// As [`Connection::write`].
+    pub async fn write_each<T, P>(&mut self, mut pending: P) -> Result<()>
+    where
+        T: Message,
+        P: futures_util::Stream<Item = T> + Unpin,
+    {
+        while let Some(message) = pending.next().await {
+            self.write(&message).await?;
+        }
+        Ok(())
+    }
+
     /// Writes a data frame straight from the chunk: head and bytes in one vectored write.
     async fn write_data(&mut self, variant: u32, data: &Bytes) -> Result<()> {
         let head = data_frame_head(variant, data.len())?;

@@ -160,7 +160,7 @@ where
             // Shutdown first: once it has begun, no new request is started.
             biased;
             () = cancel.cancelled() => {
-                answer_puts(&mut puts, conn).await?;
+                conn.write_each((&mut puts).map(|(reply, _)| reply)).await?;
                 return Ok(());
             }
             Some((reply, len)) = puts.next(), if !puts.is_empty() => {
@@ -177,14 +177,14 @@ where
                     Err(err) => {
                         // The uploads already read still finish (or fail) whole; their
                         // answers go out if the connection can still carry them.
-                        let _ = answer_puts(&mut puts, conn).await;
+                        let _ = conn.write_each((&mut puts).map(|(reply, _)| reply)).await;
                         return Err(err);
                     }
                 }
             }
         };
         let Some(request) = request else {
-            answer_puts(&mut puts, conn).await?;
+            conn.write_each((&mut puts).map(|(reply, _)| reply)).await?;
             tracing::debug!(user = %handler.user, %peer, "client left");
             return Ok(());
         };
@@ -196,7 +196,7 @@ where
             checksum,
         } = request
         else {
-            answer_puts(&mut puts, conn).await?;
+            conn.write_each((&mut puts).map(|(reply, _)| reply)).await?;
             (puts_bytes, puts_slot) = (0, None);
             handler.apply(request, conn).await?;
             continue;
@@ -230,18 +230,6 @@ where
 const PIPELINED_PUTS: usize = 64;
 /// ...and bytes of them (memory per session stays bounded whatever the client sends).
 const PIPELINED_PUT_BYTES: usize = 4 << 20;
-
-/// Answers every whole-file upload in flight, in order.
-async fn answer_puts<F, S>(puts: &mut FuturesOrdered<F>, conn: &mut Connection<S>) -> Result<()>
-where
-    F: Future<Output = (Response, usize)>,
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    while let Some((reply, _)) = puts.next().await {
-        conn.write(&reply).await?;
-    }
-    Ok(())
-}
 
 /// Who logged in, their tree, and their place under the per-user session limit.
 pub(super) type LoggedIn = (Username, Arc<dyn UserTree>, Slot<Username>);

@@ -376,7 +376,7 @@ impl ChatService {
                             code: ChatErrorCode::UnexpectedRequest,
                             message: err.to_string(),
                         };
-                        answer_in_order(&mut in_flight, &mut requests).await?;
+                        requests.write_each((&mut in_flight).map(answer)).await?;
                         let _ = requests.write(&reply).await;
                         return Err(err);
                     }
@@ -390,12 +390,12 @@ impl ChatService {
                     in_flight.push_back(reply);
                     continue;
                 }
-                answer_in_order(&mut in_flight, &mut requests).await?;
+                requests.write_each((&mut in_flight).map(answer)).await?;
                 let reply = self.apply(user, request, &mut budget).await;
                 requests.write(&reply).await?;
             }
             // The client closed its side: what is in flight is still answered.
-            answer_in_order(&mut in_flight, &mut requests).await?;
+            requests.write_each((&mut in_flight).map(answer)).await?;
             Ok::<(), Error>(())
         };
         let result = tokio::select! {
@@ -693,21 +693,6 @@ where
 
 /// A refused request: its code and words.
 struct Refusal(ChatErrorCode, String);
-
-/// Answers every request in flight, in the order they came.
-async fn answer_in_order<F, S>(
-    in_flight: &mut FuturesOrdered<F>,
-    requests: &mut Connection<S>,
-) -> Result<()>
-where
-    F: Future<Output = std::result::Result<ChatReply, Refusal>>,
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    while let Some(reply) = in_flight.next().await {
-        requests.write(&answer(reply)).await?;
-    }
-    Ok(())
-}
 
 /// The reply to a request that was done or refused.
 fn answer(result: std::result::Result<ChatReply, Refusal>) -> ChatReply {
