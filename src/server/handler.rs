@@ -495,18 +495,7 @@ impl Handler<'_> {
                         }
                     };
                     drop(reservation);
-                    self.audit_transfer("put", raw, size - offset, started, &result);
-                    tracing::info!(
-                        user = %self.user,
-                        peer = %self.peer,
-                        command = "put",
-                        path = %raw.escape_debug(),
-                        bytes = size - offset,
-                        resumed_at = offset,
-                        millis = started.elapsed().as_millis() as u64,
-                        result = ?result.as_ref().map_err(|e| e.code),
-                        "transfer"
-                    );
+                    self.record_put(raw, size, offset, started, &result);
                     return conn.write(&reply(result)).await;
                 }
                 Ok(_) => {
@@ -565,17 +554,7 @@ impl Handler<'_> {
             upload.finish(checksum, room).await
         }
         .await;
-        self.audit_transfer("put", &raw, size, started, &result);
-        tracing::info!(
-            user = %self.user,
-            peer = %self.peer,
-            command = "put",
-            path = %raw.escape_debug(),
-            bytes = size,
-            millis = started.elapsed().as_millis() as u64,
-            result = ?result.as_ref().map_err(|e| e.code),
-            "transfer"
-        );
+        self.record_put(&raw, size, 0, started, &result);
         reply(result)
     }
 
@@ -643,6 +622,30 @@ impl Handler<'_> {
         record.bytes = Some(bytes);
         record.millis = Some(started.elapsed().as_millis() as u64);
         self.shared.audit(&record);
+    }
+
+    /// An upload of `size` bytes that ended, resumed at `offset`: to the audit log and the
+    /// log.
+    fn record_put(
+        &self,
+        raw: &str,
+        size: u64,
+        offset: u64,
+        started: std::time::Instant,
+        result: &Outcome<()>,
+    ) {
+        self.audit_transfer("put", raw, size - offset, started, result);
+        tracing::info!(
+            user = %self.user,
+            peer = %self.peer,
+            command = "put",
+            path = %raw.escape_debug(),
+            bytes = size - offset,
+            resumed_at = offset,
+            millis = started.elapsed().as_millis() as u64,
+            result = ?result.as_ref().map_err(|e| e.code),
+            "transfer"
+        );
     }
 
     /// Logs a command; changes also go to the audit log.
