@@ -1851,4 +1851,20 @@ fn sync_and_check_through_the_binaries() {
     // Neither side remote: a usage error.
     let out = sb.ftpc(&["sync", "site", "www"], "");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+    // Over three connections, and over one; -j out of range is a usage error.
+    std::fs::write(sb.path().join("site/b/four"), "4").unwrap();
+    assert_success(&sb.ftpc(&["sync", "-j", "3", "site", ":www"], ""));
+    assert_eq!(std::fs::read(root.join("b/four")).unwrap(), b"4");
+    assert_success(&sb.ftpc(&["get", "-r", "-j", "1", "www", "one"], ""));
+    assert_eq!(std::fs::read(sb.path().join("one/b/four")).unwrap(), b"4");
+    for bad in ["0", "17", "x"] {
+        let out = sb.ftpc(&["put", "-r", "-j", bad, "site", "w2"], "");
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("from 1 to 16"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }

@@ -378,6 +378,89 @@ async fn a_tree_of_small_files_comes_down_pipelined_and_stops_at_a_refusal_in_st
     }
 }
 
+/// The peers (address and port: one per connection) of the audit log's `event` records.
+fn audited_peers(server: &TestServer, event: &str) -> std::collections::HashSet<String> {
+    let text = std::fs::read_to_string(server.dir.path().join("audit.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == event && r["result"] == "ok")
+        .map(|r| r["peer"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tree_goes_up_and_down_over_several_connections() {
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let mut helpers = Vec::new();
+    for _ in 0..3 {
+        helpers.push(server.login("alice", "pw").await);
+    }
+    alice.add_helpers(helpers);
+    assert_eq!(alice.keep_helpers(3).await, 3);
+    let src = server.dir.path().join("src");
+    let mut files = Vec::new();
+    for i in 0..300u64 {
+        let name = format!("d{}/f{i:03}", i % 5);
+        std::fs::create_dir_all(src.join(format!("d{}", i % 5))).unwrap();
+        std::fs::write(src.join(&name), random_bytes((i as usize * 41) % 7000, i)).unwrap();
+        files.push(name);
+    }
+    std::fs::write(src.join("d3/big"), random_bytes(2 * MAX_CHUNK + 3, 97)).unwrap();
+    files.push("d3/big".into());
+    // A target in the way: the refusal names it, and every connection stays in step.
+    std::fs::create_dir_all(server.root.join("alice/tree/d4")).unwrap();
+    std::fs::write(server.root.join("alice/tree/d4/f299"), b"mine").unwrap();
+    let err = alice
+        .put_tree(&src, "tree", TransferOptions::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("tree/d4/f299"), "{err}");
+    assert!(alice.is_in_step());
+    assert_eq!(alice.keep_helpers(3).await, 3, "the helpers stay usable");
+
+    let report = alice
+        .put_tree(&src, "tree", FORCE, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.files, files.len() as u64);
+    for name in &files {
+        assert_eq!(
+            std::fs::read(server.root.join("alice/tree").join(name)).unwrap(),
+            std::fs::read(src.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    // Each connection has its own peer port: the uploads came over more than one.
+    let peers = audited_peers(&server, "put");
+    assert!(peers.len() > 1, "uploads over {peers:?}");
+
+    let back = server.dir.path().join("back");
+    let report = alice
+        .get_tree("tree", &back, FORCE, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.files, files.len() as u64);
+    for name in &files {
+        assert_eq!(
+            std::fs::read(back.join(name)).unwrap(),
+            std::fs::read(src.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    let peers = audited_peers(&server, "get");
+    assert!(peers.len() > 1, "downloads over {peers:?}");
+
+    // Fewer helpers: the next transfer runs on those left.
+    assert_eq!(alice.keep_helpers(1).await, 1);
+    let again = server.dir.path().join("again");
+    let report = alice
+        .get_tree("tree", &again, FORCE, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(report.files, files.len() as u64);
+}
+
 #[tokio::test]
 async fn a_whole_tree_is_listed_in_one_request() {
     let server = TestServer::start(&[("alice", "pw")]).await;

@@ -8,6 +8,7 @@
 //! - [`partial`]: local partial files of downloads, safe in directories others can write.
 //! - [`transfer`]: streamed put/get of files and trees, with checksums and resume.
 //! - [`sync`]: `sync` and `check`, copying or reporting only what differs between trees.
+//! - [`parallel`]: tree transfers over several connections (`-j N`).
 //! - [`time`]: `ftpc time`, an NTP client that reports how far the clock is off.
 //! - [`shell`]: the file commands as people type them, the interactive shell, batch mode.
 //! - [`progress`]: the progress bar; [`bench`](mod@bench): the load generator behind `ftpc bench`.
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod chat;
 pub mod chat_shell;
 pub mod credentials;
+pub mod parallel;
 pub mod partial;
 pub mod progress;
 pub mod shell;
@@ -146,6 +148,9 @@ pub struct Client<S = ClientStream> {
     in_step: bool,
     /// How long a reply, or progress in a download, may take ([`REPLY_TIMEOUT`]).
     reply_timeout: Duration,
+    /// More connections with the same login that tree transfers share their files with
+    /// ([`parallel`]).
+    helpers: Vec<Client<S>>,
 }
 
 impl Client<ClientStream> {
@@ -209,6 +214,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             binding: None,
             in_step: true,
             reply_timeout: REPLY_TIMEOUT,
+            helpers: Vec::new(),
         })
     }
 

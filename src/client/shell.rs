@@ -19,6 +19,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 use tokio::runtime::Runtime;
 
+use super::parallel::{DEFAULT_JOBS, MAX_JOBS};
 use super::transfer::{Progress, TransferOptions};
 use super::{Client, CredentialStore, KnownHosts, UnknownServer, connect_saved};
 use crate::commands::{Entry, EntryKind};
@@ -144,6 +145,9 @@ pub enum FileCommand {
         /// with `/` paths from the top); repeatable.
         #[arg(long, value_name = "GLOB")]
         exclude: Vec<String>,
+        /// Move files over N connections at once (1 to 16).
+        #[arg(short = 'j', long, value_name = "N", default_value_t = DEFAULT_JOBS, value_parser = jobs)]
+        jobs: usize,
         /// The source tree.
         source: String,
         /// The target tree.
@@ -189,6 +193,17 @@ pub struct TransferFlags {
     /// Keep modification times and permission bits.
     #[arg(short = 'p', long)]
     pub preserve: bool,
+    /// With -r, move files over N connections at once (1 to 16).
+    #[arg(short = 'j', long, value_name = "N", default_value_t = DEFAULT_JOBS, value_parser = jobs)]
+    pub jobs: usize,
+}
+
+/// `-j N`: from 1 to [`MAX_JOBS`].
+fn jobs(typed: &str) -> std::result::Result<usize, String> {
+    match typed.parse::<usize>() {
+        Ok(n) if (1..=MAX_JOBS).contains(&n) => Ok(n),
+        _ => Err(format!("a number of connections from 1 to {MAX_JOBS}")),
+    }
 }
 
 impl TransferFlags {
@@ -388,6 +403,44 @@ impl Session {
         Ok(())
     }
 
+    /// Gives the connection the helpers a tree transfer over `jobs` connections needs
+    /// (connecting more with the saved login, or dropping some). If the server takes fewer
+    /// (its limit of sessions per user, say), the transfer runs on those it took, with a
+    /// warning.
+    async fn connect_helpers(&mut self, jobs: usize, err: &mut dyn Write) {
+        let wanted = jobs.saturating_sub(1);
+        let have = self.client.keep_helpers(wanted).await;
+        let connects = (have..wanted).map(|_| {
+            connect_saved(
+                &self.store,
+                Some(&self.server),
+                self.known_hosts.clone(),
+                self.unknown.clone(),
+            )
+        });
+        let mut refusal = None;
+        for connected in futures_util::future::join_all(connects).await {
+            match connected {
+                // The same user, or the work would go into someone else's tree.
+                Ok((helper, saved)) if saved.user == self.user => {
+                    self.client.add_helpers([helper]);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = refusal {
+            let _ = writeln!(
+                err,
+                "warning: {} of {jobs} connections: {}",
+                self.client.keep_helpers(wanted).await + 1,
+                for_terminal(&e.to_string())
+            );
+        }
+    }
+
     /// Remembers whether `outcome` ended the connection.
     fn note<T>(&mut self, outcome: &std::result::Result<T, CommandError>) {
         if let Err(failure) = outcome
@@ -479,41 +532,33 @@ impl Session {
                 mut paths,
             } => {
                 let remote = (paths.len() > 1).then(|| paths.pop()).flatten();
-                let options = flags.options(follow_links);
-                self.put_all(&paths, remote, flags.recursive, options, io)
-                    .await
+                self.put_all(&paths, remote, flags, follow_links, io).await
             }
             FileCommand::Mput {
                 flags,
                 follow_links,
                 paths,
-            } => {
-                let options = flags.options(follow_links);
-                self.put_all(&paths, None, flags.recursive, options, io)
-                    .await
-            }
+            } => self.put_all(&paths, None, flags, follow_links, io).await,
             FileCommand::Get { flags, mut paths } => {
                 let local = (paths.len() > 1)
                     .then(|| paths.pop().map(PathBuf::from))
                     .flatten();
-                let options = flags.options(false);
-                self.get_all(&paths, local, flags.recursive, options, io)
-                    .await
+                self.get_all(&paths, local, flags, io).await
             }
-            FileCommand::Mget { flags, paths } => {
-                let options = flags.options(false);
-                self.get_all(&paths, None, flags.recursive, options, io)
-                    .await
-            }
+            FileCommand::Mget { flags, paths } => self.get_all(&paths, None, flags, io).await,
             FileCommand::Sync {
                 delete,
                 dry_run,
                 checksum,
                 exclude,
+                jobs,
                 source,
                 target,
             } => {
                 let ctx = format!("sync {source}");
+                if !dry_run {
+                    self.connect_helpers(jobs, io.err).await;
+                }
                 let started = std::time::Instant::now();
                 let options = super::sync::SyncOptions {
                     delete,
@@ -599,13 +644,17 @@ impl Session {
         &mut self,
         typed: &[String],
         remote: Option<String>,
-        recursive: bool,
-        options: TransferOptions,
+        flags: TransferFlags,
+        follow_links: bool,
         io: &mut Output<'_>,
     ) -> std::result::Result<(), CommandError> {
+        let (recursive, options) = (flags.recursive, flags.options(follow_links));
         let mut sources = Vec::new();
         for pattern in typed {
             sources.extend(expand_local(pattern).map_err(failed(format!("put {pattern}")))?);
+        }
+        if recursive {
+            self.connect_helpers(flags.jobs, io.err).await;
         }
         // Several sources: the target is a directory they go into, as with cp.
         let remote = match remote {
@@ -672,10 +721,13 @@ impl Session {
         &mut self,
         typed: &[String],
         local: Option<PathBuf>,
-        recursive: bool,
-        options: TransferOptions,
+        flags: TransferFlags,
         io: &mut Output<'_>,
     ) -> std::result::Result<(), CommandError> {
+        let (recursive, options) = (flags.recursive, flags.options(false));
+        if recursive {
+            self.connect_helpers(flags.jobs, io.err).await;
+        }
         let mut sources = Vec::new();
         for pattern in typed {
             let ctx = format!("get {pattern}");
@@ -1348,10 +1400,19 @@ mod tests {
                     force: true,
                     resume: true,
                     preserve: false,
+                    jobs: DEFAULT_JOBS,
                 },
                 ..
             })
         ));
+        assert!(matches!(
+            parse("get -r -j 3 dir").unwrap().command,
+            ShellCommand::File(FileCommand::Get {
+                flags: TransferFlags { jobs: 3, .. },
+                ..
+            })
+        ));
+        assert!(parse("get -r -j 0 dir").is_err());
         assert!(matches!(parse("quit").unwrap().command, ShellCommand::Exit));
         assert!(matches!(
             parse("cd").unwrap().command,

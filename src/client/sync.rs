@@ -15,7 +15,7 @@ use std::path::Path;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Client;
-use super::transfer::{Downloads, Progress, PutsInFlight, TransferOptions, hash_local_file};
+use super::transfer::{Downloads, Progress, TransferOptions, Upload, hash_local_file};
 use crate::checksum::Digest;
 use crate::commands::{EntryKind, ErrorCode, Request, Response};
 use crate::error::{Error, Result};
@@ -71,32 +71,6 @@ impl CheckReport {
     /// Whether the two trees hold the same.
     pub fn is_same(&self) -> bool {
         self.differ.is_empty() && self.only_local.is_empty() && self.only_remote.is_empty()
-    }
-}
-
-/// One display over the whole tree: each file's bytes go to it, its start and end do not.
-struct WholeTree<'a>(&'a dyn Progress);
-
-impl Progress for WholeTree<'_> {
-    fn start(&self, _: &str, _: u64, _: u64) {}
-    fn advance(&self, bytes: u64) {
-        self.0.advance(bytes);
-    }
-    fn finish(&self) {}
-}
-
-/// Starts the display over what a sync is about to copy (none when nothing is).
-fn start_whole(progress: &dyn Progress, report: &SyncReport) {
-    if report.sent > 0 {
-        let files = if report.sent == 1 { "file" } else { "files" };
-        progress.start(&format!("{} {files}", report.sent), report.bytes, 0);
-    }
-}
-
-/// Ends the display [`start_whole`] started.
-fn finish_whole(progress: &dyn Progress, report: &SyncReport) {
-    if report.sent > 0 {
-        progress.finish();
     }
 }
 
@@ -407,49 +381,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             report.actions.push(format!("delete {path}"));
             report.deleted += 1;
         }
-        let mut flight = PutsInFlight::default();
-        let copied = self
-            .send_changes(
-                local,
-                remote,
-                &ours,
-                &theirs,
-                options,
-                &mut flight,
-                progress,
-                &mut report,
-            )
-            .await;
-        if copied.is_err() && !self.in_step {
-            return copied.map(|()| report);
+        let (dirs, uploads) = self
+            .plan_upload(local, remote, (&ours, &theirs), options, &mut report)
+            .await?;
+        if options.dry_run {
+            return Ok(report);
         }
-        let answered = self.answer_puts(&mut flight).await;
-        copied?;
-        answered?;
+        // The directories (in path order, so each after its parent), then the files.
+        for dir in dirs {
+            self.mkdir(&dir, true).await?;
+        }
+        self.send_files(&uploads, MIRRORED, progress).await?;
         Ok(report)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn send_changes(
+    /// What `sync_up` must copy from `ours` (the local tree) to `theirs` (the remote one):
+    /// the remote directories to make and the files to upload, each also told in `report`.
+    async fn plan_upload(
         &mut self,
         local: &Path,
         remote: &str,
-        ours: &Tree,
-        theirs: &Tree,
+        (ours, theirs): (&Tree, &Tree),
         options: &SyncOptions,
-        flight: &mut PutsInFlight,
-        progress: &dyn Progress,
         report: &mut SyncReport,
-    ) -> Result<()> {
+    ) -> Result<(Vec<String>, Vec<Upload>)> {
         let same = if options.checksum {
             self.same_by_checksum(local, remote, ours, theirs).await?
         } else {
             HashSet::new()
         };
         let same = &same;
-        // First what to do (comparing by checksum asks the server, so before any upload is
-        // in flight: replies come in order)...
-        let mut to_send = Vec::new();
+        let mut dirs = Vec::new();
+        let mut uploads = Vec::new();
         for (path, item) in ours {
             // (What was deleted above was of another kind, or not in the source at all.)
             let target = theirs.get(path).filter(|t| t.is_dir == item.is_dir);
@@ -457,7 +420,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 if target.is_none() {
                     report.actions.push(format!("mkdir {path}"));
                     report.made += 1;
-                    to_send.push((path, true));
+                    dirs.push(join(remote, path));
                 }
                 continue;
             }
@@ -468,40 +431,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             report.actions.push(format!("send {path}"));
             report.sent += 1;
             report.bytes += item.size;
-            to_send.push((path, false));
+            uploads.push(Upload {
+                local: local.join(path),
+                remote: join(remote, path),
+                size: item.size,
+            });
         }
-        if options.dry_run {
-            return Ok(());
-        }
-        // ...then do it, a directory before what goes into it, under one display.
-        start_whole(progress, report);
-        let sent = self
-            .send_planned(local, remote, to_send, flight, &WholeTree(progress))
-            .await;
-        finish_whole(progress, report);
-        sent
-    }
-
-    async fn send_planned(
-        &mut self,
-        local: &Path,
-        remote: &str,
-        to_send: Vec<(&String, bool)>,
-        flight: &mut PutsInFlight,
-        progress: &dyn Progress,
-    ) -> Result<()> {
-        for (path, is_dir) in to_send {
-            let remote_path = join(remote, path);
-            if is_dir {
-                // Uploads before it are answered first: replies come in order.
-                self.answer_puts(flight).await?;
-                self.mkdir(&remote_path, true).await?;
-            } else {
-                self.send_one(&local.join(path), remote_path, MIRRORED, flight, progress)
-                    .await?;
-            }
-        }
-        Ok(())
+        Ok((dirs, uploads))
     }
 
     /// Makes the local tree `local` hold what the remote tree `remote` holds: the mirror of
@@ -566,15 +502,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             report.actions.push(format!("send {path}"));
             report.sent += 1;
             report.bytes += item.size;
-            downloads.add(remote_path, &local_path);
+            downloads.add(remote_path, item.size, &local_path);
         }
         if !options.dry_run {
-            start_whole(progress, &report);
-            let fetched = self
-                .get_all(downloads, MIRRORED, &WholeTree(progress))
-                .await;
-            finish_whole(progress, &report);
-            fetched?;
+            self.get_all(downloads, MIRRORED, progress).await?;
         }
         Ok(report)
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::parallel::Shared;
 use super::{Client, partial};
 use crate::checksum::{Checksum, Digest};
 use crate::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
@@ -35,6 +36,38 @@ impl Progress for NoProgress {
     fn start(&self, _: &str, _: u64, _: u64) {}
     fn advance(&self, _: u64) {}
     fn finish(&self) {}
+}
+
+/// One display over all the files of a tree transfer: the bytes of each file count, its
+/// own start and end do not (several files move at once).
+struct WholeTree<'a>(&'a dyn Progress);
+
+impl Progress for WholeTree<'_> {
+    fn start(&self, _: &str, _: u64, already: u64) {
+        // What a resume found already there is part of the whole.
+        self.0.advance(already);
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.advance(bytes);
+    }
+    fn finish(&self) {}
+}
+
+/// Shows `transfer`, the moving of `files` files of `bytes` bytes in all, as one display.
+async fn as_whole_tree(
+    progress: &dyn Progress,
+    files: usize,
+    bytes: u64,
+    transfer: impl AsyncFnOnce(&dyn Progress) -> Result<u64>,
+) -> Result<u64> {
+    if files == 0 {
+        return Ok(0);
+    }
+    let noun = if files == 1 { "file" } else { "files" };
+    progress.start(&format!("{files} {noun}"), bytes, 0);
+    let moved = transfer(&WholeTree(progress)).await;
+    progress.finish();
+    moved
 }
 
 /// How to treat an existing target and an interrupted earlier transfer.
@@ -114,31 +147,55 @@ async fn read_small_file(
     read.map_err(|e| Error::local(path, e))
 }
 
+/// A local file to upload, to the remote path `remote`; `size` as the walk found it.
+#[derive(Debug)]
+pub(super) struct Upload {
+    pub(super) local: PathBuf,
+    pub(super) remote: String,
+    pub(super) size: u64,
+}
+
 /// Files to download, by the local directory they go into: each directory's are fetched
-/// together, with one look for its stale partial files.
+/// in batches, with one look for its stale partial files.
 #[derive(Debug, Default)]
 pub(super) struct Downloads {
     /// Local directory: remote path and local name of each file.
     by_dir: std::collections::BTreeMap<PathBuf, Vec<(String, String)>>,
+    files: usize,
+    bytes: u64,
 }
 
 impl Downloads {
-    /// The remote file `source`, to the local path `target`.
-    pub(super) fn add(&mut self, source: String, target: &Path) {
+    /// The remote file `source` of `size` bytes, to the local path `target`.
+    pub(super) fn add(&mut self, source: String, size: u64, target: &Path) {
         if let (Some(dir), Some(name)) = (target.parent(), target.file_name()) {
             let name = name.to_string_lossy().into_owned();
             self.by_dir
                 .entry(dir.to_owned())
                 .or_default()
                 .push((source, name));
+            self.files += 1;
+            self.bytes = self.bytes.saturating_add(size);
         }
     }
 
     /// Files to download.
     pub(super) fn len(&self) -> usize {
-        self.by_dir.values().map(Vec::len).sum()
+        self.files
     }
 }
+
+/// Files of one directory that one connection downloads together (asking ahead for
+/// several), before it takes the next batch.
+struct Batch<'a> {
+    dir: &'a Path,
+    files: &'a [(String, String)],
+    /// Partial files earlier downloads left in `dir`.
+    stale: &'a [PathBuf],
+}
+
+/// Files in a [`Batch`] at most.
+const FILES_PER_BATCH: usize = 128;
 
 /// Downloads asked for ahead of the one being received.
 const GETS_IN_FLIGHT: usize = 32;
@@ -575,8 +632,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
-    /// Uploads a local directory tree into `remote` (created if missing). Small files go
-    /// several at once on the connection ([`Request::Put`]), the rest one after another.
+    /// Uploads a local directory tree into `remote` (created if missing): first the
+    /// directories, then the files, spread over this connection and its helpers
+    /// ([`Client::add_helpers`]); small files go several at once on each connection
+    /// ([`Request::Put`]), the rest one after another.
     ///
     /// # Errors
     /// The first failure; files before it stay uploaded, and so may files sent after it
@@ -588,31 +647,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         options: TransferOptions,
         progress: &dyn Progress,
     ) -> Result<TreeReport> {
-        let mut flight = PutsInFlight::default();
-        let walked = self
-            .put_tree_walk(local, remote, options, progress, &mut flight)
-            .await;
-        if walked.is_err() && !self.in_step {
-            return walked;
-        }
-        // Every upload sent is answered before this returns, failure or not: the
-        // connection stays in step for the next command.
-        let answered = self.answer_puts(&mut flight).await;
-        let report = walked?;
-        answered?;
+        let mut report = TreeReport::default();
+        let uploads = self
+            .make_remote_dirs(local, remote, options, &mut report)
+            .await?;
+        report.files = uploads.len() as u64;
+        report.bytes = self.send_files(&uploads, options, progress).await?;
         Ok(report)
     }
 
-    async fn put_tree_walk(
+    /// Walks the local tree `local`, making each directory under `remote` as it goes; the
+    /// files found, to upload.
+    async fn make_remote_dirs(
         &mut self,
         local: &Path,
         remote: &str,
         options: TransferOptions,
-        progress: &dyn Progress,
-        flight: &mut PutsInFlight,
-    ) -> Result<TreeReport> {
+        report: &mut TreeReport,
+    ) -> Result<Vec<Upload>> {
         use std::os::unix::fs::MetadataExt;
-        let mut report = TreeReport::default();
+        let mut uploads = Vec::new();
         let mut pending = vec![(local.to_owned(), remote.to_owned())];
         // Directories entered, by device and inode: a followed link back up is a loop.
         let mut entered = std::collections::HashSet::new();
@@ -620,7 +674,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             entered.insert((meta.dev(), meta.ino()));
         }
         while let Some((dir, remote_dir)) = pending.pop() {
-            self.answer_puts(flight).await?;
             self.mkdir(&remote_dir, true).await?;
             let mut entries: Vec<_> = std::fs::read_dir(&dir)
                 .map_err(|e| Error::local(&dir, e))?
@@ -635,8 +688,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                         .push(format!("{}: name is not UTF-8", path.display()));
                     continue;
                 };
-                let mut file_type = entry.file_type().map_err(|e| Error::local(&path, e))?;
-                if file_type.is_symlink() {
+                let meta = if entry.file_type().is_ok_and(|t| t.is_symlink()) {
                     if !options.follow_links {
                         report
                             .skipped
@@ -651,26 +703,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                             ));
                             continue;
                         }
-                        Ok(meta) => file_type = meta.file_type(),
+                        Ok(meta) => meta,
                         Err(e) => {
                             report.skipped.push(format!("{}: {e}", path.display()));
                             continue;
                         }
                     }
-                } else if file_type.is_dir()
-                    && let Ok(meta) = entry.metadata()
-                {
-                    entered.insert((meta.dev(), meta.ino()));
-                }
+                } else {
+                    let meta = entry.metadata().map_err(|e| Error::local(&path, e))?;
+                    if meta.is_dir() {
+                        entered.insert((meta.dev(), meta.ino()));
+                    }
+                    meta
+                };
                 let target = remote_child(&remote_dir, &name);
-                if file_type.is_dir() {
+                if meta.is_dir() {
                     pending.push((path, target));
-                } else if file_type.is_file() {
-                    let size = self
-                        .send_one(&path, target, options, flight, progress)
-                        .await?;
-                    report.files += 1;
-                    report.bytes += size;
+                } else if meta.is_file() {
+                    uploads.push(Upload {
+                        local: path,
+                        remote: target,
+                        size: meta.len(),
+                    });
                 } else {
                     report
                         .skipped
@@ -678,7 +732,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 }
             }
         }
-        Ok(report)
+        Ok(uploads)
+    }
+
+    /// Uploads `uploads` into directories that exist, spread over this connection and its
+    /// helpers, under one display; the bytes sent.
+    ///
+    /// # Errors
+    /// The first failure, once every connection's uploads in flight are answered.
+    pub(super) async fn send_files(
+        &mut self,
+        uploads: &[Upload],
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let bytes = uploads.iter().map(|u| u.size).fold(0, u64::saturating_add);
+        as_whole_tree(progress, uploads.len(), bytes, async |progress| {
+            self.spread(uploads, async |client, shared| {
+                client.send_shared(shared, options, progress).await
+            })
+            .await
+        })
+        .await
+    }
+
+    /// One connection's part of [`Client::send_files`]: uploads taken from `shared` until
+    /// none are left; every upload sent is answered before this returns, failure or not,
+    /// so the connection stays in step.
+    async fn send_shared(
+        &mut self,
+        shared: &Shared<'_, Upload>,
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let mut flight = PutsInFlight::default();
+        let mut bytes = 0;
+        let sent = async {
+            while let Some(upload) = shared.take() {
+                bytes += self
+                    .send_one(
+                        &upload.local,
+                        upload.remote.clone(),
+                        options,
+                        &mut flight,
+                        progress,
+                    )
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        if sent.is_err() && !self.in_step {
+            return sent.map(|()| bytes);
+        }
+        let answered = self.answer_puts(&mut flight).await;
+        sent?;
+        answered?;
+        Ok(bytes)
     }
 
     /// Uploads one file of a tree: a small one whole, without waiting for its answer
@@ -809,7 +919,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     report.files += 1;
                     report.bytes += done.size - done.resumed_from;
                 }
-                EntryKind::File => downloads.add(source, &target),
+                EntryKind::File => downloads.add(source, entry.size, &target),
                 EntryKind::Symlink | EntryKind::Other => {
                     report.skipped.push(format!("{source}: not a regular file"));
                 }
@@ -820,48 +930,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(report)
     }
 
-    /// Downloads `downloads`, a directory's files several at once ([`Client::get_files`]);
-    /// the bytes received.
+    /// Downloads `downloads` in batches of a directory's files, spread over this connection
+    /// and its helpers, under one display; the bytes received.
     ///
     /// # Errors
-    /// As [`Client::get_files`]; directories after the failing one are not started.
+    /// As [`Client::get_files`]; batches after the failing one are not started.
     pub(super) async fn get_all(
         &mut self,
         downloads: Downloads,
         options: TransferOptions,
         progress: &dyn Progress,
     ) -> Result<u64> {
-        let mut bytes = 0;
-        for (dir, files) in downloads.by_dir {
-            bytes += self.get_files(&files, &dir, options, progress).await?;
+        // Partial files that earlier downloads left: one read of each directory.
+        let mut stale = Vec::with_capacity(downloads.by_dir.len());
+        for dir in downloads.by_dir.keys() {
+            let owned = dir.clone();
+            let found = tokio::task::spawn_blocking(move || partial::all_ours(&owned))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|found| found)
+                .map_err(|e| Error::local(dir, e))?;
+            stale.push(found);
         }
-        Ok(bytes)
+        let mut batches = Vec::new();
+        for ((dir, files), stale) in downloads.by_dir.iter().zip(&stale) {
+            for files in files.chunks(FILES_PER_BATCH) {
+                batches.push(Batch { dir, files, stale });
+            }
+        }
+        as_whole_tree(
+            progress,
+            downloads.files,
+            downloads.bytes,
+            async |progress| {
+                self.spread(&batches, async |client, shared| {
+                    let mut bytes = 0;
+                    while let Some(batch) = shared.take() {
+                        bytes += client.get_files(batch, options, progress).await?;
+                    }
+                    Ok(bytes)
+                })
+                .await
+            },
+        )
+        .await
     }
 
-    /// Downloads `files` (remote path, local name) into the local directory `dir`, several
-    /// asked for at once; each goes to a fresh partial file, is checked, synced (the syncs
-    /// of several at once) and renamed into place. The bytes received.
+    /// Downloads the files of `batch` (remote path, local name) into its local directory,
+    /// several asked for at once; each goes to a fresh partial file, is checked, synced (the
+    /// syncs of several at once) and renamed into place, and the stale partial files of its
+    /// name go. The bytes received.
     ///
     /// # Errors
     /// The first failure, once what was asked for before it has been received (the
     /// connection stays in step); files renamed into place before it stay.
     async fn get_files(
         &mut self,
-        files: &[(String, String)],
-        dir: &Path,
+        batch: &Batch<'_>,
         options: TransferOptions,
         progress: &dyn Progress,
     ) -> Result<u64> {
-        // Partial files that earlier downloads left here: those of the files fetched now
-        // go once the file is in place (one read of the directory, not one per file).
-        let stale: Vec<PathBuf> = {
-            let owned = dir.to_owned();
-            tokio::task::spawn_blocking(move || partial::all_ours(&owned))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|found| found)
-                .map_err(|e| Error::local(dir, e))?
-        };
+        let (files, dir) = (batch.files, batch.dir);
         let mut asked = 0;
         let mut bytes = 0;
         let mut first_failure: Option<Error> = None;
@@ -892,7 +1021,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 Ok((size, part)) => {
                     bytes += size;
                     let (target, overwrite) = (dir.join(name), options.overwrite);
-                    let stale: Vec<PathBuf> = stale
+                    let stale: Vec<PathBuf> = batch
+                        .stale
                         .iter()
                         .filter(|p| partial::is_partial_of(p, name))
                         .cloned()
