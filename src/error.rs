@@ -359,6 +359,9 @@ pub enum UserDbError {
     /// `deluser`/`passwd` for a name that is not there.
     #[error("no such user: {0}")]
     NoSuchUser(String),
+    /// The PostgreSQL user database failed or refused (what was being done, and why).
+    #[error("user database: {0}")]
+    Database(String),
 }
 
 /// A storage operation that was refused or failed; `code` is what the client is told.

@@ -40,16 +40,16 @@ impl Lab {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             root: dir.path().join("root"),
-            users: dir.path().join("users.db"),
+            users: dir.path().join("users.db").into(),
             state_dir: dir.path().join("state"),
             tls: TlsSetup::SelfSigned,
             audit_log: None,
             limits,
         };
         for (name, password) in users {
-            add_user(&config.users, name, password);
+            add_user(&dir.path().join("users.db"), name, password);
         }
-        let server = Server::open(&config).unwrap();
+        let server = Server::open(&config).await.unwrap();
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let chat = socket.local_addr().unwrap();
         let (stop, chat_task) = start_chat(&server, &config, socket);
@@ -105,7 +105,7 @@ impl Lab {
                 .expect("the chat stopped")
                 .unwrap();
         }
-        let server = Server::open(&self.config).unwrap();
+        let server = Server::open(&self.config).await.unwrap();
         let socket = std::net::UdpSocket::bind(self.chat).unwrap();
         let (stop, task) = start_chat(&server, &self.config, socket);
         self.stop = stop;

@@ -937,7 +937,7 @@ fn the_example_settings_file_parses() {
     assert_eq!(config.limits.max_sessions_per_user, 32);
     assert_eq!(
         config.users,
-        std::path::PathBuf::from("/var/lib/ftpd/users.db")
+        std::path::PathBuf::from("/var/lib/ftpd/users.db").into()
     );
 }
 

@@ -36,7 +36,7 @@ impl Pipe {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             root: dir.path().join("root"),
-            users: dir.path().join("users.db"),
+            users: dir.path().join("users.db").into(),
             state_dir: dir.path().join("state"),
             tls: TlsSetup::Plaintext,
             audit_log: None,
@@ -44,11 +44,14 @@ impl Pipe {
         };
         let alice = Username::parse("alice").unwrap();
         userdb::add_user(
-            &config.users,
+            &dir.path().join("users.db"),
             UserRecord::new(alice, Verifier::generate("pw", 4096)),
         )
         .unwrap();
-        let server = Server::open(&config).unwrap();
+        // With users.db nothing in opening waits.
+        let server = futures_util::FutureExt::now_or_never(Server::open(&config))
+            .expect("opened without waiting")
+            .unwrap();
         Pipe {
             server: std::sync::Arc::new(server),
             dir,

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
+use ftprep::server::UserDatabase;
 use ftprep::server::chat::store::{CHAT_DB, ChatStore, SqliteChatStore};
 use ftprep::server::settings::{LogFormat, ServeOptions};
 use ftprep::server::time::TimeServer;
-use ftprep::server::userdb::{self, UserRecord};
+use ftprep::server::userdb::UserRecord;
 use ftprep::server::{Server, ServerIdentity};
 use ftprep::size::format_size;
 use ftprep::username::Username;
@@ -95,14 +96,14 @@ enum Command {
 
 #[derive(Args)]
 struct UsersFile {
-    /// The user database.
+    /// The user database: a file, or PostgreSQL as postgres://USER@HOST/DATABASE.
     #[arg(
         long,
-        value_name = "FILE",
+        value_name = "FILE|URL",
         default_value = "./users.db",
         env = "FTPD_USERS"
     )]
-    users: PathBuf,
+    users: UserDatabase,
 }
 
 #[derive(Args)]
@@ -225,6 +226,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs an admin command's database work (PostgreSQL is asynchronous) to its end.
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(work))
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args),
@@ -233,7 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut record = UserRecord::new(name.clone(), verifier);
             record.quota = quota;
             record.files = files;
-            userdb::add_user(&args.who.file.users, record)?;
+            block_on(args.who.file.users.add_user(record))??;
             println!("added user {name}");
             Ok(())
         }
@@ -244,7 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "none" => None,
                     size => Some(parse_size(size).map_err(anyhow::Error::msg)?),
                 };
-                userdb::set_quota(&who.file.users, &name, quota)?;
+                block_on(who.file.users.set_quota(&name, quota))??;
                 match quota {
                     Some(bytes) => println!("quota of {name}: {}", format_size(bytes)),
                     None => println!("{name} has no quota"),
@@ -257,7 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         anyhow::anyhow!("--files {count:?}: {e} (a whole number, or none)")
                     })?),
                 };
-                userdb::set_file_quota(&who.file.users, &name, files)?;
+                block_on(who.file.users.set_file_quota(&name, files))??;
                 match files {
                     Some(count) => println!("file quota of {name}: {count} entries"),
                     None => println!("{name} has no file quota"),
@@ -267,7 +277,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Passwd(args) => {
             let (name, verifier) = new_verifier(&args)?;
-            userdb::set_verifier(&args.who.file.users, &name, verifier)?;
+            block_on(args.who.file.users.set_verifier(&name, verifier))??;
             println!("changed the password of {name}");
             Ok(())
         }
@@ -276,14 +286,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             state_dir,
         } => {
             let name = Username::parse(&args.name)?;
-            userdb::remove_user(&args.file.users, &name)?;
+            block_on(args.file.users.remove_user(&name))??;
             let chat_db = state_dir.join(CHAT_DB);
             if chat_db.exists() {
                 let store = SqliteChatStore::open(&chat_db)?;
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?
-                    .block_on(store.delete_user(name.as_str()))?;
+                block_on(store.delete_user(name.as_str()))??;
                 println!("removed user {name} and their chat; their files are kept");
             } else {
                 println!("removed user {name}; their files are kept");
@@ -315,7 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .section("8")
             .render(&mut std::io::stdout())?),
         Command::Users(file) => {
-            for user in userdb::read(&file.users)?.users() {
+            for user in block_on(file.users.users())?? {
                 let mut line = user.name.to_string();
                 if let Some(quota) = user.quota {
                     line.push_str(&format!("\tquota {}", format_size(quota)));
@@ -362,7 +369,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let chat_settings = options.chat_settings()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let server = Server::open(&config)?;
+        let server = Server::open(&config).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;

@@ -116,7 +116,7 @@ impl Handler<'_> {
             Request::Mkdir { path: raw, parents } => {
                 let result = async {
                     let remote = path(&raw)?;
-                    let quotas = self.quotas().await;
+                    let quotas = self.quotas().await?;
                     // `mkdir -p` of a directory that exists adds nothing (`put -r` does it
                     // for every directory of a tree).
                     let limited = quotas.bytes.is_some() || quotas.entries.is_some();
@@ -199,7 +199,10 @@ impl Handler<'_> {
             }
             Request::Usage => match self.tree.usage().await {
                 Ok(usage) => {
-                    let quotas = self.quotas().await;
+                    let quotas = match self.quotas().await {
+                        Ok(quotas) => quotas,
+                        Err(err) => return conn.write(&reply::<()>(Err(err))).await,
+                    };
                     conn.write(&Response::Usage {
                         used: usage.bytes,
                         quota: quotas.bytes,
@@ -245,21 +248,28 @@ impl Handler<'_> {
     }
 
     /// The user's current quota (re-read, so `ftpd quota` applies to running sessions).
-    async fn quota(&self) -> Option<u64> {
-        self.quotas().await.bytes
+    async fn quota(&self) -> Outcome<Option<u64>> {
+        Ok(self.quotas().await?.bytes)
     }
 
     /// The user's byte and file-count quotas (re-read, like [`Handler::quota`]).
-    async fn quotas(&self) -> Quotas {
+    async fn quotas(&self) -> Outcome<Quotas> {
         match self.shared.users.user(&self.user).await {
-            Ok(Some(record)) => Quotas {
+            Ok(Some(record)) => Ok(Quotas {
                 bytes: record.quota,
                 entries: record.files,
-            },
-            Ok(None) => Quotas::default(),
+            }),
+            // `deluser` while this session runs (on any node): nothing more is done for it.
+            Ok(None) => Err(StorageError::new(
+                ErrorCode::PermissionDenied,
+                "this account was removed",
+            )),
             Err(err) => {
                 tracing::error!(user = %self.user, error = %err, "cannot read the user's quota");
-                Quotas::default()
+                Err(StorageError::new(
+                    ErrorCode::Busy,
+                    "the user database is unavailable; try again later",
+                ))
             }
         }
     }
@@ -307,7 +317,7 @@ impl Handler<'_> {
         let Quotas {
             bytes: quota,
             entries: max_entries,
-        } = self.quotas().await;
+        } = self.quotas().await?;
         if max_entries.is_some() && self.tree.stat(&remote).await.is_err() {
             self.check_room_for_an_entry(max_entries).await?;
         }
@@ -407,7 +417,8 @@ impl Handler<'_> {
     /// what is used and what other uploads of the user hold. `None` without a quota.
     async fn room_at_finish(&self, reservation: Option<&Reservation>) -> Option<u64> {
         let reservation = reservation?;
-        let quota = self.quota().await?;
+        // Without the quota (the user database unavailable), no room: fail closed.
+        let quota = self.quota().await.unwrap_or(Some(0))?;
         let used = match self.tree.usage().await {
             Ok(usage) => usage.bytes,
             Err(err) => {

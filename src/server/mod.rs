@@ -8,7 +8,8 @@
 //! - `session`: one connection: hello, login (SCRAM, lockouts, limits), the command loop.
 //! - `handler`: one request against the user's tree, transfers included.
 //! - [`storage`]: the `Storage`/`UserTree` traits and the cap-std filesystem jail.
-//! - [`userdb`]: `users.db` (format, locked atomic edits, hot reload) and the `UserStore` trait.
+//! - [`userdb`]: `users.db` (format, locked atomic edits, hot reload) and the `UserStore` trait;
+//!   [`postgres`]: the users in PostgreSQL; [`users`]: which of the two `--users` names.
 //! - [`tls`]: the server's certificate (given, or generated and kept) and rustls config.
 //! - [`guard`]: failed-login delays and lockouts; `counters`: per-user and per-address slots;
 //!   `quota`: byte reservations of concurrent uploads; `locks`: one upload per target;
@@ -25,6 +26,7 @@ mod counters;
 pub mod guard;
 mod handler;
 mod locks;
+pub mod postgres;
 mod quota;
 pub mod secret;
 mod session;
@@ -33,6 +35,7 @@ pub mod storage;
 pub mod time;
 pub mod tls;
 pub mod userdb;
+pub mod users;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -51,14 +54,15 @@ use crate::tls::ReadAhead;
 pub use storage::{Download, FsStorage, Storage, Upload, UserTree};
 pub use tls::{ServerIdentity, TlsSetup};
 pub use userdb::{FileUserStore, UserStore};
+pub use users::UserDatabase;
 
 /// Where the embedded defaults live.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Directory holding one home directory per user.
     pub root: PathBuf,
-    /// The user database file.
-    pub users: PathBuf,
+    /// The user database: `users.db` or PostgreSQL.
+    pub users: UserDatabase,
     /// Private server state (the mock-login secret, the generated TLS identity).
     pub state_dir: PathBuf,
     /// TLS (the default) or plaintext.
@@ -203,11 +207,8 @@ impl Server {
     ///
     /// # Errors
     /// A corrupt or unreadable user database, or a root/state directory that cannot be used.
-    pub fn open(config: &Config) -> Result<Self> {
-        let users = FileUserStore::open(&config.users)?;
-        if users.is_empty() {
-            tracing::warn!(path = %config.users.display(), "no users yet; add one with: ftpd adduser NAME");
-        }
+    pub async fn open(config: &Config) -> Result<Self> {
+        let users = config.users.open_store().await?;
         let storage = FsStorage::open(&config.root).map_err(|e| {
             Error::Io(std::io::Error::new(
                 e.kind(),
@@ -244,13 +245,7 @@ impl Server {
                  unencrypted. Use this only on loopback or in a lab"
             ),
         }
-        let mut server = Self::with_backends(
-            Arc::new(users),
-            Arc::new(storage),
-            secret,
-            config.limits,
-            tls,
-        );
+        let mut server = Self::with_backends(users, Arc::new(storage), secret, config.limits, tls);
         if let Some(path) = &config.audit_log {
             let log = audit::AuditLog::open(path).map_err(|e| Error::local(path, e))?;
             if let Some(shared) = Arc::get_mut(&mut server.shared) {

@@ -357,8 +357,15 @@ where
             Ok(Some(record)) => Some((name.clone(), record.verifier)),
             Ok(None) => None,
             Err(err) => {
+                // The same answer whatever the name, so it tells nothing about users.
                 tracing::error!(error = %err, "user store failed; refusing login");
-                None
+                conn.write(&Response::Error {
+                    code: ErrorCode::Busy,
+                    message: "server busy: the user database is unavailable; try again later"
+                        .into(),
+                })
+                .await?;
+                return Ok(None);
             }
         },
         None => None,

@@ -41,9 +41,10 @@ pub struct ServeOptions {
     /// Directory holding one home directory per user, created if missing [default: ./ftp-root].
     #[arg(long, value_name = "DIR", env = "FTPD_ROOT")]
     pub root: Option<PathBuf>,
-    /// The user database [default: ./users.db].
-    #[arg(long, value_name = "FILE", env = "FTPD_USERS")]
-    pub users: Option<PathBuf>,
+    /// The user database: a file, or PostgreSQL as postgres://USER@HOST/DATABASE (the
+    /// table is created and migrated on start) [default: ./users.db].
+    #[arg(long, value_name = "FILE|URL", env = "FTPD_USERS")]
+    pub users: Option<String>,
     /// Directory for the server's private state, created 0700 [default: ./ftpd-state].
     #[arg(long, value_name = "DIR", env = "FTPD_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -312,7 +313,10 @@ impl ServeOptions {
         };
         Ok(Config {
             root: self.root.clone().unwrap_or_else(|| "./ftp-root".into()),
-            users: self.users.clone().unwrap_or_else(|| "./users.db".into()),
+            users: match self.users.as_deref().unwrap_or("./users.db").parse() {
+                Ok(users) => users,
+                Err(never) => match never {},
+            },
             state_dir: self
                 .state_dir
                 .clone()
@@ -390,7 +394,7 @@ mod tests {
         assert_eq!(merged.log_format, Some(LogFormat::Json));
         let config = merged.config().unwrap();
         assert_eq!(config.root, PathBuf::from("/data"));
-        assert_eq!(config.users, PathBuf::from("./users.db"));
+        assert_eq!(config.users, PathBuf::from("./users.db").into());
         assert_eq!(config.limits.lockout.max_failures, 5);
         assert_eq!(config.limits.login_timeout, Duration::from_secs(30));
         assert_eq!(config.tls, TlsSetup::SelfSigned);

@@ -58,16 +58,22 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             root: dir.path().join("root"),
-            users: dir.path().join("users.db"),
+            users: dir.path().join("users.db").into(),
             state_dir: dir.path().join("state"),
             tls: tls.clone(),
             audit_log: Some(dir.path().join("audit.jsonl")),
             limits,
         };
         for (name, password) in users {
-            add_user(&config.users, name, password);
+            add_user(&dir.path().join("users.db"), name, password);
         }
-        let server = Server::open(&config).unwrap();
+        Self::start_config(dir, config).await
+    }
+
+    /// Starts a server on `config`, whose files are in `dir`.
+    pub async fn start_config(dir: TempDir, config: Config) -> Self {
+        let tls = config.tls.clone();
+        let server = Server::open(&config).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -84,8 +90,8 @@ impl TestServer {
         TestServer {
             addr,
             security,
+            users: dir.path().join("users.db"),
             dir,
-            users: config.users,
             root: config.root,
             shutdown: Some(tx),
             task: Some(task),

@@ -1,0 +1,237 @@
+//! Where the users live, as `--users` says: a `users.db` file (a path, the embedded default)
+//! or PostgreSQL (a `postgres://` or `postgresql://` URL). `ftpd serve` opens a
+//! [`UserStore`] on it; the admin commands (`adduser`, `passwd`, `quota`, `deluser`,
+//! `users`) change it through the same few calls whichever it is.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::postgres::PgUserStore;
+use super::userdb::{self, FileUserStore, UserRecord, UserStore};
+use crate::auth::Verifier;
+use crate::error::UserDbError;
+use crate::username::Username;
+
+/// A user database: a file or a PostgreSQL URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum UserDatabase {
+    /// `users.db`.
+    File(PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl From<PathBuf> for UserDatabase {
+    fn from(path: PathBuf) -> Self {
+        UserDatabase::File(path)
+    }
+}
+
+impl std::str::FromStr for UserDatabase {
+    type Err = std::convert::Infallible;
+
+    fn from_str(typed: &str) -> Result<Self, Self::Err> {
+        Ok(
+            if typed.starts_with("postgres://") || typed.starts_with("postgresql://") {
+                UserDatabase::Postgres(typed.to_owned())
+            } else {
+                UserDatabase::File(typed.into())
+            },
+        )
+    }
+}
+
+/// The path, or the URL without its password: fit for logs and messages.
+impl std::fmt::Display for UserDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserDatabase::File(path) => write!(f, "{}", path.display()),
+            UserDatabase::Postgres(url) => f.write_str(&without_password(url)),
+        }
+    }
+}
+
+impl std::fmt::Debug for UserDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UserDatabase({self})")
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`; a `password=` query
+/// parameter is masked too.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", masked.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// An opened user database, for the admin commands.
+enum Opened {
+    File(PathBuf),
+    Postgres(PgUserStore),
+}
+
+impl UserDatabase {
+    /// The store `ftpd serve` reads at each login. An empty `users.db` is logged, not refused
+    /// (users can be added while it runs).
+    ///
+    /// # Errors
+    /// A corrupt or unreadable file; a database that cannot be reached or migrated.
+    pub async fn open_store(&self) -> Result<Arc<dyn UserStore>, UserDbError> {
+        match self {
+            UserDatabase::File(path) => {
+                let store = FileUserStore::open(path)?;
+                if store.is_empty() {
+                    tracing::warn!(path = %path.display(), "no users yet; add one with: ftpd adduser NAME");
+                }
+                Ok(Arc::new(store))
+            }
+            UserDatabase::Postgres(url) => Ok(Arc::new(PgUserStore::connect(url).await?)),
+        }
+    }
+
+    async fn opened(&self) -> Result<Opened, UserDbError> {
+        Ok(match self {
+            UserDatabase::File(path) => Opened::File(path.clone()),
+            UserDatabase::Postgres(url) => Opened::Postgres(PgUserStore::connect(url).await?),
+        })
+    }
+
+    /// Adds a user (`ftpd adduser`).
+    ///
+    /// # Errors
+    /// [`UserDbError::UserExists`], a corrupt file, I/O or the database.
+    pub async fn add_user(&self, record: UserRecord) -> Result<(), UserDbError> {
+        match self.opened().await? {
+            Opened::File(path) => userdb::add_user(&path, record),
+            Opened::Postgres(db) => db.add(&record).await,
+        }
+    }
+
+    /// Sets or clears a user's quota of bytes (`ftpd quota`).
+    ///
+    /// # Errors
+    /// [`UserDbError::NoSuchUser`], a corrupt file, I/O or the database.
+    pub async fn set_quota(&self, name: &Username, quota: Option<u64>) -> Result<(), UserDbError> {
+        match self.opened().await? {
+            Opened::File(path) => userdb::set_quota(&path, name, quota),
+            Opened::Postgres(db) => db.set_quota(name, quota).await,
+        }
+    }
+
+    /// Sets or clears a user's quota of entries (`ftpd quota --files`).
+    ///
+    /// # Errors
+    /// As [`UserDatabase::set_quota`].
+    pub async fn set_file_quota(
+        &self,
+        name: &Username,
+        files: Option<u64>,
+    ) -> Result<(), UserDbError> {
+        match self.opened().await? {
+            Opened::File(path) => userdb::set_file_quota(&path, name, files),
+            Opened::Postgres(db) => db.set_file_quota(name, files).await,
+        }
+    }
+
+    /// Replaces a user's verifier (`ftpd passwd`).
+    ///
+    /// # Errors
+    /// As [`UserDatabase::set_quota`].
+    pub async fn set_verifier(
+        &self,
+        name: &Username,
+        verifier: Verifier,
+    ) -> Result<(), UserDbError> {
+        match self.opened().await? {
+            Opened::File(path) => userdb::set_verifier(&path, name, verifier),
+            Opened::Postgres(db) => db.set_verifier(name, &verifier).await,
+        }
+    }
+
+    /// Removes a user (`ftpd deluser`).
+    ///
+    /// # Errors
+    /// As [`UserDatabase::set_quota`].
+    pub async fn remove_user(&self, name: &Username) -> Result<(), UserDbError> {
+        match self.opened().await? {
+            Opened::File(path) => userdb::remove_user(&path, name),
+            Opened::Postgres(db) => db.remove(name).await,
+        }
+    }
+
+    /// Every user (`ftpd users`): in file order, or by name from the database.
+    ///
+    /// # Errors
+    /// A corrupt file, I/O or the database.
+    pub async fn users(&self) -> Result<Vec<UserRecord>, UserDbError> {
+        match self.opened().await? {
+            Opened::File(path) => Ok(userdb::read(&path)?.users().cloned().collect()),
+            Opened::Postgres(db) => db.users().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_a_database_and_anything_else_a_file() {
+        let parse = |s: &str| s.parse::<UserDatabase>().unwrap();
+        assert_eq!(
+            parse("postgres://u@h/db"),
+            UserDatabase::Postgres("postgres://u@h/db".into())
+        );
+        assert!(matches!(parse("postgresql://h"), UserDatabase::Postgres(_)));
+        assert_eq!(parse("./users.db"), UserDatabase::File("./users.db".into()));
+        assert_eq!(
+            parse("postgres.db"),
+            UserDatabase::File("postgres.db".into())
+        );
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let shown = |s: &str| s.parse::<UserDatabase>().unwrap().to_string();
+        assert_eq!(
+            shown("postgres://ftpd:s3cret@db.example.org:5432/ftpd?sslmode=require"),
+            "postgres://ftpd:***@db.example.org:5432/ftpd?sslmode=require"
+        );
+        assert_eq!(
+            shown("postgresql://db/ftpd?user=ftpd&password=s3cret"),
+            "postgresql://db/ftpd?user=ftpd&password=***"
+        );
+        assert_eq!(shown("postgres://ftpd@db/x"), "postgres://ftpd@db/x");
+        assert!(
+            !format!("{:?}", "postgres://a:pw@h".parse::<UserDatabase>().unwrap()).contains("pw")
+        );
+    }
+}

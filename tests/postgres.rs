@@ -1,0 +1,327 @@
+//! Users in PostgreSQL: a throw-away cluster (`initdb` + `pg_ctl` from Debian's packages, in a
+//! temporary directory, on a loopback port), the admin commands through the real `ftpd`
+//! binary, and logins against a server reading that database.
+//!
+//! Without PostgreSQL installed these tests say so and pass, except under CI (`CI` set),
+//! where `.ci/run` installs it and a missing one is a failure.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use common::{TestServer, fast_limits};
+use ftprep::client::NoProgress;
+use ftprep::error::Error;
+use ftprep::server::{Config, TlsSetup, UserDatabase};
+use ftprep::username::Username;
+
+/// A PostgreSQL cluster of its own, stopped when dropped.
+struct Postgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    /// Run as this user when the tests run as root (PostgreSQL refuses root).
+    as_user: Option<&'static str>,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    /// `None` (with a note) when PostgreSQL is not installed, outside CI.
+    fn start() -> Option<Self> {
+        let Some(bin) = postgres_bin() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PostgreSQL is not installed (.ci/run installs it)"
+            );
+            eprintln!("PostgreSQL not installed: skipping (apt-get install postgresql)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let as_user = (unsafe { libc::geteuid() } == 0).then_some("postgres");
+        if let Some(user) = as_user {
+            let status = Command::new("chown")
+                .args([user, &dir.path().to_string_lossy()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let data = dir.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = Postgres {
+            bin,
+            data,
+            port,
+            as_user,
+            _dir: dir,
+        };
+        let data = cluster.data.to_string_lossy().into_owned();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "ftpd",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            cluster._dir.path().display()
+        );
+        let log = format!("{data}/log");
+        // -w: returns once the server accepts connections.
+        cluster.run(
+            "pg_ctl",
+            &["-D", &data, "-w", "-l", &log, "-o", &options, "start"],
+        );
+        Some(cluster)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let program = self.bin.join(tool);
+        let mut command = match self.as_user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        let out = command.args(args).stdin(Stdio::null()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://ftpd@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn stop(&self) {
+        let data = self.data.to_string_lossy().into_owned();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+    }
+
+    fn restart(&self) {
+        let data = self.data.to_string_lossy().into_owned();
+        let log = format!("{data}/log");
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self._dir.path().display()
+        );
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-w", "-l", &log, "-o", &options, "start"],
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data.to_string_lossy().into_owned();
+        let program = self.bin.join("pg_ctl");
+        let mut command = match self.as_user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        let _ = command
+            .args(["-D", &data, "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The newest installed PostgreSQL's programs (Debian keeps them per version).
+fn postgres_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn ftpd(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ftpd"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn succeeded(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn server_on(db: &Postgres) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        root: dir.path().join("root"),
+        users: db.url().parse().unwrap(),
+        state_dir: dir.path().join("state"),
+        tls: TlsSetup::Plaintext,
+        audit_log: Some(dir.path().join("audit.jsonl")),
+        limits: fast_limits(),
+    };
+    TestServer::start_config(dir, config).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_in_postgres_through_the_admin_commands_and_logins() {
+    let Some(db) = Postgres::start() else {
+        return;
+    };
+    let url = db.url();
+    let users = ["--users", url.as_str()];
+    // The table is made on first use, by the admin command as by the server.
+    let added = ftpd(
+        &[
+            &[
+                "adduser",
+                "alice",
+                "--password-stdin",
+                "--iterations",
+                "4096",
+            ],
+            &users[..],
+        ]
+        .concat(),
+        "pw\n",
+    );
+    assert_eq!(succeeded(&added), "added user alice\n");
+    let again = ftpd(
+        &[&["adduser", "alice", "--password-stdin"], &users[..]].concat(),
+        "pw\n",
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    succeeded(&ftpd(&[&["quota", "alice", "1M"], &users[..]].concat(), ""));
+    assert_eq!(
+        succeeded(&ftpd(&[&["users"][..], &users[..]].concat(), "")),
+        "alice\tquota 1.0 MiB\n"
+    );
+
+    let server = server_on(&db).await;
+    let mut alice = server.connect().await;
+    let keys = alice
+        .login_with_password(&Username::parse("alice").unwrap(), "pw")
+        .await
+        .unwrap();
+    // The quota from the database holds.
+    let big = server.dir.path().join("big");
+    std::fs::write(&big, vec![7u8; 2 << 20]).unwrap();
+    let refused = alice
+        .put_file(&big, "big", Default::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("quota"), "{refused}");
+    // A wrong password and an unknown name fail alike.
+    for (name, password) in [("alice", "nope"), ("ghost", "pw")] {
+        let err = server.try_login(name, password).await.unwrap_err();
+        assert!(matches!(err, Error::Scram(_)), "{name}: {err}");
+    }
+
+    // `passwd` against the database: the cached keys stop working at once.
+    succeeded(&ftpd(
+        &[
+            &[
+                "passwd",
+                "alice",
+                "--password-stdin",
+                "--iterations",
+                "4096",
+            ],
+            &users[..],
+        ]
+        .concat(),
+        "new\n",
+    ));
+    let mut again = server.connect().await;
+    let expired = again
+        .login_with_keys(&Username::parse("alice").unwrap(), &keys)
+        .await
+        .unwrap_err();
+    assert!(matches!(expired, Error::LoginExpired { .. }), "{expired}");
+    server.try_login("alice", "new").await.unwrap();
+
+    // The database goes away: a clear "busy", no crash; back, and logins work again.
+    db.stop();
+    let err = server.try_login("alice", "new").await.unwrap_err();
+    assert!(
+        err.to_string().contains("user database is unavailable"),
+        "{err}"
+    );
+    // A session already open is refused what needs the user's record, and stays usable.
+    let refused = alice.disk_usage().await.unwrap_err();
+    assert!(refused.to_string().contains("unavailable"), "{refused}");
+    db.restart();
+    server.try_login("alice", "new").await.unwrap();
+    assert!(alice.disk_usage().await.is_ok());
+
+    // `deluser`: no more logins, and the open session is refused.
+    succeeded(&ftpd(
+        &[
+            &[
+                "deluser",
+                "alice",
+                "--state-dir",
+                &server.dir.path().join("state").to_string_lossy(),
+            ],
+            &users[..],
+        ]
+        .concat(),
+        "",
+    ));
+    assert!(server.try_login("alice", "new").await.is_err());
+    let removed = alice.disk_usage().await.unwrap_err();
+    assert!(removed.to_string().contains("removed"), "{removed}");
+    assert_eq!(
+        succeeded(&ftpd(&[&["users"][..], &users[..]].concat(), "")),
+        ""
+    );
+}
+
+#[tokio::test]
+async fn a_database_url_never_shows_its_password() {
+    let users: UserDatabase = "postgres://ftpd:s3cret@127.0.0.1:1/x".parse().unwrap();
+    assert!(!users.to_string().contains("s3cret"));
+}
