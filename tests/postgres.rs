@@ -11,9 +11,13 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use common::{TestServer, fast_limits};
+use ftprep::auth::{self, ClientFirst, Verifier};
 use ftprep::client::NoProgress;
+use ftprep::commands::{Request, Response};
 use ftprep::error::Error;
-use ftprep::server::{Config, TlsSetup, UserDatabase};
+use ftprep::server::guard::LockoutPolicy;
+use ftprep::server::userdb::UserRecord;
+use ftprep::server::{Config, Limits, TlsSetup, UserDatabase};
 use ftprep::username::Username;
 
 /// A PostgreSQL cluster of its own, stopped when dropped.
@@ -193,6 +197,11 @@ fn succeeded(out: &Output) -> String {
 }
 
 async fn server_on(db: &Postgres) -> TestServer {
+    node_on(db, fast_limits()).await
+}
+
+/// A server (a node) on the database, with its own root and state directory.
+async fn node_on(db: &Postgres, limits: Limits) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         root: dir.path().join("root"),
@@ -200,9 +209,27 @@ async fn server_on(db: &Postgres) -> TestServer {
         state_dir: dir.path().join("state"),
         tls: TlsSetup::Plaintext,
         audit_log: Some(dir.path().join("audit.jsonl")),
-        limits: fast_limits(),
+        limits,
     };
     TestServer::start_config(dir, config).await
+}
+
+/// The salt and iteration count a node answers `user`'s login with.
+async fn challenge_of(node: &TestServer, user: &str) -> String {
+    let mut client = node.connect().await;
+    let first = ClientFirst::new(user);
+    let reply = client
+        .raw_request(&Request::AuthStart {
+            mechanism: auth::MECHANISM.into(),
+            message: first.message(),
+        })
+        .await
+        .unwrap();
+    let Response::AuthChallenge { message } = reply else {
+        panic!("expected a challenge, got {reply:?}");
+    };
+    // r=NONCE,s=SALT,i=ITERATIONS: the nonce is fresh each time.
+    message.split(',').skip(1).collect::<Vec<_>>().join(",")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -317,6 +344,53 @@ async fn users_in_postgres_through_the_admin_commands_and_logins() {
     assert_eq!(
         succeeded(&ftpd(&[&["users"][..], &users[..]].concat(), "")),
         ""
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_share_failed_logins_and_answer_unknown_names_alike() {
+    let Some(db) = Postgres::start() else {
+        return;
+    };
+    let users: UserDatabase = db.url().parse().unwrap();
+    for name in ["alice", "bob"] {
+        let record = UserRecord::new(
+            Username::parse(name).unwrap(),
+            Verifier::generate("pw", common::TEST_ITERATIONS),
+        );
+        users.add_user(record).await.unwrap();
+    }
+    let limits = Limits {
+        lockout: LockoutPolicy {
+            max_failures: 3,
+            window: std::time::Duration::from_secs(60),
+            lockout: std::time::Duration::from_secs(60),
+            base_delay: std::time::Duration::from_millis(5),
+            max_delay: std::time::Duration::from_millis(20),
+        },
+        ..fast_limits()
+    };
+    let (a, b) = (node_on(&db, limits).await, node_on(&db, limits).await);
+
+    // One mock-login secret for both: an unknown name gets the same salt from each, as a
+    // real user does (each node alone would make its own).
+    let ghost = challenge_of(&a, "ghost").await;
+    assert_eq!(challenge_of(&b, "ghost").await, ghost);
+    assert_ne!(challenge_of(&a, "ghost2").await, ghost);
+    assert_eq!(
+        challenge_of(&b, "alice").await,
+        challenge_of(&a, "alice").await
+    );
+
+    // Failures spread over the nodes add up: the third locks 127.0.0.1 out on both.
+    a.try_login("alice", "wrong").await.unwrap_err();
+    b.try_login("alice", "wrong").await.unwrap_err();
+    a.try_login("alice", "wrong").await.unwrap_err();
+    let locked = b.try_login("alice", "pw").await.unwrap_err();
+    assert!(matches!(locked, Error::Scram(_)), "{locked}");
+    assert!(
+        a.try_login("bob", "pw").await.is_err(),
+        "the address is locked"
     );
 }
 

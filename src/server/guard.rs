@@ -62,7 +62,7 @@ enum Key {
 }
 
 /// The address a lockout applies to: IPv4 as is, IPv6 by its /64.
-fn block(addr: IpAddr) -> IpAddr {
+pub(crate) fn block(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V4(_) => addr,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -114,6 +114,63 @@ pub struct Verdict {
     pub locked: bool,
 }
 
+/// The delay before answering after `failures` recent failures: none, then the base delay
+/// doubled for each further one, up to the most.
+pub(crate) fn delay_after(policy: &LockoutPolicy, failures: usize) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let factor = 1u32 << (failures - 1).min(16);
+    policy
+        .base_delay
+        .saturating_mul(factor)
+        .min(policy.max_delay)
+}
+
+/// Where failed logins are counted: in this process, or in the database every node shares.
+#[derive(Debug)]
+pub(crate) enum Guard {
+    /// This node's own table.
+    Local(LoginGuard),
+    /// PostgreSQL's.
+    Shared(crate::server::postgres::PgLoginGuard),
+}
+
+impl Guard {
+    /// As [`LoginGuard::check`]. When the database cannot say, the address counts as
+    /// locked: no failure goes uncounted for want of a database.
+    pub(crate) async fn check(&self, user: Option<&Username>, addr: IpAddr) -> Verdict {
+        match self {
+            Guard::Local(guard) => guard.check(user, addr),
+            Guard::Shared(guard) => guard.check(user, addr).await.unwrap_or_else(|err| {
+                tracing::error!(error = %err, "cannot check failed logins; refusing");
+                Verdict {
+                    delay: Duration::ZERO,
+                    locked: true,
+                }
+            }),
+        }
+    }
+
+    /// As [`LoginGuard::record_failure`].
+    pub(crate) async fn record_failure(
+        &self,
+        user: Option<&Username>,
+        addr: IpAddr,
+    ) -> Option<IpAddr> {
+        match self {
+            Guard::Local(guard) => guard.record_failure(user, addr),
+            Guard::Shared(guard) => guard
+                .record_failure(user, addr)
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::error!(error = %err, "cannot count a failed login");
+                    None
+                }),
+        }
+    }
+}
+
 /// Failed-login bookkeeping shared by all sessions.
 #[derive(Debug, Default)]
 pub struct LoginGuard {
@@ -153,16 +210,10 @@ impl LoginGuard {
                 locked |= matches!(key, Key::Addr(_)) && record.locked_until.is_some();
             }
         }
-        let delay = if worst == 0 {
-            Duration::ZERO
-        } else {
-            let factor = 1u32 << (worst - 1).min(16);
-            self.policy
-                .base_delay
-                .saturating_mul(factor)
-                .min(self.policy.max_delay)
-        };
-        Verdict { delay, locked }
+        Verdict {
+            delay: delay_after(&self.policy, worst),
+            locked,
+        }
     }
 
     /// Counts a failure; returns the address it locked out, if it did (for the log).

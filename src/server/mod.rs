@@ -176,7 +176,7 @@ pub(crate) struct Shared {
     /// The TLS identity; `None` serves plaintext.
     pub(crate) tls: Option<ServerIdentity>,
     /// Failed-login delays and lockouts.
-    pub(crate) guard: guard::LoginGuard,
+    pub(crate) guard: guard::Guard,
     /// Connections per address.
     pub(crate) per_ip: counters::Counter<std::net::IpAddr>,
     /// Sessions per user.
@@ -202,13 +202,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// The embedded defaults: `users.db`, a root directory, and a state directory.
+    /// The embedded defaults: `users.db`, a root directory, and a state directory; or,
+    /// with the users in PostgreSQL, the failed logins and the mock-login secret there too.
     /// Refuses a corrupt `users.db` (naming file and line) rather than start without users.
     ///
     /// # Errors
-    /// A corrupt or unreadable user database, or a root/state directory that cannot be used.
+    /// A corrupt or unreadable user database, a database that cannot be reached, or a
+    /// root/state directory that cannot be used.
     pub async fn open(config: &Config) -> Result<Self> {
-        let users = config.users.open_store().await?;
+        let database = match &config.users {
+            UserDatabase::Postgres(url) => Some(postgres::PgDatabase::connect(url).await?),
+            UserDatabase::File(_) => None,
+        };
+        let users: Arc<dyn UserStore> = match &database {
+            Some(db) => Arc::new(postgres::PgUserStore::new(Arc::clone(db))),
+            None => config.users.open_store().await?,
+        };
         let storage = FsStorage::open(&config.root).map_err(|e| {
             Error::Io(std::io::Error::new(
                 e.kind(),
@@ -229,12 +238,20 @@ impl Server {
                 )));
             }
         }
-        let secret = secret::load_or_create(&config.state_dir).map_err(|e| {
+        let in_state_dir = |e: std::io::Error| {
             Error::Io(std::io::Error::new(
                 e.kind(),
                 format!("state directory {}: {e}", config.state_dir.display()),
             ))
-        })?;
+        };
+        let secret = match &database {
+            // The state directory still holds this node's TLS identity and chat.
+            Some(db) => {
+                secret::create_state_dir(&config.state_dir).map_err(in_state_dir)?;
+                postgres::secret::load_or_create(db).await?
+            }
+            None => secret::load_or_create(&config.state_dir).map_err(in_state_dir)?,
+        };
         let tls = ServerIdentity::load(&config.tls, &config.state_dir)?;
         match &tls {
             Some(identity) => {
@@ -246,10 +263,15 @@ impl Server {
             ),
         }
         let mut server = Self::with_backends(users, Arc::new(storage), secret, config.limits, tls);
-        if let Some(path) = &config.audit_log {
-            let log = audit::AuditLog::open(path).map_err(|e| Error::local(path, e))?;
-            if let Some(shared) = Arc::get_mut(&mut server.shared) {
-                shared.audit = Some(log);
+        let audit = match &config.audit_log {
+            Some(path) => Some(audit::AuditLog::open(path).map_err(|e| Error::local(path, e))?),
+            None => None,
+        };
+        if let Some(shared) = Arc::get_mut(&mut server.shared) {
+            shared.audit = audit;
+            if let Some(db) = database {
+                shared.guard =
+                    guard::Guard::Shared(postgres::PgLoginGuard::new(db, config.limits.lockout));
             }
         }
         Ok(server)
@@ -272,7 +294,7 @@ impl Server {
                 quotas: quota::Quotas::default(),
                 uploads: locks::TargetLocks::default(),
                 tls,
-                guard: guard::LoginGuard::new(limits.lockout),
+                guard: guard::Guard::Local(guard::LoginGuard::new(limits.lockout)),
                 per_ip: counters::Counter::default(),
                 per_user: counters::Counter::default(),
                 audit: None,

@@ -52,8 +52,8 @@ pub(crate) async fn run<S>(
 
 /// Counts a failed login (by `name` if it could be a user's) and logs any lockout it
 /// starts. `shown` is the claimed name as logs may show it.
-fn record_failure(shared: &Shared, name: Option<&Username>, shown: &str, peer: SocketAddr) {
-    if let Some(locked) = shared.guard.record_failure(name, peer.ip()) {
+async fn record_failure(shared: &Shared, name: Option<&Username>, shown: &str, peer: SocketAddr) {
+    if let Some(locked) = shared.guard.record_failure(name, peer.ip()).await {
         let mut record = Record::new("lockout", shown, peer, "locked");
         record.detail = Some(format!("address {locked}"));
         shared.audit(&record);
@@ -330,7 +330,7 @@ where
             let mut record = Record::new("login", "", peer, "refused");
             record.detail = Some(err.to_string());
             shared.audit(&record);
-            record_failure(shared, None, "", peer);
+            record_failure(shared, None, "", peer).await;
             let message = format!("e={}", err.server_error_value());
             conn.write(&Response::AuthOutcome { message }).await?;
             return Ok(None);
@@ -346,7 +346,7 @@ where
     };
     // Slow down whoever failed recently; a lockout is decided here but only shows as the
     // same failure a wrong password gets, after the same exchange.
-    let verdict = shared.guard.check(name.as_ref(), peer.ip());
+    let verdict = shared.guard.check(name.as_ref(), peer.ip()).await;
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }
@@ -435,7 +435,7 @@ where
             let mut record = Record::new("login", &shown, peer, result);
             record.detail = Some(err.to_string());
             shared.audit(&record);
-            record_failure(shared, name.as_ref(), &shown, peer);
+            record_failure(shared, name.as_ref(), &shown, peer).await;
             let message = format!("e={}", err.server_error_value());
             conn.write(&Response::AuthOutcome { message }).await?;
             Ok(None)

@@ -1,84 +1,38 @@
-//! Users in PostgreSQL (`--users postgres://...`), for several `ftpd` nodes sharing one
-//! user database: the same records as `users.db` (name, the SCRAM verifier in PostgreSQL's
-//! own text format, quotas) in a table `ftpd` creates and migrates itself
-//! (`migrations/postgres/`, applied by refinery under an advisory lock, so nodes starting
-//! together migrate once).
+//! The users in PostgreSQL: the same records as `users.db` (name, the SCRAM verifier in
+//! PostgreSQL's own text format, quotas).
 //!
 //! Every login reads its user from the database, so `passwd` or `deluser` run against any
-//! node counts on every node from the next login on. A lost connection is made again at the
-//! next use; until then logins fail as "server busy" and nothing else stops.
+//! node counts on every node from the next login on. Until a lost connection is made again,
+//! logins are answered "server busy" and nothing else stops.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio_postgres::{Client, NoTls};
 
-use super::userdb::{UserRecord, UserStore};
+use super::{PgDatabase, database_error};
 use crate::auth::Verifier;
 use crate::error::UserDbError;
+use crate::server::userdb::{UserRecord, UserStore};
 use crate::username::Username;
 
-mod embedded {
-    refinery::embed_migrations!("migrations/postgres");
-}
-
-/// The advisory lock held while migrating: nodes starting at once take turns.
-const MIGRATION_LOCK: i64 = 0x6674_7072_6570;
-
-/// Where `ftpd` keeps which migrations ran.
-const MIGRATION_TABLE: &str = "ftpd_schema_history";
-
-/// A user database in PostgreSQL.
+/// The users of a [`PgDatabase`].
+#[derive(Debug, Clone)]
 pub struct PgUserStore {
-    url: String,
-    client: tokio::sync::Mutex<Option<Arc<Client>>>,
-}
-
-impl std::fmt::Debug for PgUserStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may hold a password.
-        f.debug_struct("PgUserStore").finish_non_exhaustive()
-    }
-}
-
-fn database_error(what: &str) -> impl FnOnce(tokio_postgres::Error) -> UserDbError + '_ {
-    move |e| UserDbError::Database(format!("{what}: {}", describe(&e)))
-}
-
-/// A database error in a line: the server's message when it sent one.
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
-    }
+    db: Arc<PgDatabase>,
 }
 
 impl PgUserStore {
-    /// Connects to `url` and brings the tables up to date.
-    ///
-    /// # Errors
-    /// [`UserDbError::Database`]: the URL does not parse, the server cannot be reached or
-    /// refuses, or a migration fails.
-    pub async fn connect(url: &str) -> Result<Self, UserDbError> {
-        let store = PgUserStore {
-            url: url.to_owned(),
-            client: tokio::sync::Mutex::new(None),
-        };
-        store.client().await?;
-        Ok(store)
+    /// The users of `db`.
+    pub fn new(db: Arc<PgDatabase>) -> Self {
+        PgUserStore { db }
     }
 
-    /// The connection, made again if it was lost.
-    async fn client(&self) -> Result<Arc<Client>, UserDbError> {
-        let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref()
-            && !client.is_closed()
-        {
-            return Ok(Arc::clone(client));
-        }
-        let client = Arc::new(connect(&self.url).await?);
-        *slot = Some(Arc::clone(&client));
-        Ok(client)
+    /// Connects to `url` (migrating it) for its users.
+    ///
+    /// # Errors
+    /// As [`PgDatabase::connect`].
+    pub async fn connect(url: &str) -> Result<Self, UserDbError> {
+        Ok(Self::new(PgDatabase::connect(url).await?))
     }
 
     /// Adds `record`.
@@ -87,6 +41,7 @@ impl PgUserStore {
     /// [`UserDbError::UserExists`], or the database.
     pub async fn add(&self, record: &UserRecord) -> Result<(), UserDbError> {
         let added = self
+            .db
             .client()
             .await?
             .execute(
@@ -145,6 +100,7 @@ impl PgUserStore {
         value: Option<i64>,
     ) -> Result<(), UserDbError> {
         let changed = self
+            .db
             .client()
             .await?
             .execute(statement, &[&name.as_str(), &value])
@@ -166,6 +122,7 @@ impl PgUserStore {
         verifier: &Verifier,
     ) -> Result<(), UserDbError> {
         let changed = self
+            .db
             .client()
             .await?
             .execute(
@@ -191,6 +148,7 @@ impl PgUserStore {
     /// [`UserDbError::NoSuchUser`], or the database.
     pub async fn remove(&self, name: &Username) -> Result<(), UserDbError> {
         let removed = self
+            .db
             .client()
             .await?
             .execute("DELETE FROM ftpd_users WHERE name = $1", &[&name.as_str()])
@@ -208,6 +166,7 @@ impl PgUserStore {
     /// The database, or a row that does not make a record.
     pub async fn users(&self) -> Result<Vec<UserRecord>, UserDbError> {
         let rows = self
+            .db
             .client()
             .await?
             .query(
@@ -224,6 +183,7 @@ impl PgUserStore {
 impl UserStore for PgUserStore {
     async fn user(&self, name: &Username) -> Result<Option<UserRecord>, UserDbError> {
         let row = self
+            .db
             .client()
             .await?
             .query_opt(
@@ -237,6 +197,7 @@ impl UserStore for PgUserStore {
 
     async fn iteration_counts(&self) -> Result<Vec<(u32, u64)>, UserDbError> {
         let rows = self
+            .db
             .client()
             .await?
             .query(
@@ -283,35 +244,4 @@ fn record(row: &tokio_postgres::Row) -> Result<UserRecord, UserDbError> {
     record.quota = limit(quota)?;
     record.files = limit(files)?;
     Ok(record)
-}
-
-/// Connects and migrates; the connection's I/O runs on a task of its own.
-async fn connect(url: &str) -> Result<Client, UserDbError> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| UserDbError::Database(format!("the URL: {e}")))?;
-    let (mut client, connection) =
-        tokio::time::timeout(std::time::Duration::from_secs(10), config.connect(NoTls))
-            .await
-            .map_err(|_| UserDbError::Database("connecting: no answer in 10 s".into()))?
-            .map_err(database_error("connecting"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %describe(&e), "the connection to the user database ended");
-        }
-    });
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(database_error("waiting to migrate"))?;
-    let migrated = embedded::migrations::runner()
-        .set_migration_table_name(MIGRATION_TABLE)
-        .run_async(&mut client)
-        .await;
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
-        .await
-        .map_err(database_error("migrating"))?;
-    migrated.map_err(|e| UserDbError::Database(format!("migrating: {e}")))?;
-    Ok(client)
 }
