@@ -16,6 +16,7 @@ use ftprep::client::NoProgress;
 use ftprep::commands::{Request, Response};
 use ftprep::error::Error;
 use ftprep::server::guard::LockoutPolicy;
+use ftprep::server::postgres::PgUserStore;
 use ftprep::server::userdb::UserRecord;
 use ftprep::server::{Config, Limits, TlsSetup, UserDatabase};
 use ftprep::username::Username;
@@ -33,6 +34,12 @@ struct Postgres {
 impl Postgres {
     /// `None` (with a note) when PostgreSQL is not installed, outside CI.
     fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// As [`Postgres::start`]; with `tls` (certificate and key, PEM) it accepts only TLS
+    /// connections.
+    fn start_with(tls: Option<(String, String)>) -> Option<Self> {
         let Some(bin) = postgres_bin() else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -77,10 +84,37 @@ impl Postgres {
                 "--no-sync",
             ],
         );
-        let options = format!(
+        let mut options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
             cluster._dir.path().display()
         );
+        if let Some((cert, key)) = tls {
+            let data = &cluster.data;
+            std::fs::write(data.join("server.crt"), cert).unwrap();
+            std::fs::write(data.join("server.key"), key).unwrap();
+            // TCP only with TLS.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let private = std::fs::Permissions::from_mode(0o600);
+                std::fs::set_permissions(data.join("server.key"), private).unwrap();
+            }
+            if let Some(user) = as_user {
+                for file in ["server.crt", "server.key", "pg_hba.conf"] {
+                    let path = data.join(file);
+                    let status = Command::new("chown")
+                        .args([user, &path.to_string_lossy()])
+                        .status()
+                        .unwrap();
+                    assert!(status.success());
+                }
+            }
+            options.push_str(" -c ssl=on");
+        }
         let log = format!("{data}/log");
         // -w: returns once the server accepts connections.
         cluster.run(
@@ -392,6 +426,56 @@ async fn two_nodes_share_failed_logins_and_answer_unknown_names_alike() {
         a.try_login("bob", "pw").await.is_err(),
         "the address is locked"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_to_the_database_verifies_its_certificate() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let Some(db) = Postgres::start_with(Some((leaf.pem(), leaf_key.serialize_pem()))) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    let other = dir.path().join("other.pem");
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let mut other_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(&other, other_params.self_signed(&other_key).unwrap().pem()).unwrap();
+
+    // The cluster takes TCP connections only with TLS: plain ones are refused...
+    let plain = PgUserStore::connect(&db.url()).await.unwrap_err();
+    assert!(plain.to_string().contains("no encryption"), "{plain}");
+    // ...a certificate no trusted CA signed is refused...
+    let url = |root: &std::path::Path| {
+        format!(
+            "{}?sslmode=require&sslrootcert={}",
+            db.url(),
+            root.display()
+        )
+    };
+    let untrusted = PgUserStore::connect(&url(&other)).await.unwrap_err();
+    assert!(
+        untrusted.to_string().to_lowercase().contains("certificate"),
+        "{untrusted}"
+    );
+    // ...and with the right CA it works.
+    let users = PgUserStore::connect(&url(&ca)).await.unwrap();
+    let record = UserRecord::new(
+        Username::parse("alice").unwrap(),
+        Verifier::generate("pw", 4096),
+    );
+    users.add(&record).await.unwrap();
+    assert_eq!(users.users().await.unwrap(), vec![record]);
 }
 
 #[tokio::test]

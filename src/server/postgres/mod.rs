@@ -1,7 +1,8 @@
 //! PostgreSQL, for several `ftpd` nodes that share their users and the state that must hold
 //! across nodes (`--users postgres://...`).
 //!
-//! - this file: [`PgDatabase`], the connection (made again when lost) and the migrations
+//! - this file: [`PgDatabase`], the connection (made again when lost; over TLS, the
+//!   server's certificate verified, when the URL says `sslmode=require`) and the migrations
 //!   (`migrations/postgres/`, applied by refinery under an advisory lock, so nodes starting
 //!   together migrate once).
 //! - [`users`]: the users, the same records as `users.db`.
@@ -12,9 +13,14 @@ pub mod guard;
 pub mod secret;
 pub mod users;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::UserDbError;
 pub use guard::PgLoginGuard;
@@ -76,33 +82,115 @@ impl PgDatabase {
     }
 }
 
+/// Runs a connection's I/O until it ends.
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %describe(&e), "the connection to the database ended");
+    }
+}
+
 /// Turns a database error into one line saying what was being done.
 pub(crate) fn database_error(what: &str) -> impl FnOnce(tokio_postgres::Error) -> UserDbError + '_ {
     move |e| UserDbError::Database(format!("{what}: {}", describe(&e)))
 }
 
-/// A database error in a line: the server's message when it sent one.
+/// A database error in a line, escaped (it may quote what the database sent): the server's
+/// message when it sent one, otherwise the error and its causes (a TLS handshake that
+/// failed says why).
 fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return crate::sanitize::for_terminal(db.message());
     }
+    let mut line = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        line.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    crate::sanitize::for_terminal(&line)
 }
 
-/// Connects and migrates; the connection's I/O runs on a task of its own.
+/// `url` without its `sslrootcert=FILE` parameter (which tokio-postgres does not know), and
+/// that file.
+fn split_root_cert(url: &str) -> (String, Option<PathBuf>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut root = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some(("sslrootcert", file)) => {
+                root = Some(PathBuf::from(file));
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, root)
+}
+
+/// TLS to the database, the server's certificate verified (always: the server distrusts
+/// what it talks to) against `root_file`'s certificates or, without one, the system's.
+fn tls_connector(root_file: Option<&Path>) -> Result<MakeRustlsConnect, UserDbError> {
+    let tls_error = |what: String| UserDbError::Database(format!("TLS to the database: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = match root_file {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| tls_error(format!("sslrootcert {}: {e}", path.display())))?,
+        None => rustls_native_certs::load_native_certs().certs,
+    };
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(tls_error(match root_file {
+            Some(path) => format!("no CA certificate in {}", path.display()),
+            None => "no CA certificates on this system (give sslrootcert=FILE)".into(),
+        }));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// Connects (over TLS when the URL says `sslmode=require`) and migrates; the connection's
+/// I/O runs on a task of its own.
 async fn connect(url: &str) -> Result<Client, UserDbError> {
+    let (url, root_file) = split_root_cert(url);
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| UserDbError::Database(format!("the URL: {e}")))?;
-    let (mut client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
-        .await
-        .map_err(|_| UserDbError::Database("connecting: no answer in 10 s".into()))?
-        .map_err(database_error("connecting"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %describe(&e), "the connection to the database ended");
-        }
-    });
+    let timed_out = |_| UserDbError::Database("connecting: no answer in 10 s".into());
+    // Only an explicit `require` means TLS: PostgreSQL's default (`prefer`) would accept
+    // whatever certificate a server shows, which is no better than none.
+    let mut client = if config.get_ssl_mode() == SslMode::Require {
+        let tls = tls_connector(root_file.as_deref())?;
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls))
+            .await
+            .map_err(timed_out)?
+            .map_err(database_error("connecting"))?;
+        tokio::spawn(drive(connection));
+        client
+    } else {
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+            .await
+            .map_err(timed_out)?
+            .map_err(database_error("connecting"))?;
+        tokio::spawn(drive(connection));
+        client
+    };
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -117,4 +205,28 @@ async fn connect(url: &str) -> Result<Client, UserDbError> {
         .map_err(database_error("migrating"))?;
     migrated.map_err(|e| UserDbError::Database(format!("migrating: {e}")))?;
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_certificate_is_taken_out_of_the_url() {
+        assert_eq!(
+            split_root_cert("postgres://h/db?sslmode=require&sslrootcert=/etc/ca.pem&x=1"),
+            (
+                "postgres://h/db?sslmode=require&x=1".to_owned(),
+                Some(PathBuf::from("/etc/ca.pem"))
+            )
+        );
+        assert_eq!(
+            split_root_cert("postgres://h/db?sslrootcert=ca.pem"),
+            ("postgres://h/db".to_owned(), Some(PathBuf::from("ca.pem")))
+        );
+        assert_eq!(
+            split_root_cert("postgres://h/db"),
+            ("postgres://h/db".to_owned(), None)
+        );
+    }
 }
