@@ -315,6 +315,25 @@ async fn users_in_postgres_through_the_admin_commands_and_logins() {
         .await
         .unwrap_err();
     assert!(refused.to_string().contains("quota"), "{refused}");
+    // A quota changed in the database reaches the open session at once: the node hears of
+    // the change (LISTEN/NOTIFY) and forgets what it remembered (it would otherwise keep it
+    // for 30 s).
+    succeeded(&ftpd(
+        &[&["quota", "alice", "none"], &users[..]].concat(),
+        "",
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while alice.disk_usage().await.unwrap().quota.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the quota change was not heard"
+        );
+        tokio::task::yield_now().await;
+    }
+    alice
+        .put_file(&big, "big", Default::default(), &NoProgress)
+        .await
+        .unwrap();
     // A wrong password and an unknown name fail alike.
     for (name, password) in [("alice", "nope"), ("ghost", "pw")] {
         let err = server.try_login(name, password).await.unwrap_err();
@@ -351,8 +370,16 @@ async fn users_in_postgres_through_the_admin_commands_and_logins() {
         err.to_string().contains("user database is unavailable"),
         "{err}"
     );
-    // A session already open is refused what needs the user's record, and stays usable.
-    let refused = alice.disk_usage().await.unwrap_err();
+    // A session already open is refused what needs the user's record (once its node has
+    // noticed: it then remembers nothing), and stays usable.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let refused = loop {
+        match alice.disk_usage().await {
+            Err(refused) => break refused,
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "still served"),
+        }
+        tokio::task::yield_now().await;
+    };
     assert!(refused.to_string().contains("unavailable"), "{refused}");
     db.restart();
     server.try_login("alice", "new").await.unwrap();
@@ -373,7 +400,17 @@ async fn users_in_postgres_through_the_admin_commands_and_logins() {
         "",
     ));
     assert!(server.try_login("alice", "new").await.is_err());
-    let removed = alice.disk_usage().await.unwrap_err();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let removed = loop {
+        match alice.disk_usage().await {
+            Err(removed) => break removed,
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the removal was not heard"
+            ),
+        }
+        tokio::task::yield_now().await;
+    };
     assert!(removed.to_string().contains("removed"), "{removed}");
     assert_eq!(
         succeeded(&ftpd(&[&["users"][..], &users[..]].concat(), "")),

@@ -254,7 +254,7 @@ impl Handler<'_> {
 
     /// The user's byte and file-count quotas (re-read, like [`Handler::quota`]).
     async fn quotas(&self) -> Outcome<Quotas> {
-        match self.shared.users.user(&self.user).await {
+        match self.shared.users.user_for_session(&self.user).await {
             Ok(Some(record)) => Ok(Quotas {
                 bytes: record.quota,
                 entries: record.files,

@@ -215,7 +215,11 @@ impl Server {
             UserDatabase::File(_) => None,
         };
         let users: Arc<dyn UserStore> = match &database {
-            Some(db) => Arc::new(postgres::PgUserStore::new(Arc::clone(db))),
+            Some(db) => {
+                let users = postgres::PgUserStore::new(Arc::clone(db));
+                users.follow_changes();
+                Arc::new(users)
+            }
             None => config.users.open_store().await?,
         };
         let storage = FsStorage::open(&config.root).map_err(|e| {

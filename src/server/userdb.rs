@@ -36,6 +36,17 @@ pub trait UserStore: Send + Sync {
     /// The store could not be consulted.
     async fn user(&self, name: &Username) -> Result<Option<UserRecord>, UserDbError>;
 
+    /// The record of `name` for a logged-in session's checks (quotas, whether the user
+    /// still exists), asked for on every upload: a store may answer from what it remembers
+    /// as long as it forgets a user the moment they change. Logins always use
+    /// [`UserStore::user`].
+    ///
+    /// # Errors
+    /// The store could not be consulted.
+    async fn user_for_session(&self, name: &Username) -> Result<Option<UserRecord>, UserDbError> {
+        self.user(name).await
+    }
+
     /// Each iteration count the users' verifiers have, with how many have it: unknown
     /// names are answered with counts drawn from this, so a count does not tell a real
     /// user from an unknown name.

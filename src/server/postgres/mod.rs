@@ -16,10 +16,12 @@ pub mod users;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::UserDbError;
@@ -76,20 +78,54 @@ impl PgDatabase {
         {
             return Ok(Arc::clone(client));
         }
-        let client = Arc::new(connect(&self.url).await?);
+        let client = Arc::new(connect(&self.url, None).await?);
         *slot = Some(Arc::clone(&client));
         Ok(client)
     }
+
+    /// A connection of its own that listens on `channel`: the client (the connection
+    /// lasts as long as it), and the payloads of the notifications, until it ends.
+    ///
+    /// # Errors
+    /// The database.
+    pub(crate) async fn listen(
+        &self,
+        channel: &str,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<String>), UserDbError> {
+        let (sender, payloads) = mpsc::unbounded_channel();
+        let client = connect(&self.url, Some(sender)).await?;
+        client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .map_err(database_error("listening for changes"))?;
+        Ok((client, payloads))
+    }
 }
 
-/// Runs a connection's I/O until it ends.
-async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
-where
+/// Runs a connection's I/O until it ends, handing the payloads of notifications to
+/// `notifications` (when listening). Notifications are unbounded: they are a few bytes
+/// each, and come only from changes an admin makes.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notifications: Option<mpsc::UnboundedSender<String>>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    if let Err(e) = connection.await {
-        tracing::warn!(error = %describe(&e), "the connection to the database ended");
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(AsyncMessage::Notification(notice)) => {
+                if let Some(sender) = &notifications {
+                    let _ = sender.send(notice.payload().to_owned());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %describe(&e), "the connection to the database ended");
+                return;
+            }
+        }
     }
 }
 
@@ -166,8 +202,11 @@ fn tls_connector(root_file: Option<&Path>) -> Result<MakeRustlsConnect, UserDbEr
 }
 
 /// Connects (over TLS when the URL says `sslmode=require`) and migrates; the connection's
-/// I/O runs on a task of its own.
-async fn connect(url: &str) -> Result<Client, UserDbError> {
+/// I/O runs on a task of its own, which hands notifications to `notifications`.
+async fn connect(
+    url: &str,
+    notifications: Option<mpsc::UnboundedSender<String>>,
+) -> Result<Client, UserDbError> {
     let (url, root_file) = split_root_cert(url);
     let config: tokio_postgres::Config = url
         .parse()
@@ -181,14 +220,14 @@ async fn connect(url: &str) -> Result<Client, UserDbError> {
             .await
             .map_err(timed_out)?
             .map_err(database_error("connecting"))?;
-        tokio::spawn(drive(connection));
+        tokio::spawn(drive(connection, notifications));
         client
     } else {
         let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
             .await
             .map_err(timed_out)?
             .map_err(database_error("connecting"))?;
-        tokio::spawn(drive(connection));
+        tokio::spawn(drive(connection, notifications));
         client
     };
     client

@@ -4,8 +4,17 @@
 //! Every login reads its user from the database, so `passwd` or `deluser` run against any
 //! node counts on every node from the next login on. Until a lost connection is made again,
 //! logins are answered "server busy" and nothing else stops.
+//!
+//! The checks of a logged-in session (quotas at each upload, whether the user still exists)
+//! use what the node remembers of the user, once it follows the database's announcements of
+//! changes ([`PgUserStore::follow_changes`]): a trigger on the table notifies every node of
+//! each changed name, which it then forgets at once. As a safety net nothing is remembered
+//! for longer than [`REMEMBERED_FOR`], and nothing at all while the announcements cannot be
+//! heard.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -15,16 +24,103 @@ use crate::error::UserDbError;
 use crate::server::userdb::{UserRecord, UserStore};
 use crate::username::Username;
 
+/// How long a remembered record is used at most, even without news of a change.
+pub const REMEMBERED_FOR: Duration = Duration::from_secs(30);
+
+/// Records remembered at most; past that, all are forgotten and remembering starts over.
+const REMEMBERED_AT_MOST: usize = 10_000;
+
+/// How long to wait before listening again after the connection that listened was lost
+/// (doubled after each attempt that fails, up to [`LISTEN_AGAIN_AT_MOST`]).
+const LISTEN_AGAIN_AFTER: Duration = Duration::from_secs(1);
+const LISTEN_AGAIN_AT_MOST: Duration = Duration::from_secs(30);
+
 /// The users of a [`PgDatabase`].
 #[derive(Debug, Clone)]
 pub struct PgUserStore {
     db: Arc<PgDatabase>,
+    remembered: Arc<Mutex<Remembered>>,
+}
+
+/// What a node remembers of its users' records, valid while it hears of every change.
+#[derive(Debug, Default)]
+struct Remembered {
+    /// Announcements of changes are being heard: only then is anything remembered.
+    listening: bool,
+    /// Counts every forgetting: a record read before one is not remembered after it.
+    generation: u64,
+    records: HashMap<Username, (Option<UserRecord>, Instant)>,
+}
+
+impl Remembered {
+    fn forget_all(&mut self, listening: bool) {
+        self.listening = listening;
+        self.generation += 1;
+        self.records.clear();
+    }
+}
+
+fn lock(remembered: &Mutex<Remembered>) -> std::sync::MutexGuard<'_, Remembered> {
+    remembered.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Listens for changed users for as long as `remembered` is used, connecting again when
+/// the connection is lost; each changed name is forgotten.
+async fn follow(db: Arc<PgDatabase>, remembered: Weak<Mutex<Remembered>>) {
+    let mut pause = LISTEN_AGAIN_AFTER;
+    loop {
+        match db.listen("ftpd_users").await {
+            Ok((_client, mut changed)) => {
+                pause = LISTEN_AGAIN_AFTER;
+                // Whatever changed while nobody listened is forgotten with the rest.
+                let Some(shared) = remembered.upgrade() else {
+                    return;
+                };
+                lock(&shared).forget_all(true);
+                drop(shared);
+                while let Some(name) = changed.recv().await {
+                    let Some(shared) = remembered.upgrade() else {
+                        return;
+                    };
+                    let mut now = lock(&shared);
+                    now.generation += 1;
+                    match Username::parse(&name) {
+                        Ok(name) => {
+                            now.records.remove(&name);
+                        }
+                        Err(_) => now.records.clear(),
+                    }
+                }
+                tracing::warn!("no longer hearing of changed users; asking the database each time");
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot listen for changed users"),
+        }
+        let Some(shared) = remembered.upgrade() else {
+            return;
+        };
+        lock(&shared).forget_all(false);
+        drop(shared);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LISTEN_AGAIN_AT_MOST);
+    }
 }
 
 impl PgUserStore {
     /// The users of `db`.
     pub fn new(db: Arc<PgDatabase>) -> Self {
-        PgUserStore { db }
+        PgUserStore {
+            db,
+            remembered: Arc::default(),
+        }
+    }
+
+    /// Starts hearing of changed users (on a connection and a task of their own), so that
+    /// sessions' checks can use remembered records ([`UserStore::user_for_session`]).
+    pub fn follow_changes(&self) {
+        tokio::spawn(follow(
+            Arc::clone(&self.db),
+            Arc::downgrade(&self.remembered),
+        ));
     }
 
     /// Connects to `url` (migrating it) for its users.
@@ -193,6 +289,30 @@ impl UserStore for PgUserStore {
             .await
             .map_err(database_error("looking up a user"))?;
         row.as_ref().map(record).transpose()
+    }
+
+    async fn user_for_session(&self, name: &Username) -> Result<Option<UserRecord>, UserDbError> {
+        let generation = {
+            let now = lock(&self.remembered);
+            if now.listening
+                && let Some((record, at)) = now.records.get(name)
+                && at.elapsed() < REMEMBERED_FOR
+            {
+                return Ok(record.clone());
+            }
+            now.generation
+        };
+        let record = self.user(name).await?;
+        let mut now = lock(&self.remembered);
+        // Nothing was forgotten while it was read: it is still the latest.
+        if now.listening && now.generation == generation {
+            if now.records.len() >= REMEMBERED_AT_MOST {
+                now.records.clear();
+            }
+            now.records
+                .insert(name.clone(), (record.clone(), Instant::now()));
+        }
+        Ok(record)
     }
 
     async fn iteration_counts(&self) -> Result<Vec<(u32, u64)>, UserDbError> {
