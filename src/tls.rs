@@ -103,9 +103,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ReadAhead<S> {
 #[error("unusable certificate: {0}")]
 pub struct CertificateError(pub String);
 
-/// The crypto provider of every TLS configuration in this crate.
+/// The crypto provider of every TLS configuration in this crate: ring's, with AES-128-GCM
+/// first. Both ends are ours, and on CPUs with AES and SHA instructions (most) it is the
+/// cheapest suite: ten AES rounds instead of fourteen, and SHA-256 (in hardware) instead
+/// of SHA-384 (not) in the key schedule of every handshake.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::cipher_suite::*;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ];
+    Arc::new(provider)
 }
 
 /// The fingerprint people compare: `SHA256:` and the unpadded base64 of the SHA-256 of the

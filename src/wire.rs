@@ -346,6 +346,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(())
     }
 
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &S {
+        self.framed.get_ref()
+    }
+
     /// The underlying stream (for tests that need to misbehave).
     pub fn get_mut(&mut self) -> &mut S {
         self.framed.get_mut()

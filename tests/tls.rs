@@ -378,3 +378,18 @@ async fn logins_without_channel_binding_over_tls_are_refused_unless_allowed() {
     let offered = client.mechanisms().await.unwrap();
     assert_eq!(offered, [auth::MECHANISM_PLUS, auth::MECHANISM]);
 }
+
+#[tokio::test]
+async fn a_second_connection_resumes_the_first_ones_session_and_logs_in_bound() {
+    let server = TestServer::start_tls(&[("alice", "pw")]).await;
+    let mut first = server.connect().await;
+    let keys = first.login_with_password(&alice(), "pw").await.unwrap();
+    assert!(!first.is_resumed());
+    // The server's tickets arrive after the handshake, with the first replies.
+    first.list("").await.unwrap();
+    let mut second = server.connect().await;
+    assert!(second.is_resumed(), "the second handshake was a full one");
+    // Channel binding still holds on the resumed session: SCRAM-SHA-256-PLUS succeeds.
+    second.login_with_keys(&alice(), &keys).await.unwrap();
+    second.mkdir("resumed", false).await.unwrap();
+}

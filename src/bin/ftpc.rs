@@ -577,6 +577,13 @@ async fn bench(
             ms(latency.max)
         );
     }
+    if report.resumed > 0 {
+        println!(
+            "resumed   {:>8} of the TLS handshakes ({:.0}%)",
+            report.resumed,
+            report.resumed as f64 * 100.0 / report.logins.count.max(1) as f64
+        );
+    }
     println!("errors    {:>8}", report.error_count());
     for (message, count) in &report.errors {
         println!("  {count:>8} x {message}");

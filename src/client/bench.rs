@@ -86,6 +86,8 @@ pub struct BenchReport {
     pub commands: Latency,
     /// Errors by message, with how often each happened.
     pub errors: BTreeMap<String, u64>,
+    /// Logins whose TLS handshake resumed an earlier session.
+    pub resumed: u64,
 }
 
 impl BenchReport {
@@ -121,6 +123,7 @@ struct ClientLog {
     logins: Vec<Duration>,
     commands: Vec<Duration>,
     errors: BTreeMap<String, u64>,
+    resumed: u64,
 }
 
 impl ClientLog {
@@ -161,6 +164,7 @@ pub async fn run(
             Ok(log) => {
                 total.logins.extend(log.logins);
                 total.commands.extend(log.commands);
+                total.resumed += log.resumed;
                 for (message, count) in log.errors {
                     *total.errors.entry(message).or_default() += count;
                 }
@@ -178,6 +182,7 @@ pub async fn run(
         logins: Latency::of(total.logins),
         commands: Latency::of(total.commands),
         errors: total.errors,
+        resumed: total.resumed,
     })
 }
 
@@ -211,6 +216,7 @@ async fn client_loop(
             }
         };
         log.logins.push(started.elapsed());
+        log.resumed += u64::from(client.is_resumed());
         live.logins.fetch_add(1, Ordering::Relaxed);
         let name = format!("bench-{}-{id}-{round}", std::process::id());
         let steps: Vec<Step> = match mix {

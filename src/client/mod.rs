@@ -154,6 +154,11 @@ pub struct Client<S = ClientStream> {
 }
 
 impl Client<ClientStream> {
+    /// Whether this connection's TLS handshake resumed an earlier session.
+    pub fn is_resumed(&self) -> bool {
+        self.conn.get_ref().is_resumed()
+    }
+
     /// Connects, secures the connection as `security` says (checking the certificate pin
     /// before anything is sent), and exchanges hellos.
     ///

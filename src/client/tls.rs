@@ -236,11 +236,38 @@ fn server_name(addr: &str) -> Result<ServerName<'static>> {
         .map_err(|e| Error::Tls(format!("{host:?} is not a valid server name: {e}")))
 }
 
-fn client_config(security: &Security) -> Result<ClientConfig> {
+/// The TLS configuration for `security`, made once per process and shared by all its
+/// connections (those of `-j N`, the load generator's clients, a shell's reconnects), so
+/// they resume each other's sessions: rustls resumes only sessions made with the same
+/// configuration's verifier, so a session accepted under one way of trusting (a pin taken
+/// on first use, say) never stands in for another (a CA's verification). The pin is still
+/// checked after every handshake, resumed or not, on the certificate the session was made
+/// with.
+fn client_config(security: &Security) -> Result<Arc<ClientConfig>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CONFIGS: OnceLock<Mutex<HashMap<String, Arc<ClientConfig>>>> = OnceLock::new();
+    let key = match security {
+        Security::Plaintext => "plaintext".to_owned(),
+        Security::Pinned {
+            known_hosts,
+            unknown,
+        } => format!("pinned {unknown:?} {}", known_hosts.path.display()),
+        Security::Ca(path) => format!("ca {}", path.display()),
+    };
+    let mut configs = CONFIGS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(config) = configs.get(&key) {
+        return Ok(Arc::clone(config));
+    }
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?;
-    verified_as(builder, security)
+    let config = Arc::new(verified_as(builder, security)?);
+    configs.insert(key, Arc::clone(&config));
+    Ok(config)
 }
 
 /// A TLS 1.3 configuration for QUIC, offering `alpn`, verifying as `security` says (a
@@ -303,7 +330,7 @@ pub(crate) async fn handshake(
     if let Security::Plaintext = security {
         return Ok((ClientStream::Plain(tcp), None));
     }
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(security)?));
+    let connector = tokio_rustls::TlsConnector::from(client_config(security)?);
     let tls = connector
         .connect(server_name(addr)?, ReadAhead::new(tcp))
         .await
@@ -335,6 +362,18 @@ pub enum ClientStream {
     Plain(TcpStream),
     /// TLS over TCP.
     Tls(Box<tokio_rustls::client::TlsStream<ReadAhead<TcpStream>>>),
+}
+
+impl ClientStream {
+    /// Whether the TLS handshake resumed an earlier session (no certificate was sent).
+    pub fn is_resumed(&self) -> bool {
+        match self {
+            ClientStream::Plain(_) => false,
+            ClientStream::Tls(tls) => {
+                tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+            }
+        }
+    }
 }
 
 impl AsyncRead for ClientStream {

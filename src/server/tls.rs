@@ -125,12 +125,17 @@ impl ServerIdentity {
     fn build(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Result<Self> {
         let leaf = chain[0].to_vec();
         let binding = end_point_binding(&leaf).map_err(tls_error)?;
-        let config = ServerConfig::builder_with_provider(provider())
+        let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(tls_error)?
             .with_no_client_auth()
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(tls_error)?;
+        // Stateless session tickets (their key made anew at each start, and rotated), so a
+        // returning client skips the certificate and its signature.
+        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(tls_error)?;
+        // The suite order of `provider()` (AES-128-GCM first) for every client.
+        config.ignore_client_order = true;
         Ok(ServerIdentity {
             config: Arc::new(config),
             binding: binding.into(),
