@@ -345,15 +345,26 @@ where
         None => crate::sanitize::for_log(&first.username),
     };
     // Slow down whoever failed recently; a lockout is decided here but only shows as the
-    // same failure a wrong password gets, after the same exchange.
-    let verdict = shared.guard.check(name.as_ref(), peer.ip()).await;
+    // same failure a wrong password gets, after the same exchange. The user and the
+    // iteration counts (for a mock) are looked up meanwhile, for every name alike: an
+    // unknown name costs no other work than a known one, so the time tells nothing.
+    let (verdict, looked_up, counts) = tokio::join!(
+        shared.guard.check(name.as_ref(), peer.ip()),
+        async {
+            match &name {
+                Some(name) => Some(shared.users.user(name).await),
+                None => None,
+            }
+        },
+        shared.users.iteration_counts()
+    );
     if !verdict.delay.is_zero() {
         tokio::time::sleep(verdict.delay).await;
     }
     // Unknown or impossible names get a mock verifier: the exchange looks the same and
     // fails at the proof, exactly as a wrong password does.
-    let known = match &name {
-        Some(name) => match shared.users.user(name).await {
+    let known = match (&name, looked_up) {
+        (Some(name), Some(found)) => match found {
             Ok(Some(record)) => Some((name.clone(), record.verifier)),
             Ok(None) => None,
             Err(err) => {
@@ -368,12 +379,12 @@ where
                 return Ok(None);
             }
         },
-        None => None,
+        _ => None,
     };
     let verifier = match &known {
         Some((_, verifier)) => verifier.clone(),
         None => {
-            let counts = shared.users.iteration_counts().await.unwrap_or_default();
+            let counts = counts.unwrap_or_default();
             let key = name.as_ref().map_or("", Username::as_str);
             Verifier::mock(&shared.secret, key, &counts)
         }

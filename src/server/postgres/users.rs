@@ -50,6 +50,10 @@ struct Remembered {
     /// Counts every forgetting: a record read before one is not remembered after it.
     generation: u64,
     records: HashMap<Username, (Option<UserRecord>, Instant)>,
+    /// The iteration counts of all users, for unknown names: kept (for [`REMEMBERED_FOR`]
+    /// at most, forgotten with any change) whether listening or not, so that an unknown
+    /// name costs no more queries than a known one (the time would tell them apart).
+    counts: Option<(Vec<(u32, u64)>, Instant)>,
 }
 
 impl Remembered {
@@ -57,6 +61,7 @@ impl Remembered {
         self.listening = listening;
         self.generation += 1;
         self.records.clear();
+        self.counts = None;
     }
 }
 
@@ -84,6 +89,7 @@ async fn follow(db: Arc<PgDatabase>, remembered: Weak<Mutex<Remembered>>) {
                     };
                     let mut now = lock(&shared);
                     now.generation += 1;
+                    now.counts = None;
                     match Username::parse(&name) {
                         Ok(name) => {
                             now.records.remove(&name);
@@ -316,6 +322,27 @@ impl UserStore for PgUserStore {
     }
 
     async fn iteration_counts(&self) -> Result<Vec<(u32, u64)>, UserDbError> {
+        let generation = {
+            let now = lock(&self.remembered);
+            if let Some((counts, at)) = &now.counts
+                && at.elapsed() < REMEMBERED_FOR
+            {
+                return Ok(counts.clone());
+            }
+            now.generation
+        };
+        let counts = self.count_iterations().await?;
+        let mut now = lock(&self.remembered);
+        if now.generation == generation {
+            now.counts = Some((counts.clone(), Instant::now()));
+        }
+        Ok(counts)
+    }
+}
+
+impl PgUserStore {
+    /// Each iteration count the verifiers have, with how many: asked of the database.
+    async fn count_iterations(&self) -> Result<Vec<(u32, u64)>, UserDbError> {
         let rows = self
             .db
             .client()
