@@ -349,6 +349,9 @@ pub struct Session {
     unknown: UnknownServer,
     /// The last command failed in a way that ends a connection (see [`Error::kind`]).
     lost: bool,
+    /// The parser of shell lines, built once: building clap's command tree took most of
+    /// the client's time per line in batch mode.
+    line_parser: clap::Command,
 }
 
 impl Session {
@@ -373,6 +376,7 @@ impl Session {
             known_hosts,
             unknown,
             lost: false,
+            line_parser: <ShellLine as clap::CommandFactory>::command(),
         })
     }
 
@@ -1008,7 +1012,11 @@ impl Session {
             context: trimmed.to_owned(),
             error: Error::Usage("unbalanced quotes".into()),
         })?;
-        let parsed = match ShellLine::try_parse_from(&words) {
+        let parsed = match self
+            .line_parser
+            .try_get_matches_from_mut(&words)
+            .and_then(|matches| <ShellLine as clap::FromArgMatches>::from_arg_matches(&matches))
+        {
             Ok(parsed) => parsed,
             Err(e)
                 if matches!(
