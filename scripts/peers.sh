@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ftpd beside the tools people would pick instead, on this machine, in one run:
 # vsftpd (FTP, via curl) and OpenSSH's sftp, each on a loopback port with a throw-away user,
-# against ftpd in plaintext and TLS. Measures put/get of the same SIZE file (default 1 GiB)
-# and login rates. Prints one table of figures and ratios. Transfers run ROUNDS times (default
+# against ftpd in plaintext and TLS. Measures put/get of the same SIZE file (default 1 GiB),
+# login rates, and round trips on one connection (mkdir/rmdir, beside vsftpd's MKD/RMD).
+# Prints one table of figures and ratios. Transfers run ROUNDS times (default
 # 3), each round every tool back to back; the table shows medians, and each ratio is the
 # median of the per-round ratios.
 #
@@ -186,6 +187,37 @@ plain_logins=$(bench_rate "127.0.0.1:$plain_port")
 echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdin 2>/dev/null
 tls_logins=$(bench_rate "127.0.0.1:$tls_port")
 
+# Round trips on one connection, no pipelining: 2,000 mkdir + rmdir pairs, vsftpd through
+# Python's ftplib (MKD/RMD), ftpd through `ftpc shell -b` in plaintext and TLS; ROUNDS
+# interleaved rounds.
+cat > ftp_trips.py <<'PY'
+import ftplib, sys, time
+host, port, user, password, pairs = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+ftp = ftplib.FTP()
+ftp.connect(host, port, timeout=10)
+ftp.login(user, password)
+started = time.time()
+for i in range(pairs):
+    ftp.mkd("rt%d" % i)
+    ftp.rmd("rt%d" % i)
+print(f"{2 * pairs / (time.time() - started):.1f}")
+ftp.quit()
+PY
+for i in $(seq 1 2000); do echo "mkdir rt$i"; echo "rmdir rt$i"; done > trips.batch
+trips() { # trips plain|tls: ops/s of ftpc shell -b over trips.batch
+  local port=$plain_port flag=--plaintext
+  [ "$1" = tls ] && { port=$tls_port; flag=; }
+  echo pw | "$bin/ftpc" --server "127.0.0.1:$port" $flag login bench --password-stdin >/dev/null 2>&1
+  local t0; t0=$(date +%s.%N)
+  "$bin/ftpc" shell -b trips.batch >/dev/null
+  awk -v from="$t0" -v to="$(date +%s.%N)" 'BEGIN { print 4000 / (to - from) }'
+}
+for round in $(seq "$rounds"); do
+  record trips-vsftpd "$round" "$(python3 ftp_trips.py 127.0.0.1 "$ftp_port" "$user" "$password" 2000)"
+  record trips-plain "$round" "$(trips plain)"
+  record trips-tls "$round" "$(trips tls)"
+done
+
 # Trees of small files, and the same tree with a few large files: every tool in each round.
 if [ "$small_files" -gt 0 ]; then
   python3 - "$small_files" <<'PY'
@@ -265,6 +297,10 @@ printf '\n%-36s %12s\n' "logins/s, 64 clients, ${seconds} s" "rate"
 printf '%-36s %12.1f  (%s errors)\n' "vsftpd (ftplib USER/PASS/QUIT)" "$ftp_logins" "$ftp_errors"
 printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd plaintext (ftpc bench)" "$plain_logins" "$(calc "$plain_logins / $ftp_logins")"
 printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd TLS (ftpc bench)" "$tls_logins" "$(calc "$tls_logins / $ftp_logins")"
+printf '\n%-36s %12s\n' "round trips on one connection" "ops/s"
+printf '%-36s %12.0f\n' "vsftpd (ftplib MKD/RMD)" "$(median trips-vsftpd)"
+printf '%-36s %12.0f  (%.2fx vsftpd)\n' "ftpd plaintext (ftpc shell -b)" "$(median trips-plain)" "$(vs trips-plain trips-vsftpd)"
+printf '%-36s %12.0f  (%.2fx vsftpd)\n' "ftpd TLS (ftpc shell -b)" "$(median trips-tls)" "$(vs trips-tls trips-vsftpd)"
 if [ "$small_files" -gt 0 ]; then
   for tree in small mixed; do
     if [ "$tree" = small ]; then
