@@ -210,17 +210,20 @@ impl Server {
     /// A corrupt or unreadable user database, a database that cannot be reached, or a
     /// root/state directory that cannot be used.
     pub async fn open(config: &Config) -> Result<Self> {
-        let database = match &config.users {
-            UserDatabase::Postgres(url) => Some(postgres::PgDatabase::connect(url).await?),
-            UserDatabase::File(_) => None,
-        };
-        let users: Arc<dyn UserStore> = match &database {
-            Some(db) => {
-                let users = postgres::PgUserStore::new(Arc::clone(db));
-                users.follow_changes();
-                Arc::new(users)
+        let (users, database): (Arc<dyn UserStore>, _) = match &config.users {
+            UserDatabase::File(path) => {
+                let users = FileUserStore::open(path)?;
+                if users.is_empty() {
+                    tracing::warn!(path = %path.display(), "no users yet; add one with: ftpd adduser NAME");
+                }
+                (Arc::new(users), None)
             }
-            None => config.users.open_store().await?,
+            UserDatabase::Postgres(url) => {
+                let db = postgres::PgDatabase::connect(url).await?;
+                let users = postgres::PgUserStore::new(Arc::clone(&db));
+                users.follow_changes();
+                (Arc::new(users), Some(db))
+            }
         };
         let storage = FsStorage::open(&config.root).map_err(|e| {
             Error::Io(std::io::Error::new(

@@ -1,13 +1,12 @@
 //! Where the users live, as `--users` says: a `users.db` file (a path, the embedded default)
-//! or PostgreSQL (a `postgres://` or `postgresql://` URL). `ftpd serve` opens a
-//! [`UserStore`] on it; the admin commands (`adduser`, `passwd`, `quota`, `deluser`,
+//! or PostgreSQL (a `postgres://` or `postgresql://` URL). `ftpd serve` opens it
+//! (`Server::open`); the admin commands (`adduser`, `passwd`, `quota`, `deluser`,
 //! `users`) change it through the same few calls whichever it is.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::postgres::PgUserStore;
-use super::userdb::{self, FileUserStore, UserRecord, UserStore};
+use super::userdb::{self, UserRecord};
 use crate::auth::Verifier;
 use crate::error::UserDbError;
 use crate::username::Username;
@@ -99,24 +98,6 @@ enum Opened {
 }
 
 impl UserDatabase {
-    /// The store `ftpd serve` reads at each login. An empty `users.db` is logged, not refused
-    /// (users can be added while it runs).
-    ///
-    /// # Errors
-    /// A corrupt or unreadable file; a database that cannot be reached or migrated.
-    pub async fn open_store(&self) -> Result<Arc<dyn UserStore>, UserDbError> {
-        match self {
-            UserDatabase::File(path) => {
-                let store = FileUserStore::open(path)?;
-                if store.is_empty() {
-                    tracing::warn!(path = %path.display(), "no users yet; add one with: ftpd adduser NAME");
-                }
-                Ok(Arc::new(store))
-            }
-            UserDatabase::Postgres(url) => Ok(Arc::new(PgUserStore::connect(url).await?)),
-        }
-    }
-
     async fn opened(&self) -> Result<Opened, UserDbError> {
         Ok(match self {
             UserDatabase::File(path) => Opened::File(path.clone()),
