@@ -28,7 +28,9 @@ struct Postgres {
     port: u16,
     /// Run as this user when the tests run as root (PostgreSQL refuses root).
     as_user: Option<&'static str>,
-    _dir: tempfile::TempDir,
+    /// Only TLS connections over TCP.
+    tls: bool,
+    dir: tempfile::TempDir,
 }
 
 impl Postgres {
@@ -49,15 +51,6 @@ impl Postgres {
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
-        let as_user = (unsafe { libc::geteuid() } == 0).then_some("postgres");
-        if let Some(user) = as_user {
-            let status = Command::new("chown")
-                .args([user, &dir.path().to_string_lossy()])
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        let data = dir.path().join("data");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -65,11 +58,13 @@ impl Postgres {
             .port();
         let cluster = Postgres {
             bin,
-            data,
+            data: dir.path().join("data"),
             port,
-            as_user,
-            _dir: dir,
+            as_user: (unsafe { libc::geteuid() } == 0).then_some("postgres"),
+            tls: tls.is_some(),
+            dir,
         };
+        cluster.give_away(cluster.dir.path());
         let data = cluster.data.to_string_lossy().into_owned();
         cluster.run(
             "initdb",
@@ -83,10 +78,6 @@ impl Postgres {
                 "UTF8",
                 "--no-sync",
             ],
-        );
-        let mut options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            cluster._dir.path().display()
         );
         if let Some((cert, key)) = tls {
             let data = &cluster.data;
@@ -103,38 +94,63 @@ impl Postgres {
                 let private = std::fs::Permissions::from_mode(0o600);
                 std::fs::set_permissions(data.join("server.key"), private).unwrap();
             }
-            if let Some(user) = as_user {
-                for file in ["server.crt", "server.key", "pg_hba.conf"] {
-                    let path = data.join(file);
-                    let status = Command::new("chown")
-                        .args([user, &path.to_string_lossy()])
-                        .status()
-                        .unwrap();
-                    assert!(status.success());
-                }
+            for file in ["server.crt", "server.key", "pg_hba.conf"] {
+                cluster.give_away(&data.join(file));
             }
-            options.push_str(" -c ssl=on");
         }
-        let log = format!("{data}/log");
-        // -w: returns once the server accepts connections.
-        cluster.run(
-            "pg_ctl",
-            &["-D", &data, "-w", "-l", &log, "-o", &options, "start"],
-        );
+        cluster.start_server();
         Some(cluster)
     }
 
-    fn run(&self, tool: &str, args: &[&str]) -> Output {
+    /// Makes `path` the cluster user's, when that is not us.
+    fn give_away(&self, path: &std::path::Path) {
+        if let Some(user) = self.as_user {
+            let status = Command::new("chown")
+                .args([user, &path.to_string_lossy()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+
+    /// Starts the server on the cluster; returns once it accepts connections (`-w`).
+    fn start_server(&self) {
+        let data = self.data.to_string_lossy().into_owned();
+        let log = format!("{data}/log");
+        let mut options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        if self.tls {
+            options.push_str(" -c ssl=on");
+        }
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-w", "-l", &log, "-o", &options, "start"],
+        );
+    }
+
+    /// One of PostgreSQL's programs, as the cluster's user.
+    fn command(&self, tool: &str) -> Command {
         let program = self.bin.join(tool);
-        let mut command = match self.as_user {
+        match self.as_user {
             Some(user) => {
                 let mut c = Command::new("runuser");
                 c.args(["-u", user, "--"]).arg(&program);
                 c
             }
             None => Command::new(&program),
-        };
-        let out = command.args(args).stdin(Stdio::null()).output().unwrap();
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let out = self
+            .command(tool)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{tool}: {}{}",
@@ -152,35 +168,13 @@ impl Postgres {
         let data = self.data.to_string_lossy().into_owned();
         self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
     }
-
-    fn restart(&self) {
-        let data = self.data.to_string_lossy().into_owned();
-        let log = format!("{data}/log");
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            self.port,
-            self._dir.path().display()
-        );
-        self.run(
-            "pg_ctl",
-            &["-D", &data, "-w", "-l", &log, "-o", &options, "start"],
-        );
-    }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.data.to_string_lossy().into_owned();
-        let program = self.bin.join("pg_ctl");
-        let mut command = match self.as_user {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(&program);
-                c
-            }
-            None => Command::new(&program),
-        };
-        let _ = command
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", &data, "-m", "immediate", "stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -203,10 +197,12 @@ fn postgres_bin() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
-fn ftpd(args: &[&str], stdin: &str) -> Output {
+/// `ftpd ARGS --users URL` (an admin command against `db`), `stdin` written to it.
+fn admin(db: &Postgres, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_ftpd"))
         .args(args)
+        .args(["--users", &db.url()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -219,6 +215,19 @@ fn ftpd(args: &[&str], stdin: &str) -> Output {
         .write_all(stdin.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// What an open session is refused `df` with, once its node notices the change that
+/// refuses it (at most 5 s).
+async fn refusal_of_df(client: &mut ftprep::client::Client, what: &str) -> Error {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match client.disk_usage().await {
+            Err(refused) => return refused,
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "{what}"),
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 fn succeeded(out: &Output) -> String {
@@ -271,33 +280,25 @@ async fn users_in_postgres_through_the_admin_commands_and_logins() {
     let Some(db) = Postgres::start() else {
         return;
     };
-    let url = db.url();
-    let users = ["--users", url.as_str()];
     // The table is made on first use, by the admin command as by the server.
-    let added = ftpd(
+    let added = admin(
+        &db,
         &[
-            &[
-                "adduser",
-                "alice",
-                "--password-stdin",
-                "--iterations",
-                "4096",
-            ],
-            &users[..],
-        ]
-        .concat(),
+            "adduser",
+            "alice",
+            "--password-stdin",
+            "--iterations",
+            "4096",
+        ],
         "pw\n",
     );
     assert_eq!(succeeded(&added), "added user alice\n");
-    let again = ftpd(
-        &[&["adduser", "alice", "--password-stdin"], &users[..]].concat(),
-        "pw\n",
-    );
+    let again = admin(&db, &["adduser", "alice", "--password-stdin"], "pw\n");
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
-    succeeded(&ftpd(&[&["quota", "alice", "1M"], &users[..]].concat(), ""));
+    succeeded(&admin(&db, &["quota", "alice", "1M"], ""));
     assert_eq!(
-        succeeded(&ftpd(&[&["users"][..], &users[..]].concat(), "")),
+        succeeded(&admin(&db, &["users"], "")),
         "alice\tquota 1.0 MiB\n"
     );
 
@@ -318,10 +319,7 @@ async fn users_in_postgres_through_the_admin_commands_and_logins() {
     // A quota changed in the database reaches the open session at once: the node hears of
     // the change (LISTEN/NOTIFY) and forgets what it remembered (it would otherwise keep it
     // for 30 s).
-    succeeded(&ftpd(
-        &[&["quota", "alice", "none"], &users[..]].concat(),
-        "",
-    ));
+    succeeded(&admin(&db, &["quota", "alice", "none"], ""));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while alice.disk_usage().await.unwrap().quota.is_some() {
         assert!(
@@ -341,18 +339,15 @@ async fn users_in_postgres_through_the_admin_commands_and_logins() {
     }
 
     // `passwd` against the database: the cached keys stop working at once.
-    succeeded(&ftpd(
+    succeeded(&admin(
+        &db,
         &[
-            &[
-                "passwd",
-                "alice",
-                "--password-stdin",
-                "--iterations",
-                "4096",
-            ],
-            &users[..],
-        ]
-        .concat(),
+            "passwd",
+            "alice",
+            "--password-stdin",
+            "--iterations",
+            "4096",
+        ],
         "new\n",
     ));
     let mut again = server.connect().await;
@@ -372,50 +367,27 @@ async fn users_in_postgres_through_the_admin_commands_and_logins() {
     );
     // A session already open is refused what needs the user's record (once its node has
     // noticed: it then remembers nothing), and stays usable.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let refused = loop {
-        match alice.disk_usage().await {
-            Err(refused) => break refused,
-            Ok(_) => assert!(std::time::Instant::now() < deadline, "still served"),
-        }
-        tokio::task::yield_now().await;
-    };
+    let refused = refusal_of_df(&mut alice, "still served").await;
     assert!(refused.to_string().contains("unavailable"), "{refused}");
-    db.restart();
+    db.start_server();
     server.try_login("alice", "new").await.unwrap();
     assert!(alice.disk_usage().await.is_ok());
 
     // `deluser`: no more logins, and the open session is refused.
-    succeeded(&ftpd(
+    succeeded(&admin(
+        &db,
         &[
-            &[
-                "deluser",
-                "alice",
-                "--state-dir",
-                &server.dir.path().join("state").to_string_lossy(),
-            ],
-            &users[..],
-        ]
-        .concat(),
+            "deluser",
+            "alice",
+            "--state-dir",
+            &server.dir.path().join("state").to_string_lossy(),
+        ],
         "",
     ));
     assert!(server.try_login("alice", "new").await.is_err());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let removed = loop {
-        match alice.disk_usage().await {
-            Err(removed) => break removed,
-            Ok(_) => assert!(
-                std::time::Instant::now() < deadline,
-                "the removal was not heard"
-            ),
-        }
-        tokio::task::yield_now().await;
-    };
+    let removed = refusal_of_df(&mut alice, "the removal was not heard").await;
     assert!(removed.to_string().contains("removed"), "{removed}");
-    assert_eq!(
-        succeeded(&ftpd(&[&["users"][..], &users[..]].concat(), "")),
-        ""
-    );
+    assert_eq!(succeeded(&admin(&db, &["users"], "")), "");
 }
 
 #[tokio::test(flavor = "multi_thread")]
