@@ -37,6 +37,17 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Asserts that each of `names` holds the same bytes under `copy` as under `original`.
+fn assert_same_files(copy: &Path, original: &Path, names: &[String]) {
+    for name in names {
+        assert_eq!(
+            std::fs::read(copy.join(name)).unwrap(),
+            std::fs::read(original.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
 fn partials_in(dir: &Path) -> Vec<String> {
     names_in(dir)
         .into_iter()
@@ -317,13 +328,7 @@ async fn a_tree_of_small_files_goes_up_pipelined_and_stops_at_a_refusal_in_step(
         .await
         .unwrap();
     assert_eq!(report.files, files.len() as u64);
-    for name in &files {
-        assert_eq!(
-            std::fs::read(server.root.join("alice/tree").join(name)).unwrap(),
-            std::fs::read(src.join(name)).unwrap(),
-            "{name}"
-        );
-    }
+    assert_same_files(&server.root.join("alice/tree"), &src, &files);
 }
 
 #[tokio::test]
@@ -365,13 +370,7 @@ async fn a_tree_of_small_files_comes_down_pipelined_and_stops_at_a_refusal_in_st
         .await
         .unwrap();
     assert_eq!(report.files, files.len() as u64);
-    for name in &files {
-        assert_eq!(
-            std::fs::read(back.join(name)).unwrap(),
-            std::fs::read(tree.join(name)).unwrap(),
-            "{name}"
-        );
-    }
+    assert_same_files(&back, &tree, &files);
     assert!(!stale.exists());
     for d in 0..4 {
         assert!(partials_in(&back.join(format!("d{d}"))).is_empty());
@@ -424,13 +423,7 @@ async fn a_tree_goes_up_and_down_over_several_connections() {
         .await
         .unwrap();
     assert_eq!(report.files, files.len() as u64);
-    for name in &files {
-        assert_eq!(
-            std::fs::read(server.root.join("alice/tree").join(name)).unwrap(),
-            std::fs::read(src.join(name)).unwrap(),
-            "{name}"
-        );
-    }
+    assert_same_files(&server.root.join("alice/tree"), &src, &files);
     // Each connection has its own peer port: the uploads came over more than one.
     let peers = audited_peers(&server, "put");
     assert!(peers.len() > 1, "uploads over {peers:?}");
@@ -441,13 +434,7 @@ async fn a_tree_goes_up_and_down_over_several_connections() {
         .await
         .unwrap();
     assert_eq!(report.files, files.len() as u64);
-    for name in &files {
-        assert_eq!(
-            std::fs::read(back.join(name)).unwrap(),
-            std::fs::read(src.join(name)).unwrap(),
-            "{name}"
-        );
-    }
+    assert_same_files(&back, &src, &files);
     let peers = audited_peers(&server, "get");
     assert!(peers.len() > 1, "downloads over {peers:?}");
 
