@@ -5,7 +5,7 @@ mod common;
 
 use common::{TestServer, add_user};
 use ftprep::Error;
-use ftprep::auth::{self, ClientFirst, ClientKeys, DEFAULT_ITERATIONS, Verifier};
+use ftprep::auth::{self, ClientKeys, DEFAULT_ITERATIONS, Verifier};
 use ftprep::commands::{ErrorCode, Request, Response};
 use ftprep::server::userdb::{self, UserRecord};
 use ftprep::username::Username;
@@ -98,21 +98,7 @@ async fn password_change_invalidates_a_cached_login() {
 
 /// Runs a password login by hand and returns the server-first and server-final messages.
 async fn raw_login(server: &TestServer, user: &str, password: &str) -> (String, String) {
-    let mut client = server.connect().await;
-    let first = ClientFirst::new(user);
-    let reply = client
-        .raw_request(&Request::AuthStart {
-            mechanism: auth::MECHANISM.into(),
-            message: first.message(),
-        })
-        .await
-        .unwrap();
-    let Response::AuthChallenge {
-        message: server_first,
-    } = reply
-    else {
-        panic!("expected a challenge, got {reply:?}");
-    };
+    let (mut client, first, server_first) = common::auth_start(server, user).await;
     let challenge = first.receive_server_first(&server_first).unwrap();
     let keys = ClientKeys::derive(password, &challenge.salt, challenge.iterations);
     let (client_final, _) = challenge.respond(&keys);

@@ -11,9 +11,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use common::{TestServer, fast_limits};
-use ftprep::auth::{self, ClientFirst, Verifier};
+use ftprep::auth::Verifier;
 use ftprep::client::NoProgress;
-use ftprep::commands::{Request, Response};
 use ftprep::error::Error;
 use ftprep::server::guard::LockoutPolicy;
 use ftprep::server::postgres::PgUserStore;
@@ -259,18 +258,7 @@ async fn node_on(db: &Postgres, limits: Limits) -> TestServer {
 
 /// The salt and iteration count a node answers `user`'s login with.
 async fn challenge_of(node: &TestServer, user: &str) -> String {
-    let mut client = node.connect().await;
-    let first = ClientFirst::new(user);
-    let reply = client
-        .raw_request(&Request::AuthStart {
-            mechanism: auth::MECHANISM.into(),
-            message: first.message(),
-        })
-        .await
-        .unwrap();
-    let Response::AuthChallenge { message } = reply else {
-        panic!("expected a challenge, got {reply:?}");
-    };
+    let (_, _, message) = common::auth_start(node, user).await;
     // r=NONCE,s=SALT,i=ITERATIONS: the nonce is fresh each time.
     message.split(',').skip(1).collect::<Vec<_>>().join(",")
 }
@@ -439,27 +427,15 @@ async fn two_nodes_share_failed_logins_and_answer_unknown_names_alike() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_to_the_database_verifies_its_certificate() {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let Some(db) = Postgres::start_with(Some((leaf.pem(), leaf_key.serialize_pem()))) else {
+    let (ca_pem, cert, key) = common::ca_signed_leaf(&["127.0.0.1"]);
+    let Some(db) = Postgres::start_with(Some((cert, key))) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&ca, ca_pem).unwrap();
     let other = dir.path().join("other.pem");
-    let other_key = rcgen::KeyPair::generate().unwrap();
-    let mut other_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    other_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    std::fs::write(&other, other_params.self_signed(&other_key).unwrap().pem()).unwrap();
+    std::fs::write(&other, common::unrelated_ca()).unwrap();
 
     // The cluster takes TCP connections only with TLS: plain ones are refused...
     let plain = PgUserStore::connect(&db.url()).await.unwrap_err();

@@ -296,24 +296,15 @@ async fn plaintext_and_tls_do_not_mix_silently() {
 #[tokio::test]
 async fn a_certificate_from_a_ca_is_verified_instead_of_pinned() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
+    let (ca_pem, leaf, leaf_key) = common::ca_signed_leaf(&["localhost", "127.0.0.1"]);
     let (cert, key, ca) = (
         dir.path().join("cert.pem"),
         dir.path().join("key.pem"),
         dir.path().join("ca.pem"),
     );
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf).unwrap();
+    std::fs::write(&key, leaf_key).unwrap();
+    std::fs::write(&ca, ca_pem).unwrap();
 
     let server = TestServer::start_full(
         &[("alice", "pw")],
@@ -327,11 +318,8 @@ async fn a_certificate_from_a_ca_is_verified_instead_of_pinned() {
     client.login_with_password(&alice(), "pw").await.unwrap();
 
     // Another CA does not vouch for this server.
-    let other_key = rcgen::KeyPair::generate().unwrap();
-    let mut other = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    other.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let other_ca = dir.path().join("other-ca.pem");
-    std::fs::write(&other_ca, other.self_signed(&other_key).unwrap().pem()).unwrap();
+    std::fs::write(&other_ca, common::unrelated_ca()).unwrap();
     let err = Client::connect(&server.addr.to_string(), &Security::Ca(other_ca))
         .await
         .unwrap_err();

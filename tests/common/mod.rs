@@ -249,3 +249,52 @@ pub async fn names_listed<S: AsyncRead + AsyncWrite + Unpin>(
     names.sort();
     names
 }
+
+/// A CA's key and self-signed certificate.
+fn new_ca() -> (rcgen::KeyPair, rcgen::CertificateParams, rcgen::Certificate) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    (key, params, cert)
+}
+
+/// A test CA and a certificate it signed for `names`: the CA's certificate, the leaf's
+/// certificate and the leaf's key, PEM.
+pub fn ca_signed_leaf(names: &[&str]) -> (String, String, String) {
+    let (ca_key, ca_params, ca_cert) = new_ca();
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let leaf = rcgen::CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
+}
+
+/// The certificate (PEM) of a CA that signed nothing the tests use.
+pub fn unrelated_ca() -> String {
+    new_ca().2.pem()
+}
+
+/// Starts a password login by hand: the client, its first message, and the server's
+/// first message (the challenge).
+pub async fn auth_start(
+    server: &TestServer,
+    user: &str,
+) -> (Client, ftprep::auth::ClientFirst, String) {
+    let mut client = server.connect().await;
+    let first = ftprep::auth::ClientFirst::new(user);
+    let reply = client
+        .raw_request(&Request::AuthStart {
+            mechanism: ftprep::auth::MECHANISM.into(),
+            message: first.message(),
+        })
+        .await
+        .unwrap();
+    let Response::AuthChallenge { message } = reply else {
+        panic!("expected a challenge, got {reply:?}");
+    };
+    (client, first, message)
+}
