@@ -161,7 +161,7 @@ pub(super) struct Upload {
 pub(super) struct Downloads {
     /// Local directory: remote path and local name of each file.
     by_dir: std::collections::BTreeMap<PathBuf, Vec<(String, String)>>,
-    files: usize,
+    /// Their sizes, added up.
     bytes: u64,
 }
 
@@ -174,14 +174,13 @@ impl Downloads {
                 .entry(dir.to_owned())
                 .or_default()
                 .push((source, name));
-            self.files += 1;
             self.bytes = self.bytes.saturating_add(size);
         }
     }
 
     /// Files to download.
     pub(super) fn len(&self) -> usize {
-        self.files
+        self.by_dir.values().map(Vec::len).sum()
     }
 }
 
@@ -960,7 +959,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
         as_whole_tree(
             progress,
-            downloads.files,
+            downloads.len(),
             downloads.bytes,
             async |progress| {
                 self.spread(&batches, async |client, shared| {
