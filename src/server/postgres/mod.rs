@@ -21,7 +21,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::UserDbError;
@@ -62,12 +63,12 @@ impl PgDatabase {
     /// [`UserDbError::Database`]: the URL does not parse, the server cannot be reached or
     /// refuses, or a migration fails.
     pub async fn connect(url: &str) -> Result<Arc<Self>, UserDbError> {
-        let db = PgDatabase {
+        let mut client = connect(url, None).await?;
+        migrate(&mut client).await?;
+        Ok(Arc::new(PgDatabase {
             url: url.to_owned(),
-            client: tokio::sync::Mutex::new(None),
-        };
-        db.client().await?;
-        Ok(Arc::new(db))
+            client: tokio::sync::Mutex::new(Some(Arc::new(client))),
+        }))
     }
 
     /// The connection, made again if it was lost.
@@ -201,8 +202,27 @@ fn tls_connector(root_file: Option<&Path>) -> Result<MakeRustlsConnect, UserDbEr
     Ok(MakeRustlsConnect::new(config))
 }
 
-/// Connects (over TLS when the URL says `sslmode=require`) and migrates; the connection's
-/// I/O runs on a task of its own, which hands notifications to `notifications`.
+/// Connects with `tls` (`NoTls` for none); the connection's I/O runs on a task of its own,
+/// which hands notifications to `notifications`.
+async fn open<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    notifications: Option<mpsc::UnboundedSender<String>>,
+) -> Result<Client, UserDbError>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls))
+        .await
+        .map_err(|_| UserDbError::Database("connecting: no answer in 10 s".into()))?
+        .map_err(database_error("connecting"))?;
+    tokio::spawn(drive(connection, notifications));
+    Ok(client)
+}
+
+/// Connects (over TLS when the URL says `sslmode=require`); the connection's I/O runs on a
+/// task of its own, which hands notifications to `notifications`.
 async fn connect(
     url: &str,
     notifications: Option<mpsc::UnboundedSender<String>>,
@@ -211,39 +231,32 @@ async fn connect(
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| UserDbError::Database(format!("the URL: {e}")))?;
-    let timed_out = |_| UserDbError::Database("connecting: no answer in 10 s".into());
     // Only an explicit `require` means TLS: PostgreSQL's default (`prefer`) would accept
     // whatever certificate a server shows, which is no better than none.
-    let mut client = if config.get_ssl_mode() == SslMode::Require {
+    if config.get_ssl_mode() == SslMode::Require {
         let tls = tls_connector(root_file.as_deref())?;
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls))
-            .await
-            .map_err(timed_out)?
-            .map_err(database_error("connecting"))?;
-        tokio::spawn(drive(connection, notifications));
-        client
+        open(&config, tls, notifications).await
     } else {
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
-            .await
-            .map_err(timed_out)?
-            .map_err(database_error("connecting"))?;
-        tokio::spawn(drive(connection, notifications));
-        client
-    };
+        open(&config, NoTls, notifications).await
+    }
+}
+
+/// Brings the tables up to date, once per database however many nodes start at once.
+async fn migrate(client: &mut Client) -> Result<(), UserDbError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(database_error("waiting to migrate"))?;
     let migrated = embedded::migrations::runner()
         .set_migration_table_name(MIGRATION_TABLE)
-        .run_async(&mut client)
+        .run_async(client)
         .await;
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(database_error("migrating"))?;
     migrated.map_err(|e| UserDbError::Database(format!("migrating: {e}")))?;
-    Ok(client)
+    Ok(())
 }
 
 #[cfg(test)]
