@@ -39,7 +39,7 @@ impl Lab {
     async fn start_with(users: &[(&str, &str)], limits: ftprep::server::Limits) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
-            root: dir.path().join("root"),
+            root: dir.path().join("root").into(),
             users: dir.path().join("users.db").into(),
             state_dir: dir.path().join("state"),
             tls: TlsSetup::SelfSigned,

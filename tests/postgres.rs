@@ -246,7 +246,7 @@ async fn server_on(db: &Postgres) -> TestServer {
 async fn node_on(db: &Postgres, limits: Limits) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
-        root: dir.path().join("root"),
+        root: dir.path().join("root").into(),
         users: db.url().parse().unwrap(),
         state_dir: dir.path().join("state"),
         tls: TlsSetup::Plaintext,

@@ -35,7 +35,7 @@ impl Pipe {
     fn with_limits(limits: Limits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
-            root: dir.path().join("root"),
+            root: dir.path().join("root").into(),
             users: dir.path().join("users.db").into(),
             state_dir: dir.path().join("state"),
             tls: TlsSetup::Plaintext,

@@ -51,7 +51,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 use crate::tls::ReadAhead;
-pub use storage::{Download, FsStorage, Storage, Upload, UserTree};
+pub use storage::object::{ObjectLocation, ObjectStorage};
+pub use storage::{Download, FsStorage, Storage, StorageRoot, Upload, UserTree};
 pub use tls::{ServerIdentity, TlsSetup};
 pub use userdb::{FileUserStore, UserStore};
 pub use users::UserDatabase;
@@ -59,8 +60,9 @@ pub use users::UserDatabase;
 /// Where the embedded defaults live.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Directory holding one home directory per user.
-    pub root: PathBuf,
+    /// Where users' files live: a directory holding one home per user, or an object
+    /// store (`s3://bucket/prefix`).
+    pub root: StorageRoot,
     /// The user database: `users.db` or PostgreSQL.
     pub users: UserDatabase,
     /// Private server state (the mock-login secret, the generated TLS identity).
@@ -225,12 +227,22 @@ impl Server {
                 (Arc::new(users), Some(db))
             }
         };
-        let storage = FsStorage::open(&config.root).map_err(|e| {
-            Error::Io(std::io::Error::new(
-                e.kind(),
-                format!("storage root {}: {e}", config.root.display()),
-            ))
-        })?;
+        let storage: Arc<dyn Storage> = match &config.root {
+            StorageRoot::Dir(root) => Arc::new(FsStorage::open(root).map_err(|e| {
+                Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("storage root {}: {e}", root.display()),
+                ))
+            })?),
+            StorageRoot::Object(location) => {
+                Arc::new(ObjectStorage::open(location).await.map_err(|e| {
+                    Error::Io(std::io::Error::other(format!(
+                        "storage root {}: {}",
+                        location.url, e.message
+                    )))
+                })?)
+            }
+        };
         match secret::tighten_state_dir(&config.state_dir) {
             Ok(Some(mode)) => tracing::warn!(
                 dir = %config.state_dir.display(),
@@ -269,7 +281,7 @@ impl Server {
                  unencrypted. Use this only on loopback or in a lab"
             ),
         }
-        let mut server = Self::with_backends(users, Arc::new(storage), secret, config.limits, tls);
+        let mut server = Self::with_backends(users, storage, secret, config.limits, tls);
         let audit = match &config.audit_log {
             Some(path) => Some(audit::AuditLog::open(path).map_err(|e| Error::local(path, e))?),
             None => None,

@@ -38,9 +38,11 @@ pub struct ServeOptions {
     /// Address to listen on [default: 127.0.0.1:2121].
     #[arg(long, value_name = "ADDR", env = "FTPD_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Directory holding one home directory per user, created if missing [default: ./ftp-root].
-    #[arg(long, value_name = "DIR", env = "FTPD_ROOT")]
-    pub root: Option<PathBuf>,
+    /// Where users' files live: a directory holding one home per user, created if missing,
+    /// or an S3-compatible bucket as s3://BUCKET/PREFIX (endpoint, region and keys from the
+    /// AWS_* variables) [default: ./ftp-root].
+    #[arg(long, value_name = "DIR|URL", env = "FTPD_ROOT")]
+    pub root: Option<String>,
     /// The user database: a file, or PostgreSQL as postgres://USER@HOST/DATABASE (the
     /// table is created and migrated on start) [default: ./users.db].
     #[arg(long, value_name = "FILE|URL", env = "FTPD_USERS")]
@@ -312,7 +314,10 @@ impl ServeOptions {
             (false, _, _) => return Err(Error::Usage("cert and key go together".into())),
         };
         Ok(Config {
-            root: self.root.clone().unwrap_or_else(|| "./ftp-root".into()),
+            root: match self.root.as_deref().unwrap_or("./ftp-root").parse() {
+                Ok(root) => root,
+                Err(never) => match never {},
+            },
             users: match self.users.as_deref().unwrap_or("./users.db").parse() {
                 Ok(users) => users,
                 Err(never) => match never {},
@@ -393,7 +398,7 @@ mod tests {
         assert_eq!(merged.listen_addr(), "0.0.0.0:9000".parse().unwrap());
         assert_eq!(merged.log_format, Some(LogFormat::Json));
         let config = merged.config().unwrap();
-        assert_eq!(config.root, PathBuf::from("/data"));
+        assert_eq!(config.root, PathBuf::from("/data").into());
         assert_eq!(config.users, PathBuf::from("./users.db").into());
         assert_eq!(config.limits.lockout.max_failures, 5);
         assert_eq!(config.limits.login_timeout, Duration::from_secs(30));

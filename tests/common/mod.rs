@@ -1,6 +1,8 @@
 //! Shared test helpers: a real server on 127.0.0.1:0 in a temporary directory.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use ftprep::client::{
     Client, CredentialStore, KnownHosts, SavedLogin, Security, Transport, UnknownServer,
 };
 use ftprep::commands::{Request, Response};
-use ftprep::server::{Config, Limits, Server, TlsSetup, userdb};
+use ftprep::server::{Config, Limits, ObjectLocation, Server, StorageRoot, TlsSetup, userdb};
 use ftprep::username::Username;
 use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -57,12 +59,29 @@ impl TestServer {
     pub async fn start_full(users: &[(&str, &str)], limits: Limits, tls: TlsSetup) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
-            root: dir.path().join("root"),
+            root: dir.path().join("root").into(),
             users: dir.path().join("users.db").into(),
             state_dir: dir.path().join("state"),
             tls: tls.clone(),
             audit_log: Some(dir.path().join("audit.jsonl")),
             limits,
+        };
+        for (name, password) in users {
+            add_user(&dir.path().join("users.db"), name, password);
+        }
+        Self::start_config(dir, config).await
+    }
+
+    /// Starts a plaintext server keeping its files in an object store.
+    pub async fn start_objects(users: &[(&str, &str)], root: ObjectLocation) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            root: StorageRoot::Object(root),
+            users: dir.path().join("users.db").into(),
+            state_dir: dir.path().join("state"),
+            tls: TlsSetup::Plaintext,
+            audit_log: None,
+            limits: fast_limits(),
         };
         for (name, password) in users {
             add_user(&dir.path().join("users.db"), name, password);
@@ -92,7 +111,11 @@ impl TestServer {
             security,
             users: dir.path().join("users.db"),
             dir,
-            root: config.root,
+            root: match config.root {
+                StorageRoot::Dir(root) => root,
+                // Nothing of it on this disk: tests look through the S3 server instead.
+                StorageRoot::Object(_) => PathBuf::from("/nonexistent"),
+            },
             shutdown: Some(tx),
             task: Some(task),
         }

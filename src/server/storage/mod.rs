@@ -12,6 +12,7 @@
 
 mod dirs;
 mod ledger;
+pub mod object;
 mod walk;
 
 use std::collections::HashMap;
@@ -148,11 +149,11 @@ fn refuse_reserved(path: &RemotePath) -> Result<(), StorageError> {
     if path
         .components()
         .iter()
-        .any(|c| c.starts_with(PARTIAL_PREFIX))
+        .any(|c| c.starts_with(object::keys::RESERVED_PREFIX))
     {
         return Err(StorageError::new(
             ErrorCode::InvalidPath,
-            "names starting with .ftprep-part- are reserved",
+            "names starting with .ftprep- are reserved",
         ));
     }
     Ok(())
@@ -166,6 +167,45 @@ fn refuse_home(path: &RemotePath) -> Result<(), StorageError> {
         ));
     }
     Ok(())
+}
+
+/// Where users' files live: a directory (the embedded default) or an object store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageRoot {
+    /// `ROOT/<user>` directories on the local filesystem.
+    Dir(std::path::PathBuf),
+    /// `s3://bucket/prefix`: one prefix per user in an S3-compatible store.
+    Object(object::ObjectLocation),
+}
+
+impl From<std::path::PathBuf> for StorageRoot {
+    fn from(path: std::path::PathBuf) -> Self {
+        StorageRoot::Dir(path)
+    }
+}
+
+impl std::str::FromStr for StorageRoot {
+    type Err = std::convert::Infallible;
+
+    fn from_str(typed: &str) -> Result<Self, Self::Err> {
+        Ok(if typed.starts_with("s3://") {
+            StorageRoot::Object(object::ObjectLocation {
+                url: typed.to_owned(),
+                options: Vec::new(),
+            })
+        } else {
+            StorageRoot::Dir(typed.into())
+        })
+    }
+}
+
+impl std::fmt::Display for StorageRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageRoot::Dir(path) => write!(f, "{}", path.display()),
+            StorageRoot::Object(location) => f.write_str(&location.url),
+        }
+    }
 }
 
 /// The embedded default: `ROOT/<user>` directories on the local filesystem.

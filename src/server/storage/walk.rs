@@ -33,6 +33,13 @@ impl Totals {
         }
     }
 
+    /// Both together.
+    #[must_use]
+    pub fn plus(mut self, other: Totals) -> Totals {
+        self.add(other);
+        self
+    }
+
     fn add(&mut self, other: Totals) {
         self.bytes = self.bytes.saturating_add(other.bytes);
         self.entries = self.entries.saturating_add(other.entries);

@@ -1,0 +1,503 @@
+//! Uploads into the object store. A file smaller than one part is held in memory and sent
+//! in one PUT once its checksum matched; a larger one goes up as a multipart upload, whose
+//! object appears only when the upload is completed, after the checksum matched.
+//!
+//! A multipart upload can be resumed by any node: after each part, its id and parts are
+//! written beside the target as a hidden state object (`DIR/.ftprep-part-<hash of name>`).
+//! The checksum of the parts sent so far lives only in the memory of the node that
+//! received them ([`HeldChecksums`]; S3 cannot read back parts of an unfinished upload,
+//! and the hash state cannot be exported). A resume on that node is verified before the
+//! object appears, as any upload; a resume on another node (or after a restart) is
+//! verified by reading the completed object back, and a mismatch removes it again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::aws::AmazonS3;
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{
+    Attributes as StoreAttributes, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
+    PutPayload,
+};
+use serde::{Deserialize, Serialize};
+
+use super::download::ObjectDownload;
+use super::keys;
+use super::unavailable;
+use crate::checksum::{Checksum, Digest};
+use crate::commands::{Attributes, ErrorCode};
+use crate::error::StorageError;
+use crate::server::storage::ledger::Ledger;
+use crate::server::storage::{Download, PARTIAL_TTL, Upload, Usage};
+
+/// The smallest part: S3 wants 5 MiB or more for every part but the last.
+const MIN_PART_SIZE: u64 = 8 << 20;
+
+/// S3 completes an upload of at most this many parts.
+const MAX_PARTS: u64 = 10_000;
+
+/// Interrupted uploads whose checksum this node keeps, at most (each ~300 bytes).
+const MAX_HELD: usize = 10_000;
+
+/// Checksums of the parts of interrupted uploads this node received, by upload id: what a
+/// resume on this node continues from.
+#[derive(Default)]
+pub struct HeldChecksums {
+    held: Mutex<HashMap<String, (Checksum, i64)>>,
+}
+
+impl HeldChecksums {
+    fn keep(&self, upload_id: &str, checksum: Checksum) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.len() >= MAX_HELD && !held.contains_key(upload_id) {
+            // Forget the oldest: its resume will be checked after the fact instead.
+            if let Some(oldest) = held
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(id, _)| id.clone())
+            {
+                held.remove(&oldest);
+            }
+        }
+        held.insert(upload_id.to_owned(), (checksum, now()));
+    }
+
+    fn take(&self, upload_id: &str) -> Option<Checksum> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.remove(upload_id).map(|(checksum, _)| checksum)
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// What another node needs to resume a multipart upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ResumeState {
+    upload_id: String,
+    part_size: u64,
+    parts: Vec<StoredPart>,
+    /// When the upload began (seconds since the epoch): after [`PARTIAL_TTL`] it is dropped.
+    started: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredPart {
+    etag: String,
+    len: u64,
+}
+
+impl ResumeState {
+    fn held(&self) -> u64 {
+        self.parts.iter().map(|p| p.len).sum()
+    }
+}
+
+/// Where an upload goes.
+pub struct Target {
+    pub store: Arc<AmazonS3>,
+    pub key: Path,
+    pub state_key: Path,
+    pub ledger: Arc<Ledger>,
+    pub held: Arc<HeldChecksums>,
+}
+
+/// A multipart upload under way.
+struct Multipart {
+    id: String,
+    parts: Vec<StoredPart>,
+    started: i64,
+}
+
+pub struct ObjectUpload {
+    target: Target,
+    size: u64,
+    replaces: u64,
+    overwrite: bool,
+    preserve: Option<Attributes>,
+    offset: u64,
+    written: u64,
+    part_size: u64,
+    multipart: Option<Multipart>,
+    /// Data not yet sent: less than one part.
+    pending: Vec<Bytes>,
+    pending_len: u64,
+    /// The checksum of everything sent so far; `None` when parts sent through another node
+    /// (or before a restart) came first, so only the completed object can be checked.
+    checksum: Option<Checksum>,
+}
+
+impl ObjectUpload {
+    pub async fn begin(
+        target: Target,
+        size: u64,
+        replaces: u64,
+        overwrite: bool,
+        resume: bool,
+    ) -> Result<Self, StorageError> {
+        let mut upload = ObjectUpload {
+            size,
+            replaces,
+            overwrite,
+            preserve: None,
+            offset: 0,
+            written: 0,
+            part_size: part_size_for(size),
+            multipart: None,
+            pending: Vec::new(),
+            pending_len: 0,
+            checksum: Some(Checksum::new()),
+            target,
+        };
+        let Some(state) = upload.load_state().await? else {
+            return Ok(upload);
+        };
+        let held = state.held();
+        let fits = held <= size && size.div_ceil(state.part_size) <= MAX_PARTS;
+        let fresh = now().saturating_sub(state.started) < PARTIAL_TTL.as_secs() as i64;
+        if resume && fits && fresh {
+            upload.checksum = upload.target.held.take(&state.upload_id);
+            if upload.checksum.is_none() && held == 0 {
+                upload.checksum = Some(Checksum::new());
+            }
+            upload.offset = held;
+            upload.written = held;
+            upload.part_size = state.part_size;
+            upload.multipart = Some(Multipart {
+                id: state.upload_id,
+                parts: state.parts,
+                started: state.started,
+            });
+            return Ok(upload);
+        }
+        // Not resumed: what the earlier upload left goes.
+        upload.discard_multipart(&state.upload_id).await;
+        Ok(upload)
+    }
+
+    async fn load_state(&self) -> Result<Option<ResumeState>, StorageError> {
+        let stored = match self.target.store.get(&self.target.state_key).await {
+            Ok(found) => found.bytes().await.map_err(unavailable)?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(unavailable(e)),
+        };
+        // A damaged state is an upload nobody can resume: start afresh.
+        Ok(serde_json::from_slice(&stored).ok())
+    }
+
+    async fn save_state(&self, multipart: &Multipart) -> Result<(), StorageError> {
+        let state = ResumeState {
+            upload_id: multipart.id.clone(),
+            part_size: self.part_size,
+            parts: multipart.parts.clone(),
+            started: multipart.started,
+        };
+        let json = serde_json::to_vec(&state)
+            .map_err(|e| StorageError::new(ErrorCode::Internal, e.to_string()))?;
+        self.target
+            .store
+            .put(&self.target.state_key, PutPayload::from(json))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Aborts a multipart upload and forgets it; failures only leave garbage that the
+    /// bucket's lifecycle rule removes (see the README).
+    async fn discard_multipart(&self, upload_id: &str) {
+        let _ = self
+            .target
+            .store
+            .abort_multipart(&self.target.key, &upload_id.to_owned())
+            .await;
+        let _ = self.target.store.delete(&self.target.state_key).await;
+        self.target.held.take(upload_id);
+    }
+
+    /// Sends the first `len` pending bytes as the next part.
+    async fn send_part(&mut self, len: u64) -> Result<(), StorageError> {
+        let mut part = Vec::new();
+        let mut left = len;
+        while left > 0 {
+            let Some(first) = self.pending.first_mut() else {
+                break;
+            };
+            if first.len() as u64 <= left {
+                left -= first.len() as u64;
+                part.push(self.pending.remove(0));
+            } else {
+                // Less than a chunk: the cast cannot truncate.
+                part.push(first.split_to(left as usize));
+                left = 0;
+            }
+        }
+        self.pending_len -= len;
+        if let Some(checksum) = &mut self.checksum {
+            for chunk in &part {
+                checksum.update(chunk);
+            }
+        }
+        if self.multipart.is_none() {
+            let id = self
+                .target
+                .store
+                .create_multipart_opts(
+                    &self.target.key,
+                    PutMultipartOptions {
+                        attributes: self.stored_attributes(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(unavailable)?;
+            self.multipart = Some(Multipart {
+                id,
+                parts: Vec::new(),
+                started: now(),
+            });
+        }
+        let Some(mut multipart) = self.multipart.take() else {
+            return Err(StorageError::new(
+                ErrorCode::Internal,
+                "no multipart upload",
+            ));
+        };
+        let sent = self
+            .target
+            .store
+            .put_part(
+                &self.target.key,
+                &multipart.id,
+                multipart.parts.len(),
+                part.into_iter().collect::<PutPayload>(),
+            )
+            .await;
+        let result = match sent {
+            Ok(PartId { content_id }) => {
+                multipart.parts.push(StoredPart {
+                    etag: content_id,
+                    len,
+                });
+                self.save_state(&multipart).await
+            }
+            Err(e) => Err(unavailable(e)),
+        };
+        if result.is_ok()
+            && let Some(checksum) = &self.checksum
+        {
+            self.target.held.keep(&multipart.id, checksum.clone());
+        }
+        self.multipart = Some(multipart);
+        result
+    }
+
+    fn stored_attributes(&self) -> StoreAttributes {
+        self.preserve
+            .map(keys::attributes_to_store)
+            .unwrap_or_default()
+    }
+
+    /// Everything of this upload goes: no object appears, nothing can be resumed.
+    async fn discard(&mut self) {
+        if let Some(multipart) = self.multipart.take() {
+            self.discard_multipart(&multipart.id).await;
+        }
+    }
+}
+
+fn part_size_for(size: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    MIN_PART_SIZE.max(size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB)
+}
+
+#[async_trait]
+impl Upload for ObjectUpload {
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn replaces(&self) -> u64 {
+        self.replaces
+    }
+
+    fn preserve(&mut self, attributes: Attributes) {
+        self.preserve = Some(attributes);
+    }
+
+    async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
+        let len = data.len() as u64;
+        if self
+            .written
+            .checked_add(len)
+            .is_none_or(|end| end > self.size)
+        {
+            return Err(StorageError::new(
+                ErrorCode::UnexpectedRequest,
+                format!("more data than the {} bytes announced", self.size),
+            ));
+        }
+        self.written += len;
+        self.pending.push(data);
+        self.pending_len += len;
+        if self.pending_len >= self.part_size {
+            self.send_part(self.part_size).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(
+        mut self: Box<Self>,
+        checksum: Digest,
+        room: Option<u64>,
+    ) -> Result<(), StorageError> {
+        if self.written != self.size {
+            let message = format!(
+                "incomplete: {} of {} bytes arrived",
+                self.written, self.size
+            );
+            self.discard().await;
+            return Err(StorageError::new(ErrorCode::UnexpectedRequest, message));
+        }
+        let existing = match self.target.store.head(&self.target.key).await {
+            Ok(_) if !self.overwrite => {
+                self.discard().await;
+                return Err(StorageError::new(
+                    ErrorCode::AlreadyExists,
+                    "already exists (use -f to replace it)",
+                ));
+            }
+            Ok(meta) => Some(meta.size),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(unavailable(e)),
+        };
+        let growth = self.size.saturating_sub(existing.unwrap_or(0));
+        if let Some(room) = room
+            && growth > room
+        {
+            self.discard().await;
+            return Err(StorageError::new(
+                ErrorCode::QuotaExceeded,
+                "quota exceeded: the file this upload was to replace is gone, and without it \
+                 the new one does not fit; nothing was replaced",
+            ));
+        }
+        let mismatch = || {
+            StorageError::new(
+                ErrorCode::ChecksumMismatch,
+                "checksum mismatch: the data was damaged in transit; nothing was replaced",
+            )
+        };
+        if self.multipart.is_none() {
+            // Small enough for one request: checked, then stored whole.
+            let mut whole = Checksum::new();
+            for chunk in &self.pending {
+                whole.update(chunk);
+            }
+            if whole.digest() != checksum {
+                return Err(mismatch());
+            }
+            let payload: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
+            self.target
+                .store
+                .put_opts(
+                    &self.target.key,
+                    payload,
+                    PutOptions {
+                        attributes: self.stored_attributes(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(unavailable)?;
+        } else {
+            if self.pending_len > 0 {
+                self.send_part(self.pending_len).await?;
+            }
+            let Some(multipart) = self.multipart.take() else {
+                return Err(StorageError::new(
+                    ErrorCode::Internal,
+                    "no multipart upload",
+                ));
+            };
+            if let Some(held) = &self.checksum
+                && held.digest() != checksum
+            {
+                self.discard_multipart(&multipart.id).await;
+                return Err(mismatch());
+            }
+            let parts = multipart
+                .parts
+                .iter()
+                .map(|p| PartId {
+                    content_id: p.etag.clone(),
+                })
+                .collect();
+            self.target
+                .store
+                .complete_multipart(&self.target.key, &multipart.id, parts)
+                .await
+                .map_err(unavailable)?;
+            let _ = self.target.store.delete(&self.target.state_key).await;
+            self.target.held.take(&multipart.id);
+            if self.checksum.is_none() {
+                // Parts came through another node: the whole object is checked now.
+                let mut stored =
+                    ObjectDownload::open(&self.target.store, &self.target.key, 0).await?;
+                while stored.next_chunk().await?.is_some() {}
+                if stored.checksum() != checksum {
+                    let _ = self.target.store.delete(&self.target.key).await;
+                    if let Some(old) = existing {
+                        self.target.ledger.remove(Usage::entry(false, old));
+                    }
+                    return Err(StorageError::new(
+                        ErrorCode::ChecksumMismatch,
+                        "checksum mismatch: the resumed file differs from what was sent \
+                         before the interruption; it was removed, send it again without -c",
+                    ));
+                }
+            }
+        }
+        match existing {
+            Some(old) => self.target.ledger.resize(old, self.size),
+            None => self.target.ledger.add(Usage::entry(false, self.size)),
+        }
+        Ok(())
+    }
+
+    async fn abort(mut self: Box<Self>, keep: bool) {
+        // Kept: the parts sent and their state stay for a resume; what was pending (less
+        // than a part) is sent again.
+        if !keep {
+            self.discard().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_stay_within_what_s3_completes() {
+        assert_eq!(part_size_for(0), MIN_PART_SIZE);
+        assert_eq!(part_size_for(1 << 30), MIN_PART_SIZE);
+        let huge = 5u64 << 40;
+        assert!(huge.div_ceil(part_size_for(huge)) <= MAX_PARTS);
+        assert_eq!(part_size_for(huge) % (1 << 20), 0);
+    }
+
+    #[test]
+    fn the_oldest_held_checksum_goes_first() {
+        let held = HeldChecksums::default();
+        held.keep("a", Checksum::new());
+        assert!(held.take("a").is_some());
+        assert!(held.take("a").is_none(), "taken once");
+    }
+}

@@ -1,0 +1,116 @@
+//! An S3 server of the tests' own: `s3s-fs` (made for integration tests; `.ci/run`
+//! installs it) on a loopback port, storing into a temporary directory, stopped when
+//! dropped.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use ftprep::server::ObjectLocation;
+
+/// The bucket every test uses.
+pub const BUCKET: &str = "ftprep";
+
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    /// `None` (with a note) when `s3s-fs` is not installed, outside CI.
+    pub fn start() -> Option<Self> {
+        let Some(binary) = s3s_fs() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "s3s-fs is not installed (.ci/run installs it)"
+            );
+            eprintln!(
+                "s3s-fs not installed: skipping (cargo install --locked s3s-fs@0.14.1 --features binary)"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(BUCKET)).unwrap();
+        let mut child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--access-key", "test-key", "--secret-key", "test-secret"])
+            .arg(dir.path())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Ready once it says where it listens (port 0: the kernel picked one).
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let endpoint = loop {
+            let line = lines
+                .next()
+                .expect("s3s-fs exited before it listened")
+                .unwrap();
+            if let Some((_, at)) = line.split_once("server is running at ") {
+                break at.trim().to_owned();
+            }
+        };
+        // Keep reading its log so that it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Some(S3Server {
+            child,
+            endpoint,
+            dir,
+        })
+    }
+
+    /// The bucket under `prefix`, reached with the test keys.
+    pub fn location(&self, prefix: &str) -> ObjectLocation {
+        ObjectLocation {
+            url: format!("s3://{BUCKET}/{prefix}"),
+            options: [
+                ("endpoint", self.endpoint.as_str()),
+                ("region", "us-east-1"),
+                ("access_key_id", "test-key"),
+                ("secret_access_key", "test-secret"),
+                ("allow_http", "true"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        }
+    }
+
+    /// Where `s3s-fs` keeps the objects whose keys start with `prefix`.
+    pub fn on_disk(&self, prefix: &str) -> PathBuf {
+        self.dir.path().join(BUCKET).join(prefix)
+    }
+
+    /// Stops the server now (the store becomes unreachable).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `$S3S_FS`, or `s3s-fs` on the `PATH` or in `~/.cargo/bin`.
+fn s3s_fs() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("S3S_FS") {
+        return Some(path.into());
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("s3s-fs"))
+        .find(|candidate| candidate.is_file())
+}
