@@ -118,18 +118,27 @@ impl ObjectStorage {
         }
         // reqwest takes its TLS provider from the process; this server uses ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(RetryConfig {
-                max_retries: 3,
-                retry_timeout: STORE_RETRY_TIMEOUT,
-                ..Default::default()
-            })
+        // Timeouts and retries first: the environment's settings (AWS_ALLOW_HTTP, say)
+        // go into the same client options, which a later `with_client_options` would drop.
+        let mut builder = AmazonS3Builder::new()
             .with_client_options(
                 ClientOptions::new()
                     .with_connect_timeout(STORE_CONNECT_TIMEOUT)
                     .with_timeout(STORE_REQUEST_TIMEOUT),
-            );
+            )
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: STORE_RETRY_TIMEOUT,
+                ..Default::default()
+            });
+        for (name, value) in std::env::vars() {
+            if name.starts_with("AWS_")
+                && let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
+            {
+                builder = builder.with_config(key, value);
+            }
+        }
+        builder = builder.with_bucket_name(bucket);
         for (key, value) in &location.options {
             let key: AmazonS3ConfigKey = key.parse().map_err(|_| {
                 StorageError::new(
