@@ -10,7 +10,7 @@
 //! object appears, as any upload; a resume on another node (or after a restart) is
 //! verified by reading the completed object back, and a mismatch removes it again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,6 +39,10 @@ const MIN_PART_SIZE: u64 = 8 << 20;
 
 /// S3 completes an upload of at most this many parts.
 const MAX_PARTS: u64 = 10_000;
+
+/// Parts of one upload travelling to the store at once: with the part being filled, what
+/// an upload holds in memory is at most (1 + this) parts.
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// Interrupted uploads whose checksum this node keeps, at most (each ~300 bytes).
 const MAX_HELD: usize = 10_000;
@@ -109,6 +113,13 @@ pub struct Target {
     pub held: Arc<HeldChecksums>,
 }
 
+/// A part on its way to the store, with what the checksum was once it was added.
+struct InFlight {
+    upload: tokio::task::JoinHandle<object_store::Result<PartId>>,
+    len: u64,
+    checksum: Option<Checksum>,
+}
+
 /// A multipart upload under way.
 struct Multipart {
     id: String,
@@ -126,6 +137,8 @@ pub struct ObjectUpload {
     written: u64,
     part_size: u64,
     multipart: Option<Multipart>,
+    /// Parts sent and not yet known to be stored, oldest first.
+    in_flight: VecDeque<InFlight>,
     /// Data not yet sent: less than one part.
     pending: Vec<Bytes>,
     pending_len: u64,
@@ -151,6 +164,7 @@ impl ObjectUpload {
             written: 0,
             part_size: part_size_for(size),
             multipart: None,
+            in_flight: VecDeque::new(),
             pending: Vec::new(),
             pending_len: 0,
             checksum: Some(Checksum::new()),
@@ -192,7 +206,10 @@ impl ObjectUpload {
         Ok(serde_json::from_slice(&stored).ok())
     }
 
-    async fn save_state(&self, multipart: &Multipart) -> Result<(), StorageError> {
+    async fn save_state(&self) -> Result<(), StorageError> {
+        let Some(multipart) = &self.multipart else {
+            return Ok(());
+        };
         let state = ResumeState {
             upload_id: multipart.id.clone(),
             part_size: self.part_size,
@@ -221,7 +238,8 @@ impl ObjectUpload {
         self.target.held.take(upload_id);
     }
 
-    /// Sends the first `len` pending bytes as the next part.
+    /// Sends the first `len` pending bytes as the next part: started at once, while the
+    /// data of the next one arrives; at most [`PARTS_IN_FLIGHT`] at a time.
     async fn send_part(&mut self, len: u64) -> Result<(), StorageError> {
         let mut part = Vec::new();
         let mut left = len;
@@ -244,58 +262,80 @@ impl ObjectUpload {
                 checksum.update(chunk);
             }
         }
-        if self.multipart.is_none() {
-            let id = self
-                .target
-                .store
-                .create_multipart_opts(
-                    &self.target.key,
-                    PutMultipartOptions {
-                        attributes: self.stored_attributes(),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(unavailable)?;
-            self.multipart = Some(Multipart {
-                id,
-                parts: Vec::new(),
-                started: now(),
-            });
+        if self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.collect_one().await?;
         }
-        let Some(mut multipart) = self.multipart.take() else {
+        let id = match &self.multipart {
+            Some(multipart) => multipart.id.clone(),
+            None => {
+                let id = self
+                    .target
+                    .store
+                    .create_multipart_opts(
+                        &self.target.key,
+                        PutMultipartOptions {
+                            attributes: self.stored_attributes(),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                self.multipart = Some(Multipart {
+                    id: id.clone(),
+                    parts: Vec::new(),
+                    started: now(),
+                });
+                id
+            }
+        };
+        let index = self.multipart.as_ref().map_or(0, |m| m.parts.len()) + self.in_flight.len();
+        let (store, key) = (Arc::clone(&self.target.store), self.target.key.clone());
+        let payload: PutPayload = part.into_iter().collect();
+        let upload = tokio::spawn(async move { store.put_part(&key, &id, index, payload).await });
+        self.in_flight.push_back(InFlight {
+            upload,
+            len,
+            checksum: self.checksum.clone(),
+        });
+        Ok(())
+    }
+
+    /// Waits for the oldest part in flight and records it: the state a resume reads holds
+    /// only parts that are stored, in order.
+    async fn collect_one(&mut self) -> Result<(), StorageError> {
+        let Some(sent) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let stored = sent
+            .upload
+            .await
+            .map_err(|e| {
+                StorageError::new(ErrorCode::Internal, format!("part upload failed: {e}"))
+            })?
+            .map_err(unavailable)?;
+        let Some(multipart) = &mut self.multipart else {
             return Err(StorageError::new(
                 ErrorCode::Internal,
                 "no multipart upload",
             ));
         };
-        let sent = self
-            .target
-            .store
-            .put_part(
-                &self.target.key,
-                &multipart.id,
-                multipart.parts.len(),
-                part.into_iter().collect::<PutPayload>(),
-            )
-            .await;
-        let result = match sent {
-            Ok(PartId { content_id }) => {
-                multipart.parts.push(StoredPart {
-                    etag: content_id,
-                    len,
-                });
-                self.save_state(&multipart).await
-            }
-            Err(e) => Err(unavailable(e)),
-        };
-        if result.is_ok()
-            && let Some(checksum) = &self.checksum
-        {
-            self.target.held.keep(&multipart.id, checksum.clone());
+        multipart.parts.push(StoredPart {
+            etag: stored.content_id,
+            len: sent.len,
+        });
+        let multipart_id = multipart.id.clone();
+        self.save_state().await?;
+        if let Some(checksum) = sent.checksum {
+            self.target.held.keep(&multipart_id, checksum);
         }
-        self.multipart = Some(multipart);
-        result
+        Ok(())
+    }
+
+    async fn collect_all(&mut self) -> Result<(), StorageError> {
+        while !self.in_flight.is_empty() {
+            self.collect_one().await?;
+        }
+        Ok(())
     }
 
     fn stored_attributes(&self) -> StoreAttributes {
@@ -306,6 +346,9 @@ impl ObjectUpload {
 
     /// Everything of this upload goes: no object appears, nothing can be resumed.
     async fn discard(&mut self) {
+        for sent in self.in_flight.drain(..) {
+            sent.upload.abort();
+        }
         if let Some(multipart) = self.multipart.take() {
             self.discard_multipart(&multipart.id).await;
         }
@@ -420,6 +463,7 @@ impl Upload for ObjectUpload {
             if self.pending_len > 0 {
                 self.send_part(self.pending_len).await?;
             }
+            self.collect_all().await?;
             let Some(multipart) = self.multipart.take() else {
                 return Err(StorageError::new(
                     ErrorCode::Internal,
@@ -472,9 +516,11 @@ impl Upload for ObjectUpload {
     }
 
     async fn abort(mut self: Box<Self>, keep: bool) {
-        // Kept: the parts sent and their state stay for a resume; what was pending (less
-        // than a part) is sent again.
-        if !keep {
+        // Kept: the parts sent and their state stay for a resume (once those in flight
+        // are stored); what was pending (less than a part) is sent again.
+        if keep {
+            let _ = self.collect_all().await;
+        } else {
             self.discard().await;
         }
     }
