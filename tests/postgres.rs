@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use common::{TestServer, fast_limits};
 use ftprep::auth::Verifier;
 use ftprep::client::NoProgress;
+use ftprep::commands::ErrorCode;
 use ftprep::error::Error;
 use ftprep::server::guard::LockoutPolicy;
 use ftprep::server::postgres::PgUserStore;
@@ -467,4 +468,105 @@ async fn tls_to_the_database_verifies_its_certificate() {
 async fn a_database_url_never_shows_its_password() {
     let users: UserDatabase = "postgres://ftpd:s3cret@127.0.0.1:1/x".parse().unwrap();
     assert!(!users.to_string().contains("s3cret"));
+}
+
+/// A node on the database keeping its files in the shared object store.
+async fn object_node_on(db: &Postgres, s3: &common::s3::S3Server) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        root: ftprep::server::StorageRoot::Object(s3.location("cluster")),
+        users: db.url().parse().unwrap(),
+        state_dir: dir.path().join("state"),
+        tls: TlsSetup::Plaintext,
+        audit_log: None,
+        limits: fast_limits(),
+    };
+    TestServer::start_config(dir, config).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quota_holds_across_nodes_sharing_an_object_store() {
+    let Some(db) = Postgres::start() else {
+        return;
+    };
+    let Some(s3) = common::s3::S3Server::start() else {
+        return;
+    };
+    let users: UserDatabase = db.url().parse().unwrap();
+    let mut record = UserRecord::new(
+        Username::parse("alice").unwrap(),
+        Verifier::generate("pw", common::TEST_ITERATIONS),
+    );
+    record.quota = Some(20 << 20);
+    users.add_user(record).await.unwrap();
+    let (a, b) = (
+        object_node_on(&db, &s3).await,
+        object_node_on(&db, &s3).await,
+    );
+    let (mut on_a, mut on_b) = (a.login("alice", "pw").await, b.login("alice", "pw").await);
+    // B counts the home first (empty), so only A's report of its upload can tell B.
+    assert_eq!(on_b.usage().await.unwrap(), (0, Some(20 << 20)));
+    let file = a.dir.path().join("12MiB");
+    std::fs::write(&file, vec![7u8; 12 << 20]).unwrap();
+    let options = ftprep::client::TransferOptions::default();
+    let progress = &ftprep::client::NoProgress;
+    on_a.put_file(&file, "first", options, progress)
+        .await
+        .unwrap();
+    assert_eq!(on_b.usage().await.unwrap().0, 12 << 20, "B sees A's upload");
+    let refused = on_b
+        .put_file(&file, "second", options, progress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::Remote {
+                code: ErrorCode::QuotaExceeded,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+
+    // An upload in progress on A holds its bytes for B too.
+    on_a.remove("first", false).await.unwrap();
+    let mut uploading = a.login("alice", "pw").await;
+    common::start_upload(&mut uploading, "big", 12 << 20, false).await;
+    let refused = on_b
+        .put_file(&file, "second", options, progress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            Error::Remote {
+                code: ErrorCode::QuotaExceeded,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+    // Once it is given up, the room is there again.
+    drop(uploading);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match on_b.put_file(&file, "second", options, progress).await {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(
+                    matches!(
+                        e,
+                        Error::Remote {
+                            code: ErrorCode::QuotaExceeded,
+                            ..
+                        }
+                    ),
+                    "{e}"
+                );
+                tokio::task::yield_now().await;
+            }
+            Err(e) => panic!("the hold of the dropped upload was never released: {e}"),
+        }
+    }
 }

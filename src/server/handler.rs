@@ -11,7 +11,7 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit};
 
 use super::Shared;
 use super::audit::Record;
-use super::quota::Reservation;
+use super::quota::Hold;
 use super::storage::{DIRECTORY_BYTES, Upload, UserTree};
 use crate::checksum::Digest;
 use crate::commands::{Attributes, EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
@@ -50,13 +50,13 @@ struct Quotas {
 /// place among the transfers.
 type Started = (
     Box<dyn Upload>,
-    Option<Reservation>,
+    Option<Hold>,
     OwnedMutexGuard<()>,
     OwnedSemaphorePermit,
 );
 
 /// An upload under way, without its place among the transfers.
-type Opened = (Box<dyn Upload>, Option<Reservation>, OwnedMutexGuard<()>);
+type Opened = (Box<dyn Upload>, Option<Hold>, OwnedMutexGuard<()>);
 
 fn path(raw: &str) -> Outcome<RemotePath> {
     RemotePath::parse(raw).map_err(invalid_path)
@@ -353,11 +353,20 @@ impl Handler<'_> {
         let projected = used
             .saturating_sub(upload.replaces())
             .saturating_add(incoming);
-        match self
+        let reserved = match self
             .shared
             .quotas
             .reserve(&self.user, projected, incoming, quota)
+            .await
         {
+            Ok(reserved) => reserved,
+            Err(err) => {
+                let keep = upload.offset() > 0;
+                upload.abort(keep).await;
+                return Err(err);
+            }
+        };
+        match reserved {
             Ok(reservation) => Ok((upload, Some(reservation), target_lock)),
             Err(pending) => {
                 // Partial data from before stays for a later resume (it is in `used`).
@@ -398,7 +407,7 @@ impl Handler<'_> {
             return Ok(());
         };
         let used = self.tree.usage().await?.bytes;
-        let held = self.shared.quotas.held(&self.user);
+        let held = self.shared.quotas.held(&self.user).await?;
         if used.saturating_add(held).saturating_add(DIRECTORY_BYTES) > quota {
             return Err(StorageError::new(
                 ErrorCode::QuotaExceeded,
@@ -415,7 +424,7 @@ impl Handler<'_> {
 
     /// How far usage may still grow when an upload ends: the quota (as it is now) less
     /// what is used and what other uploads of the user hold. `None` without a quota.
-    async fn room_at_finish(&self, reservation: Option<&Reservation>) -> Option<u64> {
+    async fn room_at_finish(&self, reservation: Option<&Hold>) -> Option<u64> {
         let reservation = reservation?;
         // Without the quota (the user database unavailable), no room: fail closed.
         let quota = self.quota().await.unwrap_or(Some(0))?;
@@ -426,11 +435,9 @@ impl Handler<'_> {
                 return Some(0);
             }
         };
-        Some(
-            quota
-                .saturating_sub(used)
-                .saturating_sub(reservation.held_by_others()),
-        )
+        // Without what the others hold, no room either.
+        let others = reservation.held_by_others().await.unwrap_or(u64::MAX);
+        Some(quota.saturating_sub(used).saturating_sub(others))
     }
 
     /// Receives an upload: data frames until `PutFinish`, then the verdict. A failure while

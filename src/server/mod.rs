@@ -173,7 +173,7 @@ pub(crate) struct Shared {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) secret: [u8; secret::SECRET_LEN],
     pub(crate) limits: Limits,
-    pub(crate) quotas: quota::Quotas,
+    pub(crate) quotas: quota::QuotaBook,
     pub(crate) uploads: locks::TargetLocks,
     /// The TLS identity; `None` serves plaintext.
     pub(crate) tls: Option<ServerIdentity>,
@@ -235,12 +235,18 @@ impl Server {
                 ))
             })?),
             StorageRoot::Object(location) => {
-                Arc::new(ObjectStorage::open(location).await.map_err(|e| {
+                let store = ObjectStorage::open(location).await.map_err(|e| {
                     Error::Io(std::io::Error::other(format!(
                         "storage root {}: {}",
                         location.url, e.message
                     )))
-                })?)
+                })?;
+                // Nodes sharing the users' database and the store share the quota's
+                // bookkeeping too.
+                match &database {
+                    Some(db) => Arc::new(store.with_shared_usage(Arc::clone(db))),
+                    None => Arc::new(store),
+                }
             }
         };
         match secret::tighten_state_dir(&config.state_dir) {
@@ -289,6 +295,11 @@ impl Server {
         if let Some(shared) = Arc::get_mut(&mut server.shared) {
             shared.audit = audit;
             if let Some(db) = database {
+                if matches!(config.root, StorageRoot::Object(_)) {
+                    shared.quotas = quota::QuotaBook::Shared(postgres::quota::PgReservations::new(
+                        Arc::clone(&db),
+                    ));
+                }
                 shared.guard =
                     guard::Guard::Shared(postgres::PgLoginGuard::new(db, config.limits.lockout));
             }
@@ -310,7 +321,7 @@ impl Server {
                 storage,
                 secret,
                 limits,
-                quotas: quota::Quotas::default(),
+                quotas: quota::QuotaBook::default(),
                 uploads: locks::TargetLocks::default(),
                 tls,
                 guard: guard::Guard::Local(guard::LoginGuard::new(limits.lockout)),

@@ -5,7 +5,111 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::commands::ErrorCode;
+use crate::error::StorageError;
+use crate::server::postgres::quota::PgReservations;
 use crate::username::Username;
+
+/// Where the holds of uploads in progress are kept: in this node's memory, or (the files in
+/// an object store that several nodes share) in the database, over every node.
+#[derive(Debug, Clone)]
+pub(crate) enum QuotaBook {
+    Local(Quotas),
+    Shared(PgReservations),
+}
+
+impl Default for QuotaBook {
+    fn default() -> Self {
+        QuotaBook::Local(Quotas::default())
+    }
+}
+
+fn database_unavailable(err: &crate::error::UserDbError) -> StorageError {
+    tracing::error!(error = %err, "cannot reach the quota holds in the database");
+    StorageError::new(
+        ErrorCode::Busy,
+        "server busy: the user database is unavailable",
+    )
+}
+
+impl QuotaBook {
+    /// Bytes the uploads of `user` hold now.
+    pub(crate) async fn held(&self, user: &Username) -> Result<u64, StorageError> {
+        match self {
+            QuotaBook::Local(quotas) => Ok(quotas.held(user)),
+            QuotaBook::Shared(book) => book
+                .held(user, None)
+                .await
+                .map_err(|e| database_unavailable(&e)),
+        }
+    }
+
+    /// As [`Quotas::reserve`], over every node when shared.
+    pub(crate) async fn reserve(
+        &self,
+        user: &Username,
+        projected: u64,
+        incoming: u64,
+        quota: u64,
+    ) -> Result<Result<Hold, u64>, StorageError> {
+        match self {
+            QuotaBook::Local(quotas) => Ok(quotas
+                .reserve(user, projected, incoming, quota)
+                .map(Hold::Local)),
+            QuotaBook::Shared(book) => {
+                let reserved = book
+                    .reserve(user, projected, incoming, quota)
+                    .await
+                    .map_err(|e| database_unavailable(&e))?;
+                Ok(reserved.map(|id| {
+                    Hold::Shared(SharedHold {
+                        id,
+                        user: user.clone(),
+                        renewal: book.keep_renewed(id),
+                        book: book.clone(),
+                    })
+                }))
+            }
+        }
+    }
+}
+
+/// Bytes held for one upload, here or in the database; released when dropped.
+#[derive(Debug)]
+pub(crate) enum Hold {
+    Local(Reservation),
+    Shared(SharedHold),
+}
+
+impl Hold {
+    /// Bytes the user's other uploads hold now.
+    pub(crate) async fn held_by_others(&self) -> Result<u64, StorageError> {
+        match self {
+            Hold::Local(reservation) => Ok(reservation.held_by_others()),
+            Hold::Shared(hold) => hold
+                .book
+                .held(&hold.user, Some(hold.id))
+                .await
+                .map_err(|e| database_unavailable(&e)),
+        }
+    }
+}
+
+/// A hold in the database, renewed while it lasts.
+#[derive(Debug)]
+pub(crate) struct SharedHold {
+    id: i64,
+    user: Username,
+    book: PgReservations,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SharedHold {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        self.book.release(self.id);
+    }
+}
 
 /// Bytes reserved by uploads in progress, per user.
 #[derive(Debug, Default, Clone)]

@@ -10,6 +10,7 @@
 //! - [`secret`]: the mock-login secret, the same on every node.
 
 pub mod guard;
+pub mod quota;
 pub mod secret;
 pub mod users;
 
@@ -47,6 +48,9 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct PgDatabase {
     url: String,
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    /// A second connection for transactions, one at a time (statements of others must not
+    /// land inside one, as they would on the shared connection).
+    exclusive: tokio::sync::Mutex<Option<Client>>,
 }
 
 impl std::fmt::Debug for PgDatabase {
@@ -68,6 +72,7 @@ impl PgDatabase {
         Ok(Arc::new(PgDatabase {
             url: url.to_owned(),
             client: tokio::sync::Mutex::new(Some(Arc::new(client))),
+            exclusive: tokio::sync::Mutex::new(None),
         }))
     }
 
@@ -82,6 +87,16 @@ impl PgDatabase {
         let client = Arc::new(connect(&self.url, None).await?);
         *slot = Some(Arc::clone(&client));
         Ok(client)
+    }
+
+    /// The connection for transactions, for this caller alone until the guard is dropped;
+    /// made (again) when needed.
+    pub(crate) async fn exclusive(&self) -> Result<Exclusive<'_>, UserDbError> {
+        let mut slot = self.exclusive.lock().await;
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            *slot = Some(connect(&self.url, None).await?);
+        }
+        Ok(Exclusive(slot))
     }
 
     /// A connection of its own that listens on `channel`: the client (the connection
@@ -100,6 +115,18 @@ impl PgDatabase {
             .await
             .map_err(database_error("listening for changes"))?;
         Ok((client, payloads))
+    }
+}
+
+/// The transaction connection, held: see [`PgDatabase::exclusive`].
+pub(crate) struct Exclusive<'a>(tokio::sync::MutexGuard<'a, Option<Client>>);
+
+impl Exclusive<'_> {
+    /// The connection (always there while held).
+    pub(crate) fn client(&mut self) -> Result<&mut Client, UserDbError> {
+        self.0
+            .as_mut()
+            .ok_or_else(|| UserDbError::Database("no connection to the database".into()))
     }
 }
 

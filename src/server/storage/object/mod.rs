@@ -20,6 +20,7 @@ pub(super) mod keys;
 mod listing;
 mod scan;
 mod upload;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -42,11 +43,14 @@ use crate::checksum::Digest;
 use crate::commands::{Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
 use crate::paths::{MAX_DEPTH, RemotePath};
+use crate::server::postgres::PgDatabase;
+use crate::server::postgres::quota::PgUsage;
 use crate::username::Username;
 use keys::Keys;
 use listing::{DirectoryListing, OneEntry, TreeListing};
 use scan::Scan;
 pub use upload::HeldChecksums;
+use usage::HomeUsage;
 
 /// Where the files live in an object store: `s3://bucket/prefix`, and settings that
 /// override the `AWS_*` environment (endpoint, region, keys), as tests and benchmarks use.
@@ -85,6 +89,10 @@ const HEADS_IN_FLIGHT: usize = 32;
 /// Every user's tree in one bucket (under one prefix).
 pub struct ObjectStorage {
     store: Arc<AmazonS3>,
+    /// `s3://bucket/prefix`, naming this store's counts in the database.
+    root: String,
+    /// Where usage is counted when several nodes share the store.
+    shared_usage: Option<Arc<PgDatabase>>,
     base: Path,
     homes: Mutex<HashMap<Username, Weak<ObjectTree>>>,
     held: Arc<HeldChecksums>,
@@ -154,6 +162,8 @@ impl ObjectStorage {
         let base = Path::from_iter(prefix.split('/').filter(|p| !p.is_empty()));
         let storage = ObjectStorage {
             store: Arc::new(store),
+            root: location.url.clone(),
+            shared_usage: None,
             base,
             homes: Mutex::default(),
             held: Arc::default(),
@@ -174,6 +184,16 @@ impl ObjectStorage {
     }
 }
 
+impl ObjectStorage {
+    /// Counts usage in `db`, shared with every node on this store and database, instead
+    /// of in this node's memory.
+    #[must_use]
+    pub fn with_shared_usage(mut self, db: Arc<PgDatabase>) -> Self {
+        self.shared_usage = Some(db);
+        self
+    }
+}
+
 #[async_trait]
 impl super::Storage for ObjectStorage {
     async fn open_home(&self, user: &Username) -> Result<Arc<dyn UserTree>, StorageError> {
@@ -186,7 +206,10 @@ impl super::Storage for ObjectStorage {
         let tree = Arc::new(ObjectTree {
             store: Arc::clone(&self.store),
             keys: Keys::new(self.base.clone().join(user.as_str())),
-            ledger: Arc::default(),
+            ledger: Arc::new(match &self.shared_usage {
+                Some(db) => HomeUsage::Shared(PgUsage::new(Arc::clone(db), &self.root, user)),
+                None => HomeUsage::Local(Ledger::default()),
+            }),
             held: Arc::clone(&self.held),
         });
         homes.insert(user.clone(), Arc::downgrade(&tree));
@@ -225,7 +248,7 @@ enum Found {
 struct ObjectTree {
     store: Arc<AmazonS3>,
     keys: Keys,
-    ledger: Arc<Ledger>,
+    ledger: Arc<HomeUsage>,
     held: Arc<HeldChecksums>,
 }
 
@@ -299,7 +322,7 @@ impl ObjectTree {
             .put(&keys::marker(dir), PutPayload::default())
             .await
             .map_err(unavailable)?;
-        self.ledger.add(Usage::entry(true, 0));
+        self.ledger.add(Usage::entry(true, 0)).await;
         Ok(())
     }
 
@@ -361,7 +384,7 @@ impl ObjectTree {
         .await;
         // The directory itself, as the walk on disk counts it.
         removed = removed.plus(Usage::entry(true, 0));
-        self.ledger.remove(removed);
+        self.ledger.remove(removed).await;
         result
     }
 }
@@ -481,7 +504,7 @@ impl UserTree for ObjectTree {
             )),
             Some(Found::File(meta)) => {
                 self.store.delete(&key).await.map_err(unavailable)?;
-                self.ledger.remove(Usage::entry(false, meta.size));
+                self.ledger.remove(Usage::entry(false, meta.size)).await;
                 Ok(())
             }
             Some(Found::Directory) if !recursive => Err(StorageError::new(
@@ -516,7 +539,7 @@ impl UserTree for ObjectTree {
                     .delete(&keys::marker(&key))
                     .await
                     .map_err(unavailable)?;
-                self.ledger.remove(Usage::entry(true, 0));
+                self.ledger.remove(Usage::entry(true, 0)).await;
                 Ok(())
             }
         }
@@ -577,7 +600,7 @@ impl UserTree for ObjectTree {
                     .map_err(unavailable)?;
                 self.store.delete(&source).await.map_err(unavailable)?;
                 if let Some(Found::File(old)) = replaced {
-                    self.ledger.remove(Usage::entry(false, old.size));
+                    self.ledger.remove(Usage::entry(false, old.size)).await;
                 }
                 drop(meta);
                 Ok(())
@@ -585,7 +608,7 @@ impl UserTree for ObjectTree {
             Found::Directory => {
                 if let Some(Found::Directory) = replaced {
                     let _ = self.store.delete(&keys::marker(&target)).await;
-                    self.ledger.remove(Usage::entry(true, 0));
+                    self.ledger.remove(Usage::entry(true, 0)).await;
                 }
                 self.move_tree(&source, &target, to.depth()).await
             }
@@ -593,7 +616,7 @@ impl UserTree for ObjectTree {
     }
 
     async fn usage(&self) -> Result<Usage, StorageError> {
-        if let Some(counted) = self.ledger.current() {
+        if let Some(counted) = self.ledger.current().await? {
             return Ok(counted);
         }
         let mut scan = Scan::new(Arc::clone(&self.store), self.keys.home().clone());
@@ -603,7 +626,7 @@ impl UserTree for ObjectTree {
                 totals = totals.plus(Usage::entry(entry.kind == EntryKind::Directory, entry.size));
             }
         }
-        self.ledger.recounted(totals);
+        self.ledger.recounted(totals).await;
         Ok(totals)
     }
 

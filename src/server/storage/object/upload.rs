@@ -31,7 +31,6 @@ use super::unavailable;
 use crate::checksum::{Checksum, Digest};
 use crate::commands::{Attributes, ErrorCode};
 use crate::error::StorageError;
-use crate::server::storage::ledger::Ledger;
 use crate::server::storage::{Download, PARTIAL_TTL, Upload, Usage};
 
 /// The smallest part: S3 wants 5 MiB or more for every part but the last.
@@ -109,7 +108,7 @@ pub struct Target {
     pub store: Arc<AmazonS3>,
     pub key: Path,
     pub state_key: Path,
-    pub ledger: Arc<Ledger>,
+    pub ledger: Arc<super::usage::HomeUsage>,
     pub held: Arc<HeldChecksums>,
 }
 
@@ -498,7 +497,7 @@ impl Upload for ObjectUpload {
                 if stored.checksum() != checksum {
                     let _ = self.target.store.delete(&self.target.key).await;
                     if let Some(old) = existing {
-                        self.target.ledger.remove(Usage::entry(false, old));
+                        self.target.ledger.remove(Usage::entry(false, old)).await;
                     }
                     return Err(StorageError::new(
                         ErrorCode::ChecksumMismatch,
@@ -509,8 +508,8 @@ impl Upload for ObjectUpload {
             }
         }
         match existing {
-            Some(old) => self.target.ledger.resize(old, self.size),
-            None => self.target.ledger.add(Usage::entry(false, self.size)),
+            Some(old) => self.target.ledger.resize(old, self.size).await,
+            None => self.target.ledger.add(Usage::entry(false, self.size)).await,
         }
         Ok(())
     }

@@ -1,0 +1,246 @@
+//! Quota bookkeeping shared by every node of one object store: each home's usage count
+//! ([`PgUsage`]) and the bytes uploads in progress hold ([`PgReservations`]), so a quota
+//! holds across nodes as it does on one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{PgDatabase, database_error};
+use crate::error::UserDbError;
+use crate::server::storage::Usage;
+use crate::username::Username;
+
+/// A count older than this is listed again (as [`crate::server::storage`] does on disk).
+const RECOUNT_AFTER_SECS: f64 = 600.0;
+
+/// How long a hold lasts unless its node renews it.
+const HOLD_LEASE: Duration = Duration::from_secs(15 * 60);
+/// How often a running upload's node renews its hold.
+const HOLD_RENEWAL: Duration = Duration::from_secs(5 * 60);
+
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// The usage count of one home of one storage root.
+#[derive(Debug, Clone)]
+pub struct PgUsage {
+    db: Arc<PgDatabase>,
+    root: String,
+    user: String,
+}
+
+impl PgUsage {
+    pub fn new(db: Arc<PgDatabase>, root: &str, user: &Username) -> Self {
+        PgUsage {
+            db,
+            root: root.to_owned(),
+            user: user.as_str().to_owned(),
+        }
+    }
+
+    /// The count, if one is recent enough to trust.
+    ///
+    /// # Errors
+    /// The database.
+    pub async fn current(&self) -> Result<Option<Usage>, UserDbError> {
+        let row = self
+            .db
+            .client()
+            .await?
+            .query_opt(
+                "SELECT bytes, entries FROM ftpd_usage WHERE root = $1 AND username = $2 \
+                 AND counted_at > now() - make_interval(secs => $3)",
+                &[&self.root, &self.user, &RECOUNT_AFTER_SECS],
+            )
+            .await
+            .map_err(database_error("reading a usage count"))?;
+        Ok(row.map(|row| Usage {
+            bytes: unsigned(row.get(0)),
+            entries: unsigned(row.get(1)),
+        }))
+    }
+
+    /// Replaces the count with a fresh listing's.
+    ///
+    /// # Errors
+    /// The database.
+    pub async fn recounted(&self, totals: Usage) -> Result<(), UserDbError> {
+        self.db
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO ftpd_usage (root, username, bytes, entries, counted_at) \
+                 VALUES ($1, $2, $3, $4, now()) ON CONFLICT (root, username) DO UPDATE \
+                 SET bytes = $3, entries = $4, counted_at = now()",
+                &[
+                    &self.root,
+                    &self.user,
+                    &signed(totals.bytes),
+                    &signed(totals.entries),
+                ],
+            )
+            .await
+            .map_err(database_error("storing a usage count"))?;
+        Ok(())
+    }
+
+    /// Applies a change to the count (if there is one), never below zero.
+    ///
+    /// # Errors
+    /// The database.
+    pub async fn change(&self, bytes: i64, entries: i64) -> Result<(), UserDbError> {
+        self.db
+            .client()
+            .await?
+            .execute(
+                "UPDATE ftpd_usage SET bytes = GREATEST(bytes + $3, 0), \
+                 entries = GREATEST(entries + $4, 0) WHERE root = $1 AND username = $2",
+                &[&self.root, &self.user, &bytes, &entries],
+            )
+            .await
+            .map_err(database_error("updating a usage count"))?;
+        Ok(())
+    }
+}
+
+/// Holds of uploads in progress, over every node.
+#[derive(Debug, Clone)]
+pub struct PgReservations {
+    db: Arc<PgDatabase>,
+}
+
+impl PgReservations {
+    pub fn new(db: Arc<PgDatabase>) -> Self {
+        PgReservations { db }
+    }
+
+    /// Bytes the uploads of `user` hold now, on every node.
+    ///
+    /// # Errors
+    /// The database.
+    pub async fn held(&self, user: &Username, except: Option<i64>) -> Result<u64, UserDbError> {
+        let row = self
+            .db
+            .client()
+            .await?
+            .query_one(
+                "SELECT COALESCE(sum(bytes), 0)::bigint FROM ftpd_reservations \
+                 WHERE username = $1 AND expires_at > now() AND id IS DISTINCT FROM $2",
+                &[&user.as_str(), &except],
+            )
+            .await
+            .map_err(database_error("reading the bytes uploads hold"))?;
+        Ok(unsigned(row.get(0)))
+    }
+
+    /// Holds `incoming` bytes for `user` if `projected` (usage after this upload) plus what
+    /// other uploads hold stays within `quota`: the hold's id, or on refusal what the
+    /// others hold. One user's reservations are made one at a time across nodes (an
+    /// advisory lock in a transaction), so two cannot both see room for themselves alone.
+    ///
+    /// # Errors
+    /// The database.
+    pub async fn reserve(
+        &self,
+        user: &Username,
+        projected: u64,
+        incoming: u64,
+        quota: u64,
+    ) -> Result<Result<i64, u64>, UserDbError> {
+        let mut connection = self.db.exclusive().await?;
+        let transaction = connection
+            .client()?
+            .transaction()
+            .await
+            .map_err(database_error("starting a reservation"))?;
+        let what = database_error("reserving room for an upload");
+        transaction
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtext('ftpd-quota:' || $1))",
+                &[&user.as_str()],
+            )
+            .await
+            .map_err(database_error("locking a user's reservations"))?;
+        let others: i64 = transaction
+            .query_one(
+                "SELECT COALESCE(sum(bytes), 0)::bigint FROM ftpd_reservations \
+                 WHERE username = $1 AND expires_at > now()",
+                &[&user.as_str()],
+            )
+            .await
+            .map_err(database_error("reading the bytes uploads hold"))?
+            .get(0);
+        let others = unsigned(others);
+        if projected
+            .checked_add(others)
+            .is_none_or(|total| total > quota)
+        {
+            transaction.rollback().await.map_err(what)?;
+            return Ok(Err(others));
+        }
+        let id: i64 = transaction
+            .query_one(
+                "INSERT INTO ftpd_reservations (username, bytes, expires_at) \
+                 VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id",
+                &[&user.as_str(), &signed(incoming), &HOLD_LEASE.as_secs_f64()],
+            )
+            .await
+            .map_err(database_error("reserving room for an upload"))?
+            .get(0);
+        transaction
+            .commit()
+            .await
+            .map_err(database_error("reserving room for an upload"))?;
+        Ok(Ok(id))
+    }
+
+    /// Renews the hold `id` every few minutes until the returned task is aborted.
+    pub fn keep_renewed(&self, id: i64) -> tokio::task::JoinHandle<()> {
+        let db = Arc::clone(&self.db);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HOLD_RENEWAL).await;
+                let renewed = async {
+                    db.client()
+                        .await?
+                        .execute(
+                            "UPDATE ftpd_reservations SET expires_at = \
+                             now() + make_interval(secs => $2) WHERE id = $1",
+                            &[&id, &HOLD_LEASE.as_secs_f64()],
+                        )
+                        .await
+                        .map_err(database_error("renewing a reservation"))
+                };
+                if let Err(e) = renewed.await {
+                    tracing::warn!(error = %e, "cannot renew an upload's reservation");
+                }
+            }
+        })
+    }
+
+    /// Lets go of the hold `id` (and of lapsed ones, now and then), in the background.
+    pub fn release(&self, id: i64) {
+        let db = Arc::clone(&self.db);
+        tokio::spawn(async move {
+            let released = async {
+                db.client()
+                    .await?
+                    .execute(
+                        "DELETE FROM ftpd_reservations WHERE id = $1 \
+                         OR expires_at < now() - interval '1 hour'",
+                        &[&id],
+                    )
+                    .await
+                    .map_err(database_error("releasing a reservation"))
+            };
+            if let Err(e) = released.await {
+                tracing::warn!(error = %e, "cannot release an upload's reservation; it lapses by itself");
+            }
+        });
+    }
+}
