@@ -570,3 +570,218 @@ async fn a_quota_holds_across_nodes_sharing_an_object_store() {
         }
     }
 }
+
+/// A node serving files and the chat, with its users (and so its chat) in `db`.
+struct ChatNode {
+    dir: tempfile::TempDir,
+    tcp: std::net::SocketAddr,
+    chat: std::net::SocketAddr,
+}
+
+impl ChatNode {
+    async fn start(db: &Postgres) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            root: dir.path().join("root").into(),
+            users: db.url().parse().unwrap(),
+            state_dir: dir.path().join("state"),
+            tls: TlsSetup::SelfSigned,
+            audit_log: None,
+            limits: fast_limits(),
+        };
+        let server = ftprep::server::Server::open(&config).await.unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let chat = socket.local_addr().unwrap();
+        let identity = server.identity().unwrap().clone();
+        let store = server.chat_store(&config.state_dir).unwrap();
+        let service = server
+            .chat(
+                socket,
+                &identity,
+                store,
+                ftprep::server::chat::ChatSettings::default(),
+            )
+            .unwrap();
+        tokio::spawn(service.run(tokio_util::sync::CancellationToken::new()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = listener.local_addr().unwrap();
+        tokio::spawn(server.run(listener, std::future::pending()));
+        ChatNode { dir, tcp, chat }
+    }
+
+    fn security(&self) -> ftprep::client::Security {
+        ftprep::client::Security::Pinned {
+            known_hosts: ftprep::client::KnownHosts::at(self.dir.path().join("known_hosts")),
+            unknown: ftprep::client::UnknownServer::AcceptNew,
+        }
+    }
+
+    async fn chat_as(&self, name: &str) -> ftprep::client::chat::ChatClient {
+        let user = Username::parse(name).unwrap();
+        let mut client = ftprep::client::Client::connect(&self.tcp.to_string(), &self.security())
+            .await
+            .unwrap();
+        let keys = client.login_with_password(&user, "pw").await.unwrap();
+        ftprep::client::chat::ChatClient::connect(
+            &self.chat.to_string(),
+            &self.security(),
+            &user,
+            &keys,
+        )
+        .await
+        .unwrap()
+    }
+}
+
+/// The next message event within a deadline (other events skipped), acknowledged: sender
+/// and text.
+async fn next_message(client: &mut ftprep::client::chat::ChatClient) -> (String, String) {
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), client.next_event())
+            .await
+            .expect("a message in time")
+            .unwrap()
+            .expect("the event stream open");
+        if let ftprep::chat::ChatEvent::Message(message) = event {
+            client.ack(message.id).await.unwrap();
+            return (message.from, message.text);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_on_different_nodes_chat_as_if_on_one_server() {
+    let Some(db) = Postgres::start() else {
+        return;
+    };
+    let users: UserDatabase = db.url().parse().unwrap();
+    for name in ["alice", "bob"] {
+        let record = UserRecord::new(
+            Username::parse(name).unwrap(),
+            Verifier::generate("pw", common::TEST_ITERATIONS),
+        );
+        users.add_user(record).await.unwrap();
+    }
+    let (a, b) = (ChatNode::start(&db).await, ChatNode::start(&db).await);
+    let mut alice = a.chat_as("alice").await;
+    let mut bob = b.chat_as("bob").await;
+    // A request made on A is accepted on B: the friendship is in the shared store.
+    alice.add("bob").await.unwrap();
+    bob.add("alice").await.unwrap();
+    let friends = alice.friends().await.unwrap();
+    assert_eq!(friends.len(), 1);
+    assert_eq!(friends[0].state, ftprep::chat::FriendState::Friends);
+
+    // Live: sent on A, it reaches bob's session on B as it is stored, in order.
+    for text in ["hello from A", "second", "third"] {
+        alice.send("bob", text).await.unwrap();
+    }
+    for text in ["hello from A", "second", "third"] {
+        assert_eq!(next_message(&mut bob).await, ("alice".into(), text.into()));
+    }
+    bob.send("alice", "hi from B").await.unwrap();
+    assert_eq!(
+        next_message(&mut alice).await,
+        ("bob".into(), "hi from B".into())
+    );
+
+    // Offline: stored while bob is away, delivered when he connects to the other node.
+    bob.close().await;
+    alice.send("bob", "while you were out").await.unwrap();
+    let mut bob_on_a = a.chat_as("bob").await;
+    assert_eq!(
+        next_message(&mut bob_on_a).await,
+        ("alice".into(), "while you were out".into())
+    );
+    let history = bob_on_a.history("alice", 10).await.unwrap();
+    let texts: Vec<&str> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "hello from A",
+            "second",
+            "third",
+            "hi from B",
+            "while you were out"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
+    use ftprep::server::chat::store::{Added, ChatStore, Stored};
+    let Some(db) = Postgres::start() else {
+        return;
+    };
+    let database = ftprep::server::postgres::PgDatabase::connect(&db.url())
+        .await
+        .unwrap();
+    let store = ftprep::server::postgres::PgChatStore::new(database);
+    let at = 1_700_000_000_000;
+    // Not friends: nothing stored.
+    assert_eq!(
+        store
+            .store_message("alice", "bob", "hi", 1, at, 10)
+            .await
+            .unwrap(),
+        Stored::NotFriends
+    );
+    // Requests are bounded per sender; a repeated one is no new request.
+    assert_eq!(store.add("alice", "bob", 2).await.unwrap(), Added::Asked);
+    assert_eq!(store.add("alice", "bob", 2).await.unwrap(), Added::Asked);
+    assert_eq!(store.add("alice", "carol", 2).await.unwrap(), Added::Asked);
+    assert_eq!(
+        store.add("alice", "dave", 2).await.unwrap(),
+        Added::TooManyRequests
+    );
+    assert_eq!(store.add("bob", "alice", 2).await.unwrap(), Added::Friends);
+    // A resend (same nonce) is the same message; the inbox bound holds.
+    let Stored::Message { id: first, .. } = store
+        .store_message("alice", "bob", "one", 7, at, 2)
+        .await
+        .unwrap()
+    else {
+        panic!("not stored");
+    };
+    assert_eq!(
+        store
+            .store_message("alice", "bob", "one", 7, at, 2)
+            .await
+            .unwrap(),
+        Stored::Message { id: first, at }
+    );
+    let second = store.store_message("alice", "bob", "two", 8, at, 2);
+    let third = store.store_message("alice", "bob", "three", 9, at, 2);
+    let Stored::Message { id: second, .. } = second.await.unwrap() else {
+        panic!("not stored");
+    };
+    assert!(second > first, "ids follow the order of the calls");
+    assert_eq!(third.await.unwrap(), Stored::InboxFull);
+    let waiting = store.waiting("bob", 0, 10).await.unwrap();
+    assert_eq!(
+        waiting.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [first, second]
+    );
+    assert!(store.waiting("bob", first, 10).await.unwrap().len() == 1);
+    // Delivered, history trimmed to the most recent `keep` each way.
+    store.ack("bob", second, 1).await.unwrap();
+    assert!(store.waiting("bob", 0, 10).await.unwrap().is_empty());
+    let history = store.history("alice", "bob", 10).await.unwrap();
+    assert_eq!(
+        history.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["two"]
+    );
+    // Colours, and a user's removal.
+    store.set_color("bob", Some("green")).await.unwrap();
+    let friends = store.friends("alice").await.unwrap();
+    assert!(friends.contains(&(
+        "bob".to_owned(),
+        ftprep::chat::FriendState::Friends,
+        Some("green".to_owned())
+    )));
+    assert!(store.remove("alice", "carol").await.unwrap());
+    assert!(!store.remove("alice", "carol").await.unwrap());
+    store.delete_user("bob").await.unwrap();
+    assert!(store.history("alice", "bob", 10).await.unwrap().is_empty());
+    assert_eq!(store.friends("alice").await.unwrap().len(), 0);
+}

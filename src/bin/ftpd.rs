@@ -5,7 +5,6 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -287,6 +286,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let name = Username::parse(&args.name)?;
             block_on(args.file.users.remove_user(&name))??;
+            if let ftprep::server::UserDatabase::Postgres(url) = &args.file.users {
+                // The chat is in the same database, shared by every node.
+                block_on(async {
+                    let db = ftprep::server::postgres::PgDatabase::connect(url).await?;
+                    ftprep::server::postgres::PgChatStore::new(db)
+                        .delete_user(name.as_str())
+                        .await
+                        .map_err(anyhow::Error::from)
+                })??;
+                println!("removed user {name} and their chat; their files are kept");
+                return Ok(());
+            }
             let chat_db = state_dir.join(CHAT_DB);
             if chat_db.exists() {
                 let store = SqliteChatStore::open(&chat_db)?;
@@ -393,9 +404,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         Some(identity) => identity.clone(),
                         None => ServerIdentity::self_signed(&config.state_dir)?,
                     };
-                    let store = SqliteChatStore::open(&config.state_dir.join(CHAT_DB))?;
-                    let service =
-                        server.chat(socket, &identity, Arc::new(store), chat_settings)?;
+                    let store = server.chat_store(&config.state_dir)?;
+                    let service = server.chat(socket, &identity, store, chat_settings)?;
                     let stop = tokio_util::sync::CancellationToken::new();
                     Some((stop.clone(), tokio::spawn(service.run(stop))))
                 }

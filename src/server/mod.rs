@@ -185,6 +185,8 @@ pub(crate) struct Shared {
     pub(crate) per_user: counters::Counter<crate::username::Username>,
     /// The audit log, if enabled.
     pub(crate) audit: Option<audit::AuditLog>,
+    /// The database the users (and the shared state) are in, if any.
+    pub(crate) database: Option<Arc<postgres::PgDatabase>>,
     /// Places for transfers and listings running at once.
     pub(crate) transfers: Arc<Semaphore>,
 }
@@ -294,6 +296,7 @@ impl Server {
         };
         if let Some(shared) = Arc::get_mut(&mut server.shared) {
             shared.audit = audit;
+            shared.database = database.clone();
             if let Some(db) = database {
                 if matches!(config.root, StorageRoot::Object(_)) {
                     shared.quotas = quota::QuotaBook::Shared(postgres::quota::PgReservations::new(
@@ -328,9 +331,28 @@ impl Server {
                 per_ip: counters::Counter::default(),
                 per_user: counters::Counter::default(),
                 audit: None,
+                database: None,
                 transfers: Arc::new(Semaphore::new(limits.max_transfers.max(1))),
             }),
         }
+    }
+
+    /// The chat store that goes with this server's users: in their PostgreSQL database,
+    /// shared with every node on it, or `chat.db` in the state directory.
+    ///
+    /// # Errors
+    /// `chat.db` cannot be opened.
+    pub fn chat_store(
+        &self,
+        state_dir: &std::path::Path,
+    ) -> Result<Arc<dyn chat::store::ChatStore>> {
+        Ok(match &self.shared.database {
+            Some(db) => Arc::new(postgres::PgChatStore::new(Arc::clone(db))),
+            None => Arc::new(
+                chat::store::SqliteChatStore::open(&state_dir.join(chat::store::CHAT_DB))
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))?,
+            ),
+        })
     }
 
     /// The TLS identity it serves with, if any (`None` for plaintext).

@@ -9,6 +9,7 @@
 //! - [`guard`]: failed logins and lockouts, counted over every node.
 //! - [`secret`]: the mock-login secret, the same on every node.
 
+pub mod chat;
 pub mod guard;
 pub mod quota;
 pub mod secret;
@@ -27,6 +28,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::UserDbError;
+pub use chat::PgChatStore;
 pub use guard::PgLoginGuard;
 pub use users::PgUserStore;
 

@@ -1,0 +1,480 @@
+//! The chat's store in PostgreSQL, shared by every node: a user on node A and a friend on
+//! node B chat as if on one server. Each message is one statement (friendship, resend,
+//! inbox bound and insert together); messages to one recipient are stored one at a time
+//! (an advisory lock on the recipient), so their ids grow in the order they are committed
+//! and a session's cursor never skips one. Every node hears of each stored message through
+//! `LISTEN`/`NOTIFY` and hands it to its recipient's sessions there.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{PgDatabase, database_error};
+use crate::chat::{ChatMessage, FriendState};
+use crate::error::UserDbError;
+use crate::server::chat::store::{Added, ChatStore, Push, Relation, StoreError, Stored};
+
+/// After the listening connection is lost, it is made again after this long at first.
+const LISTEN_AGAIN_AFTER: Duration = Duration::from_millis(500);
+const LISTEN_AGAIN_AT_MOST: Duration = Duration::from_secs(30);
+
+fn store_error(e: UserDbError) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// Ids and nonces are unsigned on the wire, signed in PostgreSQL: the same 64 bits.
+#[allow(clippy::cast_possible_wrap)]
+fn signed(value: u64) -> i64 {
+    value as i64
+}
+
+#[allow(clippy::cast_sign_loss)]
+fn unsigned(value: i64) -> u64 {
+    value as u64
+}
+
+fn message_from_row(row: &tokio_postgres::Row) -> ChatMessage {
+    ChatMessage {
+        id: unsigned(row.get(0)),
+        from: row.get(1),
+        to: row.get(2),
+        at: row.get(3),
+        text: row.get(4),
+    }
+}
+
+/// A message to store, queued in the order `store_message` was called.
+struct Job {
+    from: String,
+    to: String,
+    text: String,
+    nonce: u64,
+    at: i64,
+    max_waiting: u32,
+    done: oneshot::Sender<Result<Stored, StoreError>>,
+}
+
+/// The chat in PostgreSQL.
+#[derive(Clone)]
+pub struct PgChatStore {
+    db: Arc<PgDatabase>,
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl PgChatStore {
+    /// The chat of `db` (its tables are made by the migrations).
+    pub fn new(db: Arc<PgDatabase>) -> Self {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        tokio::spawn(store_in_order(Arc::clone(&db), queue));
+        PgChatStore { db, jobs }
+    }
+}
+
+/// Stores queued messages one after another: the order of the calls is the order of the ids.
+async fn store_in_order(db: Arc<PgDatabase>, mut queue: mpsc::UnboundedReceiver<Job>) {
+    while let Some(job) = queue.recv().await {
+        let stored = store_one(&db, &job).await.map_err(store_error);
+        let _ = job.done.send(stored);
+    }
+}
+
+async fn store_one(db: &PgDatabase, job: &Job) -> Result<Stored, UserDbError> {
+    let row = db
+        .client()
+        .await?
+        .query_one(
+            "WITH friends AS (
+                 SELECT 1 FROM ftpd_chat_friends WHERE username = $1 AND friend = $2),
+             earlier AS (
+                 SELECT id, at FROM ftpd_chat_messages WHERE sender = $1 AND nonce = $5),
+             turn AS (SELECT pg_advisory_xact_lock(hashtext('ftpd-chat:' || $2))),
+             waiting AS (
+                 SELECT count(*) AS n FROM ftpd_chat_messages
+                 WHERE recipient = $2 AND NOT delivered),
+             stored AS (
+                 INSERT INTO ftpd_chat_messages (sender, recipient, at, body, nonce)
+                 SELECT $1, $2, $3, $4, $5 FROM turn
+                 WHERE EXISTS (SELECT 1 FROM friends)
+                   AND NOT EXISTS (SELECT 1 FROM earlier)
+                   AND (SELECT n FROM waiting) < $6
+                 ON CONFLICT (sender, nonce) DO NOTHING
+                 RETURNING id, at)
+             SELECT EXISTS (SELECT 1 FROM friends),
+                    (SELECT id FROM earlier), (SELECT at FROM earlier),
+                    (SELECT id FROM stored), (SELECT at FROM stored)",
+            &[
+                &job.from,
+                &job.to,
+                &job.at,
+                &job.text,
+                &signed(job.nonce),
+                &i64::from(job.max_waiting),
+            ],
+        )
+        .await
+        .map_err(database_error("storing a chat message"))?;
+    let friends: bool = row.get(0);
+    let earlier: (Option<i64>, Option<i64>) = (row.get(1), row.get(2));
+    let stored: (Option<i64>, Option<i64>) = (row.get(3), row.get(4));
+    Ok(match (friends, earlier, stored) {
+        (false, _, _) => Stored::NotFriends,
+        (_, (Some(id), Some(at)), _) | (_, _, (Some(id), Some(at))) => Stored::Message {
+            id: unsigned(id),
+            at,
+        },
+        _ => Stored::InboxFull,
+    })
+}
+
+/// Hands every stored message to `push`, in the order they were committed, for as long as
+/// the store lives. After the listening connection was lost, what was stored meanwhile is
+/// read and handed over first (sessions skip what they already have).
+async fn follow_messages(db: Weak<PgDatabase>, push: Push) {
+    let last = AtomicU64::new(0);
+    let mut pause = LISTEN_AGAIN_AFTER;
+    loop {
+        let Some(database) = db.upgrade() else { return };
+        match database.listen("ftpd_chat_messages").await {
+            Ok((_client, mut stored)) => {
+                pause = LISTEN_AGAIN_AFTER;
+                if let Err(e) = catch_up(&database, &push, &last).await {
+                    tracing::warn!(error = %e, "cannot read the chat messages stored meanwhile");
+                }
+                drop(database);
+                while let Some(id) = stored.recv().await {
+                    let Ok(id) = id.parse::<i64>() else { continue };
+                    let Some(database) = db.upgrade() else { return };
+                    match read_message(&database, id).await {
+                        Ok(Some(message)) => {
+                            last.fetch_max(message.id, Ordering::Relaxed);
+                            push(&message);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot read a stored chat message"),
+                    }
+                }
+                tracing::warn!("no longer hearing of chat messages; listening again");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for chat messages"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LISTEN_AGAIN_AT_MOST);
+    }
+}
+
+async fn read_message(db: &PgDatabase, id: i64) -> Result<Option<ChatMessage>, UserDbError> {
+    let row = db
+        .client()
+        .await?
+        .query_opt(
+            "SELECT id, sender, recipient, at, body FROM ftpd_chat_messages \
+             WHERE id = $1 AND NOT delivered",
+            &[&id],
+        )
+        .await
+        .map_err(database_error("reading a chat message"))?;
+    Ok(row.as_ref().map(message_from_row))
+}
+
+async fn catch_up(db: &PgDatabase, push: &Push, last: &AtomicU64) -> Result<(), UserDbError> {
+    let after = last.load(Ordering::Relaxed);
+    if after == 0 {
+        // Sessions read what waits for them when they start: nothing to hand over yet.
+        let row = db
+            .client()
+            .await?
+            .query_one("SELECT COALESCE(max(id), 0) FROM ftpd_chat_messages", &[])
+            .await
+            .map_err(database_error("reading the last chat message"))?;
+        last.store(unsigned(row.get(0)), Ordering::Relaxed);
+        return Ok(());
+    }
+    let rows = db
+        .client()
+        .await?
+        .query(
+            "SELECT id, sender, recipient, at, body FROM ftpd_chat_messages \
+             WHERE id > $1 AND NOT delivered ORDER BY id",
+            &[&signed(after)],
+        )
+        .await
+        .map_err(database_error("reading the chat messages stored meanwhile"))?;
+    for row in &rows {
+        let message = message_from_row(row);
+        last.fetch_max(message.id, Ordering::Relaxed);
+        push(&message);
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ChatStore for PgChatStore {
+    async fn add(&self, from: &str, to: &str, max_asked: u32) -> Result<Added, StoreError> {
+        let mut connection = self.db.exclusive().await.map_err(store_error)?;
+        let client = connection.client().map_err(store_error)?;
+        let what = |what| move |e| store_error(database_error(what)(e));
+        let tx = client
+            .transaction()
+            .await
+            .map_err(what("adding a friend"))?;
+        // The pair's requests and friendship change one at a time.
+        let (low, high) = if from < to { (from, to) } else { (to, from) };
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('ftpd-friends:' || $1 || '/' || $2))",
+            &[&low, &high],
+        )
+        .await
+        .map_err(what("adding a friend"))?;
+        let friends = tx
+            .query_opt(
+                "SELECT 1 FROM ftpd_chat_friends WHERE username = $1 AND friend = $2",
+                &[&from, &to],
+            )
+            .await
+            .map_err(what("adding a friend"))?
+            .is_some();
+        if friends {
+            tx.commit().await.map_err(what("adding a friend"))?;
+            return Ok(Added::Friends);
+        }
+        let they_asked = tx
+            .execute(
+                "DELETE FROM ftpd_chat_requests WHERE sender = $1 AND recipient = $2",
+                &[&to, &from],
+            )
+            .await
+            .map_err(what("adding a friend"))?
+            > 0;
+        let outcome = if they_asked {
+            tx.execute(
+                "INSERT INTO ftpd_chat_friends (username, friend) VALUES ($1, $2), ($2, $1) \
+                 ON CONFLICT DO NOTHING",
+                &[&from, &to],
+            )
+            .await
+            .map_err(what("adding a friend"))?;
+            tx.execute(
+                "DELETE FROM ftpd_chat_requests WHERE sender = $1 AND recipient = $2",
+                &[&from, &to],
+            )
+            .await
+            .map_err(what("adding a friend"))?;
+            Added::Friends
+        } else {
+            let row = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM ftpd_chat_requests \
+                                    WHERE sender = $1 AND recipient = $2), \
+                            (SELECT count(*) FROM ftpd_chat_requests WHERE sender = $1)",
+                    &[&from, &to],
+                )
+                .await
+                .map_err(what("adding a friend"))?;
+            let (already, waiting): (bool, i64) = (row.get(0), row.get(1));
+            if !already && waiting >= i64::from(max_asked) {
+                Added::TooManyRequests
+            } else {
+                tx.execute(
+                    "INSERT INTO ftpd_chat_requests (sender, recipient, at) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                    &[&from, &to, &chrono::Utc::now().timestamp_millis()],
+                )
+                .await
+                .map_err(what("adding a friend"))?;
+                Added::Asked
+            }
+        };
+        tx.commit().await.map_err(what("adding a friend"))?;
+        Ok(outcome)
+    }
+
+    async fn remove(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+        let client = self.db.client().await.map_err(store_error)?;
+        let row = client
+            .query_one(
+                "WITH f AS (DELETE FROM ftpd_chat_friends
+                            WHERE (username = $1 AND friend = $2)
+                               OR (username = $2 AND friend = $1) RETURNING 1),
+                      r AS (DELETE FROM ftpd_chat_requests
+                            WHERE (sender = $1 AND recipient = $2)
+                               OR (sender = $2 AND recipient = $1) RETURNING 1)
+                 SELECT (SELECT count(*) FROM f) + (SELECT count(*) FROM r)",
+                &[&a, &b],
+            )
+            .await
+            .map_err(|e| store_error(database_error("removing a friend")(e)))?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+
+    async fn friends(&self, user: &str) -> Result<Vec<Relation>, StoreError> {
+        let rows = self
+            .db
+            .client()
+            .await
+            .map_err(store_error)?
+            .query(
+                "SELECT f.friend, 0, c.color FROM ftpd_chat_friends f
+                   LEFT JOIN ftpd_chat_colors c ON c.username = f.friend WHERE f.username = $1
+                 UNION ALL SELECT recipient, 1, NULL FROM ftpd_chat_requests WHERE sender = $1
+                 UNION ALL SELECT sender, 2, NULL FROM ftpd_chat_requests WHERE recipient = $1
+                 ORDER BY 1",
+                &[&user],
+            )
+            .await
+            .map_err(|e| store_error(database_error("reading friends")(e)))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let state = match row.get::<_, i32>(1) {
+                    0 => FriendState::Friends,
+                    1 => FriendState::Asked,
+                    _ => FriendState::AskedBy,
+                };
+                (row.get(0), state, row.get(2))
+            })
+            .collect())
+    }
+
+    fn store_message(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        nonce: u64,
+        at: i64,
+        max_waiting: u32,
+    ) -> BoxFuture<'static, Result<Stored, StoreError>> {
+        let (done, stored) = oneshot::channel();
+        let queued = self.jobs.send(Job {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            text: text.to_owned(),
+            nonce,
+            at,
+            max_waiting,
+            done,
+        });
+        Box::pin(async move {
+            queued.map_err(|_| StoreError("the chat store has stopped".into()))?;
+            stored
+                .await
+                .map_err(|_| StoreError("the chat store has stopped".into()))?
+        })
+    }
+
+    async fn waiting(
+        &self,
+        user: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows = self
+            .db
+            .client()
+            .await
+            .map_err(store_error)?
+            .query(
+                "SELECT id, sender, recipient, at, body FROM ftpd_chat_messages \
+                 WHERE recipient = $1 AND NOT delivered AND id > $2 ORDER BY id LIMIT $3",
+                &[&user, &signed(after), &i64::from(limit)],
+            )
+            .await
+            .map_err(|e| store_error(database_error("reading waiting messages")(e)))?;
+        Ok(rows.iter().map(message_from_row).collect())
+    }
+
+    async fn ack(&self, user: &str, up_to: u64, keep: u32) -> Result<(), StoreError> {
+        let client = self.db.client().await.map_err(store_error)?;
+        let senders = client
+            .query(
+                "WITH done AS (UPDATE ftpd_chat_messages SET delivered = true \
+                 WHERE recipient = $1 AND NOT delivered AND id <= $2 RETURNING sender) \
+                 SELECT DISTINCT sender FROM done",
+                &[&user, &signed(up_to)],
+            )
+            .await
+            .map_err(|e| store_error(database_error("marking messages delivered")(e)))?;
+        // History is bounded: each way of a conversation keeps its `keep` most recent.
+        for row in senders {
+            let sender: String = row.get(0);
+            // The oldest message to keep: with `keep` 0, none (all delivered ones go).
+            client
+                .execute(
+                    "DELETE FROM ftpd_chat_messages WHERE sender = $1 AND recipient = $2 \
+                     AND delivered AND ($3::bigint = 0 OR id < COALESCE((SELECT id \
+                         FROM ftpd_chat_messages WHERE sender = $1 AND recipient = $2 \
+                         ORDER BY id DESC OFFSET $3::bigint - 1 LIMIT 1), -1))",
+                    &[&sender, &user, &i64::from(keep)],
+                )
+                .await
+                .map_err(|e| store_error(database_error("trimming history")(e)))?;
+        }
+        Ok(())
+    }
+
+    async fn history(&self, a: &str, b: &str, limit: u32) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows = self
+            .db
+            .client()
+            .await
+            .map_err(store_error)?
+            .query(
+                "SELECT id, sender, recipient, at, body FROM ftpd_chat_messages
+                 WHERE (sender = $1 AND recipient = $2) OR (sender = $2 AND recipient = $1)
+                 ORDER BY id DESC LIMIT $3",
+                &[&a, &b, &i64::from(limit)],
+            )
+            .await
+            .map_err(|e| store_error(database_error("reading history")(e)))?;
+        let mut messages: Vec<ChatMessage> = rows.iter().map(message_from_row).collect();
+        messages.reverse();
+        Ok(messages)
+    }
+
+    async fn set_color(&self, user: &str, color: Option<&str>) -> Result<(), StoreError> {
+        let client = self.db.client().await.map_err(store_error)?;
+        let result = match color {
+            Some(color) => {
+                client
+                    .execute(
+                        "INSERT INTO ftpd_chat_colors (username, color) VALUES ($1, $2) \
+                         ON CONFLICT (username) DO UPDATE SET color = excluded.color",
+                        &[&user, &color],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .execute("DELETE FROM ftpd_chat_colors WHERE username = $1", &[&user])
+                    .await
+            }
+        };
+        result.map_err(|e| store_error(database_error("setting a colour")(e)))?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<(), StoreError> {
+        let client = self.db.client().await.map_err(store_error)?;
+        for statement in [
+            "DELETE FROM ftpd_chat_friends WHERE username = $1 OR friend = $1",
+            "DELETE FROM ftpd_chat_requests WHERE sender = $1 OR recipient = $1",
+            "DELETE FROM ftpd_chat_messages WHERE sender = $1 OR recipient = $1",
+            "DELETE FROM ftpd_chat_colors WHERE username = $1",
+        ] {
+            client
+                .execute(statement, &[&user])
+                .await
+                .map_err(|e| store_error(database_error("deleting a user's chat")(e)))?;
+        }
+        Ok(())
+    }
+
+    fn push_stored(&self, push: Push) -> bool {
+        tokio::spawn(follow_messages(Arc::downgrade(&self.db), push));
+        true
+    }
+}
