@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::{TestServer, fast_limits};
 use ftprep::auth::Verifier;
+use ftprep::chat::ChatEvent;
 use ftprep::client::NoProgress;
 use ftprep::commands::ErrorCode;
 use ftprep::error::Error;
@@ -633,6 +634,20 @@ impl ChatNode {
     }
 }
 
+/// The next event but the "caught up" mark, within a deadline.
+async fn next_event(client: &mut ftprep::client::chat::ChatClient) -> ChatEvent {
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), client.next_event())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .expect("the event stream open");
+        if event != ChatEvent::CaughtUp {
+            return event;
+        }
+    }
+}
+
 /// The next message event within a deadline (other events skipped), acknowledged: sender
 /// and text.
 async fn next_message(client: &mut ftprep::client::chat::ChatClient) -> (String, String) {
@@ -665,12 +680,32 @@ async fn users_on_different_nodes_chat_as_if_on_one_server() {
     let (a, b) = (ChatNode::start(&db).await, ChatNode::start(&db).await);
     let mut alice = a.chat_as("alice").await;
     let mut bob = b.chat_as("bob").await;
-    // A request made on A is accepted on B: the friendship is in the shared store.
+    // A request made on A reaches bob on B, who accepts it there: both hear of the
+    // friendship and of each other's presence.
     alice.add("bob").await.unwrap();
+    assert_eq!(
+        next_event(&mut bob).await,
+        ChatEvent::FriendRequest {
+            from: "alice".into()
+        }
+    );
     bob.add("alice").await.unwrap();
+    let friends_now = ChatEvent::Friendship {
+        name: "bob".into(),
+        state: Some(ftprep::chat::FriendState::Friends),
+    };
+    assert_eq!(next_event(&mut alice).await, friends_now);
+    assert_eq!(
+        next_event(&mut alice).await,
+        ChatEvent::Presence {
+            name: "bob".into(),
+            online: true
+        }
+    );
     let friends = alice.friends().await.unwrap();
     assert_eq!(friends.len(), 1);
     assert_eq!(friends[0].state, ftprep::chat::FriendState::Friends);
+    assert!(friends[0].online, "bob is online on the other node");
 
     // Live: sent on A, it reaches bob's session on B as it is stored, in order.
     for text in ["hello from A", "second", "third"] {
@@ -685,8 +720,20 @@ async fn users_on_different_nodes_chat_as_if_on_one_server() {
         ("bob".into(), "hi from B".into())
     );
 
-    // Offline: stored while bob is away, delivered when he connects to the other node.
+    // Several sessions of one user over two nodes are one presence: bob's session on A
+    // comes and goes without a word to alice; his last one ending takes him offline.
+    let bob_too = a.chat_as("bob").await;
+    bob_too.close().await;
     bob.close().await;
+    assert_eq!(
+        next_event(&mut alice).await,
+        ChatEvent::Presence {
+            name: "bob".into(),
+            online: false
+        }
+    );
+
+    // Offline: stored while bob is away, delivered when he connects to the other node.
     alice.send("bob", "while you were out").await.unwrap();
     let mut bob_on_a = a.chat_as("bob").await;
     assert_eq!(

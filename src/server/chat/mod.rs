@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Shared;
 use super::budget::Budget;
+use super::postgres::presence::PgChatBus;
 use super::session;
 use super::tls::ServerIdentity;
 use crate::chat::{
@@ -92,6 +93,8 @@ pub struct ChatService {
     hub: Arc<Hub>,
     /// The store pushes stored messages to the hub; else recipients are woken.
     pushes: bool,
+    /// The other nodes' sessions, when the chat is shared through the users' database.
+    bus: Option<Arc<PgChatBus>>,
     settings: ChatSettings,
 }
 
@@ -133,6 +136,14 @@ impl super::Server {
             let hub = Arc::clone(&hub);
             store.push_stored(Arc::new(move |message| hub.deliver(message)))
         };
+        // Sessions on other nodes sharing the database hear of events and presence here.
+        let bus = self.shared.database.as_ref().map(|db| {
+            let hub = Arc::clone(&hub);
+            PgChatBus::start(
+                Arc::clone(db),
+                Arc::new(move |to: &str, event: &ChatEvent| hub.tell(to, event)),
+            )
+        });
         socket.set_nonblocking(true)?;
         let reset = ResetKey(crate::auth::hmac(
             &self.shared.secret,
@@ -156,6 +167,7 @@ impl super::Server {
             store,
             hub,
             pushes,
+            bus,
             settings,
         })
     }
@@ -309,7 +321,7 @@ impl ChatService {
             behind,
         } = self.hub.join(name);
         tracing::info!(user = name, %peer, "chat session started");
-        if first {
+        if first && self.first_anywhere(name).await {
             self.tell_friends(name, true).await;
         }
         // Messages come from the store at the start and whenever the session fell behind
@@ -403,11 +415,46 @@ impl ChatService {
             result = serve => result,
             () = cancel.cancelled() => Ok(()),
         };
-        if registration.leave() {
+        if registration.leave() && self.gone_everywhere(name).await {
             self.tell_friends(name, false).await;
         }
         tracing::info!(user = name, %peer, "chat session ended");
         result
+    }
+
+    /// Queues `event` for every session of `user`, here and on the other nodes.
+    fn tell(&self, user: &str, event: &ChatEvent) {
+        self.hub.tell(user, event);
+        if let Some(bus) = &self.bus {
+            bus.publish(user, event);
+        }
+    }
+
+    /// Whether `user` has a session here or on another node.
+    async fn is_online(&self, user: &str) -> bool {
+        if self.hub.is_online(user) {
+            return true;
+        }
+        match &self.bus {
+            Some(bus) => bus.online_elsewhere(user).await,
+            None => false,
+        }
+    }
+
+    /// `user`'s first session here began: whether they had none on any node either.
+    async fn first_anywhere(&self, user: &str) -> bool {
+        match &self.bus {
+            Some(bus) => bus.joined(user).await,
+            None => true,
+        }
+    }
+
+    /// `user`'s last session here ended: whether they have none on any node either.
+    async fn gone_everywhere(&self, user: &str) -> bool {
+        match &self.bus {
+            Some(bus) => bus.left(user).await,
+            None => true,
+        }
     }
 
     /// Tells `user`'s friends that they came online or went offline.
@@ -421,7 +468,7 @@ impl ChatService {
         };
         for (friend, state, _) in friends {
             if state == FriendState::Friends {
-                self.hub.tell(&friend, &event);
+                self.tell(&friend, &event);
             }
         }
     }
@@ -503,7 +550,7 @@ impl ChatService {
                     }
                     // The same answer whether `other` exists or not; only a real user who
                     // is online hears of it now.
-                    Added::Asked => self.hub.tell(
+                    Added::Asked => self.tell(
                         &other,
                         &ChatEvent::FriendRequest {
                             from: me.to_owned(),
@@ -514,17 +561,17 @@ impl ChatService {
                             name: name.to_owned(),
                             state: Some(FriendState::Friends),
                         };
-                        self.hub.tell(&other, &now(me));
-                        self.hub.tell(me, &now(&other));
-                        if self.hub.is_online(&other) {
-                            self.hub.tell(
+                        self.tell(&other, &now(me));
+                        self.tell(me, &now(&other));
+                        if self.is_online(&other).await {
+                            self.tell(
                                 me,
                                 &ChatEvent::Presence {
                                     name: other.clone(),
                                     online: true,
                                 },
                             );
-                            self.hub.tell(
+                            self.tell(
                                 &other,
                                 &ChatEvent::Presence {
                                     name: me.to_owned(),
@@ -543,22 +590,21 @@ impl ChatService {
                         name: name.to_owned(),
                         state: None,
                     };
-                    self.hub.tell(&other, &gone(me));
-                    self.hub.tell(me, &gone(&other));
+                    self.tell(&other, &gone(me));
+                    self.tell(me, &gone(&other));
                 }
                 Ok(ChatReply::Done)
             }
             ChatRequest::Friends => {
-                let friends = self.store.friends(me).await.map_err(internal)?;
-                let friends = friends
-                    .into_iter()
-                    .map(|(name, state, color)| Friend {
-                        online: state == FriendState::Friends && self.hub.is_online(&name),
+                let mut friends = Vec::new();
+                for (name, state, color) in self.store.friends(me).await.map_err(internal)? {
+                    friends.push(Friend {
+                        online: state == FriendState::Friends && self.is_online(&name).await,
                         name,
                         state,
                         color,
-                    })
-                    .collect();
+                    });
+                }
                 Ok(ChatReply::Friends { friends })
             }
             ChatRequest::Send { to, text, nonce } => self.send_message(me, &to, &text, nonce).await,

@@ -11,6 +11,7 @@
 
 pub mod chat;
 pub mod guard;
+pub mod presence;
 pub mod quota;
 pub mod secret;
 pub mod users;
