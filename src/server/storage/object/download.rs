@@ -1,6 +1,9 @@
-//! A download: one GET of the whole object, streamed. The checksum covers the whole
-//! object, so a resumed download reads (and hashes) the part before its offset too, as on
-//! disk; one GET also means one version of the object, whatever replaces it meanwhile.
+//! A download: ranged GETs of one version of the object (its ETag), a range at a time, so
+//! a failed request is retried for its range alone and an object replaced meanwhile is
+//! noticed, not spliced. The checksum covers the whole object, so a resumed download reads
+//! (and hashes) the part before its offset too, as on disk.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -8,7 +11,7 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectStore};
+use object_store::{GetOptions, GetRange, ObjectStore};
 
 use super::{keys, unavailable};
 use crate::checksum::{Checksum, Digest};
@@ -16,8 +19,21 @@ use crate::commands::{Attributes, ErrorCode, MAX_CHUNK};
 use crate::error::StorageError;
 use crate::server::storage::Download;
 
+/// Bytes asked for per GET: large enough that a request's own cost is lost in its data,
+/// small enough that a retry repeats little.
+const RANGE_SIZE: u64 = 16 << 20;
+
 pub struct ObjectDownload {
+    store: Arc<AmazonS3>,
+    key: Path,
+    /// The version being read: every range must come from it.
+    e_tag: Option<String>,
+    /// The range being read, if one is.
     body: Option<BoxStream<'static, object_store::Result<Bytes>>>,
+    /// Where the next range starts.
+    next: u64,
+    /// The GET of the next range, asked for ahead.
+    ahead: Option<tokio::task::JoinHandle<Result<object_store::GetResult, StorageError>>>,
     /// Part of a chunk from the store not handed out yet.
     left: Bytes,
     /// Bytes before the requested offset still to be skipped (hashed, not sent).
@@ -30,32 +46,103 @@ pub struct ObjectDownload {
 }
 
 impl ObjectDownload {
-    pub async fn open(store: &AmazonS3, key: &Path, offset: u64) -> Result<Self, StorageError> {
-        let found = store
-            .get_opts(key, GetOptions::default())
+    pub async fn open(
+        store: &Arc<AmazonS3>,
+        key: &Path,
+        offset: u64,
+    ) -> Result<Self, StorageError> {
+        let head = store
+            .get_opts(
+                key,
+                GetOptions {
+                    head: true,
+                    ..Default::default()
+                },
+            )
             .await
             .map_err(unavailable)?;
-        let size = found.meta.size;
+        let size = head.meta.size;
         if offset > size {
             return Err(StorageError::new(
                 ErrorCode::InvalidPath,
                 format!("cannot resume at byte {offset}: the file has only {size}"),
             ));
         }
-        let attributes = keys::stored_attributes(&found.attributes).unwrap_or(Attributes {
-            modified: found.meta.last_modified.timestamp(),
+        let attributes = keys::stored_attributes(&head.attributes).unwrap_or(Attributes {
+            modified: head.meta.last_modified.timestamp(),
             mode: 0o644,
         });
         Ok(ObjectDownload {
-            body: Some(found.into_stream()),
+            store: Arc::clone(store),
+            key: key.clone(),
+            e_tag: head.meta.e_tag,
+            body: None,
+            next: 0,
+            ahead: None,
             left: Bytes::new(),
             skip: offset,
             size,
             seen: 0,
             checksum: Checksum::new(),
-            digest: None,
+            digest: if size == 0 {
+                Some(Checksum::new().digest())
+            } else {
+                None
+            },
             attributes,
         })
+    }
+
+    /// The GET of the range `start..end`.
+    fn request(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> tokio::task::JoinHandle<Result<object_store::GetResult, StorageError>> {
+        let (store, key, e_tag) = (
+            Arc::clone(&self.store),
+            self.key.clone(),
+            self.e_tag.clone(),
+        );
+        tokio::spawn(async move {
+            store
+                .get_opts(
+                    &key,
+                    GetOptions {
+                        range: Some(GetRange::Bounded(start..end)),
+                        if_match: e_tag,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| match e {
+                    object_store::Error::Precondition { .. } => StorageError::new(
+                        ErrorCode::Busy,
+                        "the file was replaced during the download; try again",
+                    ),
+                    other => unavailable(other),
+                })
+        })
+    }
+
+    /// Starts reading the next range (asked for ahead, while the one before was read), and
+    /// asks for the one after it.
+    async fn next_range(&mut self) -> Result<(), StorageError> {
+        let end = self.next.saturating_add(RANGE_SIZE).min(self.size);
+        let asked = match self.ahead.take() {
+            Some(asked) => asked,
+            None => self.request(self.next, end),
+        };
+        let found = asked.await.map_err(|e| {
+            StorageError::new(ErrorCode::Internal, format!("download task failed: {e}"))
+        })??;
+        self.next = end;
+        if self.next < self.size {
+            let after = self.next.saturating_add(RANGE_SIZE).min(self.size);
+            self.ahead = Some(self.request(self.next, after));
+        }
+        self.body = Some(found.into_stream());
+        Ok(())
     }
 
     fn short() -> StorageError {
@@ -63,6 +150,14 @@ impl ObjectDownload {
             ErrorCode::Internal,
             "the stored file ended early or ran long; try again",
         )
+    }
+}
+
+impl Drop for ObjectDownload {
+    fn drop(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            ahead.abort();
+        }
     }
 }
 
@@ -78,13 +173,23 @@ impl Download for ObjectDownload {
                 let take = self.left.len().min(MAX_CHUNK);
                 return Ok(Some(self.left.split_to(take)));
             }
+            if self.body.is_none() {
+                if self.next >= self.size {
+                    if self.seen != self.size {
+                        return Err(Self::short());
+                    }
+                    self.digest = Some(self.checksum.digest());
+                    return Ok(None);
+                }
+                self.next_range().await?;
+            }
             let Some(body) = &mut self.body else {
-                return Ok(None);
+                continue;
             };
             match body.next().await {
                 Some(Ok(mut chunk)) => {
                     self.seen = self.seen.saturating_add(chunk.len() as u64);
-                    if self.seen > self.size {
+                    if self.seen > self.next {
                         return Err(Self::short());
                     }
                     self.checksum.update(&chunk);
@@ -99,10 +204,9 @@ impl Download for ObjectDownload {
                 Some(Err(e)) => return Err(unavailable(e)),
                 None => {
                     self.body = None;
-                    if self.seen != self.size {
+                    if self.seen != self.next {
                         return Err(Self::short());
                     }
-                    self.digest = Some(self.checksum.digest());
                 }
             }
         }
