@@ -105,8 +105,9 @@ check "a quota holds across nodes (B refuses what A's files leave no room for)" 
 # 3. kill -9 of A in the middle of an upload; put -c through B finishes it.
 "${a[@]}" put "$work/big.bin" big.bin >/dev/null 2>&1 &
 uploader=$!
-# The upload's resume state appears beside the target once its first part is stored.
-until find "$work/s3/cluster/files/alice" -maxdepth 1 -name '.ftprep-part-*' 2>/dev/null | grep -q .; do
+# The upload's resume state appears in the database once its first part is stored.
+psql=("$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U ftpd -d postgres -tAc)
+until [ "$("${psql[@]}" "SELECT count(*) FROM ftpd_uploads" 2>/dev/null)" -gt 0 ] 2>/dev/null; do
   sleep 0.05
 done
 kill -9 "${pid[a]}"

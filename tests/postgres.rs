@@ -832,3 +832,96 @@ async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
     assert!(store.history("alice", "bob", 10).await.unwrap().is_empty());
     assert_eq!(store.friends("alice").await.unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_begun_on_one_node_resumes_on_another_from_the_database() {
+    let Some(db) = Postgres::start() else {
+        return;
+    };
+    let Some(s3) = common::s3::S3Server::start() else {
+        return;
+    };
+    let users: UserDatabase = db.url().parse().unwrap();
+    let record = UserRecord::new(
+        Username::parse("alice").unwrap(),
+        Verifier::generate("pw", common::TEST_ITERATIONS),
+    );
+    users.add_user(record).await.unwrap();
+    let (a, b) = (
+        object_node_on(&db, &s3).await,
+        object_node_on(&db, &s3).await,
+    );
+    const PART: usize = 8 << 20;
+    let data: Vec<u8> = (0..2 * PART + 99).map(|i| (i % 251) as u8).collect();
+    let local = a.dir.path().join("data");
+    std::fs::write(&local, &data).unwrap();
+
+    // Through A: one part and a bit, then the upload stops (a request out of turn ends it,
+    // keeping what was stored; the answer comes once A has let it go).
+    let mut on_a = a.login("alice", "pw").await;
+    common::start_upload(&mut on_a, "data", data.len() as u64, false).await;
+    for chunk in data[..PART + 10].chunks(ftprep::commands::MAX_CHUNK) {
+        common::send_chunk(&mut on_a, chunk).await;
+    }
+    let stopped = on_a
+        .raw_request(&ftprep::commands::Request::Usage)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stopped,
+            Error::Remote {
+                code: ErrorCode::UnexpectedRequest,
+                ..
+            }
+        ),
+        "{stopped}"
+    );
+    // Its state is in the database, not in the bucket.
+    let in_bucket: Vec<_> = walk_files(&s3.on_disk("cluster"));
+    assert!(
+        in_bucket.iter().all(|name| !name.contains(".ftprep-part-")),
+        "{in_bucket:?}"
+    );
+
+    let mut on_b = b.login("alice", "pw").await;
+    let resume = ftprep::client::TransferOptions {
+        resume: true,
+        ..Default::default()
+    };
+    let done = on_b
+        .put_file(&local, "data", resume, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(done.resumed_from, PART as u64);
+    let back = b.dir.path().join("back");
+    on_b.get_file("data", &back, Default::default(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+}
+
+/// Every file under `dir` on disk (paths relative to it).
+fn walk_files(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(
+                    path.strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    found
+}

@@ -246,7 +246,7 @@ impl Server {
                 // Nodes sharing the users' database and the store share the quota's
                 // bookkeeping too.
                 match &database {
-                    Some(db) => Arc::new(store.with_shared_usage(Arc::clone(db))),
+                    Some(db) => Arc::new(store.with_database(Arc::clone(db))),
                     None => Arc::new(store),
                 }
             }

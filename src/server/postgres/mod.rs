@@ -14,6 +14,7 @@ pub mod guard;
 pub mod presence;
 pub mod quota;
 pub mod secret;
+pub mod uploads;
 pub mod users;
 
 use std::path::{Path, PathBuf};

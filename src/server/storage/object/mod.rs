@@ -45,11 +45,13 @@ use crate::error::StorageError;
 use crate::paths::{MAX_DEPTH, RemotePath};
 use crate::server::postgres::PgDatabase;
 use crate::server::postgres::quota::PgUsage;
+use crate::server::postgres::uploads::PgUploadStates;
 use crate::username::Username;
 use keys::Keys;
 use listing::{DirectoryListing, OneEntry, TreeListing};
 use scan::Scan;
 pub use upload::HeldChecksums;
+use upload::UploadStates;
 use usage::HomeUsage;
 
 /// Where the files live in an object store: `s3://bucket/prefix`, and settings that
@@ -93,6 +95,8 @@ pub struct ObjectStorage {
     root: String,
     /// Where usage is counted when several nodes share the store.
     shared_usage: Option<Arc<PgDatabase>>,
+    /// Where interrupted uploads are described.
+    states: Arc<UploadStates>,
     base: Path,
     homes: Mutex<HashMap<Username, Weak<ObjectTree>>>,
     held: Arc<HeldChecksums>,
@@ -164,6 +168,7 @@ impl ObjectStorage {
             store: Arc::new(store),
             root: location.url.clone(),
             shared_usage: None,
+            states: Arc::new(UploadStates::Beside),
             base,
             homes: Mutex::default(),
             held: Arc::default(),
@@ -185,10 +190,15 @@ impl ObjectStorage {
 }
 
 impl ObjectStorage {
-    /// Counts usage in `db`, shared with every node on this store and database, instead
-    /// of in this node's memory.
+    /// Keeps the bookkeeping every node on this store must share in `db`: each home's
+    /// usage count (else in this node's memory) and the states of interrupted uploads
+    /// (else hidden objects in the bucket).
     #[must_use]
-    pub fn with_shared_usage(mut self, db: Arc<PgDatabase>) -> Self {
+    pub fn with_database(mut self, db: Arc<PgDatabase>) -> Self {
+        self.states = Arc::new(UploadStates::Database(PgUploadStates::new(
+            Arc::clone(&db),
+            &self.root,
+        )));
         self.shared_usage = Some(db);
         self
     }
@@ -211,6 +221,7 @@ impl super::Storage for ObjectStorage {
                 None => HomeUsage::Local(Ledger::default()),
             }),
             held: Arc::clone(&self.held),
+            states: Arc::clone(&self.states),
         });
         homes.insert(user.clone(), Arc::downgrade(&tree));
         Ok(tree)
@@ -250,6 +261,7 @@ struct ObjectTree {
     keys: Keys,
     ledger: Arc<HomeUsage>,
     held: Arc<HeldChecksums>,
+    states: Arc<UploadStates>,
 }
 
 impl ObjectTree {
@@ -675,6 +687,7 @@ impl UserTree for ObjectTree {
                 key,
                 ledger: Arc::clone(&self.ledger),
                 held: Arc::clone(&self.held),
+                states: Arc::clone(&self.states),
             },
             size,
             replaces,
@@ -720,6 +733,7 @@ impl ObjectTree {
             keys: self.keys.clone(),
             ledger: Arc::clone(&self.ledger),
             held: Arc::clone(&self.held),
+            states: Arc::clone(&self.states),
         })
     }
 

@@ -3,7 +3,8 @@
 //! object appears only when the upload is completed, after the checksum matched.
 //!
 //! A multipart upload can be resumed by any node: after each part, its id and parts are
-//! written beside the target as a hidden state object (`DIR/.ftprep-part-<hash of name>`).
+//! written down ([`UploadStates`]): in the users' database when the nodes share one, else
+//! beside the target as a hidden object (`DIR/.ftprep-part-<hash of name>`).
 //! The checksum of the parts sent so far lives only in the memory of the node that
 //! received them ([`HeldChecksums`]; S3 cannot read back parts of an unfinished upload,
 //! and the hash state cannot be exported). A resume on that node is verified before the
@@ -31,6 +32,7 @@ use super::unavailable;
 use crate::checksum::{Checksum, Digest};
 use crate::commands::{Attributes, ErrorCode};
 use crate::error::StorageError;
+use crate::server::postgres::uploads::PgUploadStates;
 use crate::server::storage::{Download, PARTIAL_TTL, Upload, Usage};
 
 /// The smallest part: S3 wants 5 MiB or more for every part but the last.
@@ -103,11 +105,77 @@ impl ResumeState {
     }
 }
 
+/// Where the states of interrupted uploads are kept.
+#[derive(Debug)]
+pub enum UploadStates {
+    /// A hidden object beside the target: any node on the store finds it.
+    Beside,
+    /// The users' database, shared by the nodes: nothing of the kind in the bucket.
+    Database(PgUploadStates),
+}
+
+fn database_unavailable(err: &crate::error::UserDbError) -> StorageError {
+    tracing::error!(error = %err, "cannot reach the upload states in the database");
+    StorageError::new(
+        ErrorCode::Busy,
+        "server busy: the user database is unavailable",
+    )
+}
+
+impl UploadStates {
+    async fn load(&self, target: &Target) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            UploadStates::Beside => match target.store.get(&target.state_key).await {
+                Ok(found) => Ok(Some(found.bytes().await.map_err(unavailable)?.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(unavailable(e)),
+            },
+            UploadStates::Database(states) => states
+                .load(target.key.as_ref())
+                .await
+                .map(|found| found.map(String::into_bytes))
+                .map_err(|e| database_unavailable(&e)),
+        }
+    }
+
+    async fn save(&self, target: &Target, state: String) -> Result<(), StorageError> {
+        match self {
+            UploadStates::Beside => {
+                target
+                    .store
+                    .put(&target.state_key, PutPayload::from(state.into_bytes()))
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+            UploadStates::Database(states) => states
+                .save(target.key.as_ref(), &state)
+                .await
+                .map_err(|e| database_unavailable(&e)),
+        }
+    }
+
+    /// Forgets a state; a failure leaves one that the next upload of the target replaces.
+    async fn delete(&self, target: &Target) {
+        match self {
+            UploadStates::Beside => {
+                let _ = target.store.delete(&target.state_key).await;
+            }
+            UploadStates::Database(states) => {
+                if let Err(e) = states.delete(target.key.as_ref()).await {
+                    tracing::warn!(error = %e, "cannot forget an upload's state");
+                }
+            }
+        }
+    }
+}
+
 /// Where an upload goes.
 pub struct Target {
     pub store: Arc<AmazonS3>,
     pub key: Path,
     pub state_key: Path,
+    pub states: Arc<UploadStates>,
     pub ledger: Arc<super::usage::HomeUsage>,
     pub held: Arc<HeldChecksums>,
 }
@@ -196,10 +264,8 @@ impl ObjectUpload {
     }
 
     async fn load_state(&self) -> Result<Option<ResumeState>, StorageError> {
-        let stored = match self.target.store.get(&self.target.state_key).await {
-            Ok(found) => found.bytes().await.map_err(unavailable)?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(unavailable(e)),
+        let Some(stored) = self.target.states.load(&self.target).await? else {
+            return Ok(None);
         };
         // A damaged state is an upload nobody can resume: start afresh.
         Ok(serde_json::from_slice(&stored).ok())
@@ -215,14 +281,9 @@ impl ObjectUpload {
             parts: multipart.parts.clone(),
             started: multipart.started,
         };
-        let json = serde_json::to_vec(&state)
+        let json = serde_json::to_string(&state)
             .map_err(|e| StorageError::new(ErrorCode::Internal, e.to_string()))?;
-        self.target
-            .store
-            .put(&self.target.state_key, PutPayload::from(json))
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.target.states.save(&self.target, json).await
     }
 
     /// Aborts a multipart upload and forgets it; failures only leave garbage that the
@@ -233,7 +294,7 @@ impl ObjectUpload {
             .store
             .abort_multipart(&self.target.key, &upload_id.to_owned())
             .await;
-        let _ = self.target.store.delete(&self.target.state_key).await;
+        self.target.states.delete(&self.target).await;
         self.target.held.take(upload_id);
     }
 
@@ -487,7 +548,7 @@ impl Upload for ObjectUpload {
                 .complete_multipart(&self.target.key, &multipart.id, parts)
                 .await
                 .map_err(unavailable)?;
-            let _ = self.target.store.delete(&self.target.state_key).await;
+            self.target.states.delete(&self.target).await;
             self.target.held.take(&multipart.id);
             if self.checksum.is_none() {
                 // Parts came through another node: the whole object is checked now.
