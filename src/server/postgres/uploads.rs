@@ -65,7 +65,7 @@ impl PgUploadStates {
         let saves = self
             .saves
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if saves % CLEAR_EVERY == 0 {
+        if saves.is_multiple_of(CLEAR_EVERY) {
             client
                 .execute(
                     "DELETE FROM ftpd_uploads WHERE updated_at < now() - make_interval(secs => $1)",
