@@ -184,7 +184,12 @@ impl ObjectStorage {
                 },
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| {
+                StorageError::new(
+                    ErrorCode::Busy,
+                    format!("cannot list the bucket: {}", describe(&e)),
+                )
+            })?;
         Ok(storage)
     }
 }
@@ -239,13 +244,23 @@ fn unavailable(err: object_store::Error) -> StorageError {
             StorageError::new(ErrorCode::AlreadyExists, "already exists")
         }
         other => {
-            tracing::warn!(error = %crate::sanitize::for_log(&other.to_string()), "object store request failed");
+            tracing::warn!(error = %describe(&other), "object store request failed");
             StorageError::new(
                 ErrorCode::Busy,
                 "the file store is unavailable; try again later",
             )
         }
     }
+}
+
+/// An object store error in a line: escaped (it may quote what the store answered) and
+/// bounded, but whole enough to say why (the store's code and message).
+fn describe(err: &object_store::Error) -> String {
+    err.to_string()
+        .chars()
+        .take(1000)
+        .flat_map(char::escape_debug)
+        .collect()
 }
 
 /// What a key stands for.
