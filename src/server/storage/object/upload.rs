@@ -579,7 +579,13 @@ impl Upload for ObjectUpload {
         // Kept: the parts sent and their state stay for a resume (once those in flight
         // are stored); what was pending (less than a part) is sent again.
         if keep {
-            let _ = self.collect_all().await;
+            // What this node knows of the parts stored stays here for a resume: the
+            // checksum covers exactly them (pending data is hashed only when sent).
+            if self.collect_all().await.is_ok()
+                && let (Some(multipart), Some(checksum)) = (&self.multipart, &self.checksum)
+            {
+                self.target.held.keep(&multipart.id, checksum.clone());
+            }
         } else {
             self.discard().await;
         }
