@@ -375,6 +375,16 @@ pub struct StorageError {
 }
 
 impl StorageError {
+    /// The users' database (and what is shared in it) could not be asked: logged in full,
+    /// told briefly, and worth trying again.
+    pub fn database_unavailable(err: &UserDbError) -> Self {
+        tracing::error!(error = %err, "the database is unavailable");
+        StorageError::new(
+            ErrorCode::Busy,
+            "server busy: the user database is unavailable",
+        )
+    }
+
     /// A storage error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         StorageError {

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::commands::ErrorCode;
 use crate::error::StorageError;
 use crate::server::postgres::quota::PgReservations;
 use crate::username::Username;
@@ -24,14 +23,6 @@ impl Default for QuotaBook {
     }
 }
 
-fn database_unavailable(err: &crate::error::UserDbError) -> StorageError {
-    tracing::error!(error = %err, "cannot reach the quota holds in the database");
-    StorageError::new(
-        ErrorCode::Busy,
-        "server busy: the user database is unavailable",
-    )
-}
-
 impl QuotaBook {
     /// Bytes the uploads of `user` hold now.
     pub(crate) async fn held(&self, user: &Username) -> Result<u64, StorageError> {
@@ -40,7 +31,7 @@ impl QuotaBook {
             QuotaBook::Shared(book) => book
                 .held(user, None)
                 .await
-                .map_err(|e| database_unavailable(&e)),
+                .map_err(|e| StorageError::database_unavailable(&e)),
         }
     }
 
@@ -60,7 +51,7 @@ impl QuotaBook {
                 let reserved = book
                     .reserve(user, projected, incoming, quota)
                     .await
-                    .map_err(|e| database_unavailable(&e))?;
+                    .map_err(|e| StorageError::database_unavailable(&e))?;
                 Ok(reserved.map(|id| {
                     Hold::Shared(SharedHold {
                         id,
@@ -90,7 +81,7 @@ impl Hold {
                 .book
                 .held(&hold.user, Some(hold.id))
                 .await
-                .map_err(|e| database_unavailable(&e)),
+                .map_err(|e| StorageError::database_unavailable(&e)),
         }
     }
 }

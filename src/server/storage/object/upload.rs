@@ -114,14 +114,6 @@ pub enum UploadStates {
     Database(PgUploadStates),
 }
 
-fn database_unavailable(err: &crate::error::UserDbError) -> StorageError {
-    tracing::error!(error = %err, "cannot reach the upload states in the database");
-    StorageError::new(
-        ErrorCode::Busy,
-        "server busy: the user database is unavailable",
-    )
-}
-
 impl UploadStates {
     async fn load(&self, target: &Target) -> Result<Option<Vec<u8>>, StorageError> {
         match self {
@@ -134,7 +126,7 @@ impl UploadStates {
                 .load(target.key.as_ref())
                 .await
                 .map(|found| found.map(String::into_bytes))
-                .map_err(|e| database_unavailable(&e)),
+                .map_err(|e| StorageError::database_unavailable(&e)),
         }
     }
 
@@ -151,7 +143,7 @@ impl UploadStates {
             UploadStates::Database(states) => states
                 .save(target.key.as_ref(), &state)
                 .await
-                .map_err(|e| database_unavailable(&e)),
+                .map_err(|e| StorageError::database_unavailable(&e)),
         }
     }
 

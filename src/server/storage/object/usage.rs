@@ -3,7 +3,6 @@
 //! Updates that fail only leave the count off until the next recount; reads that fail
 //! are errors (a quota is never checked against a guess).
 
-use crate::commands::ErrorCode;
 use crate::error::StorageError;
 use crate::server::postgres::quota::PgUsage;
 use crate::server::storage::Usage;
@@ -24,13 +23,10 @@ impl HomeUsage {
     pub async fn current(&self) -> Result<Option<Usage>, StorageError> {
         match self {
             HomeUsage::Local(ledger) => Ok(ledger.current()),
-            HomeUsage::Shared(count) => count.current().await.map_err(|e| {
-                tracing::error!(error = %e, "cannot read a usage count");
-                StorageError::new(
-                    ErrorCode::Busy,
-                    "server busy: the user database is unavailable",
-                )
-            }),
+            HomeUsage::Shared(count) => count
+                .current()
+                .await
+                .map_err(|e| StorageError::database_unavailable(&e)),
         }
     }
 
