@@ -283,12 +283,17 @@ impl ObjectTree {
     /// What is at `key`: a file, a directory (marker, or a prefix holding something), or
     /// nothing.
     async fn find(&self, key: &Path) -> Result<Option<Found>, StorageError> {
-        // The directory test comes first: some stores (s3s-fs keeps objects as files) fail
-        // a HEAD of a key that is also a prefix instead of answering "not found".
-        if *key == *self.keys.home() || self.holds_anything(key).await? {
+        if *key == *self.keys.home() {
             return Ok(Some(Found::Directory));
         }
-        match self.store.head(key).await {
+        // Both questions at once: one round trip. The directory's answer wins: some stores
+        // (s3s-fs keeps objects as files) fail a HEAD of a key that is also a prefix
+        // instead of answering "not found".
+        let (directory, file) = tokio::join!(self.holds_anything(key), self.store.head(key));
+        if directory? {
+            return Ok(Some(Found::Directory));
+        }
+        match file {
             Ok(meta) => Ok(Some(Found::File(meta))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(unavailable(e)),
@@ -676,10 +681,11 @@ impl UserTree for ObjectTree {
                 ),
             ));
         }
-        self.require_directory(&self.keys.of(&path.parent()))
-            .await?;
-        let key = self.keys.of(path);
-        let replaces = match self.find(&key).await? {
+        let (key, parent_key) = (self.keys.of(path), self.keys.of(&path.parent()));
+        // The directory it goes into and what is there now, at once.
+        let (parent, found) = tokio::join!(self.require_directory(&parent_key), self.find(&key));
+        parent?;
+        let replaces = match found? {
             Some(Found::Directory) => {
                 return Err(StorageError::new(ErrorCode::IsADirectory, "is a directory"));
             }
