@@ -283,17 +283,13 @@ impl ObjectTree {
     /// What is at `key`: a file, a directory (marker, or a prefix holding something), or
     /// nothing.
     async fn find(&self, key: &Path) -> Result<Option<Found>, StorageError> {
-        if *key == *self.keys.home() {
+        // The directory test comes first, not beside the HEAD: some stores (s3s-fs keeps
+        // objects as files) answer a HEAD of a key that is also a prefix with a server
+        // error, which is retried for a second or more, instead of "not found".
+        if *key == *self.keys.home() || self.holds_anything(key).await? {
             return Ok(Some(Found::Directory));
         }
-        // Both questions at once: one round trip. The directory's answer wins: some stores
-        // (s3s-fs keeps objects as files) fail a HEAD of a key that is also a prefix
-        // instead of answering "not found".
-        let (directory, file) = tokio::join!(self.holds_anything(key), self.store.head(key));
-        if directory? {
-            return Ok(Some(Found::Directory));
-        }
-        match file {
+        match self.store.head(key).await {
             Ok(meta) => Ok(Some(Found::File(meta))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(unavailable(e)),
