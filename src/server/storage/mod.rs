@@ -159,6 +159,49 @@ fn refuse_reserved(path: &RemotePath) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// What no back-end moves: the home, reserved names, a directory into itself.
+fn refuse_bad_move(from: &RemotePath, to: &RemotePath) -> Result<(), StorageError> {
+    for path in [from, to] {
+        refuse_home(path)?;
+        refuse_reserved(path)?;
+    }
+    if from.contains(to) {
+        return Err(StorageError::new(
+            ErrorCode::InvalidPath,
+            "cannot move a directory into itself",
+        ));
+    }
+    Ok(())
+}
+
+/// What no back-end accepts as an upload: the home, a reserved name, a file larger than
+/// `largest` (what the server and its storage hold at most).
+fn refuse_upload(path: &RemotePath, size: u64, largest: u64) -> Result<(), StorageError> {
+    refuse_home(path)?;
+    refuse_reserved(path)?;
+    if size > largest {
+        return Err(StorageError::new(
+            ErrorCode::QuotaExceeded,
+            format!(
+                "a file may be at most {} on this server",
+                crate::size::format_size(largest)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An upload's next `len` bytes must fit in the `size` it announced (`written` so far).
+fn refuse_beyond_announced(written: u64, len: u64, size: u64) -> Result<(), StorageError> {
+    if written.checked_add(len).is_none_or(|end| end > size) {
+        return Err(StorageError::new(
+            ErrorCode::UnexpectedRequest,
+            format!("more data than the {size} bytes announced"),
+        ));
+    }
+    Ok(())
+}
+
 fn refuse_home(path: &RemotePath) -> Result<(), StorageError> {
     if path.is_home() {
         return Err(StorageError::new(
@@ -550,16 +593,7 @@ impl UserTree for FsTree {
         to: &RemotePath,
         overwrite: bool,
     ) -> Result<(), StorageError> {
-        for path in [from, to] {
-            refuse_home(path)?;
-            refuse_reserved(path)?;
-        }
-        if from.contains(to) {
-            return Err(StorageError::new(
-                ErrorCode::InvalidPath,
-                "cannot move a directory into itself",
-            ));
-        }
+        refuse_bad_move(from, to)?;
         let home = Arc::clone(&self.home);
         let ledger = Arc::clone(&self.ledger);
         // A directory moved deeper must still fit under the depth bound with all it holds.
@@ -631,17 +665,7 @@ impl UserTree for FsTree {
         overwrite: bool,
         resume: bool,
     ) -> Result<Box<dyn Upload>, StorageError> {
-        refuse_home(path)?;
-        refuse_reserved(path)?;
-        if size > MAX_FILE_SIZE {
-            return Err(StorageError::new(
-                ErrorCode::QuotaExceeded,
-                format!(
-                    "a file may be at most {} on this server",
-                    crate::size::format_size(MAX_FILE_SIZE)
-                ),
-            ));
-        }
+        refuse_upload(path, size, MAX_FILE_SIZE)?;
         let home = Arc::clone(&self.home);
         let ledger = Arc::clone(&self.ledger);
         let directories = Arc::clone(&self.directories);
@@ -1005,16 +1029,7 @@ impl Upload for FsUpload {
 
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
         let len = data.len() as u64;
-        if self
-            .written
-            .checked_add(len)
-            .is_none_or(|end| end > self.size)
-        {
-            return Err(StorageError::new(
-                ErrorCode::UnexpectedRequest,
-                format!("more data than the {} bytes announced", self.size),
-            ));
-        }
+        refuse_beyond_announced(self.written, len, self.size)?;
         self.writer.write(data).await?;
         self.written += len;
         Ok(())

@@ -51,16 +51,7 @@ impl ObjectDownload {
         key: &Path,
         offset: u64,
     ) -> Result<Self, StorageError> {
-        let head = store
-            .get_opts(
-                key,
-                GetOptions {
-                    head: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(unavailable)?;
+        let head = super::head(store, key).await.map_err(unavailable)?;
         let size = head.meta.size;
         if offset > size {
             return Err(StorageError::new(

@@ -37,7 +37,8 @@ use object_store::{
 
 use super::ledger::Ledger;
 use super::{
-    Download, Listing, MAX_FILE_SIZE, Upload, Usage, UserTree, refuse_home, refuse_reserved,
+    Download, Listing, MAX_FILE_SIZE, Upload, Usage, UserTree, refuse_bad_move, refuse_home,
+    refuse_reserved, refuse_upload,
 };
 use crate::checksum::Digest;
 use crate::commands::{Entry, EntryKind, ErrorCode};
@@ -174,15 +175,7 @@ impl ObjectStorage {
             held: Arc::default(),
         };
         // Fail at start, not at the first login, when the bucket is wrong or unreachable.
-        storage
-            .store
-            .list_paginated(
-                Some(&keys::dir_prefix(&storage.base)),
-                PaginatedListOptions {
-                    max_keys: Some(1),
-                    ..Default::default()
-                },
-            )
+        first_keys(&storage.store, &storage.base, 1)
             .await
             .map_err(|e| {
                 StorageError::new(
@@ -263,14 +256,75 @@ fn describe(err: &object_store::Error) -> String {
         .collect()
 }
 
+/// The first (at most `count`) keys under `dir/`.
+async fn first_keys(
+    store: &AmazonS3,
+    dir: &Path,
+    count: usize,
+) -> object_store::Result<Vec<object_store::ObjectMeta>> {
+    let page = store
+        .list_paginated(
+            Some(&keys::dir_prefix(dir)),
+            PaginatedListOptions {
+                max_keys: Some(count),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(page.result.objects)
+}
+
+/// A HEAD of `key` that also reads the attributes kept with it (`put -p`).
+async fn head(store: &AmazonS3, key: &Path) -> object_store::Result<object_store::GetResult> {
+    store
+        .get_opts(
+            key,
+            GetOptions {
+                head: true,
+                ..Default::default()
+            },
+        )
+        .await
+}
+
+/// A file as a HEAD describes it.
+#[derive(Debug, Clone)]
+struct FileHead {
+    meta: object_store::ObjectMeta,
+    attributes: Option<crate::commands::Attributes>,
+}
+
+impl FileHead {
+    fn of(found: &object_store::GetResult) -> Self {
+        FileHead {
+            meta: found.meta.clone(),
+            attributes: keys::stored_attributes(&found.attributes),
+        }
+    }
+
+    /// Its entry in a listing: the time `put -p` gave it, else when it was stored.
+    fn entry(&self, name: String) -> Entry {
+        Entry {
+            name,
+            kind: EntryKind::File,
+            size: self.meta.size,
+            modified: Some(
+                self.attributes
+                    .map_or(self.meta.last_modified.timestamp(), |a| a.modified),
+            ),
+        }
+    }
+}
+
 /// What a key stands for.
 #[derive(Debug, Clone)]
 enum Found {
-    File(object_store::ObjectMeta),
+    File(FileHead),
     Directory,
 }
 
 /// One user's tree: every key under `PREFIX/USER/`.
+#[derive(Clone)]
 struct ObjectTree {
     store: Arc<AmazonS3>,
     keys: Keys,
@@ -286,48 +340,32 @@ impl ObjectTree {
         // The directory test comes first, not beside the HEAD: some stores (s3s-fs keeps
         // objects as files) answer a HEAD of a key that is also a prefix with a server
         // error, which is retried for a second or more, instead of "not found".
-        if *key == *self.keys.home() || self.holds_anything(key).await? {
+        if self.is_directory(key).await? {
             return Ok(Some(Found::Directory));
         }
-        match self.store.head(key).await {
-            Ok(meta) => Ok(Some(Found::File(meta))),
+        match head(&self.store, key).await {
+            Ok(found) => Ok(Some(Found::File(FileHead::of(&found)))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
 
-    /// Whether any key lies under `dir/` (its marker counts).
-    async fn holds_anything(&self, dir: &Path) -> Result<bool, StorageError> {
-        let page = self
-            .store
-            .list_paginated(
-                Some(&keys::dir_prefix(dir)),
-                PaginatedListOptions {
-                    max_keys: Some(1),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(!page.result.objects.is_empty())
+    /// Whether `key` is a directory: the home, or a prefix holding something (its
+    /// marker counts).
+    async fn is_directory(&self, key: &Path) -> Result<bool, StorageError> {
+        if *key == *self.keys.home() {
+            return Ok(true);
+        }
+        let held = first_keys(&self.store, key, 1).await.map_err(unavailable)?;
+        Ok(!held.is_empty())
     }
 
     /// Whether `dir/` holds anything a user could see or would lose: any key but its own
     /// marker.
     async fn holds_more_than_marker(&self, dir: &Path) -> Result<bool, StorageError> {
-        let page = self
-            .store
-            .list_paginated(
-                Some(&keys::dir_prefix(dir)),
-                PaginatedListOptions {
-                    max_keys: Some(2),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(unavailable)?;
+        let held = first_keys(&self.store, dir, 2).await.map_err(unavailable)?;
         let marker = keys::marker(dir);
-        Ok(page.result.objects.iter().any(|o| o.location != marker))
+        Ok(held.iter().any(|o| o.location != marker))
     }
 
     /// The directory an entry goes into must be there.
@@ -354,35 +392,18 @@ impl ObjectTree {
         Ok(())
     }
 
-    /// A file's entry, with the modification time it was given (`put -p`, `sync`) when
-    /// there is one: that needs a HEAD, since listings do not carry user metadata.
+    /// A listed file's entry, with the modification time it was given (`put -p`, `sync`)
+    /// when there is one: that needs a HEAD, since listings do not carry user metadata.
     async fn file_entry(&self, name: String, meta: &object_store::ObjectMeta) -> Entry {
-        let stored = self.attributes_of(&meta.location).await.ok().flatten();
-        Entry {
-            name,
-            kind: EntryKind::File,
-            size: meta.size,
-            modified: Some(stored.map_or(meta.last_modified.timestamp(), |a| a.modified)),
+        match head(&self.store, &meta.location).await {
+            Ok(found) => FileHead::of(&found).entry(name),
+            // Gone or unreadable since it was listed: as the listing saw it.
+            Err(_) => FileHead {
+                meta: meta.clone(),
+                attributes: None,
+            }
+            .entry(name),
         }
-    }
-
-    /// The attributes kept with an object, if it was given some.
-    async fn attributes_of(
-        &self,
-        key: &Path,
-    ) -> Result<Option<crate::commands::Attributes>, StorageError> {
-        let head = self
-            .store
-            .get_opts(
-                key,
-                GetOptions {
-                    head: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(keys::stored_attributes(&head.attributes))
     }
 
     /// Deletes every key under `dir/` (and so `dir` itself), counting what went; whatever
@@ -470,13 +491,12 @@ impl UserTree for ObjectTree {
                 ErrorCode::NotFound,
                 "no such file or directory",
             )),
-            Some(Found::File(meta)) => {
+            Some(Found::File(file)) => {
                 let name = path.file_name().unwrap_or_default().to_owned();
-                let entry = self.file_entry(name, &meta).await;
-                Ok(Box::new(OneEntry(Some(entry))))
+                Ok(Box::new(OneEntry(Some(file.entry(name)))))
             }
             Some(Found::Directory) => Ok(Box::new(DirectoryListing {
-                tree: self.clone_handle(),
+                tree: Arc::new(self.clone()),
                 prefix: keys::dir_prefix(&key),
                 token: None,
                 done: false,
@@ -489,7 +509,7 @@ impl UserTree for ObjectTree {
         let key = self.keys.of(path);
         match self.find(&key).await? {
             Some(Found::Directory) => Ok(Box::new(TreeListing {
-                tree: self.clone_handle(),
+                tree: Arc::new(self.clone()),
                 scan: Scan::new(Arc::clone(&self.store), key),
             })),
             Some(Found::File(_)) => Err(StorageError::new(
@@ -507,7 +527,7 @@ impl UserTree for ObjectTree {
         refuse_reserved(path)?;
         let name = path.file_name().unwrap_or_default().to_owned();
         match self.find(&self.keys.of(path)).await? {
-            Some(Found::File(meta)) => Ok(self.file_entry(name, &meta).await),
+            Some(Found::File(file)) => Ok(file.entry(name)),
             Some(Found::Directory) => Ok(Entry {
                 name,
                 kind: EntryKind::Directory,
@@ -530,9 +550,11 @@ impl UserTree for ObjectTree {
                 ErrorCode::NotFound,
                 "no such file or directory",
             )),
-            Some(Found::File(meta)) => {
+            Some(Found::File(file)) => {
                 self.store.delete(&key).await.map_err(unavailable)?;
-                self.ledger.remove(Usage::entry(false, meta.size)).await;
+                self.ledger
+                    .remove(Usage::entry(false, file.meta.size))
+                    .await;
                 Ok(())
             }
             Some(Found::Directory) if !recursive => Err(StorageError::new(
@@ -579,16 +601,7 @@ impl UserTree for ObjectTree {
         to: &RemotePath,
         overwrite: bool,
     ) -> Result<(), StorageError> {
-        for path in [from, to] {
-            refuse_home(path)?;
-            refuse_reserved(path)?;
-        }
-        if from.contains(to) {
-            return Err(StorageError::new(
-                ErrorCode::InvalidPath,
-                "cannot move a directory into itself",
-            ));
-        }
+        refuse_bad_move(from, to)?;
         let (source, target) = (self.keys.of(from), self.keys.of(to));
         let found = self
             .find(&source)
@@ -621,16 +634,15 @@ impl UserTree for ObjectTree {
             _ => {}
         }
         match found {
-            Found::File(meta) => {
+            Found::File(_) => {
                 self.store
                     .copy(&source, &target)
                     .await
                     .map_err(unavailable)?;
                 self.store.delete(&source).await.map_err(unavailable)?;
                 if let Some(Found::File(old)) = replaced {
-                    self.ledger.remove(Usage::entry(false, old.size)).await;
+                    self.ledger.remove(Usage::entry(false, old.meta.size)).await;
                 }
-                drop(meta);
                 Ok(())
             }
             Found::Directory => {
@@ -665,18 +677,7 @@ impl UserTree for ObjectTree {
         overwrite: bool,
         resume: bool,
     ) -> Result<Box<dyn Upload>, StorageError> {
-        refuse_home(path)?;
-        refuse_reserved(path)?;
-        let largest = MAX_FILE_SIZE.min(MAX_OBJECT_SIZE);
-        if size > largest {
-            return Err(StorageError::new(
-                ErrorCode::QuotaExceeded,
-                format!(
-                    "a file may be at most {} on this server",
-                    crate::size::format_size(largest)
-                ),
-            ));
-        }
+        refuse_upload(path, size, MAX_FILE_SIZE.min(MAX_OBJECT_SIZE))?;
         let (key, parent_key) = (self.keys.of(path), self.keys.of(&path.parent()));
         // The directory it goes into and what is there now, at once.
         let (parent, found) = tokio::join!(self.require_directory(&parent_key), self.find(&key));
@@ -691,7 +692,7 @@ impl UserTree for ObjectTree {
                     "already exists (use -f to replace it)",
                 ));
             }
-            Some(Found::File(meta)) => meta.size,
+            Some(Found::File(file)) => file.meta.size,
             None => 0,
         };
         let upload = upload::ObjectUpload::begin(
@@ -730,7 +731,7 @@ impl UserTree for ObjectTree {
     ) -> Result<Box<dyn Download>, StorageError> {
         refuse_reserved(path)?;
         let key = self.keys.of(path);
-        if let Some(Found::Directory) = self.find_directory_only(&key).await? {
+        if self.is_directory(&key).await? {
             return Err(StorageError::new(
                 ErrorCode::IsADirectory,
                 "is a directory (use -r)",
@@ -743,26 +744,6 @@ impl UserTree for ObjectTree {
 }
 
 impl ObjectTree {
-    /// A second handle on the same tree, for a listing that outlives the call.
-    fn clone_handle(&self) -> Arc<ObjectTree> {
-        Arc::new(ObjectTree {
-            store: Arc::clone(&self.store),
-            keys: self.keys.clone(),
-            ledger: Arc::clone(&self.ledger),
-            held: Arc::clone(&self.held),
-            states: Arc::clone(&self.states),
-        })
-    }
-
-    /// `Some(Directory)` when `key` is a directory and not a file: only asked when a GET
-    /// is about to fail, to say why.
-    async fn find_directory_only(&self, key: &Path) -> Result<Option<Found>, StorageError> {
-        if *key == *self.keys.home() || self.holds_anything(key).await? {
-            return Ok(Some(Found::Directory));
-        }
-        Ok(None)
-    }
-
     /// Moves every key under `source/` to the same place under `target/`: a copy, then a
     /// delete, key by key. Checks first that nothing would end up deeper than
     /// [`MAX_DEPTH`], so a refused move changes nothing.

@@ -33,7 +33,7 @@ use crate::checksum::{Checksum, Digest};
 use crate::commands::{Attributes, ErrorCode};
 use crate::error::StorageError;
 use crate::server::postgres::uploads::PgUploadStates;
-use crate::server::storage::{Download, PARTIAL_TTL, Upload, Usage};
+use crate::server::storage::{Download, PARTIAL_TTL, Upload, Usage, refuse_beyond_announced};
 
 /// The smallest part: S3 wants 5 MiB or more for every part but the last.
 const MIN_PART_SIZE: u64 = 8 << 20;
@@ -428,16 +428,7 @@ impl Upload for ObjectUpload {
 
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
         let len = data.len() as u64;
-        if self
-            .written
-            .checked_add(len)
-            .is_none_or(|end| end > self.size)
-        {
-            return Err(StorageError::new(
-                ErrorCode::UnexpectedRequest,
-                format!("more data than the {} bytes announced", self.size),
-            ));
-        }
+        refuse_beyond_announced(self.written, len, self.size)?;
         self.written += len;
         self.pending.push(data);
         self.pending_len += len;
