@@ -22,6 +22,22 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<crate::error::UserDbError> for StoreError {
+    fn from(e: crate::error::UserDbError) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// How both stores code where a line of a friends list stands (`0` friends, `1` asked,
+/// `2` asked by), as their queries build it.
+pub(crate) fn relation_state(code: i64) -> FriendState {
+    match code {
+        0 => FriendState::Friends,
+        1 => FriendState::Asked,
+        _ => FriendState::AskedBy,
+    }
+}
+
 /// The embedded store's file name in the state directory.
 pub const CHAT_DB: &str = "chat.db";
 
@@ -449,12 +465,7 @@ impl ChatStore for SqliteChatStore {
             })?;
             for row in rows {
                 let (name, kind, color) = row?;
-                let state = match kind {
-                    0 => FriendState::Friends,
-                    1 => FriendState::Asked,
-                    _ => FriendState::AskedBy,
-                };
-                out.push((name, state, color));
+                out.push((name, relation_state(kind), color));
             }
             Ok(out)
         })

@@ -14,16 +14,19 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{PgDatabase, database_error};
-use crate::chat::{ChatMessage, FriendState};
+use crate::chat::ChatMessage;
 use crate::error::UserDbError;
-use crate::server::chat::store::{Added, ChatStore, Push, Relation, StoreError, Stored};
+use crate::server::chat::store::{
+    Added, ChatStore, Push, Relation, StoreError, Stored, relation_state,
+};
 
 /// After the listening connection is lost, it is made again after this long at first.
 const LISTEN_AGAIN_AFTER: Duration = Duration::from_millis(500);
 const LISTEN_AGAIN_AT_MOST: Duration = Duration::from_secs(30);
 
-fn store_error(e: UserDbError) -> StoreError {
-    StoreError(e.to_string())
+/// A failed statement as the chat reports it: what was being done, and why.
+fn failed(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
+    move |e| database_error(what)(e).into()
 }
 
 /// Ids and nonces are unsigned on the wire, signed in PostgreSQL: the same 64 bits.
@@ -77,7 +80,7 @@ impl PgChatStore {
 /// Stores queued messages one after another: the order of the calls is the order of the ids.
 async fn store_in_order(db: Arc<PgDatabase>, mut queue: mpsc::UnboundedReceiver<Job>) {
     while let Some(job) = queue.recv().await {
-        let stored = store_one(&db, &job).await.map_err(store_error);
+        let stored = store_one(&db, &job).await.map_err(StoreError::from);
         let _ = job.done.send(stored);
     }
 }
@@ -211,89 +214,90 @@ async fn catch_up(db: &PgDatabase, push: &Push, last: &AtomicU64) -> Result<(), 
     Ok(())
 }
 
+/// `from` asks `to` to be friends (or accepts), in `tx`.
+async fn add_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    from: &str,
+    to: &str,
+    max_asked: u32,
+) -> Result<Added, tokio_postgres::Error> {
+    // The pair's requests and friendship change one at a time.
+    let (low, high) = if from < to { (from, to) } else { (to, from) };
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('ftpd-friends:' || $1 || '/' || $2))",
+        &[&low, &high],
+    )
+    .await?;
+    let friends = tx
+        .query_opt(
+            "SELECT 1 FROM ftpd_chat_friends WHERE username = $1 AND friend = $2",
+            &[&from, &to],
+        )
+        .await?
+        .is_some();
+    if friends {
+        return Ok(Added::Friends);
+    }
+    let they_asked = tx
+        .execute(
+            "DELETE FROM ftpd_chat_requests WHERE sender = $1 AND recipient = $2",
+            &[&to, &from],
+        )
+        .await?
+        > 0;
+    if they_asked {
+        tx.execute(
+            "INSERT INTO ftpd_chat_friends (username, friend) VALUES ($1, $2), ($2, $1) \
+             ON CONFLICT DO NOTHING",
+            &[&from, &to],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM ftpd_chat_requests WHERE sender = $1 AND recipient = $2",
+            &[&from, &to],
+        )
+        .await?;
+        return Ok(Added::Friends);
+    }
+    let row = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM ftpd_chat_requests \
+                            WHERE sender = $1 AND recipient = $2), \
+                    (SELECT count(*) FROM ftpd_chat_requests WHERE sender = $1)",
+            &[&from, &to],
+        )
+        .await?;
+    let (already, waiting): (bool, i64) = (row.get(0), row.get(1));
+    if !already && waiting >= i64::from(max_asked) {
+        return Ok(Added::TooManyRequests);
+    }
+    tx.execute(
+        "INSERT INTO ftpd_chat_requests (sender, recipient, at) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+        &[&from, &to, &chrono::Utc::now().timestamp_millis()],
+    )
+    .await?;
+    Ok(Added::Asked)
+}
+
 #[async_trait]
 impl ChatStore for PgChatStore {
     async fn add(&self, from: &str, to: &str, max_asked: u32) -> Result<Added, StoreError> {
-        let mut connection = self.db.exclusive().await.map_err(store_error)?;
-        let client = connection.client().map_err(store_error)?;
-        let what = |what| move |e| store_error(database_error(what)(e));
-        let tx = client
+        let mut connection = self.db.exclusive().await?;
+        let tx = connection
+            .client()?
             .transaction()
             .await
-            .map_err(what("adding a friend"))?;
-        // The pair's requests and friendship change one at a time.
-        let (low, high) = if from < to { (from, to) } else { (to, from) };
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('ftpd-friends:' || $1 || '/' || $2))",
-            &[&low, &high],
-        )
-        .await
-        .map_err(what("adding a friend"))?;
-        let friends = tx
-            .query_opt(
-                "SELECT 1 FROM ftpd_chat_friends WHERE username = $1 AND friend = $2",
-                &[&from, &to],
-            )
+            .map_err(failed("adding a friend"))?;
+        let added = add_in(&tx, from, to, max_asked)
             .await
-            .map_err(what("adding a friend"))?
-            .is_some();
-        if friends {
-            tx.commit().await.map_err(what("adding a friend"))?;
-            return Ok(Added::Friends);
-        }
-        let they_asked = tx
-            .execute(
-                "DELETE FROM ftpd_chat_requests WHERE sender = $1 AND recipient = $2",
-                &[&to, &from],
-            )
-            .await
-            .map_err(what("adding a friend"))?
-            > 0;
-        let outcome = if they_asked {
-            tx.execute(
-                "INSERT INTO ftpd_chat_friends (username, friend) VALUES ($1, $2), ($2, $1) \
-                 ON CONFLICT DO NOTHING",
-                &[&from, &to],
-            )
-            .await
-            .map_err(what("adding a friend"))?;
-            tx.execute(
-                "DELETE FROM ftpd_chat_requests WHERE sender = $1 AND recipient = $2",
-                &[&from, &to],
-            )
-            .await
-            .map_err(what("adding a friend"))?;
-            Added::Friends
-        } else {
-            let row = tx
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM ftpd_chat_requests \
-                                    WHERE sender = $1 AND recipient = $2), \
-                            (SELECT count(*) FROM ftpd_chat_requests WHERE sender = $1)",
-                    &[&from, &to],
-                )
-                .await
-                .map_err(what("adding a friend"))?;
-            let (already, waiting): (bool, i64) = (row.get(0), row.get(1));
-            if !already && waiting >= i64::from(max_asked) {
-                Added::TooManyRequests
-            } else {
-                tx.execute(
-                    "INSERT INTO ftpd_chat_requests (sender, recipient, at) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
-                    &[&from, &to, &chrono::Utc::now().timestamp_millis()],
-                )
-                .await
-                .map_err(what("adding a friend"))?;
-                Added::Asked
-            }
-        };
-        tx.commit().await.map_err(what("adding a friend"))?;
-        Ok(outcome)
+            .map_err(failed("adding a friend"))?;
+        tx.commit().await.map_err(failed("adding a friend"))?;
+        Ok(added)
     }
 
     async fn remove(&self, a: &str, b: &str) -> Result<bool, StoreError> {
-        let client = self.db.client().await.map_err(store_error)?;
+        let client = self.db.client().await?;
         let row = client
             .query_one(
                 "WITH f AS (DELETE FROM ftpd_chat_friends
@@ -306,7 +310,7 @@ impl ChatStore for PgChatStore {
                 &[&a, &b],
             )
             .await
-            .map_err(|e| store_error(database_error("removing a friend")(e)))?;
+            .map_err(failed("removing a friend"))?;
         Ok(row.get::<_, i64>(0) > 0)
     }
 
@@ -314,8 +318,7 @@ impl ChatStore for PgChatStore {
         let rows = self
             .db
             .client()
-            .await
-            .map_err(store_error)?
+            .await?
             .query(
                 "SELECT f.friend, 0, c.color FROM ftpd_chat_friends f
                    LEFT JOIN ftpd_chat_colors c ON c.username = f.friend WHERE f.username = $1
@@ -325,15 +328,11 @@ impl ChatStore for PgChatStore {
                 &[&user],
             )
             .await
-            .map_err(|e| store_error(database_error("reading friends")(e)))?;
+            .map_err(failed("reading friends"))?;
         Ok(rows
             .iter()
             .map(|row| {
-                let state = match row.get::<_, i32>(1) {
-                    0 => FriendState::Friends,
-                    1 => FriendState::Asked,
-                    _ => FriendState::AskedBy,
-                };
+                let state = relation_state(i64::from(row.get::<_, i32>(1)));
                 (row.get(0), state, row.get(2))
             })
             .collect())
@@ -375,20 +374,19 @@ impl ChatStore for PgChatStore {
         let rows = self
             .db
             .client()
-            .await
-            .map_err(store_error)?
+            .await?
             .query(
                 "SELECT id, sender, recipient, at, body FROM ftpd_chat_messages \
                  WHERE recipient = $1 AND NOT delivered AND id > $2 ORDER BY id LIMIT $3",
                 &[&user, &signed(after), &i64::from(limit)],
             )
             .await
-            .map_err(|e| store_error(database_error("reading waiting messages")(e)))?;
+            .map_err(failed("reading waiting messages"))?;
         Ok(rows.iter().map(message_from_row).collect())
     }
 
     async fn ack(&self, user: &str, up_to: u64, keep: u32) -> Result<(), StoreError> {
-        let client = self.db.client().await.map_err(store_error)?;
+        let client = self.db.client().await?;
         let senders = client
             .query(
                 "WITH done AS (UPDATE ftpd_chat_messages SET delivered = true \
@@ -397,7 +395,7 @@ impl ChatStore for PgChatStore {
                 &[&user, &signed(up_to)],
             )
             .await
-            .map_err(|e| store_error(database_error("marking messages delivered")(e)))?;
+            .map_err(failed("marking messages delivered"))?;
         // History is bounded: each way of a conversation keeps its `keep` most recent.
         for row in senders {
             let sender: String = row.get(0);
@@ -411,7 +409,7 @@ impl ChatStore for PgChatStore {
                     &[&sender, &user, &i64::from(keep)],
                 )
                 .await
-                .map_err(|e| store_error(database_error("trimming history")(e)))?;
+                .map_err(failed("trimming history"))?;
         }
         Ok(())
     }
@@ -420,8 +418,7 @@ impl ChatStore for PgChatStore {
         let rows = self
             .db
             .client()
-            .await
-            .map_err(store_error)?
+            .await?
             .query(
                 "SELECT id, sender, recipient, at, body FROM ftpd_chat_messages
                  WHERE (sender = $1 AND recipient = $2) OR (sender = $2 AND recipient = $1)
@@ -429,14 +426,14 @@ impl ChatStore for PgChatStore {
                 &[&a, &b, &i64::from(limit)],
             )
             .await
-            .map_err(|e| store_error(database_error("reading history")(e)))?;
+            .map_err(failed("reading history"))?;
         let mut messages: Vec<ChatMessage> = rows.iter().map(message_from_row).collect();
         messages.reverse();
         Ok(messages)
     }
 
     async fn set_color(&self, user: &str, color: Option<&str>) -> Result<(), StoreError> {
-        let client = self.db.client().await.map_err(store_error)?;
+        let client = self.db.client().await?;
         let result = match color {
             Some(color) => {
                 client
@@ -453,12 +450,12 @@ impl ChatStore for PgChatStore {
                     .await
             }
         };
-        result.map_err(|e| store_error(database_error("setting a colour")(e)))?;
+        result.map_err(failed("setting a colour"))?;
         Ok(())
     }
 
     async fn delete_user(&self, user: &str) -> Result<(), StoreError> {
-        let client = self.db.client().await.map_err(store_error)?;
+        let client = self.db.client().await?;
         for statement in [
             "DELETE FROM ftpd_chat_friends WHERE username = $1 OR friend = $1",
             "DELETE FROM ftpd_chat_requests WHERE sender = $1 OR recipient = $1",
@@ -468,7 +465,7 @@ impl ChatStore for PgChatStore {
             client
                 .execute(statement, &[&user])
                 .await
-                .map_err(|e| store_error(database_error("deleting a user's chat")(e)))?;
+                .map_err(failed("deleting a user's chat"))?;
         }
         Ok(())
     }
