@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{add_user, fast_limits};
+use common::{add_user, fast_limits, next_chat_event as next};
 use ftprep::Error;
 use ftprep::auth::ClientKeys;
 use ftprep::chat::{ChatErrorCode, ChatEvent, FriendState};
@@ -126,20 +126,6 @@ fn start_chat(
     let stop = CancellationToken::new();
     let task = tokio::spawn(service.run(stop.clone()));
     (stop, task)
-}
-
-/// The next event but the "caught up" mark, within a deadline.
-async fn next(client: &mut ChatClient) -> ChatEvent {
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), client.next_event())
-            .await
-            .expect("an event in time")
-            .unwrap()
-            .expect("the event stream open");
-        if event != ChatEvent::CaughtUp {
-            return event;
-        }
-    }
 }
 
 /// Events until a message arrives; its text and id.

@@ -5,7 +5,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{TestServer, finish_upload, names_in, names_listed, send_chunk, start_upload};
+use common::{
+    TestServer, finish_upload, names_in, names_listed, random_bytes, send_chunk, start_upload,
+};
 use ftprep::Error;
 use ftprep::client::{NoProgress, TransferOptions};
 use ftprep::commands::{EntryKind, ErrorCode, MAX_CHUNK};
@@ -23,19 +25,6 @@ const RESUME: TransferOptions = TransferOptions {
     follow_links: false,
     preserve: false,
 };
-
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
 
 /// Asserts that each of `names` holds the same bytes under `copy` as under `original`.
 fn assert_same_files(copy: &Path, original: &Path, names: &[String]) {

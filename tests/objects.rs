@@ -8,10 +8,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::s3::S3Server;
-use common::{TestServer, names_listed, send_chunk, start_upload};
+use common::{TestServer, files_under, names_listed, random_bytes, send_chunk, start_upload};
 use ftprep::Error;
 use ftprep::client::{NoProgress, TransferOptions};
 use ftprep::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request};
@@ -25,42 +23,6 @@ const RESUME: TransferOptions = TransferOptions {
 
 /// One multipart part: what the server sends to the store at a time.
 const PART: usize = 8 << 20;
-
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
-/// Every file under `dir` on disk, as paths relative to it.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(at) = pending.pop() {
-        for entry in std::fs::read_dir(&at).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push(
-                    path.strip_prefix(dir)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    found.sort();
-    found
-}
 
 fn code_of(err: &Error) -> Option<ErrorCode> {
     match err {

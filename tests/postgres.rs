@@ -634,30 +634,11 @@ impl ChatNode {
     }
 }
 
-/// The next event but the "caught up" mark, within a deadline.
-async fn next_event(client: &mut ftprep::client::chat::ChatClient) -> ChatEvent {
-    loop {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), client.next_event())
-            .await
-            .expect("an event in time")
-            .unwrap()
-            .expect("the event stream open");
-        if event != ChatEvent::CaughtUp {
-            return event;
-        }
-    }
-}
-
 /// The next message event within a deadline (other events skipped), acknowledged: sender
 /// and text.
 async fn next_message(client: &mut ftprep::client::chat::ChatClient) -> (String, String) {
     loop {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), client.next_event())
-            .await
-            .expect("a message in time")
-            .unwrap()
-            .expect("the event stream open");
-        if let ftprep::chat::ChatEvent::Message(message) = event {
+        if let ChatEvent::Message(message) = common::next_chat_event(client).await {
             client.ack(message.id).await.unwrap();
             return (message.from, message.text);
         }
@@ -684,7 +665,7 @@ async fn users_on_different_nodes_chat_as_if_on_one_server() {
     // friendship and of each other's presence.
     alice.add("bob").await.unwrap();
     assert_eq!(
-        next_event(&mut bob).await,
+        common::next_chat_event(&mut bob).await,
         ChatEvent::FriendRequest {
             from: "alice".into()
         }
@@ -694,9 +675,9 @@ async fn users_on_different_nodes_chat_as_if_on_one_server() {
         name: "bob".into(),
         state: Some(ftprep::chat::FriendState::Friends),
     };
-    assert_eq!(next_event(&mut alice).await, friends_now);
+    assert_eq!(common::next_chat_event(&mut alice).await, friends_now);
     assert_eq!(
-        next_event(&mut alice).await,
+        common::next_chat_event(&mut alice).await,
         ChatEvent::Presence {
             name: "bob".into(),
             online: true
@@ -726,7 +707,7 @@ async fn users_on_different_nodes_chat_as_if_on_one_server() {
     bob_too.close().await;
     bob.close().await;
     assert_eq!(
-        next_event(&mut alice).await,
+        common::next_chat_event(&mut alice).await,
         ChatEvent::Presence {
             name: "bob".into(),
             online: false
@@ -878,7 +859,7 @@ async fn an_upload_begun_on_one_node_resumes_on_another_from_the_database() {
         "{stopped}"
     );
     // Its state is in the database, not in the bucket.
-    let in_bucket: Vec<_> = walk_files(&s3.on_disk("cluster"));
+    let in_bucket: Vec<_> = common::files_under(&s3.on_disk("cluster"));
     assert!(
         in_bucket.iter().all(|name| !name.contains(".ftprep-part-")),
         "{in_bucket:?}"
@@ -899,29 +880,4 @@ async fn an_upload_begun_on_one_node_resumes_on_another_from_the_database() {
         .await
         .unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), data);
-}
-
-/// Every file under `dir` on disk (paths relative to it).
-fn walk_files(dir: &std::path::Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(at) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&at) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                found.push(
-                    path.strip_prefix(dir)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                );
-            }
-        }
-    }
-    found
 }

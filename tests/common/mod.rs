@@ -321,3 +321,58 @@ pub async fn auth_start(
     };
     (client, first, message)
 }
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Every file under `dir` on disk (none if it is not there), as sorted paths relative to it.
+pub fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(
+                    path.strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A chat client's next event but the "caught up" mark, within a deadline.
+pub async fn next_chat_event(
+    client: &mut ftprep::client::chat::ChatClient,
+) -> ftprep::chat::ChatEvent {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), client.next_event())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .expect("the event stream open");
+        if event != ftprep::chat::ChatEvent::CaughtUp {
+            return event;
+        }
+    }
+}
