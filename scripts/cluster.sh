@@ -13,26 +13,20 @@
 # Usage: scripts/cluster.sh   (as root it runs PostgreSQL as the `postgres` user)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -x "$pg_bin/initdb" ] || { echo "PostgreSQL is not installed (apt-get install postgresql)"; exit 1; }
+. scripts/postgres.sh
+find_postgres
 s3s_fs=${S3S_FS:-$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")}
 [ -x "$s3s_fs" ] || { echo "s3s-fs is not installed (cargo install --locked s3s-fs@0.14.1 --features binary)"; exit 1; }
 cargo build --release --locked -q
 bin=$PWD/target/release
 work=$(mktemp -d)
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-  chown postgres "$work"
-  as_pg=(runuser -u postgres --)
-fi
 declare -A pid port
 cleanup() {
   for p in "${pid[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  stop_postgres "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { until (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null; do sleep 0.1; done; }
 pass=0
 fail=0
@@ -41,11 +35,8 @@ check() { # check DESCRIPTION COMMAND...
 }
 
 # PostgreSQL and the object store.
-pg_port=$(free_port)
-"${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U ftpd --auth=trust -E UTF8 >/dev/null
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -w -l "$work/pg/log" \
-  -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $work" start >/dev/null
-export FTPD_USERS="postgres://ftpd@127.0.0.1:$pg_port/postgres"
+start_postgres "$work"
+export FTPD_USERS="$pg_url"
 s3_port=$(free_port)
 mkdir -p "$work/s3/cluster"
 "$s3s_fs" --host 127.0.0.1 --port "$s3_port" --access-key cluster --secret-key cluster-secret \

@@ -15,30 +15,21 @@ files=${3:-2000}
 warm_mib=256
 . scripts/rounds.sh
 
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -x "$pg_bin/initdb" ] || { echo "PostgreSQL is not installed (apt-get install postgresql)"; exit 1; }
+. scripts/postgres.sh
+find_postgres
 cargo build --release --locked -q
 bin=$PWD/target/release
 work=$(mktemp -d)
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-  chown postgres "$work"
-  as_pg=(runuser -u postgres --)
-fi
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  stop_postgres "$work"
   rm -rf "$work" "$rounds_file"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-pg_port=$(free_port)
-"${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg" -U ftpd --auth=trust -E UTF8 >/dev/null
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/pg" -w -l "$work/pg/log" \
-  -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $work" start >/dev/null
-url="postgres://ftpd@127.0.0.1:$pg_port/postgres"
+start_postgres "$work"
+url=$pg_url
 
 mkdir -p "$work/file" "$work/pg-node" "$work/src"
 echo pw | "$bin/ftpd" adduser bench --users "$work/file/users.db" --password-stdin --quota 10G >/dev/null
