@@ -230,9 +230,7 @@ impl super::Storage for ObjectStorage {
 /// briefly.
 fn unavailable(err: object_store::Error) -> StorageError {
     match err {
-        object_store::Error::NotFound { .. } => {
-            StorageError::new(ErrorCode::NotFound, "no such file or directory")
-        }
+        object_store::Error::NotFound { .. } => not_found(),
         object_store::Error::AlreadyExists { .. } => {
             StorageError::new(ErrorCode::AlreadyExists, "already exists")
         }
@@ -314,6 +312,11 @@ impl FileHead {
             ),
         }
     }
+}
+
+/// Nothing at a path: the answer a missing file gets on disk too.
+fn not_found() -> StorageError {
+    StorageError::new(ErrorCode::NotFound, "no such file or directory")
 }
 
 /// What a key stands for.
@@ -487,10 +490,7 @@ impl UserTree for ObjectTree {
         refuse_reserved(path)?;
         let key = self.keys.of(path);
         match self.find(&key).await? {
-            None => Err(StorageError::new(
-                ErrorCode::NotFound,
-                "no such file or directory",
-            )),
+            None => Err(not_found()),
             Some(Found::File(file)) => {
                 let name = path.file_name().unwrap_or_default().to_owned();
                 Ok(Box::new(OneEntry(Some(file.entry(name)))))
@@ -516,10 +516,7 @@ impl UserTree for ObjectTree {
                 ErrorCode::NotADirectory,
                 "not a directory",
             )),
-            None => Err(StorageError::new(
-                ErrorCode::NotFound,
-                "no such file or directory",
-            )),
+            None => Err(not_found()),
         }
     }
 
@@ -534,10 +531,7 @@ impl UserTree for ObjectTree {
                 size: 0,
                 modified: None,
             }),
-            None => Err(StorageError::new(
-                ErrorCode::NotFound,
-                "no such file or directory",
-            )),
+            None => Err(not_found()),
         }
     }
 
@@ -546,10 +540,7 @@ impl UserTree for ObjectTree {
         refuse_reserved(path)?;
         let key = self.keys.of(path);
         match self.find(&key).await? {
-            None => Err(StorageError::new(
-                ErrorCode::NotFound,
-                "no such file or directory",
-            )),
+            None => Err(not_found()),
             Some(Found::File(file)) => {
                 self.store.delete(&key).await.map_err(unavailable)?;
                 self.ledger
@@ -570,10 +561,7 @@ impl UserTree for ObjectTree {
         refuse_reserved(path)?;
         let key = self.keys.of(path);
         match self.find(&key).await? {
-            None => Err(StorageError::new(
-                ErrorCode::NotFound,
-                "no such file or directory",
-            )),
+            None => Err(not_found()),
             Some(Found::File(_)) => Err(StorageError::new(
                 ErrorCode::NotADirectory,
                 "not a directory",
@@ -603,10 +591,7 @@ impl UserTree for ObjectTree {
     ) -> Result<(), StorageError> {
         refuse_bad_move(from, to)?;
         let (source, target) = (self.keys.of(from), self.keys.of(to));
-        let found = self
-            .find(&source)
-            .await?
-            .ok_or_else(|| StorageError::new(ErrorCode::NotFound, "no such file or directory"))?;
+        let found = self.find(&source).await?.ok_or_else(not_found)?;
         self.require_directory(&self.keys.of(&to.parent())).await?;
         let replaced = self.find(&target).await?;
         if replaced.is_some() && !overwrite {
