@@ -29,6 +29,7 @@ pub mod chat;
 pub mod checksum;
 pub mod client;
 pub mod commands;
+pub mod deadline;
 pub mod error;
 pub mod ntp;
 pub mod paths;

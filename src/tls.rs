@@ -16,6 +16,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use x509_parser::oid_registry as oids;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+/// How many encrypted bytes a connection may hold for sending (rustls's default is 64 KiB).
+/// A data frame is up to [`crate::commands::MAX_CHUNK`] (512 KiB): with the default, rustls
+/// takes 64 KiB of it at a time and each piece costs a `writev` and a wake-up of the peer;
+/// with room for a whole frame, its 33 records go out in one or two. Held only while a
+/// frame is being sent, so an idle connection pays nothing for it.
+pub const SEND_BUFFER_LIMIT: usize = 1024 * 1024;
+
 /// Most bytes [`ReadAhead`] reads from the socket at once.
 const READ_AHEAD: usize = 256 * 1024;
 

@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 
 use crate::auth::{self, ChannelBinding, ClientFirst, ClientKeys};
 use crate::commands::{Entry, EntryKind, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::paths::RemotePath;
 use crate::username::Username;
@@ -148,6 +149,8 @@ pub struct Client<S = ClientStream> {
     in_step: bool,
     /// How long a reply, or progress in a download, may take ([`REPLY_TIMEOUT`]).
     reply_timeout: Duration,
+    /// The timer that enforces it, kept from one reply to the next.
+    reply_deadline: Deadline,
     /// More connections with the same login that tree transfers share their files with
     /// ([`parallel`]).
     helpers: Vec<Client<S>>,
@@ -219,6 +222,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             binding: None,
             in_step: true,
             reply_timeout: REPLY_TIMEOUT,
+            reply_deadline: Deadline::new(),
             helpers: Vec::new(),
         })
     }
@@ -634,7 +638,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// The next reply; an error reply becomes [`Error::Remote`]. A failure to read one
     /// leaves the connection unusable.
     async fn reply(&mut self) -> Result<Response> {
-        let response = tokio::time::timeout(self.reply_timeout, self.conn.expect::<Response>())
+        let response = self
+            .reply_deadline
+            .within(self.reply_timeout, self.conn.expect::<Response>())
             .await
             .map_err(|_| Error::Timeout)
             .and_then(|read| read)

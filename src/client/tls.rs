@@ -331,10 +331,13 @@ pub(crate) async fn handshake(
         return Ok((ClientStream::Plain(tcp), None));
     }
     let connector = tokio_rustls::TlsConnector::from(client_config(security)?);
-    let tls = connector
+    let mut tls = connector
         .connect(server_name(addr)?, ReadAhead::new(tcp))
         .await
         .map_err(|e| Error::Tls(explain_handshake_error(addr, &e)))?;
+    tls.get_mut()
+        .1
+        .set_buffer_limit(Some(crate::tls::SEND_BUFFER_LIMIT));
     let leaf = tls
         .get_ref()
         .1

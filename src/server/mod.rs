@@ -147,7 +147,7 @@ async fn serve_socket(
         shared.limits.login_timeout,
         acceptor.accept(ReadAhead::new(socket)),
     );
-    let stream = match handshake.await {
+    let mut stream = match handshake.await {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => {
             tracing::info!(%peer, error = %err, "TLS handshake failed (a plaintext client?)");
@@ -158,6 +158,10 @@ async fn serve_socket(
             return;
         }
     };
+    stream
+        .get_mut()
+        .1
+        .set_buffer_limit(Some(crate::tls::SEND_BUFFER_LIMIT));
     match slot {
         Slot::Serve(_permit, _per_ip) => session::run(stream, peer, shared, cancel).await,
         Slot::Refuse(_permit, reason) => session::refuse_busy(stream, &reason).await,
