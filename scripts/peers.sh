@@ -203,6 +203,32 @@ for i in range(pairs):
 print(f"{2 * pairs / (time.time() - started):.1f}")
 ftp.quit()
 PY
+# The floor under any of them: a bare request and reply (40 bytes each way) between two
+# processes over loopback TCP, with nothing done in between. On a VM whose idle vCPUs halt
+# (as here: haltpoll with guest_halt_poll_ns=0), waking the peer's vCPU is most of a round
+# trip, whatever the server does.
+cat > tcp_pingpong.py <<'PY'
+import os, socket, sys, time
+trips = int(sys.argv[1])
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+if os.fork() == 0:
+    peer, _ = listener.accept()
+    peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while (data := peer.recv(64)):
+        peer.sendall(data)
+    os._exit(0)
+conn = socket.create_connection(listener.getsockname())
+conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+started = time.time()
+for _ in range(trips):
+    conn.sendall(b"x" * 40)
+    conn.recv(64)
+print(f"{trips / (time.time() - started):.1f}")
+conn.close()
+os.wait()
+PY
 for i in $(seq 1 2000); do echo "mkdir rt$i"; echo "rmdir rt$i"; done > trips.batch
 trips() { # trips plain|tls: ops/s of ftpc shell -b over trips.batch
   local port=$plain_port flag=--plaintext
@@ -213,6 +239,7 @@ trips() { # trips plain|tls: ops/s of ftpc shell -b over trips.batch
   awk -v from="$t0" -v to="$(date +%s.%N)" 'BEGIN { print 4000 / (to - from) }'
 }
 for round in $(seq "$rounds"); do
+  record trips-floor "$round" "$(python3 tcp_pingpong.py 4000)"
   record trips-vsftpd "$round" "$(python3 ftp_trips.py 127.0.0.1 "$ftp_port" "$user" "$password" 2000)"
   record trips-plain "$round" "$(trips plain)"
   record trips-tls "$round" "$(trips tls)"
@@ -245,11 +272,40 @@ for name in names[::100]:
         f.write(os.urandom(4096))
 PY
   }
+  # The floor under any tool that keeps ftpd's promise (`Ok` means on disk): the same files
+  # written straight to this disk by 8 threads, each to a temporary name, synced and renamed
+  # (no network, no protocol; directories not even synced). And the same without the
+  # syncs, which is what rsync, scp, sftp and vsftpd do.
+  cat > write_tree.py <<'PY'
+import os, sys, threading
+root, files, sync = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "sync"
+data = os.urandom(4096)
+for d in range(100):
+    os.makedirs("%s/d%02d" % (root, d), exist_ok=True)
+def write(first):
+    for i in range(first, files, 8):
+        name = "%s/d%02d/f%06d" % (root, i % 100, i)
+        fd = os.open(name + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, data)
+        if sync:
+            os.fsync(fd)
+        os.close(fd)
+        os.rename(name + ".tmp", name)
+threads = [threading.Thread(target=write, args=(k,)) for k in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+PY
   login tls
   warm_mib=256
   for tree in small mixed; do
     for round in $(seq "$rounds"); do
-      rm -rf "$uhome"/t-* tls/ftp-root/bench/t-* back-*
+      rm -rf "$uhome"/t-* tls/ftp-root/bench/t-* back-* floor-*
+      if [ "$tree" = small ]; then
+        record floor-synced "$round" "$(timed python3 write_tree.py floor-synced "$small_files" sync)"
+        record floor-unsynced "$round" "$(timed python3 write_tree.py floor-unsynced "$small_files" no)"
+      fi
       record "$tree-ftpc-put" "$round" "$(timed "$bin/ftpc" put -r "$tree" "t-$tree")"
       record "$tree-ftpc-get" "$round" "$(timed "$bin/ftpc" get -r "t-$tree" back-ftpc)"
       same_tree "$tree" back-ftpc ftpc
@@ -298,9 +354,12 @@ printf '%-36s %12.1f  (%s errors)\n' "vsftpd (ftplib USER/PASS/QUIT)" "$ftp_logi
 printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd plaintext (ftpc bench)" "$plain_logins" "$(calc "$plain_logins / $ftp_logins")"
 printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd TLS (ftpc bench)" "$tls_logins" "$(calc "$tls_logins / $ftp_logins")"
 printf '\n%-36s %12s\n' "round trips on one connection" "ops/s"
+printf '%-36s %12.0f\n' "TCP request/reply, nothing done" "$(median trips-floor)"
 printf '%-36s %12.0f\n' "vsftpd (ftplib MKD/RMD)" "$(median trips-vsftpd)"
 printf '%-36s %12.0f  (%.2fx vsftpd)\n' "ftpd plaintext (ftpc shell -b)" "$(median trips-plain)" "$(vs trips-plain trips-vsftpd)"
 printf '%-36s %12.0f  (%.2fx vsftpd)\n' "ftpd TLS (ftpc shell -b)" "$(median trips-tls)" "$(vs trips-tls trips-vsftpd)"
+printf 'each against the bare request/reply: vsftpd %.2fx, ftpd plaintext %.2fx, TLS %.2fx\n' \
+  "$(vs trips-vsftpd trips-floor)" "$(vs trips-plain trips-floor)" "$(vs trips-tls trips-floor)"
 if [ "$small_files" -gt 0 ]; then
   for tree in small mixed; do
     if [ "$tree" = small ]; then
@@ -320,6 +379,11 @@ if [ "$small_files" -gt 0 ]; then
     done
     printf 'ftpc vs the fastest peer (median of per-round ratios): put -r %.2fx (%s), get -r %.2fx (%s)\n' \
       "$(vs "$tree-$best_put-put" "$tree-ftpc-put")" "$best_put" "$(vs "$tree-$best_get-get" "$tree-ftpc-get")" "$best_get"
+    if [ "$tree" = small ]; then
+      printf '%-22s %9.2f  (writing the files to this disk, no network; synced each, 8 threads)\n' \
+        "floor, synced" "$(median floor-synced)"
+      printf '%-22s %9.2f  (the same, not synced)\n' "floor, not synced" "$(median floor-unsynced)"
+    fi
     printf '%-22s %9s %9s\n' "sync" "nothing" "1 %"
     printf '%-22s %9.3f %9.3f\n' "ftpc sync" "$(median "$tree-ftpc-sync0")" "$(median "$tree-ftpc-sync1")"
     printf '%-22s %9.3f %9.3f\n' "rsync -a" "$(median "$tree-rsync-sync0")" "$(median "$tree-rsync-sync1")"
