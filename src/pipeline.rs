@@ -187,6 +187,89 @@ impl FileWriter {
     }
 }
 
+/// Where the data of a file being received goes: a small file (at most [`MAX_CHUNK`] bytes
+/// to come) is held in memory and written by the one blocking call that finishes it (sync,
+/// rename), so it costs no thread of its own and no hop per chunk; a larger one streams
+/// through a [`FileWriter`]. Server uploads and client downloads both receive this way.
+pub enum FileSink {
+    /// Written and hashed on a thread as it arrives.
+    Streaming(FileWriter),
+    /// Kept until the end; `checksum` holds what the file had before.
+    Held {
+        file: std::fs::File,
+        checksum: Box<Checksum>,
+        chunks: Vec<Bytes>,
+    },
+}
+
+/// What a [`FileSink`] got, once the data ended: written, or still held.
+pub enum SinkEnded {
+    Written(io::Result<(std::fs::File, Checksum)>),
+    Held(std::fs::File, Checksum, Vec<Bytes>),
+}
+
+impl FileSink {
+    /// A sink for `incoming` more bytes, appended to `file` at its current position;
+    /// `checksum` already holds the bytes before it.
+    pub fn new(file: std::fs::File, checksum: Checksum, incoming: u64) -> Self {
+        if incoming <= MAX_CHUNK as u64 {
+            FileSink::Held {
+                file,
+                checksum: Box::new(checksum),
+                chunks: Vec::new(),
+            }
+        } else {
+            FileSink::Streaming(FileWriter::spawn(file, checksum))
+        }
+    }
+
+    /// The next chunk (the caller keeps the total within what was announced).
+    ///
+    /// # Errors
+    /// As [`FileWriter::write`].
+    pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
+        match self {
+            FileSink::Streaming(writer) => writer.write(data).await,
+            FileSink::Held { chunks, .. } => {
+                chunks.push(data);
+                Ok(())
+            }
+        }
+    }
+
+    /// The data ended: waits for a streaming sink's writes.
+    pub async fn end(self) -> SinkEnded {
+        match self {
+            FileSink::Streaming(writer) => SinkEnded::Written(writer.finish().await),
+            FileSink::Held {
+                file,
+                checksum,
+                chunks,
+            } => SinkEnded::Held(file, *checksum, chunks),
+        }
+    }
+}
+
+impl SinkEnded {
+    /// The file, with everything written, and the checksum of all of it. Blocking: writes
+    /// what was held.
+    ///
+    /// # Errors
+    /// The first write error.
+    pub fn written(self) -> io::Result<(std::fs::File, Checksum)> {
+        match self {
+            SinkEnded::Written(result) => result,
+            SinkEnded::Held(mut file, mut checksum, chunks) => {
+                for chunk in chunks {
+                    file.write_all(&chunk)?;
+                    checksum.update(&chunk);
+                }
+                Ok((file, checksum))
+            }
+        }
+    }
+}
+
 /// Gives `file` a modification time and permission bits (`put -p`). The owner keeps read
 /// and write, so the server can still serve and replace what it stores.
 pub fn apply_attributes(

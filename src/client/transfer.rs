@@ -16,7 +16,7 @@ use crate::checksum::{Checksum, Digest};
 use crate::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
 use crate::error::{Error, Result};
 use crate::paths::RemotePath;
-use crate::pipeline::{FileReader, FileWriter, hash_exactly};
+use crate::pipeline::{FileReader, FileSink, FileWriter, SinkEnded, hash_exactly};
 
 /// Told how a transfer advances (a progress bar, or nothing).
 pub trait Progress: Send + Sync {
@@ -200,17 +200,37 @@ const FILES_PER_BATCH: usize = 128;
 const GETS_IN_FLIGHT: usize = 32;
 /// Downloaded files synced at once (the disk takes their syncs together).
 const SYNCS_AT_ONCE: usize = 64;
+/// Bytes of small downloaded files held in memory until their sync at most (besides the
+/// one being received): bounds a connection's memory when the files are near the 512 KiB
+/// that are held.
+const HELD_AT_ONCE: u64 = 8 << 20;
 
-/// The end of one download of a tree, on a blocking thread: syncs the checked partial file,
-/// renames it into place (unless a target appeared meanwhile and may not be replaced) and
-/// removes the target's stale partial files.
+/// The end of one download of a tree, on a blocking thread: writes what was held, checks
+/// the checksum, applies the attributes, syncs the partial file and renames it into place
+/// (unless a target appeared meanwhile and may not be replaced), and removes the target's
+/// stale partial files. One thread hop per file, whatever it had to do.
 fn finish_download(
-    (part, file): (PathBuf, std::fs::File),
+    received: Received,
     target: PathBuf,
     overwrite: bool,
     stale: Vec<PathBuf>,
 ) -> Result<()> {
+    let Received {
+        part,
+        data,
+        theirs,
+        attributes,
+        ..
+    } = received;
     let done = (|| {
+        let (file, written) = data.written().map_err(|e| Error::local(&part, e))?;
+        if written.digest() != theirs {
+            return Err(Error::ChecksumMismatch);
+        }
+        if let Some(attributes) = attributes {
+            crate::pipeline::apply_attributes(&file, attributes)
+                .map_err(|e| Error::local(&part, e))?;
+        }
         file.sync_all().map_err(|e| Error::local(&part, e))?;
         if !overwrite && std::fs::symlink_metadata(&target).is_ok() {
             return Err(Error::local(
@@ -230,15 +250,16 @@ fn finish_download(
     done
 }
 
-/// Keeps the first failure of a finished download.
+/// Keeps the first failure of a finished download; the bytes it held.
 fn joined(
-    done: std::result::Result<Result<()>, tokio::task::JoinError>,
+    done: std::result::Result<(u64, Result<()>), tokio::task::JoinError>,
     first_failure: &mut Option<Error>,
-) {
-    let done = done.unwrap_or_else(|e| Err(Error::Io(std::io::Error::other(e))));
+) -> u64 {
+    let (held, done) = done.unwrap_or_else(|e| (0, Err(Error::Io(std::io::Error::other(e)))));
     if let Err(err) = done {
         first_failure.get_or_insert(err);
     }
+    held
 }
 
 fn display_name(path: &Path) -> String {
@@ -513,13 +534,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             return Err(Error::local(&part, err));
         }
         progress.start(&name, size, offset);
-        let mut writer = FileWriter::spawn(file, held);
+        let mut sink = FileSink::Streaming(FileWriter::spawn(file, held));
         let received = self
-            .receive_data(&mut writer, size - offset, &part, progress)
+            .receive_data(&mut sink, size - offset, &part, progress)
             .await;
         progress.finish();
         let theirs = received?;
-        let (file, written) = writer.finish().await.map_err(|e| Error::local(&part, e))?;
+        // Streamed: written already, so this does not block.
+        let (file, written) = sink
+            .end()
+            .await
+            .written()
+            .map_err(|e| Error::local(&part, e))?;
         if written.digest() != theirs {
             drop(file);
             let _ = tokio::fs::remove_file(&part).await;
@@ -569,17 +595,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
     }
 
-    /// Hands data frames to `writer` until `GetDone`; returns the server's checksum. Stopping
+    /// Hands data frames to `sink` until `GetDone`; returns the server's checksum. Stopping
     /// anywhere but at `GetDone` or an error reply leaves frames on their way, so the
     /// connection is out of step from then on ([`Client::is_in_step`]).
     async fn receive_data(
         &mut self,
-        writer: &mut FileWriter,
+        sink: &mut FileSink,
         expected: u64,
         part: &Path,
         progress: &dyn Progress,
     ) -> Result<Digest> {
-        let received = self.receive_frames(writer, expected, part, progress).await;
+        let received = self.receive_frames(sink, expected, part, progress).await;
         if let Err(err) = &received
             && !matches!(err, Error::Remote { .. })
         {
@@ -590,7 +616,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     async fn receive_frames(
         &mut self,
-        writer: &mut FileWriter,
+        sink: &mut FileSink,
         expected: u64,
         part: &Path,
         progress: &dyn Progress,
@@ -614,10 +640,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                         return Err(Error::UnexpectedReply("more data than announced"));
                     }
                     let len = data.len() as u64;
-                    writer
-                        .write(data)
-                        .await
-                        .map_err(|e| Error::local(part, e))?;
+                    sink.write(data).await.map_err(|e| Error::local(part, e))?;
                     progress.advance(len);
                 }
                 Response::GetDone { checksum } => {
@@ -994,12 +1017,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let mut bytes = 0;
         let mut first_failure: Option<Error> = None;
         let mut finishing = tokio::task::JoinSet::new();
+        // Bytes of small files held in memory by the downloads finishing.
+        let mut held = 0u64;
         for (i, (source, name)) in files.iter().enumerate() {
             // Ask ahead, up to the window, unless a failure stopped the asking.
             while first_failure.is_none() && asked < files.len() && asked < i + GETS_IN_FLIGHT {
                 let (source, name) = &files[asked];
                 let target = dir.join(name);
-                if !options.overwrite && tokio::fs::symlink_metadata(&target).await.is_ok() {
+                // A local `stat`: here, not a hop to the blocking pool (as the server does).
+                if !options.overwrite && std::fs::symlink_metadata(&target).is_ok() {
                     first_failure = Some(Error::local(
                         &target,
                         "already exists (use -f to replace it)",
@@ -1017,8 +1043,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 break;
             }
             match self.receive_whole(name, dir, options, progress).await {
-                Ok((size, part)) => {
-                    bytes += size;
+                Ok(received) => {
+                    bytes += received.size;
                     let (target, overwrite) = (dir.join(name), options.overwrite);
                     let stale: Vec<PathBuf> = batch
                         .stale
@@ -1026,12 +1052,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                         .filter(|p| partial::is_partial_of(p, name))
                         .cloned()
                         .collect();
-                    finishing
-                        .spawn_blocking(move || finish_download(part, target, overwrite, stale));
-                    while finishing.len() >= SYNCS_AT_ONCE {
-                        if let Some(done) = finishing.join_next().await {
-                            joined(done, &mut first_failure);
-                        }
+                    let holds = received.held_bytes();
+                    held += holds;
+                    finishing.spawn_blocking(move || {
+                        (holds, finish_download(received, target, overwrite, stale))
+                    });
+                    while finishing.len() >= SYNCS_AT_ONCE || held > HELD_AT_ONCE {
+                        let Some(done) = finishing.join_next().await else {
+                            // None left (one that panicked could not say what it held).
+                            held = 0;
+                            break;
+                        };
+                        held = held.saturating_sub(joined(done, &mut first_failure));
                     }
                 }
                 // The server refused this one; the others asked for come all the same.
@@ -1050,15 +1082,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
-    /// Receives the answer to a `Get` from offset 0 into a fresh partial file in `dir`:
-    /// its size and the checked partial file (attributes applied if asked), not synced.
+    /// Receives the answer to a `Get` from offset 0 for a fresh partial file in `dir`: what
+    /// [`finish_download`] needs to check, write (a small file's data is held until then),
+    /// sync and rename it.
     async fn receive_whole(
         &mut self,
         name: &str,
         dir: &Path,
         options: TransferOptions,
         progress: &dyn Progress,
-    ) -> Result<(u64, (PathBuf, std::fs::File))> {
+    ) -> Result<Received> {
         let (size, attributes) = match self.reply().await? {
             Response::GetReady {
                 size,
@@ -1080,26 +1113,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
         };
         progress.start(name, size, 0);
-        let mut writer = FileWriter::spawn(file, Checksum::new());
-        let received = self.receive_data(&mut writer, size, &part, progress).await;
+        let mut sink = FileSink::new(file, Checksum::new(), size);
+        let received = self.receive_data(&mut sink, size, &part, progress).await;
         progress.finish();
-        let written = writer.finish().await;
-        let failed = |err: Error| {
-            let _ = std::fs::remove_file(&part);
-            err
-        };
-        let theirs = received.map_err(failed)?;
-        let (file, written) = written.map_err(|e| failed(Error::local(&part, e)))?;
-        if written.digest() != theirs {
-            return Err(failed(Error::ChecksumMismatch));
+        let data = sink.end().await;
+        match received {
+            Ok(theirs) => Ok(Received {
+                size,
+                part,
+                data,
+                theirs,
+                attributes: attributes.filter(|_| options.preserve),
+            }),
+            Err(err) => {
+                drop(data);
+                let _ = std::fs::remove_file(&part);
+                Err(err)
+            }
         }
-        if options.preserve
-            && let Some(attributes) = attributes
-        {
-            crate::pipeline::apply_attributes(&file, attributes)
-                .map_err(|e| failed(Error::local(&part, e)))?;
+    }
+}
+
+/// A file of a tree download, received whole into (or for) its partial file.
+struct Received {
+    size: u64,
+    part: PathBuf,
+    data: SinkEnded,
+    /// The server's checksum of the file.
+    theirs: Digest,
+    /// To apply (`-p`).
+    attributes: Option<crate::commands::Attributes>,
+}
+
+impl Received {
+    /// Bytes of the file held in memory, to be written when it finishes.
+    fn held_bytes(&self) -> u64 {
+        match self.data {
+            SinkEnded::Held(..) => self.size,
+            SinkEnded::Written(_) => 0,
         }
-        Ok((size, (part, file)))
     }
 }
 
@@ -1119,6 +1171,51 @@ mod tests {
         let _: Hello = conn.expect().await.unwrap();
         conn.write(&Hello::ours()).await.unwrap();
         conn
+    }
+
+    /// A small file of a tree download, held until its finish: written, checked, given its
+    /// attributes and renamed into place; or, if its checksum differs from the server's,
+    /// nothing of it stays.
+    #[test]
+    fn a_held_download_is_checked_before_it_is_put_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = b"the bytes of a small file".to_vec();
+        let chunks = vec![
+            Bytes::from(data[..9].to_vec()),
+            Bytes::from(data[9..].to_vec()),
+        ];
+        let held = |name: &str, theirs: Digest| {
+            let (part, file) = partial::create(dir.path(), name).unwrap();
+            Received {
+                size: data.len() as u64,
+                part,
+                data: SinkEnded::Held(file, Checksum::new(), chunks.clone()),
+                theirs,
+                attributes: Some(crate::commands::Attributes {
+                    modified: 1_000_000_000,
+                    mode: 0o640,
+                }),
+            }
+        };
+
+        let good = held("good", Checksum::of(&data));
+        assert_eq!(good.held_bytes(), data.len() as u64);
+        let part = good.part.clone();
+        let target = dir.path().join("good");
+        finish_download(good, target.clone(), false, Vec::new()).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), data);
+        assert!(!part.exists());
+        let meta = std::fs::metadata(&target).unwrap();
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(meta.mtime(), 1_000_000_000);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+
+        let bad = held("bad", Checksum::of(b"something else"));
+        let part = bad.part.clone();
+        let target = dir.path().join("bad");
+        let err = finish_download(bad, target.clone(), false, Vec::new()).unwrap_err();
+        assert!(matches!(err, Error::ChecksumMismatch), "{err}");
+        assert!(!target.exists() && !part.exists());
     }
 
     /// The server's side of a download: `chunks` data frames of 1000 bytes, then `GetDone`.
@@ -1367,10 +1464,10 @@ mod tests {
             .write(true)
             .open(target.path())
             .unwrap();
-        let mut writer = FileWriter::spawn(file, Checksum::new());
+        let mut sink = FileSink::Streaming(FileWriter::spawn(file, Checksum::new()));
         let progress = &NoProgress;
         let received = client
-            .receive_data(&mut writer, expected, target.path(), progress)
+            .receive_data(&mut sink, expected, target.path(), progress)
             .await;
         assert!(received.is_ok(), "{received:?}");
         assert!(client.is_in_step());
@@ -1381,9 +1478,9 @@ mod tests {
         tokio::spawn(serve_download(far, chunks));
         let mut client = Client::handshake(near).await.unwrap();
         let read_only = std::fs::File::open(target.path()).unwrap();
-        let mut writer = FileWriter::spawn(read_only, Checksum::new());
+        let mut sink = FileSink::Streaming(FileWriter::spawn(read_only, Checksum::new()));
         let received = client
-            .receive_data(&mut writer, expected, target.path(), progress)
+            .receive_data(&mut sink, expected, target.path(), progress)
             .await;
         assert!(matches!(received, Err(Error::Local { .. })), "{received:?}");
         assert!(!client.is_in_step());

@@ -27,11 +27,11 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata, OpenOptions, ReadDir};
 
 use crate::checksum::{Checksum, Digest};
-use crate::commands::{Attributes, ENTRIES_PER_FRAME, Entry, EntryKind, ErrorCode, MAX_CHUNK};
+use crate::commands::{Attributes, ENTRIES_PER_FRAME, Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
 use crate::paths::{MAX_DEPTH, PARTIAL_PREFIX, RemotePath, partial_name};
 use crate::pipeline::{
-    FileReader, FileWriter, apply_attributes, attributes_of, hash_exactly, hash_held,
+    FileReader, FileSink, apply_attributes, attributes_of, hash_exactly, hash_held,
 };
 use crate::username::Username;
 use ledger::Ledger;
@@ -725,7 +725,7 @@ impl UserTree for FsTree {
                 ledger,
                 target,
                 part,
-                writer: UploadData::new(file, held, incoming),
+                writer: FileSink::new(file, held, incoming),
                 written: offset,
                 offset,
                 size,
@@ -914,7 +914,7 @@ struct FsUpload {
     part: String,
     /// Writes and hashes chunks on a blocking thread while the next ones arrive, or holds
     /// a small upload's data until it finishes.
-    writer: UploadData,
+    writer: FileSink,
     /// Bytes the partial file held when the upload began (already in the count).
     offset: u64,
     written: u64,
@@ -922,78 +922,6 @@ struct FsUpload {
     replaces: u64,
     overwrite: bool,
     preserve: Option<Attributes>,
-}
-
-/// Where an upload's data goes: a small one (at most [`MAX_CHUNK`] bytes to come) is held in
-/// memory and written by the blocking call that finishes the upload, so it costs no thread
-/// of its own and no hop per chunk; a larger one streams through a writer thread.
-enum UploadData {
-    Streaming(FileWriter),
-    Held {
-        file: std::fs::File,
-        checksum: Box<Checksum>,
-        chunks: Vec<Bytes>,
-    },
-}
-
-/// An upload's data once it ended: written, or still held.
-enum Ended {
-    Written(io::Result<(std::fs::File, Checksum)>),
-    Held(std::fs::File, Checksum, Vec<Bytes>),
-}
-
-impl UploadData {
-    fn new(file: std::fs::File, checksum: Checksum, incoming: u64) -> Self {
-        if incoming <= MAX_CHUNK as u64 {
-            UploadData::Held {
-                file,
-                checksum: Box::new(checksum),
-                chunks: Vec::new(),
-            }
-        } else {
-            UploadData::Streaming(FileWriter::spawn(file, checksum))
-        }
-    }
-
-    /// The next chunk (the caller keeps the total within what was announced).
-    async fn write(&mut self, data: Bytes) -> io::Result<()> {
-        match self {
-            UploadData::Streaming(writer) => writer.write(data).await,
-            UploadData::Held { chunks, .. } => {
-                chunks.push(data);
-                Ok(())
-            }
-        }
-    }
-
-    async fn end(self) -> Ended {
-        match self {
-            UploadData::Streaming(writer) => Ended::Written(writer.finish().await),
-            UploadData::Held {
-                file,
-                checksum,
-                chunks,
-            } => Ended::Held(file, *checksum, chunks),
-        }
-    }
-}
-
-impl Ended {
-    /// The file, with everything written, and the checksum of all of it (blocking: writes
-    /// what was held).
-    fn written(self) -> io::Result<(std::fs::File, Checksum)> {
-        match self {
-            Ended::Written(result) => result,
-            Ended::Held(mut file, mut checksum, chunks) => {
-                use std::io::Write;
-                for chunk in chunks {
-                    file.write_all(&chunk)?;
-                    checksum.update(&chunk);
-                }
-                Ok((file, checksum))
-            }
-        }
-    }
 }
 
 /// Removes the partial file of an upload that failed; `offset` bytes of it were counted.
