@@ -11,7 +11,7 @@ use crate::checksum::Digest;
 /// Opens every hello, so a stray connection is told apart from an ftprep peer.
 pub const MAGIC: [u8; 4] = *b"FTPR";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// At most this many entries travel in one [`Response::Entries`] frame.
 pub const ENTRIES_PER_FRAME: usize = 1024;
 /// Largest data chunk in a [`Request::PutData`] or [`Response::Data`] frame (512 KiB).

@@ -287,6 +287,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Queues one message without flushing it: the next [`Connection::write`] sends both in
+    /// one go.
+    ///
+    /// # Errors
+    /// Encoding errors, or I/O errors if the buffer had to be written out.
+    pub async fn feed<T: Message>(&mut self, message: &T) -> Result<()> {
+        SinkExt::<Bytes>::feed(&mut self.framed, encode(message)?).await
+    }
+
     /// Writes each message `pending` yields, in the order it yields them, until it ends:
     /// the answers to requests in flight, written as they come.
     ///
@@ -365,7 +374,7 @@ mod tests {
     fn round_trip_and_layout() {
         let hello = Hello::ours();
         let bytes = encode(&hello).unwrap();
-        assert_eq!(&bytes[..], b"FTPR\x05\x00");
+        assert_eq!(&bytes[..], b"FTPR\x06\x00");
         assert_eq!(decode::<Hello>(&bytes).unwrap(), hello);
         let req = Request::Mkdir {
             path: "a/b".into(),

@@ -440,6 +440,11 @@ async fn bad_frames_are_answered_and_end_only_their_connection() {
         send.write_all(first).await.unwrap();
         let mut conn = Connection::new(tokio::io::join(recv, send));
         let _ours: Hello = conn.expect().await.unwrap();
+        let offered: Response = conn.expect().await.unwrap();
+        assert!(
+            matches!(offered, Response::Mechanisms { .. }),
+            "{offered:?}"
+        );
         conn.expect().await.unwrap()
     }
     let reply = answer_to(&addr, &security, &u32::MAX.to_be_bytes()).await;

@@ -14,16 +14,25 @@ use ftprep::wire::{Connection, MAX_FRAME_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A raw connection that has read the server's hello, byte by byte.
+/// A raw connection that has read the server's hello and the mechanisms it offers, byte by
+/// byte.
 async fn raw(server: &TestServer) -> TcpStream {
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let hello: Hello = ftprep::wire::decode(&raw_frame(&mut stream).await).unwrap();
+    assert_eq!(hello, Hello::ours());
+    let offered: Response = ftprep::wire::decode(&raw_frame(&mut stream).await).unwrap();
+    let names = vec![ftprep::auth::MECHANISM.to_owned()];
+    assert_eq!(offered, Response::Mechanisms { names });
+    stream
+}
+
+/// One frame's payload, read by hand.
+async fn raw_frame(stream: &mut TcpStream) -> Vec<u8> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await.unwrap();
     let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
     stream.read_exact(&mut payload).await.unwrap();
-    let hello: Hello = ftprep::wire::decode(&payload).unwrap();
-    assert_eq!(hello, Hello::ours());
-    stream
+    payload
 }
 
 /// Reads frames until the server closes; returns the error replies it sent.
@@ -265,11 +274,8 @@ async fn connections_over_the_limit_are_told_the_server_is_busy() {
     };
     let server = TestServer::start_with(&[("alice", "pw")], limits).await;
     let mut alice = server.login("alice", "pw").await;
-    let mut second = server.connect().await;
-    let err = second
-        .login_with_password(&ftprep::username::Username::parse("alice").unwrap(), "pw")
-        .await
-        .unwrap_err();
+    // Said right behind the hello, before any login.
+    let err = server.try_connect().await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -289,11 +295,14 @@ async fn connections_over_the_limit_are_told_the_server_is_busy() {
     // Once the first session has ended, the slot is free again.
     let mut attempts = 0;
     loop {
-        let mut client = server.connect().await;
-        match client
-            .login_with_password(&ftprep::username::Username::parse("alice").unwrap(), "pw")
-            .await
-        {
+        let login = async {
+            server
+                .try_connect()
+                .await?
+                .login_with_password(&ftprep::username::Username::parse("alice").unwrap(), "pw")
+                .await
+        };
+        match login.await {
             Ok(_) => break,
             Err(Error::Remote {
                 code: ErrorCode::Busy,
@@ -410,12 +419,7 @@ async fn sessions_per_user_and_connections_per_address_are_limited() {
     // 127.0.0.1 holds two connections (the two sessions): a third fits the per-address
     // limit of 3, a fourth is refused whoever wants to log in.
     let _third = server.connect().await;
-    let err = server
-        .connect()
-        .await
-        .login_with_password(&ftprep::username::Username::parse("bob").unwrap(), "pw")
-        .await
-        .unwrap_err();
+    let err = server.try_connect().await.unwrap_err();
     assert!(
         err.to_string()
             .contains("your address already holds 3 connections"),
@@ -425,8 +429,8 @@ async fn sessions_per_user_and_connections_per_address_are_limited() {
     drop(first);
     eventually_busy_free(|| async {
         server
-            .connect()
-            .await
+            .try_connect()
+            .await?
             .login_with_password(&alice, "pw")
             .await
             .map(drop)

@@ -81,6 +81,11 @@ async fn an_unauthenticated_connection_gets_exactly_the_login_grace_time() {
     let pipe = Pipe::new();
     let mut conn = Connection::new(pipe.open());
     let _: Hello = conn.expect().await.unwrap();
+    let offered: Response = conn.expect().await.unwrap();
+    assert!(
+        matches!(offered, Response::Mechanisms { .. }),
+        "{offered:?}"
+    );
     conn.write(&Hello::ours()).await.unwrap();
     let started = Instant::now();
     let reply: Response = conn.expect().await.unwrap();

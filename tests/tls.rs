@@ -62,6 +62,8 @@ async fn tls_round_trip_of_login_commands_and_a_transfer() {
     // client pinned the certificate the server generated into its state directory.
     let offered = client.mechanisms().await.unwrap();
     assert_eq!(offered, [auth::MECHANISM_PLUS]);
+    // The same list came unasked, right behind the server's hello.
+    assert_eq!(client.offered(), offered);
     let identity = ServerIdentity::self_signed(&server.dir.path().join("state")).unwrap();
     let hosts = KnownHosts::at(server.dir.path().join("client/known_hosts"));
     let (_, pin) = hosts.lookup(&server.addr.to_string()).unwrap().unwrap();
@@ -146,10 +148,13 @@ async fn a_relayed_login_fails_on_channel_binding() {
             .accept(socket)
             .await
             .unwrap();
+        let mut upstream = Client::connect(&real, &upstream_security).await.unwrap();
         let mut victim = Connection::new(tls);
         victim.write(&Hello::ours()).await.unwrap();
+        // What the real server offers, passed on.
+        let names = upstream.offered().to_vec();
+        victim.write(&Response::Mechanisms { names }).await.unwrap();
         let _hello: Hello = victim.expect().await.unwrap();
-        let mut upstream = Client::connect(&real, &upstream_security).await.unwrap();
         let mut outcomes = Vec::new();
         while let Ok(Some(request)) = victim.read::<Request>().await {
             let reply = match upstream.raw_request(&request).await {
@@ -196,6 +201,8 @@ async fn a_server_that_hides_channel_binding_over_tls_is_refused() {
             .unwrap();
         let mut conn = Connection::new(tls);
         conn.write(&Hello::ours()).await.unwrap();
+        let names = vec![auth::MECHANISM.to_owned()];
+        conn.write(&Response::Mechanisms { names }).await.unwrap();
         let _hello: Hello = conn.expect().await.unwrap();
         let mut requests = Vec::new();
         while let Ok(Some(request)) = conn.read::<Request>().await {
@@ -214,8 +221,9 @@ async fn a_server_that_hides_channel_binding_over_tls_is_refused() {
         .unwrap_err();
     assert!(matches!(err, Error::Downgrade), "{err}");
     drop(client);
-    // Nothing of the login was sent: only the question which mechanisms there are.
-    assert_eq!(fake.await.unwrap(), [Request::Mechanisms]);
+    // Nothing of the login was sent: the client did not even need to ask which mechanisms
+    // there are.
+    assert_eq!(fake.await.unwrap(), []);
 }
 
 #[tokio::test]
@@ -365,6 +373,7 @@ async fn logins_without_channel_binding_over_tls_are_refused_unless_allowed() {
     let mut client = lenient.connect().await;
     let offered = client.mechanisms().await.unwrap();
     assert_eq!(offered, [auth::MECHANISM_PLUS, auth::MECHANISM]);
+    assert_eq!(client.offered(), offered);
 }
 
 #[tokio::test]

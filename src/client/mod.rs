@@ -142,6 +142,8 @@ enum KeySource {
 #[derive(Debug)]
 pub struct Client<S = ClientStream> {
     conn: Connection<S>,
+    /// The SASL mechanisms the server announced after its hello, most preferred first.
+    offered: Vec<String>,
     /// `tls-server-end-point` data of the server's certificate when on TLS: logins then use
     /// SCRAM-SHA-256-PLUS and refuse a server that does not offer it.
     binding: Option<Vec<u8>>,
@@ -217,8 +219,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 server: theirs.version,
             });
         }
+        // Right behind its hello the server says which mechanisms it offers (or that it is
+        // busy): a login need not ask.
+        let offered = match tokio::time::timeout(CONNECT_TIMEOUT, conn.expect()).await {
+            Err(_) => return Err(Error::Timeout),
+            Ok(reply) => match reply? {
+                Response::Mechanisms { names } => names,
+                Response::Error { code, message } => return Err(Error::Remote { code, message }),
+                _ => return Err(Error::UnexpectedReply("expected the list of mechanisms")),
+            },
+        };
         Ok(Client {
             conn,
+            offered,
             binding: None,
             in_step: true,
             reply_timeout: REPLY_TIMEOUT,
@@ -275,7 +288,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
-    /// The SASL mechanisms the server offers on this connection.
+    /// The SASL mechanisms the server announced after its hello, most preferred first.
+    pub fn offered(&self) -> &[String] {
+        &self.offered
+    }
+
+    /// Asks the server which SASL mechanisms it offers on this connection (it also says so
+    /// unasked, after its hello: [`Client::offered`]).
     ///
     /// # Errors
     /// I/O or an unexpected reply.
@@ -290,13 +309,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let binding = match self.binding.clone() {
             Some(data) => {
                 // Over TLS, only a login bound to this TLS channel: a server (or someone in
-                // between) that does not offer it is refused before anything is proven.
-                if !self
-                    .mechanisms()
-                    .await?
-                    .iter()
-                    .any(|m| m == auth::MECHANISM_PLUS)
-                {
+                // between) that does not offer it is refused before anything is sent.
+                if !self.offered.iter().any(|m| m == auth::MECHANISM_PLUS) {
                     return Err(Error::Downgrade);
                 }
                 ChannelBinding::TlsServerEndPoint(data)
@@ -723,6 +737,8 @@ mod tests {
         let handshake = tokio::spawn(Client::handshake(near));
         let _: Hello = server.expect().await.unwrap();
         server.write(&Hello::ours()).await.unwrap();
+        let names = vec![auth::MECHANISM.to_owned()];
+        server.write(&Response::Mechanisms { names }).await.unwrap();
         let mut client = handshake.await.unwrap().unwrap();
         assert!(client.is_ready().await, "nothing arrived yet");
         assert!(client.is_ready().await, "asking twice changes nothing");

@@ -1170,6 +1170,8 @@ mod tests {
         let mut conn = Connection::new(stream);
         let _: Hello = conn.expect().await.unwrap();
         conn.write(&Hello::ours()).await.unwrap();
+        let names = vec![crate::auth::MECHANISM.to_owned()];
+        conn.write(&Response::Mechanisms { names }).await.unwrap();
         conn
     }
 

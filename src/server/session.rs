@@ -128,8 +128,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let login = async {
-        hello(conn).await?;
         let binding = shared.tls.as_ref().map(|tls| &tls.binding[..]);
+        hello(conn, mechanisms(binding.is_some(), &shared.limits)).await?;
         login(conn, peer, shared, binding).await
     };
     let user = tokio::select! {
@@ -234,12 +234,15 @@ const PIPELINED_PUT_BYTES: usize = 4 << 20;
 /// Who logged in, their tree, and their place under the per-user session limit.
 pub(super) type LoggedIn = (Username, Arc<dyn UserTree>, Slot<Username>);
 
-/// Exchanges hellos: ours goes first, then theirs is checked.
-pub(super) async fn hello<S>(conn: &mut Connection<S>) -> Result<()>
+/// Exchanges hellos: ours goes first, with the mechanisms offered (`offered`, from
+/// [`mechanisms`]) right behind it, so a client learns them without asking; then theirs is
+/// checked.
+pub(super) async fn hello<S>(conn: &mut Connection<S>, offered: Response) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    conn.write(&Hello::ours()).await?;
+    conn.feed(&Hello::ours()).await?;
+    conn.write(&offered).await?;
     let theirs: Hello = conn.expect().await?;
     if theirs.magic != MAGIC {
         return Err(Error::BadMagic);

@@ -123,9 +123,13 @@ impl TestServer {
 
     /// A client connected to this server (hello exchanged, not logged in).
     pub async fn connect(&self) -> Client {
-        Client::connect(&self.addr.to_string(), &self.security)
-            .await
-            .unwrap()
+        self.try_connect().await.unwrap()
+    }
+
+    /// As [`TestServer::connect`], for a server that may refuse (busy).
+    #[allow(dead_code)]
+    pub async fn try_connect(&self) -> Result<Client, ftprep::Error> {
+        Client::connect(&self.addr.to_string(), &self.security).await
     }
 
     /// A client logged in with a password.

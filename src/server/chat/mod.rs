@@ -259,7 +259,7 @@ impl ChatService {
         let mut conn = Connection::new(tokio::io::join(recv, send));
         conn.set_write_deadline(Some(self.shared.limits.stall_timeout));
         let login = async {
-            session::hello(&mut conn).await?;
+            session::hello(&mut conn, session::mechanisms(true, &self.shared.limits)).await?;
             session::login(&mut conn, peer, &self.shared, Some(&self.binding)).await
         };
         let user = tokio::select! {
