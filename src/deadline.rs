@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
+/// How far off a limit too large to add to an `Instant` is put: as good as never.
+const NO_LIMIT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct Deadline {
@@ -41,7 +44,9 @@ impl Deadline {
         within: Duration,
         work: F,
     ) -> Result<F::Output, Elapsed> {
-        let limit = Instant::now() + within;
+        // A limit past what an `Instant` can hold (`Duration::MAX`) is no limit.
+        let now = Instant::now();
+        let limit = now.checked_add(within).unwrap_or_else(|| now + NO_LIMIT);
         let timer = match &mut self.timer {
             Some(timer) => {
                 // Armed later than this wait may last (a shorter limit than before): the
@@ -114,6 +119,16 @@ mod tests {
         let out = deadline.within(limit, std::future::pending::<()>()).await;
         assert_eq!(out, Err(Elapsed));
         assert_eq!(start.elapsed(), Duration::from_secs(19));
+    }
+
+    /// A limit too large for an `Instant` means waiting, not a panic.
+    #[tokio::test(start_paused = true)]
+    async fn an_endless_limit_waits() {
+        let mut deadline = Deadline::new();
+        let out = deadline
+            .within(Duration::MAX, tokio::time::sleep(Duration::from_secs(3600)))
+            .await;
+        assert_eq!(out, Ok(()));
     }
 
     /// A shorter limit than the armed one is kept, not the longer one.
