@@ -9,8 +9,9 @@
 mod common;
 
 use common::s3::S3Server;
-use common::{TestServer, files_under, names_listed, random_bytes, send_chunk, start_upload};
-use ftprep::Error;
+use common::{
+    TestServer, code_of, files_under, names_listed, random_bytes, send_chunk, start_upload,
+};
 use ftprep::client::{NoProgress, TransferOptions};
 use ftprep::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request};
 
@@ -23,13 +24,6 @@ const RESUME: TransferOptions = TransferOptions {
 
 /// One multipart part: what the server sends to the store at a time.
 const PART: usize = 8 << 20;
-
-fn code_of(err: &Error) -> Option<ErrorCode> {
-    match err {
-        Error::Remote { code, .. } => Some(*code),
-        _ => None,
-    }
-}
 
 #[tokio::test]
 async fn files_and_directories_work_as_on_disk() {

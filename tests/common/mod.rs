@@ -127,7 +127,6 @@ impl TestServer {
     }
 
     /// As [`TestServer::connect`], for a server that may refuse (busy).
-    #[allow(dead_code)]
     pub async fn try_connect(&self) -> Result<Client, ftprep::Error> {
         Client::connect(&self.addr.to_string(), &self.security).await
     }
@@ -324,6 +323,14 @@ pub async fn auth_start(
         panic!("expected a challenge, got {reply:?}");
     };
     (client, first, message)
+}
+
+/// The code of the server's error reply, if `err` is one.
+pub fn code_of(err: &ftprep::Error) -> Option<ftprep::commands::ErrorCode> {
+    match err {
+        ftprep::Error::Remote { code, .. } => Some(*code),
+        _ => None,
+    }
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
