@@ -36,6 +36,8 @@ const CONNECTION: &str = "Connection (any command)";
 
 /// ftprep client: log in once to an ftpd server, then work with your remote files.
 /// Without a command, opens the interactive shell.
+// The doc comments are clap's help text: `HOST[:PORT]` is a usage line, not a link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Parser)]
 #[command(name = "ftpc", version)]
 struct Cli {

@@ -30,6 +30,8 @@ use crate::size::format_size;
 use crate::username::Username;
 
 /// The file commands, the same in `ftpc CMD ...` and in the shell.
+// The doc comments are clap's help text: `LOCAL [REMOTE]` is a usage line, not a link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Subcommand)]
 pub enum FileCommand {
     /// List a remote directory, one name a line; directories end in `/`, symlinks in `@`.

@@ -123,7 +123,7 @@ pub type Relation = (String, FriendState, Option<String>);
 pub type Push = std::sync::Arc<dyn Fn(&ChatMessage) + Send + Sync>;
 
 /// The embedded store: SQLite in WAL mode, one connection on a thread of its own. Calls
-/// queue up as jobs; the thread runs what has queued (up to [`GROUP`]) in one transaction,
+/// queue up as jobs; the thread runs what has queued (up to `GROUP`) in one transaction,
 /// each job in a savepoint of its own, and answers them all once that transaction is
 /// committed: one disk sync for many messages under load, none lost if the process dies.
 #[derive(Clone)]

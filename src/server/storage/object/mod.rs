@@ -1,5 +1,6 @@
 //! Users' files in an S3-compatible object store (`--root s3://bucket/prefix`), through
-//! the `object_store` crate: the same [`Storage`]/[`UserTree`] the clients see on disk.
+//! the `object_store` crate: the same [`Storage`](super::Storage)/[`UserTree`] the clients
+//! see on disk.
 //!
 //! Layout: a user's file `a/b.txt` is the object `PREFIX/USER/a/b.txt`; each part of the
 //! key comes from one checked path component, percent-encoded by `object_store`, so no key
