@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn matches_the_reference_xxh3_128_past_the_vectorised_cut_off() {
-        // `xxhsum -H2` (xxHash 0.8.3) of these bytes, written to a file. Above 240 bytes
+        // `xxhsum -H2` (xxHash 0.8.1) of these bytes, written to a file. Above 240 bytes
         // XXH3 goes through the striped loop that runs in AVX2 or SSE2 (or scalar) code,
         // and 3 MiB + 17 ends in a partial stripe; the chunkings cross block edges.
         let data: Vec<u8> = (0..3 * 1024 * 1024 + 17u64)
