@@ -68,6 +68,15 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
     Ok(message)
 }
 
+/// Appends `message` to `dst` as one frame, exactly as [`Connection::write`] would send it:
+/// for bytes that must leave some other way (inside a TLS handshake, say).
+///
+/// # Errors
+/// As [`encode`].
+pub fn append_frame<T: Serialize>(message: &T, dst: &mut BytesMut) -> Result<()> {
+    FrameCodec.encode(encode(message)?, dst)
+}
+
 /// Bytes before the data in a data frame's payload: variant index (`u32`) and length (`u64`).
 const DATA_PREFIX_LEN: usize = 12;
 

@@ -390,3 +390,115 @@ async fn a_second_connection_resumes_the_first_ones_session_and_logs_in_bound() 
     second.login_with_keys(&alice(), &keys).await.unwrap();
     second.mkdir("resumed", false).await.unwrap();
 }
+
+/// The server's greeting (its hello and the mechanisms) leaves with its handshake flight,
+/// as TLS 1.3 half-RTT data: a client has it before it has sent its own Finished, so a
+/// login does not wait a round trip for it. Driven by hand with rustls, the client's
+/// Finished is never sent at all.
+#[tokio::test]
+async fn the_greeting_arrives_with_the_handshake_before_the_clients_finished() {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    use std::io::{ErrorKind, Read};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, leaf, leaf_key) = common::ca_signed_leaf(&["localhost"]);
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, leaf).unwrap();
+    std::fs::write(&key, leaf_key).unwrap();
+    let server = TestServer::start_full(
+        &[("alice", "pw")],
+        Default::default(),
+        TlsSetup::Files { cert, key },
+    )
+    .await;
+    let addr = server.addr;
+    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap();
+
+    // What the greeting is: our hello and the mechanisms offered, one frame each.
+    let mut greeting = bytes::BytesMut::new();
+    ftprep::wire::append_frame(&Hello::ours(), &mut greeting).unwrap();
+    let offered = Response::Mechanisms {
+        names: vec![auth::MECHANISM_PLUS.to_owned()],
+    };
+    ftprep::wire::append_frame(&offered, &mut greeting).unwrap();
+    let want = greeting.len();
+
+    let (received, finished_unsent) = tokio::task::spawn_blocking(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(ftprep::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = "localhost".try_into().unwrap();
+        let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        // The ClientHello, and nothing after it.
+        while tls.wants_write() {
+            tls.write_tls(&mut tcp).unwrap();
+        }
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Until the greeting is in, or the server waits for our Finished (a read times out).
+        while received.len() < want {
+            match tls.read_tls(&mut tcp) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+            tls.process_new_packets().unwrap();
+            loop {
+                match tls.reader().read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        (received, tls.wants_write() && !tls.is_handshaking())
+    })
+    .await
+    .unwrap();
+
+    assert!(finished_unsent, "the client's Finished is done but unsent");
+    assert_eq!(
+        received,
+        &greeting[..],
+        "the greeting, whole, before the client's Finished"
+    );
+}
+
+/// Over TLS too, a connection over the limit is told so at once (the busy reply goes with
+/// the handshake), and the session already there goes on.
+#[tokio::test]
+async fn over_tls_a_connection_over_the_limit_is_told_the_server_is_busy() {
+    let limits = ftprep::server::Limits {
+        max_connections: 1,
+        ..common::fast_limits()
+    };
+    let server = TestServer::start_full(&[("alice", "pw")], limits, TlsSetup::SelfSigned).await;
+    let mut alice = server.login("alice", "pw").await;
+    let err = server.try_connect().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ftprep::commands::ErrorCode::Busy,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("all 1 connections in use"),
+        "{err}"
+    );
+    alice.mkdir("still-served", false).await.unwrap();
+}

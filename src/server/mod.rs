@@ -51,6 +51,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 use crate::tls::ReadAhead;
+use session::Greeting;
 pub use storage::object::{ObjectLocation, ObjectStorage};
 pub use storage::{Download, FsStorage, Storage, StorageRoot, Upload, UserTree};
 pub use tls::{ServerIdentity, TlsSetup};
@@ -138,15 +139,32 @@ async fn serve_socket(
 ) {
     let Some(identity) = shared.tls.clone() else {
         return match slot {
-            Slot::Serve(_permit, _per_ip) => session::run(socket, peer, shared, cancel).await,
-            Slot::Refuse(_permit, reason) => session::refuse_busy(socket, &reason).await,
+            Slot::Serve(_permit, _per_ip) => {
+                session::run(socket, peer, shared, cancel, Greeting::ToSend).await;
+            }
+            Slot::Refuse(_permit, reason) => {
+                session::refuse_busy(socket, &reason, Greeting::ToSend).await;
+            }
         };
     };
+    // The greeting goes out with the server's handshake flight, as TLS 1.3 allows
+    // (`send_half_rtt_data`): it is the same for every client and says nothing secret, so it
+    // need not wait for the client's Finished, and the client has it as soon as its side of
+    // the handshake is done. A TLS login saves a round trip.
+    let second = match &slot {
+        Slot::Serve(..) => session::mechanisms(true, &shared.limits),
+        Slot::Refuse(_, reason) => session::busy_reply(reason),
+    };
+    let mut greeting = Greeting::ToSend;
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);
-    let handshake = tokio::time::timeout(
-        shared.limits.login_timeout,
-        acceptor.accept(ReadAhead::new(socket)),
-    );
+    let accept = acceptor.accept_with(ReadAhead::new(socket), |tls| {
+        if let Ok(bytes) = session::greeting(&second)
+            && std::io::Write::write_all(&mut tls.writer(), &bytes).is_ok()
+        {
+            greeting = Greeting::Sent;
+        }
+    });
+    let handshake = tokio::time::timeout(shared.limits.login_timeout, accept);
     let mut stream = match handshake.await {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => {
@@ -163,8 +181,8 @@ async fn serve_socket(
         .1
         .set_buffer_limit(Some(crate::tls::SEND_BUFFER_LIMIT));
     match slot {
-        Slot::Serve(_permit, _per_ip) => session::run(stream, peer, shared, cancel).await,
-        Slot::Refuse(_permit, reason) => session::refuse_busy(stream, &reason).await,
+        Slot::Serve(_permit, _per_ip) => session::run(stream, peer, shared, cancel, greeting).await,
+        Slot::Refuse(_permit, reason) => session::refuse_busy(stream, &reason, greeting).await,
     }
 }
 
@@ -376,6 +394,7 @@ impl Server {
             peer,
             Arc::clone(&self.shared),
             CancellationToken::new(),
+            Greeting::ToSend,
         )
         .await;
     }

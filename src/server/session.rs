@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures_util::StreamExt;
 use futures_util::future::Either;
 use futures_util::stream::FuturesOrdered;
@@ -21,7 +22,28 @@ use crate::auth::{self, ClientFirstMessage, ServerExchange, Verifier};
 use crate::commands::{ErrorCode, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
 use crate::error::{Error, Result};
 use crate::username::Username;
-use crate::wire::Connection;
+use crate::wire::{self, Connection};
+
+/// Whether the server's greeting (its hello and, right behind it, the mechanisms offered or
+/// that it is busy) is still to be sent, or already left with the TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Greeting {
+    /// The session sends it first.
+    ToSend,
+    /// It went out already.
+    Sent,
+}
+
+/// The greeting's bytes: our hello, then `second` (the mechanisms, or a busy reply).
+///
+/// # Errors
+/// Encoding errors (none for these messages).
+pub(crate) fn greeting(second: &Response) -> Result<BytesMut> {
+    let mut bytes = BytesMut::new();
+    wire::append_frame(&Hello::ours(), &mut bytes)?;
+    wire::append_frame(second, &mut bytes)?;
+    Ok(bytes)
+}
 
 /// Serves one connection to its end; errors are logged, and answered where the peer can
 /// still hear it.
@@ -30,12 +52,13 @@ pub(crate) async fn run<S>(
     peer: SocketAddr,
     shared: Arc<Shared>,
     cancel: CancellationToken,
+    greeting: Greeting,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut conn = Connection::new(stream);
     conn.set_write_deadline(Some(shared.limits.stall_timeout));
-    if let Err(err) = serve(&mut conn, peer, &shared, &cancel).await {
+    if let Err(err) = serve(&mut conn, peer, &shared, &cancel, greeting).await {
         if matches!(err, Error::ConnectionClosed) {
             tracing::info!(%peer, "client left in the middle of an exchange");
             return;
@@ -91,19 +114,27 @@ pub(super) fn mechanisms(tls: bool, limits: &super::Limits) -> Response {
 /// How long a closing connection may take to receive its last error reply.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Tells a connection over a limit that the server is busy, and closes it.
-pub(crate) async fn refuse_busy<S>(stream: S, reason: &str)
+/// What a connection over a limit is told right behind our hello.
+pub(crate) fn busy_reply(reason: &str) -> Response {
+    Response::Error {
+        code: ErrorCode::Busy,
+        message: format!("server busy: {reason}; try again later"),
+    }
+}
+
+/// Tells a connection over a limit that the server is busy (unless that went out with the
+/// greeting already), and closes it.
+pub(crate) async fn refuse_busy<S>(stream: S, reason: &str, greeting: Greeting)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut conn = Connection::new(stream);
     let reply = async {
-        conn.write(&Hello::ours()).await?;
-        conn.write(&Response::Error {
-            code: ErrorCode::Busy,
-            message: format!("server busy: {reason}; try again later"),
-        })
-        .await
+        if greeting == Greeting::ToSend {
+            conn.feed(&Hello::ours()).await?;
+            conn.write(&busy_reply(reason)).await?;
+        }
+        Ok::<(), Error>(())
     };
     if tokio::time::timeout(LINGER, reply).await.is_ok() {
         conn.linger_close(LINGER).await;
@@ -123,13 +154,17 @@ async fn serve<S>(
     peer: SocketAddr,
     shared: &Shared,
     cancel: &CancellationToken,
+    greeting: Greeting,
 ) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let login = async {
         let binding = shared.tls.as_ref().map(|tls| &tls.binding[..]);
-        hello(conn, mechanisms(binding.is_some(), &shared.limits)).await?;
+        match greeting {
+            Greeting::ToSend => hello(conn, mechanisms(binding.is_some(), &shared.limits)).await?,
+            Greeting::Sent => their_hello(conn).await?,
+        }
         login(conn, peer, shared, binding).await
     };
     let user = tokio::select! {
@@ -243,6 +278,14 @@ where
 {
     conn.feed(&Hello::ours()).await?;
     conn.write(&offered).await?;
+    their_hello(conn).await
+}
+
+/// Reads the client's hello and checks that it speaks our protocol, in our version.
+pub(super) async fn their_hello<S>(conn: &mut Connection<S>) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let theirs: Hello = conn.expect().await?;
     if theirs.magic != MAGIC {
         return Err(Error::BadMagic);

@@ -138,6 +138,10 @@ impl ServerIdentity {
         // connection it resumes, so one new one keeps it supplied, and each costs an
         // encryption and a record.
         config.send_tls13_tickets = 1;
+        // The greeting (our hello and the mechanisms offered) leaves with the handshake
+        // flight instead of a round trip later; see `serve_socket`. Nothing else is written
+        // before the client's Finished has been checked.
+        config.send_half_rtt_data = true;
         // The suite order of `provider()` (AES-128-GCM first) for every client.
         config.ignore_client_order = true;
         Ok(ServerIdentity {
