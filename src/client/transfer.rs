@@ -359,6 +359,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             return Err(Error::local(local, "is a directory (use -r)"));
         }
         let size = meta.len();
+        // A small file goes whole, in one request with one answer: a round trip fewer than
+        // PutStart, PutReady, the data and PutFinish. (A resume must ask where to go on.)
+        if !options.resume
+            && size <= MAX_CHUNK as u64
+            && let Some((data, preserve)) = read_small_file(local, options.preserve).await?
+        {
+            return self
+                .put_small_file(local, remote, data, preserve, options, progress)
+                .await;
+        }
         self.send(&Request::PutStart {
             path: remote.to_owned(),
             size,
@@ -392,6 +402,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(Transferred {
             size,
             resumed_from: offset,
+        })
+    }
+
+    /// Uploads a small file read whole (`data`) with one `Put`, and waits for its answer.
+    async fn put_small_file(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        data: bytes::Bytes,
+        preserve: Option<crate::commands::Attributes>,
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<Transferred> {
+        let size = data.len() as u64;
+        progress.start(&display_name(local), size, 0);
+        let sent = self
+            .send(&Request::Put {
+                path: remote.to_owned(),
+                overwrite: options.overwrite,
+                preserve,
+                checksum: Checksum::of(&data),
+                data,
+            })
+            .await;
+        progress.advance(size);
+        progress.finish();
+        sent?;
+        self.expect_ok().await?;
+        Ok(Transferred {
+            size,
+            resumed_from: 0,
         })
     }
 
@@ -1218,6 +1259,85 @@ mod tests {
         let err = finish_download(bad, target.clone(), false, Vec::new()).unwrap_err();
         assert!(matches!(err, Error::ChecksumMismatch), "{err}");
         assert!(!target.exists() && !part.exists());
+    }
+
+    /// A single small file goes up in one `Put`, answered once: one round trip. A larger
+    /// one, and a resume (which must learn where to go on), start with `PutStart`.
+    #[tokio::test]
+    async fn a_small_single_upload_is_one_request_and_one_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small");
+        std::fs::write(&small, b"a few bytes").unwrap();
+        let large = dir.path().join("large");
+        std::fs::write(&large, vec![3u8; MAX_CHUNK + 1]).unwrap();
+        let (near, far) = tokio::io::duplex(4 * MAX_CHUNK);
+        let server = tokio::spawn(async move {
+            let mut conn = fake_server(far).await;
+            let mut seen = Vec::new();
+            while let Ok(Some(request)) = conn.read::<Request>().await {
+                let reply = match &request {
+                    Request::Put { .. } => Response::Ok,
+                    _ => Response::Error {
+                        code: ErrorCode::InvalidPath,
+                        message: "enough".into(),
+                    },
+                };
+                seen.push(request);
+                conn.write(&reply).await.unwrap();
+            }
+            seen
+        });
+        let mut client = Client::handshake(near).await.unwrap();
+        let done = client
+            .put_file(&small, "up", TransferOptions::default(), &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(done.size, 11);
+        let resume = TransferOptions {
+            resume: true,
+            ..TransferOptions::default()
+        };
+        assert!(
+            client
+                .put_file(&small, "again", resume, &NoProgress)
+                .await
+                .is_err()
+        );
+        let options = TransferOptions::default();
+        assert!(
+            client
+                .put_file(&large, "big", options, &NoProgress)
+                .await
+                .is_err()
+        );
+        drop(client);
+
+        let seen = server.await.unwrap();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        match &seen[0] {
+            Request::Put {
+                path,
+                overwrite: false,
+                preserve: None,
+                data,
+                checksum,
+            } => {
+                assert_eq!(path, "up");
+                assert_eq!(&data[..], b"a few bytes");
+                assert_eq!(*checksum, Checksum::of(b"a few bytes"));
+            }
+            other => panic!("expected one Put, got {other:?}"),
+        }
+        assert!(
+            matches!(&seen[1], Request::PutStart { path, resume: true, .. } if path == "again"),
+            "{:?}",
+            seen[1]
+        );
+        assert!(
+            matches!(&seen[2], Request::PutStart { path, size, .. } if path == "big" && *size == MAX_CHUNK as u64 + 1),
+            "{:?}",
+            seen[2]
+        );
     }
 
     /// The server's side of a download: `chunks` data frames of 1000 bytes, then `GetDone`.
