@@ -282,7 +282,7 @@ where
 }
 
 /// Reads the client's hello and checks that it speaks our protocol, in our version.
-pub(super) async fn their_hello<S>(conn: &mut Connection<S>) -> Result<()>
+async fn their_hello<S>(conn: &mut Connection<S>) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
