@@ -301,25 +301,24 @@ async fn plaintext_and_tls_do_not_mix_silently() {
         .unwrap();
 }
 
+/// A TLS server (user alice) with a certificate for `names` from a test CA, its files in
+/// `dir`: the server and the CA's certificate, PEM.
+async fn server_of_a_ca(dir: &std::path::Path, names: &[&str]) -> (TestServer, String) {
+    let (ca_pem, leaf, leaf_key) = common::ca_signed_leaf(names);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, leaf).unwrap();
+    std::fs::write(&key, leaf_key).unwrap();
+    let tls = TlsSetup::Files { cert, key };
+    let server = TestServer::start_full(&[("alice", "pw")], Default::default(), tls).await;
+    (server, ca_pem)
+}
+
 #[tokio::test]
 async fn a_certificate_from_a_ca_is_verified_instead_of_pinned() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca_pem, leaf, leaf_key) = common::ca_signed_leaf(&["localhost", "127.0.0.1"]);
-    let (cert, key, ca) = (
-        dir.path().join("cert.pem"),
-        dir.path().join("key.pem"),
-        dir.path().join("ca.pem"),
-    );
-    std::fs::write(&cert, leaf).unwrap();
-    std::fs::write(&key, leaf_key).unwrap();
+    let (server, ca_pem) = server_of_a_ca(dir.path(), &["localhost", "127.0.0.1"]).await;
+    let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, ca_pem).unwrap();
-
-    let server = TestServer::start_full(
-        &[("alice", "pw")],
-        Default::default(),
-        TlsSetup::Files { cert, key },
-    )
-    .await;
     let mut client = Client::connect(&server.addr.to_string(), &Security::Ca(ca.clone()))
         .await
         .unwrap();
@@ -401,16 +400,7 @@ async fn the_greeting_arrives_with_the_handshake_before_the_clients_finished() {
     use std::io::{ErrorKind, Read};
 
     let dir = tempfile::tempdir().unwrap();
-    let (ca_pem, leaf, leaf_key) = common::ca_signed_leaf(&["localhost"]);
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, leaf).unwrap();
-    std::fs::write(&key, leaf_key).unwrap();
-    let server = TestServer::start_full(
-        &[("alice", "pw")],
-        Default::default(),
-        TlsSetup::Files { cert, key },
-    )
-    .await;
+    let (server, ca_pem) = server_of_a_ca(dir.path(), &["localhost"]).await;
     let addr = server.addr;
     let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap();
 
