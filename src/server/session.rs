@@ -130,11 +130,10 @@ where
 {
     let mut conn = Connection::new(stream);
     let reply = async {
-        if greeting == Greeting::ToSend {
-            conn.feed(&Hello::ours()).await?;
-            conn.write(&busy_reply(reason)).await?;
+        match greeting {
+            Greeting::ToSend => send_greeting(&mut conn, &busy_reply(reason)).await,
+            Greeting::Sent => Ok(()),
         }
-        Ok::<(), Error>(())
     };
     if tokio::time::timeout(LINGER, reply).await.is_ok() {
         conn.linger_close(LINGER).await;
@@ -276,9 +275,18 @@ pub(super) async fn hello<S>(conn: &mut Connection<S>, offered: Response) -> Res
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    conn.feed(&Hello::ours()).await?;
-    conn.write(&offered).await?;
+    send_greeting(conn, &offered).await?;
     their_hello(conn).await
+}
+
+/// Sends the greeting on the stream itself: our hello, then `second`, in one write (the
+/// bytes [`greeting`] makes for a TLS handshake to carry).
+async fn send_greeting<S>(conn: &mut Connection<S>, second: &Response) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    conn.feed(&Hello::ours()).await?;
+    conn.write(second).await
 }
 
 /// Reads the client's hello and checks that it speaks our protocol, in our version.
