@@ -1,4 +1,4 @@
-//! The time service against a real peer: chrony (`.ci/run` installs Debian's package and
+//! The time service against a real peer: chrony (`scripts/test.sh` installs Debian's package and
 //! never starts its service). `chronyd -Q` asks our server and prints the offset without
 //! touching the clock; a throw-away `chronyd -x` (never controls the clock) serves a
 //! `local stratum` on a loopback port for our client.
@@ -18,7 +18,7 @@ fn chronyd() -> PathBuf {
         .chain([PathBuf::from("/usr/sbin")])
         .map(|dir| dir.join("chronyd"))
         .find(|candidate| candidate.is_file());
-    found.expect("chronyd is not installed: apt-get install chrony (.ci/run does)")
+    found.expect("chronyd is not installed: apt-get install chrony (scripts/test.sh does)")
 }
 
 #[tokio::test]

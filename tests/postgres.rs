@@ -2,8 +2,8 @@
 //! temporary directory, on a loopback port), the admin commands through the real `ftpd`
 //! binary, and logins against a server reading that database.
 //!
-//! Without PostgreSQL installed these tests say so and pass, except under CI (`CI` set),
-//! where `.ci/run` installs it and a missing one is a failure.
+//! Without PostgreSQL installed these tests fail, saying what to install
+//! (`scripts/test.sh` installs it).
 
 mod common;
 
@@ -35,22 +35,17 @@ struct Postgres {
 }
 
 impl Postgres {
-    /// `None` (with a note) when PostgreSQL is not installed, outside CI.
-    fn start() -> Option<Self> {
+    /// Fails the test, saying what to install, when PostgreSQL is not installed.
+    fn start() -> Self {
         Self::start_with(None)
     }
 
     /// As [`Postgres::start`]; with `tls` (certificate and key, PEM) it accepts only TLS
     /// connections.
-    fn start_with(tls: Option<(String, String)>) -> Option<Self> {
-        let Some(bin) = postgres_bin() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "PostgreSQL is not installed (.ci/run installs it)"
-            );
-            eprintln!("PostgreSQL not installed: skipping (apt-get install postgresql)");
-            return None;
-        };
+    fn start_with(tls: Option<(String, String)>) -> Self {
+        let bin = postgres_bin().expect(
+            "PostgreSQL is not installed: apt-get install postgresql (scripts/test.sh does)",
+        );
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -100,7 +95,7 @@ impl Postgres {
             }
         }
         cluster.start_server();
-        Some(cluster)
+        cluster
     }
 
     /// Makes `path` the cluster user's, when that is not us.
@@ -267,9 +262,7 @@ async fn challenge_of(node: &TestServer, user: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn users_in_postgres_through_the_admin_commands_and_logins() {
-    let Some(db) = Postgres::start() else {
-        return;
-    };
+    let db = Postgres::start();
     // The table is made on first use, by the admin command as by the server.
     let added = admin(
         &db,
@@ -382,9 +375,7 @@ async fn users_in_postgres_through_the_admin_commands_and_logins() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_share_failed_logins_and_answer_unknown_names_alike() {
-    let Some(db) = Postgres::start() else {
-        return;
-    };
+    let db = Postgres::start();
     let users: UserDatabase = db.url().parse().unwrap();
     for name in ["alice", "bob"] {
         let record = UserRecord::new(
@@ -430,9 +421,7 @@ async fn two_nodes_share_failed_logins_and_answer_unknown_names_alike() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_to_the_database_verifies_its_certificate() {
     let (ca_pem, cert, key) = common::ca_signed_leaf(&["127.0.0.1"]);
-    let Some(db) = Postgres::start_with(Some((cert, key))) else {
-        return;
-    };
+    let db = Postgres::start_with(Some((cert, key)));
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, ca_pem).unwrap();
@@ -487,12 +476,8 @@ async fn object_node_on(db: &Postgres, s3: &common::s3::S3Server) -> TestServer 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quota_holds_across_nodes_sharing_an_object_store() {
-    let Some(db) = Postgres::start() else {
-        return;
-    };
-    let Some(s3) = common::s3::S3Server::start() else {
-        return;
-    };
+    let db = Postgres::start();
+    let s3 = common::s3::S3Server::start();
     let users: UserDatabase = db.url().parse().unwrap();
     let mut record = UserRecord::new(
         Username::parse("alice").unwrap(),
@@ -628,9 +613,7 @@ async fn next_message(client: &mut ftprep::client::chat::ChatClient) -> (String,
 
 #[tokio::test(flavor = "multi_thread")]
 async fn users_on_different_nodes_chat_as_if_on_one_server() {
-    let Some(db) = Postgres::start() else {
-        return;
-    };
+    let db = Postgres::start();
     let users: UserDatabase = db.url().parse().unwrap();
     for name in ["alice", "bob"] {
         let record = UserRecord::new(
@@ -719,9 +702,7 @@ async fn users_on_different_nodes_chat_as_if_on_one_server() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
     use ftprep::server::chat::store::{Added, ChatStore, Stored};
-    let Some(db) = Postgres::start() else {
-        return;
-    };
+    let db = Postgres::start();
     let database = ftprep::server::postgres::PgDatabase::connect(&db.url())
         .await
         .unwrap();
@@ -797,12 +778,8 @@ async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_begun_on_one_node_resumes_on_another_from_the_database() {
-    let Some(db) = Postgres::start() else {
-        return;
-    };
-    let Some(s3) = common::s3::S3Server::start() else {
-        return;
-    };
+    let db = Postgres::start();
+    let s3 = common::s3::S3Server::start();
     let users: UserDatabase = db.url().parse().unwrap();
     let record = UserRecord::new(
         Username::parse("alice").unwrap(),

@@ -1,4 +1,4 @@
-//! An S3 server of the tests' own: `s3s-fs` (made for integration tests; `.ci/run`
+//! An S3 server of the tests' own: `s3s-fs` (made for integration tests; `scripts/test.sh`
 //! installs it) on a loopback port, storing into a temporary directory, stopped when
 //! dropped.
 
@@ -19,18 +19,12 @@ pub struct S3Server {
 }
 
 impl S3Server {
-    /// `None` (with a note) when `s3s-fs` is not installed, outside CI.
-    pub fn start() -> Option<Self> {
-        let Some(binary) = s3s_fs() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "s3s-fs is not installed (.ci/run installs it)"
-            );
-            eprintln!(
-                "s3s-fs not installed: skipping (cargo install --locked s3s-fs@0.14.1 --features binary)"
-            );
-            return None;
-        };
+    /// Fails the test, saying what to install, when `s3s-fs` is not installed.
+    pub fn start() -> Self {
+        let binary = s3s_fs().expect(
+            "s3s-fs is not installed: cargo install --locked s3s-fs@0.14.1 --features binary \
+             (scripts/test.sh does)",
+        );
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(BUCKET)).unwrap();
         let mut child = Command::new(binary)
@@ -57,11 +51,11 @@ impl S3Server {
         };
         // Keep reading its log so that it never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Some(S3Server {
+        S3Server {
             child,
             endpoint,
             dir,
-        })
+        }
     }
 
     /// The bucket under `prefix`, reached with the test keys.
