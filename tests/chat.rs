@@ -538,8 +538,8 @@ async fn a_flood_is_slowed_and_told_so_and_others_are_unaffected() {
     }
 }
 
-/// The server's connection limit holds for the chat too: past it, a connection is refused
-/// at once (and the ones inside it are served).
+/// The server's connection limit holds for the chat too: past it, a connection is told the
+/// server is busy once its handshake is done (and the ones inside it are served).
 #[tokio::test]
 async fn connections_over_the_limit_are_refused() {
     let mut limits = fast_limits();
@@ -555,6 +555,116 @@ async fn connections_over_the_limit_are_refused() {
     )
     .await
     .unwrap_err();
-    assert!(err.to_string().contains("refused"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Remote {
+                code: ftprep::commands::ErrorCode::Busy,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(alice.friends().await.unwrap().is_empty());
+}
+
+/// Issue 27.1: QUIC Initials whose source is never going to answer (it may be forged) took
+/// the chat's places and the file service's places of that address before the handshake,
+/// and were answered with more than they carried. Every one now gets a Retry (smaller than
+/// the Initial) and takes nothing: the address's TCP connections and chat logins go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn initials_never_answered_get_a_retry_and_take_no_place() {
+    let lab = Lab::start(&[("alice", "pw-a")]).await;
+    let attacker = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    attacker
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    crypto.alpn_protocols = vec![ftprep::chat::CHAT_ALPN.to_vec()];
+    let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+    let client = quinn_proto::ClientConfig::new(Arc::new(crypto));
+    let mut endpoint = quinn_proto::Endpoint::new(Arc::default(), None, false, None);
+    // Over three times the limit per address (64), each a new connection never continued.
+    let initials = 200;
+    let (mut sent, mut received) = (0usize, 0usize);
+    let mut reply = [0u8; 2048];
+    for _ in 0..initials {
+        let now = std::time::Instant::now();
+        let (_, mut connection) = endpoint
+            .connect(now, client.clone(), lab.chat, "localhost")
+            .unwrap();
+        let mut datagram = Vec::new();
+        let transmit = connection.poll_transmit(now, 1, &mut datagram).unwrap();
+        attacker
+            .send_to(&datagram[..transmit.size], lab.chat)
+            .unwrap();
+        sent += transmit.size;
+        let (n, _) = attacker.recv_from(&mut reply).unwrap();
+        // Long header, fixed bit, packet type 3: a Retry, not the server's handshake.
+        assert_eq!(
+            reply[0] & 0xf0,
+            0xf0,
+            "not a Retry: first byte {:#04x}",
+            reply[0]
+        );
+        assert!(
+            n < transmit.size,
+            "a reply of {n} bytes to {}",
+            transmit.size
+        );
+        received += n;
+    }
+    assert!(received * 5 < sent, "{received} bytes answered {sent}");
+    // Nothing else came: no handshake was started for any of them.
+    attacker
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(attacker.recv_from(&mut reply).is_err());
+    // The address's places are all there: a file-service login (was `Busy`) and a chat
+    // login (the real client answers the Retry) both succeed.
+    let mut alice = lab.chat("alice", "pw-a").await;
+    alice.friends().await.unwrap();
+}
+
+/// Issue 27.1: the chat counted its connections in the file service's places per address,
+/// so chat connections could lock an address out of its files. They are counted apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_connections_take_no_place_of_the_file_service() {
+    let mut limits = fast_limits();
+    limits.max_connections_per_ip = 3;
+    let lab = Lab::start_with(&[("alice", "pw-a")], limits).await;
+    let keys = lab.keys("alice", "pw-a").await;
+    let alice = Username::parse("alice").unwrap();
+    let (addr, security) = (lab.chat.to_string(), lab.security());
+    let connect = || ChatClient::connect(&addr, &security, &alice, &keys);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect().await.unwrap());
+    }
+    // The chat's own limit holds...
+    assert!(
+        connect().await.is_err(),
+        "a fourth chat connection from one address"
+    );
+    // ...and the file service still has all its places for this address.
+    let mut files = Vec::new();
+    for _ in 0..3 {
+        files.push(
+            Client::connect(&lab.tcp.to_string(), &lab.security())
+                .await
+                .unwrap(),
+        );
+    }
+    for client in &mut files {
+        client
+            .login_with_keys(&alice, &keys)
+            .await
+            .expect("a file-service login beside three chat connections");
+    }
+    drop(held);
 }

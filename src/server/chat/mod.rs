@@ -23,11 +23,13 @@ use futures_util::StreamExt;
 use futures_util::future::Either;
 use futures_util::stream::FuturesOrdered;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Shared;
 use super::budget::Budget;
+use super::counters::Counter;
 use super::postgres::presence::PgChatBus;
 use super::session;
 use super::tls::ServerIdentity;
@@ -83,6 +85,14 @@ const DELIVERY_BATCH: u32 = 256;
 /// Messages of one connection waiting for the disk at once (more are read when one is
 /// answered): enough to share a disk sync among many, little memory per connection.
 const PIPELINED: usize = 32;
+
+/// The chat's places, counted apart from the file service's: handshakes in progress and
+/// sessions (each up to the server's connection limit), and connections per address.
+struct Places {
+    handshakes: Arc<Semaphore>,
+    sessions: Arc<Semaphore>,
+    per_ip: Counter<std::net::IpAddr>,
+}
 
 /// The chat service of a server, ready to run.
 pub struct ChatService {
@@ -187,9 +197,12 @@ impl ChatService {
         if let Ok(addr) = self.endpoint.local_addr() {
             tracing::info!(%addr, "chat (QUIC) answering");
         }
-        let slots = Arc::new(tokio::sync::Semaphore::new(
-            self.shared.limits.max_connections.max(1),
-        ));
+        let limits = self.shared.limits;
+        let places = Arc::new(Places {
+            handshakes: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            sessions: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            per_ip: Counter::default(),
+        });
         let service = Arc::new(self);
         let tracker = TaskTracker::new();
         loop {
@@ -201,15 +214,17 @@ impl ChatService {
                 () = shutdown.cancelled() => break,
             };
             let peer = incoming.remote_address();
-            let limits = service.shared.limits;
-            // The file service's limits, counted apart: as many chat connections again.
-            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                tracing::warn!(%peer, limit = limits.max_connections, "chat: connection limit reached; refusing");
-                incoming.refuse();
+            // The source of an Initial can be forged: until the client has answered a Retry
+            // from that address, nothing is spent on it (no place, no state, and a reply
+            // smaller than what it sent).
+            if !incoming.remote_address_validated() {
+                if let Err(err) = incoming.retry() {
+                    err.into_incoming().ignore();
+                }
                 continue;
-            };
-            let Some(per_ip) = service
-                .shared
+            }
+            // Counted apart from the file service's places: chat clients cannot take those.
+            let Some(per_ip) = places
                 .per_ip
                 .try_acquire(&peer.ip(), limits.max_connections_per_ip)
             else {
@@ -217,11 +232,20 @@ impl ChatService {
                 incoming.refuse();
                 continue;
             };
+            let Ok(handshake) = Arc::clone(&places.handshakes).try_acquire_owned() else {
+                tracing::warn!(%peer, limit = limits.max_connections, "chat: too many handshakes at once; refusing");
+                incoming.refuse();
+                continue;
+            };
             let service = Arc::clone(&service);
+            let places = Arc::clone(&places);
             let cancel = shutdown.clone();
             tracker.spawn(async move {
-                let _places = (slot, per_ip);
-                if let Err(err) = service.serve(incoming, peer, &cancel).await {
+                let _per_ip = per_ip;
+                if let Err(err) = service
+                    .serve(incoming, peer, handshake, &places.sessions, &cancel)
+                    .await
+                {
                     match err {
                         Error::ConnectionClosed => tracing::debug!(%peer, "chat client left"),
                         err => tracing::info!(%peer, error = %err, "chat connection ended"),
@@ -237,11 +261,15 @@ impl ChatService {
         service.endpoint.wait_idle().await;
     }
 
-    /// One connection: handshake, login on its first stream, then the session.
+    /// One connection: handshake, login on its first stream, then the session. A place
+    /// among the sessions is taken once the handshake is done (until then `handshake` is
+    /// held), and the user's own place once the login has succeeded.
     async fn serve(
         &self,
         incoming: quinn::Incoming,
         peer: SocketAddr,
+        handshake: OwnedSemaphorePermit,
+        sessions: &Arc<Semaphore>,
         cancel: &CancellationToken,
     ) -> Result<()> {
         let timeout = self.shared.limits.login_timeout;
@@ -255,6 +283,19 @@ impl ChatService {
         let (connection, send, recv) = tokio::select! {
             result = tokio::time::timeout(timeout, opened) => result.map_err(|_| Error::Timeout)??,
             () = cancel.cancelled() => return Ok(()),
+        };
+        drop(handshake);
+        let Ok(_session) = Arc::clone(sessions).try_acquire_owned() else {
+            let limit = self.shared.limits.max_connections;
+            tracing::warn!(%peer, limit, "chat: connection limit reached; refusing");
+            let mut conn = Connection::new(tokio::io::join(recv, send));
+            conn.set_write_deadline(Some(LINGER));
+            let busy = session::busy_reply("too many chat connections");
+            let refused = tokio::time::timeout(LINGER, session::hello(&mut conn, busy)).await;
+            if matches!(refused, Ok(Ok(()))) {
+                linger(&connection, &mut conn).await;
+            }
+            return Ok(());
         };
         let mut conn = Connection::new(tokio::io::join(recv, send));
         conn.set_write_deadline(Some(self.shared.limits.stall_timeout));
