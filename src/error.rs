@@ -71,6 +71,19 @@ pub enum Error {
         /// The name as sent.
         name: String,
     },
+    /// A listing from the server named one entry twice (say as a directory and as a file):
+    /// malformed, and a way to make a tree's writer skip a directory it must enter.
+    #[error(
+        "the server listed \"{}\" twice in {}: a malformed listing; refused, nothing was written for it",
+        crate::sanitize::for_terminal(name),
+        crate::sanitize::for_terminal(listing)
+    )]
+    DuplicateName {
+        /// The directory being listed.
+        listing: String,
+        /// The name listed twice.
+        name: String,
+    },
     /// `check` found the two trees different (what differs was printed).
     #[error("{0} paths differ")]
     TreesDiffer(usize),
@@ -266,6 +279,7 @@ impl Error {
             | Error::VersionMismatch { .. }
             | Error::UnexpectedReply(_)
             | Error::UnsafeName { .. }
+            | Error::DuplicateName { .. }
             | Error::TimeRefused(_)
             | Error::Timeout
             | Error::Tls(_)

@@ -393,7 +393,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
         .await?;
         let mut entries = self.read_listing().await?;
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        sort_refusing_duplicates(path, &mut entries)?;
         Ok(entries)
     }
 
@@ -404,7 +404,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     /// As [`Client::mkdir`]; [`Error::UnsafeName`] for a name with an empty, `.` or `..`
     /// component, or beneath something not listed as a directory (a server's attempt to
-    /// write outside the target).
+    /// write outside the target); [`Error::DuplicateName`] for a name listed twice.
     pub async fn list_tree(&mut self, path: &str) -> Result<Vec<Entry>> {
         RemotePath::parse(path)?;
         self.send(&Request::ListTree {
@@ -412,7 +412,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
         .await?;
         let mut entries = self.read_listing().await?;
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        sort_refusing_duplicates(path, &mut entries)?;
         // Each name plain, and inside a directory listed before it (sorted, a directory
         // comes before what it holds): whoever writes the tree out enters only directories
         // the server listed, never a path through something else on its side (a link).
@@ -435,6 +435,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     /// Reads `Entries` frames up to the `Ok` that ends a listing, within the caps.
+    ///
+    /// # Errors
+    /// A listing over the caps, a reply that is not part of a listing, the connection.
     async fn read_listing(&mut self) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
         let mut name_bytes = 0usize;
@@ -663,6 +666,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             Response::Error { code, message } => Err(Error::Remote { code, message }),
             other => Ok(other),
         }
+    }
+}
+
+/// Sorts a listing of `listing` by name, refusing one that names an entry twice: whoever
+/// writes a tree out would see only one of the two (say a file where a directory must be
+/// entered), and a name means one thing.
+fn sort_refusing_duplicates(listing: &str, entries: &mut [Entry]) -> Result<()> {
+    entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    match entries.windows(2).find(|pair| pair[0].name == pair[1].name) {
+        Some(pair) => Err(Error::DuplicateName {
+            listing: listing.to_owned(),
+            name: pair[0].name.clone(),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -1500,6 +1500,45 @@ mod tests {
         assert!(target.join("sub").exists(), "nothing deleted");
     }
 
+    /// Issue 27.2: a listing naming `sub` twice (a directory, then a file) and then
+    /// `sub/canary` made `sync` skip entering `sub` and write through the link planted
+    /// there. A listing with a name twice is refused, by every command that reads one.
+    #[tokio::test]
+    async fn a_listing_with_a_name_twice_is_refused_and_nothing_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (outside, target) = planted_link(tmp.path());
+        let entry = |name: &str, kind| crate::commands::Entry {
+            name: name.to_owned(),
+            kind,
+            size: 5,
+            modified: Some(1),
+        };
+        let hostile = vec![
+            entry("sub", EntryKind::Directory),
+            entry("sub", EntryKind::File),
+            entry("sub/canary", EntryKind::File),
+        ];
+        let options = crate::client::sync::SyncOptions::default();
+        let err = listed(hostile.clone())
+            .await
+            .sync_down("t", &target, &options, &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DuplicateName { .. }), "{err}");
+        assert!(err.to_string().contains("\"sub\" twice"), "{err}");
+        let err = listed(hostile.clone())
+            .await
+            .get_tree("t", &target, TransferOptions::default(), &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DuplicateName { .. }), "{err}");
+        let err = listed(hostile).await.list("t").await.unwrap_err();
+        assert!(matches!(err, Error::DuplicateName { .. }), "{err}");
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+        // The link is still there, untouched.
+        assert!(target.join("sub").is_symlink());
+    }
+
     /// Issue 11.12: empty `Data` frames every few seconds kept `get` waiting past its reply
     /// timeout. Frames without data are no progress.
     #[tokio::test]
