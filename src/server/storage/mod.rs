@@ -803,8 +803,13 @@ fn open_regular(home: &Dir, rel: &Path) -> Result<(std::fs::File, u64), StorageE
     Ok((file, meta.len()))
 }
 
-/// Deletes interrupted uploads in `dir` that nobody resumed within [`PARTIAL_TTL`].
+/// Deletes interrupted uploads in `dir` that nobody resumed within [`PARTIAL_TTL`]. Whether
+/// one is in use is decided by its upload alone, which holds its lock from start to rename
+/// (see [`open_partial`]): not by its modification time, which a client chose (`put -p`
+/// gives the partial file the original's time before it is renamed).
 fn remove_stale_partials(dir: &Dir, ledger: &Ledger) {
+    use cap_std::fs::OpenOptionsExt;
+    use std::os::fd::AsRawFd;
     let Ok(entries) = dir.entries() else {
         return;
     };
@@ -815,7 +820,7 @@ fn remove_stale_partials(dir: &Dir, ledger: &Ledger) {
             continue;
         }
         let Ok(meta) = item.metadata() else { continue };
-        let stale = meta
+        let old = meta
             .modified()
             .map(|t| {
                 SystemTime::now()
@@ -824,7 +829,20 @@ fn remove_stale_partials(dir: &Dir, ledger: &Ledger) {
                     > PARTIAL_TTL
             })
             .unwrap_or(false);
-        if stale && dir.remove_file(name).is_ok() {
+        if !old {
+            continue;
+        }
+        let mut options = OpenOptions::new();
+        options
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        let Ok(file) = dir.open_with(name, &options) else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor this function owns; no memory is involved.
+        let unused = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        // Removed while the lock is held: no upload can take it up in between.
+        if unused && dir.remove_file(name).is_ok() {
             ledger.remove(Usage::entry(false, meta.len()));
         }
     }
@@ -1365,6 +1383,46 @@ mod tests {
             tree.remove(&path(&name), false).await.unwrap_err().code,
             ErrorCode::InvalidPath
         );
+    }
+
+    /// Issue 27.3: `put -p` of a tree with old modification times failed at random. An
+    /// upload's partial file carried the original's old time, and another upload's sweep of
+    /// stale partial files removed it before its rename. An upload in progress holds its
+    /// partial file's lock, and a locked partial file is never swept, whatever its time.
+    #[tokio::test]
+    async fn an_upload_in_progress_is_never_swept_whatever_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FsStorage::open(&dir.path().join("root")).unwrap();
+        let alice = Username::parse("alice").unwrap();
+        let home = dir.path().join("root/alice");
+        let tree = storage.open_home(&alice).await.unwrap();
+        let mut first = tree
+            .begin_upload(&path("old-photo"), 5, false, false)
+            .await
+            .unwrap();
+        first.write(Bytes::from_static(b"hello")).await.unwrap();
+        // The time a client keeps with -p, years ago, on the partial file in progress.
+        let years_ago = SystemTime::now() - Duration::from_secs(5 * 365 * 24 * 60 * 60);
+        std::fs::File::options()
+            .write(true)
+            .open(home.join(partial_name("old-photo")))
+            .unwrap()
+            .set_modified(years_ago)
+            .unwrap();
+        // Another session (the home opened anew, so its directories are due a sweep)
+        // uploads into the same directory and sweeps it for stale partial files.
+        drop(tree);
+        let tree = storage.open_home(&alice).await.unwrap();
+        let second = tree
+            .begin_upload(&path("next"), 3, false, false)
+            .await
+            .unwrap();
+        second.abort(false).await;
+        first
+            .finish(Checksum::of(b"hello"), None)
+            .await
+            .expect("the upload in progress was left alone");
+        assert_eq!(std::fs::read(home.join("old-photo")).unwrap(), b"hello");
     }
 
     #[tokio::test]
