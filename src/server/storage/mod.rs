@@ -326,7 +326,10 @@ impl Storage for FsStorage {
             {
                 return Ok(tree);
             }
-            match self.root.create_dir(name) {
+            // 0700 whatever the umask: a home is its user's alone.
+            let mut private = cap_std::fs::DirBuilder::new();
+            cap_std::fs::DirBuilderExt::mode(&mut private, 0o700);
+            match self.root.create_dir_with(name, &private) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
                 _ => {}
             }
@@ -1383,6 +1386,27 @@ mod tests {
             tree.remove(&path(&name), false).await.unwrap_err().code,
             ErrorCode::InvalidPath
         );
+    }
+
+    /// Issue 27.14: homes were created with the umask's bits (0755 in an existing root
+    /// under umask 022), so every local user could read every home.
+    #[tokio::test]
+    async fn a_home_is_created_0700_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        let storage = FsStorage::open(&dir.path().join("root")).unwrap();
+        // SAFETY: umask only sets the process's file mode mask; 022 is the usual one.
+        let before = unsafe { libc::umask(0o022) };
+        let opened = storage.open_home(&Username::parse("alice").unwrap()).await;
+        // SAFETY: as above, putting back what was there.
+        unsafe { libc::umask(before) };
+        opened.unwrap();
+        let mode = std::fs::metadata(dir.path().join("root/alice"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
     }
 
     /// Issue 27.3: `put -p` of a tree with old modification times failed at random. An
