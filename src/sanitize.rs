@@ -22,19 +22,29 @@ pub fn for_log(text: &str) -> String {
 }
 
 /// `name` as a terminal may print it: control characters (escape sequences, line breaks,
-/// tabs, DEL, C1 controls) and backslashes shown as escapes, everything else as is.
+/// tabs, DEL, C1 controls), bidirectional controls (which reorder what follows them on
+/// the line, "Trojan Source") and backslashes shown as escapes, everything else as is.
 pub fn for_terminal(name: &str) -> String {
     let mut shown = String::with_capacity(name.len());
     for c in name.chars() {
         if c == '\\' {
             shown.push_str("\\\\");
-        } else if c.is_control() {
+        } else if c.is_control() || is_bidi_control(c) {
             let _ = write!(shown, "{}", c.escape_default());
         } else {
             shown.push(c);
         }
     }
     shown
+}
+
+/// The Unicode bidirectional formatting characters (UAX #9): marks, embeddings, overrides
+/// and isolates.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 #[cfg(test)]
@@ -60,5 +70,21 @@ mod tests {
         let shown = for_terminal(evil);
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
         assert_eq!(shown, "a\\u{1b}]0;owned\\u{7}\\nb\\rc\\u{9b}d\\u{7f}\\\\");
+    }
+
+    /// Issue 27.12: U+202E and the isolates passed, so a name could show its text reversed
+    /// (`evil\u{202e}fdp.exe` shown as `evilexe.pdf`).
+    #[test]
+    fn terminal_text_has_no_bidi_controls() {
+        for c in [
+            '\u{061c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}',
+            '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ] {
+            let shown = for_terminal(&format!("evil{c}fdp.exe"));
+            assert!(!shown.contains(c), "{c:?} passed: {shown:?}");
+            assert_eq!(shown, format!("evil{}fdp.exe", c.escape_default()));
+        }
+        // Right-to-left text itself is left alone.
+        assert_eq!(for_terminal("שלום مرحبا"), "שלום مرحبا");
     }
 }

@@ -526,7 +526,7 @@ impl Completer for ChatHelper {
         let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
         let word = &before[start..];
         let pair = |s: &str| Pair {
-            display: s.to_owned(),
+            display: crate::sanitize::for_terminal(s),
             replacement: format!("{s} "),
         };
         let candidates: Vec<Pair> = if start == 0 && word.starts_with('/') {
@@ -550,9 +550,11 @@ impl Completer for ChatHelper {
                 .lock()
                 .map(|f| f.clone())
                 .unwrap_or_default();
+            // Names come from the server: only a real user name (no control or bidi
+            // character can be one) is offered, shown or put into the line.
             friends
                 .iter()
-                .filter(|f| f.starts_with(word))
+                .filter(|f| f.starts_with(word) && crate::username::Username::parse(f).is_ok())
                 .map(|f| pair(f))
                 .collect()
         } else {
@@ -617,5 +619,26 @@ mod tests {
         // The text of a message is not completed.
         assert_eq!(complete("/msg bob al").1, Vec::<String>::new());
         assert_eq!(complete("hello al").1, Vec::<String>::new());
+    }
+
+    /// Issue 27.12: friend names from the server reached the terminal raw in the Tab list
+    /// (an OSC title sequence got through). Only real user names are offered.
+    #[test]
+    fn tab_never_offers_a_hostile_name_from_the_server() {
+        let shared = Arc::new(Shared::default());
+        *shared.friends.lock().unwrap() = vec![
+            "al\u{1b}]0;owned\u{7}".into(),
+            "al\u{202e}ecila".into(),
+            "alice".into(),
+        ];
+        let helper = ChatHelper { shared };
+        let history = rustyline::history::DefaultHistory::new();
+        let ctx = Context::new(&history);
+        let (_, pairs) = helper.complete("/msg al", 7, &ctx).unwrap();
+        let shown: Vec<(String, String)> = pairs
+            .into_iter()
+            .map(|p| (p.display, p.replacement))
+            .collect();
+        assert_eq!(shown, [("alice".to_owned(), "alice ".to_owned())]);
     }
 }
