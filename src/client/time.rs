@@ -107,7 +107,13 @@ pub async fn query(server: &str, samples: u32) -> Result<TimeReport> {
             tokio::time::sleep(SAMPLE_SPACING).await;
         }
         match one_sample(&socket).await {
-            Ok((offset, delay, reply)) => {
+            // An answer to us, but impossible: another sample may do.
+            Ok(Err(reason)) => {
+                last_refusal = Some(Error::TimeRefused(format!(
+                    "the server's reply failed RFC 5905's sanity checks: {reason}"
+                )));
+            }
+            Ok(Ok((offset, delay, reply))) => {
                 usable += 1;
                 if best.as_ref().is_none_or(|(_, d, _)| delay < *d) {
                     best = Some((offset, delay, reply));
@@ -147,8 +153,13 @@ pub async fn query(server: &str, samples: u32) -> Result<TimeReport> {
     })
 }
 
-/// One request and its reply: offset, delay, the reply.
-async fn one_sample(socket: &UdpSocket) -> Result<(f64, f64, Packet)> {
+/// A reply's root distance (its root delay / 2, its root dispersion and half our delay to
+/// it) past which it is no clock to go by: RFC 5905's distance threshold, as ntpd sets it.
+const MAX_DISTANCE: f64 = 1.5;
+
+/// One request and its reply: offset, delay, the reply; or why the answer to us cannot be
+/// right.
+async fn one_sample(socket: &UdpSocket) -> Result<std::result::Result<(f64, f64, Packet), String>> {
     // The transmit field is random: only the server's echo of it proves a reply is ours.
     let cookie = Timestamp(rand::random::<u64>() | 1);
     let request = Packet::client_request(cookie);
@@ -176,12 +187,36 @@ async fn one_sample(socket: &UdpSocket) -> Result<(f64, f64, Packet)> {
                 "the server says its clock is not synchronised".into(),
             ));
         }
-        if reply.transmit.is_zero() {
-            continue;
-        }
         let (offset, delay) = ntp::offset_and_delay(t1, reply.receive, reply.transmit, t4);
-        return Ok((offset, delay, reply));
+        return Ok(sane(&reply, delay).map(|delay| (offset, delay, reply)));
     }
+}
+
+/// RFC 5905's checks of a reply that answers our request (section 8 and A.5.1.1, and the
+/// distance threshold of A.5.5.2): both its timestamps set, a round trip that does not end
+/// before it began, and a root distance within [`MAX_DISTANCE`]. The delay to use (one a
+/// little below zero, within the server's precision, is zero), or what is wrong.
+fn sane(reply: &Packet, delay: f64) -> std::result::Result<f64, String> {
+    if reply.receive.is_zero() || reply.transmit.is_zero() {
+        return Err("a receive or transmit timestamp of zero".into());
+    }
+    let precision = 2f64.powi(i32::from(reply.precision).clamp(-32, 0));
+    if delay < -precision {
+        return Err(format!(
+            "a round trip of {delay:.6} s: it would have ended before it began"
+        ));
+    }
+    let delay = delay.max(0.0);
+    let distance = ntp::from_short_format(reply.root_delay) / 2.0
+        + ntp::from_short_format(reply.root_dispersion)
+        + delay / 2.0;
+    if distance > MAX_DISTANCE {
+        return Err(format!(
+            "a root distance of {distance:.3} s, over the {MAX_DISTANCE} s a clock may be off \
+             and still be used"
+        ));
+    }
+    Ok(delay)
 }
 
 /// A Kiss-o'-Death code in words.
@@ -207,5 +242,86 @@ mod tests {
         assert_eq!(time_address("[::1]").unwrap(), "[::1]:1123");
         assert_eq!(time_address("[::1]:9123").unwrap(), "[::1]:9123");
         assert!(time_address("host:0").is_err());
+    }
+
+    /// A server that answers every request with `reply`, its origin set to the request's
+    /// transmit time; `shift` moves its transmit time after its receive time.
+    async fn serving(reply: Packet, shift: f64) -> String {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+                let Ok(request) = Packet::decode(&buf[..len]) else {
+                    continue;
+                };
+                let mut answer = reply;
+                answer.origin = request.transmit;
+                if answer.receive == Timestamp(1) {
+                    answer.receive = Timestamp::now();
+                }
+                if answer.transmit == Timestamp(1) {
+                    let at = std::time::SystemTime::now() + Duration::from_secs_f64(shift);
+                    answer.transmit = Timestamp::from_system_time(at);
+                }
+                let _ = socket.send_to(&answer.encode(), from).await;
+            }
+        });
+        addr
+    }
+
+    /// Issue 27.13: `ftpc time` took a negative delay, a receive time of 0 (an offset of
+    /// 1.4e8 s) and a root distance of 65,536 s. Each is refused, saying why.
+    #[tokio::test]
+    async fn impossible_replies_are_refused_with_the_reason() {
+        let good = Packet {
+            leap: 0,
+            version: 4,
+            mode: MODE_SERVER,
+            stratum: 2,
+            precision: -20,
+            reference_id: *b"GOOD",
+            receive: Timestamp(1),
+            transmit: Timestamp(1),
+            ..Packet::default()
+        };
+        let report = query(&serving(good, 0.0).await, 1).await.unwrap();
+        assert!(report.offset.abs() < 0.5, "{report}");
+        let cases = [
+            (
+                Packet {
+                    receive: Timestamp(0),
+                    ..good
+                },
+                0.0,
+                "timestamp of zero",
+            ),
+            (good, 10.0, "ended before it began"),
+            (
+                Packet {
+                    root_dispersion: u32::MAX,
+                    ..good
+                },
+                0.0,
+                "root distance",
+            ),
+            (
+                Packet {
+                    root_delay: ntp::short_format(Duration::from_secs(4)),
+                    ..good
+                },
+                0.0,
+                "root distance",
+            ),
+        ];
+        for (reply, shift, why) in cases {
+            let err = query(&serving(reply, shift).await, 1).await.unwrap_err();
+            assert!(matches!(err, Error::TimeRefused(_)), "{why}: {err}");
+            let said = err.to_string();
+            assert!(
+                said.contains("sanity checks") && said.contains(why),
+                "{said}"
+            );
+        }
     }
 }
