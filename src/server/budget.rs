@@ -40,6 +40,14 @@ impl Budget {
     }
 }
 
+impl Budget {
+    /// Whether it would be full at `now`: forgetting it then changes nothing.
+    pub fn is_full(&self, now: Instant) -> bool {
+        let earned = now.saturating_duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens + earned >= self.burst
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
