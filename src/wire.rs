@@ -74,7 +74,7 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
 /// # Errors
 /// As [`encode`].
 pub fn append_frame<T: Serialize>(message: &T, dst: &mut BytesMut) -> Result<()> {
-    FrameCodec.encode(encode(message)?, dst)
+    FrameCodec::default().encode(encode(message)?, dst)
 }
 
 /// Bytes before the data in a data frame's payload: variant index (`u32`) and length (`u64`).
@@ -170,8 +170,23 @@ fn data_frame_head(variant: u32, len: usize) -> Result<[u8; HEADER_LEN + DATA_PR
 
 /// Length-prefixed framing with a hard limit and typed errors. The length is checked as
 /// soon as its four bytes arrive, before any room is reserved for the payload.
-#[derive(Debug, Default)]
-pub struct FrameCodec;
+#[derive(Debug)]
+pub struct FrameCodec {
+    /// Frames read may be this long at most ([`MAX_FRAME_LEN`] unless lowered).
+    read_limit: usize,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        FrameCodec {
+            read_limit: MAX_FRAME_LEN,
+        }
+    }
+}
+
+/// What a frame may hold before the login has succeeded: the hello and the SCRAM messages
+/// take a few hundred bytes, so an anonymous connection makes the server hold no more.
+pub const LOGIN_FRAME_LEN: usize = 4096;
 
 impl Decoder for FrameCodec {
     type Item = BytesMut;
@@ -182,10 +197,10 @@ impl Decoder for FrameCodec {
             return Ok(None);
         };
         let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        if size > MAX_FRAME_LEN {
+        if size > self.read_limit {
             return Err(Error::FrameTooLarge {
                 size: size as u64,
-                limit: MAX_FRAME_LEN,
+                limit: self.read_limit,
             });
         }
         if src.len() < HEADER_LEN + size {
@@ -235,9 +250,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Wraps a connected stream.
     pub fn new(stream: S) -> Self {
         Connection {
-            framed: Framed::new(stream, FrameCodec),
+            framed: Framed::new(stream, FrameCodec::default()),
             write_deadline: None,
         }
+    }
+
+    /// From now on frames read may be `limit` bytes long at most (up to [`MAX_FRAME_LEN`]):
+    /// [`LOGIN_FRAME_LEN`] until a login has succeeded.
+    pub fn set_read_limit(&mut self, limit: usize) {
+        self.framed.codec_mut().read_limit = limit.min(MAX_FRAME_LEN);
     }
 
     /// From now on a write that cannot complete within `deadline` (a peer that stopped
@@ -513,10 +534,14 @@ mod tests {
             path: "x".repeat(5000),
         })
         .unwrap();
-        FrameCodec.encode(payload.clone(), &mut wire).unwrap();
-        FrameCodec.encode(payload.clone(), &mut wire).unwrap();
+        FrameCodec::default()
+            .encode(payload.clone(), &mut wire)
+            .unwrap();
+        FrameCodec::default()
+            .encode(payload.clone(), &mut wire)
+            .unwrap();
         for step in [1, 3, 4, 5, 97, 4096] {
-            let mut codec = FrameCodec;
+            let mut codec = FrameCodec::default();
             let mut buf = BytesMut::new();
             let mut frames = Vec::new();
             for chunk in wire.chunks(step) {

@@ -458,6 +458,19 @@ async fn bad_frames_are_answered_and_end_only_their_connection() {
         ),
         "{reply:?}"
     );
+    // Issue 27.6: before the login, a few KiB is the most (was 1 MiB).
+    let just_over = (ftprep::wire::LOGIN_FRAME_LEN as u32 + 1).to_be_bytes();
+    let reply = answer_to(&addr, &security, &just_over).await;
+    assert!(
+        matches!(
+            &reply,
+            Response::Error {
+                code: ErrorCode::FrameTooLarge,
+                message,
+            } if message.contains("4096")
+        ),
+        "{reply:?}"
+    );
 
     // Another protocol version.
     let hello = ftprep::wire::encode(&Hello {

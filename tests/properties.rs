@@ -63,8 +63,8 @@ proptest! {
     fn requests_round_trip_through_frames(req in request()) {
         let payload = encode(&req).unwrap();
         let mut wire = BytesMut::new();
-        FrameCodec.encode(payload, &mut wire).unwrap();
-        let frame = FrameCodec.decode(&mut wire).unwrap().unwrap();
+        FrameCodec::default().encode(payload, &mut wire).unwrap();
+        let frame = FrameCodec::default().decode(&mut wire).unwrap().unwrap();
         prop_assert!(wire.is_empty());
         prop_assert_eq!(decode::<Request>(&frame).unwrap(), req);
     }
@@ -72,15 +72,15 @@ proptest! {
     #[test]
     fn every_truncation_is_incomplete_never_a_panic(req in request()) {
         let mut wire = BytesMut::new();
-        FrameCodec.encode(encode(&req).unwrap(), &mut wire).unwrap();
+        FrameCodec::default().encode(encode(&req).unwrap(), &mut wire).unwrap();
         let full = wire.len();
         for cut in 0..full {
             let mut partial = BytesMut::from(&wire[..cut]);
             // Not a frame yet...
-            prop_assert!(FrameCodec.decode(&mut partial).unwrap().is_none());
+            prop_assert!(FrameCodec::default().decode(&mut partial).unwrap().is_none());
             // ...and a connection closing here is a truncated frame (or a clean close at 0).
             let mut at_eof = BytesMut::from(&wire[..cut]);
-            match FrameCodec.decode_eof(&mut at_eof) {
+            match FrameCodec::default().decode_eof(&mut at_eof) {
                 Ok(None) => prop_assert_eq!(cut, 0),
                 Err(Error::TruncatedFrame) => prop_assert!(cut > 0),
                 other => prop_assert!(false, "cut {}: {:?}", cut, other),
@@ -98,7 +98,7 @@ proptest! {
         let _ = decode::<Response>(&bytes);
         let _ = decode::<ftprep::commands::Hello>(&bytes);
         let mut buf = BytesMut::from(&bytes[..]);
-        while let Ok(Some(frame)) = FrameCodec.decode(&mut buf) {
+        while let Ok(Some(frame)) = FrameCodec::default().decode(&mut buf) {
             let _ = decode::<Request>(&frame);
         }
     }
@@ -106,7 +106,7 @@ proptest! {
     #[test]
     fn announced_lengths_over_the_limit_are_refused_at_once(len in (MAX_FRAME_LEN as u32 + 1)..) {
         let mut buf = BytesMut::from(&len.to_be_bytes()[..]);
-        let is_too_large = matches!(FrameCodec.decode(&mut buf), Err(Error::FrameTooLarge { .. }));
+        let is_too_large = matches!(FrameCodec::default().decode(&mut buf), Err(Error::FrameTooLarge { .. }));
         prop_assert!(is_too_large);
         // Nothing was reserved for the body.
         prop_assert!(buf.capacity() < 1024);

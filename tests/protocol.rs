@@ -71,6 +71,37 @@ async fn oversized_frame_is_refused_and_other_clients_keep_working() {
     assert!(server.root.join("alice/after-oversized").is_dir());
 }
 
+/// Issue 27.6: before a login, a frame could be 1 MiB, so each anonymous connection made
+/// the server hold about that much. Until the login succeeds a frame is a few KiB at most
+/// (refused as soon as its length arrives); after it, the full size.
+#[tokio::test]
+async fn before_the_login_a_frame_is_a_few_kib_at_most() {
+    use ftprep::wire::LOGIN_FRAME_LEN;
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut evil = raw(&server).await;
+    let announced = (LOGIN_FRAME_LEN as u32 + 1).to_be_bytes();
+    evil.write_all(&announced).await.unwrap();
+    // Nothing more is sent: the refusal comes from the length alone.
+    let replies = replies_until_close(evil).await;
+    let message = assert_error(&replies, ErrorCode::FrameTooLarge);
+    assert!(message.contains(&LOGIN_FRAME_LEN.to_string()), "{message}");
+    // After the login, frames of the full size go through (a whole 512 KiB upload).
+    let mut alice = server.login("alice", "pw").await;
+    let data = vec![7u8; 512 * 1024];
+    let local = server.dir.path().join("big");
+    std::fs::write(&local, &data).unwrap();
+    alice
+        .put_file(
+            &local,
+            "big",
+            Default::default(),
+            &ftprep::client::NoProgress,
+        )
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(server.root.join("alice/big")).unwrap(), data);
+}
+
 #[tokio::test]
 async fn garbage_is_refused_and_other_clients_keep_working() {
     let server = TestServer::start(&[("alice", "pw")]).await;

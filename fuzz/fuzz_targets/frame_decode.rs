@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     // Feed the bytes in two pieces, as they might arrive from the network.
     let split = data.first().map_or(0, |b| *b as usize % (data.len() + 1));
     let mut buf = BytesMut::new();
-    let mut codec = FrameCodec;
+    let mut codec = FrameCodec::default();
     for piece in [&data[..split], &data[split..]] {
         buf.extend_from_slice(piece);
         while let Ok(Some(frame)) = codec.decode(&mut buf) {

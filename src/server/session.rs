@@ -58,6 +58,7 @@ pub(crate) async fn run<S>(
 {
     let mut conn = Connection::new(stream);
     conn.set_write_deadline(Some(shared.limits.stall_timeout));
+    conn.set_read_limit(wire::LOGIN_FRAME_LEN);
     if let Err(err) = serve(&mut conn, peer, &shared, &cancel, greeting).await {
         if matches!(err, Error::ConnectionClosed) {
             tracing::info!(%peer, "client left in the middle of an exchange");
@@ -480,6 +481,8 @@ where
             };
             tracing::info!(user = %name, %peer, "login succeeded");
             shared.audit(&Record::new("login", name.as_str(), peer, "ok"));
+            // Only now may frames be large (uploads, messages).
+            conn.set_read_limit(wire::MAX_FRAME_LEN);
             conn.write(&Response::AuthOutcome {
                 message: server_final,
             })

@@ -290,6 +290,7 @@ impl ChatService {
             tracing::warn!(%peer, limit, "chat: connection limit reached; refusing");
             let mut conn = Connection::new(tokio::io::join(recv, send));
             conn.set_write_deadline(Some(LINGER));
+            conn.set_read_limit(crate::wire::LOGIN_FRAME_LEN);
             let busy = session::busy_reply("too many chat connections");
             let refused = tokio::time::timeout(LINGER, session::hello(&mut conn, busy)).await;
             if matches!(refused, Ok(Ok(()))) {
@@ -299,6 +300,7 @@ impl ChatService {
         };
         let mut conn = Connection::new(tokio::io::join(recv, send));
         conn.set_write_deadline(Some(self.shared.limits.stall_timeout));
+        conn.set_read_limit(crate::wire::LOGIN_FRAME_LEN);
         let login = async {
             session::hello(&mut conn, session::mechanisms(true, &self.shared.limits)).await?;
             session::login(&mut conn, peer, &self.shared, Some(&self.binding)).await
