@@ -660,11 +660,12 @@ impl ChatService {
             }
             ChatRequest::History { with, limit } => {
                 let other = other_user(me, &with)?;
-                let messages = self
+                let mut messages = self
                     .store
                     .history(me, &other, limit.min(MAX_HISTORY))
                     .await
                     .map_err(internal)?;
+                newest_that_fit(&mut messages, HISTORY_REPLY_BYTES);
                 Ok(ChatReply::History { messages })
             }
             ChatRequest::Color { color } => {
@@ -780,6 +781,27 @@ where
     let _ = tokio::time::timeout(LINGER, connection.closed()).await;
 }
 
+/// Bytes of messages one `History` reply carries at most, well inside a frame: 1,000
+/// messages of 4 KiB would not fit one.
+const HISTORY_REPLY_BYTES: usize = 512 * 1024;
+
+/// Drops the oldest of `messages` (oldest first) until the rest take at most `budget`
+/// bytes on the wire.
+fn newest_that_fit(messages: &mut Vec<crate::chat::ChatMessage>, budget: usize) {
+    // Each message: its strings with their 8-byte lengths, and three 8-byte numbers.
+    let size = |m: &crate::chat::ChatMessage| m.text.len() + m.from.len() + m.to.len() + 48;
+    let mut total = 0usize;
+    let kept = messages
+        .iter()
+        .rev()
+        .take_while(|m| {
+            total = total.saturating_add(size(m));
+            total <= budget
+        })
+        .count();
+    messages.drain(..messages.len() - kept);
+}
+
 /// A refused request: its code and words.
 struct Refusal(ChatErrorCode, String);
 
@@ -818,4 +840,49 @@ fn other_user(me: &str, name: &str) -> std::result::Result<String, Refusal> {
         return Err(Refusal(ChatErrorCode::Invalid, "that is you".into()));
     }
     Ok(parsed.as_str().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::ChatMessage;
+
+    /// Issue 27.11: `History` at its limit over long messages made a reply larger than a
+    /// frame, and the server closed the connection. The reply keeps the newest that fit.
+    #[test]
+    fn a_history_reply_always_fits_a_frame_and_keeps_the_newest() {
+        let message = |id: u64| ChatMessage {
+            id,
+            from: "alice".into(),
+            to: "bob".into(),
+            at: 0,
+            text: "x".repeat(MAX_TEXT_BYTES),
+        };
+        let mut messages: Vec<_> = (1..=u64::from(MAX_HISTORY)).map(message).collect();
+        assert!(
+            crate::wire::encode(&ChatReply::History {
+                messages: messages.clone()
+            })
+            .is_err()
+        );
+        newest_that_fit(&mut messages, HISTORY_REPLY_BYTES);
+        let kept = messages.len() as u64;
+        assert!(kept > 100 && kept < u64::from(MAX_HISTORY), "{kept}");
+        assert_eq!(messages.last().unwrap().id, u64::from(MAX_HISTORY));
+        assert_eq!(
+            messages.first().unwrap().id,
+            u64::from(MAX_HISTORY) - kept + 1
+        );
+        let reply = crate::wire::encode(&ChatReply::History { messages }).unwrap();
+        assert!(reply.len() <= HISTORY_REPLY_BYTES, "{}", reply.len());
+        // Short messages all fit.
+        let mut few: Vec<_> = (1..=10)
+            .map(|id| ChatMessage {
+                text: "hi".into(),
+                ..message(id)
+            })
+            .collect();
+        newest_that_fit(&mut few, HISTORY_REPLY_BYTES);
+        assert_eq!(few.len(), 10);
+    }
 }
