@@ -313,7 +313,19 @@ async fn impossible_names_are_neither_stored_nor_logged_whole() {
     let audit = server.dir.path().join("audit.jsonl");
     let before = std::fs::metadata(&audit).unwrap().len();
     let huge = "x".repeat(900 * 1024);
-    for name in [huge.as_str(), "ALICE", "bob\u{1b}[31m", "a\nb"] {
+    // A frame that large is refused before the login has begun (issue 27.6)...
+    let mut client = server.connect().await;
+    let first = ftprep::auth::ClientFirst::with_binding(&huge, ftprep::auth::ChannelBinding::None);
+    let refused = client
+        .raw_request(&Request::AuthStart {
+            mechanism: first.mechanism().into(),
+            message: first.message(),
+        })
+        .await;
+    assert_eq!(code(refused), ErrorCode::FrameTooLarge);
+    // ...and any name that fits one gets the same answer as a wrong password.
+    let long = "x".repeat(3000);
+    for name in [long.as_str(), "ALICE", "bob\u{1b}[31m", "a\nb"] {
         assert_eq!(
             login_as(&server, name, "pw").await,
             wrong_password,
@@ -321,7 +333,7 @@ async fn impossible_names_are_neither_stored_nor_logged_whole() {
         );
     }
     let written = std::fs::metadata(&audit).unwrap().len() - before;
-    assert!(written < 2048, "{written} bytes of audit for four attempts");
+    assert!(written < 2048, "{written} bytes of audit for five attempts");
     // A path longer than any valid one is refused, and logged only in part.
     let mut alice = server.login("alice", "pw").await;
     let before = std::fs::metadata(&audit).unwrap().len();

@@ -681,3 +681,10 @@ async fn chat_connections_take_no_place_of_the_file_service() {
     }
     drop(held);
 }
+
+#[tokio::test]
+async fn the_embedded_store_caps_waiting_messages_per_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteChatStore::open(&dir.path().join(CHAT_DB)).unwrap();
+    common::chat_store::one_sender_cannot_fill_an_inbox(&store).await;
+}

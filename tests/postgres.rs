@@ -700,8 +700,18 @@ async fn users_on_different_nodes_chat_as_if_on_one_server() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_chat_store_in_postgres_caps_waiting_messages_per_sender() {
+    let db = Postgres::start();
+    let database = ftprep::server::postgres::PgDatabase::connect(&db.url())
+        .await
+        .unwrap();
+    let store = ftprep::server::postgres::PgChatStore::new(database);
+    common::chat_store::one_sender_cannot_fill_an_inbox(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
-    use ftprep::server::chat::store::{Added, ChatStore, Stored};
+    use ftprep::server::chat::store::{Added, ChatStore, Stored, Waiting};
     let db = Postgres::start();
     let database = ftprep::server::postgres::PgDatabase::connect(&db.url())
         .await
@@ -711,7 +721,17 @@ async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
     // Not friends: nothing stored.
     assert_eq!(
         store
-            .store_message("alice", "bob", "hi", 1, at, 10)
+            .store_message(
+                "alice",
+                "bob",
+                "hi",
+                1,
+                at,
+                Waiting {
+                    total: 10,
+                    per_sender: 10
+                }
+            )
             .await
             .unwrap(),
         Stored::NotFriends
@@ -727,7 +747,17 @@ async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
     assert_eq!(store.add("bob", "alice", 2).await.unwrap(), Added::Friends);
     // A resend (same nonce) is the same message; the inbox bound holds.
     let Stored::Message { id: first, .. } = store
-        .store_message("alice", "bob", "one", 7, at, 2)
+        .store_message(
+            "alice",
+            "bob",
+            "one",
+            7,
+            at,
+            Waiting {
+                total: 2,
+                per_sender: 2,
+            },
+        )
         .await
         .unwrap()
     else {
@@ -735,13 +765,43 @@ async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
     };
     assert_eq!(
         store
-            .store_message("alice", "bob", "one", 7, at, 2)
+            .store_message(
+                "alice",
+                "bob",
+                "one",
+                7,
+                at,
+                Waiting {
+                    total: 2,
+                    per_sender: 2
+                }
+            )
             .await
             .unwrap(),
         Stored::Message { id: first, at }
     );
-    let second = store.store_message("alice", "bob", "two", 8, at, 2);
-    let third = store.store_message("alice", "bob", "three", 9, at, 2);
+    let second = store.store_message(
+        "alice",
+        "bob",
+        "two",
+        8,
+        at,
+        Waiting {
+            total: 2,
+            per_sender: 2,
+        },
+    );
+    let third = store.store_message(
+        "alice",
+        "bob",
+        "three",
+        9,
+        at,
+        Waiting {
+            total: 2,
+            per_sender: 2,
+        },
+    );
     let Stored::Message { id: second, .. } = second.await.unwrap() else {
         panic!("not stored");
     };

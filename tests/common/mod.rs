@@ -1,6 +1,7 @@
 //! Shared test helpers: a real server on 127.0.0.1:0 in a temporary directory.
 #![allow(dead_code)]
 
+pub mod chat_store;
 pub mod s3;
 
 use std::net::SocketAddr;

@@ -41,13 +41,15 @@ use crate::error::{Error, Result};
 use crate::username::Username;
 use crate::wire::Connection;
 use hub::Hub;
-use store::{Added, ChatStore, Stored};
+use store::{Added, ChatStore, Stored, Waiting};
 
 /// The chat's bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatSettings {
     /// Undelivered messages one user may have waiting; past that, senders are refused.
     pub max_waiting: u32,
+    /// ...of which from any one sender: one friend cannot fill the inbox for the others.
+    pub max_waiting_per_sender: u32,
     /// Messages kept each way of a conversation, for history.
     pub history: u32,
     /// Friend requests one user may have waiting for an answer.
@@ -65,6 +67,7 @@ impl Default for ChatSettings {
     fn default() -> Self {
         ChatSettings {
             max_waiting: 10_000,
+            max_waiting_per_sender: 1_000,
             history: 1000,
             max_asked: 100,
             rate: 20.0,
@@ -539,9 +542,13 @@ impl ChatService {
                 ));
             }
             let at = chrono::Utc::now().timestamp_millis();
-            let stored =
-                self.store
-                    .store_message(me, &other, text, nonce, at, self.settings.max_waiting);
+            let limits = Waiting {
+                total: self.settings.max_waiting,
+                per_sender: self.settings.max_waiting_per_sender,
+            };
+            let stored = self
+                .store
+                .store_message(me, &other, text, nonce, at, limits);
             Ok((other, stored))
         });
         async move {
@@ -559,6 +566,14 @@ impl ChatService {
                     format!(
                         "{other} has {} messages waiting; nothing was stored, try later",
                         self.settings.max_waiting
+                    ),
+                )),
+                Stored::SenderFull => Err(Refusal(
+                    ChatErrorCode::InboxFull,
+                    format!(
+                        "{other} has {} messages from you waiting; nothing was stored, try \
+                         once they have read some",
+                        self.settings.max_waiting_per_sender
                     ),
                 )),
             }

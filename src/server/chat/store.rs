@@ -59,8 +59,21 @@ pub enum Stored {
     Message { id: u64, at: i64 },
     /// The recipient has too many messages waiting; nothing stored.
     InboxFull,
+    /// The recipient has too many messages waiting from this sender (others may still
+    /// write to them); nothing stored.
+    SenderFull,
     /// The two are not friends; nothing stored.
     NotFriends,
+}
+
+/// How many undelivered messages one recipient may have waiting: in all, and from any one
+/// sender (so that one friend cannot fill an inbox against all the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// In all.
+    pub total: u32,
+    /// From one sender.
+    pub per_sender: u32,
 }
 
 /// The chat's durable state.
@@ -74,7 +87,8 @@ pub trait ChatStore: Send + Sync {
     /// `user`'s friends and requests, by name.
     async fn friends(&self, user: &str) -> Result<Vec<Relation>, StoreError>;
     /// Stores a message for delivery, durably, if the two are friends and the recipient has
-    /// fewer than `max_waiting` undelivered. A `(from, nonce)` seen before returns the first one's id.
+    /// fewer undelivered than `limits` allow, in all and from `from`. A `(from, nonce)` seen
+    /// before returns the first one's id.
     ///
     /// The message takes its place when this is called, not when the future is first
     /// polled: messages stored by calls made one after another get ids in that order, so a
@@ -86,7 +100,7 @@ pub trait ChatStore: Send + Sync {
         text: &str,
         nonce: u64,
         at: i64,
-        max_waiting: u32,
+        limits: Waiting,
     ) -> BoxFuture<'static, Result<Stored, StoreError>>;
     /// `user`'s undelivered messages with ids above `after`, oldest first, at most `limit`.
     async fn waiting(
@@ -479,7 +493,7 @@ impl ChatStore for SqliteChatStore {
         text: &str,
         nonce: u64,
         at: i64,
-        max_waiting: u32,
+        limits: Waiting,
     ) -> BoxFuture<'static, Result<Stored, StoreError>> {
         let (from, to, text) = (from.to_owned(), to.to_owned(), text.to_owned());
         let push = std::sync::Arc::clone(&self.push);
@@ -504,8 +518,17 @@ impl ChatStore for SqliteChatStore {
                     "SELECT COUNT(*) FROM messages WHERE recipient = ?1 AND delivered = 0",
                 )?
                 .query_row(params![to], |row| row.get(0))?;
-            if waiting >= max_waiting {
+            if waiting >= limits.total {
                 return Ok((Stored::InboxFull, None));
+            }
+            let from_sender: u32 = db
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM messages
+                     WHERE recipient = ?1 AND sender = ?2 AND delivered = 0",
+                )?
+                .query_row(params![to, from], |row| row.get(0))?;
+            if from_sender >= limits.per_sender {
+                return Ok((Stored::SenderFull, None));
             }
             db.prepare_cached(
                 "INSERT INTO messages (sender, recipient, at, body, nonce) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -706,7 +729,19 @@ mod tests {
         // Well past CHECKPOINT_PAGES of log (4 KiB pages), in a few grouped commits.
         let text = "x".repeat(4000);
         let calls: Vec<_> = (0..5000)
-            .map(|i| s.store_message("a", "b", &text, i, 1, 10_000))
+            .map(|i| {
+                s.store_message(
+                    "a",
+                    "b",
+                    &text,
+                    i,
+                    1,
+                    Waiting {
+                        total: 10_000,
+                        per_sender: 10_000,
+                    },
+                )
+            })
             .collect();
         for call in calls {
             call.await.unwrap();
@@ -730,7 +765,17 @@ mod tests {
         for i in 0..10u64 {
             let (from, to) = if i < 6 { ("a", "b") } else { ("b", "a") };
             let Stored::Message { id, .. } = s
-                .store_message(from, to, &format!("m{i}"), i, 1, 100)
+                .store_message(
+                    from,
+                    to,
+                    &format!("m{i}"),
+                    i,
+                    1,
+                    Waiting {
+                        total: 100,
+                        per_sender: 100,
+                    },
+                )
                 .await
                 .unwrap()
             else {
@@ -768,7 +813,19 @@ mod tests {
         s.add("a", "b", 10).await.unwrap();
         s.add("b", "a", 10).await.unwrap();
         let calls: Vec<_> = (0..20)
-            .map(|i| s.store_message("a", "b", &format!("m{i}"), i, 1, 100))
+            .map(|i| {
+                s.store_message(
+                    "a",
+                    "b",
+                    &format!("m{i}"),
+                    i,
+                    1,
+                    Waiting {
+                        total: 100,
+                        per_sender: 100,
+                    },
+                )
+            })
             .collect();
         // Awaited last to first: the ids still follow the order of the calls.
         let mut ids = Vec::new();
@@ -794,23 +851,83 @@ mod tests {
     async fn messages_wait_until_acknowledged_a_resend_is_stored_once_and_inboxes_are_bounded() {
         let (dir, s) = store();
         assert_eq!(
-            s.store_message("a", "b", "strangers", 1, 1, 2)
-                .await
-                .unwrap(),
+            s.store_message(
+                "a",
+                "b",
+                "strangers",
+                1,
+                1,
+                Waiting {
+                    total: 2,
+                    per_sender: 2
+                }
+            )
+            .await
+            .unwrap(),
             Stored::NotFriends
         );
         s.add("a", "b", 10).await.unwrap();
         s.add("b", "a", 10).await.unwrap();
-        let first = s.store_message("a", "b", "one", 7, 1, 2).await.unwrap();
-        let again = s.store_message("a", "b", "one", 7, 2, 2).await.unwrap();
+        let first = s
+            .store_message(
+                "a",
+                "b",
+                "one",
+                7,
+                1,
+                Waiting {
+                    total: 2,
+                    per_sender: 2,
+                },
+            )
+            .await
+            .unwrap();
+        let again = s
+            .store_message(
+                "a",
+                "b",
+                "one",
+                7,
+                2,
+                Waiting {
+                    total: 2,
+                    per_sender: 2,
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(first, again, "the same nonce is the same message");
-        let Stored::Message { id: second, .. } =
-            s.store_message("a", "b", "two", 8, 3, 2).await.unwrap()
+        let Stored::Message { id: second, .. } = s
+            .store_message(
+                "a",
+                "b",
+                "two",
+                8,
+                3,
+                Waiting {
+                    total: 2,
+                    per_sender: 2,
+                },
+            )
+            .await
+            .unwrap()
         else {
             panic!()
         };
         assert_eq!(
-            s.store_message("a", "b", "three", 9, 4, 2).await.unwrap(),
+            s.store_message(
+                "a",
+                "b",
+                "three",
+                9,
+                4,
+                Waiting {
+                    total: 2,
+                    per_sender: 2
+                }
+            )
+            .await
+            .unwrap(),
             Stored::InboxFull
         );
         let waiting = s.waiting("b", 0, 100).await.unwrap();

@@ -17,7 +17,7 @@ use super::{PgDatabase, database_error};
 use crate::chat::ChatMessage;
 use crate::error::UserDbError;
 use crate::server::chat::store::{
-    Added, ChatStore, Push, Relation, StoreError, Stored, relation_state,
+    Added, ChatStore, Push, Relation, StoreError, Stored, Waiting, relation_state,
 };
 
 /// After the listening connection is lost, it is made again after this long at first.
@@ -57,7 +57,7 @@ struct Job {
     text: String,
     nonce: u64,
     at: i64,
-    max_waiting: u32,
+    limits: Waiting,
     done: oneshot::Sender<Result<Stored, StoreError>>,
 }
 
@@ -96,7 +96,9 @@ async fn store_one(db: &PgDatabase, job: &Job) -> Result<Stored, UserDbError> {
                  SELECT id, at FROM ftpd_chat_messages WHERE sender = $1 AND nonce = $5),
              turn AS (SELECT pg_advisory_xact_lock(hashtext('ftpd-chat:' || $2))),
              waiting AS (
-                 SELECT count(*) AS n FROM ftpd_chat_messages
+                 SELECT count(*) AS n,
+                        count(*) FILTER (WHERE sender = $1) AS from_sender
+                 FROM ftpd_chat_messages
                  WHERE recipient = $2 AND NOT delivered),
              stored AS (
                  INSERT INTO ftpd_chat_messages (sender, recipient, at, body, nonce)
@@ -104,18 +106,21 @@ async fn store_one(db: &PgDatabase, job: &Job) -> Result<Stored, UserDbError> {
                  WHERE EXISTS (SELECT 1 FROM friends)
                    AND NOT EXISTS (SELECT 1 FROM earlier)
                    AND (SELECT n FROM waiting) < $6
+                   AND (SELECT from_sender FROM waiting) < $7
                  ON CONFLICT (sender, nonce) DO NOTHING
                  RETURNING id, at)
              SELECT EXISTS (SELECT 1 FROM friends),
                     (SELECT id FROM earlier), (SELECT at FROM earlier),
-                    (SELECT id FROM stored), (SELECT at FROM stored)",
+                    (SELECT id FROM stored), (SELECT at FROM stored),
+                    (SELECT n FROM waiting) < $6",
             &[
                 &job.from,
                 &job.to,
                 &job.at,
                 &job.text,
                 &signed(job.nonce),
-                &i64::from(job.max_waiting),
+                &i64::from(job.limits.total),
+                &i64::from(job.limits.per_sender),
             ],
         )
         .await
@@ -123,12 +128,14 @@ async fn store_one(db: &PgDatabase, job: &Job) -> Result<Stored, UserDbError> {
     let friends: bool = row.get(0);
     let earlier: (Option<i64>, Option<i64>) = (row.get(1), row.get(2));
     let stored: (Option<i64>, Option<i64>) = (row.get(3), row.get(4));
+    let room_in_all: bool = row.get(5);
     Ok(match (friends, earlier, stored) {
         (false, _, _) => Stored::NotFriends,
         (_, (Some(id), Some(at)), _) | (_, _, (Some(id), Some(at))) => Stored::Message {
             id: unsigned(id),
             at,
         },
+        _ if room_in_all => Stored::SenderFull,
         _ => Stored::InboxFull,
     })
 }
@@ -345,7 +352,7 @@ impl ChatStore for PgChatStore {
         text: &str,
         nonce: u64,
         at: i64,
-        max_waiting: u32,
+        limits: Waiting,
     ) -> BoxFuture<'static, Result<Stored, StoreError>> {
         let (done, stored) = oneshot::channel();
         let queued = self.jobs.send(Job {
@@ -354,7 +361,7 @@ impl ChatStore for PgChatStore {
             text: text.to_owned(),
             nonce,
             at,
-            max_waiting,
+            limits,
             done,
         });
         Box::pin(async move {
