@@ -688,3 +688,85 @@ async fn the_embedded_store_caps_waiting_messages_per_sender() {
     let store = SqliteChatStore::open(&dir.path().join(CHAT_DB)).unwrap();
     common::chat_store::one_sender_cannot_fill_an_inbox(&store).await;
 }
+
+/// Issue 27.15: a malformed frame after the login was answered, but the connection was
+/// closed at once and the answer lost (only `CONNECTION_CLOSE` arrived). The answer now
+/// reaches the client; and the chat speaks QUIC version 1 alone (draft-29 completed a
+/// handshake): a draft gets a Version Negotiation offering only version 1. (One thread:
+/// the server's task runs on, up to the close, before its connection sends anything.)
+#[tokio::test]
+async fn a_bad_frame_after_login_is_answered_and_drafts_are_not_spoken() {
+    use ftprep::chat::ChatReply;
+    use tokio::io::AsyncWriteExt;
+    let lab = Lab::start(&[("alice", "pw-a")]).await;
+    let keys = lab.keys("alice", "pw-a").await;
+    let (_endpoint, connection, binding) =
+        ftprep::client::chat::connect_quic(&lab.chat.to_string(), &lab.security())
+            .await
+            .unwrap();
+    let (send, recv) = connection.open_bi().await.unwrap();
+    let mut client = Client::handshake(tokio::io::join(recv, send))
+        .await
+        .unwrap();
+    client.bind_to(binding);
+    let alice = Username::parse("alice").unwrap();
+    client.login_with_keys(&alice, &keys).await.unwrap();
+    let mut conn = client.into_connection();
+    // Five bytes that are no chat request.
+    conn.get_mut()
+        .write_all(&[0, 0, 0, 5, 0xde, 0xad, 0xbe, 0xef, 0xff])
+        .await
+        .unwrap();
+    conn.get_mut().flush().await.unwrap();
+    let reply: ChatReply = conn.expect().await.expect("the answer arrived");
+    assert!(
+        matches!(
+            reply,
+            ChatReply::Error {
+                code: ChatErrorCode::UnexpectedRequest,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+
+    // An Initial of draft-29: answered with a Version Negotiation listing version 1 only.
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    crypto.alpn_protocols = vec![ftprep::chat::CHAT_ALPN.to_vec()];
+    let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+    let mut draft = quinn_proto::ClientConfig::new(Arc::new(crypto));
+    draft.version(0xff00_001d);
+    let mut endpoint = quinn_proto::Endpoint::new(Arc::default(), None, false, None);
+    let now = std::time::Instant::now();
+    let (_, mut attempt) = endpoint.connect(now, draft, lab.chat, "localhost").unwrap();
+    let mut datagram = Vec::new();
+    let transmit = attempt.poll_transmit(now, 1, &mut datagram).unwrap();
+    attacker
+        .send_to(&datagram[..transmit.size], lab.chat)
+        .await
+        .unwrap();
+    let mut reply = [0u8; 2048];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), attacker.recv_from(&mut reply))
+        .await
+        .expect("an answer")
+        .unwrap();
+    // Long header with version 0: a Version Negotiation; then DCID and SCID, each after its
+    // length byte, then the versions offered.
+    assert_eq!(reply[0] & 0x80, 0x80);
+    assert_eq!(reply[1..5], [0, 0, 0, 0], "not a Version Negotiation");
+    let dcid_len = reply[5] as usize;
+    let scid_len = reply[6 + dcid_len] as usize;
+    let versions = &reply[7 + dcid_len + scid_len..n];
+    let offered: Vec<u32> = versions
+        .chunks(4)
+        .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+        .filter(|v| v & 0x0f0f_0f0f != 0x0a0a_0a0a) // greasing, RFC 9000 §15
+        .collect();
+    assert_eq!(offered, [1]);
+}

@@ -242,12 +242,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Logs in bound to this channel: `binding` is the `tls-server-end-point` data of the
     /// certificate the stream's transport (QUIC, say) verified.
-    pub(crate) fn bind_to(&mut self, binding: Vec<u8>) {
+    pub fn bind_to(&mut self, binding: Vec<u8>) {
         self.binding = Some(binding);
     }
 
     /// The framed stream, for another vocabulary after the login (the chat's).
-    pub(crate) fn into_connection(self) -> Connection<S> {
+    pub fn into_connection(self) -> Connection<S> {
         self.conn
     }
 

@@ -82,6 +82,9 @@ impl Default for ChatSettings {
 const STREAM_WINDOW: u32 = 64 * 1024;
 const CONNECTION_WINDOW: u32 = 128 * 1024;
 
+/// QUIC version 1, RFC 9000: the one version the chat speaks.
+const QUIC_V1: u32 = 0x0000_0001;
+
 /// Messages delivered per read of the store.
 const DELIVERY_BATCH: u32 = 256;
 
@@ -167,6 +170,8 @@ impl super::Server {
         // predecessor's connections with that reset.
         let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset));
         endpoint_config.cid_generator(|| Box::new(RandomCids));
+        // QUIC version 1 (RFC 9000) alone, as PROTOCOL.md says: no drafts.
+        endpoint_config.supported_versions(vec![QUIC_V1]);
         let endpoint = quinn::Endpoint::new(
             endpoint_config,
             Some(config),
@@ -435,7 +440,11 @@ impl ChatService {
                             message: err.to_string(),
                         };
                         requests.write_each((&mut in_flight).map(answer)).await?;
-                        let _ = requests.write(&reply).await;
+                        // The reply must reach the client before the connection closes:
+                        // the stream is finished and the client has a moment to read it.
+                        if requests.write(&reply).await.is_ok() {
+                            linger(connection, &mut requests).await;
+                        }
                         return Err(err);
                     }
                     Err(err) => return Err(err),
