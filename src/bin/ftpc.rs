@@ -489,7 +489,8 @@ async fn chat_command(
             let marks = DeliveredMarks::beside(store);
             let user = saved.user.as_str();
             chat.resume_after(marks.get(&saved.server, user));
-            let messages = chat.inbox(Duration::from_secs_f64(wait.max(0.0))).await?;
+            let inbox = chat.inbox(Duration::from_secs_f64(wait.max(0.0))).await?;
+            let messages = inbox.messages;
             let mut colours = std::collections::HashMap::new();
             if painter.colour && !json {
                 for friend in chat.friends().await? {
@@ -512,6 +513,13 @@ async fn chat_command(
             }
             if chat.delivered() > 0 {
                 chat.ack(chat.delivered()).await?;
+            }
+            if inbox.more {
+                eprintln!(
+                    "ftpc: more messages are waiting than one inbox takes \
+                     ({} or 16 MiB); run ftpc inbox again for the rest",
+                    ftprep::client::chat::INBOX_MESSAGES
+                );
             }
         }
         _ => {}

@@ -311,6 +311,7 @@ impl ChatClient {
             let Some(event) = events.read::<ChatEvent>().await? else {
                 return Ok(None);
             };
+            check_event(&event)?;
             if let ChatEvent::Message(message) = &event {
                 if message.id <= self.delivered {
                     continue;
@@ -322,30 +323,26 @@ impl ChatClient {
     }
 
     /// The messages waiting at login (until the server says it caught up), or, when there
-    /// were none, the first to arrive within `wait`. Not acknowledged yet: see
-    /// [`ChatClient::ack`].
+    /// were none, the first to arrive within `wait`; at most [`INBOX_MESSAGES`] of them and
+    /// [`INBOX_BYTES`] of text (the rest waits on the server for the next call). Not
+    /// acknowledged yet: see [`ChatClient::ack`].
     ///
     /// # Errors
-    /// Connection errors.
-    pub async fn inbox(&mut self, wait: Duration) -> Result<Vec<ChatMessage>> {
-        let mut messages = Vec::new();
-        loop {
-            let event = tokio::time::timeout(REPLY_TIMEOUT, self.next_event())
+    /// A timeout waiting for the server to catch up, a message no server may send, the
+    /// connection.
+    pub async fn inbox(&mut self, wait: Duration) -> Result<Inbox> {
+        let mut inbox = gather_waiting(async || {
+            tokio::time::timeout(REPLY_TIMEOUT, self.next_event())
                 .await
-                .map_err(|_| Error::Timeout)??;
-            match event {
-                Some(ChatEvent::Message(message)) => messages.push(message),
-                Some(ChatEvent::CaughtUp) => break,
-                Some(_) => {}
-                None => return Err(Error::ConnectionClosed),
-            }
-        }
-        if messages.is_empty() && !wait.is_zero() {
+                .map_err(|_| Error::Timeout)?
+        })
+        .await?;
+        if inbox.messages.is_empty() && !wait.is_zero() {
             let deadline = tokio::time::Instant::now() + wait;
             while let Ok(event) = tokio::time::timeout_at(deadline, self.next_event()).await {
                 match event? {
                     Some(ChatEvent::Message(message)) => {
-                        messages.push(message);
+                        inbox.messages.push(message);
                         break;
                     }
                     Some(_) => {}
@@ -353,7 +350,7 @@ impl ChatClient {
                 }
             }
         }
-        Ok(messages)
+        Ok(inbox)
     }
 
     /// Closes the connection, telling the server.
@@ -361,6 +358,70 @@ impl ChatClient {
         self.connection.close(quinn::VarInt::from_u32(0), b"bye");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
+}
+
+/// Messages one [`ChatClient::inbox`] takes in at most...
+pub const INBOX_MESSAGES: usize = 10_000;
+/// ...and bytes of their text: a server cannot make the client hold more.
+pub const INBOX_BYTES: usize = 16 << 20;
+
+/// What [`ChatClient::inbox`] took in.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    /// Oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// More were waiting than one call takes: they stay on the server for the next.
+    pub more: bool,
+}
+
+/// Takes in the messages `next` yields up to `CaughtUp`, within [`INBOX_MESSAGES`] and
+/// [`INBOX_BYTES`] (the last may pass the bytes by one message): there it stops, whatever
+/// else the server would send.
+async fn gather_waiting(mut next: impl AsyncFnMut() -> Result<Option<ChatEvent>>) -> Result<Inbox> {
+    let mut inbox = Inbox::default();
+    let mut bytes = 0usize;
+    loop {
+        // Checked before reading on: a message read is one the caller shows (and marks
+        // delivered), never one dropped here.
+        if inbox.messages.len() >= INBOX_MESSAGES || bytes >= INBOX_BYTES {
+            inbox.more = true;
+            return Ok(inbox);
+        }
+        match next().await? {
+            Some(ChatEvent::Message(message)) => {
+                bytes = bytes.saturating_add(message.text.len());
+                inbox.messages.push(message);
+            }
+            Some(ChatEvent::CaughtUp) => return Ok(inbox),
+            Some(_) => {}
+            None => return Err(Error::ConnectionClosed),
+        }
+    }
+}
+
+/// Refuses an event no honest server sends: a message's text empty or over
+/// [`MAX_TEXT_BYTES`](crate::chat::MAX_TEXT_BYTES), or a name that is no user's.
+fn check_event(event: &ChatEvent) -> Result<()> {
+    let names: &[&str] = match event {
+        ChatEvent::Message(message) => {
+            let len = message.text.len();
+            if len == 0 || len > crate::chat::MAX_TEXT_BYTES {
+                return Err(Error::UnexpectedReply(
+                    "the server sent a message of no text or over 4 KiB",
+                ));
+            }
+            &[&message.from, &message.to]
+        }
+        ChatEvent::Presence { name, .. } | ChatEvent::Friendship { name, .. } => &[name],
+        ChatEvent::FriendRequest { from } => &[from],
+        ChatEvent::CaughtUp => &[],
+    };
+    if names.iter().any(|name| Username::parse(name).is_err()) {
+        return Err(Error::UnexpectedReply(
+            "the server sent an event naming no possible user",
+        ));
+    }
+    Ok(())
 }
 
 /// A QUIC connection to the chat at `addr` with its certificate checked as `security` says
@@ -572,6 +633,78 @@ impl DeliveredMarks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(id: u64, text: &str) -> ChatMessage {
+        ChatMessage {
+            id,
+            from: "bob".into(),
+            to: "alice".into(),
+            at: 0,
+            text: text.into(),
+        }
+    }
+
+    /// Issue 27.5: against a server that sends messages and never `CaughtUp`, `ftpc inbox`
+    /// grew to 391 MB in 16 s. It stops at its caps, in count and in bytes.
+    #[tokio::test]
+    async fn an_endless_inbox_stops_at_the_caps() {
+        let mut sent = 0u64;
+        let inbox = gather_waiting(async || {
+            sent += 1;
+            Ok(Some(ChatEvent::Message(message(sent, "hi"))))
+        })
+        .await
+        .unwrap();
+        assert_eq!(inbox.messages.len(), INBOX_MESSAGES);
+        assert!(inbox.more);
+        assert_eq!(sent as usize, INBOX_MESSAGES, "nothing read beyond the cap");
+        let long = "x".repeat(crate::chat::MAX_TEXT_BYTES);
+        let mut sent = 0u64;
+        let inbox = gather_waiting(async || {
+            sent += 1;
+            Ok(Some(ChatEvent::Message(message(sent, &long))))
+        })
+        .await
+        .unwrap();
+        assert!(inbox.more);
+        assert_eq!(
+            inbox.messages.len(),
+            INBOX_BYTES / crate::chat::MAX_TEXT_BYTES
+        );
+        // An honest inbox ends at CaughtUp, everything in it.
+        let mut events = vec![
+            ChatEvent::CaughtUp,
+            ChatEvent::Message(message(2, "b")),
+            ChatEvent::Message(message(1, "a")),
+        ];
+        let inbox = gather_waiting(async || Ok(events.pop())).await.unwrap();
+        assert_eq!(inbox.messages.len(), 2);
+        assert!(!inbox.more);
+    }
+
+    /// Issue 27.5: texts over 4 KiB were accepted from the server.
+    #[test]
+    fn events_no_server_may_send_are_refused() {
+        let too_long = "x".repeat(crate::chat::MAX_TEXT_BYTES + 1);
+        for bad in [
+            ChatEvent::Message(message(1, &too_long)),
+            ChatEvent::Message(message(1, "")),
+            ChatEvent::Message(ChatMessage {
+                from: "bo\u{1b}]0;b".into(),
+                ..message(1, "hi")
+            }),
+            ChatEvent::Presence {
+                name: "x".repeat(1000),
+                online: true,
+            },
+            ChatEvent::FriendRequest { from: "".into() },
+        ] {
+            assert!(check_event(&bad).is_err(), "{bad:?}");
+        }
+        let fine = "x".repeat(crate::chat::MAX_TEXT_BYTES);
+        assert!(check_event(&ChatEvent::Message(message(1, &fine))).is_ok());
+        assert!(check_event(&ChatEvent::CaughtUp).is_ok());
+    }
 
     #[test]
     fn a_peers_escape_sequences_never_reach_the_terminal() {

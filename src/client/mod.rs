@@ -124,11 +124,12 @@ pub struct DiskUsage {
     pub max_entries: Option<u64>,
 }
 
-/// Most entries one listing may have.
-pub const MAX_LISTING: usize = 1_000_000;
+/// Most entries one listing may have: with [`MAX_LISTING_NAME_BYTES`], a listing a server
+/// makes endless costs the client under 100 MB at its peak.
+pub const MAX_LISTING: usize = 500_000;
 
 /// Most bytes of names one listing may have.
-pub const MAX_LISTING_NAME_BYTES: usize = 64 << 20;
+pub const MAX_LISTING_NAME_BYTES: usize = 32 << 20;
 
 /// Where the keys for a login come from.
 enum KeySource {
@@ -452,8 +453,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                         // The rest of the listing is still on its way.
                         self.in_step = false;
                         return Err(Error::UnexpectedReply(
-                            "a listing larger than this client accepts (1,000,000 entries, \
-                             64 MiB of names)",
+                            "a listing larger than this client accepts (500,000 entries, \
+                             32 MiB of names)",
                         ));
                     }
                 }
