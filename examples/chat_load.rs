@@ -362,7 +362,7 @@ async fn chat_client(tcp: &str, chat: &str, name: &str) -> anyhow::Result<ChatCl
     let keys = keys(tcp, name).await?;
     let mut client =
         ChatClient::connect(chat, &security()?, &Username::parse(name)?, &keys).await?;
-    if let Some(last) = client.inbox(Duration::ZERO).await?.last() {
+    if let Some(last) = client.inbox(Duration::ZERO).await?.messages.last() {
         client.ack(last.id).await?;
     }
     Ok(client)
