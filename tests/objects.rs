@@ -355,3 +355,52 @@ async fn an_unreachable_store_is_a_clear_error_and_the_server_keeps_serving() {
     let mut again = server.login("alice", "pw").await;
     assert!(again.stat("before").await.is_err());
 }
+
+/// Issue 27.8: a store that accepts connections and never answers (stopped with SIGSTOP)
+/// held `ls` until the client gave up after 60 s, and a `put` for 120 s. Each is told the
+/// store is unavailable within the server's deadline, and all is well once it answers.
+#[tokio::test]
+async fn a_store_that_never_answers_is_unavailable_within_the_deadline() {
+    let s3 = S3Server::start();
+    let server = TestServer::start_objects(&[("alice", "pw")], s3.location("frozen")).await;
+    let mut alice = server.login("alice", "pw").await;
+    alice.mkdir("before", false).await.unwrap();
+    let local = server.dir.path().join("small");
+    std::fs::write(&local, b"hello").unwrap();
+    s3.freeze();
+    // The promise is 10 s (the README's); a request's own timeout would be 30 s or more.
+    let promised = std::time::Duration::from_secs(20);
+    let asked = std::time::Instant::now();
+    let err = alice.list("").await.unwrap_err();
+    assert_eq!(code_of(&err), Some(ErrorCode::Busy), "{err}");
+    assert!(err.to_string().contains("unavailable"), "{err}");
+    assert!(
+        asked.elapsed() < promised,
+        "told after {:?}",
+        asked.elapsed()
+    );
+    let asked = std::time::Instant::now();
+    let err = alice
+        .put_file(&local, "small", Default::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), Some(ErrorCode::Busy), "{err}");
+    assert!(
+        asked.elapsed() < promised,
+        "told after {:?}",
+        asked.elapsed()
+    );
+    s3.thaw();
+    let names: Vec<String> = alice
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["before"]);
+    alice
+        .put_file(&local, "small", Default::default(), &NoProgress)
+        .await
+        .unwrap();
+}

@@ -80,6 +80,21 @@ impl S3Server {
         self.dir.path().join(BUCKET).join(prefix)
     }
 
+    /// Stops the process without ending it (SIGSTOP): the store still accepts connections
+    /// and never answers, until [`S3Server::thaw`].
+    pub fn freeze(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    }
+
+    /// Lets a frozen server run again (SIGCONT).
+    pub fn thaw(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    }
+
     /// Stops the server now (the store becomes unreachable).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -10,6 +10,7 @@
 //! - `walk`: iterative, depth-bounded walks (measuring a tree, listing one, removing one).
 //! - `ledger`: each home's usage, counted once and kept up to date.
 
+pub mod deadline;
 mod dirs;
 mod ledger;
 pub mod object;

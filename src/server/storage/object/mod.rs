@@ -36,6 +36,7 @@ use object_store::{
     ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 
+use super::deadline::{Deadlines, METADATA_DEADLINE};
 use super::ledger::Ledger;
 use super::{
     Download, Listing, MAX_FILE_SIZE, Upload, Usage, UserTree, refuse_bad_move, refuse_home,
@@ -81,8 +82,8 @@ const MAX_OBJECT_SIZE: u64 = 5 << 40;
 /// How long a request is retried before the client is told the store is unavailable.
 const STORE_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
 const STORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest a single request (a part of 8 MiB or more included) may take.
-const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest a single request (a part of 8 MiB included) may take.
+const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most pages of a listing fetched per request: S3 answers at most 1,000 keys at a time.
 const KEYS_PER_REQUEST: usize = 1000;
@@ -206,9 +207,13 @@ impl ObjectStorage {
 #[async_trait]
 impl super::Storage for ObjectStorage {
     async fn open_home(&self, user: &Username) -> Result<Arc<dyn UserTree>, StorageError> {
+        // A store that stops answering is told to the client within the deadline.
+        let within = |tree: Arc<ObjectTree>| -> Arc<dyn UserTree> {
+            Arc::new(Deadlines::new(tree, METADATA_DEADLINE))
+        };
         let mut homes = self.homes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tree) = homes.get(user).and_then(Weak::upgrade) {
-            return Ok(tree);
+            return Ok(within(tree));
         }
         homes.retain(|_, weak| weak.strong_count() > 0);
         // Nothing to create: a home is a prefix, there as soon as it holds something.
@@ -223,7 +228,7 @@ impl super::Storage for ObjectStorage {
             states: Arc::clone(&self.states),
         });
         homes.insert(user.clone(), Arc::downgrade(&tree));
-        Ok(tree)
+        Ok(within(tree))
     }
 }
 
