@@ -404,3 +404,50 @@ async fn a_store_that_never_answers_is_unavailable_within_the_deadline() {
         .await
         .unwrap();
 }
+
+/// Issue 27.7: with a file-count quota of 4, six concurrent uploads of new files all
+/// succeeded on the object store (on disk the limit held). An upload counts as an entry
+/// from its start, and is checked again once it does.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_uploads_never_pass_the_file_count_quota() {
+    let s3 = S3Server::start();
+    let server = TestServer::start_objects(&[("alice", "pw")], s3.location("files")).await;
+    let alice_name = ftprep::username::Username::parse("alice").unwrap();
+    ftprep::server::userdb::set_file_quota(&server.users, &alice_name, Some(4)).unwrap();
+    let local = server.dir.path().join("data");
+    std::fs::write(&local, b"data").unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(server.login("alice", "pw").await);
+    }
+    let puts = clients.iter_mut().enumerate().map(|(i, client)| {
+        let local = &local;
+        async move {
+            client
+                .put_file(
+                    local,
+                    &format!("f{i}"),
+                    TransferOptions::default(),
+                    &NoProgress,
+                )
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(puts).await;
+    let stored = results.iter().filter(|r| r.is_ok()).count();
+    for err in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(code_of(err), Some(ErrorCode::QuotaExceeded), "{err}");
+    }
+    assert!(
+        (1..=4).contains(&stored),
+        "{stored} of 6 stored under a quota of 4"
+    );
+    let mut alice = server.login("alice", "pw").await;
+    let listed = alice.list("").await.unwrap().len();
+    assert_eq!(listed, stored);
+    let usage = alice.disk_usage().await.unwrap();
+    assert_eq!(
+        usage.entries, stored as u64,
+        "no upload left its entry behind"
+    );
+}

@@ -699,6 +699,58 @@ async fn users_on_different_nodes_chat_as_if_on_one_server() {
     );
 }
 
+/// Issue 27.7: the file-count quota held on neither node of two sharing an object store
+/// (six concurrent new files under a quota of 4 all went in). Uploads in progress count
+/// on every node.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_count_quota_holds_across_nodes_sharing_an_object_store() {
+    let db = Postgres::start();
+    let s3 = common::s3::S3Server::start();
+    let users: UserDatabase = db.url().parse().unwrap();
+    let mut record = UserRecord::new(
+        Username::parse("alice").unwrap(),
+        Verifier::generate("pw", common::TEST_ITERATIONS),
+    );
+    record.files = Some(4);
+    users.add_user(record).await.unwrap();
+    let (a, b) = (
+        object_node_on(&db, &s3).await,
+        object_node_on(&db, &s3).await,
+    );
+    let file = a.dir.path().join("small");
+    std::fs::write(&file, b"data").unwrap();
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        clients.push(node.login("alice", "pw").await);
+    }
+    let puts = clients.iter_mut().enumerate().map(|(i, client)| {
+        let file = &file;
+        async move {
+            client
+                .put_file(
+                    file,
+                    &format!("f{i}"),
+                    ftprep::client::TransferOptions::default(),
+                    &ftprep::client::NoProgress,
+                )
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(puts).await;
+    let stored = results.iter().filter(|r| r.is_ok()).count();
+    for err in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(code_of(err), Some(ErrorCode::QuotaExceeded), "{err}");
+    }
+    assert!(
+        (1..=4).contains(&stored),
+        "{stored} of 6 stored under a quota of 4"
+    );
+    let mut on_b = b.login("alice", "pw").await;
+    assert_eq!(on_b.list("").await.unwrap().len(), stored);
+    assert_eq!(on_b.disk_usage().await.unwrap().entries, stored as u64);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chat_store_in_postgres_caps_waiting_messages_per_sender() {
     let db = Postgres::start();

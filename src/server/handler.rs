@@ -318,7 +318,8 @@ impl Handler<'_> {
             bytes: quota,
             entries: max_entries,
         } = self.quotas().await?;
-        if max_entries.is_some() && self.tree.stat(&remote).await.is_err() {
+        let new_entry = max_entries.is_some() && self.tree.stat(&remote).await.is_err();
+        if new_entry {
             self.check_room_for_an_entry(max_entries).await?;
         }
         if let Some(quota) = quota
@@ -338,6 +339,30 @@ impl Handler<'_> {
             .tree
             .begin_upload(&remote, size, overwrite, resume)
             .await?;
+        if new_entry && let Some(max) = max_entries {
+            // Checked again now that this upload counts among the entries (a partial
+            // file, an upload in progress), with every other upload running, on every
+            // node sharing the count: of two that raced for the last place, neither
+            // passes on the other's behalf.
+            let keep = upload.offset() > 0;
+            let counted = match self.tree.usage().await {
+                Ok(usage) => usage.entries,
+                Err(err) => {
+                    upload.abort(keep).await;
+                    return Err(err);
+                }
+            };
+            if counted > max {
+                upload.abort(keep).await;
+                return Err(StorageError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "file quota exceeded: {max} files and directories, counting the \
+                         uploads in progress"
+                    ),
+                ));
+            }
+        }
         let Some(quota) = quota else {
             return Ok((upload, None, target_lock));
         };

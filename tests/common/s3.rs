@@ -86,6 +86,19 @@ impl S3Server {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: a signal to our own child process.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        // The signal is delivered asynchronously: wait until every thread has stopped.
+        let tasks = format!("/proc/{pid}/task");
+        let stopped = || {
+            std::fs::read_dir(&tasks).unwrap().flatten().all(|task| {
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                // The state follows the command name in parentheses.
+                stat.rsplit_once(") ")
+                    .is_some_and(|(_, rest)| rest.starts_with('T'))
+            })
+        };
+        while !stopped() {
+            std::thread::yield_now();
+        }
     }
 
     /// Lets a frozen server run again (SIGCONT).
