@@ -209,4 +209,57 @@ mod tests {
         let at_limit = RemotePath::parse(&deepest).unwrap();
         assert!(matches!(at_limit.join("b"), Err(PathError::TooDeep(_))));
     }
+
+    /// Issue 27.19: mutants of `join`, `contains`, `parent` and the length limit lived;
+    /// each check has a case of its own here.
+    #[test]
+    fn join_takes_one_plain_component_only() {
+        let home = RemotePath::default();
+        for bad in ["", ".", "..", "a/b", "/"] {
+            assert!(
+                matches!(home.join(bad), Err(PathError::EmptyComponent)),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(home.join("a\0b"), Err(PathError::Nul)));
+        for good in ["a", "...", ".hidden", "a b"] {
+            assert_eq!(home.join(good).unwrap().to_string(), format!("/{good}"));
+        }
+        let a = home.join("a").unwrap();
+        assert_eq!(a.join("b").unwrap().components(), ["a", "b"]);
+        assert_eq!(a.join("b").unwrap().depth(), 2);
+    }
+
+    #[test]
+    fn contains_is_this_path_or_beneath_it() {
+        let path = |raw: &str| RemotePath::parse(raw).unwrap();
+        assert!(path("a").contains(&path("a")));
+        assert!(path("a").contains(&path("a/b/c")));
+        assert!(path("").contains(&path("x")));
+        assert!(!path("a/b").contains(&path("a")));
+        assert!(!path("a").contains(&path("ab")));
+        assert!(!path("a").contains(&path("b/a")));
+    }
+
+    #[test]
+    fn parents_names_and_the_home() {
+        let path = |raw: &str| RemotePath::parse(raw).unwrap();
+        assert_eq!(path("a/b/c").parent(), path("a/b"));
+        assert_eq!(path("a").parent(), path(""));
+        assert!(path("").parent().is_home());
+        assert!(!path("a").is_home());
+        assert_eq!(path("a/b").file_name(), Some("b"));
+        assert_eq!(path("").file_name(), None);
+        assert_eq!(path("").to_relative(), PathBuf::from("."));
+    }
+
+    #[test]
+    fn the_length_limit_is_exact() {
+        let longest = "x".repeat(MAX_PATH_LEN);
+        assert!(RemotePath::parse(&longest).is_ok());
+        assert!(matches!(
+            RemotePath::parse(&format!("{longest}y")),
+            Err(PathError::TooLong(MAX_PATH_LEN))
+        ));
+    }
 }
