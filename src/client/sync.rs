@@ -479,7 +479,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         } else {
             HashSet::new()
         };
-        let mut downloads = Downloads::default();
+        let mut downloads = Downloads::into(local);
         for (path, item) in &theirs {
             // (What was deleted above was of another kind, or not in the source at all.)
             let target = ours.get(path).filter(|o| o.is_dir == item.is_dir);

@@ -157,8 +157,11 @@ pub(super) struct Upload {
 
 /// Files to download, by the local directory they go into: each directory's are fetched
 /// in batches, with one look for its stale partial files.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Downloads {
+    /// The local directory the user named: every directory below it is entered through
+    /// handles that never follow a link.
+    root: PathBuf,
     /// Local directory: remote path and local name of each file.
     by_dir: std::collections::BTreeMap<PathBuf, Vec<(String, String)>>,
     /// Their sizes, added up.
@@ -166,6 +169,15 @@ pub(super) struct Downloads {
 }
 
 impl Downloads {
+    /// Downloads into the tree at `root`.
+    pub(super) fn into(root: &Path) -> Self {
+        Downloads {
+            root: root.to_owned(),
+            by_dir: std::collections::BTreeMap::new(),
+            bytes: 0,
+        }
+    }
+
     /// The remote file `source` of `size` bytes, to the local path `target`.
     pub(super) fn add(&mut self, source: String, size: u64, target: &Path) {
         if let (Some(dir), Some(name)) = (target.parent(), target.file_name()) {
@@ -184,10 +196,86 @@ impl Downloads {
     }
 }
 
+/// A local directory below a download's root, entered one component at a time through
+/// handles opened with `O_NOFOLLOW` (as the server's jail does): a link anywhere on the
+/// way, planted or not, is refused, and once open the directory is the one written to
+/// whatever is renamed or replaced on the way to it afterwards.
+struct LocalDir {
+    /// Held open for as long as files are written into it.
+    _handle: cap_std::fs::Dir,
+    /// The open directory as a path (`/proc/self/fd/N`), for the calls that take paths.
+    path: PathBuf,
+}
+
+impl LocalDir {
+    /// Opens `dir`, which lies below `root` (the user's own choice, taken as it is).
+    fn open(root: &Path, dir: &Path) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let mut handle = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
+        let rest = dir.strip_prefix(root).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not below the target")
+        })?;
+        for component in rest.components() {
+            let std::path::Component::Normal(name) = component else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a plain name",
+                ));
+            };
+            let mut options = cap_std::fs::OpenOptions::new();
+            options.read(true);
+            cap_std::fs::OpenOptionsExt::custom_flags(
+                &mut options,
+                libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            );
+            let next = handle.open_with(name, &options).map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR)
+                {
+                    std::io::Error::new(
+                        e.kind(),
+                        "not a directory (a symlink on the way is not followed)",
+                    )
+                } else {
+                    e
+                }
+            })?;
+            handle = cap_std::fs::Dir::from_std_file(next.into_std());
+        }
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+        // Without /proc (not Linux), the checked path itself.
+        let path = if by_fd.exists() {
+            by_fd
+        } else {
+            dir.to_owned()
+        };
+        Ok(LocalDir {
+            _handle: handle,
+            path,
+        })
+    }
+}
+
+/// `err` with the handle's path (`/proc/self/fd/N/...`) shown as the directory the user
+/// knows.
+fn shown_in(err: Error, opened: &LocalDir, dir: &Path) -> Error {
+    match err {
+        Error::Local { path, message } => match path.strip_prefix(&opened.path) {
+            Ok(rest) => Error::Local {
+                path: dir.join(rest),
+                message,
+            },
+            Err(_) => Error::Local { path, message },
+        },
+        other => other,
+    }
+}
+
 /// Files of one directory that one connection downloads together (asking ahead for
 /// several), before it takes the next batch.
 struct Batch<'a> {
     dir: &'a Path,
+    /// `dir`, opened without following links.
+    opened: &'a LocalDir,
     files: &'a [(String, String)],
     /// Partial files earlier downloads left in `dir`.
     stale: &'a [PathBuf],
@@ -967,7 +1055,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .map_err(|e| Error::local(local, e))?;
         // One request lists the whole tree (names checked by `list_tree`), a directory
         // before what it holds: each is made (or entered) before anything goes into it.
-        let mut downloads = Downloads::default();
+        let mut downloads = Downloads::into(local);
         for entry in self.list_tree(remote).await? {
             let source = remote_child(remote, &entry.name);
             let target = local.join(&entry.name);
@@ -1004,21 +1092,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         options: TransferOptions,
         progress: &dyn Progress,
     ) -> Result<u64> {
-        // Partial files that earlier downloads left: one read of each directory.
-        let mut stale = Vec::with_capacity(downloads.by_dir.len());
+        // Each directory opened without following links, and the partial files that
+        // earlier downloads left there: one read of each.
+        let mut opened = Vec::with_capacity(downloads.by_dir.len());
         for dir in downloads.by_dir.keys() {
-            let owned = dir.clone();
-            let found = tokio::task::spawn_blocking(move || partial::all_ours(&owned))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|found| found)
-                .map_err(|e| Error::local(dir, e))?;
-            stale.push(found);
+            let (root, owned) = (downloads.root.clone(), dir.clone());
+            let found = tokio::task::spawn_blocking(move || {
+                let opened = LocalDir::open(&root, &owned)?;
+                let stale = partial::all_ours(&opened.path)?;
+                Ok::<_, std::io::Error>((opened, stale))
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|found| found)
+            .map_err(|e| Error::local(dir, e))?;
+            opened.push(found);
         }
         let mut batches = Vec::new();
-        for ((dir, files), stale) in downloads.by_dir.iter().zip(&stale) {
+        for ((dir, files), (opened, stale)) in downloads.by_dir.iter().zip(&opened) {
             for files in files.chunks(FILES_PER_BATCH) {
-                batches.push(Batch { dir, files, stale });
+                batches.push(Batch {
+                    dir,
+                    opened,
+                    files,
+                    stale,
+                });
             }
         }
         as_whole_tree(
@@ -1053,7 +1151,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         options: TransferOptions,
         progress: &dyn Progress,
     ) -> Result<u64> {
-        let (files, dir) = (batch.files, batch.dir);
+        self.get_files_into(batch, options, progress)
+            .await
+            .map_err(|err| shown_in(err, batch.opened, batch.dir))
+    }
+
+    /// [`Client::get_files`], every file operation through the directory's handle.
+    async fn get_files_into(
+        &mut self,
+        batch: &Batch<'_>,
+        options: TransferOptions,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let (files, dir) = (batch.files, batch.opened.path.as_path());
         let mut asked = 0;
         let mut bytes = 0;
         let mut first_failure: Option<Error> = None;
@@ -1537,6 +1647,36 @@ mod tests {
         assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
         // The link is still there, untouched.
         assert!(target.join("sub").is_symlink());
+    }
+
+    /// Issue 27.2: every local directory on the way is entered through a handle that never
+    /// follows a link, and is the one written to even if the path is swapped for a link
+    /// after it was checked.
+    #[test]
+    fn local_directories_are_entered_without_following_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (outside, target) = planted_link(tmp.path());
+        // A link on the way, last or in the middle, is refused.
+        for below in ["sub", "sub/deeper"] {
+            let err = LocalDir::open(&target, &target.join(below)).err().unwrap();
+            assert!(err.to_string().contains("symlink"), "{below}: {err}");
+        }
+        // A real directory, swapped for a link once opened: writes still go to it.
+        let real = target.join("real");
+        std::fs::create_dir(&real).unwrap();
+        let opened = LocalDir::open(&target, &real).unwrap();
+        std::fs::rename(&real, target.join("moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, &real).unwrap();
+        let (part, _) = partial::create(&opened.path, "f").unwrap();
+        std::fs::rename(&part, opened.path.join("f")).unwrap();
+        assert!(target.join("moved/f").is_file());
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+        // Errors name the directory the user knows, not the handle.
+        let err = shown_in(Error::local(&opened.path.join("f"), "boom"), &opened, &real);
+        assert!(
+            err.to_string().contains(&*real.join("f").to_string_lossy()),
+            "{err}"
+        );
     }
 
     /// Issue 11.12: empty `Data` frames every few seconds kept `get` waiting past its reply
