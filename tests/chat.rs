@@ -770,3 +770,36 @@ async fn a_bad_frame_after_login_is_answered_and_drafts_are_not_spoken() {
         .collect();
     assert_eq!(offered, [1]);
 }
+
+/// Issue 27.9: 20 add/del cycles put 40 events on the victim's screen. A request repeated
+/// lately is told once, and so is its end; the next event she sees is her friend's.
+#[tokio::test]
+async fn friend_request_spam_reaches_the_screen_once() {
+    let lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b"), ("mallory", "pw-m")]).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    alice.add("bob").await.unwrap();
+    bob.add("alice").await.unwrap();
+    let mut mallory = lab.chat("mallory", "pw-m").await;
+    for _ in 0..20 {
+        mallory.add("bob").await.unwrap();
+        mallory.del("bob").await.unwrap();
+    }
+    alice.send("bob", "after the spam").await.unwrap();
+    let mut from_mallory = 0;
+    loop {
+        match next(&mut bob).await {
+            ChatEvent::Message(message) => {
+                assert_eq!(message.text, "after the spam");
+                break;
+            }
+            ChatEvent::FriendRequest { from } | ChatEvent::Friendship { name: from, .. }
+                if from == "mallory" =>
+            {
+                from_mallory += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(from_mallory, 2, "one request and its withdrawal");
+}

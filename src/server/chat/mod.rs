@@ -13,6 +13,7 @@
 //! - `hub`: who is online, their sessions' wake-ups and event queues.
 
 mod hub;
+mod quiet;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -112,6 +113,8 @@ pub struct ChatService {
     /// The other nodes' sessions, when the chat is shared through the users' database.
     bus: Option<Arc<PgChatBus>>,
     settings: ChatSettings,
+    /// Friend requests told lately (not told again for a while).
+    announced: quiet::Announcements,
 }
 
 impl super::Server {
@@ -187,6 +190,7 @@ impl super::Server {
             pushes,
             bus,
             settings,
+            announced: quiet::Announcements::default(),
         })
     }
 }
@@ -616,14 +620,19 @@ impl ChatService {
                         ));
                     }
                     // The same answer whether `other` exists or not; only a real user who
-                    // is online hears of it now.
-                    Added::Asked => self.tell(
-                        &other,
-                        &ChatEvent::FriendRequest {
-                            from: me.to_owned(),
-                        },
-                    ),
+                    // is online hears of it now, and not again for a while.
+                    Added::Asked => {
+                        if self.announced.request(me, &other, Instant::now()) {
+                            self.tell(
+                                &other,
+                                &ChatEvent::FriendRequest {
+                                    from: me.to_owned(),
+                                },
+                            );
+                        }
+                    }
                     Added::Friends => {
+                        self.announced.befriended(me, &other);
                         let now = |name: &str| ChatEvent::Friendship {
                             name: name.to_owned(),
                             state: Some(FriendState::Friends),
@@ -657,7 +666,9 @@ impl ChatService {
                         name: name.to_owned(),
                         state: None,
                     };
-                    self.tell(&other, &gone(me));
+                    if self.announced.ended(me, &other, Instant::now()) {
+                        self.tell(&other, &gone(me));
+                    }
                     self.tell(me, &gone(&other));
                 }
                 Ok(ChatReply::Done)
