@@ -581,6 +581,20 @@ async fn connections_over_the_limit_are_refused() {
     assert!(alice.friends().await.unwrap().is_empty());
 }
 
+/// A QUIC client of the chat's ALPN for making raw Initials (it trusts no certificate:
+/// it never gets that far).
+fn raw_quic_client() -> quinn_proto::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    crypto.alpn_protocols = vec![ftprep::chat::CHAT_ALPN.to_vec()];
+    let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+    quinn_proto::ClientConfig::new(Arc::new(crypto))
+}
+
 /// Issue 27.1: QUIC Initials whose source is never going to answer (it may be forged) took
 /// the chat's places and the file service's places of that address before the handshake,
 /// and were answered with more than they carried. Every one now gets a Retry (smaller than
@@ -592,15 +606,7 @@ async fn initials_never_answered_get_a_retry_and_take_no_place() {
     attacker
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    crypto.alpn_protocols = vec![ftprep::chat::CHAT_ALPN.to_vec()];
-    let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
-    let client = quinn_proto::ClientConfig::new(Arc::new(crypto));
+    let client = raw_quic_client();
     let mut endpoint = quinn_proto::Endpoint::new(Arc::default(), None, false, None);
     // Over three times the limit per address (64), each a new connection never continued.
     let initials = 200;
@@ -732,15 +738,7 @@ async fn a_bad_frame_after_login_is_answered_and_drafts_are_not_spoken() {
 
     // An Initial of draft-29: answered with a Version Negotiation listing version 1 only.
     let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut crypto = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    crypto.alpn_protocols = vec![ftprep::chat::CHAT_ALPN.to_vec()];
-    let crypto = quinn_proto::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
-    let mut draft = quinn_proto::ClientConfig::new(Arc::new(crypto));
+    let mut draft = raw_quic_client();
     draft.version(0xff00_001d);
     let mut endpoint = quinn_proto::Endpoint::new(Arc::default(), None, false, None);
     let now = std::time::Instant::now();

@@ -420,24 +420,7 @@ async fn concurrent_uploads_never_pass_the_file_count_quota() {
     for _ in 0..6 {
         clients.push(server.login("alice", "pw").await);
     }
-    let puts = clients.iter_mut().enumerate().map(|(i, client)| {
-        let local = &local;
-        async move {
-            client
-                .put_file(
-                    local,
-                    &format!("f{i}"),
-                    TransferOptions::default(),
-                    &NoProgress,
-                )
-                .await
-        }
-    });
-    let results = futures_util::future::join_all(puts).await;
-    let stored = results.iter().filter(|r| r.is_ok()).count();
-    for err in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert_eq!(code_of(err), Some(ErrorCode::QuotaExceeded), "{err}");
-    }
+    let stored = common::concurrent_new_files(&mut clients, &local).await;
     assert!(
         (1..=4).contains(&stored),
         "{stored} of 6 stored under a quota of 4"

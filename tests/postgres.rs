@@ -474,21 +474,28 @@ async fn object_node_on(db: &Postgres, s3: &common::s3::S3Server) -> TestServer 
     TestServer::start_config(dir, config).await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_quota_holds_across_nodes_sharing_an_object_store() {
-    let db = Postgres::start();
-    let s3 = common::s3::S3Server::start();
+/// Adds alice (password `pw`, her record as `limits` makes it) to `db`, and starts two
+/// nodes on `db` and `s3`.
+async fn alice_on_two_object_nodes(
+    db: &Postgres,
+    s3: &common::s3::S3Server,
+    limits: impl FnOnce(&mut UserRecord),
+) -> (TestServer, TestServer) {
     let users: UserDatabase = db.url().parse().unwrap();
     let mut record = UserRecord::new(
         Username::parse("alice").unwrap(),
         Verifier::generate("pw", common::TEST_ITERATIONS),
     );
-    record.quota = Some(20 << 20);
+    limits(&mut record);
     users.add_user(record).await.unwrap();
-    let (a, b) = (
-        object_node_on(&db, &s3).await,
-        object_node_on(&db, &s3).await,
-    );
+    (object_node_on(db, s3).await, object_node_on(db, s3).await)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quota_holds_across_nodes_sharing_an_object_store() {
+    let db = Postgres::start();
+    let s3 = common::s3::S3Server::start();
+    let (a, b) = alice_on_two_object_nodes(&db, &s3, |alice| alice.quota = Some(20 << 20)).await;
     let (mut on_a, mut on_b) = (a.login("alice", "pw").await, b.login("alice", "pw").await);
     // B counts the home first (empty), so only A's report of its upload can tell B.
     assert_eq!(on_b.usage().await.unwrap(), (0, Some(20 << 20)));
@@ -706,17 +713,7 @@ async fn users_on_different_nodes_chat_as_if_on_one_server() {
 async fn a_file_count_quota_holds_across_nodes_sharing_an_object_store() {
     let db = Postgres::start();
     let s3 = common::s3::S3Server::start();
-    let users: UserDatabase = db.url().parse().unwrap();
-    let mut record = UserRecord::new(
-        Username::parse("alice").unwrap(),
-        Verifier::generate("pw", common::TEST_ITERATIONS),
-    );
-    record.files = Some(4);
-    users.add_user(record).await.unwrap();
-    let (a, b) = (
-        object_node_on(&db, &s3).await,
-        object_node_on(&db, &s3).await,
-    );
+    let (a, b) = alice_on_two_object_nodes(&db, &s3, |alice| alice.files = Some(4)).await;
     let file = a.dir.path().join("small");
     std::fs::write(&file, b"data").unwrap();
     let mut clients = Vec::new();
@@ -724,24 +721,7 @@ async fn a_file_count_quota_holds_across_nodes_sharing_an_object_store() {
         let node = if i % 2 == 0 { &a } else { &b };
         clients.push(node.login("alice", "pw").await);
     }
-    let puts = clients.iter_mut().enumerate().map(|(i, client)| {
-        let file = &file;
-        async move {
-            client
-                .put_file(
-                    file,
-                    &format!("f{i}"),
-                    ftprep::client::TransferOptions::default(),
-                    &ftprep::client::NoProgress,
-                )
-                .await
-        }
-    });
-    let results = futures_util::future::join_all(puts).await;
-    let stored = results.iter().filter(|r| r.is_ok()).count();
-    for err in results.iter().filter_map(|r| r.as_ref().err()) {
-        assert_eq!(code_of(err), Some(ErrorCode::QuotaExceeded), "{err}");
-    }
+    let stored = common::concurrent_new_files(&mut clients, &file).await;
     assert!(
         (1..=4).contains(&stored),
         "{stored} of 6 stored under a quota of 4"
@@ -773,17 +753,7 @@ async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
     // Not friends: nothing stored.
     assert_eq!(
         store
-            .store_message(
-                "alice",
-                "bob",
-                "hi",
-                1,
-                at,
-                Waiting {
-                    total: 10,
-                    per_sender: 10
-                }
-            )
+            .store_message("alice", "bob", "hi", 1, at, Waiting::up_to(10))
             .await
             .unwrap(),
         Stored::NotFriends
@@ -799,17 +769,7 @@ async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
     assert_eq!(store.add("bob", "alice", 2).await.unwrap(), Added::Friends);
     // A resend (same nonce) is the same message; the inbox bound holds.
     let Stored::Message { id: first, .. } = store
-        .store_message(
-            "alice",
-            "bob",
-            "one",
-            7,
-            at,
-            Waiting {
-                total: 2,
-                per_sender: 2,
-            },
-        )
+        .store_message("alice", "bob", "one", 7, at, Waiting::up_to(2))
         .await
         .unwrap()
     else {
@@ -817,43 +777,13 @@ async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
     };
     assert_eq!(
         store
-            .store_message(
-                "alice",
-                "bob",
-                "one",
-                7,
-                at,
-                Waiting {
-                    total: 2,
-                    per_sender: 2
-                }
-            )
+            .store_message("alice", "bob", "one", 7, at, Waiting::up_to(2))
             .await
             .unwrap(),
         Stored::Message { id: first, at }
     );
-    let second = store.store_message(
-        "alice",
-        "bob",
-        "two",
-        8,
-        at,
-        Waiting {
-            total: 2,
-            per_sender: 2,
-        },
-    );
-    let third = store.store_message(
-        "alice",
-        "bob",
-        "three",
-        9,
-        at,
-        Waiting {
-            total: 2,
-            per_sender: 2,
-        },
-    );
+    let second = store.store_message("alice", "bob", "two", 8, at, Waiting::up_to(2));
+    let third = store.store_message("alice", "bob", "three", 9, at, Waiting::up_to(2));
     let Stored::Message { id: second, .. } = second.await.unwrap() else {
         panic!("not stored");
     };

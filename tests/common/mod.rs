@@ -388,3 +388,30 @@ pub async fn next_chat_event(
         }
     }
 }
+
+/// Uploads `local` as `f0`, `f1`, ... with each of `clients` at once; how many were stored.
+/// Every refusal must be the quota's.
+pub async fn concurrent_new_files(clients: &mut [Client], local: &std::path::Path) -> usize {
+    let puts = clients
+        .iter_mut()
+        .enumerate()
+        .map(|(i, client)| async move {
+            client
+                .put_file(
+                    local,
+                    &format!("f{i}"),
+                    ftprep::client::TransferOptions::default(),
+                    &ftprep::client::NoProgress,
+                )
+                .await
+        });
+    let results = futures_util::future::join_all(puts).await;
+    for err in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(
+            code_of(err),
+            Some(ftprep::commands::ErrorCode::QuotaExceeded),
+            "{err}"
+        );
+    }
+    results.iter().filter(|r| r.is_ok()).count()
+}

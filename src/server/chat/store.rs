@@ -76,6 +76,16 @@ pub struct Waiting {
     pub per_sender: u32,
 }
 
+impl Waiting {
+    /// `limit` in all, and no other bound per sender.
+    pub const fn up_to(limit: u32) -> Self {
+        Waiting {
+            total: limit,
+            per_sender: limit,
+        }
+    }
+}
+
 /// The chat's durable state.
 #[async_trait]
 pub trait ChatStore: Send + Sync {
@@ -729,19 +739,7 @@ mod tests {
         // Well past CHECKPOINT_PAGES of log (4 KiB pages), in a few grouped commits.
         let text = "x".repeat(4000);
         let calls: Vec<_> = (0..5000)
-            .map(|i| {
-                s.store_message(
-                    "a",
-                    "b",
-                    &text,
-                    i,
-                    1,
-                    Waiting {
-                        total: 10_000,
-                        per_sender: 10_000,
-                    },
-                )
-            })
+            .map(|i| s.store_message("a", "b", &text, i, 1, Waiting::up_to(10_000)))
             .collect();
         for call in calls {
             call.await.unwrap();
@@ -765,17 +763,7 @@ mod tests {
         for i in 0..10u64 {
             let (from, to) = if i < 6 { ("a", "b") } else { ("b", "a") };
             let Stored::Message { id, .. } = s
-                .store_message(
-                    from,
-                    to,
-                    &format!("m{i}"),
-                    i,
-                    1,
-                    Waiting {
-                        total: 100,
-                        per_sender: 100,
-                    },
-                )
+                .store_message(from, to, &format!("m{i}"), i, 1, Waiting::up_to(100))
                 .await
                 .unwrap()
             else {
@@ -813,19 +801,7 @@ mod tests {
         s.add("a", "b", 10).await.unwrap();
         s.add("b", "a", 10).await.unwrap();
         let calls: Vec<_> = (0..20)
-            .map(|i| {
-                s.store_message(
-                    "a",
-                    "b",
-                    &format!("m{i}"),
-                    i,
-                    1,
-                    Waiting {
-                        total: 100,
-                        per_sender: 100,
-                    },
-                )
-            })
+            .map(|i| s.store_message("a", "b", &format!("m{i}"), i, 1, Waiting::up_to(100)))
             .collect();
         // Awaited last to first: the ids still follow the order of the calls.
         let mut ids = Vec::new();
@@ -851,83 +827,33 @@ mod tests {
     async fn messages_wait_until_acknowledged_a_resend_is_stored_once_and_inboxes_are_bounded() {
         let (dir, s) = store();
         assert_eq!(
-            s.store_message(
-                "a",
-                "b",
-                "strangers",
-                1,
-                1,
-                Waiting {
-                    total: 2,
-                    per_sender: 2
-                }
-            )
-            .await
-            .unwrap(),
+            s.store_message("a", "b", "strangers", 1, 1, Waiting::up_to(2))
+                .await
+                .unwrap(),
             Stored::NotFriends
         );
         s.add("a", "b", 10).await.unwrap();
         s.add("b", "a", 10).await.unwrap();
         let first = s
-            .store_message(
-                "a",
-                "b",
-                "one",
-                7,
-                1,
-                Waiting {
-                    total: 2,
-                    per_sender: 2,
-                },
-            )
+            .store_message("a", "b", "one", 7, 1, Waiting::up_to(2))
             .await
             .unwrap();
         let again = s
-            .store_message(
-                "a",
-                "b",
-                "one",
-                7,
-                2,
-                Waiting {
-                    total: 2,
-                    per_sender: 2,
-                },
-            )
+            .store_message("a", "b", "one", 7, 2, Waiting::up_to(2))
             .await
             .unwrap();
         assert_eq!(first, again, "the same nonce is the same message");
         let Stored::Message { id: second, .. } = s
-            .store_message(
-                "a",
-                "b",
-                "two",
-                8,
-                3,
-                Waiting {
-                    total: 2,
-                    per_sender: 2,
-                },
-            )
+            .store_message("a", "b", "two", 8, 3, Waiting::up_to(2))
             .await
             .unwrap()
         else {
             panic!()
         };
         assert_eq!(
-            s.store_message(
-                "a",
-                "b",
-                "three",
-                9,
-                4,
-                Waiting {
-                    total: 2,
-                    per_sender: 2
-                }
-            )
-            .await
-            .unwrap(),
+            s.store_message("a", "b", "three", 9, 4, Waiting::up_to(2))
+                .await
+                .unwrap(),
             Stored::InboxFull
         );
         let waiting = s.waiting("b", 0, 100).await.unwrap();
