@@ -61,6 +61,19 @@ pub enum ChatRequest {
         /// A colour name (see `client::chat::COLOURS`).
         color: Option<String>,
     },
+    /// Block `name`: what there is between us ends (they are not told), and their friend
+    /// requests are dropped silently from now on.
+    Block {
+        /// Who.
+        name: String,
+    },
+    /// Stop blocking `name`.
+    Unblock {
+        /// Who.
+        name: String,
+    },
+    /// The names we block.
+    Blocked,
 }
 
 /// Where a friendship stands, seen from one side.
@@ -149,6 +162,11 @@ pub enum ChatReply {
         code: ChatErrorCode,
         /// Why, in words.
         message: String,
+    },
+    /// The names we block, sorted.
+    Blocked {
+        /// The names.
+        names: Vec<String>,
     },
 }
 

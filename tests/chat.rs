@@ -693,6 +693,7 @@ async fn the_embedded_store_caps_waiting_messages_per_sender() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteChatStore::open(&dir.path().join(CHAT_DB)).unwrap();
     common::chat_store::one_sender_cannot_fill_an_inbox(&store).await;
+    common::chat_store::blocks_end_it_and_are_bounded(&store).await;
 }
 
 /// Issue 27.15: a malformed frame after the login was answered, but the connection was
@@ -800,4 +801,63 @@ async fn friend_request_spam_reaches_the_screen_once() {
         }
     }
     assert_eq!(from_mallory, 2, "one request and its withdrawal");
+}
+
+/// Issue 27.9: a user can block a name; its requests are then dropped silently (its
+/// sender cannot tell), until the block is lifted.
+#[tokio::test]
+async fn a_blocked_name_is_dropped_silently() {
+    let lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b"), ("mallory", "pw-m")]).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    let mut mallory = lab.chat("mallory", "pw-m").await;
+    alice.add("bob").await.unwrap();
+    bob.add("alice").await.unwrap();
+    mallory.add("bob").await.unwrap();
+    bob.block("mallory").await.unwrap();
+    assert_eq!(bob.blocked().await.unwrap(), ["mallory"]);
+    // Her requests are answered as ever, and go nowhere.
+    mallory.add("bob").await.unwrap();
+    assert_eq!(
+        refused(mallory.send("bob", "hi").await.unwrap_err()),
+        ChatErrorCode::NotFriends
+    );
+    let names: Vec<String> = bob
+        .friends()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, ["alice"]);
+    assert_eq!(
+        refused(bob.add("mallory").await.unwrap_err()),
+        ChatErrorCode::Invalid,
+        "unblock first"
+    );
+    // Unblocked, her next request reaches him; of the one made while blocked he heard
+    // nothing: two requests told in all, the one before the block and this one.
+    bob.unblock("mallory").await.unwrap();
+    mallory.add("bob").await.unwrap();
+    let mut requests = 0;
+    while requests < 2 {
+        if let ChatEvent::FriendRequest { from } = next(&mut bob).await
+            && from == "mallory"
+        {
+            requests += 1;
+        }
+    }
+    alice.send("bob", "marker").await.unwrap();
+    loop {
+        match next(&mut bob).await {
+            ChatEvent::Message(message) => {
+                assert_eq!(message.text, "marker");
+                break;
+            }
+            ChatEvent::FriendRequest { from } if from == "mallory" => {
+                panic!("a third request was told")
+            }
+            _ => {}
+        }
+    }
 }

@@ -739,6 +739,7 @@ async fn the_chat_store_in_postgres_caps_waiting_messages_per_sender() {
         .unwrap();
     let store = ftprep::server::postgres::PgChatStore::new(database);
     common::chat_store::one_sender_cannot_fill_an_inbox(&store).await;
+    common::chat_store::blocks_end_it_and_are_bounded(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -125,8 +125,10 @@ enum Command {
     /// /quit). Over QUIC, always encrypted: --plaintext does not apply to the chat.
     Chat,
     /// Chat: list your friends (presence, waiting requests), or `add NAME` (ask, or accept
-    /// their request) / `del NAME` (end a friendship both ways, withdraw or decline). The
-    /// chat runs over QUIC, always encrypted: --plaintext does not apply to it.
+    /// their request) / `del NAME` (end a friendship both ways, withdraw or decline) /
+    /// `block NAME` (end it, and drop their requests silently from now on) / `unblock
+    /// NAME` / `blocked` (the names you block). The chat runs over QUIC, always encrypted:
+    /// --plaintext does not apply to it.
     Friends {
         #[command(subcommand)]
         action: Option<FriendAction>,
@@ -179,6 +181,19 @@ enum FriendAction {
         #[arg(value_parser = valid_username)]
         name: String,
     },
+    /// Block NAME: end what there is between you (they are not told) and drop their
+    /// friend requests silently from now on.
+    Block {
+        #[arg(value_parser = valid_username)]
+        name: String,
+    },
+    /// Stop blocking NAME.
+    Unblock {
+        #[arg(value_parser = valid_username)]
+        name: String,
+    },
+    /// The names you block, one a line.
+    Blocked,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -478,6 +493,19 @@ async fn chat_command(
         Command::Friends {
             action: Some(FriendAction::Del { name }),
         } => chat.del(&name).await?,
+        Command::Friends {
+            action: Some(FriendAction::Block { name }),
+        } => chat.block(&name).await?,
+        Command::Friends {
+            action: Some(FriendAction::Unblock { name }),
+        } => chat.unblock(&name).await?,
+        Command::Friends {
+            action: Some(FriendAction::Blocked),
+        } => {
+            for name in chat.blocked().await? {
+                println!("{}", ftprep::sanitize::for_terminal(&name));
+            }
+        }
         Command::Send { name, text } => {
             chat.send(&name, &text).await?;
         }

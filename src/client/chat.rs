@@ -169,6 +169,35 @@ impl ChatClient {
         self.ask_done(&ChatRequest::Del { name: name.into() }).await
     }
 
+    /// Blocks `name`: what there is between us ends, and their requests are dropped.
+    ///
+    /// # Errors
+    /// As [`ChatClient::add`].
+    pub async fn block(&mut self, name: &str) -> Result<()> {
+        self.ask_done(&ChatRequest::Block { name: name.into() })
+            .await
+    }
+
+    /// Stops blocking `name`.
+    ///
+    /// # Errors
+    /// As [`ChatClient::add`].
+    pub async fn unblock(&mut self, name: &str) -> Result<()> {
+        self.ask_done(&ChatRequest::Unblock { name: name.into() })
+            .await
+    }
+
+    /// The names we block.
+    ///
+    /// # Errors
+    /// As [`ChatClient::add`].
+    pub async fn blocked(&mut self) -> Result<Vec<String>> {
+        match self.ask(&ChatRequest::Blocked).await? {
+            ChatReply::Blocked { names } => Ok(names),
+            _ => Err(Error::UnexpectedReply("expected the names blocked")),
+        }
+    }
+
     /// Friends and requests, with presence.
     ///
     /// # Errors

@@ -32,6 +32,11 @@ const COMMANDS: &[(&str, &str)] = &[
         "/del",
         "NAME      end a friendship, withdraw or decline a request",
     ),
+    (
+        "/block",
+        "NAME    end it with NAME and drop their requests from now on",
+    ),
+    ("/unblock", "NAME  stop blocking NAME"),
     ("/friends", "          friends (online or not) and requests"),
     ("/msg", "NAME TEXT send TEXT to a friend"),
     ("/to", "NAME       plain lines go to NAME from now on"),
@@ -51,6 +56,10 @@ pub enum Input {
     Add(String),
     /// `/del NAME`.
     Del(String),
+    /// `/block NAME`.
+    Block(String),
+    /// `/unblock NAME`.
+    Unblock(String),
     /// `/friends`.
     Friends,
     /// `/msg NAME TEXT`, or a plain line to the current `/to` target.
@@ -95,6 +104,8 @@ pub fn parse_input(line: &str) -> std::result::Result<Input, String> {
     Ok(match word {
         "add" => Input::Add(one("NAME")?),
         "del" => Input::Del(one("NAME")?),
+        "block" => Input::Block(one("NAME")?),
+        "unblock" => Input::Unblock(one("NAME")?),
         "to" => Input::To(one("NAME")?),
         "friends" => Input::Friends,
         "msg" => match rest.split_once(char::is_whitespace) {
@@ -378,6 +389,18 @@ impl Connection {
                 ));
                 self.refresh_friends().await?;
             }
+            Input::Block(name) => {
+                self.client()?.block(&name).await?;
+                self.print(format!(
+                    "* {} is blocked: nothing between you, and their requests are dropped",
+                    self.name(&name)
+                ));
+                self.refresh_friends().await?;
+            }
+            Input::Unblock(name) => {
+                self.client()?.unblock(&name).await?;
+                self.print(format!("* {} is no longer blocked", self.name(&name)));
+            }
             Input::Friends => {
                 let friends = self.refresh_friends().await?;
                 if friends.is_empty() {
@@ -578,6 +601,11 @@ mod tests {
     #[test]
     fn lines_are_understood() {
         assert_eq!(parse_input("/add bob"), Ok(Input::Add("bob".into())));
+        assert_eq!(parse_input("/block bob"), Ok(Input::Block("bob".into())));
+        assert_eq!(
+            parse_input("/unblock bob"),
+            Ok(Input::Unblock("bob".into()))
+        );
         assert_eq!(
             parse_input("/msg bob hello there "),
             Ok(Input::Msg("bob".into(), "hello there".into()))

@@ -48,3 +48,27 @@ pub async fn one_sender_cannot_fill_an_inbox(store: &dyn ChatStore) {
         Stored::Message { .. }
     ));
 }
+
+/// Issue 27.9: a block ends what there is between two users, is listed, bounded, and
+/// undone by an unblock.
+pub async fn blocks_end_it_and_are_bounded(store: &dyn ChatStore) {
+    befriend(store, "bob", "mallory").await;
+    store.add("eve", "bob", 10).await.unwrap();
+    assert!(store.set_blocked("bob", "mallory", true, 2).await.unwrap());
+    assert!(store.set_blocked("bob", "eve", true, 2).await.unwrap());
+    assert!(
+        store.friends("bob").await.unwrap().is_empty(),
+        "nothing between them"
+    );
+    assert!(store.friends("mallory").await.unwrap().is_empty());
+    assert_eq!(store.blocked("bob").await.unwrap(), ["eve", "mallory"]);
+    assert!(store.blocks("bob", "mallory").await.unwrap());
+    assert!(!store.blocks("mallory", "bob").await.unwrap());
+    // Bounded; blocking again someone already blocked is no new block.
+    assert!(!store.set_blocked("bob", "trudy", true, 2).await.unwrap());
+    assert!(store.set_blocked("bob", "eve", true, 2).await.unwrap());
+    assert!(store.set_blocked("bob", "eve", false, 2).await.unwrap());
+    assert_eq!(store.blocked("bob").await.unwrap(), ["mallory"]);
+    store.delete_user("mallory").await.unwrap();
+    assert!(store.blocked("bob").await.unwrap().is_empty());
+}

@@ -55,6 +55,8 @@ pub struct ChatSettings {
     pub history: u32,
     /// Friend requests one user may have waiting for an answer.
     pub max_asked: u32,
+    /// Names one user may block.
+    pub max_blocked: u32,
     /// Requests that change something (send, add, del, colour) one connection may make per
     /// second on average...
     pub rate: f64,
@@ -71,6 +73,7 @@ impl Default for ChatSettings {
             max_waiting_per_sender: 1_000,
             history: 1000,
             max_asked: 100,
+            max_blocked: 1000,
             rate: 20.0,
             burst: 50.0,
             idle_timeout: Duration::from_secs(60),
@@ -604,6 +607,16 @@ impl ChatService {
         match request {
             ChatRequest::Add { name } => {
                 let other = other_user(me, &name)?;
+                if self.store.blocks(me, &other).await.map_err(internal)? {
+                    return Err(Refusal(
+                        ChatErrorCode::Invalid,
+                        format!("you block {other}; unblock them first"),
+                    ));
+                }
+                // Dropped silently, answered as any request is: they cannot tell.
+                if self.store.blocks(&other, me).await.map_err(internal)? {
+                    return Ok(ChatReply::Done);
+                }
                 let added = self
                     .store
                     .add(me, &other, self.settings.max_asked)
@@ -632,7 +645,7 @@ impl ChatService {
                         }
                     }
                     Added::Friends => {
-                        self.announced.befriended(me, &other);
+                        self.announced.forget(me, &other);
                         let now = |name: &str| ChatEvent::Friendship {
                             name: name.to_owned(),
                             state: Some(FriendState::Friends),
@@ -672,6 +685,44 @@ impl ChatService {
                     self.tell(me, &gone(&other));
                 }
                 Ok(ChatReply::Done)
+            }
+            ChatRequest::Block { name } => {
+                let other = other_user(me, &name)?;
+                let max = self.settings.max_blocked;
+                if !self
+                    .store
+                    .set_blocked(me, &other, true, max)
+                    .await
+                    .map_err(internal)?
+                {
+                    return Err(Refusal(
+                        ChatErrorCode::Invalid,
+                        format!("you block {max} names already; unblock some first"),
+                    ));
+                }
+                // What there was between them ended; only the one who blocked is told.
+                self.tell(
+                    me,
+                    &ChatEvent::Friendship {
+                        name: other,
+                        state: None,
+                    },
+                );
+                Ok(ChatReply::Done)
+            }
+            ChatRequest::Unblock { name } => {
+                let other = other_user(me, &name)?;
+                self.store
+                    .set_blocked(me, &other, false, self.settings.max_blocked)
+                    .await
+                    .map_err(internal)?;
+                // Their next request is told, however recent the last.
+                self.announced.forget(me, &other);
+                Ok(ChatReply::Done)
+            }
+            ChatRequest::Blocked => {
+                let names = self.store.blocked(me).await.map_err(internal)?;
+                Ok(ChatReply::Blocked { names })
             }
             ChatRequest::Friends => {
                 let mut friends = Vec::new();
@@ -734,7 +785,10 @@ impl ChatService {
     ) -> std::result::Result<(), Refusal> {
         let changes = !matches!(
             request,
-            ChatRequest::Friends | ChatRequest::Ack { .. } | ChatRequest::History { .. }
+            ChatRequest::Friends
+                | ChatRequest::Ack { .. }
+                | ChatRequest::History { .. }
+                | ChatRequest::Blocked
         );
         if changes {
             let now = Instant::now();

@@ -60,8 +60,9 @@ impl Announcements {
             .is_some_and(|t| t.silenced && now.saturating_duration_since(t.at) < QUIET)
     }
 
-    /// The two became friends: whatever ends between them from now on is told.
-    pub fn befriended(&self, a: &str, b: &str) {
+    /// Forgets what was told between the two (they became friends, or one unblocked the
+    /// other): what comes next is told.
+    pub fn forget(&self, a: &str, b: &str) {
         let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
         told.remove(&(a.to_owned(), b.to_owned()));
         told.remove(&(b.to_owned(), a.to_owned()));
@@ -92,7 +93,7 @@ mod tests {
         assert!(quiet.ended("mallory", "bob", now + QUIET));
         // A friendship's end is always told.
         assert!(!quiet.request("mallory", "bob", now + QUIET));
-        quiet.befriended("bob", "mallory");
+        quiet.forget("bob", "mallory");
         assert!(quiet.ended("mallory", "bob", now + QUIET));
     }
 }

@@ -125,6 +125,19 @@ pub trait ChatStore: Send + Sync {
     async fn ack(&self, user: &str, up_to: u64, keep: u32) -> Result<(), StoreError>;
     /// The last `limit` messages between the two, oldest first.
     async fn history(&self, a: &str, b: &str, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
+    /// Makes `user` block `name` (`blocked`), or stop blocking them. A block ends what
+    /// there is between the two. False when `user` blocks `max` names already.
+    async fn set_blocked(
+        &self,
+        user: &str,
+        name: &str,
+        blocked: bool,
+        max: u32,
+    ) -> Result<bool, StoreError>;
+    /// The names `user` blocks, sorted.
+    async fn blocked(&self, user: &str) -> Result<Vec<String>, StoreError>;
+    /// Whether `user` blocks `name`.
+    async fn blocks(&self, user: &str, name: &str) -> Result<bool, StoreError>;
     /// Sets (or clears) `user`'s colour.
     async fn set_color(&self, user: &str, color: Option<&str>) -> Result<(), StoreError>;
     /// Forgets everything of `user` (`ftpd deluser`).
@@ -289,6 +302,8 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS waiting ON messages (recipient, delivered, id);
 CREATE INDEX IF NOT EXISTS conversation ON messages (sender, recipient, id);
 CREATE TABLE IF NOT EXISTS colors (user TEXT PRIMARY KEY, color TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    user TEXT NOT NULL, blocked TEXT NOT NULL, PRIMARY KEY (user, blocked));
 ";
 
 impl SqliteChatStore {
@@ -650,6 +665,69 @@ impl ChatStore for SqliteChatStore {
         .await
     }
 
+    async fn set_blocked(
+        &self,
+        user: &str,
+        name: &str,
+        blocked: bool,
+        max: u32,
+    ) -> Result<bool, StoreError> {
+        let (user, name) = (user.to_owned(), name.to_owned());
+        self.with(move |db: &rusqlite::Connection| {
+            if !blocked {
+                db.execute(
+                    "DELETE FROM blocks WHERE user = ?1 AND blocked = ?2",
+                    params![user, name],
+                )?;
+                return Ok(true);
+            }
+            let count: u32 = db.query_row(
+                "SELECT COUNT(*) FROM blocks WHERE user = ?1 AND blocked != ?2",
+                params![user, name],
+                |row| row.get(0),
+            )?;
+            if count >= max {
+                return Ok(false);
+            }
+            db.execute(
+                "INSERT OR IGNORE INTO blocks (user, blocked) VALUES (?1, ?2)",
+                params![user, name],
+            )?;
+            db.execute(
+                "DELETE FROM friends WHERE (user = ?1 AND friend = ?2) OR (user = ?2 AND friend = ?1)",
+                params![user, name],
+            )?;
+            db.execute(
+                "DELETE FROM requests
+                 WHERE (sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1)",
+                params![user, name],
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn blocked(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let user = user.to_owned();
+        self.with(move |db: &rusqlite::Connection| {
+            let mut query =
+                db.prepare("SELECT blocked FROM blocks WHERE user = ?1 ORDER BY blocked")?;
+            let names = query.query_map(params![user], |row| row.get(0))?;
+            Ok(names.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    async fn blocks(&self, user: &str, name: &str) -> Result<bool, StoreError> {
+        let (user, name) = (user.to_owned(), name.to_owned());
+        self.with(move |db: &rusqlite::Connection| {
+            Ok(db
+                .prepare_cached("SELECT 1 FROM blocks WHERE user = ?1 AND blocked = ?2")?
+                .exists(params![user, name])?)
+        })
+        .await
+    }
+
     fn push_stored(&self, push: Push) -> bool {
         self.push.set(push).is_ok()
     }
@@ -674,6 +752,10 @@ impl ChatStore for SqliteChatStore {
                 params![user],
             )?;
             tx.execute("DELETE FROM colors WHERE user = ?1", params![user])?;
+            tx.execute(
+                "DELETE FROM blocks WHERE user = ?1 OR blocked = ?1",
+                params![user],
+            )?;
             Ok(())
         })
         .await

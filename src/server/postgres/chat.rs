@@ -461,6 +461,78 @@ impl ChatStore for PgChatStore {
         Ok(())
     }
 
+    async fn set_blocked(
+        &self,
+        user: &str,
+        name: &str,
+        blocked: bool,
+        max: u32,
+    ) -> Result<bool, StoreError> {
+        let client = self.db.client().await?;
+        if !blocked {
+            client
+                .execute(
+                    "DELETE FROM ftpd_chat_blocks WHERE username = $1 AND blocked = $2",
+                    &[&user, &name],
+                )
+                .await
+                .map_err(failed("unblocking"))?;
+            return Ok(true);
+        }
+        // One statement: within the bound, the block and the end of what was between them.
+        let row = client
+            .query_one(
+                "WITH room AS (
+                     SELECT count(*) < $3 AS ok FROM ftpd_chat_blocks
+                     WHERE username = $1 AND blocked <> $2),
+                 added AS (
+                     INSERT INTO ftpd_chat_blocks (username, blocked)
+                     SELECT $1, $2 FROM room WHERE ok
+                     ON CONFLICT DO NOTHING RETURNING 1),
+                 unfriended AS (
+                     DELETE FROM ftpd_chat_friends
+                     WHERE ((username = $1 AND friend = $2) OR (username = $2 AND friend = $1))
+                       AND (SELECT ok FROM room) RETURNING 1),
+                 unasked AS (
+                     DELETE FROM ftpd_chat_requests
+                     WHERE ((sender = $1 AND recipient = $2) OR (sender = $2 AND recipient = $1))
+                       AND (SELECT ok FROM room) RETURNING 1)
+                 SELECT ok FROM room",
+                &[&user, &name, &i64::from(max)],
+            )
+            .await
+            .map_err(failed("blocking"))?;
+        Ok(row.get(0))
+    }
+
+    async fn blocked(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .db
+            .client()
+            .await?
+            .query(
+                "SELECT blocked FROM ftpd_chat_blocks WHERE username = $1 ORDER BY blocked",
+                &[&user],
+            )
+            .await
+            .map_err(failed("reading the names blocked"))?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    async fn blocks(&self, user: &str, name: &str) -> Result<bool, StoreError> {
+        let row = self
+            .db
+            .client()
+            .await?
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM ftpd_chat_blocks WHERE username = $1 AND blocked = $2)",
+                &[&user, &name],
+            )
+            .await
+            .map_err(failed("reading a block"))?;
+        Ok(row.get(0))
+    }
+
     async fn delete_user(&self, user: &str) -> Result<(), StoreError> {
         let client = self.db.client().await?;
         for statement in [
@@ -468,6 +540,7 @@ impl ChatStore for PgChatStore {
             "DELETE FROM ftpd_chat_requests WHERE sender = $1 OR recipient = $1",
             "DELETE FROM ftpd_chat_messages WHERE sender = $1 OR recipient = $1",
             "DELETE FROM ftpd_chat_colors WHERE username = $1",
+            "DELETE FROM ftpd_chat_blocks WHERE username = $1 OR blocked = $1",
         ] {
             client
                 .execute(statement, &[&user])
