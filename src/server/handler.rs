@@ -11,7 +11,7 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit};
 
 use super::Shared;
 use super::audit::Record;
-use super::quota::Hold;
+use super::quota::{Hold, Need, Refused};
 use super::storage::{DIRECTORY_BYTES, Upload, UserTree};
 use crate::checksum::Digest;
 use crate::commands::{Attributes, EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
@@ -339,74 +339,94 @@ impl Handler<'_> {
             .tree
             .begin_upload(&remote, size, overwrite, resume)
             .await?;
-        if new_entry && let Some(max) = max_entries {
-            // Checked again now that this upload counts among the entries (a partial
-            // file, an upload in progress), with every other upload running, on every
-            // node sharing the count: of two that raced for the last place, neither
-            // passes on the other's behalf.
-            let keep = upload.offset() > 0;
-            let counted = match self.tree.usage().await {
-                Ok(usage) => usage.entries,
-                Err(err) => {
-                    upload.abort(keep).await;
-                    return Err(err);
-                }
-            };
-            if counted > max {
-                upload.abort(keep).await;
-                return Err(StorageError::new(
-                    ErrorCode::QuotaExceeded,
-                    format!(
-                        "file quota exceeded: {max} files and directories, counting the \
-                         uploads in progress"
-                    ),
-                ));
-            }
-        }
-        let Some(quota) = quota else {
+        // Partial data from before stays for a later resume (it is in the usage).
+        let keep = upload.offset() > 0;
+        if quota.is_none() && !new_entry {
             return Ok((upload, None, target_lock));
-        };
-        let used = match self.tree.usage().await {
-            Ok(used) => used.bytes,
+        }
+        let usage = match self.tree.usage().await {
+            Ok(usage) => usage,
             Err(err) => {
-                upload.abort(true).await;
+                upload.abort(keep).await;
                 return Err(err);
             }
         };
-        // The partial data already held is in `used`; what comes is the rest of the file.
-        let incoming = size.saturating_sub(upload.offset());
-        let projected = used
-            .saturating_sub(upload.replaces())
-            .saturating_add(incoming);
-        let reserved = match self
-            .shared
-            .quotas
-            .reserve(&self.user, projected, incoming, quota)
-            .await
+        // A new file under a file-count quota: an upload its engine counts while it runs
+        // (a partial file) is checked again now that it counts, with every other upload
+        // running; one it does not count holds its entry, as bytes are held, on every
+        // node. Of two uploads racing for the last place, neither passes on the other's
+        // behalf.
+        let max = max_entries.filter(|_| new_entry);
+        if let Some(max) = max
+            && upload.counted()
+            && usage.entries > max
         {
+            upload.abort(keep).await;
+            return Err(entries_exceeded(max));
+        }
+        // The partial data already held is in `usage`; what comes is the rest of the file.
+        let incoming = size.saturating_sub(upload.offset());
+        let need = Need {
+            bytes: quota.map(|quota| {
+                let projected = usage
+                    .bytes
+                    .saturating_sub(upload.replaces())
+                    .saturating_add(incoming);
+                (projected, incoming, quota)
+            }),
+            entry: max
+                .filter(|_| !upload.counted())
+                .map(|max| (usage.entries, max)),
+        };
+        if need.bytes.is_none() && need.entry.is_none() {
+            return Ok((upload, None, target_lock));
+        }
+        let reserved = match self.shared.quotas.reserve(&self.user, need).await {
             Ok(reserved) => reserved,
             Err(err) => {
-                let keep = upload.offset() > 0;
                 upload.abort(keep).await;
                 return Err(err);
             }
         };
         match reserved {
-            Ok(reservation) => Ok((upload, Some(reservation), target_lock)),
-            Err(pending) => {
-                // Partial data from before stays for a later resume (it is in `used`).
-                let keep = upload.offset() > 0;
+            Ok(reservation) => {
+                // Checked again with the hold taken: what others hold first, then what is
+                // counted (an upload that finishes counts before it lets its hold go), so
+                // no upload racing this one is missed by both; of two, neither passes on
+                // the other's behalf.
+                if let Some((_, max)) = need.entry {
+                    let counted = async {
+                        let held = self.shared.quotas.held_entries(&self.user).await?;
+                        let usage = self.tree.usage().await?;
+                        Ok::<_, StorageError>(usage.entries.saturating_add(held))
+                    };
+                    let over = match counted.await {
+                        Ok(counted) => (counted > max).then(|| entries_exceeded(max)),
+                        Err(err) => Some(err),
+                    };
+                    if let Some(err) = over {
+                        drop(reservation);
+                        upload.abort(keep).await;
+                        return Err(err);
+                    }
+                }
+                Ok((upload, Some(reservation), target_lock))
+            }
+            Err(refused) => {
                 upload.abort(keep).await;
-                let used_now = used.saturating_add(pending);
-                Err(StorageError::new(
-                    ErrorCode::QuotaExceeded,
-                    format!(
-                        "quota exceeded (used {} of {}; this file needs {})",
-                        format_size(used_now),
-                        format_size(quota),
-                        format_size(size)
+                Err(match (refused, quota, max) {
+                    (Refused::Bytes(pending), Some(quota), _) => StorageError::new(
+                        ErrorCode::QuotaExceeded,
+                        format!(
+                            "quota exceeded (used {} of {}; this file needs {})",
+                            format_size(usage.bytes.saturating_add(pending)),
+                            format_size(quota),
+                            format_size(size)
+                        ),
                     ),
-                ))
+                    (_, _, Some(max)) => entries_exceeded(max),
+                    _ => StorageError::new(ErrorCode::QuotaExceeded, "quota exceeded"),
+                })
             }
         }
     }
@@ -729,4 +749,14 @@ fn unexpected(message: &str) -> Response {
         code: ErrorCode::UnexpectedRequest,
         message: message.into(),
     }
+}
+
+/// The refusal of a new file past the file-count quota, counting uploads in progress.
+fn entries_exceeded(max: u64) -> StorageError {
+    StorageError::new(
+        ErrorCode::QuotaExceeded,
+        format!(
+            "file quota exceeded: {max} files and directories, counting the uploads in progress"
+        ),
+    )
 }

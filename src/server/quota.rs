@@ -1,6 +1,7 @@
 //! Quota bookkeeping between concurrent uploads of one user: each upload reserves the bytes
-//! it has yet to send, so two uploads cannot both fit under the quota on their own and
-//! exceed it together.
+//! it has yet to send (and, where its engine does not count it while it runs, the entry it
+//! will be), so two uploads cannot both fit under a quota on their own and exceed it
+//! together.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,21 +36,28 @@ impl QuotaBook {
         }
     }
 
+    /// Entries the uploads of `user` hold now (their own included).
+    pub(crate) async fn held_entries(&self, user: &Username) -> Result<u64, StorageError> {
+        match self {
+            QuotaBook::Local(quotas) => Ok(quotas.held_entries(user)),
+            QuotaBook::Shared(book) => book
+                .held_entries(user)
+                .await
+                .map_err(|e| StorageError::database_unavailable(&e)),
+        }
+    }
+
     /// As [`Quotas::reserve`], over every node when shared.
     pub(crate) async fn reserve(
         &self,
         user: &Username,
-        projected: u64,
-        incoming: u64,
-        quota: u64,
-    ) -> Result<Result<Hold, u64>, StorageError> {
+        need: Need,
+    ) -> Result<Result<Hold, Refused>, StorageError> {
         match self {
-            QuotaBook::Local(quotas) => Ok(quotas
-                .reserve(user, projected, incoming, quota)
-                .map(Hold::Local)),
+            QuotaBook::Local(quotas) => Ok(quotas.reserve(user, need).map(Hold::Local)),
             QuotaBook::Shared(book) => {
                 let reserved = book
-                    .reserve(user, projected, incoming, quota)
+                    .reserve(user, need)
                     .await
                     .map_err(|e| StorageError::database_unavailable(&e))?;
                 Ok(reserved.map(|id| {
@@ -62,6 +70,55 @@ impl QuotaBook {
                 }))
             }
         }
+    }
+}
+
+/// What one upload needs held.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Need {
+    /// Bytes: usage after this upload (`projected`), the bytes still to come (`incoming`),
+    /// and the quota.
+    pub(crate) bytes: Option<(u64, u64, u64)>,
+    /// An entry: the entries counted now, and the file-count quota.
+    pub(crate) entry: Option<(u64, u64)>,
+}
+
+/// Why a reservation was refused: what the user's other uploads hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Of bytes.
+    Bytes(u64),
+    /// Of entries.
+    Entries(u64),
+}
+
+impl Need {
+    /// Whether it fits beside what others hold; what refuses it otherwise.
+    pub(crate) fn fits(&self, others_bytes: u64, others_entries: u64) -> Result<(), Refused> {
+        if let Some((projected, _, quota)) = self.bytes
+            && projected
+                .checked_add(others_bytes)
+                .is_none_or(|total| total > quota)
+        {
+            return Err(Refused::Bytes(others_bytes));
+        }
+        if let Some((counted, max)) = self.entry
+            && counted
+                .checked_add(others_entries)
+                .and_then(|n| n.checked_add(1))
+                .is_none_or(|total| total > max)
+        {
+            return Err(Refused::Entries(others_entries));
+        }
+        Ok(())
+    }
+
+    /// Bytes and entries to hold.
+    pub(crate) fn held(&self) -> (u64, u64) {
+        (
+            self.bytes.map_or(0, |(_, incoming, _)| incoming),
+            u64::from(self.entry.is_some()),
+        )
     }
 }
 
@@ -102,10 +159,10 @@ impl Drop for SharedHold {
     }
 }
 
-/// Bytes reserved by uploads in progress, per user.
+/// Bytes and entries reserved by uploads in progress, per user.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Quotas {
-    pending: Arc<Mutex<HashMap<Username, u64>>>,
+    pending: Arc<Mutex<HashMap<Username, (u64, u64)>>>,
 }
 
 impl Quotas {
@@ -114,45 +171,45 @@ impl Quotas {
         let Ok(pending) = self.pending.lock() else {
             return 0;
         };
-        pending.get(user).copied().unwrap_or(0)
+        pending.get(user).map_or(0, |held| held.0)
     }
 
-    /// Reserves `incoming` bytes for `user` if `projected` (usage after this upload) plus
-    /// what other uploads have reserved stays within `quota`. On refusal, returns the bytes
-    /// other uploads hold.
-    pub(crate) fn reserve(
-        &self,
-        user: &Username,
-        projected: u64,
-        incoming: u64,
-        quota: u64,
-    ) -> Result<Reservation, u64> {
-        let Ok(mut pending) = self.pending.lock() else {
-            return Err(0);
+    /// Entries the uploads of `user` hold now.
+    pub(crate) fn held_entries(&self, user: &Username) -> u64 {
+        let Ok(pending) = self.pending.lock() else {
+            return 0;
         };
-        let others = pending.get(user).copied().unwrap_or(0);
-        if projected
-            .checked_add(others)
-            .is_none_or(|total| total > quota)
-        {
-            return Err(others);
-        }
+        pending.get(user).map_or(0, |held| held.1)
+    }
+
+    /// Holds what `need` asks for `user` if it fits beside what other uploads hold. On
+    /// refusal, says what the others hold.
+    pub(crate) fn reserve(&self, user: &Username, need: Need) -> Result<Reservation, Refused> {
+        let Ok(mut pending) = self.pending.lock() else {
+            return Err(Refused::Bytes(0));
+        };
+        let (others_bytes, others_entries) = pending.get(user).copied().unwrap_or_default();
+        need.fits(others_bytes, others_entries)?;
+        let (bytes, entries) = need.held();
         let held = pending.entry(user.clone()).or_default();
-        *held = held.saturating_add(incoming);
+        held.0 = held.0.saturating_add(bytes);
+        held.1 = held.1.saturating_add(entries);
         Ok(Reservation {
             quotas: self.clone(),
             user: user.clone(),
-            bytes: incoming,
+            bytes,
+            entries,
         })
     }
 }
 
-/// Bytes held for one upload; released when dropped.
+/// Bytes and entries held for one upload; released when dropped.
 #[derive(Debug)]
 pub(crate) struct Reservation {
     quotas: Quotas,
     user: Username,
     bytes: u64,
+    entries: u64,
 }
 
 impl Reservation {
@@ -161,7 +218,7 @@ impl Reservation {
         let Ok(pending) = self.quotas.pending.lock() else {
             return 0;
         };
-        let all = pending.get(&self.user).copied().unwrap_or(0);
+        let all = pending.get(&self.user).map_or(0, |held| held.0);
         all.saturating_sub(self.bytes)
     }
 }
@@ -171,8 +228,9 @@ impl Drop for Reservation {
         if let Ok(mut pending) = self.quotas.pending.lock()
             && let Some(held) = pending.get_mut(&self.user)
         {
-            *held = held.saturating_sub(self.bytes);
-            if *held == 0 {
+            held.0 = held.0.saturating_sub(self.bytes);
+            held.1 = held.1.saturating_sub(self.entries);
+            if *held == (0, 0) {
                 pending.remove(&self.user);
             }
         }
@@ -183,21 +241,51 @@ impl Drop for Reservation {
 mod tests {
     use super::*;
 
+    fn bytes(projected: u64, incoming: u64, quota: u64) -> Need {
+        Need {
+            bytes: Some((projected, incoming, quota)),
+            entry: None,
+        }
+    }
+
     #[test]
     fn concurrent_reservations_share_the_quota() {
         let quotas = Quotas::default();
         let alice = Username::parse("alice").unwrap();
-        let first = quotas.reserve(&alice, 60, 60, 100).unwrap();
-        assert_eq!(quotas.reserve(&alice, 60, 60, 100).unwrap_err(), 60);
+        let first = quotas.reserve(&alice, bytes(60, 60, 100)).unwrap();
+        assert_eq!(
+            quotas.reserve(&alice, bytes(60, 60, 100)).unwrap_err(),
+            Refused::Bytes(60)
+        );
         let bob = Username::parse("bob").unwrap();
-        assert!(quotas.reserve(&bob, 60, 60, 100).is_ok());
-        let small = quotas.reserve(&alice, 30, 30, 100).unwrap();
+        assert!(quotas.reserve(&bob, bytes(60, 60, 100)).is_ok());
+        let small = quotas.reserve(&alice, bytes(30, 30, 100)).unwrap();
         assert_eq!(small.held_by_others(), 60);
         drop(first);
         assert_eq!(small.held_by_others(), 0);
         drop(small);
-        assert!(quotas.reserve(&alice, 60, 60, 100).is_ok());
+        assert!(quotas.reserve(&alice, bytes(60, 60, 100)).is_ok());
         // Sums that would wrap are refused, not wrapped.
-        assert!(quotas.reserve(&bob, u64::MAX, 1, 100).is_err());
+        assert!(quotas.reserve(&bob, bytes(u64::MAX, 1, 100)).is_err());
+    }
+
+    /// Issue 27.7: entries are held as bytes are, for uploads their engine does not count.
+    #[test]
+    fn concurrent_new_files_share_the_file_count_quota() {
+        let quotas = Quotas::default();
+        let alice = Username::parse("alice").unwrap();
+        let entry = |counted| Need {
+            bytes: None,
+            entry: Some((counted, 4)),
+        };
+        let held: Vec<_> = (0..2)
+            .map(|_| quotas.reserve(&alice, entry(2)).unwrap())
+            .collect();
+        assert_eq!(
+            quotas.reserve(&alice, entry(2)).unwrap_err(),
+            Refused::Entries(2)
+        );
+        drop(held);
+        assert!(quotas.reserve(&alice, entry(3)).is_ok());
     }
 }

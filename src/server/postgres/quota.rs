@@ -138,20 +138,37 @@ impl PgReservations {
         Ok(unsigned(row.get(0)))
     }
 
-    /// Holds `incoming` bytes for `user` if `projected` (usage after this upload) plus what
-    /// other uploads hold stays within `quota`: the hold's id, or on refusal what the
-    /// others hold. One user's reservations are made one at a time across nodes (an
-    /// advisory lock in a transaction), so two cannot both see room for themselves alone.
+    /// Entries the uploads of `user` hold now, on every node.
     ///
     /// # Errors
     /// The database.
-    pub async fn reserve(
+    pub async fn held_entries(&self, user: &Username) -> Result<u64, UserDbError> {
+        let row = self
+            .db
+            .client()
+            .await?
+            .query_one(
+                "SELECT COALESCE(sum(entries), 0)::bigint FROM ftpd_reservations \
+                 WHERE username = $1 AND expires_at > now()",
+                &[&user.as_str()],
+            )
+            .await
+            .map_err(database_error("reading the entries uploads hold"))?;
+        Ok(unsigned(row.get(0)))
+    }
+
+    /// Holds what `need` asks for `user` (bytes, an entry) if it fits beside what other
+    /// uploads hold: the hold's id, or on refusal what the others hold. One user's
+    /// reservations are made one at a time across nodes (an advisory lock in a
+    /// transaction), so two cannot both see room for themselves alone.
+    ///
+    /// # Errors
+    /// The database.
+    pub(crate) async fn reserve(
         &self,
         user: &Username,
-        projected: u64,
-        incoming: u64,
-        quota: u64,
-    ) -> Result<Result<i64, u64>, UserDbError> {
+        need: crate::server::quota::Need,
+    ) -> Result<Result<i64, crate::server::quota::Refused>, UserDbError> {
         let mut connection = self.db.exclusive().await?;
         let transaction = connection
             .client()?
@@ -166,28 +183,33 @@ impl PgReservations {
             )
             .await
             .map_err(database_error("locking a user's reservations"))?;
-        let others: i64 = transaction
+        let others = transaction
             .query_one(
-                "SELECT COALESCE(sum(bytes), 0)::bigint FROM ftpd_reservations \
-                 WHERE username = $1 AND expires_at > now()",
+                "SELECT COALESCE(sum(bytes), 0)::bigint, COALESCE(sum(entries), 0)::bigint \
+                 FROM ftpd_reservations WHERE username = $1 AND expires_at > now()",
                 &[&user.as_str()],
             )
             .await
-            .map_err(database_error("reading the bytes uploads hold"))?
-            .get(0);
-        let others = unsigned(others);
-        if projected
-            .checked_add(others)
-            .is_none_or(|total| total > quota)
-        {
+            .map_err(database_error("reading what uploads hold"))?;
+        let (others_bytes, others_entries) = (
+            unsigned(others.get::<_, i64>(0)),
+            unsigned(others.get::<_, i64>(1)),
+        );
+        if let Err(refused) = need.fits(others_bytes, others_entries) {
             transaction.rollback().await.map_err(what)?;
-            return Ok(Err(others));
+            return Ok(Err(refused));
         }
+        let (bytes, entries) = need.held();
         let id: i64 = transaction
             .query_one(
-                "INSERT INTO ftpd_reservations (username, bytes, expires_at) \
-                 VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id",
-                &[&user.as_str(), &signed(incoming), &HOLD_LEASE.as_secs_f64()],
+                "INSERT INTO ftpd_reservations (username, bytes, entries, expires_at) \
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
+                &[
+                    &user.as_str(),
+                    &signed(bytes),
+                    &signed(entries),
+                    &HOLD_LEASE.as_secs_f64(),
+                ],
             )
             .await
             .map_err(database_error("reserving room for an upload"))?

@@ -106,6 +106,9 @@ pub trait Upload: Send {
     fn offset(&self) -> u64;
     /// Bytes of the target this upload would replace, as it stood when the upload began.
     fn replaces(&self) -> u64;
+    /// Whether the upload counts among its home's entries while it runs (a partial file on
+    /// disk does; an object store's upload in progress does not, and is held for instead).
+    fn counted(&self) -> bool;
     /// Appends the next chunk.
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError>;
     /// Gives the finished file this modification time and these permission bits.
@@ -955,6 +958,10 @@ fn discard_partial(parent: &Dir, part: &str, ledger: &Ledger, offset: u64) {
 
 #[async_trait]
 impl Upload for FsUpload {
+    fn counted(&self) -> bool {
+        true
+    }
+
     fn offset(&self) -> u64 {
         self.offset
     }

@@ -673,9 +673,7 @@ impl UserTree for ObjectTree {
         // The directory it goes into and what is there now, at once.
         let (parent, found) = tokio::join!(self.require_directory(&parent_key), self.find(&key));
         parent?;
-        let found = found?;
-        let new_entry = found.is_none();
-        let replaces = match found {
+        let replaces = match found? {
             Some(Found::Directory) => {
                 return Err(StorageError::new(ErrorCode::IsADirectory, "is a directory"));
             }
@@ -688,7 +686,7 @@ impl UserTree for ObjectTree {
             Some(Found::File(file)) => file.meta.size,
             None => 0,
         };
-        let mut upload = upload::ObjectUpload::begin(
+        let upload = upload::ObjectUpload::begin(
             upload::Target {
                 store: Arc::clone(&self.store),
                 state_key: keys::state_key(
@@ -706,9 +704,6 @@ impl UserTree for ObjectTree {
             resume,
         )
         .await?;
-        if new_entry {
-            upload.count_as_new_entry().await;
-        }
         Ok(Box::new(upload))
     }
 

@@ -204,55 +204,9 @@ pub struct ObjectUpload {
     /// The checksum of everything sent so far; `None` when parts sent through another node
     /// (or before a restart) came first, so only the completed object can be checked.
     checksum: Option<Checksum>,
-    /// The entry this upload of a new file counts in its home's usage while it runs.
-    entry: Option<PendingEntry>,
-}
-
-/// An upload of a new file counts as an entry of its home from its start, as a partial
-/// file does on disk: concurrent uploads (on any node sharing the count) see each other
-/// under the file-count quota. Dropped unclaimed (the upload failed, was aborted or
-/// abandoned), the entry is taken back.
-struct PendingEntry {
-    ledger: Option<Arc<super::usage::HomeUsage>>,
-}
-
-impl PendingEntry {
-    async fn count(ledger: &Arc<super::usage::HomeUsage>) -> Self {
-        ledger.add(Usage::entry(false, 0)).await;
-        PendingEntry {
-            ledger: Some(Arc::clone(ledger)),
-        }
-    }
-
-    /// The file arrived: the entry is its own now.
-    fn claim(mut self) {
-        self.ledger = None;
-    }
-
-    /// Takes the entry back now (rather than soon after, as a drop does).
-    async fn release(mut self) {
-        if let Some(ledger) = self.ledger.take() {
-            ledger.remove(Usage::entry(false, 0)).await;
-        }
-    }
-}
-
-impl Drop for PendingEntry {
-    fn drop(&mut self) {
-        if let Some(ledger) = self.ledger.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move { ledger.remove(Usage::entry(false, 0)).await });
-        }
-    }
 }
 
 impl ObjectUpload {
-    /// Counts this upload as the new entry it will be (see [`PendingEntry`]).
-    pub async fn count_as_new_entry(&mut self) {
-        self.entry = Some(PendingEntry::count(&self.target.ledger).await);
-    }
-
     pub async fn begin(
         target: Target,
         size: u64,
@@ -273,7 +227,6 @@ impl ObjectUpload {
             pending: Vec::new(),
             pending_len: 0,
             checksum: Some(Checksum::new()),
-            entry: None,
             target,
         };
         let Some(state) = upload.load_state().await? else {
@@ -461,6 +414,10 @@ fn part_size_for(size: u64) -> u64 {
 
 #[async_trait]
 impl Upload for ObjectUpload {
+    fn counted(&self) -> bool {
+        false
+    }
+
     fn offset(&self) -> u64 {
         self.offset
     }
@@ -598,21 +555,14 @@ impl Upload for ObjectUpload {
                 }
             }
         }
-        match (existing, self.entry.take()) {
-            (Some(old), _) => self.target.ledger.resize(old, self.size).await,
-            (None, Some(entry)) => {
-                entry.claim();
-                self.target.ledger.resize(0, self.size).await;
-            }
-            (None, None) => self.target.ledger.add(Usage::entry(false, self.size)).await,
+        match existing {
+            Some(old) => self.target.ledger.resize(old, self.size).await,
+            None => self.target.ledger.add(Usage::entry(false, self.size)).await,
         }
         Ok(())
     }
 
     async fn abort(mut self: Box<Self>, keep: bool) {
-        if let Some(entry) = self.entry.take() {
-            entry.release().await;
-        }
         // Kept: the parts sent and their state stay for a resume (once those in flight
         // are stored); what was pending (less than a part) is sent again.
         if keep {
