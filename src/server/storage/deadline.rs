@@ -6,7 +6,8 @@
 //! (each page of a listing and each chunk of a download too), and changes of a single key
 //! (a marker, one file's removal), which are whole or not at all. A tree-wide `rename` or
 //! `rm -r` and an upload's data are bounded by each request's own timeout instead (the
-//! engine's), so they never stop half done.
+//! engine's), so they never stop half done; so is a `checksum`, which may read a whole
+//! file of any size.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,7 +122,8 @@ impl UserTree for Deadlines {
     }
 
     async fn checksum(&self, path: &RemotePath) -> Result<(u64, Digest), StorageError> {
-        within(self.limit, "checksum", self.tree.checksum(path)).await
+        // It may read a whole file: each of its requests has the engine's own timeout.
+        self.tree.checksum(path).await
     }
 
     async fn open_download(
@@ -248,7 +250,6 @@ mod tests {
         busy(tree.list(&path).await.err().unwrap());
         busy(tree.usage().await.unwrap_err());
         busy(tree.mkdir(&path, true).await.unwrap_err());
-        busy(tree.checksum(&path).await.unwrap_err());
         busy(
             tree.begin_upload(&path, 1, false, false)
                 .await
@@ -256,6 +257,6 @@ mod tests {
                 .unwrap(),
         );
         busy(tree.open_download(&path, 0).await.err().unwrap());
-        assert_eq!(started.elapsed(), METADATA_DEADLINE * 7);
+        assert_eq!(started.elapsed(), METADATA_DEADLINE * 6);
     }
 }

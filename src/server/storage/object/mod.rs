@@ -82,8 +82,10 @@ const MAX_OBJECT_SIZE: u64 = 5 << 40;
 /// How long a request is retried before the client is told the store is unavailable.
 const STORE_RETRY_TIMEOUT: Duration = Duration::from_secs(10);
 const STORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest a single request (a part of 8 MiB included) may take.
-const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a single request (a part of an upload, up to hundreds of MiB for the largest
+/// files, or a 16 MiB range of a download) may take. What can be abandoned has a shorter
+/// deadline as a whole ([`METADATA_DEADLINE`]).
+const STORE_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Most pages of a listing fetched per request: S3 answers at most 1,000 keys at a time.
 const KEYS_PER_REQUEST: usize = 1000;
