@@ -306,6 +306,20 @@ CREATE TABLE IF NOT EXISTS blocks (
     user TEXT NOT NULL, blocked TEXT NOT NULL, PRIMARY KEY (user, blocked));
 ";
 
+/// Ends what there is between `a` and `b` (a friendship, a request either way); whether
+/// there was anything.
+fn end_relation(db: &rusqlite::Connection, a: &str, b: &str) -> rusqlite::Result<bool> {
+    let mut changed = db.execute(
+        "DELETE FROM friends WHERE (user = ?1 AND friend = ?2) OR (user = ?2 AND friend = ?1)",
+        params![a, b],
+    )?;
+    changed += db.execute(
+        "DELETE FROM requests WHERE (sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1)",
+        params![a, b],
+    )?;
+    Ok(changed > 0)
+}
+
 impl SqliteChatStore {
     /// Opens (creating) the database at `path`, mode 0600.
     ///
@@ -469,19 +483,8 @@ impl ChatStore for SqliteChatStore {
 
     async fn remove(&self, a: &str, b: &str) -> Result<bool, StoreError> {
         let (a, b) = (a.to_owned(), b.to_owned());
-        self.with(move |db: &rusqlite::Connection| {
-            let tx = db;
-            let mut changed = tx.execute(
-                "DELETE FROM friends WHERE (user = ?1 AND friend = ?2) OR (user = ?2 AND friend = ?1)",
-                params![a, b],
-            )?;
-            changed += tx.execute(
-                "DELETE FROM requests WHERE (sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1)",
-                params![a, b],
-            )?;
-            Ok(changed > 0)
-        })
-        .await
+        self.with(move |db: &rusqlite::Connection| Ok(end_relation(db, &a, &b)?))
+            .await
     }
 
     async fn friends(&self, user: &str) -> Result<Vec<Relation>, StoreError> {
@@ -693,15 +696,7 @@ impl ChatStore for SqliteChatStore {
                 "INSERT OR IGNORE INTO blocks (user, blocked) VALUES (?1, ?2)",
                 params![user, name],
             )?;
-            db.execute(
-                "DELETE FROM friends WHERE (user = ?1 AND friend = ?2) OR (user = ?2 AND friend = ?1)",
-                params![user, name],
-            )?;
-            db.execute(
-                "DELETE FROM requests
-                 WHERE (sender = ?1 AND recipient = ?2) OR (sender = ?2 AND recipient = ?1)",
-                params![user, name],
-            )?;
+            end_relation(db, &user, &name)?;
             Ok(true)
         })
         .await
