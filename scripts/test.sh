@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, against the real engines: installs what is missing (chrony and PostgreSQL from
-# Debian's packages, s3s-fs pinned from crates.io), then `cargo test --locked`. Without root
+# Debian's packages, s3s-fs pinned from crates.io, aioquic pinned from PyPI into a virtual
+# environment), then `cargo test --locked`. Without root
 # it installs nothing: it names what to install and fails, rather than let a test skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,11 +18,13 @@ have_chrony() { command -v chronyd >/dev/null 2>&1 || [ -x /usr/sbin/chronyd ]; 
 have_postgres() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 have_s3s() { command -v s3s-fs >/dev/null 2>&1 || [ -x "$s3s_root/bin/s3s-fs" ]; }
 have_kill() { command -v kill >/dev/null 2>&1; }
+have_venv() { python3 -c 'import venv, ensurepip' >/dev/null 2>&1; }
 
 packages=()
 have_kill || packages+=(procps)
 have_chrony || packages+=(chrony)
 have_postgres || packages+=(postgresql)
+have_venv || packages+=(python3 python3-venv)
 
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -58,5 +61,15 @@ fi
 if [ -z "${S3S_FS:-}" ] && [ -x "$s3s_root/bin/s3s-fs" ]; then
   export S3S_FS="$s3s_root/bin/s3s-fs"
 fi
+
+# The chat client written from docs/PROTOCOL.md alone (tests/independent) runs on Python's
+# aioquic, pinned, in a virtual environment of its own.
+venv=target/test-python
+if ! "$venv/bin/python" -c 'import aioquic' >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing aioquic into $venv (pip)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/independent/requirements.txt
+fi
+export FTPREP_TEST_PYTHON="$PWD/$venv/bin/python"
 
 cargo test --locked "$@"

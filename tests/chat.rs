@@ -27,6 +27,8 @@ struct Lab {
     config: Config,
     tcp: SocketAddr,
     chat: SocketAddr,
+    /// The certificate's fingerprint, as `ftpd` shows it.
+    fingerprint: String,
     stop: CancellationToken,
     chat_task: Option<JoinHandle<()>>,
 }
@@ -50,6 +52,7 @@ impl Lab {
             add_user(&dir.path().join("users.db"), name, password);
         }
         let server = Server::open(&config).await.unwrap();
+        let fingerprint = server.identity().unwrap().fingerprint.clone();
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let chat = socket.local_addr().unwrap();
         let (stop, chat_task) = start_chat(&server, &config, socket);
@@ -61,6 +64,7 @@ impl Lab {
             config,
             tcp,
             chat,
+            fingerprint,
             stop,
             chat_task: Some(chat_task),
         }
@@ -860,4 +864,81 @@ async fn a_blocked_name_is_dropped_silently() {
             _ => {}
         }
     }
+}
+
+/// Issue 27.16: a client written from docs/PROTOCOL.md alone, in Python on aioquic
+/// (tests/independent/chat_client.py), logs in with SCRAM-SHA-256-PLUS, takes what waited
+/// for it, sends, resends, hears a reply, reads the history, and gets the answers the
+/// document promises to a frame that is no request and to an oversized one before login.
+/// `scripts/test.sh` installs aioquic into target/test-python and names it in
+/// FTPREP_TEST_PYTHON.
+#[tokio::test]
+async fn a_client_written_from_the_protocol_document_alone_chats() {
+    let lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b")]).await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    {
+        let mut alice = lab.chat("alice", "pw-a").await;
+        befriend(&mut alice, &mut bob).await;
+        alice.close().await;
+    }
+    bob.send("alice", "waited for you").await.unwrap();
+
+    let python = std::env::var("FTPREP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/independent/chat_client.py"
+    );
+    let client = tokio::process::Command::new(&python)
+        .args([script, &lab.chat.to_string(), &lab.fingerprint])
+        .args(["alice", "pw-a", "bob"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python} (scripts/test.sh sets it up): {e}"));
+
+    // Its message arrives once, resend and all; bob answers it.
+    let (text, _, from) = next_message(&mut bob).await;
+    assert_eq!(
+        (text.as_str(), from.as_str()),
+        ("written from the document", "alice")
+    );
+    bob.send("alice", "read you").await.unwrap();
+
+    let output = tokio::time::timeout(Duration::from_secs(90), client.wait_with_output())
+        .await
+        .expect("the independent client finished")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the independent client failed: {stderr}"
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let expected = serde_json::json!({
+        "waiting": [["bob", "waited for you"]],
+        "friends": [{"name": "bob", "state": "Friends", "online": true, "color": null}],
+        "stored": "Stored",
+        "resend_same_id": true,
+        "reply": "read you",
+        "history": [
+            ["bob", "waited for you"],
+            ["alice", "written from the document"],
+            ["bob", "read you"]
+        ],
+        "bad_frame": "UnexpectedRequest",
+        "closed": [0, "bye"],
+        "oversized_before_login": "FrameTooLarge"
+    });
+    assert_eq!(seen, expected);
+
+    // The resend was not delivered again: the next message bob gets is a later one.
+    let _ = lab
+        .chat("alice", "pw-a")
+        .await
+        .send("bob", "marker")
+        .await
+        .unwrap();
+    let (text, _, _) = next_message(&mut bob).await;
+    assert_eq!(text, "marker");
 }
