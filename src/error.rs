@@ -95,9 +95,21 @@ pub enum Error {
         /// The server's explanation.
         message: String,
     },
-    /// A time server refused to give the time (a Kiss-o'-Death, or an unsynchronised clock).
+    /// A time server gave no usable time (an unsynchronised clock, a reply that fails the
+    /// sanity checks, nothing listening).
     #[error("{0}")]
     TimeRefused(String),
+    /// A time server sent a Kiss-o'-Death (RFC 5905, section 7.4): `RATE` asks for slower
+    /// polling, `DENY` and `RSTR` for none at all.
+    #[error(
+        "the server {} (Kiss-o'-Death {})",
+        crate::ntp::kiss_meaning(code),
+        crate::sanitize::for_terminal(code)
+    )]
+    KissOfDeath {
+        /// The four-letter code, NULs trimmed.
+        code: String,
+    },
     /// The server answered with a message that does not fit the request.
     #[error("unexpected reply from the server: {0}")]
     UnexpectedReply(&'static str),
@@ -281,6 +293,7 @@ impl Error {
             | Error::UnsafeName { .. }
             | Error::DuplicateName { .. }
             | Error::TimeRefused(_)
+            | Error::KissOfDeath { .. }
             | Error::Timeout
             | Error::Tls(_)
             | Error::CertificateChanged { .. }

@@ -112,6 +112,15 @@ pub enum NtpError {
     TooShort(usize),
 }
 
+/// What a Kiss-o'-Death code asks, in words.
+pub fn kiss_meaning(code: &str) -> &'static str {
+    match code {
+        "RATE" => "asks us to slow down (rate limit)",
+        "DENY" | "RSTR" => "refuses to serve us",
+        _ => "sent a Kiss-o'-Death",
+    }
+}
+
 impl Packet {
     /// Reads the header from the start of `bytes` (extension fields after it are ignored).
     ///
@@ -172,8 +181,11 @@ impl Packet {
 
     /// A Kiss-o'-Death: stratum 0 and a four-letter code in the reference ID.
     pub fn kiss_code(&self) -> Option<String> {
-        (self.stratum == 0 && self.mode == MODE_SERVER)
-            .then(|| String::from_utf8_lossy(&self.reference_id).into_owned())
+        (self.stratum == 0 && self.mode == MODE_SERVER).then(|| {
+            String::from_utf8_lossy(&self.reference_id)
+                .trim_end_matches('\0')
+                .to_owned()
+        })
     }
 
     /// The reference ID as people read it: four letters for stratum 0-1 (and `LOCL`, a

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
-use ftprep::chat::FriendState;
 use ftprep::client::bench::{BenchOptions, LiveCounts, Mix};
-use ftprep::client::chat::{ChatClient, DeliveredMarks, Painter};
+use ftprep::client::chat_commands::{ChatCommand, ChatOutput};
 use ftprep::client::shell::{self, FileCommand, Output, Session};
+use ftprep::client::time::TimeArgs;
 use ftprep::client::{
     self, Client, CredentialStore, KnownHosts, SavedLogin, Transport, UnknownServer, progress,
 };
@@ -104,59 +104,15 @@ enum Command {
         #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
         file_size: u64,
     },
-    /// Ask an NTP time server (an ftpd, chrony, ntpd) how far this machine's clock is off.
+    /// Ask NTP time servers (an ftpd, chrony, ntpd) how far this machine's clock is off.
     /// Never changes the clock.
-    Time {
-        /// HOST, HOST:PORT or an IPv6 literal [default: the host of your most recent login,
-        /// port 1123, or 127.0.0.1:1123].
-        server: Option<String>,
-        /// Requests to send; the one with the lowest delay is reported.
-        #[arg(short = 'n', long, value_name = "SAMPLES", default_value_t = 4)]
-        samples: u32,
-        /// Keep asking every SECS seconds (at least 1), a line each time, until Ctrl-C.
-        #[arg(long, value_name = "SECS")]
-        watch: Option<f64>,
-        /// One JSON object per result.
-        #[arg(long)]
-        json: bool,
-    },
+    Time(TimeArgs),
     /// Chat, interactively: messages, requests and presence appear above the prompt as they
     /// come; /help lists the commands (/add, /del, /friends, /msg, /to, /history, /color,
     /// /quit). Over QUIC, always encrypted: --plaintext does not apply to the chat.
     Chat,
-    /// Chat: list your friends (presence, waiting requests), or `add NAME` (ask, or accept
-    /// their request) / `del NAME` (end a friendship both ways, withdraw or decline) /
-    /// `block NAME` (end it, and drop their requests silently from now on) / `unblock
-    /// NAME` / `blocked` (the names you block). The chat runs over QUIC, always encrypted:
-    /// --plaintext does not apply to it.
-    Friends {
-        #[command(subcommand)]
-        action: Option<FriendAction>,
-    },
-    /// Chat: send TEXT to a friend; exits 0 once the server has stored it.
-    Send {
-        /// The friend.
-        #[arg(value_parser = valid_username)]
-        name: String,
-        /// The message (UTF-8, at most 4 KiB).
-        text: String,
-    },
-    /// Chat: print the messages waiting for you (time, sender, text), oldest first, and
-    /// acknowledge them; each is printed once.
-    Inbox {
-        /// With nothing waiting, wait up to SECS for a message.
-        #[arg(long, value_name = "SECS", default_value_t = 0.0)]
-        wait: f64,
-        /// One JSON object a message: id, at (ms since 1970), from, text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Chat: the colour friends see your name in (red, green, yellow, blue, magenta, cyan,
-    /// or bright-...), or `none` for the one derived from your name.
-    Color {
-        /// The colour, or none.
-        colour: String,
-    },
+    #[command(flatten)]
+    ChatOnce(ChatCommand),
     /// Print a shell completion script: `ftpc completions bash > /etc/bash_completion.d/ftpc`
     /// (or zsh, fish, elvish, powershell).
     Completions {
@@ -167,33 +123,6 @@ enum Command {
     Man,
     #[command(flatten)]
     File(FileCommand),
-}
-
-#[derive(Subcommand)]
-enum FriendAction {
-    /// Ask NAME to be friends, or accept their request.
-    Add {
-        #[arg(value_parser = valid_username)]
-        name: String,
-    },
-    /// End the friendship with NAME (both ways), or withdraw or decline a request.
-    Del {
-        #[arg(value_parser = valid_username)]
-        name: String,
-    },
-    /// Block NAME: end what there is between you (they are not told) and drop their
-    /// friend requests silently from now on.
-    Block {
-        #[arg(value_parser = valid_username)]
-        name: String,
-    },
-    /// Stop blocking NAME.
-    Unblock {
-        #[arg(value_parser = valid_username)]
-        name: String,
-    },
-    /// The names you block, one a line.
-    Blocked,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -237,50 +166,6 @@ fn valid_username(text: &str) -> Result<String, String> {
     Username::parse(text)
         .map(|name| name.as_str().to_owned())
         .map_err(|e| e.to_string())
-}
-
-/// `ftpc time`: one report, or one a poll until Ctrl-C.
-async fn time(
-    server: &str,
-    samples: u32,
-    watch: Option<f64>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let print = |report: &client::time::TimeReport| {
-        if json {
-            println!("{}", serde_json::to_string(report).unwrap_or_default());
-        } else {
-            println!("{report}");
-        }
-    };
-    let Some(every) = watch else {
-        let report = client::time::query(server, samples)
-            .await
-            .with_context(|| format!("time {server}"))?;
-        print(&report);
-        return Ok(ExitCode::SUCCESS);
-    };
-    let every = Duration::from_secs_f64(every.max(1.0));
-    let mut ticks = tokio::time::interval(every);
-    // One Ctrl-C listener for the whole watch, so a press while a poll waits for its reply
-    // stops it too (a listener made afresh per wait would miss that press).
-    let stop = tokio::signal::ctrl_c();
-    tokio::pin!(stop);
-    loop {
-        let poll = async {
-            ticks.tick().await;
-            match client::time::query(server, samples).await {
-                Ok(report) => print(&report),
-                // A refusal (KoD) or silence is reported; the next poll comes later anyway.
-                Err(err) => eprintln!("ftpc: time {server}: {err}"),
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = &mut stop => return Ok(ExitCode::SUCCESS),
-            () = poll => {}
-        }
-    }
 }
 
 /// Maps the library's error kind to the documented exit code.
@@ -360,26 +245,16 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let server = server.as_deref();
     match cli.command {
-        Some(Command::Time {
-            server: time_server,
-            samples,
-            watch,
-            json,
-        }) => {
-            let address = match time_server {
-                Some(raw) => client::time::time_address(&raw)?,
-                None => {
-                    let host = store
-                        .find(server)?
-                        .map(|login| login.server)
-                        .unwrap_or_else(|| client::DEFAULT_SERVER.to_owned());
-                    client::time::time_address(
-                        host.rsplit_once(':')
-                            .map_or(host.as_str(), |(host, _)| host),
-                    )?
+        Some(Command::Time(args)) => {
+            let login = store.find(server)?.map(|login| login.server);
+            runtime.block_on(async {
+                let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+                // Ctrl-C ends a --watch: that is how it is meant to stop.
+                tokio::select! {
+                    outcome = args.run(login.as_deref(), &mut out, &mut err) => outcome,
+                    _ = tokio::signal::ctrl_c() => Ok(()),
                 }
-            };
-            return runtime.block_on(time(&address, samples, watch, json));
+            })?;
         }
         Some(Command::Chat) => {
             let saved = store
@@ -396,13 +271,23 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
                 history,
             )?;
         }
-        Some(
-            command @ (Command::Friends { .. }
-            | Command::Send { .. }
-            | Command::Inbox { .. }
-            | Command::Color { .. }),
-        ) => {
-            runtime.block_on(chat_command(&store, &trust, server, command))?;
+        Some(Command::ChatOnce(command)) => {
+            let saved = store
+                .find(server)?
+                .ok_or_else(|| ftprep::Error::NotLoggedIn {
+                    server: server.map(str::to_owned),
+                })?;
+            let context = format!("chat at {}", saved.server);
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            let io = ChatOutput {
+                out: &mut out,
+                err: &mut err,
+                colour: std::io::stdout().is_terminal(),
+            };
+            let trust = (trust.known_hosts.clone(), trust.unknown.clone());
+            runtime
+                .block_on(command.run(&saved, &store, trust, io))
+                .context(context)?;
         }
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
@@ -455,105 +340,6 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
         None => return shell_mode(&store, &trust, server, runtime, None),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The one-shot chat commands, for scripts.
-async fn chat_command(
-    store: &CredentialStore,
-    trust: &Trust,
-    server: Option<&str>,
-    command: Command,
-) -> anyhow::Result<()> {
-    let saved = store
-        .find(server)?
-        .ok_or_else(|| ftprep::Error::NotLoggedIn {
-            server: server.map(str::to_owned),
-        })?;
-    let mut chat =
-        ChatClient::connect_saved(&saved, trust.known_hosts.clone(), trust.unknown.clone())
-            .await
-            .with_context(|| format!("chat at {}", saved.server))?;
-    let painter = Painter::for_output(std::io::stdout().is_terminal());
-    match command {
-        Command::Friends { action: None } => {
-            for friend in chat.friends().await? {
-                let state = match friend.state {
-                    FriendState::Friends if friend.online => "online",
-                    FriendState::Friends => "offline",
-                    FriendState::Asked => "asked (waiting for their answer)",
-                    FriendState::AskedBy => "asks you (ftpc friends add to accept)",
-                };
-                let name = painter.name(&friend.name, friend.color.as_deref(), false);
-                println!("{name}\t{state}");
-            }
-        }
-        Command::Friends {
-            action: Some(FriendAction::Add { name }),
-        } => chat.add(&name).await?,
-        Command::Friends {
-            action: Some(FriendAction::Del { name }),
-        } => chat.del(&name).await?,
-        Command::Friends {
-            action: Some(FriendAction::Block { name }),
-        } => chat.block(&name).await?,
-        Command::Friends {
-            action: Some(FriendAction::Unblock { name }),
-        } => chat.unblock(&name).await?,
-        Command::Friends {
-            action: Some(FriendAction::Blocked),
-        } => {
-            for name in chat.blocked().await? {
-                println!("{}", ftprep::sanitize::for_terminal(&name));
-            }
-        }
-        Command::Send { name, text } => {
-            chat.send(&name, &text).await?;
-        }
-        Command::Color { colour } => {
-            let colour = (colour != "none").then_some(colour);
-            chat.set_color(colour.as_deref()).await?;
-        }
-        Command::Inbox { wait, json } => {
-            let marks = DeliveredMarks::beside(store);
-            let user = saved.user.as_str();
-            chat.resume_after(marks.get(&saved.server, user));
-            let inbox = chat.inbox(Duration::from_secs_f64(wait.max(0.0))).await?;
-            let messages = inbox.messages;
-            let mut colours = std::collections::HashMap::new();
-            if painter.colour && !json {
-                for friend in chat.friends().await? {
-                    colours.insert(friend.name, friend.color);
-                }
-            }
-            for message in &messages {
-                if json {
-                    println!("{}", serde_json::to_string(message)?);
-                } else {
-                    let chosen = colours.get(&message.from).and_then(|c| c.as_deref());
-                    println!("{}", painter.message(message, chosen, false));
-                }
-            }
-            // Printed, then remembered here, then acknowledged: a broken connection in
-            // between shows nothing twice. The acknowledgement covers what an earlier run
-            // showed but could not acknowledge, too.
-            if let Some(last) = messages.last() {
-                marks.set(&saved.server, user, last.id)?;
-            }
-            if chat.delivered() > 0 {
-                chat.ack(chat.delivered()).await?;
-            }
-            if inbox.more {
-                eprintln!(
-                    "ftpc: more messages are waiting than one inbox takes \
-                     ({} or 16 MiB); run ftpc inbox again for the rest",
-                    ftprep::client::chat::INBOX_MESSAGES
-                );
-            }
-        }
-        _ => {}
-    }
-    chat.close().await;
-    Ok(())
 }
 
 async fn bench(

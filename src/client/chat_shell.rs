@@ -22,32 +22,51 @@ use super::tls::{KnownHosts, UnknownServer};
 use crate::chat::{COLOURS, ChatEvent, ChatMessage, FriendState};
 use crate::error::{Error, Result};
 
-/// The commands, for `/help` and completion.
-const COMMANDS: &[(&str, &str)] = &[
+/// The commands, for `/help` and completion: the command, its arguments, what it does.
+const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "/add",
-        "NAME      ask NAME to be friends, or accept their request",
+        "NAME",
+        "ask NAME to be friends, or accept their request",
     ),
     (
         "/del",
-        "NAME      end a friendship, withdraw or decline a request",
+        "NAME",
+        "end a friendship, withdraw or decline a request",
     ),
     (
         "/block",
-        "NAME    end it with NAME and drop their requests from now on",
+        "NAME",
+        "end it with NAME and drop their requests from now on",
     ),
-    ("/unblock", "NAME  stop blocking NAME"),
-    ("/friends", "          friends (online or not) and requests"),
-    ("/msg", "NAME TEXT send TEXT to a friend"),
-    ("/to", "NAME       plain lines go to NAME from now on"),
-    ("/history", "[NAME] [N] the last N (20) messages with NAME"),
+    ("/unblock", "NAME", "stop blocking NAME"),
+    ("/friends", "", "friends (online or not) and requests"),
+    ("/who", "", "friends online now"),
+    ("/msg", "NAME TEXT", "send TEXT to a friend"),
+    ("/to", "NAME", "plain lines go to NAME from now on"),
+    (
+        "/history",
+        "[NAME] [N]",
+        "the last N (20) messages with NAME",
+    ),
     (
         "/color",
-        "COLOUR   the colour friends see your name in (or none)",
+        "COLOUR",
+        "the colour friends see your name in (or none)",
     ),
-    ("/help", "         this list"),
-    ("/quit", "         leave (Ctrl-D too)"),
+    ("/help", "", "this list"),
+    ("/quit", "", "leave (Ctrl-D too)"),
 ];
+
+/// `/help`: the commands and what they do, in aligned columns.
+fn help_text() -> String {
+    let usage = |(command, args, _): &(&str, &str, &str)| format!("{command} {args}");
+    let width = COMMANDS.iter().map(|c| usage(c).len()).max().unwrap_or(0);
+    COMMANDS
+        .iter()
+        .map(|c| format!("  {:<width$}  {}\n", usage(c), c.2))
+        .collect()
+}
 
 /// One line typed at the chat prompt, understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +81,8 @@ pub enum Input {
     Unblock(String),
     /// `/friends`.
     Friends,
+    /// `/who`.
+    Who,
     /// `/msg NAME TEXT`, or a plain line to the current `/to` target.
     Msg(String, String),
     /// A plain line (to the current target, if there is one).
@@ -108,6 +129,7 @@ pub fn parse_input(line: &str) -> std::result::Result<Input, String> {
         "unblock" => Input::Unblock(one("NAME")?),
         "to" => Input::To(one("NAME")?),
         "friends" => Input::Friends,
+        "who" => Input::Who,
         "msg" => match rest.split_once(char::is_whitespace) {
             Some((name, text)) if !text.trim().is_empty() => {
                 Input::Msg(name.to_owned(), text.trim().to_owned())
@@ -154,6 +176,14 @@ pub fn run_interactive(
     unknown: UnknownServer,
     history: Option<PathBuf>,
 ) -> Result<()> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        return Err(Error::Usage(
+            "the chat is interactive and needs a terminal; scripts use ftpc send, \
+             ftpc inbox and ftpc friends"
+                .into(),
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -217,9 +247,11 @@ pub fn run_interactive(
                     let _ = worker.join();
                     return Ok(());
                 }
-                Ok(Input::Help) => {
-                    for (command, what) in COMMANDS {
-                        println!("  {command} {what}");
+                Ok(Input::Help) => print!("{}", help_text()),
+                // The prompt shows the new target at once: set here, before the next prompt.
+                Ok(Input::To(name)) => {
+                    if let Ok(mut target) = shared.target.lock() {
+                        *target = Some(name);
                     }
                 }
                 Ok(Input::Nothing) => {}
@@ -271,7 +303,9 @@ impl Connection {
     }
 
     async fn run(mut self, mut lines: mpsc::UnboundedReceiver<Input>) {
-        let _ = self.refresh_friends().await;
+        if let Err(err) = self.roster().await {
+            self.print(format!("{err}"));
+        }
         loop {
             let Some(client) = self.client.as_mut() else {
                 if !self.reconnect(&mut lines).await {
@@ -326,7 +360,7 @@ impl Connection {
                     client.resume_after(self.delivered);
                     self.client = Some(client);
                     self.print("reconnected".into());
-                    let _ = self.refresh_friends().await;
+                    let _ = self.roster().await;
                     return true;
                 }
                 Err(err @ (Error::LoginExpired { .. } | Error::CertificateChanged { .. })) => {
@@ -369,6 +403,24 @@ impl Connection {
         Ok(friends)
     }
 
+    /// Says which friends are online (at the start, after a reconnect, and for `/who`):
+    /// presence is pushed only as it changes.
+    async fn roster(&mut self) -> Result<()> {
+        let online: Vec<String> = self
+            .refresh_friends()
+            .await?
+            .into_iter()
+            .filter(|f| f.state == FriendState::Friends && f.online)
+            .map(|f| self.name(&f.name))
+            .collect();
+        self.print(match online.as_slice() {
+            [] => "* none of your friends is online".into(),
+            [one] => format!("* {one} is online"),
+            many => format!("* online: {}", many.join(", ")),
+        });
+        Ok(())
+    }
+
     fn name(&self, name: &str) -> String {
         let chosen = self.colours.get(name).and_then(|c| c.as_deref());
         self.painter.name(name, chosen, false)
@@ -378,8 +430,14 @@ impl Connection {
         match input {
             Input::Add(name) => {
                 self.client()?.add(&name).await?;
-                self.print(format!("* asked {} (or accepted)", self.name(&name)));
-                self.refresh_friends().await?;
+                let friends = self.refresh_friends().await?;
+                let state = friends.iter().find(|f| f.name == name).map(|f| f.state);
+                let shown = self.name(&name);
+                // Accepted: the friendship's event says so. Otherwise asked, or nothing at
+                // all for a name that does not exist or blocks us, which must look the same.
+                if state != Some(FriendState::Friends) {
+                    self.print(format!("* asked {shown}; waiting for their answer"));
+                }
             }
             Input::Del(name) => {
                 self.client()?.del(&name).await?;
@@ -425,13 +483,9 @@ impl Connection {
                     None => self.print("to whom? /to NAME first, or /msg NAME TEXT".into()),
                 }
             }
-            Input::To(name) => {
-                if let Ok(mut target) = self.shared.target.lock() {
-                    *target = Some(name);
-                }
-                // The prompt changes at the next line.
-                self.print("* plain lines go there now".into());
-            }
+            Input::Who => self.roster().await?,
+            // Set by the editor, which shows it in the prompt at once.
+            Input::To(_) => {}
             Input::History(name, count) => {
                 let with = name.or_else(|| self.shared.target.lock().ok().and_then(|t| t.clone()));
                 let Some(with) = with else {
@@ -509,7 +563,7 @@ impl Connection {
                 self.refresh_friends().await?;
                 let line = match state {
                     Some(FriendState::Friends) => {
-                        format!("* {} and you are friends", self.name(&name))
+                        format!("* you and {} are friends now", self.name(&name))
                     }
                     _ => format!("* {} and you are no longer friends", self.name(&name)),
                 };
@@ -555,7 +609,7 @@ impl Completer for ChatHelper {
         let candidates: Vec<Pair> = if start == 0 && word.starts_with('/') {
             COMMANDS
                 .iter()
-                .map(|(c, _)| *c)
+                .map(|(c, _, _)| *c)
                 .filter(|c| c.starts_with(word))
                 .map(pair)
                 .collect()

@@ -15,6 +15,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod chat_commands;
 pub mod chat_shell;
 pub mod credentials;
 pub mod parallel;

@@ -976,6 +976,12 @@ enum ShellCommand {
         /// Local directory (default: the current one).
         path: Option<PathBuf>,
     },
+    /// Ask NTP time servers how far this machine's clock is off (as `ftpc time`).
+    Time(super::time::TimeArgs),
+    /// Chat interactively until /quit, then back to this shell (as `ftpc chat`).
+    Chat,
+    #[command(flatten)]
+    ChatOnce(super::chat_commands::ChatCommand),
     /// Leave the shell.
     #[command(visible_aliases = ["quit", "bye"])]
     Exit,
@@ -983,8 +989,9 @@ enum ShellCommand {
 
 /// The words the shell knows, for completion.
 const SHELL_WORDS: &[&str] = &[
-    "bye", "cd", "check", "df", "exit", "get", "help", "lcd", "lls", "lpwd", "ls", "mget", "mkdir",
-    "mput", "mv", "put", "pwd", "quit", "rm", "rmdir", "stat", "sync",
+    "bye", "cd", "chat", "check", "color", "df", "exit", "friends", "get", "help", "inbox", "lcd",
+    "lls", "lpwd", "ls", "mget", "mkdir", "mput", "mv", "put", "pwd", "quit", "rm", "rmdir",
+    "send", "stat", "sync", "time",
 ];
 
 /// Whether the shell goes on after a line.
@@ -994,6 +1001,8 @@ pub enum Flow {
     Continue,
     /// `exit` was typed.
     Exit,
+    /// `chat` was typed: the caller runs the chat on the terminal, then reads on.
+    Chat,
 }
 
 impl Session {
@@ -1093,9 +1102,48 @@ impl Session {
                     writeln!(io.out, "{name}").map_err(local_failed(&ctx))?;
                 }
             }
+            ShellCommand::Time(args) => {
+                args.run(Some(&self.server), io.out, io.err).await?;
+            }
+            ShellCommand::ChatOnce(command) => {
+                let ctx = format!("chat at {}", self.server);
+                let saved = self.saved_login().map_err(failed(&ctx))?;
+                let chat_io = super::chat_commands::ChatOutput {
+                    out: io.out,
+                    err: io.err,
+                    colour: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                };
+                let trust = (self.known_hosts.clone(), self.unknown.clone());
+                command
+                    .run(&saved, &self.store, trust, chat_io)
+                    .await
+                    .map_err(failed(&ctx))?;
+            }
+            ShellCommand::Chat => return Ok(Flow::Chat),
             ShellCommand::Exit => return Ok(Flow::Exit),
         }
         Ok(Flow::Continue)
+    }
+
+    /// The saved login this shell runs on, for the chat: the same user on the same server.
+    ///
+    /// # Errors
+    /// [`Error::NotLoggedIn`] after a logout, [`Error::Usage`] if another user logged in
+    /// since.
+    pub fn saved_login(&self) -> Result<super::SavedLogin> {
+        let saved = self
+            .store
+            .find(Some(&self.server))?
+            .ok_or_else(|| Error::NotLoggedIn {
+                server: Some(self.server.clone()),
+            })?;
+        if saved.user != self.user {
+            return Err(Error::Usage(format!(
+                "the saved login for {} is now {}; start ftpc again",
+                self.server, saved.user
+            )));
+        }
+        Ok(saved)
     }
 
     /// The prompt: user, server and remote directory.
@@ -1142,6 +1190,14 @@ pub fn run_batch(
         match runtime.block_on(session.execute_line(&line, io)) {
             Ok(Flow::Continue) => {}
             Ok(Flow::Exit) => return Ok(()),
+            Ok(Flow::Chat) => {
+                return Err(fail(CommandError {
+                    context: "chat".into(),
+                    error: Error::Usage(
+                        "the chat needs a terminal; in a batch use friends, send and inbox".into(),
+                    ),
+                }));
+            }
             Err(failure) => return Err(fail(failure)),
         }
     }
@@ -1226,6 +1282,21 @@ pub fn run_interactive(
                 Ok(Flow::Exit) => {
                     exit = true;
                     break;
+                }
+                Ok(Flow::Chat) => {
+                    let current = session.borrow();
+                    let chat_history = history.as_deref().map(|h| h.with_file_name("chat-history"));
+                    let chat = current.saved_login().and_then(|saved| {
+                        super::chat_shell::run_interactive(
+                            saved,
+                            current.known_hosts.clone(),
+                            current.unknown.clone(),
+                            chat_history,
+                        )
+                    });
+                    if let Err(e) = chat {
+                        eprintln!("chat: {e}");
+                    }
                 }
                 Err(failure) => eprintln!("{failure}"),
             }

@@ -382,6 +382,102 @@ mod tests {
         );
     }
 
+    /// A failure counts for exactly the window: at its end still, a moment later no more.
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_counts_for_the_whole_window_and_no_longer() {
+        let guard = LoginGuard::new(policy());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        guard.record_failure(None, ip);
+        tokio::time::advance(policy().window).await;
+        assert_eq!(guard.check(None, ip).delay, policy().base_delay);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(guard.check(None, ip).delay, Duration::ZERO);
+    }
+
+    /// A lockout is reported once, when it begins; failing on while locked neither
+    /// reports it again nor makes it last longer.
+    #[tokio::test(start_paused = true)]
+    async fn a_lockout_is_reported_once_and_not_extended() {
+        let guard = LoginGuard::new(policy());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let reported: Vec<_> = (0..6).map(|_| guard.record_failure(None, ip)).collect();
+        assert_eq!(reported, [None, None, Some(ip), None, None, None]);
+        tokio::time::advance(Duration::from_secs(100)).await;
+        guard.record_failure(None, ip);
+        // 120 s after it began, the lockout is over, though failures went on meanwhile.
+        tokio::time::advance(Duration::from_secs(21)).await;
+        assert!(!guard.check(None, ip).locked);
+    }
+
+    /// All the failures a policy counts are remembered: a threshold of 32 (the most kept)
+    /// still locks out.
+    #[tokio::test(start_paused = true)]
+    async fn the_most_failures_remembered_still_lock_out() {
+        let guard = LoginGuard::new(LockoutPolicy {
+            max_failures: MAX_REMEMBERED as u32,
+            ..policy()
+        });
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 1..MAX_REMEMBERED {
+            assert_eq!(guard.record_failure(None, ip), None);
+        }
+        assert_eq!(guard.record_failure(None, ip), Some(ip));
+    }
+
+    /// Fills the table with one failure of each address `0..MAX_TRACKED`, 10 µs apart.
+    async fn fill(guard: &LoginGuard) {
+        for i in 0..MAX_TRACKED as u32 {
+            tokio::time::advance(Duration::from_micros(10)).await;
+            guard.record_failure(None, IpAddr::from(i.to_be_bytes()));
+        }
+        assert_eq!(guard.tracked(), MAX_TRACKED);
+    }
+
+    /// A full table makes room for a new key by forgetting what has gone quiet, only
+    /// that, and only once it is full.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_forgets_the_quiet_first() {
+        let guard = LoginGuard::new(policy());
+        fill(&guard).await;
+        // The first 100 go quiet; the rest still count.
+        // Failure i came at (i + 1) * 10 µs; past the window are those up to the 100th.
+        let quiet_until = Duration::from_micros(10) * 100 + Duration::from_micros(1);
+        let elapsed = Duration::from_micros(10) * MAX_TRACKED as u32;
+        tokio::time::advance(policy().window - elapsed + quiet_until).await;
+        assert_eq!(
+            guard.tracked(),
+            MAX_TRACKED,
+            "nothing is forgotten before room is needed"
+        );
+        let newcomer: IpAddr = "2001:db8::1".parse().unwrap();
+        guard.record_failure(None, newcomer);
+        assert_eq!(guard.tracked(), MAX_TRACKED - 100 + 1);
+        assert!(
+            guard
+                .check(None, IpAddr::from(0u32.to_be_bytes()))
+                .delay
+                .is_zero()
+        );
+        let kept = IpAddr::from(100u32.to_be_bytes());
+        assert_eq!(guard.check(None, kept).delay, policy().base_delay);
+        assert_eq!(guard.check(None, newcomer).delay, policy().base_delay);
+    }
+
+    /// With nothing quiet, a full table forgets the sixteenth whose failures are oldest,
+    /// and exactly that.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_of_recent_failures_forgets_the_oldest_sixteenth() {
+        let guard = LoginGuard::new(policy());
+        fill(&guard).await;
+        guard.record_failure(None, "2001:db8::1".parse().unwrap());
+        let evicted = MAX_TRACKED / 16;
+        assert_eq!(guard.tracked(), MAX_TRACKED - evicted + 1);
+        let last_evicted = IpAddr::from((evicted as u32 - 1).to_be_bytes());
+        let first_kept = IpAddr::from((evicted as u32).to_be_bytes());
+        assert!(guard.check(None, last_evicted).delay.is_zero());
+        assert_eq!(guard.check(None, first_kept).delay, policy().base_delay);
+    }
+
     /// Issue 11.3: the table only shrank past 100,000 entries of any size. It now holds at
     /// most MAX_TRACKED keys, each a valid name or an address.
     #[tokio::test(start_paused = true)]

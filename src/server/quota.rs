@@ -269,6 +269,61 @@ mod tests {
         assert!(quotas.reserve(&bob, bytes(u64::MAX, 1, 100)).is_err());
     }
 
+    /// A quota is a limit one may reach: an upload that fills it exactly fits, one byte
+    /// or one entry more does not.
+    #[test]
+    fn a_quota_may_be_filled_exactly() {
+        assert_eq!(bytes(100, 100, 100).fits(0, 0), Ok(()));
+        assert_eq!(bytes(60, 60, 100).fits(40, 0), Ok(()));
+        assert_eq!(bytes(60, 60, 100).fits(41, 0), Err(Refused::Bytes(41)));
+        let entry = |counted| Need {
+            bytes: None,
+            entry: Some((counted, 4)),
+        };
+        assert_eq!(entry(2).fits(0, 1), Ok(()));
+        assert_eq!(entry(2).fits(0, 2), Err(Refused::Entries(2)));
+        assert_eq!(entry(u64::MAX).fits(0, 0), Err(Refused::Entries(0)));
+        // Both asked: each is checked.
+        let both = Need {
+            bytes: Some((10, 10, 100)),
+            entry: Some((3, 4)),
+        };
+        assert_eq!(both.fits(90, 0), Ok(()));
+        assert_eq!(both.fits(91, 0), Err(Refused::Bytes(91)));
+        assert_eq!(both.fits(0, 1), Err(Refused::Entries(1)));
+        assert_eq!(both.held(), (10, 1));
+        assert_eq!(bytes(70, 20, 100).held(), (20, 0));
+    }
+
+    /// What each user's uploads hold is counted per user, in bytes and entries, the same
+    /// through the book as directly, and each hold gives back exactly its own.
+    #[tokio::test]
+    async fn holds_are_counted_per_user_and_released_one_by_one() {
+        let book = QuotaBook::default();
+        let alice = Username::parse("alice").unwrap();
+        let bob = Username::parse("bob").unwrap();
+        let need = |incoming| Need {
+            bytes: Some((incoming, incoming, 1000)),
+            entry: Some((0, 10)),
+        };
+        let first = book.reserve(&alice, need(100)).await.unwrap().unwrap();
+        let second = book.reserve(&alice, need(20)).await.unwrap().unwrap();
+        let third = book.reserve(&alice, need(3)).await.unwrap().unwrap();
+        let _bobs = book.reserve(&bob, need(7)).await.unwrap().unwrap();
+        assert_eq!(book.held(&alice).await.unwrap(), 123);
+        assert_eq!(book.held_entries(&alice).await.unwrap(), 3);
+        assert_eq!(book.held(&bob).await.unwrap(), 7);
+        assert_eq!(second.held_by_others().await.unwrap(), 103);
+        drop(first);
+        assert_eq!(book.held(&alice).await.unwrap(), 23);
+        assert_eq!(book.held_entries(&alice).await.unwrap(), 2);
+        assert_eq!(third.held_by_others().await.unwrap(), 20);
+        drop((second, third));
+        assert_eq!(book.held(&alice).await.unwrap(), 0);
+        assert_eq!(book.held_entries(&alice).await.unwrap(), 0);
+        assert_eq!(book.held(&bob).await.unwrap(), 7);
+    }
+
     /// Issue 27.7: entries are held as bytes are, for uploads their engine does not count.
     #[test]
     fn concurrent_new_files_share_the_file_count_quota() {
