@@ -2110,3 +2110,54 @@ fn ftpc_time_says_what_to_do_and_never_polls_faster_than_allowed() {
     assert!(status.success(), "{status:?}: {screen}");
     assert!(screen.contains("Kiss-o'-Death RATE"), "{screen}");
 }
+
+/// Issue 28: `ls -la`, `ls -lh`, `ls -a`, wildcards and several paths in `ls`; several
+/// paths to `mkdir` and `rmdir`; `rm -rf` of what may not be there; names as they are into
+/// a pipe, NUL-ended with `-0`.
+#[test]
+fn ls_mkdir_rmdir_and_rm_take_what_people_type() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let ftpc = |args: &[&str]| sb.ftpc(args, "");
+    assert_success(&ftpc(&["mkdir", "-p", "docs/old", "empty1", "empty2"]));
+    let home = sb.path().join("ftp-root/alice");
+    std::fs::write(home.join("docs/a.txt"), vec![1u8; 1536]).unwrap();
+    std::fs::write(home.join("docs/b.txt"), b"b").unwrap();
+    std::fs::write(home.join("docs/.hidden"), b"h").unwrap();
+    std::fs::write(home.join("docs/line\nbreak"), b"x").unwrap();
+
+    let out = ftpc(&["ls", "docs"]);
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "a.txt\nb.txt\nline\nbreak\nold/\n");
+    let out = ftpc(&["ls", "-a", "-0", "docs"]);
+    assert_success(&out);
+    assert_eq!(
+        text(&out.stdout),
+        ".hidden\0a.txt\0b.txt\0line\nbreak\0old/\0"
+    );
+    let out = ftpc(&["ls", "-lah", "docs"]);
+    assert_success(&out);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(".hidden") && shown.contains(" 1.5K "),
+        "{shown}"
+    );
+    let out = ftpc(&["ls", "docs/*.txt"]);
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "docs/a.txt\ndocs/b.txt\n");
+    let out = ftpc(&["ls", "docs/old", "docs/b.txt", "empty1"]);
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "docs/b.txt\n\ndocs/old:\n\nempty1:\n");
+    let out = ftpc(&["ls", "docs/*.pdf"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    assert_success(&ftpc(&["rmdir", "empty1", "empty2"]));
+    assert!(!home.join("empty1").exists() && !home.join("empty2").exists());
+    let out = ftpc(&["rm", "docs/nothing"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_success(&ftpc(&["rm", "-rf", "docs/nothing", "docs/*.pdf", "docs"]));
+    assert!(!home.join("docs").exists());
+    drop(server);
+}

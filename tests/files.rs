@@ -844,6 +844,7 @@ async fn the_shell_connects_again_after_the_server_closed_its_connection() {
         out: &mut out,
         err: &mut err,
         progress: &NoProgress,
+        terminal: false,
     };
     session.execute_line("mkdir d", &mut io).await.unwrap();
     session.execute_line("cd d", &mut io).await.unwrap();

@@ -313,6 +313,7 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
                     out: &mut out,
                     err: &mut err,
                     progress: progress.as_ref(),
+                    terminal: std::io::stdout().is_terminal(),
                 };
                 session.execute(command, &mut io).await?;
                 // A clean goodbye; the command's outcome is already known.
@@ -499,6 +500,7 @@ fn shell_mode(
         out: &mut out,
         err: &mut err,
         progress: progress.as_ref(),
+        terminal: std::io::stdout().is_terminal(),
     };
     let result = match batch.as_deref() {
         None => shell::run_batch(

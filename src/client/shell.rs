@@ -34,40 +34,64 @@ use crate::username::Username;
 #[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Subcommand)]
 pub enum FileCommand {
-    /// List a remote directory, one name a line; directories end in `/`, symlinks in `@`.
+    /// List remote directories (or the entries named), one name a line; directories end in
+    /// `/`, symlinks in `@`. Names starting with `.` only with -a. On a terminal, names are
+    /// shown with control characters escaped; into a pipe, as they are (-0: each ended by
+    /// NUL, for `xargs -0`).
+    // -h is ls's --human-readable, as everywhere, so help is --help alone.
+    #[command(disable_help_flag = true)]
     Ls {
+        /// Print help.
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
         /// Long format: type, size, modification time (local), name.
         #[arg(short = 'l')]
         long: bool,
-        /// Remote path (default: the current remote directory).
-        path: Option<String>,
+        /// Also names starting with `.`.
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        /// With -l, sizes as 1.5K, 23M, 4.0G.
+        #[arg(short = 'h', long = "human-readable")]
+        human: bool,
+        /// End each name with NUL instead of a newline, and never escape it.
+        #[arg(short = '0', long = "null")]
+        null: bool,
+        /// Remote paths, wildcards in the last component expanded from the listing (default:
+        /// the current remote directory).
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
     },
     /// Show type, size and modification time of a remote entry.
     Stat {
         /// Remote path.
         path: String,
     },
-    /// Create a remote directory.
+    /// Create remote directories.
     Mkdir {
         /// Also create missing parents; an existing directory is not an error.
         #[arg(short, long)]
         parents: bool,
-        /// Remote path.
-        path: String,
+        /// Remote paths.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
     },
-    /// Remove a remote file or symlink (with -r, a directory and everything in it).
+    /// Remove remote files or symlinks (with -r, a directory and everything in it).
     Rm {
         /// Remove directories and their contents.
         #[arg(short, long)]
         recursive: bool,
+        /// Nothing there, or no match, is not an error.
+        #[arg(short, long)]
+        force: bool,
         /// Remote paths (wildcards in the last component expanded from the listing).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
-    /// Remove an empty remote directory.
+    /// Remove empty remote directories.
     Rmdir {
-        /// Remote path.
-        path: String,
+        /// Remote paths.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
     },
     /// Rename or move within your remote tree (into TO if it is a directory).
     Mv {
@@ -330,6 +354,9 @@ pub struct Output<'a> {
     pub err: &'a mut dyn Write,
     /// Transfer progress.
     pub progress: &'a dyn Progress,
+    /// `out` is a terminal: names from the server are shown escaped there, and as they are
+    /// into a pipe or a file.
+    pub terminal: bool,
 }
 
 /// A logged-in connection with a remote working directory. A connection that was lost (the
@@ -492,13 +519,22 @@ impl Session {
         io: &mut Output<'_>,
     ) -> std::result::Result<(), CommandError> {
         match command {
-            FileCommand::Ls { long, path } => {
-                let typed = path.unwrap_or_default();
-                let ctx = format!("ls {typed}");
-                let entries = async { self.client.list(&self.resolve(&typed)?).await }
-                    .await
-                    .map_err(failed(ctx.trim_end()))?;
-                write_listing(io.out, &entries, long).map_err(|e| failed("ls")(e.into()))
+            FileCommand::Ls {
+                long,
+                all,
+                human,
+                null,
+                paths,
+                ..
+            } => {
+                let style = ListingStyle {
+                    long,
+                    all,
+                    human,
+                    null,
+                    escape: io.terminal && !null,
+                };
+                self.ls(&paths, style, io).await
             }
             FileCommand::Stat { path } => {
                 let entry = async { self.client.stat(&self.resolve(&path)?).await }
@@ -506,26 +542,42 @@ impl Session {
                     .map_err(failed(format!("stat {path}")))?;
                 write_stat(io.out, &entry).map_err(|e| failed("stat")(e.into()))
             }
-            FileCommand::Mkdir { parents, path } => {
-                async { self.client.mkdir(&self.resolve(&path)?, parents).await }
-                    .await
-                    .map_err(failed(format!("mkdir {path}")))
+            FileCommand::Mkdir { parents, paths } => {
+                for path in paths {
+                    async { self.client.mkdir(&self.resolve(&path)?, parents).await }
+                        .await
+                        .map_err(failed(format!("mkdir {path}")))?;
+                }
+                Ok(())
             }
-            FileCommand::Rm { recursive, paths } => {
+            FileCommand::Rm {
+                recursive,
+                force,
+                paths,
+            } => {
                 for typed in paths {
                     let ctx = format!("rm {typed}");
-                    for path in self.expand_remote(&typed).await.map_err(failed(&ctx))? {
-                        self.client
-                            .remove(&path, recursive)
-                            .await
-                            .map_err(failed(&ctx))?;
+                    let expanded = match self.expand_remote(&typed).await {
+                        Err(e) if force && is_not_found(&e) => continue,
+                        other => other.map_err(failed(&ctx))?,
+                    };
+                    for path in expanded {
+                        match self.client.remove(&path, recursive).await {
+                            Err(e) if force && is_not_found(&e) => {}
+                            other => other.map_err(failed(&ctx))?,
+                        }
                     }
                 }
                 Ok(())
             }
-            FileCommand::Rmdir { path } => async { self.client.rmdir(&self.resolve(&path)?).await }
-                .await
-                .map_err(failed(format!("rmdir {path}"))),
+            FileCommand::Rmdir { paths } => {
+                for path in paths {
+                    async { self.client.rmdir(&self.resolve(&path)?).await }
+                        .await
+                        .map_err(failed(format!("rmdir {path}")))?;
+                }
+                Ok(())
+            }
             FileCommand::Mv { force, from, to } => async {
                 let (source, target) = (self.resolve(&from)?, self.resolve(&to)?);
                 self.client.rename(&source, &target, force).await
@@ -799,6 +851,74 @@ impl Session {
 
     /// A remote path as typed, resolved; a wildcard in its last component (`*`, `?`,
     /// `[...]`) is matched against the listing of its directory, names sorted.
+    /// `ls`: each path a directory's listing (under its name when several are asked, as
+    /// `ls` does) or the entry itself; wildcards list what matches.
+    async fn ls(
+        &mut self,
+        typed: &[String],
+        style: ListingStyle,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<(), CommandError> {
+        let typed: Vec<String> = if typed.is_empty() {
+            vec![String::new()]
+        } else {
+            typed.to_vec()
+        };
+        let write_failed = |e: std::io::Error| failed("ls")(e.into());
+        let mut singles = Vec::new();
+        let mut dirs = Vec::new();
+        for path in &typed {
+            let ctx = format!("ls {path}");
+            let ctx = ctx.trim_end();
+            let resolved = self.resolve(path).map_err(failed(ctx))?;
+            let is_pattern = RemotePath::parse(&resolved)
+                .ok()
+                .and_then(|p| p.file_name().map(is_pattern))
+                .unwrap_or(false);
+            if is_pattern {
+                for matched in self.expand_remote(path).await.map_err(failed(ctx))? {
+                    let mut entry = self.client.stat(&matched).await.map_err(failed(ctx))?;
+                    entry.name = display_name(path, &matched);
+                    singles.push(entry);
+                }
+                continue;
+            }
+            if resolved.is_empty() || self.is_remote_dir(&resolved).await {
+                dirs.push((path.clone(), resolved));
+            } else {
+                let mut entry = self.client.stat(&resolved).await.map_err(failed(ctx))?;
+                entry.name = path.clone();
+                singles.push(entry);
+            }
+        }
+        singles.sort_by(|a, b| a.name.cmp(&b.name));
+        // Named entries are shown whatever their names start with, as ls does.
+        let shown = ListingStyle { all: true, ..style };
+        write_listing(io.out, &singles, shown).map_err(write_failed)?;
+        let headed = typed.len() > 1;
+        for (i, (path, resolved)) in dirs.iter().enumerate() {
+            let ctx = format!("ls {path}");
+            let entries = self
+                .client
+                .list(resolved)
+                .await
+                .map_err(failed(ctx.trim_end()))?;
+            if headed {
+                if i > 0 || !singles.is_empty() {
+                    writeln!(io.out).map_err(write_failed)?;
+                }
+                let name = if style.escape {
+                    for_terminal(path)
+                } else {
+                    path.clone()
+                };
+                writeln!(io.out, "{name}:").map_err(write_failed)?;
+            }
+            write_listing(io.out, &entries, style).map_err(write_failed)?;
+        }
+        Ok(())
+    }
+
     async fn expand_remote(&mut self, typed: &str) -> Result<Vec<String>> {
         let resolved = self.resolve(typed)?;
         let path = RemotePath::parse(&resolved)?;
@@ -829,6 +949,16 @@ impl Session {
 
     async fn is_remote_dir(&mut self, path: &str) -> bool {
         matches!(self.client.stat(path).await, Ok(entry) if entry.kind == EntryKind::Directory)
+    }
+}
+
+/// A matched path shown as the person typed its directory: `ls docs/*.txt` shows
+/// `docs/a.txt`, `ls *.txt` shows `a.txt`.
+fn display_name(typed: &str, matched: &str) -> String {
+    let name = matched.rsplit('/').next().unwrap_or(matched);
+    match typed.rfind('/') {
+        Some(i) => format!("{}{name}", &typed[..=i]),
+        None => name.to_owned(),
     }
 }
 
@@ -900,26 +1030,94 @@ fn local_time(modified: Option<i64>) -> String {
         .unwrap_or_else(|| "-".repeat(16))
 }
 
+/// How `ls` shows a listing.
+#[derive(Debug, Clone, Copy, Default)]
+struct ListingStyle {
+    /// Type, size, time and name.
+    long: bool,
+    /// Names starting with `.` too.
+    all: bool,
+    /// Sizes as 1.5K, 23M.
+    human: bool,
+    /// Each name ended by NUL.
+    null: bool,
+    /// Control characters in names escaped (the output is a terminal).
+    escape: bool,
+}
+
+/// Whether an error says there is nothing there (for `rm -f`).
+fn is_not_found(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Remote {
+            code: crate::commands::ErrorCode::NotFound,
+            ..
+        }
+    )
+}
+
+/// `ls -h`'s size: at most four characters and a unit, rounded up as GNU ls does, so a
+/// size never looks smaller than it is.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if bytes < 1024 {
+        return bytes.to_string();
+    }
+    let mut value = bytes as f64;
+    for (i, unit) in UNITS.iter().enumerate() {
+        value /= 1024.0;
+        let shown = if value < 10.0 {
+            (value * 10.0).ceil() / 10.0
+        } else {
+            value.ceil()
+        };
+        if shown < 1024.0 || i == UNITS.len() - 1 {
+            return if shown < 10.0 {
+                format!("{shown:.1}{unit}")
+            } else {
+                format!("{shown:.0}{unit}")
+            };
+        }
+    }
+    unreachable!("the last unit returns")
+}
+
 /// `ls` output: names, or with `long` type, size, time and name.
-fn write_listing(out: &mut dyn Write, entries: &[Entry], long: bool) -> std::io::Result<()> {
+fn write_listing(
+    out: &mut dyn Write,
+    entries: &[Entry],
+    style: ListingStyle,
+) -> std::io::Result<()> {
+    let end = if style.null { "\0" } else { "\n" };
     for entry in entries {
-        if long {
+        if !style.all && entry.name.starts_with('.') {
+            continue;
+        }
+        let name = if style.escape {
+            for_terminal(&entry.name)
+        } else {
+            entry.name.clone()
+        };
+        if style.long {
             let kind = match entry.kind {
                 EntryKind::Directory => 'd',
                 EntryKind::Symlink => 'l',
                 EntryKind::File => '-',
                 EntryKind::Other => '?',
             };
-            writeln!(
+            let size = if style.human {
+                human_size(entry.size)
+            } else {
+                entry.size.to_string()
+            };
+            write!(
                 out,
-                "{kind} {:>12} {} {}{}",
-                entry.size,
+                "{kind} {size:>12} {} {name}{}{end}",
                 local_time(entry.modified),
-                for_terminal(&entry.name),
                 mark(entry.kind)
             )?;
         } else {
-            writeln!(out, "{}{}", for_terminal(&entry.name), mark(entry.kind))?;
+            write!(out, "{name}{}{end}", mark(entry.kind))?;
         }
     }
     Ok(())
@@ -1257,6 +1455,7 @@ pub fn run_interactive(
                 out: &mut stdout,
                 err: &mut stderr,
                 progress,
+                terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
             };
             let mut current = session.borrow_mut();
             // Ctrl-C stops the command, not the shell: the connection is replaced before
@@ -1514,7 +1713,12 @@ mod tests {
         }];
         for long in [false, true] {
             let mut out = Vec::new();
-            write_listing(&mut out, &entries, long).unwrap();
+            let style = ListingStyle {
+                long,
+                escape: true,
+                ..ListingStyle::default()
+            };
+            write_listing(&mut out, &entries, style).unwrap();
             let text = String::from_utf8(out).unwrap();
             assert_eq!(text.lines().count(), 1, "{text:?}");
             assert!(!text.trim_end().chars().any(char::is_control), "{text:?}");
@@ -1541,8 +1745,12 @@ mod tests {
                 modified: Some(0),
             },
         ];
+        let long = ListingStyle {
+            long: true,
+            ..ListingStyle::default()
+        };
         let mut out = Vec::new();
-        write_listing(&mut out, &entries, true).unwrap();
+        write_listing(&mut out, &entries, long).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<_> = text.lines().collect();
         assert!(
@@ -1554,7 +1762,55 @@ mod tests {
             "{text}"
         );
         let mut out = Vec::new();
-        write_listing(&mut out, &entries, false).unwrap();
+        write_listing(&mut out, &entries, ListingStyle::default()).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "d/\nf\n");
+    }
+
+    /// Issue 28: `ls -a` shows what starts with `.`, which plain `ls` leaves out; into a
+    /// pipe names go as they are, with -0 each ended by NUL; -h sizes as GNU ls shows them.
+    #[test]
+    fn listing_styles_as_ls_has_them() {
+        let entry = |name: &str, size| Entry {
+            name: name.into(),
+            kind: EntryKind::File,
+            size,
+            modified: None,
+        };
+        let entries = [
+            entry(".hidden", 1),
+            entry("two\nlines", 1536),
+            entry("big", 5 << 30),
+        ];
+        let show = |style| {
+            let mut out = Vec::new();
+            write_listing(&mut out, &entries, style).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(show(ListingStyle::default()), "two\nlines\nbig\n");
+        let all = ListingStyle {
+            all: true,
+            null: true,
+            ..ListingStyle::default()
+        };
+        assert_eq!(show(all), ".hidden\0two\nlines\0big\0");
+        let human = ListingStyle {
+            long: true,
+            human: true,
+            ..ListingStyle::default()
+        };
+        let shown = show(human);
+        assert!(
+            shown.contains("         1.5K ") && shown.contains("         5.0G "),
+            "{shown}"
+        );
+        assert_eq!(human_size(0), "0");
+        assert_eq!(human_size(1023), "1023");
+        assert_eq!(human_size(1024), "1.0K");
+        assert_eq!(human_size(1025), "1.1K");
+        assert_eq!(human_size(10 * 1024), "10K");
+        assert_eq!(human_size(10 * 1024 + 1), "11K");
+        assert_eq!(human_size(1024 * 1024 - 1), "1.0M");
+        assert_eq!(human_size(u64::MAX), "16E");
+        assert_eq!(human_size(1024 * 1024), "1.0M");
     }
 }
