@@ -164,7 +164,7 @@ pub enum Error {
         "the certificate of {server} has CHANGED (pinned {expected}, now {actual}).\n\
          Someone may be intercepting the connection, or the server got a new certificate.\n\
          Check the new fingerprint with the server's admin (ftpd fingerprint); if it is right, \
-         remove line {line} of {} and connect again",
+         run `ftpc known-hosts remove {server}` (line {line} of {}) and connect again",
         file.display()
     )]
     CertificateChanged {

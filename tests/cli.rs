@@ -762,8 +762,25 @@ fn tls_trust_on_first_use_through_the_binaries() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("has CHANGED"), "{stderr}");
     assert!(
-        stderr.contains(&format!("remove line 2 of {}", known_hosts.display())),
+        stderr.contains(&format!(
+            "run `ftpc known-hosts remove {addr}` (line 2 of {})",
+            known_hosts.display()
+        )),
         "{stderr}"
+    );
+    // Issue 28: as `ssh-keygen -R`: the pin goes, other lines stay, the next connection
+    // asks again (here: accepts, as told).
+    let out = sb.ftpc(&["known-hosts", "remove", &addr], "");
+    assert_success(&out);
+    let out = sb.ftpc(&["known-hosts", "list"], "");
+    assert_eq!(text(&out.stdout), "other:1 SHA256:x\n");
+    let out = sb.ftpc(&["known-hosts", "remove", &addr], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_success(&sb.ftpc(&["--accept-new", "ls"], ""));
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        pinned.starts_with("other:1 SHA256:x\n") && pinned.contains(&addr),
+        "{pinned}"
     );
     drop(server);
 
@@ -2159,5 +2176,69 @@ fn ls_mkdir_rmdir_and_rm_take_what_people_type() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_success(&ftpc(&["rm", "-rf", "docs/nothing", "docs/*.pdf", "docs"]));
     assert!(!home.join("docs").exists());
+    drop(server);
+}
+
+/// Issue 28: as with ssh: `ftpc login alice@host:port`, the fingerprint pasted at the trust
+/// prompt counts as yes (another one is refused), a mistyped password may be typed again
+/// (three tries in all), and `--server bob@host` must match the saved login.
+#[test]
+fn login_takes_user_at_host_a_pasted_fingerprint_and_three_tries() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "right");
+    let server = RunningServer::start(&sb);
+    let addr = server.addr.clone();
+    let fingerprint = text(&sb.ftpd(&["fingerprint"], "").stdout)
+        .trim()
+        .to_owned();
+    let destination = format!("alice@{addr}");
+
+    // Another fingerprint pasted: refused, nothing pinned.
+    let mut term = Terminal::spawn(&sb, &["login", &destination]);
+    term.wait_for("(yes/no/[fingerprint])? ");
+    term.type_keys("SHA256:AAAAnotthisone\r");
+    term.wait_for("not this server's");
+    let status = term.exit_status();
+    assert_eq!(status.code(), Some(4), "{status:?}");
+
+    let mut term = Terminal::spawn(&sb, &["login", &destination]);
+    term.wait_for("(yes/no/[fingerprint])? ");
+    term.type_keys(&format!("{fingerprint}\r"));
+    term.wait_for(&format!("Password for alice@{addr}: "));
+    term.type_keys("wrong\r");
+    term.wait_for("Permission denied, please try again.");
+    term.wait_for_times("Password for alice@", 2);
+    term.type_keys("right\r");
+    term.wait_for("logged in to");
+    let status = term.exit_status();
+    assert!(status.success(), "{status:?}");
+    assert_success(&sb.ftpc(&["ls"], ""));
+
+    // Three wrong passwords: exit 3 (authentication), as ssh gives up after three.
+    let mut term = Terminal::spawn(&sb, &["login", &destination]);
+    for attempt in 1..=3 {
+        term.wait_for_times("Password for alice@", attempt);
+        term.type_keys("wrong\r");
+    }
+    let screen = Arc::clone(&term.screen);
+    let status = term.exit_status();
+    assert_eq!(status.code(), Some(3), "{}", screen.lock().unwrap());
+    assert_eq!(
+        screen.lock().unwrap().matches("Permission denied").count(),
+        2,
+        "{}",
+        screen.lock().unwrap()
+    );
+
+    let out = sb.ftpc(&["--server", &format!("bob@{addr}"), "ls"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("ftpc login bob@{addr}")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_success(&sb.ftpc(&["--server", &destination, "ls"], ""));
+    let out = sb.ftpc(&["--server", &addr, "login", "alice@other:1"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     drop(server);
 }

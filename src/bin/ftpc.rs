@@ -41,9 +41,10 @@ const CONNECTION: &str = "Connection (any command)";
 #[derive(Parser)]
 #[command(name = "ftpc", version)]
 struct Cli {
-    /// Server address HOST[:PORT] (port 2121 if not given; IPv6 as [::1]:2121). Default:
-    /// the server of your most recent login, or 127.0.0.1:2121 for a first login.
-    #[arg(long, global = true, value_name = "HOST:PORT", env = "FTPC_SERVER", help_heading = CONNECTION)]
+    /// Server address [USER@]HOST[:PORT] (port 2121 if not given; IPv6 as [::1]:2121).
+    /// Default: the server of your most recent login, or 127.0.0.1:2121 for a first login.
+    /// With USER@, the saved login there must be USER's.
+    #[arg(long, global = true, value_name = "[USER@]HOST:PORT", env = "FTPC_SERVER", help_heading = CONNECTION)]
     server: Option<String>,
     /// Trust a server seen for the first time without asking (scripts); a server whose
     /// certificate CHANGED is still refused.
@@ -68,10 +69,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Log in and remember the login for later commands (the password is never stored).
+    /// Log in and remember the login for later commands (the password is never stored). On
+    /// a terminal, a wrong password may be typed again, three tries in all, as ssh allows.
     Login {
-        /// Your user name on the server.
-        #[arg(value_parser = valid_username)]
+        /// Your user name on the server, or USER@HOST[:PORT] as ssh takes it.
+        #[arg(value_name = "USER[@HOST[:PORT]]")]
         user: String,
         /// Read the password as one line from standard input instead of the terminal.
         #[arg(long)]
@@ -79,6 +81,13 @@ enum Command {
     },
     /// Forget the saved login for the server.
     Logout,
+    /// The servers whose certificates you trust (`known_hosts`): `list` them, or `remove
+    /// SERVER` so the next connection asks again (as `ssh-keygen -R`), after the admin
+    /// confirmed a new certificate.
+    KnownHosts {
+        #[command(subcommand)]
+        action: KnownHostsAction,
+    },
     /// Interactive shell (line editing, history, tab completion); with -b, or when standard
     /// input is not a terminal, runs commands from a file or stdin and stops at the first
     /// failure.
@@ -125,6 +134,17 @@ enum Command {
     File(FileCommand),
 }
 
+#[derive(Subcommand)]
+enum KnownHostsAction {
+    /// Each trusted server and its certificate's fingerprint.
+    List,
+    /// Forget the certificate of SERVER (HOST[:PORT]).
+    Remove {
+        /// The server, as you connect to it.
+        server: String,
+    },
+}
+
 fn parse_size(text: &str) -> Result<u64, String> {
     ftprep::size::parse_size(text)
 }
@@ -161,14 +181,6 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// A user name as the command line takes it: a bad one is a usage error (exit 2).
-fn valid_username(text: &str) -> Result<String, String> {
-    Username::parse(text)
-        .map(|name| name.as_str().to_owned())
-        .map_err(|e| e.to_string())
-}
-
-/// Maps the library's error kind to the documented exit code.
 fn exit_code(err: &anyhow::Error) -> u8 {
     let kind = err.chain().find_map(|e| {
         e.downcast_ref::<ftprep::Error>()
@@ -219,7 +231,8 @@ impl Trust {
     }
 }
 
-/// Asks on the terminal whether to trust a server seen for the first time, as ssh does.
+/// Asks on the terminal whether to trust a server seen for the first time, as ssh does:
+/// `yes`, or the fingerprint pasted from what the admin sent.
 fn ask_to_trust(server: &str, fingerprint: &str) -> bool {
     let Ok(tty) = std::fs::File::open("/dev/tty") else {
         return false;
@@ -227,23 +240,43 @@ fn ask_to_trust(server: &str, fingerprint: &str) -> bool {
     eprintln!("The authenticity of {server} can't be established.");
     eprintln!("Its certificate fingerprint is {fingerprint}.");
     eprintln!("Compare it with what the server's admin gets from `ftpd fingerprint`.");
-    eprint!("Trust this server and connect (yes/no)? ");
+    eprint!("Trust this server and connect (yes/no/[fingerprint])? ");
     let mut answer = String::new();
     if std::io::BufRead::read_line(&mut BufReader::new(tty), &mut answer).is_err() {
         return false;
     }
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "yes" | "y")
+    match client::tls::trust_answer(&answer, fingerprint) {
+        Ok(trusted) => trusted,
+        Err(why) => {
+            eprintln!("{why}");
+            false
+        }
+    }
 }
 
 fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let store = CredentialStore::default_location()?;
     let trust = Trust::from_cli(&cli)?;
-    let server = cli
-        .server
-        .as_deref()
-        .map(client::server_address)
-        .transpose()?;
+    let (server_user, server) = match cli.server.as_deref() {
+        Some(raw) => {
+            let (user, server) = client::destination(raw)?;
+            (user, Some(server))
+        }
+        None => (None, None),
+    };
     let server = server.as_deref();
+    // `--server bob@host`: the login saved there must be bob's.
+    if let (Some(user), Some(host)) = (&server_user, server)
+        && !matches!(cli.command, Some(Command::Login { .. }))
+        && let Some(saved) = store.find(Some(host))?
+        && &saved.user != user
+    {
+        return Err(ftprep::Error::Usage(format!(
+            "the login saved for {host} is {}'s, not {user}'s: ftpc login {user}@{host}",
+            saved.user
+        ))
+        .into());
+    }
     match cli.command {
         Some(Command::Time(args)) => {
             let login = store.find(server)?.map(|login| login.server);
@@ -298,7 +331,38 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
         Some(Command::Login {
             user,
             password_stdin,
-        }) => runtime.block_on(login(&store, &trust, server, &user, password_stdin))?,
+        }) => {
+            let (user, server) = login_destination(&user, server_user, server)?;
+            runtime.block_on(login(
+                &store,
+                &trust,
+                server.as_deref(),
+                &user,
+                password_stdin,
+            ))?
+        }
+        Some(Command::KnownHosts { action }) => match action {
+            KnownHostsAction::List => {
+                for (server, fingerprint) in trust.known_hosts.list()? {
+                    println!("{server} {fingerprint}");
+                }
+            }
+            KnownHostsAction::Remove { server } => {
+                let server = client::server_address(&server)?;
+                if trust.known_hosts.remove(&server)? {
+                    eprintln!(
+                        "removed {server} from {}; the next connection asks again",
+                        trust.known_hosts.path().display()
+                    );
+                } else {
+                    return Err(ftprep::Error::Usage(format!(
+                        "{server} is not in {}",
+                        trust.known_hosts.path().display()
+                    ))
+                    .into());
+                }
+            }
+        },
         Some(Command::Logout) => match store.remove(server)? {
             Some(login) => eprintln!("logged out {} from {}", login.user, login.server),
             None => eprintln!("not logged in"),
@@ -424,6 +488,43 @@ async fn bench(
 /// unauthenticated connection only so long (30 s by default).
 const PROMPT_PATIENCE: Duration = Duration::from_secs(15);
 
+/// Passwords a person may type at `ftpc login` before it gives up.
+const PASSWORD_TRIES: u32 = 3;
+
+/// Who logs in where: `login alice` (with `--server`, or the most recent server), or `login
+/// alice@host[:port]`, which must not contradict `--server`.
+fn login_destination(
+    typed: &str,
+    server_user: Option<Username>,
+    server: Option<&str>,
+) -> anyhow::Result<(String, Option<String>)> {
+    let (user, host) = match typed.rsplit_once('@') {
+        Some(_) => {
+            let (user, host) = client::destination(typed)?;
+            (user, Some(host))
+        }
+        None => (
+            Some(Username::parse(typed).map_err(|e| ftprep::Error::Usage(e.to_string()))?),
+            None,
+        ),
+    };
+    let user = user.map(|u| u.as_str().to_owned()).unwrap_or_default();
+    if let Some(named) = server_user
+        && named.as_str() != user
+    {
+        return Err(
+            ftprep::Error::Usage(format!("login {user}, but --server names {named}")).into(),
+        );
+    }
+    match (host, server) {
+        (Some(host), Some(server)) if host != server => {
+            Err(ftprep::Error::Usage(format!("login {typed}, but --server names {server}")).into())
+        }
+        (Some(host), _) => Ok((user, Some(host))),
+        (None, server) => Ok((user, server.map(str::to_owned))),
+    }
+}
+
 async fn login(
     store: &CredentialStore,
     trust: &Trust,
@@ -464,10 +565,27 @@ async fn login(
             .await
             .context(context.clone())?;
     }
-    let keys = client
-        .login_with_password(&user, &password)
-        .await
-        .context(context)?;
+    let mut password = password;
+    let mut tries = 1;
+    let keys = loop {
+        match client.login_with_password(&user, &password).await {
+            Ok(keys) => break keys,
+            // On a terminal a mistyped password may be typed again, as ssh allows.
+            Err(e) if e.kind() == ErrorKind::Auth && !password_stdin && tries < PASSWORD_TRIES => {
+                eprintln!("Permission denied, please try again.");
+                tries += 1;
+                password = ftprep::prompt::login_password(
+                    &format!("Password for {user}@{server}: "),
+                    false,
+                )?;
+                // The server ends a connection after a failed login.
+                client = Client::connect(&server, &security)
+                    .await
+                    .context(context.clone())?;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(context)),
+        }
+    };
     store.save(SavedLogin {
         server: server.clone(),
         user: user.clone(),

@@ -205,18 +205,30 @@ impl CredentialStore {
                 l.transport.encode(),
             ));
         }
-        // NamedTempFile is created with mode 0600.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".credentials.")
-            .tempfile_in(dir)
-            .map_err(|e| self.error(e.to_string()))?;
-        tmp.write_all(text.as_bytes())
-            .and_then(|()| tmp.as_file().sync_all())
-            .map_err(|e| self.error(e.to_string()))?;
-        tmp.persist(&self.path)
-            .map_err(|e| self.error(e.error.to_string()))?;
-        Ok(())
+        write_private(&self.path, text.as_bytes()).map_err(|e| self.error(e.to_string()))
     }
+}
+
+/// Replaces `path` with `bytes`, whole or not at all: a temporary file beside it (0600),
+/// synced, then renamed over it.
+///
+/// # Errors
+/// I/O errors, naming the file.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // NamedTempFile is created with mode 0600.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ftpc.")
+        .tempfile_in(dir)
+        .map_err(|e| Error::local(path, e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::local(path, e))?;
+    tmp.persist(path).map_err(|e| Error::local(path, e.error))?;
+    Ok(())
 }
 
 fn parse_line(line: &str) -> Option<SavedLogin> {

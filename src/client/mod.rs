@@ -60,6 +60,21 @@ pub fn server_address(raw: &str) -> Result<String> {
     address_with_default_port(raw, DEFAULT_PORT)
 }
 
+/// `USER@HOST[:PORT]` or `HOST[:PORT]`, as ssh, scp and rsync take a destination: the user
+/// named (if any) and the server address made whole.
+///
+/// # Errors
+/// [`Error::Usage`] for a user name that cannot be one, or a bad address.
+pub fn destination(raw: &str) -> Result<(Option<Username>, String)> {
+    match raw.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = Username::parse(user).map_err(|e| Error::Usage(e.to_string()))?;
+            Ok((Some(user), server_address(host)?))
+        }
+        None => Ok((None, server_address(raw)?)),
+    }
+}
+
 /// [`server_address`] with another default port (the time service's, say).
 ///
 /// # Errors
@@ -746,6 +761,24 @@ mod tests {
                 matches!(server_address(bad), Err(Error::Usage(_))),
                 "{bad:?}"
             );
+        }
+    }
+
+    /// Issue 28: `user@host[:port]`, as ssh, scp and rsync take it.
+    #[test]
+    fn destinations_name_a_user_as_ssh_does() {
+        let alice = Username::parse("alice").unwrap();
+        assert_eq!(
+            destination("alice@files.example.org").unwrap(),
+            (Some(alice.clone()), "files.example.org:2121".into())
+        );
+        assert_eq!(
+            destination("alice@[::1]:7000").unwrap(),
+            (Some(alice), "[::1]:7000".into())
+        );
+        assert_eq!(destination("host").unwrap(), (None, "host:2121".into()));
+        for bad in ["@host", "Alice@host", "alice@", "a b@host"] {
+            assert!(matches!(destination(bad), Err(Error::Usage(_))), "{bad:?}");
         }
     }
 

@@ -133,6 +133,50 @@ impl KnownHosts {
         writeln!(file, "{server} {fingerprint}").map_err(|e| Error::local(&self.path, e))
     }
 
+    /// Forgets the pin of `server` (as `ssh-keygen -R`): the next connection asks again.
+    /// Other lines, comments included, stay as they are; the file is replaced whole.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn remove(&self, server: &str) -> Result<bool> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::local(&self.path, e)),
+        };
+        let pins = |line: &str| line.split_whitespace().next() == Some(server);
+        if !text.lines().any(pins) {
+            return Ok(false);
+        }
+        let kept: String = text
+            .lines()
+            .filter(|line| !pins(line))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        crate::client::credentials::write_private(&self.path, kept.as_bytes())?;
+        Ok(true)
+    }
+
+    /// Every pin: server and fingerprint, in the file's order.
+    ///
+    /// # Errors
+    /// An unreadable file.
+    pub fn list(&self) -> Result<Vec<(String, String)>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::local(&self.path, e)),
+        };
+        Ok(text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+            })
+            .collect())
+    }
+
     /// Checks `fingerprint` against the pin for `server`, pinning it if new and allowed.
     ///
     /// # Errors
@@ -167,6 +211,28 @@ impl KnownHosts {
             }
         }
     }
+}
+
+/// The answer to "trust this server?", as ssh takes it: `yes` (or `y`), or the fingerprint
+/// itself pasted from what the admin sent. `Err` says why another fingerprint is refused.
+///
+/// # Errors
+/// A fingerprint that is not the server's.
+pub fn trust_answer(answer: &str, fingerprint: &str) -> std::result::Result<bool, String> {
+    let answer = answer.trim();
+    if answer.eq_ignore_ascii_case("yes") || answer.eq_ignore_ascii_case("y") {
+        return Ok(true);
+    }
+    if answer.starts_with("SHA256:") {
+        return if answer == fingerprint {
+            Ok(true)
+        } else {
+            Err(format!(
+                "the fingerprint you gave is not this server's ({fingerprint})"
+            ))
+        };
+    }
+    Ok(false)
 }
 
 /// Accepts any certificate during the handshake (the handshake signatures are still
