@@ -101,7 +101,7 @@ per_session_kib=$(calc "($after - $before) / $sessions")
 
 # The load generator, TLS.
 echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdin 2>/dev/null
-"$bin/ftpc" bench -c 64 -d 10 > load.txt 2>/dev/null || true
+"$bin/ftpc" bench --clients 64 -d 10 > load.txt 2>/dev/null || true
 
 printf '\n%s\n' "$(page_reporting_state)"
 printf '\n%d rounds, %d MiB each: medians (the ratio is the median of per-round ratios)\n' "$rounds" "$size_mib"
@@ -117,5 +117,5 @@ row "ftpc put, TLS" put-tls
 row "ftpc get, TLS" get-tls
 printf '\n%-34s %10.2f ms\n' "ftpc mkdir, whole process (TLS)" "$mkdir_ms"
 printf '%-34s %10.1f KiB (RSS %d -> %d KiB)\n' "server memory per idle session" "$per_session_kib" "$before" "$after"
-printf '\nftpc bench -c 64 -d 10 (TLS, commands mix):\n'
+printf '\nftpc bench --clients 64 -d 10 (TLS, commands mix):\n'
 cat load.txt

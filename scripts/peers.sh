@@ -181,7 +181,7 @@ for t in threads: t.join()
 print(f"{sum(count) / (time.time() - started):.1f} {sum(errors)}")
 PY
 read -r ftp_logins ftp_errors < <(python3 ftp_logins.py 127.0.0.1 "$ftp_port" "$user" "$password" "$seconds" 64)
-bench_rate() { "$bin/ftpc" --server "$1" bench -c 64 -d "$seconds" 2>/dev/null | awk '/^logins/ {print $3}' | tr -d '/s'; }
+bench_rate() { "$bin/ftpc" --server "$1" bench --clients 64 -d "$seconds" 2>/dev/null | awk '/^logins/ {print $3}' | tr -d '/s'; }
 echo pw | "$bin/ftpc" --server "127.0.0.1:$plain_port" --plaintext login bench --password-stdin 2>/dev/null
 plain_logins=$(bench_rate "127.0.0.1:$plain_port")
 echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdin 2>/dev/null

@@ -63,7 +63,7 @@ login() { # login NAME [--plaintext]
   local name=$1; shift
   echo pw | "$bin/ftpc" --server "127.0.0.1:${port[$name]}" "$@" --accept-new login bench --password-stdin >/dev/null 2>&1
 }
-rate() { "$bin/ftpc" --server "127.0.0.1:${port[$1]}" bench -c 16 -d "$seconds" 2>/dev/null | awk '/^logins/ {print $3}' | tr -d '/s'; }
+rate() { "$bin/ftpc" --server "127.0.0.1:${port[$1]}" bench --clients 16 -d "$seconds" 2>/dev/null | awk '/^logins/ {print $3}' | tr -d '/s'; }
 
 for round in $(seq 1 "$rounds"); do
   for name in file pg-node; do

@@ -386,6 +386,12 @@ pub enum UserDbError {
     /// `deluser`/`passwd` for a name that is not there.
     #[error("no such user: {0}")]
     NoSuchUser(String),
+    /// A change to a user where there is no user file at all.
+    #[error(
+        "no users at {}: `ftpd adduser NAME` creates it there (or name another with --users)",
+        .0.display()
+    )]
+    NoFile(PathBuf),
     /// The PostgreSQL user database failed or refused (what was being done, and why).
     #[error("user database: {0}")]
     Database(String),

@@ -137,8 +137,13 @@ impl RunningServer {
         if !args.contains(&"--time-listen") {
             all.extend_from_slice(&["--time-listen", "127.0.0.1:0"]);
         }
+        Self::spawn(sandbox, &all)
+    }
+
+    /// `ftpd` with exactly these arguments, once it listens.
+    fn spawn(sandbox: &Sandbox, all: &[&str]) -> Self {
         let mut child = sandbox
-            .command(FTPD, &all)
+            .command(FTPD, all)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -2241,4 +2246,70 @@ fn login_takes_user_at_host_a_pasted_fingerprint_and_three_tries() {
     let out = sb.ftpc(&["--server", &addr, "login", "alice@other:1"], "");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     drop(server);
+}
+
+/// Issue 28: a second `ftpd serve` on another port would not start because the default
+/// time address was taken; an admin command in a directory without `users.db` printed
+/// nothing (`users`) or left `users.db.lock` behind (`quota`). Now the server warns and
+/// serves without the time service (an address given explicitly still fails), and the
+/// admin commands say where they looked.
+#[test]
+fn defaults_that_are_taken_warn_and_admin_commands_say_where_they_looked() {
+    let sb = Sandbox::new();
+    let out = sb.ftpd(&["users"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let looked = sb.path().join("users.db");
+    assert!(
+        text(&out.stderr).contains(&format!("no users at {}", looked.display())),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sb.ftpd(&["quota", "bob", "none"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ftpd adduser NAME"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(names_here(&sb), Vec::<String>::new(), "nothing left behind");
+
+    sb.adduser("alice", "pw");
+    // The default time address, taken (by this test, or by whatever holds it).
+    let _taken = std::net::UdpSocket::bind("127.0.0.1:1123");
+    let server = RunningServer::spawn(&sb, &["serve", "--listen", "127.0.0.1:0"]);
+    wait_until("the warning", || server.log().contains("no time service"));
+    assert!(
+        server.log().contains("set --time-listen"),
+        "{}",
+        server.log()
+    );
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    drop(server);
+    let out = sb.ftpd(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--time-listen",
+            "127.0.0.1:1123",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot listen for time requests"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The names in the sandbox's directory, but for the home the commands run with.
+fn names_here(sb: &Sandbox) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(sb.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "home")
+        .collect();
+    names.sort();
+    names
 }

@@ -100,8 +100,8 @@ enum Command {
     /// connect + login (cached keys) + a mix of commands, with the saved login. Prints
     /// logins/s, commands/s, p50/p99/max latency and every error; exits 1 if any happened.
     Bench {
-        /// Concurrent clients.
-        #[arg(short, long, default_value_t = 64)]
+        /// Concurrent clients (no -c: that is --continue in put and get).
+        #[arg(long, default_value_t = 64)]
         clients: usize,
         /// Seconds to run.
         #[arg(short, long, value_name = "SECS", default_value_t = 10.0)]

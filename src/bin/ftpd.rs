@@ -333,6 +333,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .section("8")
             .render(&mut std::io::stdout())?),
         Command::Users(file) => {
+            if let ftprep::server::UserDatabase::File(path) = &file.users
+                && !path.exists()
+            {
+                return Err(
+                    ftprep::error::UserDbError::NoFile(ftprep::server::userdb::absolute(path))
+                        .into(),
+                );
+            }
             for user in block_on(file.users.users())?? {
                 let mut line = user.name.to_string();
                 if let Some(quota) = user.quota {
@@ -385,14 +393,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let time = match time_listen {
-            Some(addr) => {
-                let socket = std::net::UdpSocket::bind(addr)
-                    .with_context(|| format!("cannot listen for time requests on {addr}"))?;
-                let service = TimeServer::new(socket, time_settings)
-                    .start()
-                    .context("cannot start the time service")?;
-                Some(service)
-            }
+            Some((addr, named)) => match std::net::UdpSocket::bind(addr) {
+                Ok(socket) => Some(
+                    TimeServer::new(socket, time_settings)
+                        .start()
+                        .context("cannot start the time service")?,
+                ),
+                // A second server on this host, say: the default is only a default.
+                Err(err) if !named => {
+                    tracing::warn!(%addr, error = %err, "no time service: its default UDP address is taken (set --time-listen)");
+                    None
+                }
+                Err(err) => {
+                    return Err(anyhow::Error::new(err)
+                        .context(format!("cannot listen for time requests on {addr}")));
+                }
+            },
             None => None,
         };
         let chat = match options.chat_listen_addr(listener.local_addr()?)? {

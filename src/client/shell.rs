@@ -164,8 +164,10 @@ pub enum FileCommand {
         /// Say what would be done; change nothing.
         #[arg(short = 'n', long)]
         dry_run: bool,
-        /// Compare contents (the server hashes its copies) instead of size and time.
-        #[arg(short = 'c', long)]
+        /// Compare contents (the server hashes its copies) instead of size and time. rsync
+        /// spells it -c too; here -c is --continue, of put and get, so this is --checksum
+        /// alone.
+        #[arg(long)]
         checksum: bool,
         /// Leave out matching entries on both sides (a pattern without `/` matches names, one
         /// with `/` paths from the top); repeatable.

@@ -234,17 +234,21 @@ impl ServeOptions {
         Ok(settings)
     }
 
-    /// Where the time service listens, `None` when it is turned off.
+    /// Where the time service listens, and whether that address was asked for (a default
+    /// that is taken is worth a warning, not a refusal to start); `None` when it is off.
     ///
     /// # Errors
     /// An address that is neither `none` nor `IP:PORT`.
-    pub fn time_listen_addr(&self) -> Result<Option<SocketAddr>> {
+    pub fn time_listen_addr(&self) -> Result<Option<(SocketAddr, bool)>> {
         match self.time_listen.as_deref().map(str::trim) {
             Some("none") => Ok(None),
-            Some(addr) => addr.parse().map(Some).map_err(|_| {
+            Some(addr) => addr.parse().map(|addr| Some((addr, true))).map_err(|_| {
                 Error::Usage(format!("time-listen {addr:?}: expected IP:PORT or none"))
             }),
-            None => Ok(super::time::DEFAULT_TIME_LISTEN.parse().ok()),
+            None => Ok(super::time::DEFAULT_TIME_LISTEN
+                .parse()
+                .ok()
+                .map(|addr| (addr, false))),
         }
     }
 

@@ -335,6 +335,23 @@ fn remove_leftovers(dir: &Path) {
     }
 }
 
+/// [`modify`] for a change to users that must already be there: where there is no file,
+/// nothing is created (not even the lock), and the error says where it looked.
+fn modify_existing(
+    path: &Path,
+    change: impl FnOnce(&mut UserFile) -> Result<(), UserDbError>,
+) -> Result<(), UserDbError> {
+    if !path.exists() {
+        return Err(UserDbError::NoFile(absolute(path)));
+    }
+    modify(path, change)
+}
+
+/// `path` from the root, for messages that say where something was looked for.
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Adds a user (`ftpd adduser`).
 ///
 /// # Errors
@@ -348,7 +365,7 @@ pub fn add_user(path: &Path, record: UserRecord) -> Result<(), UserDbError> {
 /// # Errors
 /// [`UserDbError::NoSuchUser`], a corrupt file, or I/O.
 pub fn set_quota(path: &Path, name: &Username, quota: Option<u64>) -> Result<(), UserDbError> {
-    modify(path, |file| file.set_quota(name, quota))
+    modify_existing(path, |file| file.set_quota(name, quota))
 }
 
 /// Sets or clears a user's file-count quota (`ftpd quota --files`).
@@ -356,7 +373,7 @@ pub fn set_quota(path: &Path, name: &Username, quota: Option<u64>) -> Result<(),
 /// # Errors
 /// [`UserDbError::NoSuchUser`], a corrupt file, or I/O.
 pub fn set_file_quota(path: &Path, name: &Username, files: Option<u64>) -> Result<(), UserDbError> {
-    modify(path, |file| file.set_file_quota(name, files))
+    modify_existing(path, |file| file.set_file_quota(name, files))
 }
 
 /// Replaces a user's verifier (`ftpd passwd`).
@@ -364,7 +381,7 @@ pub fn set_file_quota(path: &Path, name: &Username, files: Option<u64>) -> Resul
 /// # Errors
 /// [`UserDbError::NoSuchUser`], a corrupt file, or I/O.
 pub fn set_verifier(path: &Path, name: &Username, verifier: Verifier) -> Result<(), UserDbError> {
-    modify(path, |file| file.set_verifier(name, verifier))
+    modify_existing(path, |file| file.set_verifier(name, verifier))
 }
 
 /// Removes a user (`ftpd deluser`); their files are left alone.
@@ -372,7 +389,7 @@ pub fn set_verifier(path: &Path, name: &Username, verifier: Verifier) -> Result<
 /// # Errors
 /// [`UserDbError::NoSuchUser`], a corrupt file, or I/O.
 pub fn remove_user(path: &Path, name: &Username) -> Result<(), UserDbError> {
-    modify(path, |file| file.remove(name))
+    modify_existing(path, |file| file.remove(name))
 }
 
 /// Identifies one version of the file cheaply: a rename gives a new inode.
