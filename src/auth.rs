@@ -828,6 +828,57 @@ mod tests {
         Verifier::from_password(PASSWORD, &salt, 4096)
     }
 
+    /// Each refusal has the `e=` value RFC 5802 (section 7) names for it; the rest say
+    /// `other-error`, which tells an attacker nothing more.
+    #[test]
+    fn refusals_have_the_rfc_5802_server_error_values() {
+        let cases = [
+            (ScramError::AuthenticationFailed, "invalid-proof"),
+            (ScramError::NonceMismatch, "other-error"),
+            (
+                ScramError::Unsupported("mandatory extension"),
+                "extensions-not-supported",
+            ),
+            (
+                ScramError::Unsupported("authorization identity"),
+                "other-error",
+            ),
+            (
+                ScramError::ChannelBindingNotSupported,
+                "channel-binding-not-supported",
+            ),
+            (
+                ScramError::UnsupportedChannelBindingType,
+                "unsupported-channel-binding-type",
+            ),
+            (
+                ScramError::ServerSupportsChannelBinding,
+                "server-does-support-channel-binding",
+            ),
+            (
+                ScramError::ChannelBindingRequired,
+                "server-does-support-channel-binding",
+            ),
+            (
+                ScramError::ChannelBindingMismatch,
+                "channel-bindings-dont-match",
+            ),
+            (
+                ScramError::Malformed("username encoding"),
+                "invalid-username-encoding",
+            ),
+            (
+                ScramError::Malformed("missing gs2 header"),
+                "invalid-encoding",
+            ),
+            (ScramError::MechanismMismatch, "other-error"),
+            (ScramError::BadIterationCount(1), "other-error"),
+        ];
+        for (error, value) in cases {
+            assert_eq!(error.server_error_value(), value, "{error:?}");
+        }
+    }
+
     #[test]
     fn rfc7677_client_side_byte_for_byte() {
         let first = ClientFirst::with_nonce(USER, CLIENT_NONCE);

@@ -2313,3 +2313,47 @@ fn names_here(sb: &Sandbox) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Issue 28: pipes, as with scp and curl: `tar c dir | ftpc put - backup.tar`, `ftpc get
+/// FILE -` and `ftpc cat` to standard output; in a batch, whose standard input is the
+/// commands, `put -` is refused.
+#[test]
+fn standard_input_and_output_carry_files() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    // Larger than a chunk, so it streams; not a multiple of one.
+    let data: Vec<u8> = (0..3_000_123u32).map(|i| (i % 251) as u8).collect();
+    let mut child = sb
+        .command(FTPC, &["put", "-", "from-stdin.bin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = data.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(&feed));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert_success(&out);
+    let home = sb.path().join("ftp-root/alice");
+    assert_eq!(std::fs::read(home.join("from-stdin.bin")).unwrap(), data);
+
+    let out = sb.ftpc(&["get", "from-stdin.bin", "-"], "");
+    assert_success(&out);
+    assert!(out.stdout == data, "get - wrote {} bytes", out.stdout.len());
+    std::fs::write(home.join("a.txt"), b"first\n").unwrap();
+    std::fs::write(home.join("b.txt"), b"second\n").unwrap();
+    let out = sb.ftpc(&["cat", "*.txt"], "");
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "first\nsecond\n");
+    let out = sb.ftpc(&["cat", "missing"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    let out = sb.ftpc(&["shell", "-b", "-"], "put - x\n");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(!home.join("x").exists());
+    drop(server);
+}

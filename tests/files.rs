@@ -845,6 +845,7 @@ async fn the_shell_connects_again_after_the_server_closed_its_connection() {
         err: &mut err,
         progress: &NoProgress,
         terminal: false,
+        stdin: false,
     };
     session.execute_line("mkdir d", &mut io).await.unwrap();
     session.execute_line("cd d", &mut io).await.unwrap();

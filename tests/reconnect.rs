@@ -57,6 +57,7 @@ async fn a_download_that_fails_half_way_does_not_break_the_next_command() {
         err: &mut err,
         progress: &NoProgress,
         terminal: false,
+        stdin: false,
     };
 
     let limit = FileSizeLimit::set(2 * MAX_CHUNK as u64);

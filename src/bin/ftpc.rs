@@ -378,6 +378,7 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
                     err: &mut err,
                     progress: progress.as_ref(),
                     terminal: std::io::stdout().is_terminal(),
+                    stdin: true,
                 };
                 session.execute(command, &mut io).await?;
                 // A clean goodbye; the command's outcome is already known.
@@ -619,6 +620,7 @@ fn shell_mode(
         err: &mut err,
         progress: progress.as_ref(),
         terminal: std::io::stdout().is_terminal(),
+        stdin: false,
     };
     let result = match batch.as_deref() {
         None => shell::run_batch(

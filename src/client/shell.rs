@@ -150,6 +150,12 @@ pub enum FileCommand {
         #[arg(required = true, value_name = "REMOTE... [LOCAL]")]
         paths: Vec<String>,
     },
+    /// Write remote files to standard output, one after another (as `get FILE -`).
+    Cat {
+        /// Remote files (wildcards in the last component expanded from the listing).
+        #[arg(required = true, value_name = "REMOTE")]
+        paths: Vec<String>,
+    },
     /// Show your disk usage and quota.
     Df,
     /// Copy only what is new or changed from one tree to the other: `sync LOCAL :REMOTE`
@@ -359,6 +365,9 @@ pub struct Output<'a> {
     /// `out` is a terminal: names from the server are shown escaped there, and as they are
     /// into a pipe or a file.
     pub terminal: bool,
+    /// Standard input is free for data (a command of its own, not the shell's input):
+    /// `put - NAME` reads it.
+    pub stdin: bool,
 }
 
 /// A logged-in connection with a remote working directory. A connection that was lost (the
@@ -591,6 +600,11 @@ impl Session {
                 follow_links,
                 mut paths,
             } => {
+                if let [dash, remote] = paths.as_slice()
+                    && dash == "-"
+                {
+                    return self.put_stdin(remote, flags, io).await;
+                }
                 let remote = (paths.len() > 1).then(|| paths.pop()).flatten();
                 self.put_all(&paths, remote, flags, follow_links, io).await
             }
@@ -600,12 +614,17 @@ impl Session {
                 paths,
             } => self.put_all(&paths, None, flags, follow_links, io).await,
             FileCommand::Get { flags, mut paths } => {
+                if paths.len() > 1 && paths.last().is_some_and(|p| p == "-") {
+                    paths.pop();
+                    return self.cat(&paths, "get", io).await;
+                }
                 let local = (paths.len() > 1)
                     .then(|| paths.pop().map(PathBuf::from))
                     .flatten();
                 self.get_all(&paths, local, flags, io).await
             }
             FileCommand::Mget { flags, paths } => self.get_all(&paths, None, flags, io).await,
+            FileCommand::Cat { paths } => self.cat(&paths, "cat", io).await,
             FileCommand::Sync {
                 delete,
                 dry_run,
@@ -851,8 +870,76 @@ impl Session {
         }
     }
 
-    /// A remote path as typed, resolved; a wildcard in its last component (`*`, `?`,
-    /// `[...]`) is matched against the listing of its directory, names sorted.
+    /// `cat` and `get FILE... -`: each file to standard output as it arrives.
+    async fn cat(
+        &mut self,
+        typed: &[String],
+        command: &str,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<(), CommandError> {
+        let out_failed = |e: std::io::Error| failed(command)(Error::Io(e));
+        for pattern in typed {
+            let ctx = format!("{command} {pattern}");
+            for source in self.expand_remote(pattern).await.map_err(failed(&ctx))? {
+                // What went to `out` before goes first, then the file's bytes straight to
+                // the same descriptor.
+                io.out.flush().map_err(out_failed)?;
+                let stdout = std::os::fd::AsFd::as_fd(&std::io::stdout())
+                    .try_clone_to_owned()
+                    .map_err(out_failed)?;
+                // A bar would mix with the data on a terminal.
+                let progress: &dyn Progress = if io.terminal {
+                    &super::NoProgress
+                } else {
+                    io.progress
+                };
+                self.client
+                    .get_into(&source, std::fs::File::from(stdout), progress)
+                    .await
+                    .map_err(failed(&ctx))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `put - NAME`: standard input, of a size nobody knows in advance, kept in a private
+    /// temporary file (unlinked, in `$TMPDIR`) until it ends, then uploaded as any file.
+    async fn put_stdin(
+        &mut self,
+        remote: &str,
+        flags: TransferFlags,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<(), CommandError> {
+        let ctx = format!("put - {remote}");
+        if !io.stdin {
+            return Err(failed(ctx)(Error::Usage(
+                "standard input carries the commands here; use put - NAME as a command of its own"
+                    .into(),
+            )));
+        }
+        let spooled =
+            tokio::task::spawn_blocking(|| -> std::io::Result<tempfile::NamedTempFile> {
+                let mut spool = tempfile::NamedTempFile::new()?;
+                std::io::copy(&mut std::io::stdin().lock(), spool.as_file_mut())?;
+                spool.as_file().sync_data()?;
+                Ok(spool)
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|spooled| spooled)
+            .map_err(|e| failed(&ctx)(Error::Io(e)))?;
+        let target = self.resolve(remote).map_err(failed(&ctx))?;
+        let options = TransferOptions {
+            preserve: false,
+            ..flags.options(false)
+        };
+        self.client
+            .put_file(spooled.path(), &target, options, io.progress)
+            .await
+            .map(drop)
+            .map_err(failed(ctx))
+    }
+
     /// `ls`: each path a directory's listing (under its name when several are asked, as
     /// `ls` does) or the entry itself; wildcards list what matches.
     async fn ls(
@@ -921,6 +1008,8 @@ impl Session {
         Ok(())
     }
 
+    /// A remote path as typed, resolved; a wildcard in its last component (`*`, `?`,
+    /// `[...]`) is matched against the listing of its directory, names sorted.
     async fn expand_remote(&mut self, typed: &str) -> Result<Vec<String>> {
         let resolved = self.resolve(typed)?;
         let path = RemotePath::parse(&resolved)?;
@@ -1458,6 +1547,7 @@ pub fn run_interactive(
                 err: &mut stderr,
                 progress,
                 terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                stdin: false,
             };
             let mut current = session.borrow_mut();
             // Ctrl-C stops the command, not the shell: the connection is replaced before

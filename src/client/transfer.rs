@@ -703,6 +703,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         })
     }
 
+    /// Downloads `remote` into `out` as it arrives, for `get FILE -` and `cat`: an open
+    /// file or pipe (standard output), written on a thread of its own. The data cannot be
+    /// taken back, so a checksum that differs at the end is reported after it was written.
+    ///
+    /// # Errors
+    /// As [`Client::get_file`]; [`Error::ChecksumMismatch`] once everything was written.
+    pub async fn get_into(
+        &mut self,
+        remote: &str,
+        out: std::fs::File,
+        progress: &dyn Progress,
+    ) -> Result<Transferred> {
+        RemotePath::parse(remote)?;
+        self.send(&Request::Get {
+            path: remote.to_owned(),
+            offset: 0,
+        })
+        .await?;
+        let size = match self.reply().await? {
+            Response::GetReady {
+                size, offset: 0, ..
+            } => size,
+            _ => return Err(Error::UnexpectedReply("expected GetReady")),
+        };
+        let shown = Path::new("-");
+        progress.start(remote, size, 0);
+        let mut sink = FileSink::Streaming(FileWriter::spawn(out, Checksum::new()));
+        let received = self.receive_data(&mut sink, size, shown, progress).await;
+        progress.finish();
+        let theirs = received?;
+        let (_, written) = sink
+            .end()
+            .await
+            .written()
+            .map_err(|e| Error::local(shown, e))?;
+        if written.digest() != theirs {
+            return Err(Error::ChecksumMismatch);
+        }
+        Ok(Transferred {
+            size,
+            resumed_from: 0,
+        })
+    }
+
     /// A resumed transfer whose target already exists: done if the file on the server has
     /// `size` bytes and checksum `digest` too, refused (as without `-c`) if it differs.
     async fn done_if_same(
