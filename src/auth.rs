@@ -104,7 +104,6 @@ impl ScramError {
     pub fn server_error_value(&self) -> &'static str {
         match self {
             ScramError::AuthenticationFailed => "invalid-proof",
-            ScramError::NonceMismatch => "other-error",
             ScramError::Unsupported("mandatory extension") => "extensions-not-supported",
             ScramError::ChannelBindingNotSupported => "channel-binding-not-supported",
             ScramError::UnsupportedChannelBindingType => "unsupported-channel-binding-type",
@@ -879,6 +878,99 @@ mod tests {
         }
     }
 
+    /// A password SASLprep maps to nothing (a soft hyphen) is as empty as "".
+    #[test]
+    fn new_passwords_are_checked() {
+        assert_eq!(
+            check_new_password(""),
+            Err(ScramError::BadPassword("the password is empty"))
+        );
+        assert_eq!(
+            check_new_password("\u{AD}"),
+            Err(ScramError::BadPassword(
+                "the password is empty after SASLprep"
+            ))
+        );
+        assert!(matches!(
+            check_new_password("a\u{7}b"),
+            Err(ScramError::BadPassword(_))
+        ));
+        assert_eq!(check_new_password("pencil"), Ok(()));
+    }
+
+    /// Salts and nonces are fresh each time, and a nonce is 18 bytes of base64.
+    #[test]
+    fn randomness_is_fresh() {
+        let (a, b) = (random_bytes::<16>(), random_bytes::<16>());
+        assert_ne!(a, b);
+        assert!(a.iter().any(|&x| x > 1) || b.iter().any(|&x| x > 1));
+        let (n, m) = (new_nonce(), new_nonce());
+        assert_ne!(n, m);
+        assert_eq!(n.len(), 24);
+        assert!(valid_nonce(&n), "{n}");
+    }
+
+    /// A nonce is printable ASCII but `,` (RFC 5802, section 7), and not empty.
+    #[test]
+    fn nonces_are_printable_ascii() {
+        assert!(valid_nonce("!~abc%)"));
+        for bad in ["", "b c", "b\u{7f}", "b\u{e9}", "a,b", "tab\t"] {
+            assert!(!valid_nonce(bad), "{bad:?}");
+        }
+        for bad in [
+            "n,,n=a,r=",
+            "n,,n=a,r=b c",
+            "n,,n=a,r=b\u{7f}",
+            "n,,n=a,r=\u{e9}",
+        ] {
+            assert_eq!(
+                ClientFirstMessage::parse(bad).unwrap_err(),
+                ScramError::Malformed("the nonce has invalid characters"),
+                "{bad:?}"
+            );
+        }
+        let first = ClientFirst::with_nonce(USER, "abc");
+        assert_eq!(
+            first
+                .receive_server_first("r=abc d,s=AA==,i=4096")
+                .unwrap_err(),
+            ScramError::Malformed("the nonce has invalid characters")
+        );
+    }
+
+    /// Keys and verifiers never show their secrets in logs.
+    #[test]
+    fn debug_output_keeps_the_keys_secret() {
+        let keys = ClientKeys::derive(PASSWORD, b"salt", MIN_ITERATIONS);
+        let shown = format!("{keys:?}");
+        assert!(
+            shown.contains("ClientKeys") && shown.contains("4096"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains(&BASE64_STANDARD.encode(keys.client_key)),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains(&format!("{:?}", keys.client_key)),
+            "{shown}"
+        );
+        let verifier = rfc_verifier();
+        let shown = format!("{verifier:?}");
+        assert!(
+            shown.contains("Verifier") && shown.contains("4096"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains(&BASE64_STANDARD.encode(verifier.stored_key)),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains(&format!("{:?}", verifier.server_key)),
+            "{shown}"
+        );
+    }
+
     #[test]
     fn rfc7677_client_side_byte_for_byte() {
         let first = ClientFirst::with_nonce(USER, CLIENT_NONCE);
@@ -952,6 +1044,17 @@ mod tests {
         assert_eq!(seen.len(), 2, "{seen:?}");
         let share = f64::from(seen[&4096]) / 4000.0;
         assert!((0.2..0.3).contains(&share), "4096 for {share} of names");
+        // Three counts, none of them the default: each as often as users have it.
+        let counts = [(4096, 1), (5000, 1), (6000, 2)];
+        let mut seen = std::collections::HashMap::<u32, u32>::new();
+        for i in 0..4000 {
+            let mock = Verifier::mock(b"secret", &format!("ghost{i}"), &counts);
+            *seen.entry(mock.iterations).or_default() += 1;
+        }
+        let share = |count| f64::from(seen.get(&count).copied().unwrap_or(0)) / 4000.0;
+        assert!((0.2..0.3).contains(&share(4096)), "{seen:?}");
+        assert!((0.2..0.3).contains(&share(5000)), "{seen:?}");
+        assert!((0.45..0.55).contains(&share(6000)), "{seen:?}");
     }
 
     #[test]

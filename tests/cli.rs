@@ -2357,3 +2357,40 @@ fn standard_input_and_output_carry_files() {
     assert!(!home.join("x").exists());
     drop(server);
 }
+
+/// Issue 28: the shell as sftp users know it: `!command` runs locally, `lmkdir` makes a
+/// local directory, `lls` passes its flags to `ls`, and in a batch a line starting with
+/// `-` may fail without stopping the rest.
+#[test]
+fn the_shell_runs_local_commands_and_tolerates_marked_failures() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let batch = "!echo made > local-note\n\
+                 lmkdir -p deep/er\n\
+                 lls -a -1 deep\n\
+                 -rmdir not-there\n\
+                 mkdir after\n\
+                 !false\n\
+                 mkdir never\n";
+    let out = sb.ftpc(&["shell", "-b", "-"], batch);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("local-note")).unwrap(),
+        "made\n"
+    );
+    assert!(sb.path().join("deep/er").is_dir());
+    assert!(
+        text(&out.stdout).contains(".\n..\ner\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("-:4: rmdir not-there"), "{stderr}");
+    assert!(stderr.contains("-:6: !false"), "{stderr}");
+    let home = sb.path().join("ftp-root/alice");
+    assert!(home.join("after").is_dir());
+    assert!(!home.join("never").exists());
+    drop(server);
+}

@@ -1260,10 +1260,25 @@ enum ShellCommand {
     },
     /// Print the local directory.
     Lpwd,
-    /// List a local directory.
+    /// List local files: the local `ls`, with whatever flags and paths it is given
+    /// (`lls -la`).
     Lls {
-        /// Local directory (default: the current one).
-        path: Option<PathBuf>,
+        /// Flags and paths for `ls`.
+        #[arg(
+            allow_hyphen_values = true,
+            trailing_var_arg = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Create local directories.
+    Lmkdir {
+        /// Also create missing parents; an existing directory is not an error.
+        #[arg(short, long)]
+        parents: bool,
+        /// Local paths.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
     },
     /// Ask NTP time servers how far this machine's clock is off (as `ftpc time`).
     Time(super::time::TimeArgs),
@@ -1278,9 +1293,9 @@ enum ShellCommand {
 
 /// The words the shell knows, for completion.
 const SHELL_WORDS: &[&str] = &[
-    "bye", "cd", "chat", "check", "color", "df", "exit", "friends", "get", "help", "inbox", "lcd",
-    "lls", "lpwd", "ls", "mget", "mkdir", "mput", "mv", "put", "pwd", "quit", "rm", "rmdir",
-    "send", "stat", "sync", "time",
+    "bye", "cat", "cd", "chat", "check", "color", "df", "exit", "friends", "get", "help", "inbox",
+    "lcd", "lls", "lmkdir", "lpwd", "ls", "mget", "mkdir", "mput", "mv", "put", "pwd", "quit",
+    "rm", "rmdir", "send", "stat", "sync", "time",
 ];
 
 /// Whether the shell goes on after a line.
@@ -1307,6 +1322,10 @@ impl Session {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             return Ok(Flow::Continue);
+        }
+        if let Some(command) = trimmed.strip_prefix('!') {
+            io.out.flush().map_err(|e| failed(trimmed)(Error::Io(e)))?;
+            return run_local(command.trim()).map(|()| Flow::Continue);
         }
         let words = shlex::split(trimmed).ok_or_else(|| CommandError {
             context: trimmed.to_owned(),
@@ -1373,22 +1392,36 @@ impl Session {
                 let cwd = std::env::current_dir().map_err(local_failed("lpwd"))?;
                 writeln!(io.out, "{}", cwd.display()).map_err(local_failed("lpwd"))?;
             }
-            ShellCommand::Lls { path } => {
-                let dir = path.unwrap_or_else(|| PathBuf::from("."));
-                let ctx = format!("lls {}", dir.display());
-                let mut names = Vec::new();
-                for item in std::fs::read_dir(&dir).map_err(local_failed(&ctx))? {
-                    let item = item.map_err(local_failed(&ctx))?;
-                    let is_dir = item.file_type().map(|t| t.is_dir()).unwrap_or(false);
-                    names.push(format!(
-                        "{}{}",
-                        item.file_name().to_string_lossy(),
-                        if is_dir { "/" } else { "" }
-                    ));
+            ShellCommand::Lls { args } => {
+                let ctx = format!("lls {}", args.join(" "));
+                let listed = std::process::Command::new("ls")
+                    .args(&args)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .map_err(local_failed(ctx.trim_end()))?;
+                io.out
+                    .write_all(&listed.stdout)
+                    .and_then(|()| io.err.write_all(&listed.stderr))
+                    .map_err(local_failed(ctx.trim_end()))?;
+                if !listed.status.success() {
+                    return Err(CommandError {
+                        context: ctx.trim_end().to_owned(),
+                        error: Error::Local {
+                            path: PathBuf::from("ls"),
+                            message: format!("failed ({})", listed.status),
+                        },
+                    });
                 }
-                names.sort();
-                for name in names {
-                    writeln!(io.out, "{name}").map_err(local_failed(&ctx))?;
+            }
+            ShellCommand::Lmkdir { parents, paths } => {
+                for path in paths {
+                    let ctx = format!("lmkdir {}", path.display());
+                    let made = if parents {
+                        std::fs::create_dir_all(&path)
+                    } else {
+                        std::fs::create_dir(&path)
+                    };
+                    made.map_err(local_failed(&ctx))?;
                 }
             }
             ShellCommand::Time(args) => {
@@ -1441,6 +1474,33 @@ impl Session {
     }
 }
 
+/// `!COMMAND`: runs COMMAND with `sh -c` on this terminal (`!` alone: your shell), as
+/// sftp does. A command that fails fails the line.
+fn run_local(command: &str) -> std::result::Result<(), CommandError> {
+    let context = format!("!{command}");
+    let mut local = if command.is_empty() {
+        std::process::Command::new(std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into()))
+    } else {
+        let mut sh = std::process::Command::new("/bin/sh");
+        sh.args(["-c", command]);
+        sh
+    };
+    let status = local.status().map_err(|e| CommandError {
+        context: context.clone(),
+        error: Error::Io(e),
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(CommandError {
+        context,
+        error: Error::Local {
+            path: PathBuf::from("sh"),
+            message: format!("failed ({status})"),
+        },
+    })
+}
+
 /// A batch line that failed, with its line number.
 #[derive(Debug, thiserror::Error)]
 #[error("{source_name}:{line}: {failure}")]
@@ -1476,9 +1536,17 @@ pub fn run_batch(
                 error: Error::Io(e),
             })
         })?;
+        // As with `sftp -b`: a line that starts with `-` may fail without ending the batch.
+        let (line, may_fail) = match line.trim_start().strip_prefix('-') {
+            Some(rest) => (rest.to_owned(), true),
+            None => (line, false),
+        };
         match runtime.block_on(session.execute_line(&line, io)) {
             Ok(Flow::Continue) => {}
             Ok(Flow::Exit) => return Ok(()),
+            Err(failure) if may_fail => {
+                let _ = writeln!(io.err, "{source_name}:{}: {failure}", index + 1);
+            }
             Ok(Flow::Chat) => {
                 return Err(fail(CommandError {
                     context: "chat".into(),
