@@ -1325,7 +1325,9 @@ impl Session {
         }
         if let Some(command) = trimmed.strip_prefix('!') {
             io.out.flush().map_err(|e| failed(trimmed)(Error::Io(e)))?;
-            return run_local(command.trim()).map(|()| Flow::Continue);
+            return run_local(command.trim())
+                .map(|()| Flow::Continue)
+                .map_err(failed(trimmed));
         }
         let words = shlex::split(trimmed).ok_or_else(|| CommandError {
             context: trimmed.to_owned(),
@@ -1476,8 +1478,7 @@ impl Session {
 
 /// `!COMMAND`: runs COMMAND with `sh -c` on this terminal (`!` alone: your shell), as
 /// sftp does. A command that fails fails the line.
-fn run_local(command: &str) -> std::result::Result<(), CommandError> {
-    let context = format!("!{command}");
+fn run_local(command: &str) -> Result<()> {
     let mut local = if command.is_empty() {
         std::process::Command::new(std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into()))
     } else {
@@ -1485,19 +1486,13 @@ fn run_local(command: &str) -> std::result::Result<(), CommandError> {
         sh.args(["-c", command]);
         sh
     };
-    let status = local.status().map_err(|e| CommandError {
-        context: context.clone(),
-        error: Error::Io(e),
-    })?;
+    let status = local.status()?;
     if status.success() {
         return Ok(());
     }
-    Err(CommandError {
-        context,
-        error: Error::Local {
-            path: PathBuf::from("sh"),
-            message: format!("failed ({status})"),
-        },
+    Err(Error::Local {
+        path: PathBuf::from("sh"),
+        message: format!("failed ({status})"),
     })
 }
 
