@@ -1896,13 +1896,29 @@ fn sync_and_check_through_the_binaries() {
         "{}",
         text(&out.stdout)
     );
+    // Issue 28: a dry run moved nothing, so it tells no time and no rate.
+    let summary = text(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        summary.starts_with("would be: 1 files sent (") && !summary.contains("/s"),
+        "{summary}"
+    );
     assert!(root.join("a/two").exists());
     assert_success(&sb.ftpc(&["sync", "--delete", "site", ":www"], ""));
     assert!(!root.join("a/two").exists());
     assert_success(&sb.ftpc(&["check", "site", ":www"], ""));
 
-    // And back down, into a fresh directory.
-    assert_success(&sb.ftpc(&["sync", ":www", "copy"], ""));
+    // And back down, into a fresh directory: files received, not sent.
+    let out = sb.ftpc(&["sync", ":www", "copy"], "");
+    assert_success(&out);
+    assert!(
+        text(&out.stdout).starts_with("2 files received ("),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(
         std::fs::read(sb.path().join("copy/a/one")).unwrap(),
         b"ONE?"
@@ -2392,5 +2408,39 @@ fn the_shell_runs_local_commands_and_tolerates_marked_failures() {
     let home = sb.path().join("ftp-root/alice");
     assert!(home.join("after").is_dir());
     assert!(!home.join("never").exists());
+    drop(server);
+}
+
+/// Issue 28: messages that misled. A small `put` the server refused first printed a success
+/// line; `mv f nodir/x` blamed `f`.
+#[test]
+fn messages_blame_what_failed_and_claim_no_success_first() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    std::fs::write(sb.path().join("small"), vec![7u8; 100_000]).unwrap();
+    assert_success(&sb.ftpc(&["put", "small"], ""));
+    let mut term = Terminal::spawn(&sb, &["put", "small"]);
+    term.wait_for("already exists");
+    let screen = Arc::clone(&term.screen);
+    let status = term.exit_status();
+    assert_eq!(status.code(), Some(1));
+    let shown = screen.lock().unwrap().clone();
+    assert!(!shown.contains(" in 0."), "a success line first: {shown}");
+
+    let out = sb.ftpc(&["mv", "small", "nodir/x"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("ftpc: mv nodir/x: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sb.ftpc(&["mv", "nothere", "x"], "");
+    assert!(
+        text(&out.stderr).starts_with("ftpc: mv nothere: "),
+        "{}",
+        text(&out.stderr)
+    );
     drop(server);
 }

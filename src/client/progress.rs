@@ -100,6 +100,14 @@ impl Progress for BarProgress {
         }
     }
 
+    fn fail(&self) {
+        if let Ok(mut slot) = self.current.lock()
+            && let Some(current) = slot.take()
+        {
+            current.bar.finish_and_clear();
+        }
+    }
+
     fn finish(&self) {
         if let Ok(mut slot) = self.current.lock()
             && let Some(current) = slot.take()

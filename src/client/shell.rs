@@ -278,11 +278,13 @@ impl std::fmt::Display for CommandError {
 
 impl std::error::Error for CommandError {}
 
-/// What a sync did: each action when dry (nothing was done), then one summary line.
+/// What a sync did: each action when dry (nothing was done), then one summary line; a dry
+/// run moved nothing, so it has no time or rate to tell.
 fn write_sync_report(
     out: &mut dyn Write,
     report: &super::sync::SyncReport,
     dry_run: bool,
+    downloading: bool,
     took: std::time::Duration,
 ) -> std::io::Result<()> {
     if dry_run {
@@ -290,17 +292,22 @@ fn write_sync_report(
             writeln!(out, "{}", for_terminal(action))?;
         }
     }
-    let secs = took.as_secs_f64().max(1e-3);
-    writeln!(
-        out,
-        "{}{} files sent ({}), {} unchanged, {} deleted, {} directories made; {:.2} s, {}/s",
-        if dry_run { "would be: " } else { "" },
+    let moved = if downloading { "received" } else { "sent" };
+    let counts = format!(
+        "{} files {moved} ({}), {} unchanged, {} deleted, {} directories made",
         report.sent,
         format_size(report.bytes),
         report.unchanged,
         report.deleted,
         report.made,
-        secs,
+    );
+    if dry_run {
+        return writeln!(out, "would be: {counts}");
+    }
+    let secs = took.as_secs_f64().max(1e-3);
+    writeln!(
+        out,
+        "{counts}; {secs:.2} s, {}/s",
         format_size((report.bytes as f64 / secs) as u64)
     )
 }
@@ -589,12 +596,20 @@ impl Session {
                 }
                 Ok(())
             }
-            FileCommand::Mv { force, from, to } => async {
-                let (source, target) = (self.resolve(&from)?, self.resolve(&to)?);
-                self.client.rename(&source, &target, force).await
+            FileCommand::Mv { force, from, to } => {
+                let (source, target) = match (self.resolve(&from), self.resolve(&to)) {
+                    (Ok(source), Ok(target)) => (source, target),
+                    (Err(e), _) => return Err(failed(format!("mv {from}"))(e)),
+                    (_, Err(e)) => return Err(failed(format!("mv {to}"))(e)),
+                };
+                match self.client.rename(&source, &target, force).await {
+                    // The source is there: what is missing is the target's directory.
+                    Err(e) if is_not_found(&e) && self.client.stat(&source).await.is_ok() => {
+                        Err(failed(format!("mv {to}"))(e))
+                    }
+                    outcome => outcome.map_err(failed(format!("mv {from}"))),
+                }
             }
-            .await
-            .map_err(failed(format!("mv {from}"))),
             FileCommand::Put {
                 flags,
                 follow_links,
@@ -666,7 +681,8 @@ impl Session {
                 }
                 .map_err(failed(&ctx))?;
                 warn_skipped(io.err, &report.skipped);
-                write_sync_report(io.out, &report, dry_run, started.elapsed())
+                let downloading = source.starts_with(':');
+                write_sync_report(io.out, &report, dry_run, downloading, started.elapsed())
                     .map_err(|e| failed("sync")(e.into()))
             }
             FileCommand::Check {

@@ -26,6 +26,19 @@ pub trait Progress: Send + Sync {
     fn advance(&self, bytes: u64);
     /// The transfer ended (successfully or not).
     fn finish(&self);
+    /// The transfer failed, perhaps after all its bytes moved (the server refused the
+    /// file at the end): nothing may look like success.
+    fn fail(&self) {
+        self.finish();
+    }
+}
+
+/// Ends the display of one transfer as `outcome` says.
+fn ended<T>(progress: &dyn Progress, outcome: &Result<T>) {
+    match outcome {
+        Ok(_) => progress.finish(),
+        Err(_) => progress.fail(),
+    }
 }
 
 /// Reports nothing.
@@ -482,11 +495,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
             Err(err) => return Err(err),
         };
-        let sent = self.send_file(file, local, size, offset, progress).await;
-        // Stopping before PutFinish leaves the server waiting for the rest of the data.
-        let checksum = sent.inspect_err(|_| self.in_step = false)?;
-        self.send(&Request::PutFinish { checksum }).await?;
-        self.expect_ok().await?;
+        let finished = async {
+            let sent = self.send_file(file, local, size, offset, progress).await;
+            // Stopping before PutFinish leaves the server waiting for the rest of the data.
+            let checksum = sent.inspect_err(|_| self.in_step = false)?;
+            self.send(&Request::PutFinish { checksum }).await?;
+            self.expect_ok().await
+        }
+        .await;
+        ended(progress, &finished);
+        finished?;
         Ok(Transferred {
             size,
             resumed_from: offset,
@@ -515,9 +533,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             })
             .await;
         progress.advance(size);
-        progress.finish();
-        sent?;
-        self.expect_ok().await?;
+        let answered = match sent {
+            Ok(()) => self.expect_ok().await,
+            Err(e) => Err(e),
+        };
+        ended(progress, &answered);
+        answered?;
         Ok(Transferred {
             size,
             resumed_from: 0,
@@ -539,9 +560,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             .map_err(|e| Error::local(local, e))?;
         progress.start(&display_name(local), size, offset);
         let mut reader = FileReader::spawn(file, held, size - offset);
-        let result = self.send_data(&mut reader, local, progress).await;
-        progress.finish();
-        result?;
+        // The caller ends the display, once the server has taken the file.
+        self.send_data(&mut reader, local, progress).await?;
         reader.finish().await.map_err(|e| Error::local(local, e))
     }
 
@@ -667,36 +687,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let received = self
             .receive_data(&mut sink, size - offset, &part, progress)
             .await;
-        progress.finish();
-        let theirs = received?;
-        // Streamed: written already, so this does not block.
-        let (file, written) = sink
-            .end()
-            .await
-            .written()
-            .map_err(|e| Error::local(&part, e))?;
-        if written.digest() != theirs {
-            drop(file);
-            let _ = tokio::fs::remove_file(&part).await;
-            return Err(Error::ChecksumMismatch);
-        }
-        if options.preserve
-            && let Some(attributes) = attributes
-        {
-            crate::pipeline::apply_attributes(&file, attributes)
+        let landed = async {
+            let theirs = received?;
+            // Streamed: written already, so this does not block.
+            let (file, written) = sink
+                .end()
+                .await
+                .written()
                 .map_err(|e| Error::local(&part, e))?;
+            if written.digest() != theirs {
+                drop(file);
+                let _ = tokio::fs::remove_file(&part).await;
+                return Err(Error::ChecksumMismatch);
+            }
+            if options.preserve
+                && let Some(attributes) = attributes
+            {
+                crate::pipeline::apply_attributes(&file, attributes)
+                    .map_err(|e| Error::local(&part, e))?;
+            }
+            tokio::fs::File::from_std(file)
+                .sync_all()
+                .await
+                .map_err(|e| Error::local(&part, e))?;
+            if !options.overwrite && tokio::fs::symlink_metadata(local).await.is_ok() {
+                return Err(Error::local(local, "already exists (use -f to replace it)"));
+            }
+            // rename() replaces a link at `local` itself; it never writes through one.
+            tokio::fs::rename(&part, local)
+                .await
+                .map_err(|e| Error::local(local, e))
         }
-        tokio::fs::File::from_std(file)
-            .sync_all()
-            .await
-            .map_err(|e| Error::local(&part, e))?;
-        if !options.overwrite && tokio::fs::symlink_metadata(local).await.is_ok() {
-            return Err(Error::local(local, "already exists (use -f to replace it)"));
-        }
-        // rename() replaces a link at `local` itself; it never writes through one.
-        tokio::fs::rename(&part, local)
-            .await
-            .map_err(|e| Error::local(local, e))?;
+        .await;
+        ended(progress, &landed);
+        landed?;
         Ok(Transferred {
             size,
             resumed_from: offset,
