@@ -2421,7 +2421,7 @@ fn messages_blame_what_failed_and_claim_no_success_first() {
     assert_success(&sb.first_login(&server.addr, "alice", "pw"));
     std::fs::write(sb.path().join("small"), vec![7u8; 100_000]).unwrap();
     assert_success(&sb.ftpc(&["put", "small"], ""));
-    let mut term = Terminal::spawn(&sb, &["put", "small"]);
+    let term = Terminal::spawn(&sb, &["put", "small"]);
     term.wait_for("already exists");
     let screen = Arc::clone(&term.screen);
     let status = term.exit_status();
