@@ -1275,7 +1275,8 @@ fn ctrl_c_stops_a_transfer_not_the_shell() {
     };
     wait_until("the download started", partial);
     term.type_keys("\x03");
-    term.wait_for("interrupted");
+    // Issue 28: and says how to go on.
+    term.wait_for("interrupted; what arrived is kept: the same command with -c continues it");
     term.type_keys("mkdir after\rexit\r");
     let status = term.exit_status();
     assert!(status.success(), "{status:?}");
@@ -2442,5 +2443,40 @@ fn messages_blame_what_failed_and_claim_no_success_first() {
         "{}",
         text(&out.stderr)
     );
+    drop(server);
+}
+
+/// Issue 28: an interrupted `ftpc get` left `.ftprep-part-...` without a word about `-c`; it
+/// now says how to go on, exits 130 as an interrupted command does, and `get -c` finishes.
+#[test]
+fn an_interrupted_get_says_how_to_continue() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let home = sb.path().join("ftp-root/alice");
+    std::fs::create_dir_all(&home).unwrap();
+    let big = std::fs::File::create(home.join("big")).unwrap();
+    big.set_len(1 << 30).unwrap();
+    drop(big);
+    let mut term = Terminal::spawn(&sb, &["get", "big"]);
+    let partial = || {
+        std::fs::read_dir(sb.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with(".ftprep-part-"))
+    };
+    wait_until("the download started", partial);
+    term.type_keys("\x03");
+    term.wait_for("the same command with -c continues it");
+    let status = term.exit_status();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(partial());
+    assert_success(&sb.ftpc(&["get", "-c", "big"], ""));
+    assert_eq!(
+        std::fs::metadata(sb.path().join("big")).unwrap().len(),
+        1 << 30
+    );
+    assert!(!partial());
     drop(server);
 }

@@ -181,6 +181,19 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// The name a file command is typed with, for what to say after Ctrl-C.
+fn file_command_name(command: &FileCommand) -> &'static str {
+    match command {
+        FileCommand::Get { .. } => "get",
+        FileCommand::Put { .. } => "put",
+        FileCommand::Mget { .. } => "mget",
+        FileCommand::Mput { .. } => "mput",
+        FileCommand::Sync { .. } => "sync",
+        _ => "",
+    }
+}
+
+/// Maps the library's error kind to the documented exit code.
 fn exit_code(err: &anyhow::Error) -> u8 {
     let kind = err.chain().find_map(|e| {
         e.downcast_ref::<ftprep::Error>()
@@ -369,7 +382,7 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
         },
         Some(Command::File(command)) => {
             let progress = progress::for_stderr();
-            runtime.block_on(async {
+            let done = runtime.block_on(async {
                 let (hosts, unknown) = (trust.known_hosts.clone(), trust.unknown.clone());
                 let mut session = Session::connect(&store, server, hosts, unknown).await?;
                 let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
@@ -380,11 +393,21 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
                     terminal: std::io::stdout().is_terminal(),
                     stdin: true,
                 };
-                session.execute(command, &mut io).await?;
+                let name = file_command_name(&command);
+                // Ctrl-C during a transfer: say how to finish it (the partial data stays).
+                tokio::select! {
+                    outcome = session.execute(command, &mut io) => outcome?,
+                    _ = tokio::signal::ctrl_c() => {
+                        progress.fail();
+                        eprintln!("ftpc: {}", shell::after_interrupt(name));
+                        return Ok(ExitCode::from(130));
+                    }
+                }
                 // A clean goodbye; the command's outcome is already known.
                 let _ = session.client.close().await;
-                anyhow::Ok(())
+                anyhow::Ok(ExitCode::SUCCESS)
             })?;
+            return Ok(done);
         }
         Some(Command::Bench {
             clients,

@@ -1492,6 +1492,17 @@ impl Session {
     }
 }
 
+/// What to tell someone who interrupted `command` (its name): how to finish the job.
+pub fn after_interrupt(command: &str) -> &'static str {
+    match command {
+        "get" | "put" | "mget" | "mput" => {
+            "interrupted; what arrived is kept: the same command with -c continues it"
+        }
+        "sync" => "interrupted; the same sync again finishes the job and sends nothing twice",
+        _ => "interrupted",
+    }
+}
+
 /// `!COMMAND`: runs COMMAND with `sh -c` on this terminal (`!` alone: your shell), as
 /// sftp does. A command that fails fails the line.
 fn run_local(command: &str) -> Result<()> {
@@ -1640,9 +1651,10 @@ pub fn run_interactive(
             let result = match result {
                 Some(result) => result,
                 None => {
-                    progress.finish();
+                    progress.fail();
                     current.lost = true;
-                    eprintln!("interrupted");
+                    let command = line.split_whitespace().next().unwrap_or_default();
+                    eprintln!("{}", after_interrupt(command));
                     Ok(Flow::Continue)
                 }
             };
