@@ -938,6 +938,74 @@ mod tests {
         );
     }
 
+    /// The server's last word: a wrong password, another refusal, a signature that is
+    /// not the server's, or nothing readable.
+    #[test]
+    fn the_client_reads_server_final_as_rfc_5802_says() {
+        let first = ClientFirst::with_nonce(USER, CLIENT_NONCE);
+        let challenge = first.receive_server_first(SERVER_FIRST).unwrap();
+        let keys = ClientKeys::derive(PASSWORD, &challenge.salt, challenge.iterations);
+        let (_, state) = challenge.respond(&keys);
+        assert_eq!(
+            state.verify_server_final("e=invalid-proof"),
+            Err(ScramError::AuthenticationFailed)
+        );
+        assert_eq!(
+            state.verify_server_final("e=channel-bindings-dont-match"),
+            Err(ScramError::ServerError(
+                "channel-bindings-dont-match".into()
+            ))
+        );
+        assert_eq!(
+            state.verify_server_final("v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            Err(ScramError::BadServerSignature)
+        );
+        assert!(matches!(
+            state.verify_server_final("v=***"),
+            Err(ScramError::Malformed(_))
+        ));
+        assert!(matches!(
+            state.verify_server_final("x=1"),
+            Err(ScramError::Malformed(_))
+        ));
+        assert_eq!(state.verify_server_final(SERVER_FINAL), Ok(()));
+    }
+
+    /// A salt is 1 to MAX_SALT_LEN bytes; a channel-binding name is letters, digits, `.`
+    /// and `-` (RFC 5802's cb-name).
+    #[test]
+    fn salts_and_binding_names_have_their_bounds() {
+        let first = || ClientFirst::with_nonce(USER, "abc");
+        let with_salt = |len: usize| {
+            format!(
+                "r=abcdef,s={},i=4096",
+                BASE64_STANDARD.encode(vec![7u8; len])
+            )
+        };
+        assert!(
+            first()
+                .receive_server_first(&with_salt(MAX_SALT_LEN))
+                .is_ok()
+        );
+        assert!(first().receive_server_first(&with_salt(1)).is_ok());
+        for len in [0, MAX_SALT_LEN + 1] {
+            assert_eq!(
+                first().receive_server_first(&with_salt(len)).unwrap_err(),
+                ScramError::Malformed("the salt is empty or too long"),
+                "{len}"
+            );
+        }
+        let parsed = ClientFirstMessage::parse("p=a.b-9,,n=a,r=b").unwrap();
+        assert_eq!(parsed.flag, Gs2Flag::Bound("a.b-9".into()));
+        for bad in ["p=a_b,,n=a,r=b", "p=a b,,n=a,r=b", "p=,,n=a,r=b"] {
+            assert_eq!(
+                ClientFirstMessage::parse(bad).unwrap_err(),
+                ScramError::Malformed("bad gs2 channel-binding flag"),
+                "{bad}"
+            );
+        }
+    }
+
     /// Keys and verifiers never show their secrets in logs.
     #[test]
     fn debug_output_keeps_the_keys_secret() {

@@ -53,31 +53,52 @@ pub struct BarProgress {
     current: Mutex<Option<Current>>,
 }
 
+/// The bar's layout for a terminal `width` columns wide: the whole line (name, bar, bytes,
+/// rate, ETA) where it fits, less of it where it would not, so a line never wraps.
+fn template(width: u16) -> &'static str {
+    match width {
+        100.. => {
+            "{msg:20!} {bar:30} {bytes:>10}/{total_bytes:<10} {moved_rate:>12} ETA {moved_eta}"
+        }
+        72.. => "{msg:16!} {wide_bar} {bytes:>10}/{total_bytes:<10} {moved_rate:>12}",
+        40.. => "{msg:12!} {wide_bar} {percent:>3}% {moved_rate:>11}",
+        _ => "{wide_bar} {percent:>3}%",
+    }
+}
+
+/// The bar's style: [`template`], with rate and ETA counted from what moved since the
+/// start (`done` bytes were there already), not from the position.
+fn style(width: u16, done: u64) -> Option<ProgressStyle> {
+    let rate_key = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let moved = state.pos().saturating_sub(done);
+        if let Some(r) = rate(moved, state.elapsed()) {
+            let _ = write!(w, "{}/s", format_size(r as u64));
+        }
+    };
+    let eta_key = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let moved = state.pos().saturating_sub(done);
+        let left = state.len().unwrap_or(0).saturating_sub(state.pos());
+        if let Some(r) = rate(moved, state.elapsed()) {
+            let _ = write!(w, "{}s", (left as f64 / r).ceil() as u64);
+        }
+    };
+    ProgressStyle::with_template(template(width))
+        .ok()
+        .map(|style| {
+            style
+                .with_key("moved_rate", rate_key)
+                .with_key("moved_eta", eta_key)
+        })
+}
+
 impl Progress for BarProgress {
     fn start(&self, name: &str, total: u64, done: u64) {
         let bar = ProgressBar::new(total);
-        // Rate and ETA from what moved since the start, not from the position.
-        let rate_key = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let moved = state.pos().saturating_sub(done);
-            if let Some(r) = rate(moved, state.elapsed()) {
-                let _ = write!(w, "{}/s", format_size(r as u64));
-            }
-        };
-        let eta_key = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let moved = state.pos().saturating_sub(done);
-            let left = state.len().unwrap_or(0).saturating_sub(state.pos());
-            if let Some(r) = rate(moved, state.elapsed()) {
-                let _ = write!(w, "{}s", (left as f64 / r).ceil() as u64);
-            }
-        };
-        if let Ok(style) = ProgressStyle::with_template(
-            "{msg:20!} {bar:30} {bytes:>10}/{total_bytes:<10} {moved_rate:>12} ETA {moved_eta}",
-        ) {
-            bar.set_style(
-                style
-                    .with_key("moved_rate", rate_key)
-                    .with_key("moved_eta", eta_key),
-            );
+        let width = console::Term::stderr()
+            .size_checked()
+            .map_or(80, |(_, cols)| cols);
+        if let Some(style) = style(width, done) {
+            bar.set_style(style);
         }
         bar.set_message(name.to_owned());
         bar.set_position(done);
@@ -141,6 +162,75 @@ pub fn for_stderr() -> Box<dyn Progress> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records what a bar draws on a terminal `width` columns wide.
+    #[derive(Debug)]
+    struct Screen {
+        width: u16,
+        lines: std::sync::Arc<Mutex<Vec<String>>>,
+    }
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            self.width
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            if let Ok(mut lines) = self.lines.lock() {
+                lines.push(s.to_owned());
+            }
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Issue 28: bars wrapped on a terminal 60 columns wide. Each layout fits its width.
+    #[test]
+    fn a_bar_fits_the_terminal() {
+        for width in [24u16, 40, 60, 72, 80, 99, 100, 160] {
+            let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
+            let screen = Screen {
+                width,
+                lines: std::sync::Arc::clone(&lines),
+            };
+            let bar = ProgressBar::with_draw_target(
+                Some(123 << 30),
+                indicatif::ProgressDrawTarget::term_like(Box::new(screen)),
+            );
+            bar.set_style(style(width, 0).unwrap());
+            bar.set_message("a-very-long-name-of-a-file-that-goes-on.iso");
+            bar.set_position(45 << 30);
+            bar.tick();
+            let drawn = lines.lock().unwrap().clone();
+            assert!(!drawn.is_empty(), "{width}: nothing drawn");
+            for line in drawn {
+                let shown = line.chars().count();
+                assert!(
+                    shown <= usize::from(width),
+                    "{width}: {shown} columns: {line:?}"
+                );
+            }
+        }
+    }
 
     /// Issue 12.9: after a resume the rate counted the bytes already held (11.58 GiB/s).
     #[test]
