@@ -31,6 +31,7 @@ pub mod client;
 pub mod commands;
 pub mod deadline;
 pub mod error;
+pub mod manual;
 pub mod ntp;
 pub mod paths;
 pub mod pipeline;

@@ -181,6 +181,93 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// What `ftpc man` says beyond the commands.
+fn manual_page() -> ftprep::manual::Page<'static> {
+    ftprep::manual::Page {
+        section: "1",
+        more_commands: vec![("SHELL COMMANDS", shell::commands())],
+        sections: vec![
+            (
+                "FILES",
+                vec![
+                    (
+                        "~/.config/ftpc/credentials",
+                        "Saved logins (mode 0600): per server, the user and the keys derived \
+                         from the password at ftpc login, never the password.",
+                    ),
+                    (
+                        "~/.config/ftpc/known_hosts",
+                        "The servers trusted, one `SERVER FINGERPRINT` a line (ftpc \
+                         known-hosts).",
+                    ),
+                    (
+                        "~/.config/ftpc/chat-delivered",
+                        "The last chat message shown per login, so none is shown twice.",
+                    ),
+                    (
+                        "~/.local/share/ftpc/history, chat-history",
+                        "The shell's and the chat's line history.",
+                    ),
+                ],
+            ),
+            (
+                "ENVIRONMENT",
+                vec![
+                    ("FTPC_SERVER", "The server, as --server takes it."),
+                    (
+                        "XDG_CONFIG_HOME, XDG_DATA_HOME",
+                        "Where the files above live (~/.config, ~/.local/share by default).",
+                    ),
+                    ("NO_COLOR", "Set and not empty: no colours in the chat."),
+                    ("TMPDIR", "Where put - keeps standard input until it ends."),
+                    ("SHELL", "What ! alone starts in the shell."),
+                ],
+            ),
+            (
+                "EXIT STATUS",
+                vec![
+                    ("0", "Success."),
+                    (
+                        "1",
+                        "The command failed: the server refused it, or a local file problem.",
+                    ),
+                    ("2", "Usage error."),
+                    ("3", "Authentication failed, or a login is needed."),
+                    ("4", "The connection or the protocol failed."),
+                    ("130", "Interrupted by Ctrl-C during a transfer."),
+                ],
+            ),
+            (
+                "EXAMPLES",
+                vec![
+                    (
+                        "ftpc login alice@files.example.org",
+                        "Log in once; later commands reuse it.",
+                    ),
+                    (
+                        "ftpc put -r -p photos backup/",
+                        "Upload a tree into backup/photos, keeping times.",
+                    ),
+                    (
+                        "ftpc sync --delete site :www",
+                        "Make the remote www the same as the local site.",
+                    ),
+                    ("tar c dir | ftpc put - dir.tar", "Upload standard input."),
+                    (
+                        "ftpc ls -0 | xargs -0 ...",
+                        "Names as they are, for scripts.",
+                    ),
+                    (
+                        "ftpc time -v",
+                        "How far this clock is off, by the server's time service.",
+                    ),
+                    ("ftpc friends add bob; ftpc chat", "Chat with a friend."),
+                ],
+            ),
+        ],
+    }
+}
+
 /// The name a file command is typed with, for what to say after Ctrl-C.
 fn file_command_name(command: &FileCommand) -> &'static str {
     match command {
@@ -339,7 +426,7 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
             clap_complete::generate(shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
         }
         Some(Command::Man) => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?
+            ftprep::manual::render(&Cli::command(), &manual_page(), &mut std::io::stdout())?
         }
         Some(Command::Login {
             user,

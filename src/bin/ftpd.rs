@@ -329,9 +329,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "ftpd", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => Ok(clap_mangen::Man::new(Cli::command())
-            .section("8")
-            .render(&mut std::io::stdout())?),
+        Command::Man => Ok(ftprep::manual::render(
+            &Cli::command(),
+            &manual_page(),
+            &mut std::io::stdout(),
+        )?),
         Command::Users(file) => {
             if let ftprep::server::UserDatabase::File(path) = &file.users
                 && !path.exists()
@@ -353,6 +355,82 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// What `ftpd man` says beyond the commands.
+fn manual_page() -> ftprep::manual::Page<'static> {
+    ftprep::manual::Page {
+        section: "8",
+        more_commands: Vec::new(),
+        sections: vec![
+            (
+                "FILES",
+                vec![
+                    (
+                        "./users.db",
+                        "The users (--users): one a line, name and SCRAM verifier (PostgreSQL's \
+                         format) and quotas; never a password. Mode 0600.",
+                    ),
+                    (
+                        "./ftp-root/USER",
+                        "Each user's files (--root), created 0700.",
+                    ),
+                    (
+                        "./ftpd-state/",
+                        "The state directory (--state-dir, 0700): the generated certificate \
+                         and key (tls-cert.pem, tls-key.pem), the chat (chat.db), the secret \
+                         that keys mock logins and QUIC resets.",
+                    ),
+                    (
+                        "./ftpd.toml",
+                        "Settings (--config); keys are the long option names.",
+                    ),
+                ],
+            ),
+            (
+                "ENVIRONMENT",
+                vec![
+                    (
+                        "FTPD_CONFIG, FTPD_LISTEN, FTPD_ROOT, FTPD_USERS, FTPD_STATE_DIR",
+                        "As the options of the same names.",
+                    ),
+                    (
+                        "FTPD_LOG",
+                        "What the log shows: error, warn, info (default), debug, trace.",
+                    ),
+                ],
+            ),
+            (
+                "EXIT STATUS",
+                vec![
+                    ("0", "Success (serve: stopped by Ctrl-C or SIGTERM)."),
+                    ("1", "Failure; the message is on standard error."),
+                    ("2", "Usage error."),
+                ],
+            ),
+            (
+                "EXAMPLES",
+                vec![
+                    (
+                        "ftpd adduser alice && ftpd serve",
+                        "A first user, then the server on the defaults.",
+                    ),
+                    (
+                        "ftpd quota bob 10G --files 100000",
+                        "Limit a user's bytes and files.",
+                    ),
+                    (
+                        "ftpd serve --time-local-stratum 10",
+                        "Serve the local clock in an isolated lab.",
+                    ),
+                    (
+                        "ftpd fingerprint",
+                        "What users compare at their first login.",
+                    ),
+                ],
+            ),
+        ],
     }
 }
 

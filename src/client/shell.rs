@@ -1307,6 +1307,11 @@ enum ShellCommand {
     Exit,
 }
 
+/// The shell's commands, as its parser knows them (for the manual page).
+pub fn commands() -> clap::Command {
+    <ShellLine as clap::CommandFactory>::command()
+}
+
 /// The words the shell knows, for completion.
 const SHELL_WORDS: &[&str] = &[
     "bye", "cat", "cd", "chat", "check", "color", "df", "exit", "friends", "get", "help", "inbox",
