@@ -1516,6 +1516,19 @@ fn wildcards_and_several_files_at_once() {
         1,
         "ftpc: rm up/*.none: no match",
     );
+    // Issue 28: -r over files and directories together, both ways (it stopped at the
+    // first directory, or the first file, with "not a directory").
+    std::fs::create_dir_all(sb.path().join("mix/sub")).unwrap();
+    std::fs::write(sb.path().join("mix/one"), "1").unwrap();
+    std::fs::write(sb.path().join("mix/sub/two"), "2").unwrap();
+    assert_success(&sb.ftpc(&["mkdir", "mixed"], ""));
+    assert_success(&sb.ftpc(&["put", "-r", "mix/one", "mix/sub", "mixed/"], ""));
+    assert_eq!(std::fs::read(root.join("mixed/one")).unwrap(), b"1");
+    assert_eq!(std::fs::read(root.join("mixed/sub/two")).unwrap(), b"2");
+    std::fs::create_dir(sb.path().join("back")).unwrap();
+    assert_success(&sb.ftpc(&["get", "-r", "mixed/*", "back"], ""));
+    assert_eq!(std::fs::read(sb.path().join("back/one")).unwrap(), b"1");
+    assert_eq!(std::fs::read(sb.path().join("back/sub/two")).unwrap(), b"2");
 }
 
 /// Symlinks in a `put -r` tree are reported, with a count, or followed with -L (a link back

@@ -793,7 +793,8 @@ impl Session {
                 .map_err(|e| failed(ctx.clone())(e.into()))?
                 .to_string();
         }
-        if recursive {
+        // -r over files and directories together (`put -r mix/*`): files go as files.
+        if recursive && local.is_dir() {
             let report = self
                 .client
                 .put_tree(local, &target, options, io.progress)
@@ -861,6 +862,8 @@ impl Session {
     ) -> std::result::Result<(), CommandError> {
         let ctx = format!("get {}", source.trim_start_matches('/'));
         let name = remote_name(source).map_err(failed(ctx.clone()))?;
+        // -r over files and directories together (`get -r 'mix/*'`): files come as files.
+        let recursive = recursive && self.is_remote_dir(source).await;
         let into_dir = |local: &Path| {
             local.is_dir() && (!recursive || local.as_os_str().as_encoded_bytes().ends_with(b"/"))
         };
