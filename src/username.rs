@@ -77,4 +77,12 @@ mod tests {
             assert!(Username::parse(bad).is_err(), "{bad}");
         }
     }
+
+    /// A name reads back as it was given, as a string and on display.
+    #[test]
+    fn a_name_reads_back_as_given() {
+        let name: Username = "a.b-c_d".parse().unwrap();
+        assert_eq!(name.as_str(), "a.b-c_d");
+        assert_eq!(name.to_string(), "a.b-c_d");
+    }
 }
