@@ -306,8 +306,8 @@ PY
         record floor-synced "$round" "$(timed python3 write_tree.py floor-synced "$small_files" sync)"
         record floor-unsynced "$round" "$(timed python3 write_tree.py floor-unsynced "$small_files" no)"
       fi
-      record "$tree-ftpc-put" "$round" "$(timed "$bin/ftpc" put -r "$tree" "t-$tree")"
-      record "$tree-ftpc-get" "$round" "$(timed "$bin/ftpc" get -r "t-$tree" back-ftpc)"
+      record "$tree-ftpc-put" "$round" "$(timed "$bin/ftpc" put -r "$tree/" "t-$tree")"
+      record "$tree-ftpc-get" "$round" "$(timed "$bin/ftpc" get -r "t-$tree/" back-ftpc)"
       same_tree "$tree" back-ftpc ftpc
       record "$tree-scp-put" "$round" "$(timed scp "${scp_opts[@]}" "$tree" "$user@127.0.0.1:t-$tree-scp")"
       record "$tree-scp-get" "$round" "$(timed scp "${scp_opts[@]}" "$user@127.0.0.1:t-$tree-scp" back-scp)"
@@ -324,11 +324,11 @@ PY
       record "$tree-lftp-get" "$round" "$(timed lftp_run "mirror t-$tree-lftp back-lftp")"
       same_tree "$tree" back-lftp lftp
       # Syncs: nothing changed, then 1 % of the files changed.
-      "$bin/ftpc" sync "$tree" ":t-$tree-sync" >/dev/null
-      record "$tree-ftpc-sync0" "$round" "$(timed "$bin/ftpc" sync "$tree" ":t-$tree-sync")"
+      "$bin/ftpc" sync "$tree/" ":t-$tree-sync" >/dev/null
+      record "$tree-ftpc-sync0" "$round" "$(timed "$bin/ftpc" sync "$tree/" ":t-$tree-sync")"
       record "$tree-rsync-sync0" "$round" "$(timed rsync -a -e "$ssh_cmd" "$tree/" "$user@127.0.0.1:t-$tree-rsync/")"
       touch_some "$tree"
-      record "$tree-ftpc-sync1" "$round" "$(timed "$bin/ftpc" sync "$tree" ":t-$tree-sync")"
+      record "$tree-ftpc-sync1" "$round" "$(timed "$bin/ftpc" sync "$tree/" ":t-$tree-sync")"
       record "$tree-rsync-sync1" "$round" "$(timed rsync -a -e "$ssh_cmd" "$tree/" "$user@127.0.0.1:t-$tree-rsync/")"
     done
   done

@@ -73,7 +73,7 @@ for round in $(seq 1 "$rounds"); do
     record "$name-plain" "$round" "$(rate "$name-p")"
     login "$name"
     "$bin/ftpc" rm -r tree >/dev/null 2>&1 || true
-    record "$name-put" "$round" "$(timed "$bin/ftpc" put -r "$work/src" tree)"
+    record "$name-put" "$round" "$(timed "$bin/ftpc" put -r "$work/src/" tree)"
   done
 done
 

@@ -610,7 +610,7 @@ fn file_commands_through_the_binaries() {
     assert_success(&sb.ftpc(&["put", "-r", "project"], ""));
     assert_success(&sb.ftpc(&["get", "-r", "project", "restored"], ""));
     assert_eq!(
-        std::fs::read(sb.path().join("restored/src/main.rs")).unwrap(),
+        std::fs::read(sb.path().join("restored/project/src/main.rs")).unwrap(),
         b"fn main() {}"
     );
 
@@ -1451,22 +1451,53 @@ fn trees_go_into_an_existing_directory_named_with_a_slash() {
     assert_success(&sb.first_login(&server.addr, "alice", "pw"));
     std::fs::create_dir_all(sb.path().join("src/sub")).unwrap();
     std::fs::write(sb.path().join("src/sub/f"), b"data").unwrap();
-    assert_success(&sb.ftpc(&["mkdir", "dest"], ""));
-    assert_success(&sb.ftpc(&["put", "-r", "src", "dest/"], ""));
     let root = sb.path().join("ftp-root/alice");
+    // Issue 28: rsync's rule, the same for put -r, get -r and sync: `src` goes into the
+    // target as target/src, `src/` (its contents) into the target itself; the target's own
+    // slash changes nothing.
+    assert_success(&sb.ftpc(&["put", "-r", "src", "dest"], ""));
     assert_eq!(std::fs::read(root.join("dest/src/sub/f")).unwrap(), b"data");
-    assert_success(&sb.ftpc(&["put", "-r", "src", "tree"], ""));
+    assert_success(&sb.ftpc(&["put", "-r", "-f", "src", "dest/"], ""));
+    assert!(!root.join("dest/src/src").exists());
+    assert_success(&sb.ftpc(&["put", "-r", "src/", "tree"], ""));
     assert!(root.join("tree/sub/f").is_file());
-    assert_success(&sb.ftpc(&["put", "-r", "-c", "src", "tree"], ""));
+    assert_success(&sb.ftpc(&["put", "-r", "-c", "src/", "tree"], ""));
     assert!(
         !root.join("tree/src").exists(),
         "resumed in place, not nested"
     );
 
     std::fs::create_dir(sb.path().join("back")).unwrap();
-    assert_success(&sb.ftpc(&["get", "-r", "dest/src", "back/"], ""));
+    assert_success(&sb.ftpc(&["get", "-r", "dest/src", "back"], ""));
     assert_eq!(
         std::fs::read(sb.path().join("back/src/sub/f")).unwrap(),
+        b"data"
+    );
+    assert_success(&sb.ftpc(&["get", "-r", "dest/src/", "flat"], ""));
+    assert_eq!(
+        std::fs::read(sb.path().join("flat/sub/f")).unwrap(),
+        b"data"
+    );
+
+    // sync: `--delete photos :backup/` works inside backup/photos and leaves the rest of
+    // backup alone (it deleted it).
+    std::fs::create_dir_all(root.join("backup")).unwrap();
+    std::fs::write(root.join("backup/keep"), b"keep").unwrap();
+    assert_success(&sb.ftpc(&["sync", "--delete", "src", ":backup/"], ""));
+    assert_eq!(std::fs::read(root.join("backup/keep")).unwrap(), b"keep");
+    assert_eq!(
+        std::fs::read(root.join("backup/src/sub/f")).unwrap(),
+        b"data"
+    );
+    assert_success(&sb.ftpc(&["check", "src", ":backup"], ""));
+    assert_success(&sb.ftpc(&["sync", ":backup/src", "down"], ""));
+    assert_eq!(
+        std::fs::read(sb.path().join("down/src/sub/f")).unwrap(),
+        b"data"
+    );
+    assert_success(&sb.ftpc(&["sync", ":backup/src/", "same"], ""));
+    assert_eq!(
+        std::fs::read(sb.path().join("same/sub/f")).unwrap(),
         b"data"
     );
 }
@@ -1547,7 +1578,7 @@ fn symlinks_in_an_uploaded_tree_are_reported_or_followed() {
     std::os::unix::fs::symlink("real", src.join("dir-link")).unwrap();
     std::os::unix::fs::symlink("..", src.join("real/up")).unwrap();
 
-    let out = sb.ftpc(&["put", "-r", "src", "plain"], "");
+    let out = sb.ftpc(&["put", "-r", "src/", "plain"], "");
     assert_success(&out);
     let stderr = text(&out.stderr);
     assert!(stderr.contains("skipped 3 entries in all"), "{stderr}");
@@ -1556,7 +1587,7 @@ fn symlinks_in_an_uploaded_tree_are_reported_or_followed() {
     assert!(root.join("plain/real/f").is_file());
     assert!(!root.join("plain/file-link").exists());
 
-    let out = sb.ftpc(&["put", "-r", "-L", "src", "followed"], "");
+    let out = sb.ftpc(&["put", "-r", "-L", "src/", "followed"], "");
     assert_success(&out);
     assert_eq!(
         std::fs::read(root.join("followed/file-link")).unwrap(),
@@ -1936,7 +1967,7 @@ fn sync_and_check_through_the_binaries() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, name).unwrap();
     }
-    let out = sb.ftpc(&["sync", "site", ":www"], "");
+    let out = sb.ftpc(&["sync", "site/", ":www"], "");
     assert_success(&out);
     assert!(
         text(&out.stdout).starts_with("3 files sent ("),
@@ -1945,23 +1976,23 @@ fn sync_and_check_through_the_binaries() {
     );
     let root = sb.path().join("ftp-root/alice/www");
     assert_eq!(std::fs::read(root.join("b/three")).unwrap(), b"b/three");
-    let out = sb.ftpc(&["sync", "site", ":www"], "");
+    let out = sb.ftpc(&["sync", "site/", ":www"], "");
     assert!(
         text(&out.stdout).starts_with("0 files sent (0 B), 3 unchanged"),
         "{}",
         text(&out.stdout)
     );
-    assert_success(&sb.ftpc(&["check", "site", ":www"], ""));
+    assert_success(&sb.ftpc(&["check", "site/", ":www"], ""));
 
     std::fs::write(sb.path().join("site/a/one"), "ONE?").unwrap();
     std::fs::remove_file(sb.path().join("site/a/two")).unwrap();
-    let out = sb.ftpc(&["check", "site", ":www"], "");
+    let out = sb.ftpc(&["check", "site/", ":www"], "");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
         "differs: a/one\nonly remote: a/two\n1 files the same, 1 differ, 0 only local, 1 only remote\n"
     );
-    let out = sb.ftpc(&["sync", "--delete", "--dry-run", "site", ":www"], "");
+    let out = sb.ftpc(&["sync", "--delete", "--dry-run", "site/", ":www"], "");
     assert_success(&out);
     assert!(
         text(&out.stdout).contains("delete a/two\n"),
@@ -1979,12 +2010,12 @@ fn sync_and_check_through_the_binaries() {
         "{summary}"
     );
     assert!(root.join("a/two").exists());
-    assert_success(&sb.ftpc(&["sync", "--delete", "site", ":www"], ""));
+    assert_success(&sb.ftpc(&["sync", "--delete", "site/", ":www"], ""));
     assert!(!root.join("a/two").exists());
-    assert_success(&sb.ftpc(&["check", "site", ":www"], ""));
+    assert_success(&sb.ftpc(&["check", "site/", ":www"], ""));
 
     // And back down, into a fresh directory: files received, not sent.
-    let out = sb.ftpc(&["sync", ":www", "copy"], "");
+    let out = sb.ftpc(&["sync", ":www/", "copy"], "");
     assert_success(&out);
     assert!(
         text(&out.stdout).starts_with("2 files received ("),
@@ -2001,10 +2032,13 @@ fn sync_and_check_through_the_binaries() {
 
     // Over three connections, and over one; -j out of range is a usage error.
     std::fs::write(sb.path().join("site/b/four"), "4").unwrap();
-    assert_success(&sb.ftpc(&["sync", "-j", "3", "site", ":www"], ""));
+    assert_success(&sb.ftpc(&["sync", "-j", "3", "site/", ":www"], ""));
     assert_eq!(std::fs::read(root.join("b/four")).unwrap(), b"4");
     assert_success(&sb.ftpc(&["get", "-r", "-j", "1", "www", "one"], ""));
-    assert_eq!(std::fs::read(sb.path().join("one/b/four")).unwrap(), b"4");
+    assert_eq!(
+        std::fs::read(sb.path().join("one/www/b/four")).unwrap(),
+        b"4"
+    );
     for bad in ["0", "17", "x"] {
         let out = sb.ftpc(&["put", "-r", "-j", bad, "site", "w2"], "");
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));

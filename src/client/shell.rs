@@ -112,10 +112,9 @@ pub enum FileCommand {
         follow_links: bool,
         /// LOCAL [REMOTE], or LOCAL... REMOTE-DIRECTORY: local files (wildcards `*`, `?`,
         /// `[...]` expanded) and the remote target (default: the local name, in the current
-        /// remote directory). An existing directory receives a file under its own name; with
-        /// -r, a tree goes into an existing directory given with a trailing `/` (`put -r src
-        /// dest/` makes dest/src), and otherwise becomes the target itself (so -c resumes the
-        /// same place).
+        /// remote directory). An existing directory receives a file under its own name. With
+        /// -r, rsync's rule: `put -r src dest` makes dest/src, `put -r src/ dest` (a trailing
+        /// `/` on the source) puts what src holds into dest itself.
         #[arg(required = true, value_name = "LOCAL... [REMOTE]")]
         paths: Vec<String>,
     },
@@ -146,7 +145,7 @@ pub enum FileCommand {
         /// REMOTE [LOCAL], or REMOTE... LOCAL-DIRECTORY: remote files (wildcards `*`, `?`,
         /// `[...]` in the last component expanded from the listing; quote them) and the local
         /// target (default: the remote name, in the current local directory). As for put:
-        /// `get -r src dest/` makes dest/src when dest exists.
+        /// `get -r src dest` makes dest/src, `get -r src/ dest` fills dest.
         #[arg(required = true, value_name = "REMOTE... [LOCAL]")]
         paths: Vec<String>,
     },
@@ -160,7 +159,8 @@ pub enum FileCommand {
     Df,
     /// Copy only what is new or changed from one tree to the other: `sync LOCAL :REMOTE`
     /// uploads, `sync :REMOTE LOCAL` downloads (the side written with a leading `:` is the
-    /// server's). Files count as changed when size or modification time differ (with
+    /// server's). rsync's rule: `sync site :www` makes www/site, `sync site/ :www` makes
+    /// www hold what site holds (--delete then works inside that target alone). Files count as changed when size or modification time differ (with
     /// --checksum: size or contents); modification times are kept, so an interrupted sync
     /// run again sends only what it had not finished.
     Sync {
@@ -662,15 +662,18 @@ impl Session {
                 };
                 let report = match (source.strip_prefix(':'), target.strip_prefix(':')) {
                     (None, Some(remote)) => {
-                        let remote = self.resolve(remote).map_err(failed(&ctx))?;
+                        let remote = self
+                            .remote_tree_target(&source, remote)
+                            .map_err(failed(&ctx))?;
                         self.client
                             .sync_up(Path::new(&source), &remote, &options, io.progress)
                             .await
                     }
                     (Some(remote), None) => {
-                        let remote = self.resolve(remote).map_err(failed(&ctx))?;
+                        let resolved = self.resolve(remote).map_err(failed(&ctx))?;
+                        let local = local_tree_target(remote, &resolved, &target);
                         self.client
-                            .sync_down(&remote, Path::new(&target), &options, io.progress)
+                            .sync_down(&resolved, &local, &options, io.progress)
                             .await
                     }
                     _ => Err(Error::Usage(
@@ -697,7 +700,10 @@ impl Session {
                     )));
                 };
                 let exclude = patterns(&exclude).map_err(failed(&ctx))?;
-                let remote = self.resolve(remote).map_err(failed(&ctx))?;
+                // The same rule as sync's, so `check` compares what `sync` made.
+                let remote = self
+                    .remote_tree_target(&local, remote)
+                    .map_err(failed(&ctx))?;
                 let report = self
                     .client
                     .check(Path::new(&local), &remote, &exclude)
@@ -780,21 +786,39 @@ impl Session {
         io: &mut Output<'_>,
     ) -> std::result::Result<(), CommandError> {
         let ctx = format!("put {}", local.display());
-        let name = local_name(local).map_err(failed(ctx.clone()))?;
-        let mut target = self
-            .resolve(remote.unwrap_or(&name))
-            .map_err(failed(ctx.clone()))?;
-        // Like cp: an existing directory receives the file under its own name; a tree does
-        // when the directory is written with a trailing `/`.
-        let into = remote.is_some_and(|r| !recursive || r.ends_with('/'));
-        if into && self.is_remote_dir(&target).await {
-            target = RemotePath::parse(&target)
-                .and_then(|dir| dir.join(&name))
-                .map_err(|e| failed(ctx.clone())(e.into()))?
-                .to_string();
-        }
         // -r over files and directories together (`put -r mix/*`): files go as files.
-        if recursive && local.is_dir() {
+        let tree = recursive && local.is_dir();
+        let target = if tree {
+            // rsync's rule: `src` goes into the target as `target/src`, `src/` (its
+            // contents) into the target itself.
+            let name = (!names_contents(local.as_os_str().as_encoded_bytes()))
+                .then(|| local_name(local).ok())
+                .flatten();
+            let dir = self
+                .resolve(remote.unwrap_or(""))
+                .map_err(failed(ctx.clone()))?;
+            match name {
+                Some(name) => RemotePath::parse(&dir)
+                    .and_then(|dir| dir.join(&name))
+                    .map_err(|e| failed(ctx.clone())(e.into()))?
+                    .to_string(),
+                None => dir,
+            }
+        } else {
+            let name = local_name(local).map_err(failed(ctx.clone()))?;
+            let mut target = self
+                .resolve(remote.unwrap_or(&name))
+                .map_err(failed(ctx.clone()))?;
+            // Like cp: an existing directory receives the file under its own name.
+            if remote.is_some() && self.is_remote_dir(&target).await {
+                target = RemotePath::parse(&target)
+                    .and_then(|dir| dir.join(&name))
+                    .map_err(|e| failed(ctx.clone())(e.into()))?
+                    .to_string();
+            }
+            target
+        };
+        if tree {
             let report = self
                 .client
                 .put_tree(local, &target, options, io.progress)
@@ -808,6 +832,19 @@ impl Session {
                 .await
                 .map(drop)
                 .map_err(failed(ctx))
+        }
+    }
+
+    /// Where a local tree `source` (as typed) goes under `remote` (as typed), by rsync's
+    /// rule: `site` into `remote/site`, `site/` (its contents) into `remote` itself.
+    fn remote_tree_target(&self, source: &str, remote: &str) -> Result<String> {
+        let dir = self.resolve(remote)?;
+        let name = Path::new(source).file_name().and_then(|n| n.to_str());
+        match name {
+            Some(name) if !names_contents(source.as_bytes()) => {
+                Ok(RemotePath::parse(&dir)?.join(name)?.to_string())
+            }
+            _ => Ok(dir),
         }
     }
 
@@ -827,7 +864,9 @@ impl Session {
         let mut sources = Vec::new();
         for pattern in typed {
             let ctx = format!("get {pattern}");
-            sources.extend(self.expand_remote(pattern).await.map_err(failed(ctx))?);
+            let contents = names_contents(pattern.as_bytes());
+            let expanded = self.expand_remote(pattern).await.map_err(failed(ctx))?;
+            sources.extend(expanded.into_iter().map(|source| (source, contents)));
         }
         let several = sources.len() > 1;
         if several
@@ -838,7 +877,7 @@ impl Session {
                 "not a directory: several files go into an existing directory".into(),
             )));
         }
-        for source in sources {
+        for (source, contents) in sources {
             let local = match &local {
                 Some(dir) if several => {
                     let mut dir = dir.clone().into_os_string();
@@ -847,14 +886,18 @@ impl Session {
                 }
                 other => other.clone(),
             };
-            self.get_one(&source, local, recursive, options, io).await?;
+            self.get_one(&source, contents, local, recursive, options, io)
+                .await?;
         }
         Ok(())
     }
 
+    /// Downloads `source`; `contents` (it was typed with a trailing `/`) puts a tree's
+    /// contents into `local` rather than `local/NAME`, as rsync does.
     async fn get_one(
         &mut self,
         source: &str,
+        contents: bool,
         local: Option<PathBuf>,
         recursive: bool,
         options: TransferOptions,
@@ -864,11 +907,13 @@ impl Session {
         let name = remote_name(source).map_err(failed(ctx.clone()))?;
         // -r over files and directories together (`get -r 'mix/*'`): files come as files.
         let recursive = recursive && self.is_remote_dir(source).await;
-        let into_dir = |local: &Path| {
-            local.is_dir() && (!recursive || local.as_os_str().as_encoded_bytes().ends_with(b"/"))
-        };
         let local = match local {
-            Some(local) if into_dir(&local) => local.join(&name),
+            // rsync's rule for a tree: `src` into `local/src`, `src/` into `local` itself.
+            Some(local) if recursive && contents => local,
+            Some(local) if recursive => local.join(&name),
+            None if recursive && contents => PathBuf::from("."),
+            // Like cp: an existing directory receives the file under its own name.
+            Some(local) if local.is_dir() => local.join(&name),
             Some(local) => local,
             None => PathBuf::from(name),
         };
@@ -1060,6 +1105,26 @@ impl Session {
     async fn is_remote_dir(&mut self, path: &str) -> bool {
         matches!(self.client.stat(path).await, Ok(entry) if entry.kind == EntryKind::Directory)
     }
+}
+
+/// Where a remote tree `typed` (resolved: `resolved`) goes under the local `target`, by
+/// rsync's rule: `:www` into `target/www`, `:www/` (its contents) into `target` itself.
+fn local_tree_target(typed: &str, resolved: &str, target: &str) -> PathBuf {
+    let name = RemotePath::parse(resolved)
+        .ok()
+        .and_then(|p| p.file_name().map(str::to_owned));
+    match name {
+        Some(name) if !names_contents(typed.as_bytes()) && !typed.is_empty() => {
+            Path::new(target).join(name)
+        }
+        _ => PathBuf::from(target),
+    }
+}
+
+/// Whether a tree's path as typed names its contents (rsync's trailing slash: `src/`, and
+/// `.` or `..`, which name no directory of their own) rather than the directory itself.
+fn names_contents(typed: &[u8]) -> bool {
+    typed.ends_with(b"/") || typed == b"." || typed == b".." || typed.ends_with(b"/.")
 }
 
 /// A matched path shown as the person typed its directory: `ls docs/*.txt` shows
