@@ -2585,3 +2585,60 @@ fn an_interrupted_get_says_how_to_continue() {
     assert!(!partial());
     drop(server);
 }
+
+/// Issue 28: `sync` printed a line per symlink on every run; they are counted in one line
+/// now, and `-L` sends what they point to (a link back up the tree is left out as a loop,
+/// a link to nothing as broken).
+#[test]
+fn sync_counts_symlinks_or_follows_them() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let site = sb.path().join("site");
+    std::fs::create_dir_all(site.join("real")).unwrap();
+    std::fs::write(site.join("real/f"), b"data").unwrap();
+    std::fs::write(sb.path().join("outside.txt"), b"outside").unwrap();
+    std::os::unix::fs::symlink("../outside.txt", site.join("file-link")).unwrap();
+    std::os::unix::fs::symlink("real", site.join("dir-link")).unwrap();
+    std::os::unix::fs::symlink("..", site.join("real/up")).unwrap();
+    std::os::unix::fs::symlink("nothing", site.join("broken")).unwrap();
+
+    let out = sb.ftpc(&["sync", "site/", ":plain"], "");
+    assert_success(&out);
+    assert_eq!(
+        text(&out.stderr),
+        "left out 4 symlinks (sync -L sends what they point to)\n"
+    );
+    let root = sb.path().join("ftp-root/alice");
+    assert!(root.join("plain/real/f").is_file());
+    assert!(!root.join("plain/file-link").exists());
+
+    let out = sb.ftpc(&["sync", "-L", "site/", ":followed"], "");
+    assert_success(&out);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("up: a link in a loop"), "{stderr}");
+    assert!(stderr.contains("broken: a link to nothing"), "{stderr}");
+    assert_eq!(
+        std::fs::read(root.join("followed/file-link")).unwrap(),
+        b"outside"
+    );
+    assert_eq!(
+        std::fs::read(root.join("followed/dir-link/f")).unwrap(),
+        b"data"
+    );
+    // Run again: nothing to send, the same one line.
+    let out = sb.ftpc(&["sync", "site/", ":plain"], "");
+    assert!(
+        text(&out.stdout).starts_with("0 files sent"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+    drop(server);
+}

@@ -179,6 +179,10 @@ pub enum FileCommand {
         /// with `/` paths from the top); repeatable.
         #[arg(long, value_name = "GLOB")]
         exclude: Vec<String>,
+        /// Follow local symlinks to files and directories and send what they point to (as
+        /// rsync's -L); without it they are left out, and counted in one line.
+        #[arg(short = 'L', long = "copy-links")]
+        copy_links: bool,
         /// Move files over N connections at once (1 to 16).
         #[arg(short = 'j', long, value_name = "N", default_value_t = DEFAULT_JOBS, value_parser = jobs)]
         jobs: usize,
@@ -645,6 +649,7 @@ impl Session {
                 dry_run,
                 checksum,
                 exclude,
+                copy_links,
                 jobs,
                 source,
                 target,
@@ -658,6 +663,7 @@ impl Session {
                     delete,
                     dry_run,
                     checksum,
+                    follow_links: copy_links,
                     exclude: patterns(&exclude).map_err(failed(&ctx))?,
                 };
                 let report = match (source.strip_prefix(':'), target.strip_prefix(':')) {
@@ -684,6 +690,13 @@ impl Session {
                 }
                 .map_err(failed(&ctx))?;
                 warn_skipped(io.err, &report.skipped);
+                if report.links > 0 {
+                    let _ = writeln!(
+                        io.err,
+                        "left out {} symlinks (sync -L sends what they point to)",
+                        report.links
+                    );
+                }
                 let downloading = source.starts_with(':');
                 write_sync_report(io.out, &report, dry_run, downloading, started.elapsed())
                     .map_err(|e| failed("sync")(e.into()))

@@ -34,6 +34,9 @@ pub struct SyncOptions {
     /// Entries left out on both sides (`--exclude GLOB`): a pattern without `/` is matched
     /// against each name, one with `/` against the path from the tree's top.
     pub exclude: Vec<glob::Pattern>,
+    /// Follow local symlinks to files and directories, sending what they point to
+    /// (`-L`/`--copy-links`, as rsync's); without it they are left out and counted.
+    pub follow_links: bool,
 }
 
 /// What a sync did (or, dry, would do).
@@ -50,8 +53,12 @@ pub struct SyncReport {
     pub made: u64,
     /// What was done, a line each: `send PATH`, `delete PATH`, `mkdir PATH`.
     pub actions: Vec<String>,
-    /// Entries left out (symlinks, special files, names that are not UTF-8), with why.
+    /// Entries left out (special files, names that are not UTF-8, broken links, loops),
+    /// with why.
     pub skipped: Vec<String>,
+    /// Local symlinks left out (without `follow_links`): counted, not listed, as they are
+    /// the same on every run.
+    pub links: u64,
 }
 
 /// What `check` found.
@@ -145,17 +152,22 @@ fn scan_local(
     options: &SyncOptions,
     missing_is_empty: bool,
     skipped: &mut Vec<String>,
+    links: &mut u64,
 ) -> Result<Tree> {
+    use std::os::unix::fs::MetadataExt;
     let mut tree = Tree::new();
+    // The directories above each one, by device and inode: a followed link to one of them
+    // is a loop (a link to a sibling is only a second way in).
+    let mut above = Vec::new();
     match std::fs::symlink_metadata(root) {
-        Ok(meta) if meta.is_dir() => {}
+        Ok(meta) if meta.is_dir() => above.push((meta.dev(), meta.ino())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && missing_is_empty => {
             return Ok(tree);
         }
         Ok(_) | Err(_) => return Err(Error::local(root, "is not a directory")),
     }
-    let mut pending = vec![(root.to_owned(), String::new(), 0usize)];
-    while let Some((dir, prefix, depth)) = pending.pop() {
+    let mut pending = vec![(root.to_owned(), String::new(), 0usize, above)];
+    while let Some((dir, prefix, depth, above)) = pending.pop() {
         let items = std::fs::read_dir(&dir).map_err(|e| Error::local(&dir, e))?;
         for item in items {
             let item = item.map_err(|e| Error::local(&dir, e))?;
@@ -172,11 +184,26 @@ fn scan_local(
             if options.excludes(&rel) {
                 continue;
             }
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::local(&path, e))?;
-            let modified = {
-                use std::os::unix::fs::MetadataExt;
-                Some(meta.mtime())
-            };
+            let mut meta = std::fs::symlink_metadata(&path).map_err(|e| Error::local(&path, e))?;
+            if meta.file_type().is_symlink() {
+                if !options.follow_links {
+                    *links += 1;
+                    continue;
+                }
+                match std::fs::metadata(&path) {
+                    Ok(target) => meta = target,
+                    Err(e) => {
+                        skipped.push(format!("{}: a link to nothing ({e})", path.display()));
+                        continue;
+                    }
+                }
+            }
+            let modified = Some(meta.mtime());
+            let id = (meta.dev(), meta.ino());
+            if meta.is_dir() && above.contains(&id) {
+                skipped.push(format!("{}: a link in a loop", path.display()));
+                continue;
+            }
             if meta.is_dir() {
                 tree.insert(
                     rel.clone(),
@@ -187,7 +214,9 @@ fn scan_local(
                     },
                 );
                 if depth + 1 < MAX_DEPTH {
-                    pending.push((path, rel, depth + 1));
+                    let mut inner = above.clone();
+                    inner.push(id);
+                    pending.push((path, rel, depth + 1, inner));
                 }
             } else if meta.is_file() {
                 tree.insert(
@@ -368,7 +397,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         progress: &dyn Progress,
     ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
-        let ours = scan_local(local, options, false, &mut report.skipped)?;
+        let ours = scan_local(
+            local,
+            options,
+            false,
+            &mut report.skipped,
+            &mut report.links,
+        )?;
         let theirs = self.scan_remote(remote, options, true).await?;
         if !options.dry_run {
             self.mkdir(remote, true).await?;
@@ -454,7 +489,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
         let theirs = self.scan_remote(remote, options, false).await?;
-        let ours = scan_local(local, options, true, &mut report.skipped)?;
+        let ours = scan_local(local, options, true, &mut report.skipped, &mut report.links)?;
         if !options.dry_run {
             tokio::fs::create_dir_all(local)
                 .await
@@ -525,8 +560,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             exclude: exclude.to_vec(),
             ..SyncOptions::default()
         };
-        let mut skipped = Vec::new();
-        let ours = scan_local(local, &options, false, &mut skipped)?;
+        let (mut skipped, mut links) = (Vec::new(), 0);
+        let ours = scan_local(local, &options, false, &mut skipped, &mut links)?;
         let theirs = self.scan_remote(remote, &options, false).await?;
         let same = self.same_by_checksum(local, remote, &ours, &theirs).await?;
         let mut report = CheckReport::default();
