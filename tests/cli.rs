@@ -2642,3 +2642,37 @@ fn sync_counts_symlinks_or_follows_them() {
     );
     drop(server);
 }
+
+/// Issue 28: `--bwlimit RATE`, as rsync and rclone have it: a transfer takes at least as
+/// long as its bytes past one chunk take at RATE (a lower bound only: a slow machine
+/// cannot make it fail), and arrives whole.
+#[test]
+fn bwlimit_holds_transfers_to_a_rate() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 253) as u8).collect();
+    std::fs::write(sb.path().join("three"), &data).unwrap();
+    // 3 MiB at 1 MiB/s, the first 512 KiB free: at least 2.5 s each way.
+    let started = Instant::now();
+    assert_success(&sb.ftpc(&["put", "--bwlimit", "1M", "three"], ""));
+    assert!(
+        started.elapsed() >= Duration::from_millis(2400),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert_success(&sb.ftpc(&["get", "--bwlimit", "1024", "three", "back"], ""));
+    assert!(
+        started.elapsed() >= Duration::from_millis(2400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(std::fs::read(sb.path().join("back")).unwrap() == data);
+    for bad in ["0", "0.5", "fast"] {
+        let out = sb.ftpc(&["put", "--bwlimit", bad, "three", "x"], "");
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+    }
+    drop(server);
+}

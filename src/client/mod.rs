@@ -13,6 +13,7 @@
 //! - [`shell`]: the file commands as people type them, the interactive shell, batch mode.
 //! - [`progress`]: the progress bar; [`bench`](mod@bench): the load generator behind `ftpc bench`.
 
+pub mod bandwidth;
 pub mod bench;
 pub mod chat;
 pub mod chat_commands;
@@ -173,6 +174,8 @@ pub struct Client<S = ClientStream> {
     /// More connections with the same login that tree transfers share their files with
     /// ([`parallel`]).
     helpers: Vec<Client<S>>,
+    /// `--bwlimit`: shared with the helpers, so it limits the whole transfer.
+    bandwidth: Option<std::sync::Arc<bandwidth::Bandwidth>>,
 }
 
 impl Client<ClientStream> {
@@ -254,6 +257,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             reply_timeout: REPLY_TIMEOUT,
             reply_deadline: Deadline::new(),
             helpers: Vec::new(),
+            bandwidth: None,
         })
     }
 

@@ -62,7 +62,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// tree transfers (`put_tree`, `get_tree`, `sync_up`, `sync_down`) share their files
     /// with.
     pub fn add_helpers(&mut self, helpers: impl IntoIterator<Item = Client<S>>) {
-        self.helpers.extend(helpers);
+        let limit = self.bandwidth.clone();
+        self.helpers.extend(helpers.into_iter().map(|mut helper| {
+            helper.bandwidth = limit.clone();
+            helper
+        }));
+    }
+
+    /// Limits the data of transfers on this connection and its helpers, together, to
+    /// `limit` (`None`: no limit).
+    pub fn set_bandwidth(&mut self, limit: Option<std::sync::Arc<super::bandwidth::Bandwidth>>) {
+        for helper in &mut self.helpers {
+            helper.bandwidth = limit.clone();
+        }
+        self.bandwidth = limit;
+    }
+
+    /// Waits until `bytes` of data may move under the bandwidth limit, if there is one.
+    pub(super) async fn pace(&self, bytes: usize) {
+        if let Some(limit) = &self.bandwidth {
+            limit.take(bytes as u64).await;
+        }
     }
 
     /// Drops helpers whose connection was lost, and any past `keep`; how many are left.

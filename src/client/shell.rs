@@ -183,6 +183,10 @@ pub enum FileCommand {
         /// rsync's -L); without it they are left out, and counted in one line.
         #[arg(short = 'L', long = "copy-links")]
         copy_links: bool,
+        /// At most RATE bytes a second over all connections (500K, 2M; a bare number is
+        /// KiB, as rsync's).
+        #[arg(long, value_name = "RATE", value_parser = rate)]
+        bwlimit: Option<u64>,
         /// Move files over N connections at once (1 to 16).
         #[arg(short = 'j', long, value_name = "N", default_value_t = DEFAULT_JOBS, value_parser = jobs)]
         jobs: usize,
@@ -234,6 +238,25 @@ pub struct TransferFlags {
     /// With -r, move files over N connections at once (1 to 16).
     #[arg(short = 'j', long, value_name = "N", default_value_t = DEFAULT_JOBS, value_parser = jobs)]
     pub jobs: usize,
+    /// At most RATE bytes a second over all connections (500K, 2M; a bare number is KiB,
+    /// as rsync's).
+    #[arg(long, value_name = "RATE", value_parser = rate)]
+    pub bwlimit: Option<u64>,
+}
+
+/// `--bwlimit RATE`: bytes a second, with a unit (K, M, G) or, bare, KiB as rsync takes it.
+fn rate(typed: &str) -> std::result::Result<u64, String> {
+    let bytes = match typed.trim().parse::<u64>() {
+        Ok(kib) => kib.checked_mul(1024).ok_or("too large")?,
+        Err(_) => crate::size::parse_size(typed)?,
+    };
+    if bytes < super::bandwidth::MIN_RATE {
+        return Err(format!(
+            "at least {} bytes a second (1K)",
+            super::bandwidth::MIN_RATE
+        ));
+    }
+    Ok(bytes)
 }
 
 /// `-j N`: from 1 to [`MAX_JOBS`].
@@ -496,6 +519,18 @@ impl Session {
         }
     }
 
+    /// The `--bwlimit` of the command about to run, on this connection and its helpers
+    /// (none: no limit, whatever the command before had).
+    fn limit_bandwidth(&mut self, rate: Option<u64>) {
+        let limit = rate.map(|rate| {
+            std::sync::Arc::new(super::bandwidth::Bandwidth::new(
+                rate,
+                crate::commands::MAX_CHUNK as u64,
+            ))
+        });
+        self.client.set_bandwidth(limit);
+    }
+
     /// Remembers whether `outcome` ended the connection.
     fn note<T>(&mut self, outcome: &std::result::Result<T, CommandError>) {
         if let Err(failure) = outcome
@@ -650,6 +685,7 @@ impl Session {
                 checksum,
                 exclude,
                 copy_links,
+                bwlimit,
                 jobs,
                 source,
                 target,
@@ -658,6 +694,7 @@ impl Session {
                 if !dry_run {
                     self.connect_helpers(jobs, io.err).await;
                 }
+                self.limit_bandwidth(bwlimit);
                 let started = std::time::Instant::now();
                 let options = super::sync::SyncOptions {
                     delete,
@@ -763,6 +800,7 @@ impl Session {
         io: &mut Output<'_>,
     ) -> std::result::Result<(), CommandError> {
         let (recursive, options) = (flags.recursive, flags.options(follow_links));
+        self.limit_bandwidth(flags.bwlimit);
         let mut sources = Vec::new();
         for pattern in typed {
             sources.extend(expand_local(pattern).map_err(failed(format!("put {pattern}")))?);
@@ -871,6 +909,7 @@ impl Session {
         io: &mut Output<'_>,
     ) -> std::result::Result<(), CommandError> {
         let (recursive, options) = (flags.recursive, flags.options(false));
+        self.limit_bandwidth(flags.bwlimit);
         if recursive {
             self.connect_helpers(flags.jobs, io.err).await;
         }
@@ -988,6 +1027,7 @@ impl Session {
         io: &mut Output<'_>,
     ) -> std::result::Result<(), CommandError> {
         let ctx = format!("put - {remote}");
+        self.limit_bandwidth(flags.bwlimit);
         if !io.stdin {
             return Err(failed(ctx)(Error::Usage(
                 "standard input carries the commands here; use put - NAME as a command of its own"
@@ -1950,6 +1990,17 @@ mod tests {
                     resume: true,
                     preserve: false,
                     jobs: DEFAULT_JOBS,
+                    bwlimit: None,
+                },
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("get --bwlimit 512 f").unwrap().command,
+            ShellCommand::File(FileCommand::Get {
+                flags: TransferFlags {
+                    bwlimit: Some(524_288),
+                    ..
                 },
                 ..
             })

@@ -523,6 +523,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     ) -> Result<Transferred> {
         let size = data.len() as u64;
         progress.start(&display_name(local), size, 0);
+        self.pace(data.len()).await;
         let sent = self
             .send(&Request::Put {
                 path: remote.to_owned(),
@@ -579,6 +580,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         };
         while let Some(data) = reader.next().await.map_err(shrank)? {
             let len = data.len() as u64;
+            self.pace(data.len()).await;
             self.send(&Request::PutData { data }).await?;
             progress.advance(len);
         }
@@ -825,6 +827,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         loop {
             match self.reply().await? {
                 Response::Data { data } => {
+                    self.pace(data.len()).await;
                     if data.is_empty() {
                         if progressed.elapsed() > self.reply_timeout {
                             return Err(Error::Timeout);
@@ -1063,6 +1066,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             return Err(err);
         }
         let len = data.len();
+        self.pace(len).await;
         self.send(&Request::Put {
             path: target.clone(),
             overwrite: options.overwrite,
