@@ -196,6 +196,13 @@ pub enum ChatEvent {
     },
     /// Sent once, right after the messages that were waiting at login: what follows is new.
     CaughtUp,
+    /// A friend chose the colour of their name (`None`: back to the one derived from it).
+    Color {
+        /// Who.
+        name: String,
+        /// The colour now.
+        color: Option<String>,
+    },
 }
 
 impl Message for ChatRequest {}

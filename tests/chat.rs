@@ -888,6 +888,14 @@ async fn a_client_written_from_the_protocol_document_alone_chats() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/independent/chat_client.py"
     );
+    let has_aioquic = std::process::Command::new(&python)
+        .args(["-c", "import aioquic"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_aioquic,
+        "{python} cannot import aioquic: run scripts/test.sh, which installs it"
+    );
     let client = tokio::process::Command::new(&python)
         .args([script, &lab.chat.to_string(), &lab.fingerprint])
         .args(["alice", "pw-a", "bob"])
@@ -941,4 +949,31 @@ async fn a_client_written_from_the_protocol_document_alone_chats() {
         .unwrap();
     let (text, _, _) = next_message(&mut bob).await;
     assert_eq!(text, "marker");
+}
+
+/// Issue 28: a colour change reached friends only at their next login; friends connected
+/// now are told at once, and a name's colour from a hostile server is checked.
+#[tokio::test]
+async fn a_colour_change_reaches_connected_friends() {
+    let lab = Lab::start(&[("alice", "pw-a"), ("bob", "pw-b")]).await;
+    let mut alice = lab.chat("alice", "pw-a").await;
+    let mut bob = lab.chat("bob", "pw-b").await;
+    befriend(&mut alice, &mut bob).await;
+    alice.set_color(Some("bright-green")).await.unwrap();
+    loop {
+        if let ChatEvent::Color { name, color } = next(&mut bob).await {
+            assert_eq!(
+                (name.as_str(), color.as_deref()),
+                ("alice", Some("bright-green"))
+            );
+            break;
+        }
+    }
+    alice.set_color(None).await.unwrap();
+    loop {
+        if let ChatEvent::Color { name, color } = next(&mut bob).await {
+            assert_eq!((name.as_str(), color), ("alice", None));
+            break;
+        }
+    }
 }

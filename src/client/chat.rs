@@ -444,6 +444,17 @@ fn check_event(event: &ChatEvent) -> Result<()> {
         ChatEvent::Presence { name, .. } | ChatEvent::Friendship { name, .. } => &[name],
         ChatEvent::FriendRequest { from } => &[from],
         ChatEvent::CaughtUp => &[],
+        ChatEvent::Color { name, color } => {
+            if color
+                .as_deref()
+                .is_some_and(|c| !crate::chat::COLOURS.contains(&c))
+            {
+                return Err(Error::UnexpectedReply(
+                    "the server sent no colour a name can have",
+                ));
+            }
+            &[name]
+        }
     };
     if names.iter().any(|name| Username::parse(name).is_err()) {
         return Err(Error::UnexpectedReply(

@@ -575,6 +575,11 @@ impl Connection {
                 self.client()?.ack(delivered).await?;
             }
             ChatEvent::CaughtUp => {}
+            ChatEvent::Color { name, color } => {
+                self.colours.insert(name.clone(), color);
+                let line = format!("* {} has a new colour", self.name(&name));
+                self.print(line);
+            }
         }
         Ok(())
     }

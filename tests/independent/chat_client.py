@@ -229,6 +229,8 @@ def read_chat_event(payload):
         event = ("Friendship", name, None if state is None else FRIEND_STATES[state])
     elif index == 4:
         event = ("CaughtUp",)
+    elif index == 5:
+        event = ("Color", r.string(), r.option(r.string))
     else:
         raise ProtocolError(f"unknown ChatEvent {index}")
     r.end()

@@ -771,6 +771,16 @@ impl ChatService {
                     .set_color(me, color.as_deref())
                     .await
                     .map_err(internal)?;
+                // Friends connected now see it at once, not at their next login.
+                let event = ChatEvent::Color {
+                    name: me.to_owned(),
+                    color,
+                };
+                for (friend, state, _) in self.store.friends(me).await.map_err(internal)? {
+                    if state == FriendState::Friends {
+                        self.tell(&friend, &event);
+                    }
+                }
                 Ok(ChatReply::Done)
             }
         }
