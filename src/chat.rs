@@ -74,6 +74,8 @@ pub enum ChatRequest {
     },
     /// The names we block.
     Blocked,
+    /// The colour we chose for our name (answered with [`ChatReply::Color`]).
+    OwnColor,
 }
 
 /// Where a friendship stands, seen from one side.
@@ -168,6 +170,11 @@ pub enum ChatReply {
         /// The names.
         names: Vec<String>,
     },
+    /// The colour we chose (`None`: none, our name shows in the one derived from it).
+    Color {
+        /// A colour name, or none.
+        color: Option<String>,
+    },
 }
 
 /// What the server pushes on its event stream.
@@ -203,6 +210,9 @@ pub enum ChatEvent {
         /// The colour now.
         color: Option<String>,
     },
+    /// A message we sent from another session of ours, stored (as XMPP's carbons): so
+    /// every session shows the whole conversation. Not acknowledged, not stored again.
+    Sent(ChatMessage),
 }
 
 impl Message for ChatRequest {}

@@ -143,7 +143,7 @@ pub enum Error {
         reason: String,
     },
     /// A local file could not be read or written.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {}", crate::sanitize::for_terminal(&path.to_string_lossy()), crate::sanitize::for_terminal(message))]
     Local {
         /// The local file.
         path: PathBuf,

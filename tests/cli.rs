@@ -2183,6 +2183,81 @@ fn the_chat_lists_who_is_online_on_joining() {
     drop(server);
 }
 
+/// Issue 28: the chat as irssi and XMPP clients have it: `/me`, a message of several lines
+/// (Alt-Enter), our messages shown on our other sessions (carbons), times as `12:01`, long
+/// lines wrapped under the text, and `/color` and `ftpc color` with no colour say which.
+#[test]
+fn the_chat_has_actions_lines_carbons_and_short_times() {
+    let sb = Sandbox::new();
+    let server = alice_and_bob(&sb);
+    assert_success(&ftpc_as(&sb, "alice", &["friends", "add", "bob"], ""));
+    assert_success(&sb.ftpc(&["friends", "add", "alice"], ""));
+    let out = sb.ftpc(&["color"], "");
+    assert_success(&out);
+    assert!(text(&out.stdout).starts_with("none (your name shows in "));
+    assert_success(&sb.ftpc(&["color", "bright-blue"], ""));
+    assert_eq!(text(&sb.ftpc(&["color"], "").stdout), "bright-blue\n");
+
+    let mut first = Terminal::spawn(&sb, &["chat"]);
+    let mut second = Terminal::spawn(&sb, &["chat"]);
+    first.wait_for("online");
+    second.wait_for("online");
+    first.type_keys("/color\r");
+    first.wait_for("* friends see your name in bright-blue");
+    first.type_keys("/to alice\r");
+    first.wait_for("to alice> ");
+    first.type_keys("/me waves\r");
+    let action = "* \u{1b}[1mbob\u{1b}[0m waves  (to ";
+    first.wait_for(action);
+    // The other session shows it too, once.
+    second.wait_for(action);
+    // Alt-Enter (ESC, Enter) starts a second line of the same message.
+    first.type_keys("line one\x1b\rline two\r");
+    second.wait_for("line two");
+    let long = "word ".repeat(40);
+    assert_success(&ftpc_as(&sb, "alice", &["send", "bob", long.trim()], ""));
+    first.wait_for("alice\u{1b}[0m: word");
+    let screen = first.screen();
+    // Today's times are HH:MM, with no date line.
+    let action_line = screen
+        .lines()
+        .find(|l| l.contains(action))
+        .unwrap_or_else(|| panic!("{screen:?}"));
+    let time = &action_line[action_line.find("* ").unwrap() - 7..][..5];
+    assert!(
+        time.as_bytes()[2] == b':' && time.replace(':', "").bytes().all(|b| b.is_ascii_digit()),
+        "{action_line:?}"
+    );
+    assert!(!screen.contains("-- "), "a date line for today: {screen}");
+    // The second line of a message, and a long line's rest, start under the text.
+    let indent = " ".repeat("12:01  bob: ".len());
+    assert!(
+        screen.contains(&format!("\n{indent}line two  (to ")),
+        "{screen:?}"
+    );
+    let wrapped = screen
+        .lines()
+        .skip_while(|l| !l.contains(": word"))
+        .nth(1)
+        .unwrap();
+    assert!(
+        wrapped.starts_with(&format!("{}word", " ".repeat(14))),
+        "{screen:?}"
+    );
+    assert_eq!(second.screen().matches("waves").count(), 1);
+    first.type_keys("/quit\r");
+    second.type_keys("/quit\r");
+    assert!(first.exit_status().success());
+    assert!(second.exit_status().success());
+    let out = ftpc_as(&sb, "alice", &["inbox", "--json"], "");
+    assert!(
+        text(&out.stdout).contains(r#""text":"line one\nline two""#),
+        "{}",
+        text(&out.stdout)
+    );
+    drop(server);
+}
+
 /// Issue 28: on a host whose clock is not synchronised, `ftpc time` failed with no word of
 /// what to do; `--watch 1` tripped the server's rate limit. The refusal names the admin's
 /// option; `--watch` under 8 s and `-n 0` are refused as usage errors; a `RATE` kiss makes

@@ -322,6 +322,20 @@ impl ChatClient {
         .await
     }
 
+    /// The colour we chose for our name (`None`: the one derived from it).
+    ///
+    /// # Errors
+    /// As [`ChatClient::add`].
+    pub async fn own_color(&mut self) -> Result<Option<String>> {
+        match self.ask(&ChatRequest::OwnColor).await? {
+            ChatReply::Color { color } if color.as_deref().is_none_or(is_colour) => Ok(color),
+            ChatReply::Color { .. } => Err(Error::UnexpectedReply(
+                "the server sent no colour a name can have",
+            )),
+            _ => Err(Error::UnexpectedReply("expected a colour")),
+        }
+    }
+
     /// The next event from the server, waiting for it; a message already handed out
     /// (redelivered after a reconnect) is skipped. `None` when the server closed the stream.
     ///
@@ -341,6 +355,13 @@ impl ChatClient {
                 return Ok(None);
             };
             check_event(&event)?;
+            if let ChatEvent::Sent(message) = &event
+                && message.from != self.user().as_str()
+            {
+                return Err(Error::UnexpectedReply(
+                    "the server sent someone else's message as one of ours",
+                ));
+            }
             if let ChatEvent::Message(message) = &event {
                 if message.id <= self.delivered {
                     continue;
@@ -432,7 +453,7 @@ async fn gather_waiting(mut next: impl AsyncFnMut() -> Result<Option<ChatEvent>>
 /// [`MAX_TEXT_BYTES`](crate::chat::MAX_TEXT_BYTES), or a name that is no user's.
 fn check_event(event: &ChatEvent) -> Result<()> {
     let names: &[&str] = match event {
-        ChatEvent::Message(message) => {
+        ChatEvent::Message(message) | ChatEvent::Sent(message) => {
             let len = message.text.len();
             if len == 0 || len > crate::chat::MAX_TEXT_BYTES {
                 return Err(Error::UnexpectedReply(
@@ -445,10 +466,7 @@ fn check_event(event: &ChatEvent) -> Result<()> {
         ChatEvent::FriendRequest { from } => &[from],
         ChatEvent::CaughtUp => &[],
         ChatEvent::Color { name, color } => {
-            if color
-                .as_deref()
-                .is_some_and(|c| !crate::chat::COLOURS.contains(&c))
-            {
+            if color.as_deref().is_some_and(|c| !is_colour(c)) {
                 return Err(Error::UnexpectedReply(
                     "the server sent no colour a name can have",
                 ));
@@ -524,6 +542,11 @@ async fn resolve(addr: &str) -> Result<SocketAddr> {
         })?
         .next()
         .ok_or_else(|| Error::Io(std::io::Error::other(format!("{addr} has no address"))))
+}
+
+/// Whether `colour` is one a name can have ([`crate::chat::COLOURS`]).
+fn is_colour(colour: &str) -> bool {
+    crate::chat::COLOURS.contains(&colour)
 }
 
 /// The ANSI colour code of a colour name from [`crate::chat::COLOURS`].
@@ -603,6 +626,86 @@ impl Painter {
             self.name(&message.from, chosen, own),
             crate::sanitize::for_terminal(&message.text)
         )
+    }
+}
+
+/// The chat's lines: times as `12:01`, the date only when the day changes, long lines
+/// wrapped under the text, several lines of a message each under the first, `/me`.
+impl Painter {
+    /// A message as the chat shows it: `when` (its time), sender, text; `/me waves` as
+    /// `* alice waves`. Text past `width` columns, and each further line of a message,
+    /// is indented under where the text began.
+    pub fn chat_line(
+        &self,
+        message: &ChatMessage,
+        chosen: Option<&str>,
+        own: bool,
+        when: &str,
+        width: Option<usize>,
+    ) -> String {
+        let name = self.name(&message.from, chosen, own);
+        let (prefix, text) = match message.text.strip_prefix("/me ") {
+            Some(action) => (format!("{when}  * {name} "), action),
+            None => (format!("{when}  {name}: "), message.text.as_str()),
+        };
+        let indent = " ".repeat(textwrap::core::display_width(&prefix));
+        let lines = text
+            .split('\n')
+            .map(|line| crate::sanitize::for_terminal(line.strip_suffix('\r').unwrap_or(line)));
+        // Too narrow to indent usefully: the terminal wraps it.
+        let width = width.filter(|w| *w >= indent.len() + 20);
+        let mut shown = String::new();
+        for (index, line) in lines.enumerate() {
+            let first = if index == 0 { prefix.as_str() } else { &indent };
+            if index > 0 {
+                shown.push('\n');
+            }
+            match width {
+                Some(width) => {
+                    let options = textwrap::Options::new(width)
+                        .initial_indent(first)
+                        .subsequent_indent(&indent)
+                        .break_words(true);
+                    shown.push_str(&textwrap::fill(&line, options));
+                }
+                None => {
+                    shown.push_str(first);
+                    shown.push_str(&line);
+                }
+            }
+        }
+        shown
+    }
+}
+
+/// Message times as a chat shows them: `12:01`, and before the first message of a day
+/// other than the one shown last (today, at first) a line naming that day, as irssi does.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    day: chrono::NaiveDate,
+}
+
+impl Timeline {
+    /// Starting today, local time.
+    pub fn today() -> Self {
+        Timeline {
+            day: chrono::Local::now().date_naive(),
+        }
+    }
+
+    /// For a message stored at `at` (ms since 1970): the line naming its day if the day
+    /// changed since the last message, and its time, local.
+    pub fn stamp(&mut self, at: i64) -> (Option<String>, String) {
+        let Some(when) = chrono::DateTime::from_timestamp_millis(at) else {
+            return (None, "??:??".into());
+        };
+        let when = when.with_timezone(&chrono::Local);
+        let day = when.date_naive();
+        let day_line = (day != self.day).then(|| {
+            self.day = day;
+            format!("-- {} --", day.format("%A %-d %B %Y"))
+        });
+        (day_line, when.format("%H:%M").to_string())
     }
 }
 
@@ -744,6 +847,73 @@ mod tests {
         let fine = "x".repeat(crate::chat::MAX_TEXT_BYTES);
         assert!(check_event(&ChatEvent::Message(message(1, &fine))).is_ok());
         assert!(check_event(&ChatEvent::CaughtUp).is_ok());
+    }
+
+    #[test]
+    fn chat_lines_wrap_under_the_text_and_take_several_lines_and_me() {
+        let painter = Painter { colour: false };
+        let mut message = ChatMessage {
+            id: 1,
+            from: "bob".into(),
+            to: "alice".into(),
+            at: 0,
+            text: "one two three four five six seven eight nine ten".into(),
+        };
+        let line = painter.chat_line(&message, None, false, "12:01", Some(40));
+        assert_eq!(
+            line,
+            "12:01  bob: one two three four five six\n            seven eight nine ten"
+        );
+        // Unwrapped without a width; a line break of the message starts an indented line,
+        // so a peer cannot make a line that looks like another message.
+        message.text = "first\r\n12:02  carol: give me your password".into();
+        let line = painter.chat_line(&message, None, false, "12:01", None);
+        assert_eq!(
+            line,
+            "12:01  bob: first\n            12:02  carol: give me your password"
+        );
+        message.text = "/me waves".into();
+        let line = painter.chat_line(&message, None, false, "12:01", Some(80));
+        assert_eq!(line, "12:01  * bob waves");
+        // Escapes stay escaped; the colour codes of the name take no columns.
+        message.text = "a\x1b[2J b".into();
+        let coloured = Painter { colour: true }.chat_line(&message, Some("red"), false, "t", None);
+        assert_eq!(coloured.matches('\x1b').count(), 2, "{coloured:?}");
+        message.text = "x ".repeat(30);
+        let coloured =
+            Painter { colour: true }.chat_line(&message, Some("red"), false, "12:01", Some(40));
+        let second = coloured.lines().nth(1).unwrap();
+        assert!(
+            second.starts_with(&format!("{}x", " ".repeat(12))),
+            "{coloured:?}"
+        );
+    }
+
+    #[test]
+    fn times_show_the_date_only_when_the_day_changes() {
+        use chrono::TimeZone;
+        let at = |y, m, d, h, min| {
+            chrono::Local
+                .with_ymd_and_hms(y, m, d, h, min, 0)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let mut timeline = Timeline {
+            day: chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap(),
+        };
+        assert_eq!(
+            timeline.stamp(at(2026, 12, 7, 12, 1)),
+            (None, "12:01".into())
+        );
+        assert_eq!(
+            timeline.stamp(at(2026, 12, 6, 23, 59)),
+            (Some("-- Sunday 6 December 2026 --".into()), "23:59".into())
+        );
+        assert_eq!(timeline.stamp(at(2026, 12, 6, 23, 59)).0, None);
+        assert_eq!(
+            timeline.stamp(at(2026, 12, 7, 0, 2)),
+            (Some("-- Monday 7 December 2026 --".into()), "00:02".into())
+        );
     }
 
     #[test]

@@ -46,10 +46,11 @@ pub enum ChatCommand {
         json: bool,
     },
     /// Chat: the colour friends see your name in (red, green, yellow, blue, magenta, cyan,
-    /// or bright-...), or `none` for the one derived from your name.
+    /// or bright-...), or `none` for the one derived from your name; with no colour, says
+    /// which it is.
     Color {
         /// The colour, or none.
-        colour: String,
+        colour: Option<String>,
     },
 }
 
@@ -153,7 +154,17 @@ impl ChatCommand {
             ChatCommand::Send { name, text } => {
                 chat.send(&name, &text.join(" ")).await?;
             }
-            ChatCommand::Color { colour } => {
+            ChatCommand::Color { colour: None } => match chat.own_color().await? {
+                Some(colour) => writeln!(io.out, "{colour}")?,
+                None => writeln!(
+                    io.out,
+                    "none (your name shows in {}, derived from it)",
+                    super::chat::derived_colour(saved.user.as_str())
+                )?,
+            },
+            ChatCommand::Color {
+                colour: Some(colour),
+            } => {
                 let colour = (colour != "none").then_some(colour);
                 chat.set_color(colour.as_deref()).await?;
             }

@@ -16,7 +16,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Editor, ExternalPrinter, Helper};
 use tokio::sync::mpsc;
 
-use super::chat::{ChatClient, Painter};
+use super::chat::{ChatClient, Painter, Timeline};
 use super::credentials::SavedLogin;
 use super::tls::{KnownHosts, UnknownServer};
 use crate::chat::{COLOURS, ChatEvent, ChatMessage, FriendState};
@@ -43,6 +43,7 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ("/friends", "", "friends (online or not) and requests"),
     ("/who", "", "friends online now"),
     ("/msg", "NAME TEXT", "send TEXT to a friend"),
+    ("/me", "TEXT", "an action: * you TEXT (to the /to friend)"),
     ("/to", "NAME", "plain lines go to NAME from now on"),
     (
         "/history",
@@ -51,12 +52,16 @@ const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     (
         "/color",
-        "COLOUR",
-        "the colour friends see your name in (or none)",
+        "[COLOUR]",
+        "the colour friends see your name in (none: your own)",
     ),
     ("/help", "", "this list"),
     ("/quit", "", "leave (Ctrl-D too)"),
 ];
+
+/// Said under `/help`: how to write more than one line.
+const MULTI_LINE: &str =
+    "  Alt-Enter starts a new line of the same message; a pasted block is one message.\n";
 
 /// `/help`: the commands and what they do, in aligned columns.
 fn help_text() -> String {
@@ -65,6 +70,7 @@ fn help_text() -> String {
     COMMANDS
         .iter()
         .map(|c| format!("  {:<width$}  {}\n", usage(c), c.2))
+        .chain(std::iter::once(MULTI_LINE.to_owned()))
         .collect()
 }
 
@@ -91,8 +97,12 @@ pub enum Input {
     To(String),
     /// `/history [NAME] [N]`.
     History(Option<String>, u32),
+    /// `/me TEXT`: an action, to the current target.
+    Me(String),
     /// `/color COLOUR|none`.
     Color(Option<String>),
+    /// `/color`: which colour is ours.
+    ShowColor,
     /// `/help`.
     Help,
     /// `/quit`.
@@ -147,6 +157,9 @@ pub fn parse_input(line: &str) -> std::result::Result<Input, String> {
             }
             Input::History(name, count)
         }
+        "me" if !rest.is_empty() => Input::Me(format!("/me {rest}")),
+        "me" => return Err("usage: /me TEXT".into()),
+        "color" | "colour" if rest.is_empty() => Input::ShowColor,
         "color" | "colour" => {
             let colour = one("COLOUR")?;
             Input::Color((colour != "none").then_some(colour))
@@ -155,6 +168,19 @@ pub fn parse_input(line: &str) -> std::result::Result<Input, String> {
         "quit" | "exit" => Input::Quit,
         _ => return Err(format!("unknown command /{word}: /help lists them")),
     })
+}
+
+/// What one entry at the prompt holds: a message of several lines (typed with Alt-Enter, or
+/// pasted) is one piece; commands pasted one a line are one piece each.
+fn pieces(entry: &str) -> Vec<&str> {
+    let first = entry.trim_start();
+    let word = first
+        .strip_prefix('/')
+        .map(|c| c.split(char::is_whitespace).next().unwrap_or(""));
+    match word {
+        Some(word) if !matches!(word, "msg" | "me") => entry.lines().collect(),
+        _ => vec![entry],
+    }
 }
 
 /// What the editor thread shares with the connection thread.
@@ -205,6 +231,11 @@ pub fn run_interactive(
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
+    // Alt-Enter (ESC then Enter, as terminals send it) starts a new line of the message.
+    editor.bind_sequence(
+        rustyline::KeyEvent(rustyline::KeyCode::Enter, rustyline::Modifiers::ALT),
+        rustyline::Cmd::Newline,
+    );
     let printer = editor
         .create_external_printer()
         .map_err(|e| Error::Usage(format!("cannot use the terminal: {e}")))?;
@@ -220,6 +251,8 @@ pub fn run_interactive(
         colours: HashMap::new(),
         printer: Box::new(printer),
         delivered: 0,
+        timeline: Timeline::today(),
+        sent_shown: 0,
     };
     let worker = std::thread::Builder::new()
         .name("ftpc-chat".into())
@@ -236,7 +269,7 @@ pub fn run_interactive(
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(Error::Usage(format!("cannot read the terminal: {e}"))),
         };
-        for line in line.lines() {
+        for line in pieces(&line) {
             if !line.trim().is_empty() {
                 let _ = editor.add_history_entry(line);
             }
@@ -248,6 +281,9 @@ pub fn run_interactive(
                     return Ok(());
                 }
                 Ok(Input::Help) => print!("{}", help_text()),
+                Ok(Input::Me(_)) if !has_target(&shared) => {
+                    eprintln!("to whom? /to NAME first");
+                }
                 // The prompt shows the new target at once: set here, before the next prompt.
                 Ok(Input::To(name)) => {
                     if let Ok(mut target) = shared.target.lock() {
@@ -268,6 +304,10 @@ pub fn run_interactive(
     save_history(&mut editor, history.as_deref());
     let _ = worker.join();
     Ok(())
+}
+
+fn has_target(shared: &Shared) -> bool {
+    shared.target.lock().is_ok_and(|t| t.is_some())
 }
 
 fn save_history(
@@ -295,6 +335,10 @@ struct Connection {
     printer: Box<dyn ExternalPrinter + Send>,
     /// The highest message id shown, carried across reconnects.
     delivered: u64,
+    /// Which day the last time shown was on.
+    timeline: Timeline,
+    /// The highest id of our own messages shown (a resend's carbon is not shown twice).
+    sent_shown: u64,
 }
 
 impl Connection {
@@ -500,6 +544,22 @@ impl Connection {
                     self.print(line);
                 }
             }
+            Input::Me(text) => {
+                let target = self.shared.target.lock().ok().and_then(|t| t.clone());
+                if let Some(to) = target {
+                    self.send(&to, &text).await?;
+                }
+            }
+            Input::ShowColor => {
+                let line = match self.client()?.own_color().await? {
+                    Some(c) => format!("* friends see your name in {c}"),
+                    None => format!(
+                        "* friends see your name in its own colour ({}); /color COLOUR changes it",
+                        super::chat::derived_colour(self.saved.user.as_str())
+                    ),
+                };
+                self.print(line);
+            }
             Input::Color(colour) => {
                 self.client()?.set_color(colour.as_deref()).await?;
                 self.print(match colour {
@@ -514,6 +574,7 @@ impl Connection {
 
     async fn send(&mut self, to: &str, text: &str) -> Result<()> {
         let (id, at) = self.client()?.send(to, text).await?;
+        self.sent_shown = self.sent_shown.max(id);
         let me = self.saved.user.to_string();
         let line = self.line(
             &ChatMessage {
@@ -529,13 +590,21 @@ impl Connection {
         Ok(())
     }
 
-    fn line(&self, message: &ChatMessage, own: bool) -> String {
+    /// A message as the chat shows it, after a line naming its day if that changed.
+    fn line(&mut self, message: &ChatMessage, own: bool) -> String {
         let chosen = self.colours.get(&message.from).and_then(|c| c.as_deref());
-        let mut line = self.painter.message(message, chosen, own);
+        let (day, when) = self.timeline.stamp(message.at);
+        let width = console::Term::stdout()
+            .size_checked()
+            .map(|(_, columns)| usize::from(columns));
+        let mut line = self.painter.chat_line(message, chosen, own, &when, width);
         if own {
             line.push_str(&format!("  (to {})", self.name(&message.to)));
         }
-        line
+        match day {
+            Some(day) => format!("{day}\n{line}"),
+            None => line,
+        }
     }
 
     async fn show(&mut self, event: ChatEvent) -> Result<()> {
@@ -575,6 +644,13 @@ impl Connection {
                 self.client()?.ack(delivered).await?;
             }
             ChatEvent::CaughtUp => {}
+            // Sent from another session of ours.
+            ChatEvent::Sent(message) if message.id > self.sent_shown => {
+                self.sent_shown = message.id;
+                let line = self.line(&message, true);
+                self.print(line);
+            }
+            ChatEvent::Sent(_) => {}
             ChatEvent::Color { name, color } => {
                 self.colours.insert(name.clone(), color);
                 let line = format!("* {} has a new colour", self.name(&name));
@@ -676,10 +752,22 @@ mod tests {
         );
         assert_eq!(parse_input("/history"), Ok(Input::History(None, 20)));
         assert_eq!(parse_input("/color none"), Ok(Input::Color(None)));
+        assert_eq!(parse_input("/color"), Ok(Input::ShowColor));
+        assert_eq!(parse_input("/me waves"), Ok(Input::Me("/me waves".into())));
+        assert!(parse_input("/me").is_err());
+        assert_eq!(parse_input("one\ntwo"), Ok(Input::Say("one\ntwo".into())));
         assert_eq!(parse_input("  "), Ok(Input::Nothing));
         assert!(parse_input("/msg bob").is_err());
         assert!(parse_input("/add").is_err());
         assert!(parse_input("/frobnicate").unwrap_err().contains("/help"));
+    }
+
+    #[test]
+    fn a_block_of_lines_is_one_message_and_pasted_commands_run_each() {
+        assert_eq!(pieces("hello\nworld"), ["hello\nworld"]);
+        assert_eq!(pieces("/msg bob a\nb"), ["/msg bob a\nb"]);
+        assert_eq!(pieces("/me waves\nand smiles"), ["/me waves\nand smiles"]);
+        assert_eq!(pieces("/add bob\n/add carol"), ["/add bob", "/add carol"]);
     }
 
     #[test]

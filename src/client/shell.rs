@@ -1228,7 +1228,7 @@ fn remote_name(remote: &str) -> Result<String> {
 
 fn warn_skipped(err: &mut dyn Write, skipped: &[String]) {
     for line in skipped {
-        let _ = writeln!(err, "skipped {line}");
+        let _ = writeln!(err, "skipped {}", crate::sanitize::for_terminal(line));
     }
     if !skipped.is_empty() {
         let _ = writeln!(

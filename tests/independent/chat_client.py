@@ -231,6 +231,8 @@ def read_chat_event(payload):
         event = ("CaughtUp",)
     elif index == 5:
         event = ("Color", r.string(), r.option(r.string))
+    elif index == 6:
+        event = ("Sent", chat_message(r))
     else:
         raise ProtocolError(f"unknown ChatEvent {index}")
     r.end()

@@ -127,8 +127,16 @@ impl Hub {
 
     /// Queues `event` for every session of `user` (dropped for a session whose queue is full).
     pub fn tell(&self, user: &str, event: &ChatEvent) {
+        self.tell_except(user, None, event);
+    }
+
+    /// Queues `event` for every session of `user` but `except` (the one it came from).
+    pub fn tell_except(&self, user: &str, except: Option<u64>, event: &ChatEvent) {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         for entry in sessions.get(user).into_iter().flatten() {
+            if Some(entry.id) == except {
+                continue;
+            }
             if entry.events.try_send(event.clone()).is_err() {
                 tracing::debug!(user, "a chat session's event queue is full; event dropped");
             }
@@ -169,6 +177,11 @@ impl Hub {
 }
 
 impl Registration<'_> {
+    /// This session's id, for [`Hub::tell_except`].
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Leaves the hub now; true if this was the user's last session.
     pub fn leave(mut self) -> bool {
         self.left = true;

@@ -378,6 +378,7 @@ impl ChatService {
             first,
             behind,
         } = self.hub.join(name);
+        let session = registration.id();
         tracing::info!(user = name, %peer, "chat session started");
         if first && self.first_anywhere(name).await {
             self.tell_friends(name, true).await;
@@ -458,7 +459,13 @@ impl ChatService {
                 };
                 if let ChatRequest::Send { to, text, nonce } = &request {
                     let reply = match self.admit(user.as_str(), &request, &mut budget) {
-                        Ok(()) => Either::Left(self.send_message(user.as_str(), to, text, *nonce)),
+                        Ok(()) => Either::Left(self.send_message(
+                            user.as_str(),
+                            to,
+                            text,
+                            *nonce,
+                            Some(session),
+                        )),
                         Err(refusal) => Either::Right(std::future::ready(Err(refusal))),
                     };
                     in_flight.push_back(reply);
@@ -542,13 +549,15 @@ impl ChatService {
 
     /// A message to store: checked, and queued in the store at once (so messages sent one
     /// after another keep their order however many are in flight); the future is the reply,
-    /// once the message is stored durably.
+    /// once the message is stored durably. The sender's other sessions (`session` sent
+    /// it) are shown it too.
     fn send_message(
         &self,
         me: &str,
         to: &str,
         text: &str,
         nonce: u64,
+        session: Option<u64>,
     ) -> impl Future<Output = std::result::Result<ChatReply, Refusal>> + Send + use<'_> {
         let queued = other_user(me, to).and_then(|other| {
             if text.is_empty() || text.len() > MAX_TEXT_BYTES {
@@ -567,12 +576,24 @@ impl ChatService {
                 .store_message(me, &other, text, nonce, at, limits);
             Ok((other, stored))
         });
+        let (me, text) = (me.to_owned(), text.to_owned());
         async move {
             let (other, stored) = queued?;
             match stored.await.map_err(internal)? {
                 Stored::Message { id, at } => {
                     if !self.pushes {
                         self.hub.wake(&other);
+                    }
+                    let carbon = ChatEvent::Sent(crate::chat::ChatMessage {
+                        id,
+                        from: me.clone(),
+                        to: other.clone(),
+                        at,
+                        text,
+                    });
+                    self.hub.tell_except(&me, session, &carbon);
+                    if let Some(bus) = &self.bus {
+                        bus.publish(&me, &carbon);
                     }
                     Ok(ChatReply::Stored { id, at })
                 }
@@ -736,7 +757,9 @@ impl ChatService {
                 }
                 Ok(ChatReply::Friends { friends })
             }
-            ChatRequest::Send { to, text, nonce } => self.send_message(me, &to, &text, nonce).await,
+            ChatRequest::Send { to, text, nonce } => {
+                self.send_message(me, &to, &text, nonce, None).await
+            }
             ChatRequest::Ack { up_to } => {
                 self.store
                     .ack(me, up_to, self.settings.history)
@@ -783,6 +806,10 @@ impl ChatService {
                 }
                 Ok(ChatReply::Done)
             }
+            ChatRequest::OwnColor => {
+                let color = self.store.color(me).await.map_err(internal)?;
+                Ok(ChatReply::Color { color })
+            }
         }
     }
 
@@ -799,6 +826,7 @@ impl ChatService {
                 | ChatRequest::Ack { .. }
                 | ChatRequest::History { .. }
                 | ChatRequest::Blocked
+                | ChatRequest::OwnColor
         );
         if changes {
             let now = Instant::now();

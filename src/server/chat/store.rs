@@ -140,6 +140,8 @@ pub trait ChatStore: Send + Sync {
     async fn blocks(&self, user: &str, name: &str) -> Result<bool, StoreError>;
     /// Sets (or clears) `user`'s colour.
     async fn set_color(&self, user: &str, color: Option<&str>) -> Result<(), StoreError>;
+    /// The colour `user` chose, if any.
+    async fn color(&self, user: &str) -> Result<Option<String>, StoreError>;
     /// Forgets everything of `user` (`ftpd deluser`).
     async fn delete_user(&self, user: &str) -> Result<(), StoreError>;
 
@@ -648,6 +650,21 @@ impl ChatStore for SqliteChatStore {
             let mut messages = rows.collect::<Result<Vec<_>, _>>()?;
             messages.reverse();
             Ok(messages)
+        })
+        .await
+    }
+
+    async fn color(&self, user: &str) -> Result<Option<String>, StoreError> {
+        let user = user.to_owned();
+        self.with(move |db: &rusqlite::Connection| {
+            let color = db
+                .query_row(
+                    "SELECT color FROM colors WHERE user = ?1",
+                    params![user],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(color)
         })
         .await
     }

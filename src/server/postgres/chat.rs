@@ -439,6 +439,18 @@ impl ChatStore for PgChatStore {
         Ok(messages)
     }
 
+    async fn color(&self, user: &str) -> Result<Option<String>, StoreError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT color FROM ftpd_chat_colors WHERE username = $1",
+                &[&user],
+            )
+            .await
+            .map_err(failed("reading a colour"))?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     async fn set_color(&self, user: &str, color: Option<&str>) -> Result<(), StoreError> {
         let client = self.db.client().await?;
         let result = match color {

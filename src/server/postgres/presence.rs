@@ -144,6 +144,9 @@ impl PgChatBus {
     }
 }
 
+/// PostgreSQL's limit on a NOTIFY payload.
+const NOTIFY_MAX_BYTES: usize = 8000;
+
 async fn publish_in_order(
     bus: Weak<PgChatBus>,
     mut queue: mpsc::UnboundedReceiver<(String, ChatEvent)>,
@@ -158,6 +161,12 @@ async fn publish_in_order(
         let Ok(payload) = serde_json::to_string(&notice) else {
             continue;
         };
+        // NOTIFY carries at most 8000 bytes: a longer event (a carbon of a long message)
+        // stays on this node; the other nodes' sessions find it in the history.
+        if payload.len() >= NOTIFY_MAX_BYTES {
+            tracing::debug!(bytes = payload.len(), "a chat event too long for NOTIFY");
+            continue;
+        }
         let sent = async {
             bus.db
                 .client()
