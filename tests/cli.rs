@@ -2626,6 +2626,29 @@ fn messages_blame_what_failed_and_claim_no_success_first() {
     drop(server);
 }
 
+/// Issue 28: a `get -r` error printed a name with a line break raw, so a name from the
+/// server could forge a line of output; names in errors are escaped.
+#[test]
+fn a_name_with_a_line_break_is_escaped_in_errors() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let name = "bad\nftpc: all done";
+    let home = sb.path().join("ftp-root/alice/mix");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(name), "x").unwrap();
+    std::fs::create_dir_all(sb.path().join("mix").join(name)).unwrap();
+    for args in [&["get", "-r", "mix"][..], &["get", "-r", "-f", "mix"]] {
+        let out = sb.ftpc(args, "");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("mix/bad\\nftpc: all done: "), "{stderr}");
+    }
+    drop(server);
+}
+
 /// Issue 28: an interrupted `ftpc get` left `.ftprep-part-...` without a word about `-c`; it
 /// now says how to go on, exits 130 as an interrupted command does, and `get -c` finishes.
 #[test]
