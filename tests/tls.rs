@@ -117,7 +117,8 @@ async fn a_changed_certificate_is_refused_before_anything_is_sent() {
     }
     let message = err.to_string();
     assert!(
-        message.contains("has CHANGED") && message.contains("remove line 1 of"),
+        message.contains("has CHANGED")
+            && message.contains(&format!("ftpc known-hosts remove {addr}` (line 1 of")),
         "{message}"
     );
     // Not even the hello: once the client has gone, the impostor has read no application
