@@ -1348,6 +1348,56 @@ fn server_addresses_as_people_write_them() {
     assert!(text(&out.stderr).contains("the port must be a number"));
 }
 
+/// Issue 28: `ftpc get <Tab>` in bash offered local files; it offers the remote names over
+/// the saved login, as scp's completion does (directories with a `/`, `sync :<Tab>` with
+/// the colon), and never a name that would write to the terminal.
+#[test]
+fn bash_completes_remote_names_over_the_saved_login() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let server = RunningServer::start(&sb);
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let home = sb.path().join("ftp-root/alice");
+    std::fs::create_dir_all(home.join("notebook")).unwrap();
+    std::fs::write(home.join("notes.txt"), "x").unwrap();
+    std::fs::write(home.join("other"), "x").unwrap();
+    std::fs::write(home.join("no\u{1b}]0;owned\u{7}"), "x").unwrap();
+    std::fs::write(home.join("notebook/page 1"), "x").unwrap();
+    let script = sb.ftpc(&["completions", "bash"], "");
+    assert_success(&script);
+    std::fs::write(sb.path().join("completion.bash"), &script.stdout).unwrap();
+    let bin = Path::new(FTPC).parent().unwrap().display().to_string();
+    let path = format!("{bin}:{}", std::env::var("PATH").unwrap_or_default());
+    let complete = |words: &str| -> Vec<String> {
+        let program = format!(
+            "source ./completion.bash; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             COMP_TYPE=9; _clap_complete_ftpc ftpc \"${{COMP_WORDS[COMP_CWORD]}}\" x; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        let out = sb
+            .command("bash", &["-c", &program])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let mut lines: Vec<String> = text(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(complete("ftpc get no"), ["notebook/", "notes.txt"]);
+    assert_eq!(complete("ftpc ls notebook/"), ["notebook/page 1"]);
+    assert_eq!(complete("ftpc sync here :no"), [":notebook/", ":notes.txt"]);
+    assert_eq!(complete("ftpc rm oth"), ["other"]);
+    // A local argument completes local paths.
+    std::fs::write(sb.path().join("local-file"), "x").unwrap();
+    assert_eq!(complete("ftpc put local-f"), ["local-file"]);
+    drop(server);
+}
+
 /// Shell completions and manual pages for both binaries ("what users expect next" in
 /// issue 12); the bash script is checked by bash itself.
 #[test]
@@ -1357,7 +1407,12 @@ fn completions_and_manual_pages() {
         let bash = sb.run(program, &["completions", "bash"], "");
         assert_success(&bash);
         let script = text(&bash.stdout);
-        assert!(script.contains(&format!("_{name}()")), "{script}");
+        // ftpc's script asks ftpc (remote names); ftpd's is written out.
+        let function = match name {
+            "ftpc" => "_clap_complete_ftpc()".to_owned(),
+            _ => format!("_{name}()"),
+        };
+        assert!(script.contains(&function), "{script}");
         std::fs::write(sb.path().join("completion.bash"), &script).unwrap();
         let syntax = Command::new("bash")
             .args(["-n", "completion.bash"])

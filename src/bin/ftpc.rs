@@ -123,10 +123,13 @@ enum Command {
     #[command(flatten)]
     ChatOnce(ChatCommand),
     /// Print a shell completion script: `ftpc completions bash > /etc/bash_completion.d/ftpc`
-    /// (or zsh, fish, elvish, powershell).
+    /// (or zsh, fish, elvish, powershell). It asks ftpc as you press Tab, so remote names
+    /// complete too (`ftpc get <Tab>`, `ftpc sync :<Tab>`), over the saved login for
+    /// FTPC_SERVER or the most recent one, within 3 s, never asking anything.
     Completions {
         /// The shell to complete for.
-        shell: clap_complete::Shell,
+        #[arg(value_enum)]
+        shell: client::complete::Shell,
     },
     /// Print the manual page (roff): `ftpc man > ~/.local/share/man/man1/ftpc.1`.
     Man,
@@ -150,6 +153,10 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
+    // A shell asking for completions (`COMPLETE=bash ftpc -- ftpc get ...`) is answered here.
+    clap_complete::CompleteEnv::with_factory(Cli::command)
+        .var(client::complete::VARIABLE)
+        .complete();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -423,7 +430,7 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
                 .context(context)?;
         }
         Some(Command::Completions { shell }) => {
-            clap_complete::generate(shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
+            client::complete::write_registration(shell, &mut std::io::stdout())?;
         }
         Some(Command::Man) => {
             ftprep::manual::render(&Cli::command(), &manual_page(), &mut std::io::stdout())?

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod chat;
 pub mod chat_commands;
 pub mod chat_shell;
+pub mod complete;
 pub mod credentials;
 pub mod parallel;
 pub mod partial;

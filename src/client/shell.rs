@@ -58,12 +58,13 @@ pub enum FileCommand {
         null: bool,
         /// Remote paths, wildcards in the last component expanded from the listing (default:
         /// the current remote directory).
-        #[arg(value_name = "PATH")]
+        #[arg(value_name = "PATH", add = super::complete::remote())]
         paths: Vec<String>,
     },
     /// Show type, size and modification time of a remote entry.
     Stat {
         /// Remote path.
+        #[arg(add = super::complete::remote())]
         path: String,
     },
     /// Create remote directories.
@@ -72,7 +73,7 @@ pub enum FileCommand {
         #[arg(short, long)]
         parents: bool,
         /// Remote paths.
-        #[arg(required = true, value_name = "PATH")]
+        #[arg(required = true, value_name = "PATH", add = super::complete::remote())]
         paths: Vec<String>,
     },
     /// Remove remote files or symlinks (with -r, a directory and everything in it).
@@ -84,13 +85,13 @@ pub enum FileCommand {
         #[arg(short, long)]
         force: bool,
         /// Remote paths (wildcards in the last component expanded from the listing).
-        #[arg(required = true, value_name = "PATH")]
+        #[arg(required = true, value_name = "PATH", add = super::complete::remote())]
         paths: Vec<String>,
     },
     /// Remove empty remote directories.
     Rmdir {
         /// Remote paths.
-        #[arg(required = true, value_name = "PATH")]
+        #[arg(required = true, value_name = "PATH", add = super::complete::remote())]
         paths: Vec<String>,
     },
     /// Rename or move within your remote tree (into TO if it is a directory).
@@ -99,8 +100,10 @@ pub enum FileCommand {
         #[arg(short, long)]
         force: bool,
         /// Existing remote path.
+        #[arg(add = super::complete::remote())]
         from: String,
         /// New remote path, or an existing directory to move into.
+        #[arg(add = super::complete::remote())]
         to: String,
     },
     /// Upload a local file (with -r, a directory tree).
@@ -115,7 +118,7 @@ pub enum FileCommand {
         /// remote directory). An existing directory receives a file under its own name. With
         /// -r, rsync's rule: `put -r src dest` makes dest/src, `put -r src/ dest` (a trailing
         /// `/` on the source) puts what src holds into dest itself.
-        #[arg(required = true, value_name = "LOCAL... [REMOTE]")]
+        #[arg(required = true, value_name = "LOCAL... [REMOTE]", value_hint = clap::ValueHint::AnyPath)]
         paths: Vec<String>,
     },
     /// Upload local files (wildcards expanded) into the current remote directory.
@@ -126,7 +129,7 @@ pub enum FileCommand {
         #[arg(short = 'L', long = "dereference")]
         follow_links: bool,
         /// Local files.
-        #[arg(required = true, value_name = "LOCAL")]
+        #[arg(required = true, value_name = "LOCAL", value_hint = clap::ValueHint::AnyPath)]
         paths: Vec<String>,
     },
     /// Download remote files (wildcards expanded from the listing) into the current local
@@ -135,7 +138,7 @@ pub enum FileCommand {
         #[command(flatten)]
         flags: TransferFlags,
         /// Remote files.
-        #[arg(required = true, value_name = "REMOTE")]
+        #[arg(required = true, value_name = "REMOTE", add = super::complete::remote())]
         paths: Vec<String>,
     },
     /// Download a remote file (with -r, a directory tree).
@@ -146,13 +149,13 @@ pub enum FileCommand {
         /// `[...]` in the last component expanded from the listing; quote them) and the local
         /// target (default: the remote name, in the current local directory). As for put:
         /// `get -r src dest` makes dest/src, `get -r src/ dest` fills dest.
-        #[arg(required = true, value_name = "REMOTE... [LOCAL]")]
+        #[arg(required = true, value_name = "REMOTE... [LOCAL]", add = super::complete::remote())]
         paths: Vec<String>,
     },
     /// Write remote files to standard output, one after another (as `get FILE -`).
     Cat {
         /// Remote files (wildcards in the last component expanded from the listing).
-        #[arg(required = true, value_name = "REMOTE")]
+        #[arg(required = true, value_name = "REMOTE", add = super::complete::remote())]
         paths: Vec<String>,
     },
     /// Show your disk usage and quota.
@@ -191,8 +194,10 @@ pub enum FileCommand {
         #[arg(short = 'j', long, value_name = "N", default_value_t = DEFAULT_JOBS, value_parser = jobs)]
         jobs: usize,
         /// The source tree.
+        #[arg(add = super::complete::local_or_remote())]
         source: String,
         /// The target tree.
+        #[arg(add = super::complete::local_or_remote())]
         target: String,
     },
     /// Report files that differ (size or checksum; nothing is downloaded) or exist on one
@@ -202,8 +207,10 @@ pub enum FileCommand {
         #[arg(long, value_name = "GLOB")]
         exclude: Vec<String>,
         /// The local tree.
+        #[arg(value_hint = clap::ValueHint::AnyPath)]
         local: String,
         /// The remote tree, written with a leading `:`.
+        #[arg(add = super::complete::local_or_remote())]
         remote: String,
     },
 }
