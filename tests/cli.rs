@@ -2736,7 +2736,25 @@ fn an_interrupted_get_says_how_to_continue() {
         1 << 30
     );
     assert!(!partial());
-    drop(server);
+
+    // The same when the connection is lost half way: the server dies mid-download.
+    let mut again = sb.command(FTPC, &["get", "big", "again"]);
+    let again = again
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the second download started", partial);
+    let mut server = server;
+    server.child.kill().unwrap();
+    let out = again.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("was lost is kept: the same command with -c continues it"),
+        "{stderr}"
+    );
+    assert!(partial());
 }
 
 /// Issue 28: `sync` printed a line per symlink on every run; they are counted in one line

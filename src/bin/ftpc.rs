@@ -287,6 +287,22 @@ fn file_command_name(command: &FileCommand) -> &'static str {
     }
 }
 
+/// A failed command and a line on how to go on, printed after it.
+#[derive(Debug)]
+struct Hinted {
+    error: shell::CommandError,
+    hint: &'static str,
+}
+
+impl std::fmt::Display for Hinted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\nftpc: {}", self.error, self.hint)
+    }
+}
+
+/// The command's error is part of the message, so not reported as a source.
+impl std::error::Error for Hinted {}
+
 /// Maps the library's error kind to the documented exit code.
 fn exit_code(err: &anyhow::Error) -> u8 {
     let kind = err.chain().find_map(|e| {
@@ -296,6 +312,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
                 e.downcast_ref::<shell::CommandError>()
                     .map(|c| c.error.kind())
             })
+            .or_else(|| e.downcast_ref::<Hinted>().map(|h| h.error.error.kind()))
             .or_else(|| {
                 e.downcast_ref::<shell::BatchError>()
                     .map(|b| b.failure.error.kind())
@@ -490,7 +507,18 @@ fn run(cli: Cli, runtime: tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
                 let name = file_command_name(&command);
                 // Ctrl-C during a transfer: say how to finish it (the partial data stays).
                 tokio::select! {
-                    outcome = session.execute(command, &mut io) => outcome?,
+                    outcome = session.execute(command, &mut io) => match outcome {
+                        Ok(()) => {}
+                        // Lost half way: say how to finish, as for Ctrl-C.
+                        Err(error) if error.error.kind() == ErrorKind::Connection => {
+                            progress.fail();
+                            return Err(match shell::after_lost_connection(name) {
+                                Some(hint) => Hinted { error, hint }.into(),
+                                None => error.into(),
+                            });
+                        }
+                        Err(error) => return Err(error.into()),
+                    },
                     _ = tokio::signal::ctrl_c() => {
                         progress.fail();
                         eprintln!("ftpc: {}", shell::after_interrupt(name));

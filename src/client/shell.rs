@@ -303,7 +303,7 @@ impl std::fmt::Display for CommandError {
             Error::Local { path, message }
                 if self.context.ends_with(&format!(" {}", path.display())) =>
             {
-                write!(f, "{}: {message}", self.context)
+                write!(f, "{}: {}", self.context, for_terminal(message))
             }
             error => write!(f, "{}: {error}", self.context),
         }
@@ -1633,6 +1633,18 @@ pub fn after_interrupt(command: &str) -> &'static str {
         }
         "sync" => "interrupted; the same sync again finishes the job and sends nothing twice",
         _ => "interrupted",
+    }
+}
+
+/// What to tell someone whose `command` lost its connection half way, if it left work to
+/// finish: how to finish it.
+pub fn after_lost_connection(command: &str) -> Option<&'static str> {
+    match command {
+        "get" | "put" | "mget" | "mput" => Some(
+            "what arrived before the connection was lost is kept: the same command with -c continues it",
+        ),
+        "sync" => Some("the same sync again finishes the job and sends nothing twice"),
+        _ => None,
     }
 }
 
