@@ -1,13 +1,11 @@
 //! The chat's vocabulary on the wire: what a client asks (on the connection's first
 //! bidirectional QUIC stream, after the same hello and login as the file protocol), what the
 //! server answers there, and the events it pushes on a unidirectional stream of its own.
-//! Data only; frames are the file protocol's (`wire`).
+//! Data only; frames are the file protocol's (`wire`, which makes these its messages).
 //!
 //! Variants are only ever appended, never reordered: bincode encodes a variant by its index.
 
 use serde::{Deserialize, Serialize};
-
-use crate::wire::Message;
 
 /// The ALPN protocol name of the chat over QUIC.
 pub const CHAT_ALPN: &[u8] = b"ftprep-chat/1";
@@ -214,10 +212,6 @@ pub enum ChatEvent {
     /// every session shows the whole conversation. Not acknowledged, not stored again.
     Sent(ChatMessage),
 }
-
-impl Message for ChatRequest {}
-impl Message for ChatReply {}
-impl Message for ChatEvent {}
 
 /// The colours a user may choose for their name (ANSI's eight, bright and plain).
 pub const COLOURS: &[&str] = &[

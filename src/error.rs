@@ -150,7 +150,7 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// A downloaded file's SHA-256 did not match the server's; nothing was replaced.
+    /// A downloaded file's checksum (XXH3-128) did not match the server's; nothing was replaced.
     #[error("checksum mismatch: the data was damaged in transit; nothing was replaced")]
     ChecksumMismatch,
     /// The peer did not answer in time.

@@ -99,6 +99,9 @@ pub trait Message: Serialize + DeserializeOwned {
 }
 
 impl Message for Hello {}
+impl Message for crate::chat::ChatRequest {}
+impl Message for crate::chat::ChatReply {}
+impl Message for crate::chat::ChatEvent {}
 
 impl Message for Request {
     const DATA_VARIANT: Option<u32> = Some(9);
@@ -238,7 +241,7 @@ impl Encoder<Bytes> for FrameCodec {
     }
 }
 
-/// A framed, typed connection over any byte stream (TCP today, TLS later).
+/// A framed, typed connection over any byte stream (TLS or plain TCP, a QUIC stream).
 #[derive(Debug)]
 pub struct Connection<S> {
     framed: Framed<S, FrameCodec>,

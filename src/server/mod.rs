@@ -31,6 +31,7 @@ mod quota;
 pub mod secret;
 mod session;
 pub mod settings;
+mod sql;
 pub mod storage;
 pub mod time;
 pub mod tls;

@@ -3,6 +3,7 @@
 //! embedded default (`chat.db` in the state directory, WAL, every commit synced, so a message
 //! acknowledged to its sender survives `kill -9` and a power cut).
 
+use crate::server::sql::{bits_from_sql, bits_to_sql};
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -411,17 +412,12 @@ impl SqliteChatStore {
 
 fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     Ok(ChatMessage {
-        id: row.get::<_, i64>(0)? as u64,
+        id: bits_from_sql(row.get::<_, i64>(0)?),
         from: row.get(1)?,
         to: row.get(2)?,
         at: row.get(3)?,
         text: row.get(4)?,
     })
-}
-
-/// Message ids and nonces are unsigned on the wire, signed in SQLite: the same 64 bits.
-fn signed(value: u64) -> i64 {
-    value as i64
 }
 
 #[async_trait]
@@ -536,12 +532,12 @@ impl ChatStore for SqliteChatStore {
             }
             let earlier = db
                 .prepare_cached("SELECT id, at FROM messages WHERE sender = ?1 AND nonce = ?2")?
-                .query_row(params![from, signed(nonce)], |row| {
+                .query_row(params![from, bits_to_sql(nonce)], |row| {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
                 })
                 .optional()?;
             if let Some((id, at)) = earlier {
-                return Ok((Stored::Message { id: id as u64, at }, None));
+                return Ok((Stored::Message { id: bits_from_sql(id), at }, None));
             }
             let waiting: u32 = db
                 .prepare_cached(
@@ -563,8 +559,8 @@ impl ChatStore for SqliteChatStore {
             db.prepare_cached(
                 "INSERT INTO messages (sender, recipient, at, body, nonce) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![from, to, at, text, signed(nonce)])?;
-            let id = db.last_insert_rowid() as u64;
+            .execute(params![from, to, at, text, bits_to_sql(nonce)])?;
+            let id = bits_from_sql(db.last_insert_rowid());
             let message = ChatMessage {
                 id,
                 from,
@@ -594,7 +590,8 @@ impl ChatStore for SqliteChatStore {
                 "SELECT id, sender, recipient, at, body FROM messages
                  WHERE recipient = ?1 AND delivered = 0 AND id > ?2 ORDER BY id LIMIT ?3",
             )?;
-            let rows = query.query_map(params![user, signed(after), limit], message_from_row)?;
+            let rows =
+                query.query_map(params![user, bits_to_sql(after), limit], message_from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
@@ -610,7 +607,7 @@ impl ChatStore for SqliteChatStore {
                     "UPDATE messages SET delivered = 1
                      WHERE recipient = ?1 AND delivered = 0 AND id <= ?2 RETURNING sender",
                 )?
-                .query_map(params![user, signed(up_to)], |row| row.get(0))?
+                .query_map(params![user, bits_to_sql(up_to)], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
             // History is bounded: each way of a conversation that had `trim_every` more
             // messages delivered is trimmed to its `keep` most recent (a few rows deleted

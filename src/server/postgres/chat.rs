@@ -5,6 +5,7 @@
 //! and a session's cursor never skips one. Every node hears of each stored message through
 //! `LISTEN`/`NOTIFY` and hands it to its recipient's sessions there.
 
+use crate::server::sql::{bits_from_sql, bits_to_sql};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -29,20 +30,9 @@ fn failed(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
     move |e| database_error(what)(e).into()
 }
 
-/// Ids and nonces are unsigned on the wire, signed in PostgreSQL: the same 64 bits.
-#[allow(clippy::cast_possible_wrap)]
-fn signed(value: u64) -> i64 {
-    value as i64
-}
-
-#[allow(clippy::cast_sign_loss)]
-fn unsigned(value: i64) -> u64 {
-    value as u64
-}
-
 fn message_from_row(row: &tokio_postgres::Row) -> ChatMessage {
     ChatMessage {
-        id: unsigned(row.get(0)),
+        id: bits_from_sql(row.get(0)),
         from: row.get(1),
         to: row.get(2),
         at: row.get(3),
@@ -118,7 +108,7 @@ async fn store_one(db: &PgDatabase, job: &Job) -> Result<Stored, UserDbError> {
                 &job.to,
                 &job.at,
                 &job.text,
-                &signed(job.nonce),
+                &bits_to_sql(job.nonce),
                 &i64::from(job.limits.total),
                 &i64::from(job.limits.per_sender),
             ],
@@ -132,7 +122,7 @@ async fn store_one(db: &PgDatabase, job: &Job) -> Result<Stored, UserDbError> {
     Ok(match (friends, earlier, stored) {
         (false, _, _) => Stored::NotFriends,
         (_, (Some(id), Some(at)), _) | (_, _, (Some(id), Some(at))) => Stored::Message {
-            id: unsigned(id),
+            id: bits_from_sql(id),
             at,
         },
         _ if room_in_all => Stored::SenderFull,
@@ -200,7 +190,7 @@ async fn catch_up(db: &PgDatabase, push: &Push, last: &AtomicU64) -> Result<(), 
             .query_one("SELECT COALESCE(max(id), 0) FROM ftpd_chat_messages", &[])
             .await
             .map_err(database_error("reading the last chat message"))?;
-        last.store(unsigned(row.get(0)), Ordering::Relaxed);
+        last.store(bits_from_sql(row.get(0)), Ordering::Relaxed);
         return Ok(());
     }
     let rows = db
@@ -209,7 +199,7 @@ async fn catch_up(db: &PgDatabase, push: &Push, last: &AtomicU64) -> Result<(), 
         .query(
             "SELECT id, sender, recipient, at, body FROM ftpd_chat_messages \
              WHERE id > $1 AND NOT delivered ORDER BY id",
-            &[&signed(after)],
+            &[&bits_to_sql(after)],
         )
         .await
         .map_err(database_error("reading the chat messages stored meanwhile"))?;
@@ -385,7 +375,7 @@ impl ChatStore for PgChatStore {
             .query(
                 "SELECT id, sender, recipient, at, body FROM ftpd_chat_messages \
                  WHERE recipient = $1 AND NOT delivered AND id > $2 ORDER BY id LIMIT $3",
-                &[&user, &signed(after), &i64::from(limit)],
+                &[&user, &bits_to_sql(after), &i64::from(limit)],
             )
             .await
             .map_err(failed("reading waiting messages"))?;
@@ -399,7 +389,7 @@ impl ChatStore for PgChatStore {
                 "WITH done AS (UPDATE ftpd_chat_messages SET delivered = true \
                  WHERE recipient = $1 AND NOT delivered AND id <= $2 RETURNING sender) \
                  SELECT DISTINCT sender FROM done",
-                &[&user, &signed(up_to)],
+                &[&user, &bits_to_sql(up_to)],
             )
             .await
             .map_err(failed("marking messages delivered"))?;

@@ -2,6 +2,7 @@
 //! ([`PgUsage`]) and the bytes uploads in progress hold ([`PgReservations`]), so a quota
 //! holds across nodes as it does on one.
 
+use crate::server::sql::{count_from_sql, count_to_sql};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,14 +18,6 @@ const RECOUNT_AFTER_SECS: f64 = 600.0;
 const HOLD_LEASE: Duration = Duration::from_secs(15 * 60);
 /// How often a running upload's node renews its hold.
 const HOLD_RENEWAL: Duration = Duration::from_secs(5 * 60);
-
-fn signed(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn unsigned(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
 
 /// The usage count of one home of one storage root.
 #[derive(Debug, Clone)]
@@ -60,8 +53,8 @@ impl PgUsage {
             .await
             .map_err(database_error("reading a usage count"))?;
         Ok(row.map(|row| Usage {
-            bytes: unsigned(row.get(0)),
-            entries: unsigned(row.get(1)),
+            bytes: count_from_sql(row.get(0)),
+            entries: count_from_sql(row.get(1)),
         }))
     }
 
@@ -80,8 +73,8 @@ impl PgUsage {
                 &[
                     &self.root,
                     &self.user,
-                    &signed(totals.bytes),
-                    &signed(totals.entries),
+                    &count_to_sql(totals.bytes),
+                    &count_to_sql(totals.entries),
                 ],
             )
             .await
@@ -135,7 +128,7 @@ impl PgReservations {
             )
             .await
             .map_err(database_error("reading the bytes uploads hold"))?;
-        Ok(unsigned(row.get(0)))
+        Ok(count_from_sql(row.get(0)))
     }
 
     /// Entries the uploads of `user` hold now, on every node.
@@ -154,7 +147,7 @@ impl PgReservations {
             )
             .await
             .map_err(database_error("reading the entries uploads hold"))?;
-        Ok(unsigned(row.get(0)))
+        Ok(count_from_sql(row.get(0)))
     }
 
     /// Holds what `need` asks for `user` (bytes, an entry) if it fits beside what other
@@ -192,8 +185,8 @@ impl PgReservations {
             .await
             .map_err(database_error("reading what uploads hold"))?;
         let (others_bytes, others_entries) = (
-            unsigned(others.get::<_, i64>(0)),
-            unsigned(others.get::<_, i64>(1)),
+            count_from_sql(others.get::<_, i64>(0)),
+            count_from_sql(others.get::<_, i64>(1)),
         );
         if let Err(refused) = need.fits(others_bytes, others_entries) {
             transaction.rollback().await.map_err(what)?;
@@ -206,8 +199,8 @@ impl PgReservations {
                  VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING id",
                 &[
                     &user.as_str(),
-                    &signed(bytes),
-                    &signed(entries),
+                    &count_to_sql(bytes),
+                    &count_to_sql(entries),
                     &HOLD_LEASE.as_secs_f64(),
                 ],
             )

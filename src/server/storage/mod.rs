@@ -1,6 +1,6 @@
 //! Where users' files live, behind two traits: [`Storage`] opens a user's home and hands back
 //! a [`UserTree`], which can only reach what lies beneath that home. The embedded default,
-//! [`FsStorage`], is a directory on disk; an object store can implement the same traits.
+//! [`FsStorage`], is a directory on disk; `object` keeps homes in an S3-compatible store.
 //!
 //! The jail is enforced by directory handles (cap-std `Dir`), not by comparing strings: every
 //! path is resolved beneath the home handle, `..` and symlinks included, and anything that

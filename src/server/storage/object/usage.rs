@@ -5,6 +5,7 @@
 
 use crate::error::StorageError;
 use crate::server::postgres::quota::PgUsage;
+use crate::server::sql::count_to_sql;
 use crate::server::storage::Usage;
 use crate::server::storage::ledger::Ledger;
 
@@ -12,10 +13,6 @@ use crate::server::storage::ledger::Ledger;
 pub enum HomeUsage {
     Local(Ledger),
     Shared(PgUsage),
-}
-
-fn signed(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 impl HomeUsage {
@@ -46,7 +43,12 @@ impl HomeUsage {
         match self {
             HomeUsage::Local(ledger) => ledger.add(added),
             HomeUsage::Shared(count) => {
-                Self::shared_change(count, signed(added.bytes), signed(added.entries)).await;
+                Self::shared_change(
+                    count,
+                    count_to_sql(added.bytes),
+                    count_to_sql(added.entries),
+                )
+                .await;
             }
         }
     }
@@ -55,7 +57,12 @@ impl HomeUsage {
         match self {
             HomeUsage::Local(ledger) => ledger.remove(removed),
             HomeUsage::Shared(count) => {
-                Self::shared_change(count, -signed(removed.bytes), -signed(removed.entries)).await;
+                Self::shared_change(
+                    count,
+                    -count_to_sql(removed.bytes),
+                    -count_to_sql(removed.entries),
+                )
+                .await;
             }
         }
     }
@@ -65,7 +72,7 @@ impl HomeUsage {
         match self {
             HomeUsage::Local(ledger) => ledger.resize(before, after),
             HomeUsage::Shared(count) => {
-                let bytes = signed(after).saturating_sub(signed(before));
+                let bytes = count_to_sql(after).saturating_sub(count_to_sql(before));
                 Self::shared_change(count, bytes, 0).await;
             }
         }
