@@ -8,12 +8,12 @@
 //! `<server> <user> <iterations> <salt b64> <ClientKey b64> <ServerKey b64> <transport>`,
 //! where the transport is `tls`, `plaintext` or `ca:<path of the CA file>`; `#` comments.
 
-use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
 
+use super::private_file::write_private;
 use super::tls::{KnownHosts, Security, UnknownServer};
 use crate::auth::{ClientKeys, Key};
 use crate::error::{Error, Result};
@@ -207,28 +207,6 @@ impl CredentialStore {
         }
         write_private(&self.path, text.as_bytes()).map_err(|e| self.error(e.to_string()))
     }
-}
-
-/// Replaces `path` with `bytes`, whole or not at all: a temporary file beside it (0600),
-/// synced, then renamed over it.
-///
-/// # Errors
-/// I/O errors, naming the file.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    // NamedTempFile is created with mode 0600.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ftpc.")
-        .tempfile_in(dir)
-        .map_err(|e| Error::local(path, e))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| Error::local(path, e))?;
-    tmp.persist(path).map_err(|e| Error::local(path, e.error))?;
-    Ok(())
 }
 
 fn parse_line(line: &str) -> Option<SavedLogin> {

@@ -19,6 +19,8 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 use tokio::runtime::Runtime;
 
+pub use super::failure::CommandError;
+use super::failure::failed;
 use super::parallel::{DEFAULT_JOBS, MAX_JOBS};
 use super::transfer::{Progress, TransferOptions};
 use super::{Client, CredentialStore, KnownHosts, UnknownServer, connect_saved};
@@ -286,32 +288,6 @@ impl TransferFlags {
     }
 }
 
-/// A command that failed, with what the person typed, for messages such as
-/// `mkdir remote/dir: already exists` (a local file the command already names is not named
-/// twice: `put nothere.txt: No such file or directory`).
-#[derive(Debug)]
-pub struct CommandError {
-    /// The command and its main argument, as typed.
-    pub context: String,
-    /// What went wrong (already part of the message, so not reported as a source).
-    pub error: Error,
-}
-
-impl std::fmt::Display for CommandError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.error {
-            Error::Local { path, message }
-                if self.context.ends_with(&format!(" {}", path.display())) =>
-            {
-                write!(f, "{}: {}", self.context, for_terminal(message))
-            }
-            error => write!(f, "{}: {error}", self.context),
-        }
-    }
-}
-
-impl std::error::Error for CommandError {}
-
 /// What a sync did: each action when dry (nothing was done), then one summary line; a dry
 /// run moved nothing, so it has no time or rate to tell.
 fn write_sync_report(
@@ -385,13 +361,6 @@ fn usage_message(rendered: &str) -> String {
         "invalid command".to_owned()
     } else {
         message.to_owned()
-    }
-}
-
-fn failed(context: impl Into<String>) -> impl FnOnce(Error) -> CommandError {
-    move |error| CommandError {
-        context: context.into(),
-        error,
     }
 }
 

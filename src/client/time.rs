@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::net::UdpSocket;
 
-use super::shell::CommandError;
+use super::failure::{CommandError, failed};
 use crate::error::{Error, Result};
 use crate::ntp::{self, LEAP_UNSYNCHRONISED, MODE_SERVER, Packet, Timestamp};
 
@@ -219,8 +219,7 @@ impl TimeArgs {
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> std::result::Result<(), CommandError> {
-        let failed = |context: String| move |error| CommandError { context, error };
-        let servers = self.addresses(login).map_err(failed("time".into()))?;
+        let servers = self.addresses(login).map_err(failed("time"))?;
         let outcome = match self.watch {
             Some(every) => self.keep_watching(&servers, every, out, err).await,
             None => self.report(&servers, out, err).await,

@@ -153,7 +153,7 @@ impl KnownHosts {
             .filter(|line| !pins(line))
             .map(|line| format!("{line}\n"))
             .collect();
-        crate::client::credentials::write_private(&self.path, kept.as_bytes())?;
+        super::private_file::write_private(&self.path, kept.as_bytes())?;
         Ok(true)
     }
 
