@@ -11,7 +11,7 @@ use crate::checksum::Digest;
 /// Opens every hello, so a stray connection is told apart from an ftprep peer.
 pub const MAGIC: [u8; 4] = *b"FTPR";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 /// At most this many entries travel in one [`Response::Entries`] frame.
 pub const ENTRIES_PER_FRAME: usize = 1024;
 /// Largest data chunk in a [`Request::PutData`] or [`Response::Data`] frame (512 KiB).
@@ -155,6 +155,21 @@ pub enum Request {
         /// Remote directory; empty for the home.
         path: String,
     },
+    /// Makes a symbolic link at `path` to `target`, answered by `Ok`. The target is
+    /// relative and stays inside the home, read from the link's directory (`../b`, `c/d`);
+    /// anything else is refused `InvalidPath`. A store that keeps no links (an object
+    /// store) answers `Unsupported`.
+    Symlink {
+        /// Where the link goes; nothing may be there yet.
+        path: String,
+        /// What it points to.
+        target: String,
+    },
+    /// Asks what the symbolic link at `path` points to, answered by `Link`.
+    ReadLink {
+        /// The link.
+        path: String,
+    },
 }
 
 /// A file's modification time and permission bits, carried by `put -p` and `get -p`.
@@ -245,6 +260,11 @@ pub enum Response {
         /// XXH3-128 of all of it.
         checksum: Digest,
     },
+    /// Answers [`Request::ReadLink`].
+    Link {
+        /// What the link points to, as it was made.
+        target: String,
+    },
 }
 
 /// Machine-readable error codes.
@@ -288,6 +308,8 @@ pub enum ErrorCode {
     IsADirectory,
     /// The server's disk is full.
     NoSpace,
+    /// This server cannot do that (symbolic links on an object store).
+    Unsupported,
 }
 
 /// One directory entry in a listing.

@@ -275,7 +275,8 @@ impl Error {
                 | ErrorCode::ChecksumMismatch
                 | ErrorCode::DirectoryNotEmpty
                 | ErrorCode::IsADirectory
-                | ErrorCode::NoSpace => ErrorKind::Refused,
+                | ErrorCode::NoSpace
+                | ErrorCode::Unsupported => ErrorKind::Refused,
             },
             Error::Scram(ScramError::AuthenticationFailed)
             | Error::LoginExpired { .. }

@@ -129,6 +129,41 @@ impl RemotePath {
         other.components.starts_with(&self.components)
     }
 
+    /// Checks that a symbolic link here to `target` leads to a place inside the home: a
+    /// relative target, read from this path's directory, that never climbs above the home.
+    /// What is there (or whether anything is) does not matter: the jail still resolves
+    /// every path beneath the home.
+    ///
+    /// # Errors
+    /// [`PathError::Escapes`] for an absolute target or one that climbs out; the others as
+    /// for [`RemotePath::parse`].
+    pub fn check_link_target(&self, target: &str) -> Result<(), PathError> {
+        if target.len() > MAX_PATH_LEN {
+            return Err(PathError::TooLong(MAX_PATH_LEN));
+        }
+        if target.contains('\0') {
+            return Err(PathError::Nul);
+        }
+        if target.is_empty() {
+            return Err(PathError::EmptyComponent);
+        }
+        if target.starts_with('/') {
+            return Err(PathError::Escapes);
+        }
+        let mut depth = self.depth().saturating_sub(1);
+        for part in target.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => depth = depth.checked_sub(1).ok_or(PathError::Escapes)?,
+                _ => depth += 1,
+            }
+            if depth > MAX_DEPTH {
+                return Err(PathError::TooDeep(MAX_DEPTH));
+            }
+        }
+        Ok(())
+    }
+
     /// The path relative to the home, as the storage jail takes it (`.` for the home).
     pub fn to_relative(&self) -> PathBuf {
         if self.is_home() {
@@ -251,6 +286,42 @@ mod tests {
         assert_eq!(path("a/b").file_name(), Some("b"));
         assert_eq!(path("").file_name(), None);
         assert_eq!(path("").to_relative(), PathBuf::from("."));
+    }
+
+    /// Issue 28 (sync -l): a link the server makes must point inside the home.
+    #[test]
+    fn link_targets_stay_inside_the_home() {
+        let top = RemotePath::parse("link").unwrap();
+        let deep = RemotePath::parse("a/b/link").unwrap();
+        for fine in ["file", "dir/file", "./file", "dir/../file", "a//b/"] {
+            assert_eq!(top.check_link_target(fine), Ok(()), "{fine}");
+        }
+        assert_eq!(deep.check_link_target("../../file"), Ok(()));
+        assert_eq!(deep.check_link_target("../x/../../y"), Ok(()));
+        for escapes in ["..", "../x", "/etc/passwd", "dir/../../x", "/"] {
+            assert_eq!(
+                top.check_link_target(escapes),
+                Err(PathError::Escapes),
+                "{escapes}"
+            );
+        }
+        assert_eq!(
+            deep.check_link_target("../../../x"),
+            Err(PathError::Escapes)
+        );
+        assert_eq!(top.check_link_target(""), Err(PathError::EmptyComponent));
+        assert_eq!(top.check_link_target("a\0b"), Err(PathError::Nul));
+        let long = "a/".repeat(MAX_PATH_LEN / 2 + 1);
+        assert_eq!(
+            top.check_link_target(&long),
+            Err(PathError::TooLong(MAX_PATH_LEN))
+        );
+        let deepest = "a/".repeat(MAX_DEPTH + 1);
+        assert_eq!(
+            top.check_link_target(&deepest),
+            Err(PathError::TooDeep(MAX_DEPTH))
+        );
+        assert_eq!(top.check_link_target(&"a/".repeat(MAX_DEPTH)), Ok(()));
     }
 
     #[test]

@@ -2779,7 +2779,7 @@ fn sync_counts_symlinks_or_follows_them() {
     assert_success(&out);
     assert_eq!(
         text(&out.stderr),
-        "left out 4 symlinks (sync -L sends what they point to)\n"
+        "left out 4 symlinks (sync -l keeps them as links, -L sends what they point to)\n"
     );
     let root = sb.path().join("ftp-root/alice");
     assert!(root.join("plain/real/f").is_file());
@@ -2810,6 +2810,27 @@ fn sync_counts_symlinks_or_follows_them() {
         1,
         "{}",
         text(&out.stderr)
+    );
+    // -l keeps the links that stay inside the tree, and names the one that leads out.
+    let out = sb.ftpc(&["sync", "-l", "site/", ":kept"], "");
+    assert_success(&out);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("file-link: a link out of the tree"),
+        "{stderr}"
+    );
+    assert!(
+        text(&out.stdout).contains(", 3 links made;"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("kept/dir-link")).unwrap(),
+        Path::new("real")
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("kept/broken")).unwrap(),
+        Path::new("nothing")
     );
     drop(server);
 }

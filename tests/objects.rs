@@ -45,6 +45,9 @@ async fn files_and_directories_work_as_on_disk() {
     assert_eq!(code_of(&err), Some(ErrorCode::NotFound), "{err}");
     let err = alice.mkdir(".ftprep-dir", false).await.unwrap_err();
     assert_eq!(code_of(&err), Some(ErrorCode::InvalidPath), "{err}");
+    // An object store keeps no links (sync -l): a typed refusal, nothing stored.
+    let err = alice.symlink("docs/link", "x").await.unwrap_err();
+    assert_eq!(code_of(&err), Some(ErrorCode::Unsupported), "{err}");
 
     let options = TransferOptions::default();
     alice

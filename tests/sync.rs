@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use common::TestServer;
 use ftprep::client::sync::SyncOptions;
 use ftprep::client::{NoProgress, Progress};
-use ftprep::commands::MAX_CHUNK;
+use ftprep::commands::{ErrorCode, MAX_CHUNK};
 
 fn write(path: &Path, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -281,4 +281,104 @@ async fn check_reports_what_differs_by_size_and_checksum() {
     ];
     let report = alice.check(&local, "there", &ignoring).await.unwrap();
     assert!(report.only_local.is_empty() && report.only_remote.is_empty());
+}
+
+/// Issue 28: `sync -l` keeps symlinks as links, as rsync's `-l` with `--safe-links`: both
+/// ways, once (a second run makes none), a changed link replaced; a link out of the tree is
+/// left out and named on either side, whatever the server says; the server refuses to make
+/// one that leaves the home, and `ReadLink` of anything else.
+#[tokio::test]
+async fn sync_l_keeps_links_inside_the_tree_both_ways_and_never_one_out() {
+    use std::os::unix::fs::symlink;
+    let server = TestServer::start(&[("alice", "pw")]).await;
+    let mut alice = server.login("alice", "pw").await;
+    let src = server.dir.path().join("src");
+    write(&src.join("a/file"), b"data");
+    symlink("file", src.join("a/link")).unwrap();
+    symlink("../a/file", src.join("a/up")).unwrap();
+    symlink("a", src.join("dirlink")).unwrap();
+    symlink("/etc/passwd", src.join("out")).unwrap();
+    symlink("../../x", src.join("a/escape")).unwrap();
+    let options = SyncOptions {
+        keep_links: true,
+        delete: true,
+        ..SyncOptions::default()
+    };
+    let first = alice
+        .sync_up(&src, "tree", &options, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((first.sent, first.linked), (1, 3), "{first:?}");
+    assert_eq!(first.skipped.len(), 2, "{:?}", first.skipped);
+    assert!(
+        first
+            .skipped
+            .iter()
+            .all(|s| s.contains("a link out of the tree"))
+    );
+    let home = server.root.join("alice/tree");
+    let link = |path: &Path| std::fs::read_link(path).unwrap();
+    assert_eq!(link(&home.join("a/link")), Path::new("file"));
+    assert_eq!(link(&home.join("a/up")), Path::new("../a/file"));
+    assert_eq!(link(&home.join("dirlink")), Path::new("a"));
+    assert!(std::fs::symlink_metadata(home.join("out")).is_err());
+    let again = alice
+        .sync_up(&src, "tree", &options, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.sent, again.linked, again.deleted),
+        (0, 0, 0),
+        "{again:?}"
+    );
+    // A link pointing elsewhere now is replaced.
+    std::fs::remove_file(src.join("a/link")).unwrap();
+    symlink("up", src.join("a/link")).unwrap();
+    let changed = alice
+        .sync_up(&src, "tree", &options, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((changed.linked, changed.deleted), (1, 1), "{changed:?}");
+    assert_eq!(link(&home.join("a/link")), Path::new("up"));
+
+    // Down again, into a new tree: the same links, made locally. One the admin planted that
+    // leads out is left out, whatever the server answers about it.
+    symlink("/etc", home.join("planted")).unwrap();
+    let copy = server.dir.path().join("copy");
+    let down = alice
+        .sync_down("tree", &copy, &options, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((down.sent, down.linked), (1, 3), "{down:?}");
+    assert!(
+        down.skipped.iter().any(|s| s.contains("planted")),
+        "{down:?}"
+    );
+    assert_eq!(link(&copy.join("a/link")), Path::new("up"));
+    assert_eq!(link(&copy.join("dirlink")), Path::new("a"));
+    assert!(std::fs::symlink_metadata(copy.join("planted")).is_err());
+    let again = alice
+        .sync_down("tree", &copy, &options, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((again.sent, again.linked), (0, 0), "{again:?}");
+
+    // The server makes no link that leaves the home, and reads only links.
+    for target in ["../x", "/etc/passwd", "a/../../x", ""] {
+        let err = alice.symlink("bad", target).await.unwrap_err();
+        assert_eq!(
+            common::code_of(&err),
+            Some(ErrorCode::InvalidPath),
+            "{target}: {err}"
+        );
+    }
+    let err = alice.symlink("tree/a/file", "x").await.unwrap_err();
+    assert_eq!(
+        common::code_of(&err),
+        Some(ErrorCode::AlreadyExists),
+        "{err}"
+    );
+    let err = alice.read_link("tree/a/file").await.unwrap_err();
+    assert_eq!(common::code_of(&err), Some(ErrorCode::InvalidPath), "{err}");
+    assert_eq!(alice.read_link("tree/dirlink").await.unwrap(), "a");
 }

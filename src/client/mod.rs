@@ -563,6 +563,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// Makes a symbolic link at `path` to `target` (relative, and inside the home: the
+    /// server checks).
+    ///
+    /// # Errors
+    /// As [`Client::mkdir`]; `Unsupported` from a server whose store keeps no links.
+    pub async fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
+        RemotePath::parse(path)?;
+        self.send(&Request::Symlink {
+            path: path.to_owned(),
+            target: target.to_owned(),
+        })
+        .await?;
+        self.expect_ok().await
+    }
+
+    /// What the symbolic link at `path` points to, as the server says (a peer's text:
+    /// check it before using it).
+    ///
+    /// # Errors
+    /// As [`Client::mkdir`].
+    pub async fn read_link(&mut self, path: &str) -> Result<String> {
+        RemotePath::parse(path)?;
+        let request = Request::ReadLink {
+            path: path.to_owned(),
+        };
+        match self.raw_request(&request).await? {
+            Response::Link { target } => Ok(target),
+            _ => Err(Error::UnexpectedReply("expected a link's target")),
+        }
+    }
+
     /// Bytes used and the quota, if any.
     ///
     /// # Errors

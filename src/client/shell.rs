@@ -188,6 +188,11 @@ pub enum FileCommand {
         /// rsync's -L); without it they are left out, and counted in one line.
         #[arg(short = 'L', long = "copy-links")]
         copy_links: bool,
+        /// Keep symlinks as links on the other side (as rsync's -l), those that point
+        /// inside the tree (as rsync's --safe-links: the others are left out and named); a
+        /// server whose store keeps no links (an object store) refuses them.
+        #[arg(short = 'l', long = "links", conflicts_with = "copy_links")]
+        links: bool,
         /// At most RATE bytes a second over all connections (500K, 2M; a bare number is
         /// KiB, as rsync's).
         #[arg(long, value_name = "RATE", value_parser = rate)]
@@ -303,7 +308,7 @@ fn write_sync_report(
         }
     }
     let moved = if downloading { "received" } else { "sent" };
-    let counts = format!(
+    let mut counts = format!(
         "{} files {moved} ({}), {} unchanged, {} deleted, {} directories made",
         report.sent,
         format_size(report.bytes),
@@ -311,6 +316,9 @@ fn write_sync_report(
         report.deleted,
         report.made,
     );
+    if report.linked > 0 {
+        counts.push_str(&format!(", {} links made", report.linked));
+    }
     if dry_run {
         return writeln!(out, "would be: {counts}");
     }
@@ -661,6 +669,7 @@ impl Session {
                 checksum,
                 exclude,
                 copy_links,
+                links,
                 bwlimit,
                 jobs,
                 source,
@@ -677,6 +686,7 @@ impl Session {
                     dry_run,
                     checksum,
                     follow_links: copy_links,
+                    keep_links: links,
                     exclude: patterns(&exclude).map_err(failed(&ctx))?,
                 };
                 let report = match (source.strip_prefix(':'), target.strip_prefix(':')) {
@@ -706,7 +716,8 @@ impl Session {
                 if report.links > 0 {
                     let _ = writeln!(
                         io.err,
-                        "left out {} symlinks (sync -L sends what they point to)",
+                        "left out {} symlinks (sync -l keeps them as links, -L sends what they \
+                         point to)",
                         report.links
                     );
                 }

@@ -37,6 +37,9 @@ pub struct SyncOptions {
     /// Follow local symlinks to files and directories, sending what they point to
     /// (`-L`/`--copy-links`, as rsync's); without it they are left out and counted.
     pub follow_links: bool,
+    /// Keep symlinks as links on the other side (`-l`/`--links`, as rsync's), those that
+    /// point inside the tree (rsync's `--safe-links`); the others are left out and said.
+    pub keep_links: bool,
 }
 
 /// What a sync did (or, dry, would do).
@@ -59,6 +62,8 @@ pub struct SyncReport {
     /// Local symlinks left out (without `follow_links`): counted, not listed, as they are
     /// the same on every run.
     pub links: u64,
+    /// Symlinks made on the target (`keep_links`).
+    pub linked: u64,
 }
 
 /// What `check` found.
@@ -82,11 +87,39 @@ impl CheckReport {
 }
 
 /// One entry of a tree, by its path from the tree's top.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Item {
     is_dir: bool,
     size: u64,
     modified: Option<i64>,
+    /// A symlink's target (only with `keep_links`).
+    link: Option<String>,
+}
+
+impl Item {
+    /// A symlink to `target`.
+    fn link(target: String) -> Self {
+        Item {
+            is_dir: false,
+            size: 0,
+            modified: None,
+            link: Some(target),
+        }
+    }
+
+    /// Whether `other` is the same kind of entry (a link to the same place counts as the
+    /// same kind; to another place, as another).
+    fn same_kind(&self, other: &Item) -> bool {
+        self.is_dir == other.is_dir && self.link == other.link
+    }
+}
+
+/// Why a link at `path` (from the tree's top) to `target` is not kept, if it is not: it
+/// must lead somewhere inside the tree, as rsync's `--safe-links` asks.
+fn unsafe_link(path: &str, target: &str) -> Option<&'static str> {
+    let inside =
+        crate::paths::RemotePath::parse(path).is_ok_and(|at| at.check_link_target(target).is_ok());
+    (!inside).then_some("a link out of the tree (left out, as rsync's --safe-links does)")
 }
 
 type Tree = BTreeMap<String, Item>;
@@ -114,7 +147,7 @@ fn deletions(source: &Tree, target: &Tree, delete: bool) -> Vec<(String, bool)> 
         if beneath_any(path, &gone) {
             continue;
         }
-        let replaced = source.get(path).is_some_and(|s| s.is_dir != item.is_dir);
+        let replaced = source.get(path).is_some_and(|s| !s.same_kind(item));
         if !(replaced || delete && !source.contains_key(path)) {
             continue;
         }
@@ -186,6 +219,22 @@ fn scan_local(
             }
             let mut meta = std::fs::symlink_metadata(&path).map_err(|e| Error::local(&path, e))?;
             if meta.file_type().is_symlink() {
+                if options.keep_links && !options.follow_links {
+                    let target = std::fs::read_link(&path).map_err(|e| Error::local(&path, e))?;
+                    let Some(target) = target.to_str() else {
+                        skipped.push(format!(
+                            "{}: a link whose target is not UTF-8",
+                            path.display()
+                        ));
+                        continue;
+                    };
+                    if let Some(why) = unsafe_link(&rel, target) {
+                        skipped.push(format!("{}: {why}", path.display()));
+                        continue;
+                    }
+                    tree.insert(rel, Item::link(target.to_owned()));
+                    continue;
+                }
                 if !options.follow_links {
                     *links += 1;
                     continue;
@@ -211,6 +260,7 @@ fn scan_local(
                         is_dir: true,
                         size: 0,
                         modified,
+                        link: None,
                     },
                 );
                 if depth + 1 < MAX_DEPTH {
@@ -225,6 +275,7 @@ fn scan_local(
                         is_dir: false,
                         size: meta.len(),
                         modified,
+                        link: None,
                     },
                 );
             } else {
@@ -256,13 +307,30 @@ fn needs_copy(
     options: &SyncOptions,
     same: &HashSet<String>,
 ) -> bool {
-    let Some(target) = target.filter(|t| !t.is_dir) else {
+    let Some(target) = target.filter(|t| !t.is_dir && t.link.is_none()) else {
         return true;
     };
     if options.checksum {
         return !same.contains(path);
     }
     !looks_same(source, target)
+}
+
+/// The links of `source` that `target` lacks (what it had there of another kind, or a link
+/// elsewhere, was deleted first), each also told in `report`.
+fn links_to_make(source: &Tree, target: &Tree, report: &mut SyncReport) -> Vec<(String, String)> {
+    let mut links = Vec::new();
+    for (path, item) in source {
+        let Some(to) = &item.link else { continue };
+        if target.get(path).is_some_and(|t| t.same_kind(item)) {
+            report.unchanged += 1;
+            continue;
+        }
+        report.actions.push(format!("link {path} -> {to}"));
+        report.linked += 1;
+        links.push((path.clone(), to.clone()));
+    }
+    links
 }
 
 fn join(top: &str, rel: &str) -> String {
@@ -282,6 +350,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         remote: &str,
         options: &SyncOptions,
         missing_is_empty: bool,
+        skipped: &mut Vec<String>,
     ) -> Result<Tree> {
         let entries = match self.list_tree(remote).await {
             Ok(entries) => entries,
@@ -293,6 +362,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         };
         let mut tree = Tree::new();
         let mut left_out: Vec<String> = Vec::new();
+        let mut links = Vec::new();
         for entry in entries {
             if beneath_any(&entry.name, &left_out) {
                 continue;
@@ -304,7 +374,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             let is_dir = match entry.kind {
                 EntryKind::Directory => true,
                 EntryKind::File => false,
-                // Links and special files are neither copied nor deleted.
+                EntryKind::Symlink if options.keep_links => {
+                    links.push(entry.name);
+                    continue;
+                }
+                // Links (without -l) and special files are neither copied nor deleted.
                 EntryKind::Symlink | EntryKind::Other => continue,
             };
             tree.insert(
@@ -313,8 +387,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     is_dir,
                     size: entry.size,
                     modified: entry.modified,
+                    link: None,
                 },
             );
+        }
+        // What each link points to, checked as a peer's word: one out of the tree is left
+        // out, whatever the server says.
+        for path in links {
+            let target = self.read_link(&join(remote, &path)).await?;
+            match unsafe_link(&path, &target) {
+                Some(why) => skipped.push(format!("{}: {why}", join(remote, &path))),
+                None => {
+                    tree.insert(path, Item::link(target));
+                }
+            }
         }
         Ok(tree)
     }
@@ -404,7 +490,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             &mut report.skipped,
             &mut report.links,
         )?;
-        let theirs = self.scan_remote(remote, options, true).await?;
+        let theirs = self
+            .scan_remote(remote, options, true, &mut report.skipped)
+            .await?;
         if !options.dry_run {
             self.mkdir(remote, true).await?;
         }
@@ -419,6 +507,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let (dirs, uploads) = self
             .plan_upload(local, remote, (&ours, &theirs), options, &mut report)
             .await?;
+        let links = links_to_make(&ours, &theirs, &mut report);
         if options.dry_run {
             return Ok(report);
         }
@@ -427,6 +516,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             self.mkdir(&dir, true).await?;
         }
         self.send_files(&uploads, MIRRORED, progress).await?;
+        for (path, target) in links {
+            self.symlink(&join(remote, &path), &target).await?;
+        }
         Ok(report)
     }
 
@@ -449,8 +541,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let mut dirs = Vec::new();
         let mut uploads = Vec::new();
         for (path, item) in ours {
+            if item.link.is_some() {
+                continue;
+            }
             // (What was deleted above was of another kind, or not in the source at all.)
-            let target = theirs.get(path).filter(|t| t.is_dir == item.is_dir);
+            let target = theirs.get(path).filter(|t| t.same_kind(item));
             if item.is_dir {
                 if target.is_none() {
                     report.actions.push(format!("mkdir {path}"));
@@ -488,7 +583,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         progress: &dyn Progress,
     ) -> Result<SyncReport> {
         let mut report = SyncReport::default();
-        let theirs = self.scan_remote(remote, options, false).await?;
+        let theirs = self
+            .scan_remote(remote, options, false, &mut report.skipped)
+            .await?;
         let ours = scan_local(local, options, true, &mut report.skipped, &mut report.links)?;
         if !options.dry_run {
             tokio::fs::create_dir_all(local)
@@ -514,10 +611,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         } else {
             HashSet::new()
         };
+        let links = links_to_make(&theirs, &ours, &mut report);
         let mut downloads = Downloads::into(local);
         for (path, item) in &theirs {
+            if item.link.is_some() {
+                continue;
+            }
             // (What was deleted above was of another kind, or not in the source at all.)
-            let target = ours.get(path).filter(|o| o.is_dir == item.is_dir);
+            let target = ours.get(path).filter(|o| o.same_kind(item));
             let local_path = local.join(path);
             if item.is_dir {
                 if target.is_none() {
@@ -541,6 +642,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
         if !options.dry_run {
             self.get_all(downloads, MIRRORED, progress).await?;
+            for (path, target) in links {
+                super::transfer::make_local_link(local, &local.join(&path), &target)?;
+            }
         }
         Ok(report)
     }
@@ -562,7 +666,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         };
         let (mut skipped, mut links) = (Vec::new(), 0);
         let ours = scan_local(local, &options, false, &mut skipped, &mut links)?;
-        let theirs = self.scan_remote(remote, &options, false).await?;
+        let theirs = self
+            .scan_remote(remote, &options, false, &mut skipped)
+            .await?;
         let same = self.same_by_checksum(local, remote, &ours, &theirs).await?;
         let mut report = CheckReport::default();
         for (path, item) in &ours {
@@ -613,6 +719,7 @@ mod tests {
                         is_dir: *is_dir,
                         size: 0,
                         modified: None,
+                        link: None,
                     };
                     ((*path).to_owned(), item)
                 })

@@ -215,7 +215,7 @@ impl Downloads {
 /// whatever is renamed or replaced on the way to it afterwards.
 struct LocalDir {
     /// Held open for as long as files are written into it.
-    _handle: cap_std::fs::Dir,
+    handle: cap_std::fs::Dir,
     /// The open directory as a path (`/proc/self/fd/N`), for the calls that take paths.
     path: PathBuf,
 }
@@ -261,10 +261,7 @@ impl LocalDir {
         } else {
             dir.to_owned()
         };
-        Ok(LocalDir {
-            _handle: handle,
-            path,
-        })
+        Ok(LocalDir { handle, path })
     }
 }
 
@@ -418,6 +415,20 @@ pub(super) async fn hash_local_file(path: &Path) -> Result<Option<(u64, Digest)>
 
 /// Creates the local directory `dir` of a tree download, or accepts it if it is already a
 /// real directory: never a symlink, which could lead the download anywhere.
+/// Makes the link `link` (below `root`) to `target`, through its directory opened without
+/// following links: no link on the way can send it elsewhere. The caller checked that
+/// `target` leads inside the tree.
+pub(super) fn make_local_link(root: &Path, link: &Path, target: &str) -> Result<()> {
+    let (Some(dir), Some(name)) = (link.parent(), link.file_name()) else {
+        return Err(Error::local(link, "not a name for a link"));
+    };
+    let opened = LocalDir::open(root, dir).map_err(|e| Error::local(dir, e))?;
+    opened
+        .handle
+        .symlink_contents(target, name)
+        .map_err(|e| Error::local(link, e))
+}
+
 pub(super) async fn enter_local_dir(dir: &Path) -> Result<()> {
     match tokio::fs::create_dir(dir).await {
         Ok(()) => return Ok(()),

@@ -244,6 +244,26 @@ impl Handler<'_> {
                     Err(err) => conn.write(&reply::<()>(Err(err))).await,
                 }
             }
+            Request::Symlink { path: raw, target } => {
+                let result = async {
+                    let remote = path(&raw)?;
+                    remote.check_link_target(&target).map_err(invalid_path)?;
+                    let quotas = self.quotas().await?;
+                    let size = u64::try_from(target.len()).unwrap_or(u64::MAX);
+                    self.check_room_for(quotas, size, "a link").await?;
+                    self.tree.symlink(&remote, &target).await
+                }
+                .await;
+                self.log("symlink", &raw, &result);
+                conn.write(&reply(result)).await
+            }
+            Request::ReadLink { path: raw } => {
+                let result = async { self.tree.read_link(&path(&raw)?).await }.await;
+                match result {
+                    Ok(target) => conn.write(&Response::Link { target }).await,
+                    Err(err) => conn.write(&reply::<()>(Err(err))).await,
+                }
+            }
         }
     }
 
@@ -447,20 +467,27 @@ impl Handler<'_> {
     /// A directory costs [`DIRECTORY_BYTES`] of the quota: refuses a `mkdir` once not even
     /// one more fits (uploads in flight hold their share).
     async fn check_room_for_a_directory(&self, quotas: Quotas) -> Outcome<()> {
+        self.check_room_for(quotas, DIRECTORY_BYTES, "a directory")
+            .await
+    }
+
+    /// Whether one more entry of `size` bytes (`what` it is, for the refusal) fits the
+    /// quotas.
+    async fn check_room_for(&self, quotas: Quotas, size: u64, what: &str) -> Outcome<()> {
         self.check_room_for_an_entry(quotas.entries).await?;
         let Some(quota) = quotas.bytes else {
             return Ok(());
         };
         let used = self.tree.usage().await?.bytes;
         let held = self.shared.quotas.held(&self.user).await?;
-        if used.saturating_add(held).saturating_add(DIRECTORY_BYTES) > quota {
+        if used.saturating_add(held).saturating_add(size) > quota {
             return Err(StorageError::new(
                 ErrorCode::QuotaExceeded,
                 format!(
-                    "quota exceeded (used {} of {}; a directory takes {})",
+                    "quota exceeded (used {} of {}; {what} takes {})",
                     format_size(used.saturating_add(held)),
                     format_size(quota),
-                    format_size(DIRECTORY_BYTES)
+                    format_size(size)
                 ),
             ));
         }

@@ -347,7 +347,9 @@ where
             | Request::Checksum { .. }
             | Request::Usage
             | Request::Put { .. }
-            | Request::ListTree { .. } => {
+            | Request::ListTree { .. }
+            | Request::Symlink { .. }
+            | Request::ReadLink { .. } => {
                 conn.write(&Response::Error {
                     code: ErrorCode::AuthRequired,
                     message: "log in first".into(),

@@ -34,7 +34,7 @@ except ImportError as e:  # pragma: no cover - a set-up error, said plainly
     )
 
 ALPN = "ftprep-chat/1"
-VERSION = 6
+VERSION = 7
 TIMEOUT = 20.0
 
 
@@ -134,7 +134,7 @@ ERROR_CODES = [
     "BadFrame", "FrameTooLarge", "VersionMismatch", "UnexpectedRequest", "AuthRequired",
     "AuthFailed", "InvalidPath", "NotFound", "AlreadyExists", "NotADirectory",
     "PermissionDenied", "Timeout", "Busy", "Internal", "QuotaExceeded", "ChecksumMismatch",
-    "DirectoryNotEmpty", "IsADirectory", "NoSpace",
+    "DirectoryNotEmpty", "IsADirectory", "NoSpace", "Unsupported",
 ]
 CHAT_ERROR_CODES = [
     "Invalid", "NotFriends", "InboxFull", "TooManyRequests", "RateLimited", "Internal",

@@ -69,6 +69,17 @@ pub trait UserTree: Send + Sync {
     async fn stat(&self, path: &RemotePath) -> Result<Entry, StorageError>;
     /// Removes a file or symlink; with `recursive`, a directory tree too. Never the home.
     async fn remove(&self, path: &RemotePath, recursive: bool) -> Result<(), StorageError>;
+    /// Makes a symbolic link at `path` to `target` (which the caller checked stays inside
+    /// the home); nothing may be at `path` yet. A store without links refuses.
+    async fn symlink(&self, path: &RemotePath, target: &str) -> Result<(), StorageError> {
+        let _ = (path, target);
+        Err(no_links())
+    }
+    /// What the symbolic link at `path` points to.
+    async fn read_link(&self, path: &RemotePath) -> Result<String, StorageError> {
+        let _ = path;
+        Err(no_links())
+    }
     /// Removes an empty directory. Never the home.
     async fn rmdir(&self, path: &RemotePath) -> Result<(), StorageError>;
     /// Renames `from` to `to`; replaces an existing `to` only with `overwrite`.
@@ -148,6 +159,14 @@ pub trait Download: Send {
 
 /// Interrupted uploads older than this are removed when another upload starts beside them.
 pub const PARTIAL_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The refusal of a store that keeps no symbolic links.
+fn no_links() -> StorageError {
+    StorageError::new(
+        ErrorCode::Unsupported,
+        "this server's store keeps no symbolic links",
+    )
+}
 
 fn refuse_reserved(path: &RemotePath) -> Result<(), StorageError> {
     if path
@@ -462,6 +481,50 @@ impl UserTree for FsTree {
             })?;
             ledger.add(Usage::entry(true, 0));
             Ok(())
+        })
+    }
+
+    async fn symlink(&self, path: &RemotePath, target: &str) -> Result<(), StorageError> {
+        refuse_reserved(path)?;
+        if path.is_home() {
+            return Err(StorageError::new(
+                ErrorCode::AlreadyExists,
+                "already exists",
+            ));
+        }
+        let rel = path.to_relative();
+        metadata_only(|| {
+            self.home
+                .symlink_contents(target, &rel)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => {
+                        StorageError::new(ErrorCode::NotFound, "parent directory does not exist")
+                    }
+                    _ => StorageError::from(e),
+                })?;
+            // Counted as a walk measures it: the link's own size, its target's length.
+            self.ledger.add(Usage::entry(
+                false,
+                u64::try_from(target.len()).unwrap_or(u64::MAX),
+            ));
+            Ok(())
+        })
+    }
+
+    async fn read_link(&self, path: &RemotePath) -> Result<String, StorageError> {
+        refuse_reserved(path)?;
+        let rel = path.to_relative();
+        metadata_only(|| {
+            if !self.home.symlink_metadata(&rel)?.is_symlink() {
+                return Err(StorageError::new(
+                    ErrorCode::InvalidPath,
+                    "not a symbolic link",
+                ));
+            }
+            let target = self.home.read_link_contents(&rel)?;
+            target.into_os_string().into_string().map_err(|_| {
+                StorageError::new(ErrorCode::InvalidPath, "the link's target is not UTF-8")
+            })
         })
     }
 
