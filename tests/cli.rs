@@ -1969,6 +1969,8 @@ fn ftpc_chat_shows_messages_as_they_come_and_answers() {
     let status = term.exit_status();
     assert!(status.success(), "{status:?}: {screen}");
     assert!(screen.contains("\\u{1b}]0;owned"), "{screen:?}");
+    // Accepting her request says they are friends, not that bob asked.
+    assert!(!screen.contains("* asked "), "{screen:?}");
     assert!(
         !screen.contains("\u{1b}]0;owned") && !screen.contains("\u{1b}[2J"),
         "{screen:?}"
