@@ -91,7 +91,7 @@ impl Handler<'_> {
             Request::Mechanisms => {
                 let tls = self.shared.tls.is_some();
                 let limits = &self.shared.limits;
-                conn.write(&super::session::mechanisms(tls, limits)).await
+                conn.write(&super::login::mechanisms(tls, limits)).await
             }
             Request::PutData { .. } | Request::PutFinish { .. } => {
                 conn.write(&unexpected("no upload in progress")).await

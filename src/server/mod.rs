@@ -5,7 +5,9 @@
 //! [`Server::with_backends`] takes any [`UserStore`] and [`Storage`].
 //!
 //! # Layout
-//! - `session`: one connection: hello, login (SCRAM, lockouts, limits), the command loop.
+//! - `session`: one connection of the native protocol: greeting, login, the command loop.
+//! - `login`: hellos and the SCRAM login (lockouts, audit, the user's session limit), shared
+//!   by the file service and the chat.
 //! - `handler`: one request against the user's tree, transfers included.
 //! - [`storage`]: the `Storage`/`UserTree` traits and the cap-std filesystem jail.
 //! - [`userdb`]: `users.db` (format, locked atomic edits, hot reload) and the `UserStore` trait;
@@ -17,7 +19,8 @@
 //! - [`time`]: the NTP time service on UDP (rate-limited, honest about the host clock).
 //! - [`chat`]: the chat over QUIC (friends, presence, durable messages), same login.
 //! - `audit`: the JSON-lines audit log; [`settings`]: `ftpd serve` options and `ftpd.toml`;
-//!   [`secret`]: the secret behind unknown users' mock salts.
+//!   [`secret`]: the secret behind unknown users' mock salts; `sql`: integers as SQL keeps
+//!   them.
 
 mod audit;
 pub mod budget;
@@ -26,6 +29,7 @@ mod counters;
 pub mod guard;
 mod handler;
 mod locks;
+mod login;
 pub mod postgres;
 mod quota;
 pub mod secret;
@@ -153,8 +157,8 @@ async fn serve_socket(
     // need not wait for the client's Finished, and the client has it as soon as its side of
     // the handshake is done. A TLS login saves a round trip.
     let second = match &slot {
-        Slot::Serve(..) => session::mechanisms(true, &shared.limits),
-        Slot::Refuse(_, reason) => session::busy_reply(reason),
+        Slot::Serve(..) => login::mechanisms(true, &shared.limits),
+        Slot::Refuse(_, reason) => login::busy_reply(reason),
     };
     let mut greeting = Greeting::ToSend;
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);

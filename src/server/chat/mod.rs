@@ -31,8 +31,8 @@ use tokio_util::task::TaskTracker;
 use super::Shared;
 use super::budget::Budget;
 use super::counters::Counter;
+use super::login;
 use super::postgres::presence::PgChatBus;
-use super::session;
 use super::tls::ServerIdentity;
 use crate::chat::{
     COLOURS, ChatErrorCode, ChatEvent, ChatReply, ChatRequest, Friend, FriendState, MAX_HISTORY,
@@ -306,8 +306,8 @@ impl ChatService {
             let mut conn = Connection::new(tokio::io::join(recv, send));
             conn.set_write_deadline(Some(LINGER));
             conn.set_read_limit(crate::wire::LOGIN_FRAME_LEN);
-            let busy = session::busy_reply("too many chat connections");
-            let refused = tokio::time::timeout(LINGER, session::hello(&mut conn, busy)).await;
+            let busy = login::busy_reply("too many chat connections");
+            let refused = tokio::time::timeout(LINGER, login::hello(&mut conn, busy)).await;
             if matches!(refused, Ok(Ok(()))) {
                 linger(&connection, &mut conn).await;
             }
@@ -317,8 +317,8 @@ impl ChatService {
         conn.set_write_deadline(Some(self.shared.limits.stall_timeout));
         conn.set_read_limit(crate::wire::LOGIN_FRAME_LEN);
         let login = async {
-            session::hello(&mut conn, session::mechanisms(true, &self.shared.limits)).await?;
-            session::login(&mut conn, peer, &self.shared, Some(&self.binding)).await
+            login::hello(&mut conn, login::mechanisms(true, &self.shared.limits)).await?;
+            login::login(&mut conn, peer, &self.shared, Some(&self.binding)).await
         };
         let user = tokio::select! {
             result = tokio::time::timeout(timeout, login) => {
