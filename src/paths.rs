@@ -288,6 +288,22 @@ mod tests {
         assert_eq!(path("").to_relative(), PathBuf::from("."));
     }
 
+    /// The partial file's name: hidden behind the prefix, one fixed length whatever the
+    /// target's, the same for the same target (a resume finds it), another for another.
+    #[test]
+    fn partial_names_are_hidden_fixed_and_per_target() {
+        let short = partial_name("a");
+        let long = partial_name(&"n".repeat(255));
+        for name in [&short, &long] {
+            assert!(name.starts_with(PARTIAL_PREFIX), "{name}");
+            assert_eq!(name.len(), PARTIAL_PREFIX.len() + 32, "{name}");
+            assert!(name[PARTIAL_PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_eq!(partial_name("a"), short);
+        assert_ne!(short, long);
+        assert_ne!(partial_name("b"), short);
+    }
+
     /// Issue 28 (sync -l): a link the server makes must point inside the home.
     #[test]
     fn link_targets_stay_inside_the_home() {
