@@ -297,7 +297,11 @@ mod tests {
         for name in [&short, &long] {
             assert!(name.starts_with(PARTIAL_PREFIX), "{name}");
             assert_eq!(name.len(), PARTIAL_PREFIX.len() + 32, "{name}");
-            assert!(name[PARTIAL_PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit()));
+            assert!(
+                name[PARTIAL_PREFIX.len()..]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit())
+            );
         }
         assert_eq!(partial_name("a"), short);
         assert_ne!(short, long);

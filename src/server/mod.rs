@@ -273,7 +273,12 @@ impl Server {
                 // Nodes sharing the users' database and the store share the quota's
                 // bookkeeping too.
                 match &database {
-                    Some(db) => Arc::new(store.with_database(Arc::clone(db))),
+                    Some(db) => {
+                        let root = store.root().to_owned();
+                        let counts = postgres::quota::PgCounts::new(Arc::clone(db), &root);
+                        let states = postgres::uploads::PgUploadStates::new(Arc::clone(db), &root);
+                        Arc::new(store.sharing(Arc::new(counts), Arc::new(states)))
+                    }
                     None => Arc::new(store),
                 }
             }
@@ -326,9 +331,8 @@ impl Server {
             shared.database = database.clone();
             if let Some(db) = database {
                 if matches!(config.root, StorageRoot::Object(_)) {
-                    shared.quotas = quota::QuotaBook::Shared(postgres::quota::PgReservations::new(
-                        Arc::clone(&db),
-                    ));
+                    let holds = postgres::quota::PgReservations::new(Arc::clone(&db));
+                    shared.quotas = quota::QuotaBook::Shared(Arc::new(holds));
                 }
                 shared.guard =
                     guard::Guard::Shared(postgres::PgLoginGuard::new(db, config.limits.lockout));

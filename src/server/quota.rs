@@ -7,15 +7,36 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::StorageError;
-use crate::server::postgres::quota::PgReservations;
 use crate::username::Username;
 
-/// Where the holds of uploads in progress are kept: in this node's memory, or (the files in
-/// an object store that several nodes share) in the database, over every node.
+/// Where the holds of uploads in progress are kept when every node must see them (the
+/// files in an object store that several nodes share): an engine, PostgreSQL.
+#[async_trait::async_trait]
+pub(crate) trait SharedHolds: Send + Sync + std::fmt::Debug {
+    /// Bytes the uploads of `user` hold now, but the hold `except`.
+    async fn held(&self, user: &Username, except: Option<i64>) -> Result<u64, StorageError>;
+    /// Entries the uploads of `user` hold now.
+    async fn held_entries(&self, user: &Username) -> Result<u64, StorageError>;
+    /// Holds what `need` asks for `user` if it fits beside what other uploads hold, one
+    /// reservation of a user at a time over every node: the hold's id, or on refusal what
+    /// the others hold.
+    async fn reserve(
+        &self,
+        user: &Username,
+        need: Need,
+    ) -> Result<Result<i64, Refused>, StorageError>;
+    /// Keeps the hold `id` from lapsing until the returned task is aborted.
+    fn keep_renewed(&self, id: i64) -> tokio::task::JoinHandle<()>;
+    /// Lets go of the hold `id`, in the background.
+    fn release(&self, id: i64);
+}
+
+/// Where the holds of uploads in progress are kept: in this node's memory, or where every
+/// node sees them.
 #[derive(Debug, Clone)]
 pub(crate) enum QuotaBook {
     Local(Quotas),
-    Shared(PgReservations),
+    Shared(Arc<dyn SharedHolds>),
 }
 
 impl Default for QuotaBook {
@@ -29,10 +50,7 @@ impl QuotaBook {
     pub(crate) async fn held(&self, user: &Username) -> Result<u64, StorageError> {
         match self {
             QuotaBook::Local(quotas) => Ok(quotas.held(user)),
-            QuotaBook::Shared(book) => book
-                .held(user, None)
-                .await
-                .map_err(|e| StorageError::database_unavailable(&e)),
+            QuotaBook::Shared(book) => book.held(user, None).await,
         }
     }
 
@@ -40,10 +58,7 @@ impl QuotaBook {
     pub(crate) async fn held_entries(&self, user: &Username) -> Result<u64, StorageError> {
         match self {
             QuotaBook::Local(quotas) => Ok(quotas.held_entries(user)),
-            QuotaBook::Shared(book) => book
-                .held_entries(user)
-                .await
-                .map_err(|e| StorageError::database_unavailable(&e)),
+            QuotaBook::Shared(book) => book.held_entries(user).await,
         }
     }
 
@@ -56,16 +71,13 @@ impl QuotaBook {
         match self {
             QuotaBook::Local(quotas) => Ok(quotas.reserve(user, need).map(Hold::Local)),
             QuotaBook::Shared(book) => {
-                let reserved = book
-                    .reserve(user, need)
-                    .await
-                    .map_err(|e| StorageError::database_unavailable(&e))?;
+                let reserved = book.reserve(user, need).await?;
                 Ok(reserved.map(|id| {
                     Hold::Shared(SharedHold {
                         id,
                         user: user.clone(),
                         renewal: book.keep_renewed(id),
-                        book: book.clone(),
+                        book: Arc::clone(book),
                     })
                 }))
             }
@@ -134,11 +146,7 @@ impl Hold {
     pub(crate) async fn held_by_others(&self) -> Result<u64, StorageError> {
         match self {
             Hold::Local(reservation) => Ok(reservation.held_by_others()),
-            Hold::Shared(hold) => hold
-                .book
-                .held(&hold.user, Some(hold.id))
-                .await
-                .map_err(|e| StorageError::database_unavailable(&e)),
+            Hold::Shared(hold) => hold.book.held(&hold.user, Some(hold.id)).await,
         }
     }
 }
@@ -148,7 +156,7 @@ impl Hold {
 pub(crate) struct SharedHold {
     id: i64,
     user: Username,
-    book: PgReservations,
+    book: Arc<dyn SharedHolds>,
     renewal: tokio::task::JoinHandle<()>,
 }
 

@@ -6,9 +6,13 @@ use crate::server::sql::{count_from_sql, count_to_sql};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use super::{PgDatabase, database_error};
-use crate::error::UserDbError;
+use crate::error::{StorageError, UserDbError};
+use crate::server::quota::{Need, Refused, SharedHolds};
 use crate::server::storage::Usage;
+use crate::server::storage::object::{SharedCount, SharedCounts};
 use crate::username::Username;
 
 /// A count older than this is listed again (as [`crate::server::storage`] does on disk).
@@ -101,6 +105,48 @@ impl PgUsage {
     }
 }
 
+/// Every home's usage count of one storage root, in the database.
+pub struct PgCounts {
+    db: Arc<PgDatabase>,
+    root: String,
+}
+
+impl PgCounts {
+    pub fn new(db: Arc<PgDatabase>, root: &str) -> Self {
+        PgCounts {
+            db,
+            root: root.to_owned(),
+        }
+    }
+}
+
+impl SharedCounts for PgCounts {
+    fn of(&self, user: &Username) -> Arc<dyn SharedCount> {
+        Arc::new(PgUsage::new(Arc::clone(&self.db), &self.root, user))
+    }
+}
+
+#[async_trait]
+impl SharedCount for PgUsage {
+    async fn current(&self) -> Result<Option<Usage>, StorageError> {
+        PgUsage::current(self)
+            .await
+            .map_err(|e| StorageError::database_unavailable(&e))
+    }
+
+    async fn recounted(&self, totals: Usage) -> Result<(), StorageError> {
+        PgUsage::recounted(self, totals)
+            .await
+            .map_err(|e| StorageError::database_unavailable(&e))
+    }
+
+    async fn change(&self, bytes: i64, entries: i64) -> Result<(), StorageError> {
+        PgUsage::change(self, bytes, entries)
+            .await
+            .map_err(|e| StorageError::database_unavailable(&e))
+    }
+}
+
 /// Holds of uploads in progress, over every node.
 #[derive(Debug, Clone)]
 pub struct PgReservations {
@@ -157,11 +203,11 @@ impl PgReservations {
     ///
     /// # Errors
     /// The database.
-    pub(crate) async fn reserve(
+    async fn reserve_now(
         &self,
         user: &Username,
-        need: crate::server::quota::Need,
-    ) -> Result<Result<i64, crate::server::quota::Refused>, UserDbError> {
+        need: Need,
+    ) -> Result<Result<i64, Refused>, UserDbError> {
         let mut connection = self.db.exclusive().await?;
         let transaction = connection
             .client()?
@@ -215,7 +261,7 @@ impl PgReservations {
     }
 
     /// Renews the hold `id` every few minutes until the returned task is aborted.
-    pub fn keep_renewed(&self, id: i64) -> tokio::task::JoinHandle<()> {
+    pub fn renew_until_aborted(&self, id: i64) -> tokio::task::JoinHandle<()> {
         let db = Arc::clone(&self.db);
         tokio::spawn(async move {
             loop {
@@ -239,7 +285,7 @@ impl PgReservations {
     }
 
     /// Lets go of the hold `id` (and of lapsed ones, now and then), in the background.
-    pub fn release(&self, id: i64) {
+    pub fn release_soon(&self, id: i64) {
         let db = Arc::clone(&self.db);
         tokio::spawn(async move {
             let released = async {
@@ -257,5 +303,38 @@ impl PgReservations {
                 tracing::warn!(error = %e, "cannot release an upload's reservation; it lapses by itself");
             }
         });
+    }
+}
+
+#[async_trait]
+impl SharedHolds for PgReservations {
+    async fn held(&self, user: &Username, except: Option<i64>) -> Result<u64, StorageError> {
+        PgReservations::held(self, user, except)
+            .await
+            .map_err(|e| StorageError::database_unavailable(&e))
+    }
+
+    async fn held_entries(&self, user: &Username) -> Result<u64, StorageError> {
+        PgReservations::held_entries(self, user)
+            .await
+            .map_err(|e| StorageError::database_unavailable(&e))
+    }
+
+    async fn reserve(
+        &self,
+        user: &Username,
+        need: Need,
+    ) -> Result<Result<i64, Refused>, StorageError> {
+        self.reserve_now(user, need)
+            .await
+            .map_err(|e| StorageError::database_unavailable(&e))
+    }
+
+    fn keep_renewed(&self, id: i64) -> tokio::task::JoinHandle<()> {
+        self.renew_until_aborted(id)
+    }
+
+    fn release(&self, id: i64) {
+        self.release_soon(id);
     }
 }

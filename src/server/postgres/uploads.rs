@@ -4,8 +4,11 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use super::{PgDatabase, database_error};
-use crate::error::UserDbError;
+use crate::error::{StorageError, UserDbError};
+use crate::server::storage::object::SharedStates;
 
 /// States older than this are cleared away, now and then (the uploads they describe are
 /// past resuming: see [`crate::server::storage::PARTIAL_TTL`]).
@@ -92,5 +95,26 @@ impl PgUploadStates {
             .await
             .map_err(database_error("forgetting an upload's state"))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl SharedStates for PgUploadStates {
+    async fn load(&self, key: &str) -> Result<Option<String>, StorageError> {
+        PgUploadStates::load(self, key)
+            .await
+            .map_err(|e| StorageError::database_unavailable(&e))
+    }
+
+    async fn save(&self, key: &str, state: &str) -> Result<(), StorageError> {
+        PgUploadStates::save(self, key, state)
+            .await
+            .map_err(|e| StorageError::database_unavailable(&e))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        PgUploadStates::delete(self, key)
+            .await
+            .map_err(|e| StorageError::database_unavailable(&e))
     }
 }

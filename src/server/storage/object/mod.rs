@@ -46,16 +46,14 @@ use crate::checksum::Digest;
 use crate::commands::{Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
 use crate::paths::{MAX_DEPTH, RemotePath};
-use crate::server::postgres::PgDatabase;
-use crate::server::postgres::quota::PgUsage;
-use crate::server::postgres::uploads::PgUploadStates;
 use crate::username::Username;
 use keys::Keys;
 use listing::{DirectoryListing, OneEntry, TreeListing};
 use scan::Scan;
-pub use upload::HeldChecksums;
 use upload::UploadStates;
+pub use upload::{HeldChecksums, SharedStates};
 use usage::HomeUsage;
+pub use usage::{SharedCount, SharedCounts};
 
 /// Where the files live in an object store: `s3://bucket/prefix`, and settings that
 /// override the `AWS_*` environment (endpoint, region, keys), as tests and benchmarks use.
@@ -99,7 +97,7 @@ pub struct ObjectStorage {
     /// `s3://bucket/prefix`, naming this store's counts in the database.
     root: String,
     /// Where usage is counted when several nodes share the store.
-    shared_usage: Option<Arc<PgDatabase>>,
+    shared_usage: Option<Arc<dyn SharedCounts>>,
     /// Where interrupted uploads are described.
     states: Arc<UploadStates>,
     base: Path,
@@ -192,16 +190,18 @@ impl ObjectStorage {
 }
 
 impl ObjectStorage {
-    /// Keeps the bookkeeping every node on this store must share in `db`: each home's
-    /// usage count (else in this node's memory) and the states of interrupted uploads
-    /// (else hidden objects in the bucket).
+    /// `s3://bucket/prefix`: what names this store's bookkeeping where nodes share it.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// Keeps the bookkeeping every node on this store must share where they all see it:
+    /// each home's usage count in `counts` (else in this node's memory) and the states of
+    /// interrupted uploads in `states` (else hidden objects in the bucket).
     #[must_use]
-    pub fn with_database(mut self, db: Arc<PgDatabase>) -> Self {
-        self.states = Arc::new(UploadStates::Database(PgUploadStates::new(
-            Arc::clone(&db),
-            &self.root,
-        )));
-        self.shared_usage = Some(db);
+    pub fn sharing(mut self, counts: Arc<dyn SharedCounts>, states: Arc<dyn SharedStates>) -> Self {
+        self.states = Arc::new(UploadStates::Shared(states));
+        self.shared_usage = Some(counts);
         self
     }
 }
@@ -223,7 +223,7 @@ impl super::Storage for ObjectStorage {
             store: Arc::clone(&self.store),
             keys: Keys::new(self.base.clone().join(user.as_str())),
             ledger: Arc::new(match &self.shared_usage {
-                Some(db) => HomeUsage::Shared(PgUsage::new(Arc::clone(db), &self.root, user)),
+                Some(counts) => HomeUsage::Shared(counts.of(user)),
                 None => HomeUsage::Local(Ledger::default()),
             }),
             held: Arc::clone(&self.held),

@@ -32,7 +32,6 @@ use super::unavailable;
 use crate::checksum::{Checksum, Digest};
 use crate::commands::{Attributes, ErrorCode};
 use crate::error::StorageError;
-use crate::server::postgres::uploads::PgUploadStates;
 use crate::server::storage::{Download, PARTIAL_TTL, Upload, Usage, refuse_beyond_announced};
 
 /// The smallest part: S3 wants 5 MiB or more for every part but the last.
@@ -105,13 +104,25 @@ impl ResumeState {
     }
 }
 
+/// A place the nodes share for the states of interrupted uploads, by the upload's key (an
+/// engine: PostgreSQL).
+#[async_trait::async_trait]
+pub trait SharedStates: Send + Sync + std::fmt::Debug {
+    /// The state kept for `key`, if any.
+    async fn load(&self, key: &str) -> Result<Option<String>, StorageError>;
+    /// Keeps `state` for `key`, replacing any.
+    async fn save(&self, key: &str, state: &str) -> Result<(), StorageError>;
+    /// Forgets the state of `key`.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+}
+
 /// Where the states of interrupted uploads are kept.
 #[derive(Debug)]
 pub enum UploadStates {
     /// A hidden object beside the target: any node on the store finds it.
     Beside,
-    /// The users' database, shared by the nodes: nothing of the kind in the bucket.
-    Database(PgUploadStates),
+    /// A place the nodes share: nothing of the kind in the bucket.
+    Shared(Arc<dyn SharedStates>),
 }
 
 impl UploadStates {
@@ -122,11 +133,10 @@ impl UploadStates {
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(unavailable(e)),
             },
-            UploadStates::Database(states) => states
+            UploadStates::Shared(states) => states
                 .load(target.key.as_ref())
                 .await
-                .map(|found| found.map(String::into_bytes))
-                .map_err(|e| StorageError::database_unavailable(&e)),
+                .map(|found| found.map(String::into_bytes)),
         }
     }
 
@@ -140,10 +150,7 @@ impl UploadStates {
                     .map_err(unavailable)?;
                 Ok(())
             }
-            UploadStates::Database(states) => states
-                .save(target.key.as_ref(), &state)
-                .await
-                .map_err(|e| StorageError::database_unavailable(&e)),
+            UploadStates::Shared(states) => states.save(target.key.as_ref(), &state).await,
         }
     }
 
@@ -153,7 +160,7 @@ impl UploadStates {
             UploadStates::Beside => {
                 let _ = target.store.delete(&target.state_key).await;
             }
-            UploadStates::Database(states) => {
+            UploadStates::Shared(states) => {
                 if let Err(e) = states.delete(target.key.as_ref()).await {
                     tracing::warn!(error = %e, "cannot forget an upload's state");
                 }

@@ -3,16 +3,37 @@
 //! Updates that fail only leave the count off until the next recount; reads that fail
 //! are errors (a quota is never checked against a guess).
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
 use crate::error::StorageError;
-use crate::server::postgres::quota::PgUsage;
 use crate::server::sql::count_to_sql;
 use crate::server::storage::Usage;
 use crate::server::storage::ledger::Ledger;
+use crate::username::Username;
+
+/// One home's usage count where every node on the store sees it.
+#[async_trait]
+pub trait SharedCount: Send + Sync + std::fmt::Debug {
+    /// The count, if one is recent enough to trust.
+    async fn current(&self) -> Result<Option<Usage>, StorageError>;
+    /// Replaces the count with a fresh listing's.
+    async fn recounted(&self, totals: Usage) -> Result<(), StorageError>;
+    /// Applies a change to the count (if there is one), never below zero.
+    async fn change(&self, bytes: i64, entries: i64) -> Result<(), StorageError>;
+}
+
+/// Where every home's shared count is kept (an engine: PostgreSQL).
+pub trait SharedCounts: Send + Sync {
+    /// The count of `user`'s home.
+    fn of(&self, user: &Username) -> Arc<dyn SharedCount>;
+}
 
 #[derive(Debug)]
 pub enum HomeUsage {
     Local(Ledger),
-    Shared(PgUsage),
+    Shared(Arc<dyn SharedCount>),
 }
 
 impl HomeUsage {
@@ -20,10 +41,7 @@ impl HomeUsage {
     pub async fn current(&self) -> Result<Option<Usage>, StorageError> {
         match self {
             HomeUsage::Local(ledger) => Ok(ledger.current()),
-            HomeUsage::Shared(count) => count
-                .current()
-                .await
-                .map_err(|e| StorageError::database_unavailable(&e)),
+            HomeUsage::Shared(count) => count.current().await,
         }
     }
 
@@ -78,7 +96,7 @@ impl HomeUsage {
         }
     }
 
-    async fn shared_change(count: &PgUsage, bytes: i64, entries: i64) {
+    async fn shared_change(count: &Arc<dyn SharedCount>, bytes: i64, entries: i64) {
         if let Err(e) = count.change(bytes, entries).await {
             tracing::warn!(error = %e, "cannot update a usage count; the next recount corrects it");
         }
