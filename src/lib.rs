@@ -18,6 +18,8 @@
 //! - [`tls`]: the crypto provider, certificate fingerprints and channel-binding data.
 //! - [`server`]: listener, per-connection session (hello → login → commands), the user
 //!   database and the jailed storage, each behind a trait so other engines can plug in.
+//! - [`deadline`]: a time limit on any future; [`manual`]: the manual pages, from the
+//!   command-line definitions.
 //! - [`client`]: connect, log in (password or cached keys), one method per command, and the
 //!   credential cache `ftpc` keeps between runs.
 //!

@@ -12,6 +12,12 @@
 //! - [`time`]: `ftpc time`, an NTP client that reports how far the clock is off.
 //! - [`shell`]: the file commands as people type them, the interactive shell, batch mode.
 //! - [`progress`]: the progress bar; [`bench`](mod@bench): the load generator behind `ftpc bench`.
+//! - [`bandwidth`]: `--bwlimit`, one token bucket over a transfer's connections.
+//! - [`chat`]: the chat client over QUIC; [`chat_commands`]: `friends`, `send`, `inbox`,
+//!   `color`; [`chat_shell`]: `ftpc chat`, interactive.
+//! - [`complete`]: shell completion of remote names (`ftpc get <Tab>`).
+//! - [`failure`]: a failed command and what was typed; `private_file`: the client's own
+//!   files, 0600, written whole.
 
 pub mod bandwidth;
 pub mod bench;
