@@ -67,6 +67,8 @@ struct Cli {
     command: Option<Command>,
 }
 
+// As for `Cli`: `[:PORT]` in the help text is a usage line, not a link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Subcommand)]
 enum Command {
     /// Log in and remember the login for later commands (the password is never stored). On
