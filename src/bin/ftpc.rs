@@ -139,6 +139,7 @@ enum Command {
     File(FileCommand),
 }
 
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Subcommand)]
 enum KnownHostsAction {
     /// Each trusted server and its certificate's fingerprint.
