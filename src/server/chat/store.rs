@@ -12,20 +12,44 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::chat::{ChatMessage, FriendState};
 
-/// A store's failure (the database's words).
+/// A store's failure, its cause kept.
 #[derive(Debug, thiserror::Error)]
-#[error("chat store: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The engine failed at `what`.
+    #[error("chat store: {what}: {source}")]
+    Engine {
+        /// What was being done.
+        what: String,
+        /// The engine's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store's worker is gone or broken.
+    #[error("chat store: {0}")]
+    Stopped(&'static str),
+}
+
+impl StoreError {
+    /// The engine failed at `what`, for this reason.
+    pub fn engine(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Engine {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
+        StoreError::engine("the database", e)
     }
 }
 
 impl From<crate::error::UserDbError> for StoreError {
     fn from(e: crate::error::UserDbError) -> Self {
-        StoreError(e.to_string())
+        StoreError::engine("the database", e)
     }
 }
 
@@ -254,7 +278,7 @@ const CHECKPOINT_PAGES: i32 = 4000;
 /// needs). The thread ends with the writer's connection.
 fn checkpoint_aside(db: &mut rusqlite::Connection, path: &Path) -> Result<(), StoreError> {
     let checkpointer = rusqlite::Connection::open(path)
-        .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        .map_err(|e| StoreError::engine(path.display().to_string(), e))?;
     checkpointer.pragma_update(None, "synchronous", "FULL")?;
     checkpointer.busy_timeout(std::time::Duration::from_secs(5))?;
     // At most one wake-up waits: commits while a checkpoint runs add nothing.
@@ -287,7 +311,7 @@ fn checkpoint_aside(db: &mut rusqlite::Connection, path: &Path) -> Result<(), St
                 }
             }
         })
-        .map_err(|e| StoreError(format!("cannot start the chat store: {e}")))?;
+        .map_err(|e| StoreError::engine("starting its thread", e))?;
     Ok(())
 }
 
@@ -337,23 +361,23 @@ impl SqliteChatStore {
                 .truncate(false)
                 .mode(0o600)
                 .open(path)
-                .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+                .map_err(|e| StoreError::engine(path.display().to_string(), e))?;
         }
         let db = rusqlite::Connection::open(path)
-            .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+            .map_err(|e| StoreError::engine(path.display().to_string(), e))?;
         // WAL: readers do not wait for the writer; FULL: a commit is on disk when it returns.
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)
-            .map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+            .map_err(|e| StoreError::engine(path.display().to_string(), e))?;
         let mut db = db;
         checkpoint_aside(&mut db, path)?;
         let (jobs, queue) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("chat-store".into())
             .spawn(move || serve_jobs(db, queue))
-            .map_err(|e| StoreError(format!("cannot start the chat store: {e}")))?;
+            .map_err(|e| StoreError::engine("starting its thread", e))?;
         Ok(SqliteChatStore {
             jobs,
             push: std::sync::Arc::default(),
@@ -394,7 +418,9 @@ impl SqliteChatStore {
             .map(|_| ());
             let result = result.and_then(|value| ended.map(|()| value).map_err(StoreError::from));
             Box::new(move |committed: Result<(), String>| {
-                let result = committed.map_err(StoreError).and(result);
+                let result = committed
+                    .map_err(|e| StoreError::engine("committing", e))
+                    .and(result);
                 if let Ok(value) = &result {
                     then(value);
                 }
@@ -403,9 +429,9 @@ impl SqliteChatStore {
         });
         let sent = self.jobs.send(job);
         Box::pin(async move {
-            sent.map_err(|_| StoreError("the chat store has stopped".into()))?;
+            sent.map_err(|_| StoreError::Stopped("the chat store has stopped"))?;
             rx.await
-                .map_err(|_| StoreError("the chat store has stopped".into()))?
+                .map_err(|_| StoreError::Stopped("the chat store has stopped"))?
         })
     }
 }
@@ -615,7 +641,7 @@ impl ChatStore for SqliteChatStore {
             let due: Vec<String> = {
                 let mut counts = delivered
                     .lock()
-                    .map_err(|_| StoreError("the chat store's counters are poisoned".into()))?;
+                    .map_err(|_| StoreError::Stopped("the chat store's counters are poisoned"))?;
                 let mut due = Vec::new();
                 for sender in senders {
                     let count = counts.entry((user.clone(), sender.clone())).or_insert(0);

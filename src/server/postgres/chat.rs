@@ -355,10 +355,10 @@ impl ChatStore for PgChatStore {
             done,
         });
         Box::pin(async move {
-            queued.map_err(|_| StoreError("the chat store has stopped".into()))?;
+            queued.map_err(|_| StoreError::Stopped("the chat store has stopped"))?;
             stored
                 .await
-                .map_err(|_| StoreError("the chat store has stopped".into()))?
+                .map_err(|_| StoreError::Stopped("the chat store has stopped"))?
         })
     }
 
