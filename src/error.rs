@@ -142,6 +142,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The server could not set up `what` (its storage root, state directory, chat store).
+    #[error("{what}: {source}")]
+    Setup {
+        /// What, naming where.
+        what: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A local file could not be read or written.
     #[error("{}: {}", crate::sanitize::for_terminal(&path.to_string_lossy()), crate::sanitize::for_terminal(message))]
     Local {
@@ -239,6 +247,17 @@ impl From<quinn::ConnectionError> for Error {
 }
 
 impl Error {
+    /// The server could not set up `what`, for this reason.
+    pub fn setup(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Setup {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
     /// A local file error, naming the file.
     pub fn local(path: &std::path::Path, err: impl std::fmt::Display) -> Self {
         // "No such file or directory", not "... (os error 2)": the code says nothing more.
@@ -305,7 +324,8 @@ impl Error {
             Error::Username(_)
             | Error::UserDb(_)
             | Error::Credentials { .. }
-            | Error::Local { .. } => ErrorKind::Local,
+            | Error::Local { .. }
+            | Error::Setup { .. } => ErrorKind::Local,
             Error::ChecksumMismatch | Error::TreesDiffer(_) => ErrorKind::Refused,
             Error::Chat { code, .. } => match code {
                 crate::chat::ChatErrorCode::UnexpectedRequest => ErrorKind::Connection,

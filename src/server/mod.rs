@@ -257,19 +257,14 @@ impl Server {
             }
         };
         let storage: Arc<dyn Storage> = match &config.root {
-            StorageRoot::Dir(root) => Arc::new(FsStorage::open(root).map_err(|e| {
-                Error::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("storage root {}: {e}", root.display()),
-                ))
-            })?),
+            StorageRoot::Dir(root) => Arc::new(
+                FsStorage::open(root)
+                    .map_err(|e| Error::setup(format!("storage root {}", root.display()), e))?,
+            ),
             StorageRoot::Object(location) => {
-                let store = ObjectStorage::open(location).await.map_err(|e| {
-                    Error::Io(std::io::Error::other(format!(
-                        "storage root {}: {}",
-                        location.url, e.message
-                    )))
-                })?;
+                let store = ObjectStorage::open(location)
+                    .await
+                    .map_err(|e| Error::setup(format!("storage root {}", location.url), e))?;
                 // Nodes sharing the users' database and the store share the quota's
                 // bookkeeping too.
                 match &database {
@@ -291,17 +286,12 @@ impl Server {
             ),
             Ok(None) => {}
             Err(e) => {
-                return Err(Error::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("state directory {}: {e}", config.state_dir.display()),
-                )));
+                let what = format!("state directory {}", config.state_dir.display());
+                return Err(Error::setup(what, e));
             }
         }
         let in_state_dir = |e: std::io::Error| {
-            Error::Io(std::io::Error::new(
-                e.kind(),
-                format!("state directory {}: {e}", config.state_dir.display()),
-            ))
+            Error::setup(format!("state directory {}", config.state_dir.display()), e)
         };
         let secret = match &database {
             // The state directory still holds this node's TLS identity and chat.
@@ -381,7 +371,7 @@ impl Server {
             Some(db) => Arc::new(postgres::PgChatStore::new(Arc::clone(db))),
             None => Arc::new(
                 chat::store::SqliteChatStore::open(&state_dir.join(chat::store::CHAT_DB))
-                    .map_err(|e| Error::Io(std::io::Error::other(e)))?,
+                    .map_err(|e| Error::setup("the chat store", e))?,
             ),
         })
     }
