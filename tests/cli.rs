@@ -1092,6 +1092,22 @@ fn usage_errors_exit_2_and_say_what_is_missing() {
     assert!(text(&out.stderr).contains("4096"), "{}", text(&out.stderr));
     let out = sb.ftpd(&["passwd", "Bad Name"], "");
     assert_eq!(out.status.code(), Some(2));
+    // Issue 28: -c is --continue alone; sync's checksum and bench's clients are long names
+    // (and sync's help says rsync spells it -c).
+    for args in [&["sync", "-c", "a", ":b"][..], &["bench", "-c", "2"]] {
+        let out = sb.ftpc(args, "");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let help = text(&sb.ftpc(&["sync", "--help"], "").stdout);
+    assert!(
+        help.contains("--checksum") && help.contains("rsync spells it -c"),
+        "{help}"
+    );
 
     sb.adduser("alice", "pw");
     let server = RunningServer::start(&sb);
