@@ -127,13 +127,31 @@ pub(crate) fn delay_after(policy: &LockoutPolicy, failures: usize) -> Duration {
         .min(policy.max_delay)
 }
 
-/// Where failed logins are counted: in this process, or in the database every node shares.
+/// Failed logins counted where every node sees them (an engine: PostgreSQL), with the
+/// same rules as [`LoginGuard`].
+#[async_trait::async_trait]
+pub(crate) trait SharedGuard: Send + Sync + std::fmt::Debug {
+    /// As [`LoginGuard::check`].
+    async fn check(
+        &self,
+        user: Option<&Username>,
+        addr: IpAddr,
+    ) -> Result<Verdict, crate::error::UserDbError>;
+    /// As [`LoginGuard::record_failure`].
+    async fn record_failure(
+        &self,
+        user: Option<&Username>,
+        addr: IpAddr,
+    ) -> Result<Option<IpAddr>, crate::error::UserDbError>;
+}
+
+/// Where failed logins are counted: in this process, or where every node sees them.
 #[derive(Debug)]
 pub(crate) enum Guard {
     /// This node's own table.
     Local(LoginGuard),
-    /// PostgreSQL's.
-    Shared(crate::server::postgres::PgLoginGuard),
+    /// Shared by the nodes.
+    Shared(Box<dyn SharedGuard>),
 }
 
 impl Guard {

@@ -214,6 +214,8 @@ pub(crate) struct Shared {
     pub(crate) audit: Option<audit::AuditLog>,
     /// The database the users (and the shared state) are in, if any.
     pub(crate) database: Option<Arc<postgres::PgDatabase>>,
+    /// How the chat joins the other nodes, when there are any.
+    pub(crate) chat_bus: Option<chat::bus::StartBus>,
     /// Places for transfers and listings running at once.
     pub(crate) transfers: Arc<Semaphore>,
 }
@@ -320,12 +322,18 @@ impl Server {
             shared.audit = audit;
             shared.database = database.clone();
             if let Some(db) = database {
+                let on = Arc::clone(&db);
+                shared.chat_bus = Some(Arc::new(move |tell| {
+                    let bus: Arc<dyn chat::bus::ChatBus> =
+                        postgres::presence::PgChatBus::start(Arc::clone(&on), tell);
+                    bus
+                }));
                 if matches!(config.root, StorageRoot::Object(_)) {
                     let holds = postgres::quota::PgReservations::new(Arc::clone(&db));
                     shared.quotas = quota::QuotaBook::Shared(Arc::new(holds));
                 }
-                shared.guard =
-                    guard::Guard::Shared(postgres::PgLoginGuard::new(db, config.limits.lockout));
+                let failures = postgres::PgLoginGuard::new(db, config.limits.lockout);
+                shared.guard = guard::Guard::Shared(Box::new(failures));
             }
         }
         Ok(server)
@@ -353,6 +361,7 @@ impl Server {
                 per_user: counters::Counter::default(),
                 audit: None,
                 database: None,
+                chat_bus: None,
                 transfers: Arc::new(Semaphore::new(limits.max_transfers.max(1))),
             }),
         }

@@ -12,6 +12,7 @@
 //! - [`store`]: the durable state behind the `ChatStore` trait; SQLite by default.
 //! - `hub`: who is online, their sessions' wake-ups and event queues.
 
+pub mod bus;
 mod hub;
 mod quiet;
 pub mod store;
@@ -32,7 +33,6 @@ use super::Shared;
 use super::budget::Budget;
 use super::counters::Counter;
 use super::login;
-use super::postgres::presence::PgChatBus;
 use super::tls::ServerIdentity;
 use crate::chat::{
     COLOURS, ChatErrorCode, ChatEvent, ChatReply, ChatRequest, Friend, FriendState, MAX_HISTORY,
@@ -114,7 +114,7 @@ pub struct ChatService {
     /// The store pushes stored messages to the hub; else recipients are woken.
     pushes: bool,
     /// The other nodes' sessions, when the chat is shared through the users' database.
-    bus: Option<Arc<PgChatBus>>,
+    bus: Option<Arc<dyn bus::ChatBus>>,
     settings: ChatSettings,
     /// Friend requests told lately (not told again for a while).
     announced: quiet::Announcements,
@@ -159,12 +159,11 @@ impl super::Server {
             store.push_stored(Arc::new(move |message| hub.deliver(message)))
         };
         // Sessions on other nodes sharing the database hear of events and presence here.
-        let bus = self.shared.database.as_ref().map(|db| {
+        let bus = self.shared.chat_bus.as_ref().map(|start| {
             let hub = Arc::clone(&hub);
-            PgChatBus::start(
-                Arc::clone(db),
-                Arc::new(move |to: &str, event: &ChatEvent| hub.tell(to, event)),
-            )
+            start(Arc::new(move |to: &str, event: &ChatEvent| {
+                hub.tell(to, event)
+            }))
         });
         socket.set_nonblocking(true)?;
         let reset = ResetKey(crate::auth::hmac(

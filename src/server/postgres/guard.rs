@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{PgDatabase, database_error};
 use crate::error::UserDbError;
-use crate::server::guard::{LockoutPolicy, Verdict, block, delay_after};
+use crate::server::guard::{LockoutPolicy, SharedGuard, Verdict, block, delay_after};
 use crate::username::Username;
 
 /// Old failures and lockouts are cleared away once per this many failures recorded.
@@ -137,5 +137,20 @@ impl PgLoginGuard {
             .await
             .map_err(database_error("locking an address out"))?;
         Ok(locked.map(|_| block(addr)))
+    }
+}
+
+#[async_trait::async_trait]
+impl SharedGuard for PgLoginGuard {
+    async fn check(&self, user: Option<&Username>, addr: IpAddr) -> Result<Verdict, UserDbError> {
+        PgLoginGuard::check(self, user, addr).await
+    }
+
+    async fn record_failure(
+        &self,
+        user: Option<&Username>,
+        addr: IpAddr,
+    ) -> Result<Option<IpAddr>, UserDbError> {
+        PgLoginGuard::record_failure(self, user, addr).await
     }
 }

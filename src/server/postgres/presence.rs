@@ -31,7 +31,7 @@ struct Notice {
 }
 
 /// What this node calls to hand an event from another node to its sessions.
-pub type Tell = Arc<dyn Fn(&str, &ChatEvent) + Send + Sync>;
+pub use crate::server::chat::bus::Tell;
 
 /// This node's link to the chat sessions of the others.
 pub struct PgChatBus {
@@ -234,5 +234,24 @@ async fn listen(bus: Weak<PgChatBus>, tell: Tell) {
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LISTEN_AGAIN_AT_MOST);
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::server::chat::bus::ChatBus for PgChatBus {
+    fn publish(&self, to: &str, event: &ChatEvent) {
+        PgChatBus::publish(self, to, event);
+    }
+
+    async fn joined(&self, user: &str) -> bool {
+        PgChatBus::joined(self, user).await
+    }
+
+    async fn left(&self, user: &str) -> bool {
+        PgChatBus::left(self, user).await
+    }
+
+    async fn online_elsewhere(&self, user: &str) -> bool {
+        PgChatBus::online_elsewhere(self, user).await
     }
 }
