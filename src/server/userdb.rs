@@ -392,6 +392,36 @@ pub fn remove_user(path: &Path, name: &Username) -> Result<(), UserDbError> {
     modify_existing(path, |file| file.remove(name))
 }
 
+/// `users.db` at this path, as the admin commands change it.
+pub struct AdminFile(pub PathBuf);
+
+#[async_trait::async_trait]
+impl super::users::UserAdmin for AdminFile {
+    async fn add(&self, record: UserRecord) -> Result<(), UserDbError> {
+        add_user(&self.0, record)
+    }
+
+    async fn set_quota(&self, name: &Username, quota: Option<u64>) -> Result<(), UserDbError> {
+        set_quota(&self.0, name, quota)
+    }
+
+    async fn set_file_quota(&self, name: &Username, files: Option<u64>) -> Result<(), UserDbError> {
+        set_file_quota(&self.0, name, files)
+    }
+
+    async fn set_verifier(&self, name: &Username, verifier: Verifier) -> Result<(), UserDbError> {
+        set_verifier(&self.0, name, verifier)
+    }
+
+    async fn remove(&self, name: &Username) -> Result<(), UserDbError> {
+        remove_user(&self.0, name)
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, UserDbError> {
+        Ok(read(&self.0)?.users().cloned().collect())
+    }
+}
+
 /// Identifies one version of the file cheaply: a rename gives a new inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {

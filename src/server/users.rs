@@ -91,17 +91,29 @@ fn without_password(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
-/// An opened user database, for the admin commands.
-enum Opened {
-    File(PathBuf),
-    Postgres(PgUserStore),
+/// What the admin commands change, the same whichever engine keeps the users.
+#[async_trait::async_trait]
+pub trait UserAdmin: Send + Sync {
+    /// Adds a user.
+    async fn add(&self, record: UserRecord) -> Result<(), UserDbError>;
+    /// Sets or clears a user's quota of bytes.
+    async fn set_quota(&self, name: &Username, quota: Option<u64>) -> Result<(), UserDbError>;
+    /// Sets or clears a user's quota of entries.
+    async fn set_file_quota(&self, name: &Username, files: Option<u64>) -> Result<(), UserDbError>;
+    /// Replaces a user's verifier.
+    async fn set_verifier(&self, name: &Username, verifier: Verifier) -> Result<(), UserDbError>;
+    /// Removes a user.
+    async fn remove(&self, name: &Username) -> Result<(), UserDbError>;
+    /// Every user.
+    async fn users(&self) -> Result<Vec<UserRecord>, UserDbError>;
 }
 
 impl UserDatabase {
-    async fn opened(&self) -> Result<Opened, UserDbError> {
+    /// The engine this names, opened for the admin commands.
+    async fn opened(&self) -> Result<Box<dyn UserAdmin>, UserDbError> {
         Ok(match self {
-            UserDatabase::File(path) => Opened::File(path.clone()),
-            UserDatabase::Postgres(url) => Opened::Postgres(PgUserStore::connect(url).await?),
+            UserDatabase::File(path) => Box::new(userdb::AdminFile(path.clone())),
+            UserDatabase::Postgres(url) => Box::new(PgUserStore::connect(url).await?),
         })
     }
 
@@ -110,10 +122,7 @@ impl UserDatabase {
     /// # Errors
     /// [`UserDbError::UserExists`], a corrupt file, I/O or the database.
     pub async fn add_user(&self, record: UserRecord) -> Result<(), UserDbError> {
-        match self.opened().await? {
-            Opened::File(path) => userdb::add_user(&path, record),
-            Opened::Postgres(db) => db.add(&record).await,
-        }
+        self.opened().await?.add(record).await
     }
 
     /// Sets or clears a user's quota of bytes (`ftpd quota`).
@@ -121,10 +130,7 @@ impl UserDatabase {
     /// # Errors
     /// [`UserDbError::NoSuchUser`], a corrupt file, I/O or the database.
     pub async fn set_quota(&self, name: &Username, quota: Option<u64>) -> Result<(), UserDbError> {
-        match self.opened().await? {
-            Opened::File(path) => userdb::set_quota(&path, name, quota),
-            Opened::Postgres(db) => db.set_quota(name, quota).await,
-        }
+        self.opened().await?.set_quota(name, quota).await
     }
 
     /// Sets or clears a user's quota of entries (`ftpd quota --files`).
@@ -136,10 +142,7 @@ impl UserDatabase {
         name: &Username,
         files: Option<u64>,
     ) -> Result<(), UserDbError> {
-        match self.opened().await? {
-            Opened::File(path) => userdb::set_file_quota(&path, name, files),
-            Opened::Postgres(db) => db.set_file_quota(name, files).await,
-        }
+        self.opened().await?.set_file_quota(name, files).await
     }
 
     /// Replaces a user's verifier (`ftpd passwd`).
@@ -151,10 +154,7 @@ impl UserDatabase {
         name: &Username,
         verifier: Verifier,
     ) -> Result<(), UserDbError> {
-        match self.opened().await? {
-            Opened::File(path) => userdb::set_verifier(&path, name, verifier),
-            Opened::Postgres(db) => db.set_verifier(name, &verifier).await,
-        }
+        self.opened().await?.set_verifier(name, verifier).await
     }
 
     /// Removes a user (`ftpd deluser`).
@@ -162,10 +162,7 @@ impl UserDatabase {
     /// # Errors
     /// As [`UserDatabase::set_quota`].
     pub async fn remove_user(&self, name: &Username) -> Result<(), UserDbError> {
-        match self.opened().await? {
-            Opened::File(path) => userdb::remove_user(&path, name),
-            Opened::Postgres(db) => db.remove(name).await,
-        }
+        self.opened().await?.remove(name).await
     }
 
     /// Every user (`ftpd users`): in file order, or by name from the database.
@@ -173,10 +170,7 @@ impl UserDatabase {
     /// # Errors
     /// A corrupt file, I/O or the database.
     pub async fn users(&self) -> Result<Vec<UserRecord>, UserDbError> {
-        match self.opened().await? {
-            Opened::File(path) => Ok(userdb::read(&path)?.users().cloned().collect()),
-            Opened::Postgres(db) => db.users().await,
-        }
+        self.opened().await?.users().await
     }
 }
 

@@ -392,3 +392,30 @@ fn record(row: &tokio_postgres::Row) -> Result<UserRecord, UserDbError> {
     record.files = limit(files)?;
     Ok(record)
 }
+
+#[async_trait::async_trait]
+impl crate::server::users::UserAdmin for PgUserStore {
+    async fn add(&self, record: UserRecord) -> Result<(), UserDbError> {
+        PgUserStore::add(self, &record).await
+    }
+
+    async fn set_quota(&self, name: &Username, quota: Option<u64>) -> Result<(), UserDbError> {
+        PgUserStore::set_quota(self, name, quota).await
+    }
+
+    async fn set_file_quota(&self, name: &Username, files: Option<u64>) -> Result<(), UserDbError> {
+        PgUserStore::set_file_quota(self, name, files).await
+    }
+
+    async fn set_verifier(&self, name: &Username, verifier: Verifier) -> Result<(), UserDbError> {
+        PgUserStore::set_verifier(self, name, &verifier).await
+    }
+
+    async fn remove(&self, name: &Username) -> Result<(), UserDbError> {
+        PgUserStore::remove(self, name).await
+    }
+
+    async fn users(&self) -> Result<Vec<UserRecord>, UserDbError> {
+        PgUserStore::users(self).await
+    }
+}
