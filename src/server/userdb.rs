@@ -392,11 +392,28 @@ pub fn remove_user(path: &Path, name: &Username) -> Result<(), UserDbError> {
     modify_existing(path, |file| file.remove(name))
 }
 
+/// What the admin commands change, the same whichever engine keeps the users.
+#[async_trait::async_trait]
+pub trait UserAdmin: Send + Sync {
+    /// Adds a user.
+    async fn add(&self, record: UserRecord) -> Result<(), UserDbError>;
+    /// Sets or clears a user's quota of bytes.
+    async fn set_quota(&self, name: &Username, quota: Option<u64>) -> Result<(), UserDbError>;
+    /// Sets or clears a user's quota of entries.
+    async fn set_file_quota(&self, name: &Username, files: Option<u64>) -> Result<(), UserDbError>;
+    /// Replaces a user's verifier.
+    async fn set_verifier(&self, name: &Username, verifier: Verifier) -> Result<(), UserDbError>;
+    /// Removes a user.
+    async fn remove(&self, name: &Username) -> Result<(), UserDbError>;
+    /// Every user.
+    async fn users(&self) -> Result<Vec<UserRecord>, UserDbError>;
+}
+
 /// `users.db` at this path, as the admin commands change it.
 pub struct AdminFile(pub PathBuf);
 
 #[async_trait::async_trait]
-impl super::users::UserAdmin for AdminFile {
+impl UserAdmin for AdminFile {
     async fn add(&self, record: UserRecord) -> Result<(), UserDbError> {
         add_user(&self.0, record)
     }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::postgres::PgUserStore;
-use super::userdb::{self, UserRecord};
+use super::userdb::{self, UserAdmin, UserRecord};
 use crate::auth::Verifier;
 use crate::error::UserDbError;
 use crate::username::Username;
@@ -89,23 +89,6 @@ fn without_password(url: &str) -> String {
         None => tail.to_owned(),
     };
     format!("{scheme}://{authority}{tail}")
-}
-
-/// What the admin commands change, the same whichever engine keeps the users.
-#[async_trait::async_trait]
-pub trait UserAdmin: Send + Sync {
-    /// Adds a user.
-    async fn add(&self, record: UserRecord) -> Result<(), UserDbError>;
-    /// Sets or clears a user's quota of bytes.
-    async fn set_quota(&self, name: &Username, quota: Option<u64>) -> Result<(), UserDbError>;
-    /// Sets or clears a user's quota of entries.
-    async fn set_file_quota(&self, name: &Username, files: Option<u64>) -> Result<(), UserDbError>;
-    /// Replaces a user's verifier.
-    async fn set_verifier(&self, name: &Username, verifier: Verifier) -> Result<(), UserDbError>;
-    /// Removes a user.
-    async fn remove(&self, name: &Username) -> Result<(), UserDbError>;
-    /// Every user.
-    async fn users(&self) -> Result<Vec<UserRecord>, UserDbError>;
 }
 
 impl UserDatabase {

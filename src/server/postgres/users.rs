@@ -394,7 +394,7 @@ fn record(row: &tokio_postgres::Row) -> Result<UserRecord, UserDbError> {
 }
 
 #[async_trait::async_trait]
-impl crate::server::users::UserAdmin for PgUserStore {
+impl crate::server::userdb::UserAdmin for PgUserStore {
     async fn add(&self, record: UserRecord) -> Result<(), UserDbError> {
         PgUserStore::add(self, &record).await
     }
