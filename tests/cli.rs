@@ -1779,25 +1779,32 @@ fn ftpc_time_asks_the_servers_time_service() {
     );
 }
 
-/// `ftpc time --watch` polls, a line each, until Ctrl-C, which ends it with success, also while a poll is waiting for a reply that does not come (a press then was
-/// lost, and the watch went on).
-#[test]
-fn ctrl_c_ends_ftpc_time_watch_cleanly() {
-    let sb = Sandbox::new();
-    let answering = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let ours = answering.local_addr().unwrap().to_string();
-    // A server that answers: ours, on its own thread.
+/// ftpd's time service on a loopback port of its own, its clock told synchronised or not;
+/// its address, and the service (it stops when dropped).
+fn time_service(synchronised: bool) -> (String, ftprep::server::time::TimeService) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
     let service = ftprep::server::time::TimeServer::with_clock(
-        answering,
+        socket,
         ftprep::server::time::TimeSettings::default(),
-        std::sync::Arc::new(|| ftprep::server::time::ClockStatus {
-            synchronised: true,
+        std::sync::Arc::new(move || ftprep::server::time::ClockStatus {
+            synchronised,
             estimated_error: Duration::ZERO,
             maximum_error: Duration::ZERO,
         }),
     )
     .start()
     .unwrap();
+    (addr, service)
+}
+
+/// `ftpc time --watch` polls, a line each, until Ctrl-C, which ends it with success, also while a poll is waiting for a reply that does not come (a press then was
+/// lost, and the watch went on).
+#[test]
+fn ctrl_c_ends_ftpc_time_watch_cleanly() {
+    let sb = Sandbox::new();
+    // A server that answers: ours, on its own thread.
+    let (ours, service) = time_service(true);
     let mut term = Terminal::spawn(&sb, &["time", &ours, "-n", "1", "--watch", "8"]);
     wait_until("a poll", || term.screen().contains("stratum 3"));
     term.type_keys("\x03");
@@ -2339,19 +2346,7 @@ fn the_chat_has_actions_lines_carbons_and_short_times() {
 fn ftpc_time_says_what_to_do_and_never_polls_faster_than_allowed() {
     let sb = Sandbox::new();
     // An ftpd on a host it is told is unsynchronised: leap indicator 3.
-    let unsynchronised = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = unsynchronised.local_addr().unwrap().to_string();
-    let _service = ftprep::server::time::TimeServer::with_clock(
-        unsynchronised,
-        ftprep::server::time::TimeSettings::default(),
-        std::sync::Arc::new(|| ftprep::server::time::ClockStatus {
-            synchronised: false,
-            estimated_error: Duration::ZERO,
-            maximum_error: Duration::ZERO,
-        }),
-    )
-    .start()
-    .unwrap();
+    let (addr, _service) = time_service(false);
     let out = sb.ftpc(&["time", &addr, "-n", "1"], "");
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert!(
