@@ -91,14 +91,13 @@ pub enum Input {
     Who,
     /// `/msg NAME TEXT`, or a plain line to the current `/to` target.
     Msg(String, String),
-    /// A plain line (to the current target, if there is one).
+    /// A plain line, or `/me TEXT` (an action, sent as `/me TEXT` as XMPP's clients do),
+    /// to the current target, if there is one.
     Say(String),
     /// `/to NAME`.
     To(String),
     /// `/history [NAME] [N]`.
     History(Option<String>, u32),
-    /// `/me TEXT`: an action, to the current target.
-    Me(String),
     /// `/color COLOUR|none`.
     Color(Option<String>),
     /// `/color`: which colour is ours.
@@ -157,7 +156,7 @@ pub fn parse_input(line: &str) -> std::result::Result<Input, String> {
             }
             Input::History(name, count)
         }
-        "me" if !rest.is_empty() => Input::Me(format!("/me {rest}")),
+        "me" if !rest.is_empty() => Input::Say(format!("/me {rest}")),
         "me" => return Err("usage: /me TEXT".into()),
         "color" | "colour" if rest.is_empty() => Input::ShowColor,
         "color" | "colour" => {
@@ -281,9 +280,6 @@ pub fn run_interactive(
                     return Ok(());
                 }
                 Ok(Input::Help) => print!("{}", help_text()),
-                Ok(Input::Me(_)) if !has_target(&shared) => {
-                    eprintln!("to whom? /to NAME first");
-                }
                 // The prompt shows the new target at once: set here, before the next prompt.
                 Ok(Input::To(name)) => {
                     if let Ok(mut target) = shared.target.lock() {
@@ -304,10 +300,6 @@ pub fn run_interactive(
     save_history(&mut editor, history.as_deref());
     let _ = worker.join();
     Ok(())
-}
-
-fn has_target(shared: &Shared) -> bool {
-    shared.target.lock().is_ok_and(|t| t.is_some())
 }
 
 fn save_history(
@@ -544,12 +536,6 @@ impl Connection {
                     self.print(line);
                 }
             }
-            Input::Me(text) => {
-                let target = self.shared.target.lock().ok().and_then(|t| t.clone());
-                if let Some(to) = target {
-                    self.send(&to, &text).await?;
-                }
-            }
             Input::ShowColor => {
                 let line = match self.client()?.own_color().await? {
                     Some(c) => format!("* friends see your name in {c}"),
@@ -753,7 +739,7 @@ mod tests {
         assert_eq!(parse_input("/history"), Ok(Input::History(None, 20)));
         assert_eq!(parse_input("/color none"), Ok(Input::Color(None)));
         assert_eq!(parse_input("/color"), Ok(Input::ShowColor));
-        assert_eq!(parse_input("/me waves"), Ok(Input::Me("/me waves".into())));
+        assert_eq!(parse_input("/me waves"), Ok(Input::Say("/me waves".into())));
         assert!(parse_input("/me").is_err());
         assert_eq!(parse_input("one\ntwo"), Ok(Input::Say("one\ntwo".into())));
         assert_eq!(parse_input("  "), Ok(Input::Nothing));
