@@ -354,14 +354,7 @@ impl ChatClient {
             let Some(event) = events.read::<ChatEvent>().await? else {
                 return Ok(None);
             };
-            check_event(&event)?;
-            if let ChatEvent::Sent(message) = &event
-                && message.from != self.user().as_str()
-            {
-                return Err(Error::UnexpectedReply(
-                    "the server sent someone else's message as one of ours",
-                ));
-            }
+            check_event(&event, self.user.as_str())?;
             if let ChatEvent::Message(message) = &event {
                 if message.id <= self.delivered {
                     continue;
@@ -449,9 +442,17 @@ async fn gather_waiting(mut next: impl AsyncFnMut() -> Result<Option<ChatEvent>>
     }
 }
 
-/// Refuses an event no honest server sends: a message's text empty or over
-/// [`MAX_TEXT_BYTES`](crate::chat::MAX_TEXT_BYTES), or a name that is no user's.
-fn check_event(event: &ChatEvent) -> Result<()> {
+/// Refuses an event no honest server sends to `me`: a message's text empty or over
+/// [`MAX_TEXT_BYTES`](crate::chat::MAX_TEXT_BYTES), a name that is no user's, a colour
+/// no name can have, or someone else's message as one of ours.
+fn check_event(event: &ChatEvent, me: &str) -> Result<()> {
+    if let ChatEvent::Sent(message) = event
+        && message.from != me
+    {
+        return Err(Error::UnexpectedReply(
+            "the server sent someone else's message as one of ours",
+        ));
+    }
     let names: &[&str] = match event {
         ChatEvent::Message(message) | ChatEvent::Sent(message) => {
             let len = message.text.len();
@@ -841,12 +842,24 @@ mod tests {
                 online: true,
             },
             ChatEvent::FriendRequest { from: "".into() },
+            // Bob's message to alice, told to alice as one she sent.
+            ChatEvent::Sent(message(1, "hi")),
+            ChatEvent::Color {
+                name: "bob".into(),
+                color: Some("\u{1b}[5m".into()),
+            },
         ] {
-            assert!(check_event(&bad).is_err(), "{bad:?}");
+            assert!(check_event(&bad, "alice").is_err(), "{bad:?}");
         }
         let fine = "x".repeat(crate::chat::MAX_TEXT_BYTES);
-        assert!(check_event(&ChatEvent::Message(message(1, &fine))).is_ok());
-        assert!(check_event(&ChatEvent::CaughtUp).is_ok());
+        assert!(check_event(&ChatEvent::Message(message(1, &fine)), "alice").is_ok());
+        assert!(check_event(&ChatEvent::CaughtUp, "alice").is_ok());
+        let ours = ChatMessage {
+            from: "alice".into(),
+            to: "bob".into(),
+            ..message(2, "hi")
+        };
+        assert!(check_event(&ChatEvent::Sent(ours), "alice").is_ok());
     }
 
     #[test]
