@@ -16,6 +16,7 @@ use ftprep::chat::ChatEvent;
 use ftprep::client::NoProgress;
 use ftprep::commands::ErrorCode;
 use ftprep::error::Error;
+use ftprep::server::backends::user_admin;
 use ftprep::server::guard::LockoutPolicy;
 use ftprep::server::postgres::PgUserStore;
 use ftprep::server::userdb::UserRecord;
@@ -382,7 +383,7 @@ async fn two_nodes_share_failed_logins_and_answer_unknown_names_alike() {
             Username::parse(name).unwrap(),
             Verifier::generate("pw", common::TEST_ITERATIONS),
         );
-        users.add_user(record).await.unwrap();
+        user_admin(&users).await.unwrap().add(record).await.unwrap();
     }
     let limits = Limits {
         lockout: LockoutPolicy {
@@ -487,7 +488,7 @@ async fn alice_on_two_object_nodes(
         Verifier::generate("pw", common::TEST_ITERATIONS),
     );
     limits(&mut record);
-    users.add_user(record).await.unwrap();
+    user_admin(&users).await.unwrap().add(record).await.unwrap();
     (object_node_on(db, s3).await, object_node_on(db, s3).await)
 }
 
@@ -567,7 +568,7 @@ impl ChatNode {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let chat = socket.local_addr().unwrap();
         let identity = server.identity().unwrap().clone();
-        let store = server.chat_store(&config.state_dir).unwrap();
+        let store = server.chat_store().unwrap();
         let service = server
             .chat(
                 socket,
@@ -627,7 +628,7 @@ async fn users_on_different_nodes_chat_as_if_on_one_server() {
             Username::parse(name).unwrap(),
             Verifier::generate("pw", common::TEST_ITERATIONS),
         );
-        users.add_user(record).await.unwrap();
+        user_admin(&users).await.unwrap().add(record).await.unwrap();
     }
     let (a, b) = (ChatNode::start(&db).await, ChatNode::start(&db).await);
     let mut alice = a.chat_as("alice").await;
@@ -828,7 +829,7 @@ async fn an_upload_begun_on_one_node_resumes_on_another_from_the_database() {
         Username::parse("alice").unwrap(),
         Verifier::generate("pw", common::TEST_ITERATIONS),
     );
-    users.add_user(record).await.unwrap();
+    user_admin(&users).await.unwrap().add(record).await.unwrap();
     let (a, b) = (
         object_node_on(&db, &s3).await,
         object_node_on(&db, &s3).await,

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ftprep::auth::{self, Verifier};
 use ftprep::server::UserDatabase;
-use ftprep::server::chat::store::{CHAT_DB, ChatStore, SqliteChatStore};
+use ftprep::server::backends::{admin_chat_store, user_admin};
 use ftprep::server::settings::{LogFormat, ServeOptions};
 use ftprep::server::time::TimeServer;
 use ftprep::server::userdb::UserRecord;
@@ -242,7 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut record = UserRecord::new(name.clone(), verifier);
             record.quota = quota;
             record.files = files;
-            block_on(args.who.file.users.add_user(record))??;
+            block_on(async { user_admin(&args.who.file.users).await?.add(record).await })??;
             println!("added user {name}");
             Ok(())
         }
@@ -253,7 +253,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     "none" => None,
                     size => Some(parse_size(size).map_err(anyhow::Error::msg)?),
                 };
-                block_on(who.file.users.set_quota(&name, quota))??;
+                block_on(async {
+                    user_admin(&who.file.users)
+                        .await?
+                        .set_quota(&name, quota)
+                        .await
+                })??;
                 match quota {
                     Some(bytes) => println!("quota of {name}: {}", format_size(bytes)),
                     None => println!("{name} has no quota"),
@@ -266,7 +271,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         anyhow::anyhow!("--files {count:?}: {e} (a whole number, or none)")
                     })?),
                 };
-                block_on(who.file.users.set_file_quota(&name, files))??;
+                block_on(async {
+                    user_admin(&who.file.users)
+                        .await?
+                        .set_file_quota(&name, files)
+                        .await
+                })??;
                 match files {
                     Some(count) => println!("file quota of {name}: {count} entries"),
                     None => println!("{name} has no file quota"),
@@ -276,7 +286,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Passwd(args) => {
             let (name, verifier) = new_verifier(&args)?;
-            block_on(args.who.file.users.set_verifier(&name, verifier))??;
+            block_on(async {
+                user_admin(&args.who.file.users)
+                    .await?
+                    .set_verifier(&name, verifier)
+                    .await
+            })??;
             println!("changed the password of {name}");
             Ok(())
         }
@@ -285,26 +300,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             state_dir,
         } => {
             let name = Username::parse(&args.name)?;
-            block_on(args.file.users.remove_user(&name))??;
-            if let ftprep::server::UserDatabase::Postgres(url) = &args.file.users {
-                // The chat is in the same database, shared by every node.
-                block_on(async {
-                    let db = ftprep::server::postgres::PgDatabase::connect(url).await?;
-                    ftprep::server::postgres::PgChatStore::new(db)
-                        .delete_user(name.as_str())
-                        .await
-                        .map_err(anyhow::Error::from)
-                })??;
-                println!("removed user {name} and their chat; their files are kept");
-                return Ok(());
-            }
-            let chat_db = state_dir.join(CHAT_DB);
-            if chat_db.exists() {
-                let store = SqliteChatStore::open(&chat_db)?;
-                block_on(store.delete_user(name.as_str()))??;
-                println!("removed user {name} and their chat; their files are kept");
-            } else {
-                println!("removed user {name}; their files are kept");
+            block_on(async { user_admin(&args.file.users).await?.remove(&name).await })??;
+            let chat = block_on(admin_chat_store(&args.file.users, &state_dir))??;
+            match chat {
+                Some(store) => {
+                    block_on(store.delete_user(name.as_str()))??;
+                    println!("removed user {name} and their chat; their files are kept");
+                }
+                None => println!("removed user {name}; their files are kept"),
             }
             Ok(())
         }
@@ -343,7 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .into(),
                 );
             }
-            for user in block_on(file.users.users())?? {
+            for user in block_on(async { user_admin(&file.users).await?.users().await })?? {
                 let mut line = user.name.to_string();
                 if let Some(quota) = user.quota {
                     line.push_str(&format!("\tquota {}", format_size(quota)));
@@ -498,7 +501,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         Some(identity) => identity.clone(),
                         None => ServerIdentity::self_signed(&config.state_dir)?,
                     };
-                    let store = server.chat_store(&config.state_dir)?;
+                    let store = server.chat_store()?;
                     let service = server.chat(socket, &identity, store, chat_settings)?;
                     let stop = tokio_util::sync::CancellationToken::new();
                     Some((stop.clone(), tokio::spawn(service.run(stop))))

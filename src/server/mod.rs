@@ -23,6 +23,7 @@
 //!   them.
 
 mod audit;
+pub mod backends;
 pub mod budget;
 pub mod chat;
 mod counters;
@@ -56,6 +57,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 use crate::tls::ReadAhead;
+pub use backends::Backends;
 use session::Greeting;
 pub use storage::object::{ObjectLocation, ObjectStorage};
 pub use storage::{Download, FsStorage, Storage, StorageRoot, Upload, UserTree};
@@ -212,10 +214,10 @@ pub(crate) struct Shared {
     pub(crate) per_user: counters::Counter<crate::username::Username>,
     /// The audit log, if enabled.
     pub(crate) audit: Option<audit::AuditLog>,
-    /// The database the users (and the shared state) are in, if any.
-    pub(crate) database: Option<Arc<postgres::PgDatabase>>,
     /// How the chat joins the other nodes, when there are any.
     pub(crate) chat_bus: Option<chat::bus::StartBus>,
+    /// Where the chat keeps friends and messages.
+    pub(crate) chat_store: backends::ChatStores,
     /// Places for transfers and listings running at once.
     pub(crate) transfers: Arc<Semaphore>,
 }
@@ -235,74 +237,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// The embedded defaults: `users.db`, a root directory, and a state directory; or,
-    /// with the users in PostgreSQL, the failed logins and the mock-login secret there too.
-    /// Refuses a corrupt `users.db` (naming file and line) rather than start without users.
+    /// The engines `config` names ([`Backends::open`]), served with its TLS, audit log and
+    /// limits.
     ///
     /// # Errors
-    /// A corrupt or unreadable user database, a database that cannot be reached, or a
-    /// root/state directory that cannot be used.
+    /// A corrupt or unreadable user database, a database that cannot be reached, a
+    /// root/state directory that cannot be used, or an audit log that cannot be opened.
     pub async fn open(config: &Config) -> Result<Self> {
-        let (users, database): (Arc<dyn UserStore>, _) = match &config.users {
-            UserDatabase::File(path) => {
-                let users = FileUserStore::open(path)?;
-                if users.is_empty() {
-                    tracing::warn!(path = %path.display(), "no users yet; add one with: ftpd adduser NAME");
-                }
-                (Arc::new(users), None)
-            }
-            UserDatabase::Postgres(url) => {
-                let db = postgres::PgDatabase::connect(url).await?;
-                let users = postgres::PgUserStore::new(Arc::clone(&db));
-                users.follow_changes();
-                (Arc::new(users), Some(db))
-            }
-        };
-        let storage: Arc<dyn Storage> = match &config.root {
-            StorageRoot::Dir(root) => Arc::new(
-                FsStorage::open(root)
-                    .map_err(|e| Error::setup(format!("storage root {}", root.display()), e))?,
-            ),
-            StorageRoot::Object(location) => {
-                let store = ObjectStorage::open(location)
-                    .await
-                    .map_err(|e| Error::setup(format!("storage root {}", location.url), e))?;
-                // Nodes sharing the users' database and the store share the quota's
-                // bookkeeping too.
-                match &database {
-                    Some(db) => {
-                        let root = store.root().to_owned();
-                        let counts = postgres::quota::PgCounts::new(Arc::clone(db), &root);
-                        let states = postgres::uploads::PgUploadStates::new(Arc::clone(db), &root);
-                        Arc::new(store.sharing(Arc::new(counts), Arc::new(states)))
-                    }
-                    None => Arc::new(store),
-                }
-            }
-        };
-        match secret::tighten_state_dir(&config.state_dir) {
-            Ok(Some(mode)) => tracing::warn!(
-                dir = %config.state_dir.display(),
-                was = format!("{mode:04o}"),
-                "the state directory was open to others; made it 0700"
-            ),
-            Ok(None) => {}
-            Err(e) => {
-                let what = format!("state directory {}", config.state_dir.display());
-                return Err(Error::setup(what, e));
-            }
-        }
-        let in_state_dir = |e: std::io::Error| {
-            Error::setup(format!("state directory {}", config.state_dir.display()), e)
-        };
-        let secret = match &database {
-            // The state directory still holds this node's TLS identity and chat.
-            Some(db) => {
-                secret::create_state_dir(&config.state_dir).map_err(in_state_dir)?;
-                postgres::secret::load_or_create(db).await?
-            }
-            None => secret::load_or_create(&config.state_dir).map_err(in_state_dir)?,
-        };
+        let backends = Backends::open(config).await?;
         let tls = ServerIdentity::load(&config.tls, &config.state_dir)?;
         match &tls {
             Some(identity) => {
@@ -313,58 +255,53 @@ impl Server {
                  unencrypted. Use this only on loopback or in a lab"
             ),
         }
-        let mut server = Self::with_backends(users, storage, secret, config.limits, tls);
         let audit = match &config.audit_log {
             Some(path) => Some(audit::AuditLog::open(path).map_err(|e| Error::local(path, e))?),
             None => None,
         };
-        if let Some(shared) = Arc::get_mut(&mut server.shared) {
-            shared.audit = audit;
-            shared.database = database.clone();
-            if let Some(db) = database {
-                let on = Arc::clone(&db);
-                shared.chat_bus = Some(Arc::new(move |tell| {
-                    let bus: Arc<dyn chat::bus::ChatBus> =
-                        postgres::presence::PgChatBus::start(Arc::clone(&on), tell);
-                    bus
-                }));
-                if matches!(config.root, StorageRoot::Object(_)) {
-                    let holds = postgres::quota::PgReservations::new(Arc::clone(&db));
-                    shared.quotas = quota::QuotaBook::Shared(Arc::new(holds));
-                }
-                let failures = postgres::PgLoginGuard::new(db, config.limits.lockout);
-                shared.guard = guard::Guard::Shared(Box::new(failures));
-            }
-        }
-        Ok(server)
+        Ok(Self::new(backends, config.limits, tls, audit))
     }
 
-    /// A server over any user store and storage.
+    /// A server over engines already opened.
+    fn new(
+        backends: Backends,
+        limits: Limits,
+        tls: Option<ServerIdentity>,
+        audit: Option<audit::AuditLog>,
+    ) -> Self {
+        Server {
+            shared: Arc::new(Shared {
+                users: backends.users,
+                storage: backends.storage,
+                secret: backends.secret,
+                limits,
+                quotas: backends.quotas,
+                uploads: locks::TargetLocks::default(),
+                tls,
+                guard: backends.guard,
+                per_ip: counters::Counter::default(),
+                per_user: counters::Counter::default(),
+                audit,
+                chat_bus: backends.chat_bus,
+                chat_store: backends.chat_store,
+                transfers: Arc::new(Semaphore::new(limits.max_transfers.max(1))),
+            }),
+        }
+    }
+
+    /// A server over any user store and storage, on one node (lockouts and upload holds
+    /// in memory), with its chat store in `chat_db` when the chat runs.
     pub fn with_backends(
         users: Arc<dyn UserStore>,
         storage: Arc<dyn Storage>,
         secret: [u8; secret::SECRET_LEN],
         limits: Limits,
         tls: Option<ServerIdentity>,
+        chat_db: PathBuf,
     ) -> Self {
-        Server {
-            shared: Arc::new(Shared {
-                users,
-                storage,
-                secret,
-                limits,
-                quotas: quota::QuotaBook::default(),
-                uploads: locks::TargetLocks::default(),
-                tls,
-                guard: guard::Guard::Local(guard::LoginGuard::new(limits.lockout)),
-                per_ip: counters::Counter::default(),
-                per_user: counters::Counter::default(),
-                audit: None,
-                database: None,
-                chat_bus: None,
-                transfers: Arc::new(Semaphore::new(limits.max_transfers.max(1))),
-            }),
-        }
+        let chat_store = backends::ChatStores::File(chat_db);
+        let backends = Backends::local(users, storage, secret, limits.lockout, chat_store);
+        Self::new(backends, limits, tls, None)
     }
 
     /// The chat store that goes with this server's users: in their PostgreSQL database,
@@ -372,17 +309,8 @@ impl Server {
     ///
     /// # Errors
     /// `chat.db` cannot be opened.
-    pub fn chat_store(
-        &self,
-        state_dir: &std::path::Path,
-    ) -> Result<Arc<dyn chat::store::ChatStore>> {
-        Ok(match &self.shared.database {
-            Some(db) => Arc::new(postgres::PgChatStore::new(Arc::clone(db))),
-            None => Arc::new(
-                chat::store::SqliteChatStore::open(&state_dir.join(chat::store::CHAT_DB))
-                    .map_err(|e| Error::setup("the chat store", e))?,
-            ),
-        })
+    pub fn chat_store(&self) -> Result<Arc<dyn chat::store::ChatStore>> {
+        self.shared.chat_store.open()
     }
 
     /// The TLS identity it serves with, if any (`None` for plaintext).

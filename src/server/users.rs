@@ -1,15 +1,7 @@
 //! Where the users live, as `--users` says: a `users.db` file (a path, the embedded default)
-//! or PostgreSQL (a `postgres://` or `postgresql://` URL). `ftpd serve` opens it
-//! (`Server::open`); the admin commands (`adduser`, `passwd`, `quota`, `deluser`,
-//! `users`) change it through the same few calls whichever it is.
+//! or PostgreSQL (a `postgres://` or `postgresql://` URL). [`super::backends`] opens it.
 
 use std::path::PathBuf;
-
-use super::postgres::PgUserStore;
-use super::userdb::{self, UserAdmin, UserRecord};
-use crate::auth::Verifier;
-use crate::error::UserDbError;
-use crate::username::Username;
 
 /// A user database: a file or a PostgreSQL URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -89,72 +81,6 @@ fn without_password(url: &str) -> String {
         None => tail.to_owned(),
     };
     format!("{scheme}://{authority}{tail}")
-}
-
-impl UserDatabase {
-    /// The engine this names, opened for the admin commands.
-    async fn opened(&self) -> Result<Box<dyn UserAdmin>, UserDbError> {
-        Ok(match self {
-            UserDatabase::File(path) => Box::new(userdb::AdminFile(path.clone())),
-            UserDatabase::Postgres(url) => Box::new(PgUserStore::connect(url).await?),
-        })
-    }
-
-    /// Adds a user (`ftpd adduser`).
-    ///
-    /// # Errors
-    /// [`UserDbError::UserExists`], a corrupt file, I/O or the database.
-    pub async fn add_user(&self, record: UserRecord) -> Result<(), UserDbError> {
-        self.opened().await?.add(record).await
-    }
-
-    /// Sets or clears a user's quota of bytes (`ftpd quota`).
-    ///
-    /// # Errors
-    /// [`UserDbError::NoSuchUser`], a corrupt file, I/O or the database.
-    pub async fn set_quota(&self, name: &Username, quota: Option<u64>) -> Result<(), UserDbError> {
-        self.opened().await?.set_quota(name, quota).await
-    }
-
-    /// Sets or clears a user's quota of entries (`ftpd quota --files`).
-    ///
-    /// # Errors
-    /// As [`UserDatabase::set_quota`].
-    pub async fn set_file_quota(
-        &self,
-        name: &Username,
-        files: Option<u64>,
-    ) -> Result<(), UserDbError> {
-        self.opened().await?.set_file_quota(name, files).await
-    }
-
-    /// Replaces a user's verifier (`ftpd passwd`).
-    ///
-    /// # Errors
-    /// As [`UserDatabase::set_quota`].
-    pub async fn set_verifier(
-        &self,
-        name: &Username,
-        verifier: Verifier,
-    ) -> Result<(), UserDbError> {
-        self.opened().await?.set_verifier(name, verifier).await
-    }
-
-    /// Removes a user (`ftpd deluser`).
-    ///
-    /// # Errors
-    /// As [`UserDatabase::set_quota`].
-    pub async fn remove_user(&self, name: &Username) -> Result<(), UserDbError> {
-        self.opened().await?.remove(name).await
-    }
-
-    /// Every user (`ftpd users`): in file order, or by name from the database.
-    ///
-    /// # Errors
-    /// A corrupt file, I/O or the database.
-    pub async fn users(&self) -> Result<Vec<UserRecord>, UserDbError> {
-        self.opened().await?.users().await
-    }
 }
 
 #[cfg(test)]
