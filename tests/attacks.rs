@@ -22,7 +22,7 @@ fn code<T: std::fmt::Debug>(result: ftprep::Result<T>) -> ErrorCode {
 /// Sets (or with `None` clears) alice's quota in `users.db`; the running server reloads it.
 fn set_quota(server: &TestServer, quota: Option<u64>) {
     let alice = ftprep::username::Username::parse("alice").unwrap();
-    ftprep::server::userdb::set_quota(&server.users, &alice, quota).unwrap();
+    ftprep::server::users::file::set_quota(&server.users, &alice, quota).unwrap();
 }
 
 async fn put_start(client: &mut Client, path: &str, size: u64) -> ftprep::Result<Response> {
@@ -393,7 +393,7 @@ async fn transfers_past_the_limit_are_told_the_server_is_busy() {
 async fn a_file_count_quota_limits_files_and_directories() {
     let server = TestServer::start(&[("alice", "pw")]).await;
     let alice_name = ftprep::username::Username::parse("alice").unwrap();
-    ftprep::server::userdb::set_file_quota(&server.users, &alice_name, Some(3)).unwrap();
+    ftprep::server::users::file::set_file_quota(&server.users, &alice_name, Some(3)).unwrap();
     let mut alice = server.login("alice", "pw").await;
     alice.mkdir("a", false).await.unwrap();
     alice.mkdir("b", false).await.unwrap();

@@ -7,7 +7,7 @@ use common::{TestServer, add_user};
 use ftprep::Error;
 use ftprep::auth::{self, ClientKeys, DEFAULT_ITERATIONS, Verifier};
 use ftprep::commands::{ErrorCode, Request, Response};
-use ftprep::server::userdb::{self, UserRecord};
+use ftprep::server::users::{self, UserRecord};
 use ftprep::username::Username;
 
 fn name(n: &str) -> Username {
@@ -70,7 +70,7 @@ async fn password_change_invalidates_a_cached_login() {
     let server = TestServer::start(&[("alice", "old")]).await;
     let keys = server.try_login("alice", "old").await.unwrap();
     // New salt (what `ftpd passwd` does): the client notices before sending a proof.
-    userdb::set_verifier(
+    users::file::set_verifier(
         &server.users,
         &name("alice"),
         Verifier::generate("new", 4096),
@@ -85,7 +85,7 @@ async fn password_change_invalidates_a_cached_login() {
     assert_eq!(err.to_string(), "login expired, run: ftpc login alice");
     // Same salt and count, other password: the proof fails, also reported as expired.
     let same_salt = Verifier::from_password("newer", &keys.salt, keys.iterations);
-    userdb::set_verifier(&server.users, &name("alice"), same_salt).unwrap();
+    users::file::set_verifier(&server.users, &name("alice"), same_salt).unwrap();
     let err = server
         .connect()
         .await
@@ -129,7 +129,7 @@ fn salt_and_iterations(server_first: &str) -> (String, String) {
 async fn unknown_user_and_wrong_password_are_indistinguishable() {
     let server = TestServer::start(&[]).await;
     // A real user with the default iteration count, as `ftpd adduser` makes.
-    userdb::add_user(
+    users::file::add_user(
         &server.users,
         UserRecord::new(
             name("alice"),
@@ -193,7 +193,7 @@ async fn users_added_and_removed_take_effect_without_restart() {
     let mut alice = server.login("alice", "pw").await;
     add_user(&server.users, "bob", "bobpw");
     server.login("bob", "bobpw").await;
-    userdb::remove_user(&server.users, &name("bob")).unwrap();
+    users::file::remove_user(&server.users, &name("bob")).unwrap();
     let err = server.try_login("bob", "bobpw").await.unwrap_err();
     assert!(matches!(
         err,

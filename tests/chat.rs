@@ -693,11 +693,12 @@ async fn chat_connections_take_no_place_of_the_file_service() {
 }
 
 #[tokio::test]
-async fn the_embedded_store_caps_waiting_messages_per_sender() {
+async fn the_chat_store_in_sqlite_keeps_every_rule() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteChatStore::open(&dir.path().join(CHAT_DB)).unwrap();
-    common::chat_store::one_sender_cannot_fill_an_inbox(&store).await;
-    common::chat_store::blocks_end_it_and_are_bounded(&store).await;
+    let store = SqliteChatStore::open(&dir.path().join(CHAT_DB))
+        .unwrap()
+        .trimming_every(1);
+    common::chat_store::every_rule(&store).await;
 }
 
 /// Issue 27.15: a malformed frame after the login was answered, but the connection was

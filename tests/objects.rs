@@ -416,7 +416,7 @@ async fn concurrent_uploads_never_pass_the_file_count_quota() {
     let s3 = S3Server::start();
     let server = TestServer::start_objects(&[("alice", "pw")], s3.location("files")).await;
     let alice_name = ftprep::username::Username::parse("alice").unwrap();
-    ftprep::server::userdb::set_file_quota(&server.users, &alice_name, Some(4)).unwrap();
+    ftprep::server::users::file::set_file_quota(&server.users, &alice_name, Some(4)).unwrap();
     let local = server.dir.path().join("data");
     std::fs::write(&local, b"data").unwrap();
     let mut clients = Vec::new();

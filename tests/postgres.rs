@@ -18,8 +18,8 @@ use ftprep::commands::ErrorCode;
 use ftprep::error::Error;
 use ftprep::server::backends::user_admin;
 use ftprep::server::guard::LockoutPolicy;
-use ftprep::server::postgres::PgUserStore;
-use ftprep::server::userdb::UserRecord;
+use ftprep::server::users::UserRecord;
+use ftprep::server::users::postgres::PgUserStore;
 use ftprep::server::{Config, Limits, TlsSetup, UserDatabase};
 use ftprep::username::Username;
 
@@ -733,91 +733,13 @@ async fn a_file_count_quota_holds_across_nodes_sharing_an_object_store() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_chat_store_in_postgres_caps_waiting_messages_per_sender() {
+async fn the_chat_store_in_postgres_keeps_every_rule() {
     let db = Postgres::start();
     let database = ftprep::server::postgres::PgDatabase::connect(&db.url())
         .await
         .unwrap();
-    let store = ftprep::server::postgres::PgChatStore::new(database);
-    common::chat_store::one_sender_cannot_fill_an_inbox(&store).await;
-    common::chat_store::blocks_end_it_and_are_bounded(&store).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_chat_store_in_postgres_keeps_the_rules_of_the_embedded_one() {
-    use ftprep::server::chat::store::{Added, ChatStore, Stored, Waiting};
-    let db = Postgres::start();
-    let database = ftprep::server::postgres::PgDatabase::connect(&db.url())
-        .await
-        .unwrap();
-    let store = ftprep::server::postgres::PgChatStore::new(database);
-    let at = 1_700_000_000_000;
-    // Not friends: nothing stored.
-    assert_eq!(
-        store
-            .store_message("alice", "bob", "hi", 1, at, Waiting::up_to(10))
-            .await
-            .unwrap(),
-        Stored::NotFriends
-    );
-    // Requests are bounded per sender; a repeated one is no new request.
-    assert_eq!(store.add("alice", "bob", 2).await.unwrap(), Added::Asked);
-    assert_eq!(store.add("alice", "bob", 2).await.unwrap(), Added::Asked);
-    assert_eq!(store.add("alice", "carol", 2).await.unwrap(), Added::Asked);
-    assert_eq!(
-        store.add("alice", "dave", 2).await.unwrap(),
-        Added::TooManyRequests
-    );
-    assert_eq!(store.add("bob", "alice", 2).await.unwrap(), Added::Friends);
-    // A resend (same nonce) is the same message; the inbox bound holds.
-    let Stored::Message { id: first, .. } = store
-        .store_message("alice", "bob", "one", 7, at, Waiting::up_to(2))
-        .await
-        .unwrap()
-    else {
-        panic!("not stored");
-    };
-    assert_eq!(
-        store
-            .store_message("alice", "bob", "one", 7, at, Waiting::up_to(2))
-            .await
-            .unwrap(),
-        Stored::Message { id: first, at }
-    );
-    let second = store.store_message("alice", "bob", "two", 8, at, Waiting::up_to(2));
-    let third = store.store_message("alice", "bob", "three", 9, at, Waiting::up_to(2));
-    let Stored::Message { id: second, .. } = second.await.unwrap() else {
-        panic!("not stored");
-    };
-    assert!(second > first, "ids follow the order of the calls");
-    assert_eq!(third.await.unwrap(), Stored::InboxFull);
-    let waiting = store.waiting("bob", 0, 10).await.unwrap();
-    assert_eq!(
-        waiting.iter().map(|m| m.id).collect::<Vec<_>>(),
-        [first, second]
-    );
-    assert!(store.waiting("bob", first, 10).await.unwrap().len() == 1);
-    // Delivered, history trimmed to the most recent `keep` each way.
-    store.ack("bob", second, 1).await.unwrap();
-    assert!(store.waiting("bob", 0, 10).await.unwrap().is_empty());
-    let history = store.history("alice", "bob", 10).await.unwrap();
-    assert_eq!(
-        history.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
-        ["two"]
-    );
-    // Colours, and a user's removal.
-    store.set_color("bob", Some("green")).await.unwrap();
-    let friends = store.friends("alice").await.unwrap();
-    assert!(friends.contains(&(
-        "bob".to_owned(),
-        ftprep::chat::FriendState::Friends,
-        Some("green".to_owned())
-    )));
-    assert!(store.remove("alice", "carol").await.unwrap());
-    assert!(!store.remove("alice", "carol").await.unwrap());
-    store.delete_user("bob").await.unwrap();
-    assert!(store.history("alice", "bob", 10).await.unwrap().is_empty());
-    assert_eq!(store.friends("alice").await.unwrap().len(), 0);
+    let store = ftprep::server::chat::store::postgres::PgChatStore::new(database);
+    common::chat_store::every_rule(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,7 +11,7 @@ use ftprep::Error;
 use ftprep::auth::Verifier;
 use ftprep::client::Client;
 use ftprep::commands::{ErrorCode, Hello, MAX_CHUNK, Response};
-use ftprep::server::userdb::{self, UserRecord};
+use ftprep::server::users::{self, UserRecord};
 use ftprep::server::{Config, Limits, Server, TlsSetup};
 use ftprep::username::Username;
 use ftprep::wire::Connection;
@@ -43,7 +43,7 @@ impl Pipe {
             limits,
         };
         let alice = Username::parse("alice").unwrap();
-        userdb::add_user(
+        users::file::add_user(
             &dir.path().join("users.db"),
             UserRecord::new(alice, Verifier::generate("pw", 4096)),
         )

@@ -13,7 +13,7 @@ use ftprep::server::UserDatabase;
 use ftprep::server::backends::{admin_chat_store, user_admin};
 use ftprep::server::settings::{LogFormat, ServeOptions};
 use ftprep::server::time::TimeServer;
-use ftprep::server::userdb::UserRecord;
+use ftprep::server::users::UserRecord;
 use ftprep::server::{Server, ServerIdentity};
 use ftprep::size::format_size;
 use ftprep::username::Username;
@@ -341,10 +341,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let ftprep::server::UserDatabase::File(path) = &file.users
                 && !path.exists()
             {
-                return Err(
-                    ftprep::error::UserDbError::NoFile(ftprep::server::userdb::absolute(path))
-                        .into(),
-                );
+                return Err(ftprep::error::UserDbError::NoFile(
+                    ftprep::server::users::file::absolute(path),
+                )
+                .into());
             }
             for user in block_on(async { user_admin(&file.users).await?.users().await })?? {
                 let mut line = user.name.to_string();

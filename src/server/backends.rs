@@ -10,15 +10,22 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::chat::bus::postgres::PgChatBus;
 use super::chat::bus::{ChatBus, StartBus};
+use super::chat::store::postgres::PgChatStore;
 use super::chat::store::{CHAT_DB, ChatStore, SqliteChatStore};
+use super::guard::postgres::PgLoginGuard;
 use super::guard::{Guard, LoginGuard};
-use super::postgres::{self, PgDatabase};
+use super::postgres::PgDatabase;
 use super::quota::QuotaBook;
+use super::quota::postgres::PgReservations;
+use super::settings::UserDatabase;
 use super::storage::object::ObjectStorage;
+use super::storage::object::postgres::{PgCounts, PgUploadStates};
 use super::storage::{FsStorage, Storage, StorageRoot};
-use super::userdb::{AdminFile, FileUserStore, UserAdmin, UserStore};
-use super::users::UserDatabase;
+use super::users::file::{AdminFile, FileUserStore};
+use super::users::postgres::PgUserStore;
+use super::users::{UserAdmin, UserStore};
 use super::{Config, secret};
 use crate::error::{Error, Result, UserDbError};
 
@@ -79,7 +86,7 @@ impl Backends {
             }
             UserDatabase::Postgres(url) => {
                 let db = PgDatabase::connect(url).await?;
-                let users = postgres::PgUserStore::new(Arc::clone(&db));
+                let users = PgUserStore::new(Arc::clone(&db));
                 users.follow_changes();
                 let (storage, quotas): (Arc<dyn Storage>, _) = match &config.root {
                     StorageRoot::Dir(root) => (Arc::new(open_dir(root)?), QuotaBook::default()),
@@ -88,9 +95,9 @@ impl Backends {
                     StorageRoot::Object(location) => {
                         let store = open_bucket(location).await?;
                         let root = store.root().to_owned();
-                        let counts = postgres::quota::PgCounts::new(Arc::clone(&db), &root);
-                        let states = postgres::uploads::PgUploadStates::new(Arc::clone(&db), &root);
-                        let holds = postgres::quota::PgReservations::new(Arc::clone(&db));
+                        let counts = PgCounts::new(Arc::clone(&db), &root);
+                        let states = PgUploadStates::new(Arc::clone(&db), &root);
+                        let holds = PgReservations::new(Arc::clone(&db));
                         (
                             Arc::new(store.sharing(Arc::new(counts), Arc::new(states))),
                             QuotaBook::Shared(Arc::new(holds)),
@@ -99,14 +106,13 @@ impl Backends {
                 };
                 // The state directory still holds this node's TLS identity.
                 secret::create_state_dir(&config.state_dir).map_err(in_state_dir)?;
-                let secret = postgres::secret::load_or_create(&db).await?;
+                let secret = secret::postgres::load_or_create(&db).await?;
                 let on = Arc::clone(&db);
                 let chat_bus: StartBus = Arc::new(move |tell| {
-                    let bus: Arc<dyn ChatBus> =
-                        postgres::presence::PgChatBus::start(Arc::clone(&on), tell);
+                    let bus: Arc<dyn ChatBus> = PgChatBus::start(Arc::clone(&on), tell);
                     bus
                 });
-                let failures = postgres::PgLoginGuard::new(Arc::clone(&db), config.limits.lockout);
+                let failures = PgLoginGuard::new(Arc::clone(&db), config.limits.lockout);
                 Ok(Backends {
                     users: Arc::new(users),
                     storage,
@@ -156,7 +162,7 @@ impl ChatStores {
     /// `chat.db` cannot be opened.
     pub(crate) fn open(&self) -> Result<Arc<dyn ChatStore>> {
         Ok(match self {
-            ChatStores::Postgres(db) => Arc::new(postgres::PgChatStore::new(Arc::clone(db))),
+            ChatStores::Postgres(db) => Arc::new(PgChatStore::new(Arc::clone(db))),
             ChatStores::File(path) => Arc::new(
                 SqliteChatStore::open(path).map_err(|e| Error::setup("the chat store", e))?,
             ),
@@ -202,7 +208,7 @@ async fn open_bucket(location: &super::storage::object::ObjectLocation) -> Resul
 pub async fn user_admin(db: &UserDatabase) -> Result<Box<dyn UserAdmin>, UserDbError> {
     Ok(match db {
         UserDatabase::File(path) => Box::new(AdminFile(path.clone())),
-        UserDatabase::Postgres(url) => Box::new(postgres::PgUserStore::connect(url).await?),
+        UserDatabase::Postgres(url) => Box::new(PgUserStore::connect(url).await?),
     })
 }
 
@@ -218,7 +224,7 @@ pub async fn admin_chat_store(
     match db {
         UserDatabase::Postgres(url) => {
             let db = PgDatabase::connect(url).await?;
-            Ok(Some(Arc::new(postgres::PgChatStore::new(db))))
+            Ok(Some(Arc::new(PgChatStore::new(db))))
         }
         UserDatabase::File(_) => {
             let path = state_dir.join(CHAT_DB);

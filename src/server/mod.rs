@@ -40,7 +40,6 @@ mod sql;
 pub mod storage;
 pub mod time;
 pub mod tls;
-pub mod userdb;
 pub mod users;
 
 use std::future::Future;
@@ -59,11 +58,12 @@ use crate::error::{Error, Result};
 use crate::tls::ReadAhead;
 pub use backends::Backends;
 use session::Greeting;
+pub use settings::UserDatabase;
 pub use storage::object::{ObjectLocation, ObjectStorage};
 pub use storage::{Download, FsStorage, Storage, StorageRoot, Upload, UserTree};
 pub use tls::{ServerIdentity, TlsSetup};
-pub use userdb::{FileUserStore, UserStore};
-pub use users::UserDatabase;
+pub use users::UserStore;
+pub use users::file::FileUserStore;
 
 /// Where the embedded defaults live.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use ftprep::client::{
     Client, CredentialStore, KnownHosts, SavedLogin, Security, Transport, UnknownServer,
 };
 use ftprep::commands::{Request, Response};
-use ftprep::server::{Config, Limits, ObjectLocation, Server, StorageRoot, TlsSetup, userdb};
+use ftprep::server::{Config, Limits, ObjectLocation, Server, StorageRoot, TlsSetup, users};
 use ftprep::username::Username;
 use tempfile::TempDir;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -241,9 +241,9 @@ pub fn fast_limits() -> Limits {
 
 /// Adds a user to a `users.db` with the fast test iteration count.
 pub fn add_user(users: &std::path::Path, name: &str, password: &str) {
-    userdb::add_user(
+    users::file::add_user(
         users,
-        userdb::UserRecord::new(
+        users::UserRecord::new(
             Username::parse(name).unwrap(),
             Verifier::generate(password, TEST_ITERATIONS),
         ),

@@ -19,6 +19,7 @@
 mod download;
 pub(super) mod keys;
 mod listing;
+pub mod postgres;
 mod scan;
 mod upload;
 mod usage;

@@ -1,9 +1,9 @@
 //! The mock-login secret kept in the database: every node answers an unknown name with the
 //! same mock salt, so asking several nodes tells a prober nothing.
 
-use super::{PgDatabase, database_error};
 use crate::auth::random_bytes;
 use crate::error::UserDbError;
+use crate::server::postgres::{PgDatabase, database_error};
 use crate::server::secret::SECRET_LEN;
 
 /// The secret's name in `ftpd_secrets`.

@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{PgDatabase, database_error};
 use crate::error::UserDbError;
 use crate::server::guard::{LockoutPolicy, SharedGuard, Verdict, block, delay_after};
+use crate::server::postgres::{PgDatabase, database_error};
 use crate::username::Username;
 
 /// Old failures and lockouts are cleared away once per this many failures recorded.

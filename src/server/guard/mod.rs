@@ -13,6 +13,8 @@
 //! The table is bounded: at most [`MAX_TRACKED`] names and addresses, the least recently
 //! failed forgotten first; only valid user names (at most 32 bytes) are ever stored.
 
+pub mod postgres;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;

@@ -1,190 +1,20 @@
-//! Where the chat keeps what must survive a restart: friendships, requests, messages (until
-//! delivered, then as history), colours. [`ChatStore`] is the seam; [`SqliteChatStore`] the
-//! embedded default (`chat.db` in the state directory, WAL, every commit synced, so a message
-//! acknowledged to its sender survives `kill -9` and a power cut).
+//! The embedded chat store: SQLite, `chat.db` in the state directory.
 
-use crate::server::sql::{bits_from_sql, bits_to_sql};
 use std::path::Path;
 
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use rusqlite::{OptionalExtension, params};
 
-use crate::chat::{ChatMessage, FriendState};
-
-/// A store's failure, its cause kept.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The engine failed at `what`.
-    #[error("chat store: {what}: {source}")]
-    Engine {
-        /// What was being done.
-        what: String,
-        /// The engine's error.
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// The store's worker is gone or broken.
-    #[error("chat store: {0}")]
-    Stopped(&'static str),
-}
-
-impl StoreError {
-    /// The engine failed at `what`, for this reason.
-    pub fn engine(
-        what: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        StoreError::Engine {
-            what: what.into(),
-            source: source.into(),
-        }
-    }
-}
+use super::{Added, ChatStore, Push, Relation, StoreError, Stored, Waiting, relation_state};
+use crate::chat::ChatMessage;
+use crate::server::sql::{bits_from_sql, bits_to_sql};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::engine("the database", e)
     }
 }
-
-impl From<crate::error::UserDbError> for StoreError {
-    fn from(e: crate::error::UserDbError) -> Self {
-        StoreError::engine("the database", e)
-    }
-}
-
-/// How both stores code where a line of a friends list stands (`0` friends, `1` asked,
-/// `2` asked by), as their queries build it.
-pub(crate) fn relation_state(code: i64) -> FriendState {
-    match code {
-        0 => FriendState::Friends,
-        1 => FriendState::Asked,
-        _ => FriendState::AskedBy,
-    }
-}
-
-/// The embedded store's file name in the state directory.
-pub const CHAT_DB: &str = "chat.db";
-
-/// What `add` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Added {
-    /// A request is waiting for the other's answer (also when it already was).
-    Asked,
-    /// They had asked us: now friends (also when we already were).
-    Friends,
-    /// Too many of our requests are waiting already.
-    TooManyRequests,
-}
-
-/// What `store_message` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
-    /// Stored now, or earlier under the same nonce (a resend): its id and time.
-    Message { id: u64, at: i64 },
-    /// The recipient has too many messages waiting; nothing stored.
-    InboxFull,
-    /// The recipient has too many messages waiting from this sender (others may still
-    /// write to them); nothing stored.
-    SenderFull,
-    /// The two are not friends; nothing stored.
-    NotFriends,
-}
-
-/// How many undelivered messages one recipient may have waiting: in all, and from any one
-/// sender (so that one friend cannot fill an inbox against all the others).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Waiting {
-    /// In all.
-    pub total: u32,
-    /// From one sender.
-    pub per_sender: u32,
-}
-
-impl Waiting {
-    /// `limit` in all, and no other bound per sender.
-    pub const fn up_to(limit: u32) -> Self {
-        Waiting {
-            total: limit,
-            per_sender: limit,
-        }
-    }
-}
-
-/// The chat's durable state.
-#[async_trait]
-pub trait ChatStore: Send + Sync {
-    /// `from` asks `to` to be friends (or accepts `to`'s request).
-    async fn add(&self, from: &str, to: &str, max_asked: u32) -> Result<Added, StoreError>;
-    /// Ends what there is between the two (friendship, a request either way); whether
-    /// there was anything.
-    async fn remove(&self, a: &str, b: &str) -> Result<bool, StoreError>;
-    /// `user`'s friends and requests, by name.
-    async fn friends(&self, user: &str) -> Result<Vec<Relation>, StoreError>;
-    /// Stores a message for delivery, durably, if the two are friends and the recipient has
-    /// fewer undelivered than `limits` allow, in all and from `from`. A `(from, nonce)` seen
-    /// before returns the first one's id.
-    ///
-    /// The message takes its place when this is called, not when the future is first
-    /// polled: messages stored by calls made one after another get ids in that order, so a
-    /// session can have several in flight (pipelined) and keep their order.
-    fn store_message(
-        &self,
-        from: &str,
-        to: &str,
-        text: &str,
-        nonce: u64,
-        at: i64,
-        limits: Waiting,
-    ) -> BoxFuture<'static, Result<Stored, StoreError>>;
-    /// `user`'s undelivered messages with ids above `after`, oldest first, at most `limit`.
-    async fn waiting(
-        &self,
-        user: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<Vec<ChatMessage>, StoreError>;
-    /// Marks `user`'s messages up to `up_to` delivered; trims the history of what it
-    /// touched to the `keep` most recent messages each way of a conversation (delivered
-    /// messages past those go; undelivered ones stay).
-    async fn ack(&self, user: &str, up_to: u64, keep: u32) -> Result<(), StoreError>;
-    /// The last `limit` messages between the two, oldest first.
-    async fn history(&self, a: &str, b: &str, limit: u32) -> Result<Vec<ChatMessage>, StoreError>;
-    /// Makes `user` block `name` (`blocked`), or stop blocking them. A block ends what
-    /// there is between the two. False when `user` blocks `max` names already.
-    async fn set_blocked(
-        &self,
-        user: &str,
-        name: &str,
-        blocked: bool,
-        max: u32,
-    ) -> Result<bool, StoreError>;
-    /// The names `user` blocks, sorted.
-    async fn blocked(&self, user: &str) -> Result<Vec<String>, StoreError>;
-    /// Whether `user` blocks `name`.
-    async fn blocks(&self, user: &str, name: &str) -> Result<bool, StoreError>;
-    /// Sets (or clears) `user`'s colour.
-    async fn set_color(&self, user: &str, color: Option<&str>) -> Result<(), StoreError>;
-    /// The colour `user` chose, if any.
-    async fn color(&self, user: &str) -> Result<Option<String>, StoreError>;
-    /// Forgets everything of `user` (`ftpd deluser`).
-    async fn delete_user(&self, user: &str) -> Result<(), StoreError>;
-
-    /// Asks the store to call `push` with each message once it is stored durably, in id
-    /// order (keep `push` short: it runs on the store's own time). True if it will; a store
-    /// that cannot (the default) leaves sessions to read new messages when woken.
-    fn push_stored(&self, push: Push) -> bool {
-        let _ = push;
-        false
-    }
-}
-
-/// One line of a user's friends list as stored: the other's name, where it stands, and (for
-/// friends only) the colour they chose.
-pub type Relation = (String, FriendState, Option<String>);
-
-/// What a store calls with each message it has stored: see [`ChatStore::push_stored`].
-pub type Push = std::sync::Arc<dyn Fn(&ChatMessage) + Send + Sync>;
 
 /// The embedded store: SQLite in WAL mode, one connection on a thread of its own. Calls
 /// queue up as jobs; the thread runs what has queued (up to `GROUP`) in one transaction,
@@ -384,6 +214,15 @@ impl SqliteChatStore {
             delivered: std::sync::Arc::default(),
             trim_every: TRIM_EVERY,
         })
+    }
+
+    /// The same store, trimming a conversation's history each time `acks` more of its
+    /// messages are delivered rather than every [`TRIM_EVERY`]: 1 keeps history at its
+    /// bound at once, as tests of the bound need.
+    #[must_use]
+    pub fn trimming_every(mut self, acks: u32) -> Self {
+        self.trim_every = acks.max(1);
+        self
     }
 
     /// Runs `work` on the store's thread, in a savepoint of the group's transaction; its
@@ -803,47 +642,8 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, SqliteChatStore) {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteChatStore::open(&dir.path().join("chat.db")).unwrap();
-        store.trim_every = 1;
+        let store = SqliteChatStore::open(&dir.path().join("chat.db")).unwrap();
         (dir, store)
-    }
-
-    /// Whether `a` has `b` among their friends.
-    async fn friends_with(s: &SqliteChatStore, a: &str, b: &str) -> bool {
-        s.friends(a)
-            .await
-            .unwrap()
-            .iter()
-            .any(|(name, state, _)| name == b && *state == FriendState::Friends)
-    }
-
-    #[tokio::test]
-    async fn a_request_accepted_makes_friends_and_del_ends_it_both_ways() {
-        let (_dir, s) = store();
-        assert_eq!(s.add("alice", "bob", 10).await.unwrap(), Added::Asked);
-        assert_eq!(
-            s.friends("bob").await.unwrap(),
-            vec![("alice".into(), FriendState::AskedBy, None)]
-        );
-        assert!(!friends_with(&s, "alice", "bob").await);
-        assert_eq!(s.add("bob", "alice", 10).await.unwrap(), Added::Friends);
-        assert!(friends_with(&s, "alice", "bob").await);
-        assert!(friends_with(&s, "bob", "alice").await);
-        assert!(s.remove("bob", "alice").await.unwrap());
-        assert!(!friends_with(&s, "alice", "bob").await);
-        assert!(s.friends("alice").await.unwrap().is_empty());
-        // Waiting requests per sender are bounded.
-        for i in 0..3 {
-            assert_eq!(
-                s.add("carol", &format!("u{i}"), 3).await.unwrap(),
-                Added::Asked
-            );
-        }
-        assert_eq!(
-            s.add("carol", "u9", 3).await.unwrap(),
-            Added::TooManyRequests
-        );
-        assert_eq!(s.add("carol", "u1", 3).await.unwrap(), Added::Asked);
     }
 
     #[tokio::test]
@@ -871,126 +671,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn history_keeps_the_newest_each_way_and_what_is_undelivered() {
-        let (_dir, s) = store();
-        s.add("a", "b", 10).await.unwrap();
-        s.add("b", "a", 10).await.unwrap();
-        // a -> b: m0..m5, then b -> a: m6..m9.
-        let mut last = 0;
-        for i in 0..10u64 {
-            let (from, to) = if i < 6 { ("a", "b") } else { ("b", "a") };
-            let Stored::Message { id, .. } = s
-                .store_message(from, to, &format!("m{i}"), i, 1, Waiting::up_to(100))
-                .await
-                .unwrap()
-            else {
-                panic!()
-            };
-            last = id;
-        }
-        let texts = |messages: Vec<ChatMessage>| -> Vec<String> {
-            messages.into_iter().map(|m| m.text).collect()
-        };
-        // b takes in m0 and m1 only; a all of b's. Three are kept each way (the newest,
-        // delivered or not): m0, m1 and m6 go.
-        let to_b = s.waiting("b", 0, 100).await.unwrap();
-        s.ack("b", to_b[1].id, 3).await.unwrap();
-        s.ack("a", last, 3).await.unwrap();
-        assert_eq!(
-            texts(s.history("a", "b", 100).await.unwrap()),
-            ["m2", "m3", "m4", "m5", "m7", "m8", "m9"]
-        );
-        // The undelivered ones older than the three newest stay until delivered.
-        assert_eq!(
-            texts(s.waiting("b", 0, 100).await.unwrap()),
-            ["m2", "m3", "m4", "m5"]
-        );
-        s.ack("b", last, 3).await.unwrap();
-        assert_eq!(
-            texts(s.history("b", "a", 100).await.unwrap()),
-            ["m3", "m4", "m5", "m7", "m8", "m9"]
-        );
-    }
-
-    #[tokio::test]
-    async fn a_message_takes_its_place_when_stored_not_when_awaited() {
-        let (_dir, s) = store();
-        s.add("a", "b", 10).await.unwrap();
-        s.add("b", "a", 10).await.unwrap();
-        let calls: Vec<_> = (0..20)
-            .map(|i| s.store_message("a", "b", &format!("m{i}"), i, 1, Waiting::up_to(100)))
-            .collect();
-        // Awaited last to first: the ids still follow the order of the calls.
-        let mut ids = Vec::new();
-        for call in calls.into_iter().rev() {
-            match call.await.unwrap() {
-                Stored::Message { id, .. } => ids.push(id),
-                other => panic!("{other:?}"),
-            }
-        }
-        ids.reverse();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-        let texts: Vec<_> = s
-            .waiting("b", 0, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.text)
-            .collect();
-        assert_eq!(texts, (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>());
-    }
-
-    #[tokio::test]
-    async fn messages_wait_until_acknowledged_a_resend_is_stored_once_and_inboxes_are_bounded() {
+    async fn what_was_stored_and_acknowledged_survives_a_reopen() {
         let (dir, s) = store();
-        assert_eq!(
-            s.store_message("a", "b", "strangers", 1, 1, Waiting::up_to(2))
-                .await
-                .unwrap(),
-            Stored::NotFriends
-        );
         s.add("a", "b", 10).await.unwrap();
         s.add("b", "a", 10).await.unwrap();
-        let first = s
-            .store_message("a", "b", "one", 7, 1, Waiting::up_to(2))
-            .await
-            .unwrap();
-        let again = s
-            .store_message("a", "b", "one", 7, 2, Waiting::up_to(2))
-            .await
-            .unwrap();
-        assert_eq!(first, again, "the same nonce is the same message");
-        let Stored::Message { id: second, .. } = s
-            .store_message("a", "b", "two", 8, 3, Waiting::up_to(2))
-            .await
-            .unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(
-            s.store_message("a", "b", "three", 9, 4, Waiting::up_to(2))
+        for (text, nonce) in [("one", 7), ("two", 8)] {
+            s.store_message("a", "b", text, nonce, 1, Waiting::up_to(10))
                 .await
-                .unwrap(),
-            Stored::InboxFull
-        );
-        let waiting = s.waiting("b", 0, 100).await.unwrap();
-        let texts: Vec<_> = waiting.iter().map(|m| m.text.as_str()).collect();
-        assert_eq!(texts, ["one", "two"]);
-        // What was stored survives a reopen (a restart).
+                .unwrap();
+        }
+        let first = s.waiting("b", 0, 10).await.unwrap()[0].id;
+        s.ack("b", first, 100).await.unwrap();
+        // A restart: the same file opened again.
         drop(s);
-        let mut s = SqliteChatStore::open(&dir.path().join("chat.db")).unwrap();
-        s.trim_every = 1;
-        s.ack("b", waiting[0].id, 100).await.unwrap();
-        let left = s.waiting("b", 0, 100).await.unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].id, second);
-        assert_eq!(s.history("b", "a", 10).await.unwrap().len(), 2);
-        // History keeps the most recent `keep` per conversation.
-        s.ack("b", second, 1).await.unwrap();
-        let kept = s.history("a", "b", 10).await.unwrap();
-        assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].text, "two");
-        s.delete_user("a").await.unwrap();
-        assert!(s.history("a", "b", 10).await.unwrap().is_empty());
+        let s = SqliteChatStore::open(&dir.path().join("chat.db")).unwrap();
+        let left = s.waiting("b", 0, 10).await.unwrap();
+        assert_eq!(
+            left.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+            ["two"]
+        );
+        assert_eq!(s.history("a", "b", 10).await.unwrap().len(), 2);
+        assert_eq!(s.friends("a").await.unwrap().len(), 1);
     }
 }

@@ -1,6 +1,5 @@
-//! Quota bookkeeping shared by every node of one object store: each home's usage count
-//! ([`PgUsage`]) and the bytes uploads in progress hold ([`PgReservations`]), so a quota
-//! holds across nodes as it does on one.
+//! The holds of uploads in progress in PostgreSQL ([`PgReservations`]), over every node of
+//! one object store, so a quota holds across nodes as it does on one.
 
 use crate::server::sql::{count_from_sql, count_to_sql};
 use std::sync::Arc;
@@ -8,144 +7,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{PgDatabase, database_error};
+use super::{Need, Refused, SharedHolds};
 use crate::error::{StorageError, UserDbError};
-use crate::server::quota::{Need, Refused, SharedHolds};
-use crate::server::storage::Usage;
-use crate::server::storage::object::{SharedCount, SharedCounts};
+use crate::server::postgres::{PgDatabase, database_error};
 use crate::username::Username;
-
-/// A count older than this is listed again (as [`crate::server::storage`] does on disk).
-const RECOUNT_AFTER_SECS: f64 = 600.0;
 
 /// How long a hold lasts unless its node renews it.
 const HOLD_LEASE: Duration = Duration::from_secs(15 * 60);
 /// How often a running upload's node renews its hold.
 const HOLD_RENEWAL: Duration = Duration::from_secs(5 * 60);
-
-/// The usage count of one home of one storage root.
-#[derive(Debug, Clone)]
-pub struct PgUsage {
-    db: Arc<PgDatabase>,
-    root: String,
-    user: String,
-}
-
-impl PgUsage {
-    pub fn new(db: Arc<PgDatabase>, root: &str, user: &Username) -> Self {
-        PgUsage {
-            db,
-            root: root.to_owned(),
-            user: user.as_str().to_owned(),
-        }
-    }
-
-    /// The count, if one is recent enough to trust.
-    ///
-    /// # Errors
-    /// The database.
-    pub async fn current(&self) -> Result<Option<Usage>, UserDbError> {
-        let row = self
-            .db
-            .client()
-            .await?
-            .query_opt(
-                "SELECT bytes, entries FROM ftpd_usage WHERE root = $1 AND username = $2 \
-                 AND counted_at > now() - make_interval(secs => $3)",
-                &[&self.root, &self.user, &RECOUNT_AFTER_SECS],
-            )
-            .await
-            .map_err(database_error("reading a usage count"))?;
-        Ok(row.map(|row| Usage {
-            bytes: count_from_sql(row.get(0)),
-            entries: count_from_sql(row.get(1)),
-        }))
-    }
-
-    /// Replaces the count with a fresh listing's.
-    ///
-    /// # Errors
-    /// The database.
-    pub async fn recounted(&self, totals: Usage) -> Result<(), UserDbError> {
-        self.db
-            .client()
-            .await?
-            .execute(
-                "INSERT INTO ftpd_usage (root, username, bytes, entries, counted_at) \
-                 VALUES ($1, $2, $3, $4, now()) ON CONFLICT (root, username) DO UPDATE \
-                 SET bytes = $3, entries = $4, counted_at = now()",
-                &[
-                    &self.root,
-                    &self.user,
-                    &count_to_sql(totals.bytes),
-                    &count_to_sql(totals.entries),
-                ],
-            )
-            .await
-            .map_err(database_error("storing a usage count"))?;
-        Ok(())
-    }
-
-    /// Applies a change to the count (if there is one), never below zero.
-    ///
-    /// # Errors
-    /// The database.
-    pub async fn change(&self, bytes: i64, entries: i64) -> Result<(), UserDbError> {
-        self.db
-            .client()
-            .await?
-            .execute(
-                "UPDATE ftpd_usage SET bytes = GREATEST(bytes + $3, 0), \
-                 entries = GREATEST(entries + $4, 0) WHERE root = $1 AND username = $2",
-                &[&self.root, &self.user, &bytes, &entries],
-            )
-            .await
-            .map_err(database_error("updating a usage count"))?;
-        Ok(())
-    }
-}
-
-/// Every home's usage count of one storage root, in the database.
-pub struct PgCounts {
-    db: Arc<PgDatabase>,
-    root: String,
-}
-
-impl PgCounts {
-    pub fn new(db: Arc<PgDatabase>, root: &str) -> Self {
-        PgCounts {
-            db,
-            root: root.to_owned(),
-        }
-    }
-}
-
-impl SharedCounts for PgCounts {
-    fn of(&self, user: &Username) -> Arc<dyn SharedCount> {
-        Arc::new(PgUsage::new(Arc::clone(&self.db), &self.root, user))
-    }
-}
-
-#[async_trait]
-impl SharedCount for PgUsage {
-    async fn current(&self) -> Result<Option<Usage>, StorageError> {
-        PgUsage::current(self)
-            .await
-            .map_err(|e| StorageError::database_unavailable(&e))
-    }
-
-    async fn recounted(&self, totals: Usage) -> Result<(), StorageError> {
-        PgUsage::recounted(self, totals)
-            .await
-            .map_err(|e| StorageError::database_unavailable(&e))
-    }
-
-    async fn change(&self, bytes: i64, entries: i64) -> Result<(), StorageError> {
-        PgUsage::change(self, bytes, entries)
-            .await
-            .map_err(|e| StorageError::database_unavailable(&e))
-    }
-}
 
 /// Holds of uploads in progress, over every node.
 #[derive(Debug, Clone)]

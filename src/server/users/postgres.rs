@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{PgDatabase, database_error};
+use super::{UserRecord, UserStore};
 use crate::auth::Verifier;
 use crate::error::UserDbError;
-use crate::server::userdb::{UserRecord, UserStore};
+use crate::server::postgres::{PgDatabase, database_error};
 use crate::username::Username;
 
 /// How long a remembered record is used at most, even without news of a change.
@@ -394,7 +394,7 @@ fn record(row: &tokio_postgres::Row) -> Result<UserRecord, UserDbError> {
 }
 
 #[async_trait::async_trait]
-impl crate::server::userdb::UserAdmin for PgUserStore {
+impl super::UserAdmin for PgUserStore {
     async fn add(&self, record: UserRecord) -> Result<(), UserDbError> {
         PgUserStore::add(self, &record).await
     }

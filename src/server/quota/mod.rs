@@ -3,6 +3,8 @@
 //! will be), so two uploads cannot both fit under a quota on their own and exceed it
 //! together.
 
+pub mod postgres;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -1,21 +1,11 @@
-//! PostgreSQL, for several `ftpd` nodes that share their users and the state that must hold
-//! across nodes (`--users postgres://...`).
-//!
-//! - this file: [`PgDatabase`], the connection (made again when lost; over TLS, the
-//!   server's certificate verified, when the URL says `sslmode=require`) and the migrations
-//!   (`migrations/postgres/`, applied by refinery under an advisory lock, so nodes starting
-//!   together migrate once).
-//! - [`users`]: the users, the same records as `users.db`.
-//! - [`guard`]: failed logins and lockouts, counted over every node.
-//! - [`secret`]: the mock-login secret, the same on every node.
-
-pub mod chat;
-pub mod guard;
-pub mod presence;
-pub mod quota;
-pub mod secret;
-pub mod uploads;
-pub mod users;
+//! The PostgreSQL driver every PostgreSQL engine stands on, for several `ftpd` nodes that
+//! share their users and the state that must hold across nodes (`--users postgres://...`):
+//! [`PgDatabase`], the connection (made again when lost; over TLS, the server's certificate
+//! verified, when the URL says `sslmode=require`), the migrations (`migrations/postgres/`,
+//! applied by refinery under an advisory lock, so nodes starting together migrate once) and
+//! the mapping of its errors. The engines themselves live with their concerns:
+//! `users/postgres.rs`, `guard/postgres.rs`, `quota/postgres.rs`, `secret/postgres.rs`,
+//! `chat/store/postgres.rs`, `chat/bus/postgres.rs`, `storage/object/postgres.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,9 +20,6 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::UserDbError;
-pub use chat::PgChatStore;
-pub use guard::PgLoginGuard;
-pub use users::PgUserStore;
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");

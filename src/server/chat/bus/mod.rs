@@ -1,6 +1,8 @@
 //! How the chat's events and presence cross to the other nodes that share the users'
 //! database (an engine: PostgreSQL's NOTIFY); a single node has none.
 
+pub mod postgres;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

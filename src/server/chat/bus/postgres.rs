@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::{PgDatabase, database_error};
 use crate::chat::ChatEvent;
 use crate::error::UserDbError;
+use crate::server::postgres::{PgDatabase, database_error};
 
 /// How often a node says it is still there.
 const HEARTBEAT: Duration = Duration::from_secs(20);

@@ -2,6 +2,8 @@
 //! in the state directory so the mock salt a prober sees for a name stays the same across
 //! restarts, just as a real user's salt does.
 
+pub mod postgres;
+
 use std::io::{self, Read, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;

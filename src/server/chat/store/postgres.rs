@@ -14,12 +14,18 @@ use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{PgDatabase, database_error};
 use crate::chat::ChatMessage;
 use crate::error::UserDbError;
 use crate::server::chat::store::{
     Added, ChatStore, Push, Relation, StoreError, Stored, Waiting, relation_state,
 };
+use crate::server::postgres::{PgDatabase, database_error};
+
+impl From<crate::error::UserDbError> for StoreError {
+    fn from(e: crate::error::UserDbError) -> Self {
+        StoreError::engine("the database", e)
+    }
+}
 
 /// After the listening connection is lost, it is made again after this long at first.
 const LISTEN_AGAIN_AFTER: Duration = Duration::from_millis(500);

@@ -1,0 +1,86 @@
+//! The users: who may log in, and the salted verifier each one proves against.
+//!
+//! [`UserStore`] is what a login reads, [`UserAdmin`] what the admin commands change; each
+//! engine implements both, in a file of its own:
+//! - `file`: `users.db`, the embedded default (format, locked atomic edits, hot reload);
+//! - `postgres`: the same records in PostgreSQL, shared by every node.
+
+pub mod file;
+pub mod postgres;
+
+use async_trait::async_trait;
+
+use crate::auth::Verifier;
+use crate::error::UserDbError;
+use crate::username::Username;
+
+/// Looks users up at login. Another engine (PostgreSQL, LDAP) implements this.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// The record of `name`, or `None` if there is no such user.
+    ///
+    /// # Errors
+    /// The store could not be consulted.
+    async fn user(&self, name: &Username) -> Result<Option<UserRecord>, UserDbError>;
+
+    /// The record of `name` for a logged-in session's checks (quotas, whether the user
+    /// still exists), asked for on every upload: a store may answer from what it remembers
+    /// as long as it forgets a user the moment they change. Logins always use
+    /// [`UserStore::user`].
+    ///
+    /// # Errors
+    /// The store could not be consulted.
+    async fn user_for_session(&self, name: &Username) -> Result<Option<UserRecord>, UserDbError> {
+        self.user(name).await
+    }
+
+    /// Each iteration count the users' verifiers have, with how many have it: unknown
+    /// names are answered with counts drawn from this, so a count does not tell a real
+    /// user from an unknown name.
+    ///
+    /// # Errors
+    /// The store could not be consulted.
+    async fn iteration_counts(&self) -> Result<Vec<(u32, u64)>, UserDbError>;
+}
+
+/// One user's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The login name.
+    pub name: Username,
+    /// The salted verifier.
+    pub verifier: Verifier,
+    /// Most bytes the user may store, if limited.
+    pub quota: Option<u64>,
+    /// Most entries (files, directories, links) the user may have, if limited.
+    pub files: Option<u64>,
+}
+
+impl UserRecord {
+    /// A record without a quota.
+    pub fn new(name: Username, verifier: Verifier) -> Self {
+        UserRecord {
+            name,
+            verifier,
+            quota: None,
+            files: None,
+        }
+    }
+}
+
+/// What the admin commands change, the same whichever engine keeps the users.
+#[async_trait::async_trait]
+pub trait UserAdmin: Send + Sync {
+    /// Adds a user.
+    async fn add(&self, record: UserRecord) -> Result<(), UserDbError>;
+    /// Sets or clears a user's quota of bytes.
+    async fn set_quota(&self, name: &Username, quota: Option<u64>) -> Result<(), UserDbError>;
+    /// Sets or clears a user's quota of entries.
+    async fn set_file_quota(&self, name: &Username, files: Option<u64>) -> Result<(), UserDbError>;
+    /// Replaces a user's verifier.
+    async fn set_verifier(&self, name: &Username, verifier: Verifier) -> Result<(), UserDbError>;
+    /// Removes a user.
+    async fn remove(&self, name: &Username) -> Result<(), UserDbError>;
+    /// Every user.
+    async fn users(&self) -> Result<Vec<UserRecord>, UserDbError>;
+}
