@@ -413,9 +413,51 @@ pub enum UserDbError {
         .0.display()
     )]
     NoFile(PathBuf),
-    /// The PostgreSQL user database failed or refused (what was being done, and why).
+    /// The database the users are in failed or refused.
     #[error("user database: {0}")]
-    Database(String),
+    Database(DatabaseError),
+}
+
+impl From<DatabaseError> for Error {
+    fn from(e: DatabaseError) -> Self {
+        Error::UserDb(UserDbError::Database(e))
+    }
+}
+
+impl From<DatabaseError> for UserDbError {
+    fn from(e: DatabaseError) -> Self {
+        UserDbError::Database(e)
+    }
+}
+
+/// The database several nodes share failed or refused: what was being done, and why. The
+/// why is one line escaped for a log or a terminal (it may quote what the database sent),
+/// so the database's own error is not kept beside it to be printed raw.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+pub struct DatabaseError {
+    /// What was being done.
+    pub what: String,
+    /// Why it failed, escaped; `None` when `what` says it all.
+    pub detail: Option<String>,
+}
+
+impl DatabaseError {
+    /// `what` failed, for the reason `detail` (escaped here).
+    pub fn new(what: impl Into<String>, detail: &str) -> Self {
+        DatabaseError {
+            what: what.into(),
+            detail: Some(crate::sanitize::for_terminal(detail)),
+        }
+    }
+
+    /// `what` says it all.
+    pub fn plain(what: impl Into<String>) -> Self {
+        DatabaseError {
+            what: what.into(),
+            detail: None,
+        }
+    }
 }
 
 /// A storage operation that was refused or failed; `code` is what the client is told.
@@ -431,7 +473,7 @@ pub struct StorageError {
 impl StorageError {
     /// The users' database (and what is shared in it) could not be asked: logged in full,
     /// told briefly, and worth trying again.
-    pub fn database_unavailable(err: &UserDbError) -> Self {
+    pub fn database_unavailable(err: &DatabaseError) -> Self {
         tracing::error!(error = %err, "the database is unavailable");
         StorageError::new(
             ErrorCode::Busy,

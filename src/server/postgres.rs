@@ -19,7 +19,7 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::error::UserDbError;
+use crate::error::DatabaseError;
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -55,9 +55,9 @@ impl PgDatabase {
     /// Connects to `url` and brings the tables up to date.
     ///
     /// # Errors
-    /// [`UserDbError::Database`]: the URL does not parse, the server cannot be reached or
+    /// [`DatabaseError`]: the URL does not parse, the server cannot be reached or
     /// refuses, or a migration fails.
-    pub async fn connect(url: &str) -> Result<Arc<Self>, UserDbError> {
+    pub async fn connect(url: &str) -> Result<Arc<Self>, DatabaseError> {
         let mut client = connect(url, None).await?;
         migrate(&mut client).await?;
         Ok(Arc::new(PgDatabase {
@@ -68,7 +68,7 @@ impl PgDatabase {
     }
 
     /// The connection, made again if it was lost.
-    pub(crate) async fn client(&self) -> Result<Arc<Client>, UserDbError> {
+    pub(crate) async fn client(&self) -> Result<Arc<Client>, DatabaseError> {
         let mut slot = self.client.lock().await;
         if let Some(client) = slot.as_ref()
             && !client.is_closed()
@@ -82,7 +82,7 @@ impl PgDatabase {
 
     /// The connection for transactions, for this caller alone until the guard is dropped;
     /// made (again) when needed.
-    pub(crate) async fn exclusive(&self) -> Result<Exclusive<'_>, UserDbError> {
+    pub(crate) async fn exclusive(&self) -> Result<Exclusive<'_>, DatabaseError> {
         let mut slot = self.exclusive.lock().await;
         if slot.as_ref().is_none_or(Client::is_closed) {
             *slot = Some(connect(&self.url, None).await?);
@@ -98,7 +98,7 @@ impl PgDatabase {
     pub(crate) async fn listen(
         &self,
         channel: &str,
-    ) -> Result<(Client, mpsc::UnboundedReceiver<String>), UserDbError> {
+    ) -> Result<(Client, mpsc::UnboundedReceiver<String>), DatabaseError> {
         let (sender, payloads) = mpsc::unbounded_channel();
         let client = connect(&self.url, Some(sender)).await?;
         client
@@ -114,10 +114,10 @@ pub(crate) struct Exclusive<'a>(tokio::sync::MutexGuard<'a, Option<Client>>);
 
 impl Exclusive<'_> {
     /// The connection (always there while held).
-    pub(crate) fn client(&mut self) -> Result<&mut Client, UserDbError> {
+    pub(crate) fn client(&mut self) -> Result<&mut Client, DatabaseError> {
         self.0
             .as_mut()
-            .ok_or_else(|| UserDbError::Database("no connection to the database".into()))
+            .ok_or_else(|| DatabaseError::plain("no connection to the database"))
     }
 }
 
@@ -149,16 +149,18 @@ async fn drive<S, T>(
 }
 
 /// Turns a database error into one line saying what was being done.
-pub(crate) fn database_error(what: &str) -> impl FnOnce(tokio_postgres::Error) -> UserDbError + '_ {
-    move |e| UserDbError::Database(format!("{what}: {}", describe(&e)))
+pub(crate) fn database_error(
+    what: &str,
+) -> impl FnOnce(tokio_postgres::Error) -> DatabaseError + '_ {
+    move |e| DatabaseError::new(what, &describe(&e))
 }
 
-/// A database error in a line, escaped (it may quote what the database sent): the server's
+/// A database error in a line (escaped by [`DatabaseError::new`]): the server's
 /// message when it sent one, otherwise the error and its causes (a TLS handshake that
 /// failed says why).
 fn describe(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
-        return crate::sanitize::for_terminal(db.message());
+        return db.message().to_owned();
     }
     let mut line = e.to_string();
     let mut cause = std::error::Error::source(e);
@@ -166,7 +168,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
         line.push_str(&format!(": {inner}"));
         cause = inner.source();
     }
-    crate::sanitize::for_terminal(&line)
+    line
 }
 
 /// `url` without its `sslrootcert=FILE` parameter (which tokio-postgres does not know), and
@@ -196,8 +198,8 @@ fn split_root_cert(url: &str) -> (String, Option<PathBuf>) {
 
 /// TLS to the database, the server's certificate verified (always: the server distrusts
 /// what it talks to) against `root_file`'s certificates or, without one, the system's.
-fn tls_connector(root_file: Option<&Path>) -> Result<MakeRustlsConnect, UserDbError> {
-    let tls_error = |what: String| UserDbError::Database(format!("TLS to the database: {what}"));
+fn tls_connector(root_file: Option<&Path>) -> Result<MakeRustlsConnect, DatabaseError> {
+    let tls_error = |what: String| DatabaseError::new("TLS to the database", &what);
     let mut roots = rustls::RootCertStore::empty();
     let certs = match root_file {
         Some(path) => CertificateDer::pem_file_iter(path)
@@ -226,14 +228,14 @@ async fn open<T>(
     config: &tokio_postgres::Config,
     tls: T,
     notifications: Option<mpsc::UnboundedSender<String>>,
-) -> Result<Client, UserDbError>
+) -> Result<Client, DatabaseError>
 where
     T: MakeTlsConnect<Socket>,
     T::Stream: Send + 'static,
 {
     let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(tls))
         .await
-        .map_err(|_| UserDbError::Database("connecting: no answer in 10 s".into()))?
+        .map_err(|_| DatabaseError::plain("connecting: no answer in 10 s"))?
         .map_err(database_error("connecting"))?;
     tokio::spawn(drive(connection, notifications));
     Ok(client)
@@ -244,11 +246,11 @@ where
 async fn connect(
     url: &str,
     notifications: Option<mpsc::UnboundedSender<String>>,
-) -> Result<Client, UserDbError> {
+) -> Result<Client, DatabaseError> {
     let (url, root_file) = split_root_cert(url);
     let config: tokio_postgres::Config = url
         .parse()
-        .map_err(|e: tokio_postgres::Error| UserDbError::Database(format!("the URL: {e}")))?;
+        .map_err(|e: tokio_postgres::Error| DatabaseError::new("the URL", &e.to_string()))?;
     // Only an explicit `require` means TLS: PostgreSQL's default (`prefer`) would accept
     // whatever certificate a server shows, which is no better than none.
     if config.get_ssl_mode() == SslMode::Require {
@@ -260,7 +262,7 @@ async fn connect(
 }
 
 /// Brings the tables up to date, once per database however many nodes start at once.
-async fn migrate(client: &mut Client) -> Result<(), UserDbError> {
+async fn migrate(client: &mut Client) -> Result<(), DatabaseError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -273,7 +275,7 @@ async fn migrate(client: &mut Client) -> Result<(), UserDbError> {
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(database_error("migrating"))?;
-    migrated.map_err(|e| UserDbError::Database(format!("migrating: {e}")))?;
+    migrated.map_err(|e| DatabaseError::new("migrating", &e.to_string()))?;
     Ok(())
 }
 

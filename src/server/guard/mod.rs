@@ -138,13 +138,13 @@ pub(crate) trait SharedGuard: Send + Sync + std::fmt::Debug {
         &self,
         user: Option<&Username>,
         addr: IpAddr,
-    ) -> Result<Verdict, crate::error::UserDbError>;
+    ) -> Result<Verdict, crate::error::DatabaseError>;
     /// As [`LoginGuard::record_failure`].
     async fn record_failure(
         &self,
         user: Option<&Username>,
         addr: IpAddr,
-    ) -> Result<Option<IpAddr>, crate::error::UserDbError>;
+    ) -> Result<Option<IpAddr>, crate::error::DatabaseError>;
 }
 
 /// Where failed logins are counted: in this process, or where every node sees them.

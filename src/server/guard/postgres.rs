@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::UserDbError;
+use crate::error::DatabaseError;
 use crate::server::guard::{LockoutPolicy, SharedGuard, Verdict, block, delay_after};
 use crate::server::postgres::{PgDatabase, database_error};
 use crate::username::Username;
@@ -52,7 +52,7 @@ impl PgLoginGuard {
         &self,
         user: Option<&Username>,
         addr: IpAddr,
-    ) -> Result<Verdict, UserDbError> {
+    ) -> Result<Verdict, DatabaseError> {
         let (addr_key, all) = keys(user, addr);
         let row = self
             .db
@@ -84,7 +84,7 @@ impl PgLoginGuard {
         &self,
         user: Option<&Username>,
         addr: IpAddr,
-    ) -> Result<Option<IpAddr>, UserDbError> {
+    ) -> Result<Option<IpAddr>, DatabaseError> {
         let (addr_key, all) = keys(user, addr);
         let client = self.db.client().await?;
         let window = self.policy.window.as_secs_f64();
@@ -142,7 +142,7 @@ impl PgLoginGuard {
 
 #[async_trait::async_trait]
 impl SharedGuard for PgLoginGuard {
-    async fn check(&self, user: Option<&Username>, addr: IpAddr) -> Result<Verdict, UserDbError> {
+    async fn check(&self, user: Option<&Username>, addr: IpAddr) -> Result<Verdict, DatabaseError> {
         PgLoginGuard::check(self, user, addr).await
     }
 
@@ -150,7 +150,7 @@ impl SharedGuard for PgLoginGuard {
         &self,
         user: Option<&Username>,
         addr: IpAddr,
-    ) -> Result<Option<IpAddr>, UserDbError> {
+    ) -> Result<Option<IpAddr>, DatabaseError> {
         PgLoginGuard::record_failure(self, user, addr).await
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Need, Refused, SharedHolds};
-use crate::error::{StorageError, UserDbError};
+use crate::error::{DatabaseError, StorageError};
 use crate::server::postgres::{PgDatabase, database_error};
 use crate::username::Username;
 
@@ -32,7 +32,7 @@ impl PgReservations {
     ///
     /// # Errors
     /// The database.
-    pub async fn held(&self, user: &Username, except: Option<i64>) -> Result<u64, UserDbError> {
+    pub async fn held(&self, user: &Username, except: Option<i64>) -> Result<u64, DatabaseError> {
         let row = self
             .db
             .client()
@@ -51,7 +51,7 @@ impl PgReservations {
     ///
     /// # Errors
     /// The database.
-    pub async fn held_entries(&self, user: &Username) -> Result<u64, UserDbError> {
+    pub async fn held_entries(&self, user: &Username) -> Result<u64, DatabaseError> {
         let row = self
             .db
             .client()
@@ -77,7 +77,7 @@ impl PgReservations {
         &self,
         user: &Username,
         need: Need,
-    ) -> Result<Result<i64, Refused>, UserDbError> {
+    ) -> Result<Result<i64, Refused>, DatabaseError> {
         let mut connection = self.db.exclusive().await?;
         let transaction = connection
             .client()?

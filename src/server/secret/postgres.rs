@@ -2,7 +2,7 @@
 //! same mock salt, so asking several nodes tells a prober nothing.
 
 use crate::auth::random_bytes;
-use crate::error::UserDbError;
+use crate::error::DatabaseError;
 use crate::server::postgres::{PgDatabase, database_error};
 use crate::server::secret::SECRET_LEN;
 
@@ -13,7 +13,7 @@ const NAME: &str = "mock-login";
 ///
 /// # Errors
 /// The database, or a stored secret of the wrong length.
-pub async fn load_or_create(db: &PgDatabase) -> Result<[u8; SECRET_LEN], UserDbError> {
+pub async fn load_or_create(db: &PgDatabase) -> Result<[u8; SECRET_LEN], DatabaseError> {
     let client = db.client().await?;
     let fresh = random_bytes::<SECRET_LEN>();
     // Whoever inserts first wins; everyone then reads the same row.
@@ -32,7 +32,7 @@ pub async fn load_or_create(db: &PgDatabase) -> Result<[u8; SECRET_LEN], UserDbE
         .try_get(0)
         .map_err(database_error("reading the mock-login secret"))?;
     value.try_into().map_err(|v: Vec<u8>| {
-        UserDbError::Database(format!(
+        DatabaseError::plain(format!(
             "the mock-login secret is {} bytes, not {SECRET_LEN}",
             v.len()
         ))

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 use super::{UserRecord, UserStore};
 use crate::auth::Verifier;
-use crate::error::UserDbError;
+use crate::error::{DatabaseError, UserDbError};
 use crate::server::postgres::{PgDatabase, database_error};
 use crate::username::Username;
 
@@ -368,7 +368,11 @@ impl PgUserStore {
 /// A quota as the table keeps it.
 fn to_column(limit: Option<u64>) -> Result<Option<i64>, UserDbError> {
     limit
-        .map(|n| i64::try_from(n).map_err(|_| UserDbError::Database(format!("{n} is too large"))))
+        .map(|n| {
+            i64::try_from(n).map_err(|_| {
+                UserDbError::Database(DatabaseError::plain(format!("{n} is too large")))
+            })
+        })
         .transpose()
 }
 
@@ -377,7 +381,8 @@ fn to_column(limit: Option<u64>) -> Result<Option<i64>, UserDbError> {
 fn record(row: &tokio_postgres::Row) -> Result<UserRecord, UserDbError> {
     let column = database_error("reading a user");
     let name: String = row.try_get(0).map_err(column)?;
-    let bad = |what: String| UserDbError::Database(format!("user {name:?}: {what}"));
+    let bad =
+        |what: String| UserDbError::Database(DatabaseError::new(format!("user {name:?}"), &what));
     let verifier: String = row.try_get(1).map_err(database_error("reading a user"))?;
     let quota: Option<i64> = row.try_get(2).map_err(database_error("reading a user"))?;
     let files: Option<i64> = row.try_get(3).map_err(database_error("reading a user"))?;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::chat::ChatEvent;
-use crate::error::UserDbError;
+use crate::error::DatabaseError;
 use crate::server::postgres::{PgDatabase, database_error};
 
 /// How often a node says it is still there.
@@ -80,7 +80,7 @@ impl PgChatBus {
                 )
                 .await
                 .map_err(database_error("recording a chat presence"))?;
-            Ok::<_, UserDbError>(())
+            Ok::<_, DatabaseError>(())
         };
         if let Err(e) = joined.await {
             tracing::warn!(error = %e, "cannot record a chat presence");
@@ -100,7 +100,7 @@ impl PgChatBus {
                 )
                 .await
                 .map_err(database_error("removing a chat presence"))?;
-            Ok::<_, UserDbError>(())
+            Ok::<_, DatabaseError>(())
         };
         if let Err(e) = left.await {
             tracing::warn!(error = %e, "cannot remove a chat presence");
@@ -123,7 +123,7 @@ impl PgChatBus {
                 )
                 .await
                 .map_err(database_error("reading chat presence"))?;
-            Ok::<bool, UserDbError>(row.get(0))
+            Ok::<bool, DatabaseError>(row.get(0))
         };
         asked.await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read chat presence");
@@ -131,7 +131,7 @@ impl PgChatBus {
         })
     }
 
-    async fn renew(&self, client: &tokio_postgres::Client) -> Result<(), UserDbError> {
+    async fn renew(&self, client: &tokio_postgres::Client) -> Result<(), DatabaseError> {
         client
             .execute(
                 "INSERT INTO ftpd_chat_nodes (node, seen_at) VALUES ($1, now()) \
@@ -196,7 +196,7 @@ async fn heartbeat(bus: Weak<PgChatBus>) {
                     )
                     .await
                     .map_err(database_error("forgetting stopped chat nodes"))?;
-                Ok::<_, UserDbError>(())
+                Ok::<_, DatabaseError>(())
             };
             if let Err(e) = renewed.await {
                 tracing::warn!(error = %e, "cannot renew this chat node");

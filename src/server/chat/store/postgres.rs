@@ -15,14 +15,14 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chat::ChatMessage;
-use crate::error::UserDbError;
+use crate::error::DatabaseError;
 use crate::server::chat::store::{
     Added, ChatStore, Push, Relation, StoreError, Stored, Waiting, relation_state,
 };
 use crate::server::postgres::{PgDatabase, database_error};
 
-impl From<crate::error::UserDbError> for StoreError {
-    fn from(e: crate::error::UserDbError) -> Self {
+impl From<crate::error::DatabaseError> for StoreError {
+    fn from(e: crate::error::DatabaseError) -> Self {
         StoreError::engine("the database", e)
     }
 }
@@ -81,7 +81,7 @@ async fn store_in_order(db: Arc<PgDatabase>, mut queue: mpsc::UnboundedReceiver<
     }
 }
 
-async fn store_one(db: &PgDatabase, job: &Job) -> Result<Stored, UserDbError> {
+async fn store_one(db: &PgDatabase, job: &Job) -> Result<Stored, DatabaseError> {
     let row = db
         .client()
         .await?
@@ -172,7 +172,7 @@ async fn follow_messages(db: Weak<PgDatabase>, push: Push) {
     }
 }
 
-async fn read_message(db: &PgDatabase, id: i64) -> Result<Option<ChatMessage>, UserDbError> {
+async fn read_message(db: &PgDatabase, id: i64) -> Result<Option<ChatMessage>, DatabaseError> {
     let row = db
         .client()
         .await?
@@ -186,7 +186,7 @@ async fn read_message(db: &PgDatabase, id: i64) -> Result<Option<ChatMessage>, U
     Ok(row.as_ref().map(message_from_row))
 }
 
-async fn catch_up(db: &PgDatabase, push: &Push, last: &AtomicU64) -> Result<(), UserDbError> {
+async fn catch_up(db: &PgDatabase, push: &Push, last: &AtomicU64) -> Result<(), DatabaseError> {
     let after = last.load(Ordering::Relaxed);
     if after == 0 {
         // Sessions read what waits for them when they start: nothing to hand over yet.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{SharedCount, SharedCounts, SharedStates};
-use crate::error::{StorageError, UserDbError};
+use crate::error::{DatabaseError, StorageError};
 use crate::server::postgres::{PgDatabase, database_error};
 use crate::server::sql::{count_from_sql, count_to_sql};
 use crate::server::storage::Usage;
@@ -46,7 +46,7 @@ impl PgUsage {
     ///
     /// # Errors
     /// The database.
-    pub async fn current(&self) -> Result<Option<Usage>, UserDbError> {
+    pub async fn current(&self) -> Result<Option<Usage>, DatabaseError> {
         let row = self
             .db
             .client()
@@ -68,7 +68,7 @@ impl PgUsage {
     ///
     /// # Errors
     /// The database.
-    pub async fn recounted(&self, totals: Usage) -> Result<(), UserDbError> {
+    pub async fn recounted(&self, totals: Usage) -> Result<(), DatabaseError> {
         self.db
             .client()
             .await?
@@ -92,7 +92,7 @@ impl PgUsage {
     ///
     /// # Errors
     /// The database.
-    pub async fn change(&self, bytes: i64, entries: i64) -> Result<(), UserDbError> {
+    pub async fn change(&self, bytes: i64, entries: i64) -> Result<(), DatabaseError> {
         self.db
             .client()
             .await?
@@ -170,7 +170,7 @@ impl PgUploadStates {
     ///
     /// # Errors
     /// The database.
-    pub async fn load(&self, key: &str) -> Result<Option<String>, UserDbError> {
+    pub async fn load(&self, key: &str) -> Result<Option<String>, DatabaseError> {
         let row = self
             .db
             .client()
@@ -188,7 +188,7 @@ impl PgUploadStates {
     ///
     /// # Errors
     /// The database.
-    pub async fn save(&self, key: &str, state: &str) -> Result<(), UserDbError> {
+    pub async fn save(&self, key: &str, state: &str) -> Result<(), DatabaseError> {
         let client = self.db.client().await?;
         client
             .execute(
@@ -217,7 +217,7 @@ impl PgUploadStates {
     ///
     /// # Errors
     /// The database.
-    pub async fn delete(&self, key: &str) -> Result<(), UserDbError> {
+    pub async fn delete(&self, key: &str) -> Result<(), DatabaseError> {
         self.db
             .client()
             .await?
