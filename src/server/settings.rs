@@ -384,6 +384,45 @@ where
     )
 }
 
+/// Where users' files live: a directory (the embedded default) or an object store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageRoot {
+    /// `ROOT/<user>` directories on the local filesystem.
+    Dir(std::path::PathBuf),
+    /// `s3://bucket/prefix`: one prefix per user in an S3-compatible store.
+    Object(super::storage::object::ObjectLocation),
+}
+
+impl From<std::path::PathBuf> for StorageRoot {
+    fn from(path: std::path::PathBuf) -> Self {
+        StorageRoot::Dir(path)
+    }
+}
+
+impl std::str::FromStr for StorageRoot {
+    type Err = std::convert::Infallible;
+
+    fn from_str(typed: &str) -> Result<Self, Self::Err> {
+        Ok(if typed.starts_with("s3://") {
+            StorageRoot::Object(super::storage::object::ObjectLocation {
+                url: typed.to_owned(),
+                options: Vec::new(),
+            })
+        } else {
+            StorageRoot::Dir(typed.into())
+        })
+    }
+}
+
+impl std::fmt::Display for StorageRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageRoot::Dir(path) => write!(f, "{}", path.display()),
+            StorageRoot::Object(location) => f.write_str(&location.url),
+        }
+    }
+}
+
 /// A user database: a file or a PostgreSQL URL.
 #[derive(Clone, PartialEq, Eq)]
 pub enum UserDatabase {
