@@ -16,8 +16,9 @@
 //! - [`size`]: byte sizes for people (`10G` in, `1.5 GiB` out).
 //! - [`sanitize`]: a peer's text made safe for a log line or a terminal.
 //! - [`tls`]: the crypto provider, certificate fingerprints and channel-binding data.
-//! - [`server`]: listener, per-connection session (hello → login → commands), the user
-//!   database and the jailed storage, each behind a trait so other engines can plug in.
+//! - [`server`]: listener, per-connection session (hello → login → commands), the chat and
+//!   time services, and each concern (users, lockout, quota, storage, chat store) behind a
+//!   trait, its engines opened in one place (`server::backends`).
 //! - [`deadline`]: a time limit on any future; [`manual`]: the manual pages, from the
 //!   command-line definitions.
 //! - [`client`]: connect, log in (password or cached keys), one method per command, and the

@@ -25,15 +25,15 @@ pub const DEFAULT_JOBS: usize = 8;
 
 /// Work the connections of a transfer share: each takes the next item until none are
 /// left, or until one of them failed.
-pub(super) struct Shared<'a, T> {
+pub(super) struct SharedWork<'a, T> {
     items: &'a [T],
     next: AtomicUsize,
     stopped: AtomicBool,
 }
 
-impl<'a, T> Shared<'a, T> {
+impl<'a, T> SharedWork<'a, T> {
     fn new(items: &'a [T]) -> Self {
-        Shared {
+        SharedWork {
             items,
             next: AtomicUsize::new(0),
             stopped: AtomicBool::new(false),
@@ -42,7 +42,7 @@ impl<'a, T> Shared<'a, T> {
 
     /// The next item no connection took yet; `None` once all are taken or after [`stop`].
     ///
-    /// [`stop`]: Shared::stop
+    /// [`stop`]: SharedWork::stop
     pub(super) fn take(&self) -> Option<&'a T> {
         if self.stopped.load(Ordering::Relaxed) {
             return None;
@@ -99,16 +99,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     /// Runs `work` on this connection and on each helper at once, all taking `items` from
-    /// one [`Shared`] list; the sum of what they return. A connection whose work fails
+    /// one [`SharedWork`] list; the sum of what they return. A connection whose work fails
     /// stops the others taking more.
     ///
     /// # Errors
     /// The first failure, in connection order, once every connection's work has ended.
     pub(super) async fn spread<T: Sync, W>(&mut self, items: &[T], work: W) -> Result<u64>
     where
-        W: AsyncFn(&mut Client<S>, &Shared<'_, T>) -> Result<u64>,
+        W: AsyncFn(&mut Client<S>, &SharedWork<'_, T>) -> Result<u64>,
     {
-        let shared = Shared::new(items);
+        let shared = SharedWork::new(items);
         let mut helpers = std::mem::take(&mut self.helpers);
         let each = std::iter::once(&mut *self)
             .chain(helpers.iter_mut())
@@ -146,13 +146,13 @@ mod tests {
     #[test]
     fn each_item_is_taken_once_until_stopped() {
         let items = [1, 2, 3, 4];
-        let shared = Shared::new(&items);
+        let shared = SharedWork::new(&items);
         assert_eq!(shared.take(), Some(&1));
         assert_eq!(shared.take(), Some(&2));
         shared.stop();
         assert_eq!(shared.take(), None, "nothing after a failure");
 
-        let shared = Shared::new(&items);
+        let shared = SharedWork::new(&items);
         let taken: Vec<_> = std::iter::from_fn(|| shared.take()).collect();
         assert_eq!(taken, [&1, &2, &3, &4]);
         assert_eq!(shared.take(), None);

@@ -15,7 +15,7 @@ use std::path::Path;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Client;
-use super::transfer::{Downloads, Progress, TransferOptions, Upload, hash_local_file};
+use super::transfer::{Downloads, PendingUpload, Progress, TransferOptions, hash_local_file};
 use crate::checksum::Digest;
 use crate::commands::{EntryKind, ErrorCode, Request, Response};
 use crate::error::{Error, Result};
@@ -88,7 +88,7 @@ impl CheckReport {
 
 /// One entry of a tree, by its path from the tree's top.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Item {
+struct SyncEntry {
     is_dir: bool,
     size: u64,
     modified: Option<i64>,
@@ -96,10 +96,10 @@ struct Item {
     link: Option<String>,
 }
 
-impl Item {
+impl SyncEntry {
     /// A symlink to `target`.
     fn link(target: String) -> Self {
-        Item {
+        SyncEntry {
             is_dir: false,
             size: 0,
             modified: None,
@@ -109,7 +109,7 @@ impl Item {
 
     /// Whether `other` is the same kind of entry (a link to the same place counts as the
     /// same kind; to another place, as another).
-    fn same_kind(&self, other: &Item) -> bool {
+    fn same_kind(&self, other: &SyncEntry) -> bool {
         self.is_dir == other.is_dir && self.link == other.link
     }
 }
@@ -122,7 +122,7 @@ fn unsafe_link(path: &str, target: &str) -> Option<&'static str> {
     (!inside).then_some("a link out of the tree (left out, as rsync's --safe-links does)")
 }
 
-type Tree = BTreeMap<String, Item>;
+type Tree = BTreeMap<String, SyncEntry>;
 
 impl SyncOptions {
     fn excludes(&self, path: &str) -> bool {
@@ -232,7 +232,7 @@ fn scan_local(
                         skipped.push(format!("{}: {why}", path.display()));
                         continue;
                     }
-                    tree.insert(rel, Item::link(target.to_owned()));
+                    tree.insert(rel, SyncEntry::link(target.to_owned()));
                     continue;
                 }
                 if !options.follow_links {
@@ -256,7 +256,7 @@ fn scan_local(
             if meta.is_dir() {
                 tree.insert(
                     rel.clone(),
-                    Item {
+                    SyncEntry {
                         is_dir: true,
                         size: 0,
                         modified,
@@ -271,7 +271,7 @@ fn scan_local(
             } else if meta.is_file() {
                 tree.insert(
                     rel,
-                    Item {
+                    SyncEntry {
                         is_dir: false,
                         size: meta.len(),
                         modified,
@@ -290,7 +290,7 @@ fn scan_local(
 }
 
 /// The same file on both sides by size and modification time.
-fn looks_same(a: &Item, b: &Item) -> bool {
+fn looks_same(a: &SyncEntry, b: &SyncEntry) -> bool {
     a.size == b.size && a.modified.is_some() && a.modified == b.modified
 }
 
@@ -302,8 +302,8 @@ const CHECKSUMS_IN_FLIGHT: usize = 64;
 /// with `--checksum`).
 fn needs_copy(
     path: &str,
-    source: &Item,
-    target: Option<&Item>,
+    source: &SyncEntry,
+    target: Option<&SyncEntry>,
     options: &SyncOptions,
     same: &HashSet<String>,
 ) -> bool {
@@ -383,7 +383,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             };
             tree.insert(
                 entry.name,
-                Item {
+                SyncEntry {
                     is_dir,
                     size: entry.size,
                     modified: entry.modified,
@@ -398,7 +398,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             match unsafe_link(&path, &target) {
                 Some(why) => skipped.push(format!("{}: {why}", join(remote, &path))),
                 None => {
-                    tree.insert(path, Item::link(target));
+                    tree.insert(path, SyncEntry::link(target));
                 }
             }
         }
@@ -531,7 +531,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         (ours, theirs): (&Tree, &Tree),
         options: &SyncOptions,
         report: &mut SyncReport,
-    ) -> Result<(Vec<String>, Vec<Upload>)> {
+    ) -> Result<(Vec<String>, Vec<PendingUpload>)> {
         let same = if options.checksum {
             self.same_by_checksum(local, remote, ours, theirs).await?
         } else {
@@ -561,7 +561,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             report.actions.push(format!("send {path}"));
             report.sent += 1;
             report.bytes += item.size;
-            uploads.push(Upload {
+            uploads.push(PendingUpload {
                 local: local.join(path),
                 remote: join(remote, path),
                 size: item.size,
@@ -715,7 +715,7 @@ mod tests {
             entries
                 .iter()
                 .map(|(path, is_dir)| {
-                    let item = Item {
+                    let item = SyncEntry {
                         is_dir: *is_dir,
                         size: 0,
                         modified: None,

@@ -21,7 +21,7 @@ impl<K: Eq + Hash + Clone> Default for Counter<K> {
 
 impl<K: Eq + Hash + Clone> Counter<K> {
     /// Takes a slot for `key` if fewer than `max` are held.
-    pub(crate) fn try_acquire(&self, key: &K, max: usize) -> Option<Slot<K>> {
+    pub(crate) fn try_acquire(&self, key: &K, max: usize) -> Option<Place<K>> {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(key.clone()).or_default();
         if *count >= max {
@@ -31,7 +31,7 @@ impl<K: Eq + Hash + Clone> Counter<K> {
             return None;
         }
         *count += 1;
-        Some(Slot {
+        Some(Place {
             counts: Arc::clone(&self.counts),
             key: key.clone(),
         })
@@ -40,12 +40,12 @@ impl<K: Eq + Hash + Clone> Counter<K> {
 
 /// One held slot; released on drop.
 #[derive(Debug)]
-pub(crate) struct Slot<K: Eq + Hash + Clone> {
+pub(crate) struct Place<K: Eq + Hash + Clone> {
     counts: Arc<Mutex<HashMap<K, usize>>>,
     key: K,
 }
 
-impl<K: Eq + Hash + Clone> Drop for Slot<K> {
+impl<K: Eq + Hash + Clone> Drop for Place<K> {
     fn drop(&mut self) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(count) = counts.get_mut(&self.key) {

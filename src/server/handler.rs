@@ -32,7 +32,7 @@ pub(super) struct Handler<'a> {
 type Outcome<T> = std::result::Result<T, StorageError>;
 
 /// What a `PutStart` asks for.
-struct Target<'a> {
+struct PutTarget<'a> {
     raw: &'a str,
     size: u64,
     overwrite: bool,
@@ -41,7 +41,7 @@ struct Target<'a> {
 
 /// A user's limits: bytes, and entries (files, directories, links).
 #[derive(Debug, Default, Clone, Copy)]
-struct Quotas {
+struct UserQuota {
     bytes: Option<u64>,
     entries: Option<u64>,
 }
@@ -220,7 +220,7 @@ impl Handler<'_> {
                 resume,
                 preserve,
             } => {
-                let target = Target {
+                let target = PutTarget {
                     raw: &raw,
                     size,
                     overwrite,
@@ -273,9 +273,9 @@ impl Handler<'_> {
     }
 
     /// The user's byte and file-count quotas (re-read, like [`Handler::quota`]).
-    async fn quotas(&self) -> Outcome<Quotas> {
+    async fn quotas(&self) -> Outcome<UserQuota> {
         match self.shared.users.user_for_session(&self.user).await {
-            Ok(Some(record)) => Ok(Quotas {
+            Ok(Some(record)) => Ok(UserQuota {
                 bytes: record.quota,
                 entries: record.files,
             }),
@@ -334,7 +334,7 @@ impl Handler<'_> {
         overwrite: bool,
         resume: bool,
     ) -> Outcome<Opened> {
-        let Quotas {
+        let UserQuota {
             bytes: quota,
             entries: max_entries,
         } = self.quotas().await?;
@@ -466,14 +466,14 @@ impl Handler<'_> {
 
     /// A directory costs [`DIRECTORY_BYTES`] of the quota: refuses a `mkdir` once not even
     /// one more fits (uploads in flight hold their share).
-    async fn check_room_for_a_directory(&self, quotas: Quotas) -> Outcome<()> {
+    async fn check_room_for_a_directory(&self, quotas: UserQuota) -> Outcome<()> {
         self.check_room_for(quotas, DIRECTORY_BYTES, "a directory")
             .await
     }
 
     /// Whether one more entry of `size` bytes (`what` it is, for the refusal) fits the
     /// quotas.
-    async fn check_room_for(&self, quotas: Quotas, size: u64, what: &str) -> Outcome<()> {
+    async fn check_room_for(&self, quotas: UserQuota, size: u64, what: &str) -> Outcome<()> {
         self.check_room_for_an_entry(quotas.entries).await?;
         let Some(quota) = quotas.bytes else {
             return Ok(());
@@ -517,13 +517,13 @@ impl Handler<'_> {
     async fn put<S>(
         &self,
         conn: &mut Connection<S>,
-        target: Target<'_>,
+        target: PutTarget<'_>,
         preserve: Option<Attributes>,
     ) -> Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Target {
+        let PutTarget {
             raw,
             size,
             overwrite,

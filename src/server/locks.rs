@@ -9,12 +9,12 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use crate::paths::RemotePath;
 use crate::username::Username;
 
-type Key = (Username, String);
+type TargetKey = (Username, String);
 
 /// The targets being uploaded to.
 #[derive(Debug, Default)]
 pub(crate) struct TargetLocks {
-    locks: Mutex<HashMap<Key, Weak<AsyncMutex<()>>>>,
+    locks: Mutex<HashMap<TargetKey, Weak<AsyncMutex<()>>>>,
 }
 
 impl TargetLocks {

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Shared;
 use super::audit::Record;
-use super::counters::Slot;
+use super::counters::Place;
 use super::storage::UserTree;
 use crate::auth::{self, ClientFirstMessage, ServerExchange, Verifier};
 use crate::commands::{ErrorCode, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
@@ -64,7 +64,7 @@ pub(crate) fn busy_reply(reason: &str) -> Response {
 }
 
 /// Who logged in, their tree, and their place under the per-user session limit.
-pub(super) type LoggedIn = (Username, Arc<dyn UserTree>, Slot<Username>);
+pub(super) type LoggedIn = (Username, Arc<dyn UserTree>, Place<Username>);
 
 /// Exchanges hellos: ours goes first, with the mechanisms offered (`offered`, from
 /// [`mechanisms`]) right behind it, so a client learns them without asking; then theirs is

@@ -1,26 +1,34 @@
 //! The server: a listener that spawns one task per connection, each running a
 //! session (hello → login → commands) against the user store and the storage.
 //!
-//! [`Server::open`] builds the embedded defaults (a `users.db` file and a directory on disk);
-//! [`Server::with_backends`] takes any [`UserStore`] and [`Storage`].
+//! [`Server::open`] opens the engines the settings name ([`Backends::open`]: the embedded
+//! defaults are a `users.db` file and a directory on disk); [`Server::with_backends`] takes
+//! any [`UserStore`] and [`Storage`].
 //!
 //! # Layout
-//! - `session`: one connection of the native protocol: greeting, login, the command loop.
-//! - `login`: hellos and the SCRAM login (lockouts, audit, the user's session limit), shared
-//!   by the file service and the chat.
-//! - `handler`: one request against the user's tree, transfers included.
-//! - [`storage`]: the `Storage`/`UserTree` traits and the cap-std filesystem jail.
-//! - [`userdb`]: `users.db` (format, locked atomic edits, hot reload) and the `UserStore` trait;
-//!   [`postgres`]: the users in PostgreSQL; [`users`]: which of the two `--users` names.
-//! - [`tls`]: the server's certificate (given, or generated and kept) and rustls config.
-//! - [`guard`]: failed-login delays and lockouts; `counters`: per-user and per-address slots;
-//!   `quota`: byte reservations of concurrent uploads; `locks`: one upload per target;
-//!   [`budget`]: the token bucket behind every rate limit.
-//! - [`time`]: the NTP time service on UDP (rate-limited, honest about the host clock).
-//! - [`chat`]: the chat over QUIC (friends, presence, durable messages), same login.
-//! - `audit`: the JSON-lines audit log; [`settings`]: `ftpd serve` options and `ftpd.toml`;
-//!   [`secret`]: the secret behind unknown users' mock salts; `sql`: integers as SQL keeps
-//!   them.
+//! Front ends, top: `session` (one connection of the native protocol: greeting, login, the
+//! command loop) with `handler` (one request against the user's tree, transfers included);
+//! [`chat`] (the chat over QUIC, same login); [`time`] (the NTP service on UDP).
+//!
+//! Shared by the front ends: `login` (hellos and the SCRAM login: lockouts, audit, the
+//! user's session limit); `audit` (the JSON-lines audit log); `counters` (per-user and
+//! per-address places); `locks` (one upload per target); [`budget`] (the token bucket
+//! behind every rate limit); [`tls`] (the server's certificate and rustls config).
+//!
+//! Concerns, each a trait with its rules in `mod.rs` and one file per engine:
+//! - [`users`]: who may log in (`file`: `users.db`; `postgres`);
+//! - [`guard`]: failed-login delays and lockouts (in memory; `postgres` over every node);
+//! - `quota`: holds of uploads in progress (in memory; `postgres` over every node);
+//! - [`secret`]: the secret behind unknown users' mock salts (a file; `postgres`);
+//! - [`storage`]: the `Storage`/`UserTree` traits, the cap-std jail (`disk`) and the
+//!   object store (`object`, its shared counts and upload states in `object/postgres`);
+//! - `chat::store` and `chat::bus`: the chat's durable state (`sqlite`; `postgres`) and how
+//!   nodes hear of each other (`postgres`).
+//!
+//! Bottom: [`backends`], the one place that names an engine and opens it from the
+//! [`settings`] (`ftpd serve` options, `ftpd.toml`, the `--users`/`--root` addresses);
+//! [`postgres`], the driver every PostgreSQL engine stands on (connection, migrations,
+//! errors); `sql`, integers as SQL keeps them.
 
 mod audit;
 pub mod backends;
@@ -130,9 +138,9 @@ impl Default for Limits {
 }
 
 /// What an accepted connection gets: a session, or a busy reply.
-enum Slot {
+enum Admission {
     /// A session, holding its places under the global and the per-address limits.
-    Serve(OwnedSemaphorePermit, counters::Slot<std::net::IpAddr>),
+    Serve(OwnedSemaphorePermit, counters::Place<std::net::IpAddr>),
     /// A busy reply, with the reason.
     Refuse(OwnedSemaphorePermit, String),
 }
@@ -143,14 +151,14 @@ async fn serve_socket(
     peer: SocketAddr,
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    slot: Slot,
+    slot: Admission,
 ) {
     let Some(identity) = shared.tls.clone() else {
         return match slot {
-            Slot::Serve(_permit, _per_ip) => {
+            Admission::Serve(_permit, _per_ip) => {
                 session::run(socket, peer, shared, cancel, Greeting::ToSend).await;
             }
-            Slot::Refuse(_permit, reason) => {
+            Admission::Refuse(_permit, reason) => {
                 session::refuse_busy(socket, &reason, Greeting::ToSend).await;
             }
         };
@@ -160,8 +168,8 @@ async fn serve_socket(
     // need not wait for the client's Finished, and the client has it as soon as its side of
     // the handshake is done. A TLS login saves a round trip.
     let second = match &slot {
-        Slot::Serve(..) => login::mechanisms(true, &shared.limits),
-        Slot::Refuse(_, reason) => login::busy_reply(reason),
+        Admission::Serve(..) => login::mechanisms(true, &shared.limits),
+        Admission::Refuse(_, reason) => login::busy_reply(reason),
     };
     let mut greeting = Greeting::ToSend;
     let acceptor = tokio_rustls::TlsAcceptor::from(identity.config);
@@ -189,8 +197,10 @@ async fn serve_socket(
         .1
         .set_buffer_limit(Some(crate::tls::SEND_BUFFER_LIMIT));
     match slot {
-        Slot::Serve(_permit, _per_ip) => session::run(stream, peer, shared, cancel, greeting).await,
-        Slot::Refuse(_permit, reason) => session::refuse_busy(stream, &reason, greeting).await,
+        Admission::Serve(_permit, _per_ip) => {
+            session::run(stream, peer, shared, cancel, greeting).await
+        }
+        Admission::Refuse(_permit, reason) => session::refuse_busy(stream, &reason, greeting).await,
     }
 }
 
@@ -382,7 +392,7 @@ impl Server {
                 .per_ip
                 .try_acquire(&peer.ip(), limits.max_connections_per_ip);
             let slot = match (Arc::clone(&limit).try_acquire_owned(), per_ip) {
-                (Ok(permit), Some(per_ip)) => Slot::Serve(permit, per_ip),
+                (Ok(permit), Some(per_ip)) => Admission::Serve(permit, per_ip),
                 (global, per_ip) => {
                     let reason = if global.is_err() {
                         format!("all {} connections in use", limits.max_connections)
@@ -395,7 +405,7 @@ impl Server {
                     drop(per_ip);
                     tracing::warn!(%peer, %reason, "connection limit reached; refusing");
                     match Arc::clone(&refusals).try_acquire_owned() {
-                        Ok(permit) => Slot::Refuse(permit, reason),
+                        Ok(permit) => Admission::Refuse(permit, reason),
                         Err(_) => continue,
                     }
                 }

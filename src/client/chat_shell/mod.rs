@@ -184,7 +184,7 @@ fn pieces(entry: &str) -> Vec<&str> {
 
 /// What the editor thread shares with the connection thread.
 #[derive(Default)]
-struct Shared {
+struct EditorState {
     /// Friends' names, for completion.
     friends: Mutex<Vec<String>>,
     /// Where plain lines go.
@@ -217,7 +217,7 @@ pub fn run_interactive(
         known_hosts.clone(),
         unknown.clone(),
     ))?;
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(EditorState::default());
     let mut editor: Editor<ChatHelper, rustyline::history::DefaultHistory> = Editor::with_config(
         rustyline::Config::builder()
             .completion_type(rustyline::CompletionType::List)
@@ -240,7 +240,7 @@ pub fn run_interactive(
         .map_err(|e| Error::Usage(format!("cannot use the terminal: {e}")))?;
     let (lines, inbox) = mpsc::unbounded_channel::<Input>();
     let me = crate::sanitize::for_terminal(saved.user.as_str());
-    let connection = Connection {
+    let connection = Link {
         client: Some(first),
         saved,
         known_hosts,
@@ -315,12 +315,12 @@ fn save_history(
 }
 
 /// The connection's side: requests from the editor, events from the server, reconnects.
-struct Connection {
+struct Link {
     client: Option<ChatClient>,
     saved: SavedLogin,
     known_hosts: KnownHosts,
     unknown: UnknownServer,
-    shared: Arc<Shared>,
+    shared: Arc<EditorState>,
     painter: Painter,
     /// Friends' chosen colours.
     colours: HashMap<String, Option<String>>,
@@ -333,7 +333,7 @@ struct Connection {
     sent_shown: u64,
 }
 
-impl Connection {
+impl Link {
     fn print(&mut self, line: String) {
         let _ = self.printer.print(line);
     }
@@ -654,7 +654,7 @@ fn is_refusal(err: &Error) -> bool {
 
 /// Completes commands, friends' names and colours.
 struct ChatHelper {
-    shared: Arc<Shared>,
+    shared: Arc<EditorState>,
 }
 
 impl Completer for ChatHelper {

@@ -39,7 +39,7 @@ fn a_block_of_lines_is_one_message_and_pasted_commands_run_each() {
 
 #[test]
 fn tab_completes_commands_friends_and_colours() {
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(EditorState::default());
     *shared.friends.lock().unwrap() = vec!["alice".into(), "albert".into(), "bob".into()];
     let helper = ChatHelper { shared };
     let history = rustyline::history::DefaultHistory::new();
@@ -67,7 +67,7 @@ fn tab_completes_commands_friends_and_colours() {
 /// (an OSC title sequence got through). Only real user names are offered.
 #[test]
 fn tab_never_offers_a_hostile_name_from_the_server() {
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(EditorState::default());
     *shared.friends.lock().unwrap() = vec![
         "al\u{1b}]0;owned\u{7}".into(),
         "al\u{202e}ecila".into(),

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::parallel::Shared;
+use super::parallel::SharedWork;
 use super::{Client, partial};
 use crate::checksum::{Checksum, Digest};
 use crate::commands::{EntryKind, ErrorCode, MAX_CHUNK, Request, Response};
@@ -169,7 +169,7 @@ async fn read_small_file(
 
 /// A local file to upload, to the remote path `remote`; `size` as the walk found it.
 #[derive(Debug)]
-pub(super) struct Upload {
+pub(super) struct PendingUpload {
     pub(super) local: PathBuf,
     pub(super) remote: String,
     pub(super) size: u64,
@@ -315,12 +315,12 @@ const HELD_AT_ONCE: u64 = 8 << 20;
 /// (unless a target appeared meanwhile and may not be replaced), and removes the target's
 /// stale partial files. One thread hop per file, whatever it had to do.
 fn finish_download(
-    received: Received,
+    received: ReceivedFile,
     target: PathBuf,
     overwrite: bool,
     stale: Vec<PathBuf>,
 ) -> Result<()> {
-    let Received {
+    let ReceivedFile {
         part,
         data,
         theirs,
@@ -455,7 +455,7 @@ pub(super) async fn enter_local_dir(dir: &Path) -> Result<()> {
 }
 
 /// A file of a tree download, received whole into (or for) its partial file.
-struct Received {
+struct ReceivedFile {
     size: u64,
     part: PathBuf,
     data: SinkEnded,
@@ -465,7 +465,7 @@ struct Received {
     attributes: Option<crate::commands::Attributes>,
 }
 
-impl Received {
+impl ReceivedFile {
     /// Bytes of the file held in memory, to be written when it finishes.
     fn held_bytes(&self) -> u64 {
         match self.data {

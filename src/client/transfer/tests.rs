@@ -31,7 +31,7 @@ fn a_held_download_is_checked_before_it_is_put_in_place() {
     ];
     let held = |name: &str, theirs: Digest| {
         let (part, file) = partial::create(dir.path(), name).unwrap();
-        Received {
+        ReceivedFile {
             size: data.len() as u64,
             part,
             data: SinkEnded::Held(file, Checksum::new(), chunks.clone()),

@@ -35,7 +35,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         remote: &str,
         options: TransferOptions,
         report: &mut TreeReport,
-    ) -> Result<Vec<Upload>> {
+    ) -> Result<Vec<PendingUpload>> {
         use std::os::unix::fs::MetadataExt;
         let mut uploads = Vec::new();
         let mut pending = vec![(local.to_owned(), remote.to_owned())];
@@ -91,7 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 if meta.is_dir() {
                     pending.push((path, target));
                 } else if meta.is_file() {
-                    uploads.push(Upload {
+                    uploads.push(PendingUpload {
                         local: path,
                         remote: target,
                         size: meta.len(),
@@ -113,7 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// The first failure, once every connection's uploads in flight are answered.
     pub(in crate::client) async fn send_files(
         &mut self,
-        uploads: &[Upload],
+        uploads: &[PendingUpload],
         options: TransferOptions,
         progress: &dyn Progress,
     ) -> Result<u64> {
@@ -132,7 +132,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// so the connection stays in step.
     pub(super) async fn send_shared(
         &mut self,
-        shared: &Shared<'_, Upload>,
+        shared: &SharedWork<'_, PendingUpload>,
         options: TransferOptions,
         progress: &dyn Progress,
     ) -> Result<u64> {
@@ -463,7 +463,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         dir: &Path,
         options: TransferOptions,
         progress: &dyn Progress,
-    ) -> Result<Received> {
+    ) -> Result<ReceivedFile> {
         let (size, attributes) = match self.reply().await? {
             Response::GetReady {
                 size,
@@ -490,7 +490,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         progress.finish();
         let data = sink.end().await;
         match received {
-            Ok(theirs) => Ok(Received {
+            Ok(theirs) => Ok(ReceivedFile {
                 size,
                 part,
                 data,

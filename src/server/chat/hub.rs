@@ -20,7 +20,7 @@ use crate::chat::{ChatEvent, ChatMessage};
 pub const EVENT_QUEUE: usize = 64;
 
 /// One connected session, as the hub reaches it.
-struct Entry {
+struct Online {
     id: u64,
     wake: std::sync::Arc<Notify>,
     events: mpsc::Sender<ChatEvent>,
@@ -31,7 +31,7 @@ struct Entry {
 /// The connected sessions, by user.
 #[derive(Default)]
 pub struct Hub {
-    sessions: Mutex<HashMap<String, Vec<Entry>>>,
+    sessions: Mutex<HashMap<String, Vec<Online>>>,
     /// Each user's budget of changes, across their connections, kept until it has refilled
     /// (whether or not they are still connected: leaving must not refill it).
     budgets: Mutex<HashMap<String, Budget>>,
@@ -71,7 +71,7 @@ impl Hub {
         let entries = sessions.entry(user.to_owned()).or_default();
         let first = entries.is_empty();
         let behind = std::sync::Arc::new(AtomicBool::new(false));
-        entries.push(Entry {
+        entries.push(Online {
             id,
             wake: std::sync::Arc::clone(&wake),
             events: tx,

@@ -58,7 +58,7 @@ impl Default for LockoutPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
+enum FailureKey {
     Name(Username),
     Addr(IpAddr),
 }
@@ -79,12 +79,12 @@ pub(crate) fn block(addr: IpAddr) -> IpAddr {
 }
 
 #[derive(Debug, Default)]
-struct Record {
+struct Failures {
     failures: VecDeque<Instant>,
     locked_until: Option<Instant>,
 }
 
-impl Record {
+impl Failures {
     fn forget_old(&mut self, now: Instant, window: Duration) {
         while self
             .failures
@@ -195,7 +195,7 @@ impl Guard {
 #[derive(Debug, Default)]
 pub struct LoginGuard {
     policy: LockoutPolicy,
-    records: Mutex<HashMap<Key, Record>>,
+    records: Mutex<HashMap<FailureKey, Failures>>,
 }
 
 impl LoginGuard {
@@ -208,10 +208,10 @@ impl LoginGuard {
     }
 
     /// The keys of an attempt: the address, and the name if it could be one.
-    fn keys(user: Option<&Username>, addr: IpAddr) -> Vec<Key> {
-        let mut keys = vec![Key::Addr(block(addr))];
+    fn keys(user: Option<&Username>, addr: IpAddr) -> Vec<FailureKey> {
+        let mut keys = vec![FailureKey::Addr(block(addr))];
         if let Some(user) = user {
-            keys.push(Key::Name(user.clone()));
+            keys.push(FailureKey::Name(user.clone()));
         }
         keys
     }
@@ -227,7 +227,7 @@ impl LoginGuard {
             if let Some(record) = records.get_mut(&key) {
                 record.forget_old(now, self.policy.window);
                 worst = worst.max(record.failures.len());
-                locked |= matches!(key, Key::Addr(_)) && record.locked_until.is_some();
+                locked |= matches!(key, FailureKey::Addr(_)) && record.locked_until.is_some();
             }
         }
         Verdict {
@@ -251,7 +251,7 @@ impl LoginGuard {
             if record.failures.len() > MAX_REMEMBERED {
                 record.failures.pop_front();
             }
-            if let Key::Addr(ip) = key
+            if let FailureKey::Addr(ip) = key
                 && record.locked_until.is_none()
                 && record.failures.len() >= self.policy.max_failures as usize
             {
@@ -265,7 +265,7 @@ impl LoginGuard {
     /// Frees a place for one more key: first whatever has gone quiet, then, if the table
     /// is still full, the sixteenth of it whose last failures are oldest (in one go, so a
     /// flood of new keys costs one pass per few thousand, not one per key).
-    fn make_room(&self, records: &mut HashMap<Key, Record>, now: Instant) {
+    fn make_room(&self, records: &mut HashMap<FailureKey, Failures>, now: Instant) {
         if records.len() < MAX_TRACKED {
             return;
         }
@@ -277,7 +277,7 @@ impl LoginGuard {
         if records.len() < MAX_TRACKED {
             return;
         }
-        let mut by_age: Vec<(Option<Instant>, Key)> = records
+        let mut by_age: Vec<(Option<Instant>, FailureKey)> = records
             .iter()
             .map(|(key, r)| (r.last_failure(), key.clone()))
             .collect();

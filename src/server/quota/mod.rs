@@ -37,13 +37,13 @@ pub(crate) trait SharedHolds: Send + Sync + std::fmt::Debug {
 /// node sees them.
 #[derive(Debug, Clone)]
 pub(crate) enum QuotaBook {
-    Local(Quotas),
+    Local(LocalHolds),
     Shared(Arc<dyn SharedHolds>),
 }
 
 impl Default for QuotaBook {
     fn default() -> Self {
-        QuotaBook::Local(Quotas::default())
+        QuotaBook::Local(LocalHolds::default())
     }
 }
 
@@ -64,7 +64,7 @@ impl QuotaBook {
         }
     }
 
-    /// As [`Quotas::reserve`], over every node when shared.
+    /// As [`LocalHolds::reserve`], over every node when shared.
     pub(crate) async fn reserve(
         &self,
         user: &Username,
@@ -171,11 +171,11 @@ impl Drop for SharedHold {
 
 /// Bytes and entries reserved by uploads in progress, per user.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Quotas {
+pub(crate) struct LocalHolds {
     pending: Arc<Mutex<HashMap<Username, (u64, u64)>>>,
 }
 
-impl Quotas {
+impl LocalHolds {
     /// Bytes the uploads of `user` hold now.
     pub(crate) fn held(&self, user: &Username) -> u64 {
         let Ok(pending) = self.pending.lock() else {
@@ -216,7 +216,7 @@ impl Quotas {
 /// Bytes and entries held for one upload; released when dropped.
 #[derive(Debug)]
 pub(crate) struct Reservation {
-    quotas: Quotas,
+    quotas: LocalHolds,
     user: Username,
     bytes: u64,
     entries: u64,
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn concurrent_reservations_share_the_quota() {
-        let quotas = Quotas::default();
+        let quotas = LocalHolds::default();
         let alice = Username::parse("alice").unwrap();
         let first = quotas.reserve(&alice, bytes(60, 60, 100)).unwrap();
         assert_eq!(
@@ -337,7 +337,7 @@ mod tests {
     /// Issue 27.7: entries are held as bytes are, for uploads their engine does not count.
     #[test]
     fn concurrent_new_files_share_the_file_count_quota() {
-        let quotas = Quotas::default();
+        let quotas = LocalHolds::default();
         let alice = Username::parse("alice").unwrap();
         let entry = |counted| Need {
             bytes: None,

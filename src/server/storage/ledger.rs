@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::walk::Totals;
+use super::walk::Usage;
 
 /// How long a count is trusted before the next request for it walks the tree again.
 pub const RECOUNT_AFTER: Duration = Duration::from_secs(10 * 60);
@@ -19,13 +19,13 @@ pub struct Ledger {
 
 #[derive(Debug, Clone, Copy)]
 struct Counted {
-    totals: Totals,
+    totals: Usage,
     at: Instant,
 }
 
 impl Ledger {
     /// The count, if there is one recent enough to trust.
-    pub fn current(&self) -> Option<Totals> {
+    pub fn current(&self) -> Option<Usage> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state
             .filter(|c| c.at.elapsed() < RECOUNT_AFTER)
@@ -33,7 +33,7 @@ impl Ledger {
     }
 
     /// Replaces the count with a fresh walk's.
-    pub fn recounted(&self, totals: Totals) {
+    pub fn recounted(&self, totals: Usage) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         *state = Some(Counted {
             totals,
@@ -42,7 +42,7 @@ impl Ledger {
     }
 
     /// Something was added to the tree.
-    pub fn add(&self, added: Totals) {
+    pub fn add(&self, added: Usage) {
         self.change(|t| {
             t.bytes = t.bytes.saturating_add(added.bytes);
             t.entries = t.entries.saturating_add(added.entries);
@@ -50,7 +50,7 @@ impl Ledger {
     }
 
     /// Something was removed from the tree.
-    pub fn remove(&self, removed: Totals) {
+    pub fn remove(&self, removed: Usage) {
         self.change(|t| {
             t.bytes = t.bytes.saturating_sub(removed.bytes);
             t.entries = t.entries.saturating_sub(removed.entries);
@@ -62,7 +62,7 @@ impl Ledger {
         self.change(|t| t.bytes = t.bytes.saturating_sub(before).saturating_add(after));
     }
 
-    fn change(&self, apply: impl FnOnce(&mut Totals)) {
+    fn change(&self, apply: impl FnOnce(&mut Usage)) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(counted) = state.as_mut() {
             apply(&mut counted.totals);
@@ -77,31 +77,31 @@ mod tests {
     #[test]
     fn changes_apply_to_a_count_and_never_wrap() {
         let ledger = Ledger::default();
-        ledger.add(Totals::entry(false, 5));
+        ledger.add(Usage::entry(false, 5));
         assert_eq!(ledger.current(), None, "nothing counted yet");
-        ledger.recounted(Totals {
+        ledger.recounted(Usage {
             bytes: 10,
             entries: 2,
         });
-        ledger.add(Totals::entry(false, 5));
+        ledger.add(Usage::entry(false, 5));
         ledger.resize(5, 7);
         assert_eq!(
             ledger.current(),
-            Some(Totals {
+            Some(Usage {
                 bytes: 17,
                 entries: 3
             })
         );
-        ledger.remove(Totals {
+        ledger.remove(Usage {
             bytes: 100,
             entries: 100,
         });
-        assert_eq!(ledger.current(), Some(Totals::default()));
-        ledger.add(Totals {
+        assert_eq!(ledger.current(), Some(Usage::default()));
+        ledger.add(Usage {
             bytes: u64::MAX,
             entries: 1,
         });
-        ledger.add(Totals {
+        ledger.add(Usage {
             bytes: u64::MAX,
             entries: 1,
         });

@@ -39,7 +39,7 @@ use crate::pipeline::{
 use crate::username::Username;
 pub use disk::FsStorage;
 use ledger::Ledger;
-pub use walk::{DIRECTORY_BYTES, Totals as Usage};
+pub use walk::{DIRECTORY_BYTES, Usage};
 
 /// Largest file the server accepts, whatever the quota: far beyond any real upload, far
 /// below where sizes and offsets could overflow.

@@ -17,17 +17,17 @@ pub const DIRECTORY_BYTES: u64 = 4096;
 
 /// What a tree holds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
+pub struct Usage {
     /// Bytes of files (partial uploads included) plus [`DIRECTORY_BYTES`] per directory.
     pub bytes: u64,
     /// Entries of every kind: files, directories, symlinks.
     pub entries: u64,
 }
 
-impl Totals {
+impl Usage {
     /// One entry of this type and length.
-    pub fn entry(is_dir: bool, len: u64) -> Totals {
-        Totals {
+    pub fn entry(is_dir: bool, len: u64) -> Usage {
+        Usage {
             bytes: if is_dir { DIRECTORY_BYTES } else { len },
             entries: 1,
         }
@@ -35,12 +35,12 @@ impl Totals {
 
     /// Both together.
     #[must_use]
-    pub fn plus(mut self, other: Totals) -> Totals {
+    pub fn plus(mut self, other: Usage) -> Usage {
         self.add(other);
         self
     }
 
-    fn add(&mut self, other: Totals) {
+    fn add(&mut self, other: Usage) {
         self.bytes = self.bytes.saturating_add(other.bytes);
         self.entries = self.entries.saturating_add(other.entries);
     }
@@ -50,7 +50,7 @@ impl Totals {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Measured {
     /// Everything beneath the root (not the root itself).
-    pub totals: Totals,
+    pub totals: Usage,
     /// Level of the deepest entry (1 for the root's own entries; 0 for an empty root).
     pub deepest: usize,
     /// Directories at the level limit whose contents were not visited.
@@ -75,18 +75,18 @@ struct Level {
 }
 
 /// Reads `dir` once: adds its non-directories to `totals`, returns its subdirectories.
-fn read_level(dir: &Dir, totals: &mut Totals) -> io::Result<Vec<OsString>> {
+fn read_level(dir: &Dir, totals: &mut Usage) -> io::Result<Vec<OsString>> {
     let mut subdirs = Vec::new();
     for item in dir.entries()? {
         let item = item?;
         let is_dir = item.file_type()?.is_dir();
         if is_dir {
-            totals.add(Totals::entry(true, 0));
+            totals.add(Usage::entry(true, 0));
             subdirs.push(item.file_name());
             continue;
         }
         match item.metadata() {
-            Ok(meta) => totals.add(Totals::entry(false, meta.len())),
+            Ok(meta) => totals.add(Usage::entry(false, meta.len())),
             // Removed between reading the directory and looking at the entry.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -219,7 +219,7 @@ fn read_named(
 /// `removed` (also when it fails half way). Holds at most [`MAX_DEPTH`] directory handles: a directory deeper than that is
 /// first moved up into `home` under a hidden name and removed from there, so a tree of any
 /// depth goes.
-pub fn remove_tree(parent: &Dir, name: &str, home: &Dir, removed: &mut Totals) -> io::Result<()> {
+pub fn remove_tree(parent: &Dir, name: &str, home: &Dir, removed: &mut Usage) -> io::Result<()> {
     let mut roots = vec![(parent.try_clone()?, OsString::from(name))];
     while let Some((root_parent, root_name)) = roots.pop() {
         let root = root_parent.open_dir(&root_name)?;
@@ -237,7 +237,7 @@ pub fn remove_tree(parent: &Dir, name: &str, home: &Dir, removed: &mut Totals) -
                 drop(level);
                 let above = levels.last().map_or(&root_parent, |(_, l)| &l.dir);
                 above.remove_dir(&done)?;
-                removed.add(Totals::entry(true, 0));
+                removed.add(Usage::entry(true, 0));
                 continue;
             };
             if depth >= MAX_DEPTH {
@@ -259,7 +259,7 @@ pub fn remove_tree(parent: &Dir, name: &str, home: &Dir, removed: &mut Totals) -
 }
 
 /// Removes the non-directories in `dir`, adding them to `removed`; returns its subdirectories.
-fn read_and_remove_files(dir: &Dir, removed: &mut Totals) -> io::Result<Vec<OsString>> {
+fn read_and_remove_files(dir: &Dir, removed: &mut Usage) -> io::Result<Vec<OsString>> {
     let mut subdirs = Vec::new();
     for item in dir.entries()? {
         let item = item?;
@@ -269,7 +269,7 @@ fn read_and_remove_files(dir: &Dir, removed: &mut Totals) -> io::Result<Vec<OsSt
         }
         let len = item.metadata().map(|m| m.len()).unwrap_or(0);
         match item.remove_file() {
-            Ok(()) => removed.add(Totals::entry(false, len)),
+            Ok(()) => removed.add(Usage::entry(false, len)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -338,7 +338,7 @@ mod tests {
         let found = measure(&home_dir, MAX_DEPTH, false).unwrap();
         assert_eq!(found.deepest, MAX_DEPTH);
         assert_eq!(found.unvisited, 1);
-        let mut removed = Totals::default();
+        let mut removed = Usage::default();
         remove_tree(&home_dir, "top", &home_dir, &mut removed).unwrap();
         assert_eq!(removed.entries, levels as u64 + 2);
         assert_eq!(removed.bytes, (levels as u64 + 1) * DIRECTORY_BYTES + 3);
@@ -352,7 +352,7 @@ mod tests {
             chain(&tmp.path().join("t").join(i.to_string()), 2);
         }
         let dir = open(tmp.path());
-        let mut removed = Totals::default();
+        let mut removed = Usage::default();
         remove_tree(&dir, "t", &dir, &mut removed).unwrap();
         assert_eq!(removed.entries, 1 + 50 * 4);
         assert!(!tmp.path().join("t").exists());

@@ -24,7 +24,7 @@ const CONTROL_WORDS: usize = 8;
 
 /// One datagram received: where it is in its buffer, who sent it, when it arrived.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Received {
+pub(super) struct Arrival {
     pub len: usize,
     pub truncated: bool,
     /// `None` for a sender of an address family we do not know (it gets nothing).
@@ -33,23 +33,23 @@ pub(super) struct Received {
 }
 
 /// Buffers for one batch, kept between calls (plain data, so the task stays `Send`).
-pub(super) struct Inbox {
+pub(super) struct Datagrams {
     buffers: Vec<[u8; MAX_DATAGRAM]>,
-    received: Vec<Received>,
+    received: Vec<Arrival>,
 }
 
-impl Default for Inbox {
+impl Default for Datagrams {
     fn default() -> Self {
-        Inbox {
+        Datagrams {
             buffers: vec![[0; MAX_DATAGRAM]; BATCH],
             received: Vec::with_capacity(BATCH),
         }
     }
 }
 
-impl Inbox {
+impl Datagrams {
     /// The datagrams of the last batch, each with its bytes.
-    pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], &Received)> {
+    pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], &Arrival)> {
         self.received
             .iter()
             .zip(&self.buffers)
@@ -101,7 +101,7 @@ impl Inbox {
             }
             for (header, addr) in headers.iter().zip(&addrs).take(count as usize) {
                 let msg = &header.msg_hdr;
-                self.received.push(Received {
+                self.received.push(Arrival {
                     len: (header.msg_len as usize).min(MAX_DATAGRAM),
                     truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
                     peer: socket_addr(addr),
@@ -184,7 +184,7 @@ mod tests {
         clients[0]
             .send_to(&[9u8; MAX_DATAGRAM + 100], server.local_addr().unwrap())
             .unwrap();
-        let mut inbox = Inbox::default();
+        let mut inbox = Datagrams::default();
         let mut got = Vec::new();
         while got.len() < 4 {
             match inbox.receive(server.as_raw_fd()) {

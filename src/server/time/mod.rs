@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use std::net::UdpSocket;
 
-use self::datagrams::Inbox;
+use self::datagrams::Datagrams;
 use crate::server::budget::Budget;
 
 use std::os::fd::AsRawFd;
@@ -121,7 +121,7 @@ pub struct TimeCounters {
 
 /// One address's budget.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
+struct AddressBudget {
     addr: IpAddr,
     budget: Budget,
     excess: u64,
@@ -129,7 +129,7 @@ struct Slot {
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+enum Decision {
     Answer,
     Kiss,
     Drop,
@@ -138,7 +138,7 @@ enum Verdict {
 /// The rate limiter's fixed table: one slot per hash of the address (a new address takes
 /// over a slot, so an attacker with many addresses only ever fills the same table).
 struct RateTable {
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Option<AddressBudget>>,
     hasher: RandomState,
     limit: RateLimit,
 }
@@ -152,27 +152,27 @@ impl RateTable {
         }
     }
 
-    fn check(&mut self, addr: IpAddr, now: Instant) -> Verdict {
+    fn check(&mut self, addr: IpAddr, now: Instant) -> Decision {
         let index = (self.hasher.hash_one(addr) as usize) % RATE_SLOTS;
         let burst = f64::from(self.limit.burst.max(1));
         // One reply per 2^interval seconds.
         let rate = 2f64.powi(-i32::from(self.limit.interval));
         let slot = match &mut self.slots[index] {
             Some(slot) if slot.addr == addr => slot,
-            other => other.insert(Slot {
+            other => other.insert(AddressBudget {
                 addr,
                 budget: Budget::new(rate, burst, now),
                 excess: 0,
             }),
         };
         if slot.budget.take(now) {
-            return Verdict::Answer;
+            return Decision::Answer;
         }
         slot.excess = slot.excess.wrapping_add(1);
         if slot.excess % (1u64 << self.limit.leak.min(16)) == 0 {
-            Verdict::Kiss
+            Decision::Kiss
         } else {
-            Verdict::Drop
+            Decision::Drop
         }
     }
 }
@@ -338,7 +338,7 @@ impl TimeServer {
             tracing::warn!("no kernel receive timestamps: the clock is read after each batch");
         }
         let fd = self.socket.as_raw_fd();
-        let mut inbox = Inbox::default();
+        let mut inbox = Datagrams::default();
         let mut replies = Vec::with_capacity(datagrams::BATCH);
         while !stopping.load(Ordering::Relaxed) {
             match inbox.receive(fd) {
@@ -406,7 +406,7 @@ impl TimeServer {
         let now = Instant::now();
         let verdict = match &mut self.limiter {
             Some(table) => table.check(from, now),
-            None => Verdict::Answer,
+            None => Decision::Answer,
         };
         let mut reply = Packet {
             version: request.version,
@@ -419,18 +419,18 @@ impl TimeServer {
             ..Packet::default()
         };
         match verdict {
-            Verdict::Drop => {
+            Decision::Drop => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
-            Verdict::Kiss => {
+            Decision::Kiss => {
                 self.counters.kissed.fetch_add(1, Ordering::Relaxed);
                 reply.leap = LEAP_UNSYNCHRONISED;
                 reply.stratum = 0;
                 reply.reference_id = *b"RATE";
                 return Some(reply);
             }
-            Verdict::Answer => {}
+            Decision::Answer => {}
         }
         let clock = self.clock_status(now);
         reply.root_delay = ntp::short_format(clock.estimated_error * 2);
@@ -468,19 +468,24 @@ mod tests {
         let now = Instant::now();
         let addr: IpAddr = "192.0.2.1".parse().unwrap();
         let verdicts: Vec<_> = (0..8).map(|_| table.check(addr, now)).collect();
-        assert_eq!(&verdicts[..4], &[Verdict::Answer; 4]);
+        assert_eq!(&verdicts[..4], &[Decision::Answer; 4]);
         assert_eq!(
             &verdicts[4..],
-            &[Verdict::Drop, Verdict::Kiss, Verdict::Drop, Verdict::Kiss]
+            &[
+                Decision::Drop,
+                Decision::Kiss,
+                Decision::Drop,
+                Decision::Kiss
+            ]
         );
         // One interval (1 s) later, one more reply is earned.
         assert_eq!(
             table.check(addr, now + Duration::from_secs(1)),
-            Verdict::Answer
+            Decision::Answer
         );
         // Another address has its own budget.
         let other: IpAddr = "192.0.2.2".parse().unwrap();
-        assert_eq!(table.check(other, now), Verdict::Answer);
+        assert_eq!(table.check(other, now), Decision::Answer);
         assert_eq!(table.slots.len(), RATE_SLOTS);
     }
 

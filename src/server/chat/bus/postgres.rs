@@ -1,7 +1,7 @@
 //! What chat sessions on other nodes must hear of: presence (a user is online while any
 //! node has a session of theirs) and events (friend requests, friendships, presence
 //! changes), carried by `NOTIFY` to every node, which hands them to its own sessions.
-//! Messages travel on their own (see [`super::chat`]).
+//! Messages travel on their own (see `chat/store/postgres.rs`).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;

@@ -47,7 +47,7 @@ fn message_from_row(row: &tokio_postgres::Row) -> ChatMessage {
 }
 
 /// A message to store, queued in the order `store_message` was called.
-struct Job {
+struct QueuedMessage {
     from: String,
     to: String,
     text: String,
@@ -61,7 +61,7 @@ struct Job {
 #[derive(Clone)]
 pub struct PgChatStore {
     db: Arc<PgDatabase>,
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::UnboundedSender<QueuedMessage>,
 }
 
 impl PgChatStore {
@@ -74,14 +74,14 @@ impl PgChatStore {
 }
 
 /// Stores queued messages one after another: the order of the calls is the order of the ids.
-async fn store_in_order(db: Arc<PgDatabase>, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn store_in_order(db: Arc<PgDatabase>, mut queue: mpsc::UnboundedReceiver<QueuedMessage>) {
     while let Some(job) = queue.recv().await {
         let stored = store_one(&db, &job).await.map_err(StoreError::from);
         let _ = job.done.send(stored);
     }
 }
 
-async fn store_one(db: &PgDatabase, job: &Job) -> Result<Stored, DatabaseError> {
+async fn store_one(db: &PgDatabase, job: &QueuedMessage) -> Result<Stored, DatabaseError> {
     let row = db
         .client()
         .await?
@@ -351,7 +351,7 @@ impl ChatStore for PgChatStore {
         limits: Waiting,
     ) -> BoxFuture<'static, Result<Stored, StoreError>> {
         let (done, stored) = oneshot::channel();
-        let queued = self.jobs.send(Job {
+        let queued = self.jobs.send(QueuedMessage {
             from: from.to_owned(),
             to: to.to_owned(),
             text: text.to_owned(),

@@ -217,7 +217,7 @@ impl SqliteChatStore {
     }
 
     /// The same store, trimming a conversation's history each time `acks` more of its
-    /// messages are delivered rather than every [`TRIM_EVERY`]: 1 keeps history at its
+    /// messages are delivered rather than every 64: 1 keeps history at its
     /// bound at once, as tests of the bound need.
     #[must_use]
     pub fn trimming_every(mut self, acks: u32) -> Self {
