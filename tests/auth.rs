@@ -1,13 +1,16 @@
 //! Login against a real server: SCRAM with passwords and cached keys, PostgreSQL verifiers,
-//! no user enumeration, and the auth gate.
+//! the auth gate, and the shared users and lockout suites (`common::users_suite`) on
+//! `users.db`.
 
 mod common;
 
 use common::{TestServer, add_user};
 use ftprep::Error;
-use ftprep::auth::{self, ClientKeys, DEFAULT_ITERATIONS, Verifier};
-use ftprep::commands::{ErrorCode, Request, Response};
-use ftprep::server::users::{self, UserRecord};
+use ftprep::auth::{self, Verifier};
+use ftprep::commands::ErrorCode;
+use ftprep::server::UserDatabase;
+use ftprep::server::backends::user_admin;
+use ftprep::server::users;
 use ftprep::username::Username;
 
 fn name(n: &str) -> Username {
@@ -96,72 +99,6 @@ async fn password_change_invalidates_a_cached_login() {
     server.login("alice", "newer").await;
 }
 
-/// Runs a password login by hand and returns the server-first and server-final messages.
-async fn raw_login(server: &TestServer, user: &str, password: &str) -> (String, String) {
-    let (mut client, first, server_first) = common::auth_start(server, user).await;
-    let challenge = first.receive_server_first(&server_first).unwrap();
-    let keys = ClientKeys::derive(password, &challenge.salt, challenge.iterations);
-    let (client_final, _) = challenge.respond(&keys);
-    let reply = client
-        .raw_request(&Request::AuthFinish {
-            message: client_final,
-        })
-        .await
-        .unwrap();
-    let Response::AuthOutcome {
-        message: server_final,
-    } = reply
-    else {
-        panic!("expected an outcome, got {reply:?}");
-    };
-    (server_first, server_final)
-}
-
-fn salt_and_iterations(server_first: &str) -> (String, String) {
-    let mut parts = server_first.split(',').skip(1);
-    (
-        parts.next().unwrap().to_owned(),
-        parts.next().unwrap().to_owned(),
-    )
-}
-
-#[tokio::test]
-async fn unknown_user_and_wrong_password_are_indistinguishable() {
-    let server = TestServer::start(&[]).await;
-    // A real user with the default iteration count, as `ftpd adduser` makes.
-    users::file::add_user(
-        &server.users,
-        UserRecord::new(
-            name("alice"),
-            Verifier::generate("right", DEFAULT_ITERATIONS),
-        ),
-    )
-    .unwrap();
-
-    let (alice_first, alice_final) = raw_login(&server, "alice", "wrong").await;
-    let (ghost_first, ghost_final) = raw_login(&server, "ghost", "wrong").await;
-    let (ghost_again, _) = raw_login(&server, "ghost", "wrong").await;
-    assert_eq!(alice_final, "e=invalid-proof");
-    assert_eq!(ghost_final, alice_final);
-    let (alice_salt, alice_iter) = salt_and_iterations(&alice_first);
-    let (ghost_salt, ghost_iter) = salt_and_iterations(&ghost_first);
-    assert_eq!(alice_iter, format!("i={DEFAULT_ITERATIONS}"));
-    assert_eq!(ghost_iter, alice_iter);
-    assert_eq!(ghost_salt.len(), alice_salt.len());
-    // A prober sees a stable salt for the unknown name, as for a real one.
-    assert_eq!(salt_and_iterations(&ghost_again).0, ghost_salt);
-
-    // Through the client API the errors are identical too.
-    let wrong = server.try_login("alice", "wrong").await.unwrap_err();
-    let unknown = server.try_login("ghost", "wrong").await.unwrap_err();
-    assert_eq!(wrong.to_string(), unknown.to_string());
-    assert_eq!(wrong.kind(), unknown.kind());
-    assert_eq!(
-        wrong.to_string(),
-        "authentication failed: wrong username or password"
-    );
-}
-
 #[tokio::test]
 async fn commands_before_login_are_refused() {
     let server = TestServer::start(&[("alice", "pw")]).await;
@@ -188,17 +125,33 @@ async fn commands_before_login_are_refused() {
 }
 
 #[tokio::test]
-async fn users_added_and_removed_take_effect_without_restart() {
+async fn users_in_users_db_keep_every_rule() {
+    let server = TestServer::start(&[]).await;
+    let admin = user_admin(&UserDatabase::File(server.users.clone()))
+        .await
+        .unwrap();
+    common::users_suite::every_rule(&server, admin.as_ref()).await;
+}
+
+#[tokio::test]
+async fn lockouts_with_users_in_users_db_keep_every_rule() {
+    let lockout = std::time::Duration::from_millis(600);
+    let server = TestServer::start_with(&[], common::users_suite::lockout_limits(lockout)).await;
+    let admin = user_admin(&UserDatabase::File(server.users.clone()))
+        .await
+        .unwrap();
+    common::users_suite::repeated_failures_lock_out_and_then_recover(
+        &server,
+        admin.as_ref(),
+        lockout,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_corrupt_edit_of_users_db_leaves_the_running_server_as_it_was() {
     let server = TestServer::start(&[("alice", "pw")]).await;
     let mut alice = server.login("alice", "pw").await;
-    add_user(&server.users, "bob", "bobpw");
-    server.login("bob", "bobpw").await;
-    users::file::remove_user(&server.users, &name("bob")).unwrap();
-    let err = server.try_login("bob", "bobpw").await.unwrap_err();
-    assert!(matches!(
-        err,
-        Error::Scram(auth::ScramError::AuthenticationFailed)
-    ));
     // A corrupt edit is ignored by the running server: alice still logs in.
     std::fs::write(&server.users, "this is not a user line\n").unwrap();
     server.login("alice", "pw").await;
@@ -222,54 +175,4 @@ async fn client_refuses_a_server_that_asks_for_absurd_iterations() {
         ),
         "{err}"
     );
-}
-
-#[tokio::test]
-async fn repeated_failures_lock_out_with_the_same_answer_and_then_recover() {
-    use ftprep::server::Limits;
-    use ftprep::server::guard::LockoutPolicy;
-    use std::time::{Duration, Instant};
-    let lockout = Duration::from_millis(600);
-    let limits = Limits {
-        lockout: LockoutPolicy {
-            max_failures: 3,
-            window: Duration::from_secs(60),
-            lockout,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(60),
-        },
-        ..Limits::default()
-    };
-    let server = TestServer::start_with(&[("alice", "pw"), ("bob", "pw2")], limits).await;
-    let attempt = |user: &'static str, password: &'static str| {
-        let server = &server;
-        async move {
-            server
-                .connect()
-                .await
-                .login_with_password(&name(user), password)
-                .await
-        }
-    };
-    let wrong = attempt("alice", "wrong").await.unwrap_err().to_string();
-    // Later failures are answered after a growing delay.
-    let started = Instant::now();
-    attempt("alice", "wrong").await.unwrap_err();
-    assert!(started.elapsed() >= Duration::from_millis(20));
-    attempt("alice", "wrong").await.unwrap_err();
-    let locked_at = Instant::now();
-
-    // Locked out: even the right password gets exactly the wrong-password answer...
-    let while_locked = attempt("alice", "pw").await.unwrap_err().to_string();
-    assert_eq!(while_locked, wrong);
-    let (_, outcome) = raw_login(&server, "alice", "pw").await;
-    assert_eq!(outcome, "e=invalid-proof");
-    // ...and so does every user from the same address (127.0.0.1 is locked too).
-    assert!(attempt("bob", "pw2").await.is_err());
-
-    // Once the lockout has passed, the right password works again.
-    let left = lockout.saturating_sub(locked_at.elapsed());
-    tokio::time::sleep(left + Duration::from_millis(100)).await;
-    attempt("alice", "pw").await.unwrap();
-    attempt("bob", "pw2").await.unwrap();
 }

@@ -375,6 +375,28 @@ async fn users_in_postgres_through_the_admin_commands_and_logins() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn users_in_postgres_keep_every_rule() {
+    let db = Postgres::start();
+    let server = server_on(&db).await;
+    let admin = user_admin(&db.url().parse().unwrap()).await.unwrap();
+    common::users_suite::every_rule(&server, admin.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lockouts_with_users_in_postgres_keep_every_rule() {
+    let db = Postgres::start();
+    let lockout = std::time::Duration::from_millis(600);
+    let server = node_on(&db, common::users_suite::lockout_limits(lockout)).await;
+    let admin = user_admin(&db.url().parse().unwrap()).await.unwrap();
+    common::users_suite::repeated_failures_lock_out_and_then_recover(
+        &server,
+        admin.as_ref(),
+        lockout,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_share_failed_logins_and_answer_unknown_names_alike() {
     let db = Postgres::start();
     let users: UserDatabase = db.url().parse().unwrap();

@@ -3,6 +3,7 @@
 
 pub mod chat_store;
 pub mod s3;
+pub mod users_suite;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
