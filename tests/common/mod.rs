@@ -82,7 +82,7 @@ impl TestServer {
             users: dir.path().join("users.db").into(),
             state_dir: dir.path().join("state"),
             tls: TlsSetup::Plaintext,
-            audit_log: None,
+            audit_log: Some(dir.path().join("audit.jsonl")),
             limits: fast_limits(),
         };
         for (name, password) in users {
