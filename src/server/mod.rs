@@ -34,6 +34,7 @@ mod audit;
 pub mod backends;
 pub mod budget;
 pub mod chat;
+mod core;
 mod counters;
 pub mod guard;
 mod handler;

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::core::UserFiles;
 use super::handler;
 use super::login::{self, busy_reply};
 use crate::commands::{ErrorCode, Hello, Request, Response};
@@ -131,10 +132,12 @@ where
         return Ok(());
     };
     let handler = handler::Handler {
-        user,
-        peer,
-        tree,
-        shared,
+        files: UserFiles {
+            user,
+            peer,
+            tree,
+            shared,
+        },
     };
     // Whole-file uploads run several at once (their disk syncs overlap), answered in the
     // order they came; any other request first waits for them to be answered. They share
@@ -173,7 +176,7 @@ where
         };
         let Some(request) = request else {
             conn.write_each((&mut puts).map(|(reply, _)| reply)).await?;
-            tracing::debug!(user = %handler.user, %peer, "client left");
+            tracing::debug!(user = %handler.files.user, %peer, "client left");
             return Ok(());
         };
         let Request::Put {
@@ -190,7 +193,7 @@ where
             continue;
         };
         if puts_slot.is_none() {
-            match handler.transfer_slot() {
+            match handler.files.transfer_slot() {
                 Ok(slot) => puts_slot = Some(slot),
                 Err(err) => {
                     let refused = Response::Error {

@@ -1,0 +1,9 @@
+//! What every front end calls, whatever it speaks: the native protocol (`session` and
+//! `handler`), and the chat for its login. Nothing here knows a frame, a request or a
+//! reply; front ends parse what arrives, call in, and say what comes back their own way.
+//!
+//! - `files`: one logged-in user's files (jail, quotas, locks, transfer places, audit).
+
+pub(crate) mod files;
+
+pub(crate) use files::{Outcome, UserFiles};
