@@ -1,57 +1,22 @@
 //! The native protocol's greeting and login, shared by the file service and the chat:
-//! hellos are exchanged, the mechanisms offered, SCRAM run until a user is authenticated
-//! (with lockout, audit and no user enumeration) and their home opened.
+//! hellos are exchanged, the mechanisms offered, and SCRAM's messages carried in frames to
+//! and from the core's login ([`super::core::login`]: lockout, audit, no user
+//! enumeration), until a user is proven and has what their front end needs.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Shared;
-use super::audit::Record;
-use super::counters::Place;
-use super::storage::UserTree;
-use crate::auth::{self, ClientFirstMessage, ServerExchange, Verifier};
+use super::core::login::{LoggedIn, Proven, Refusal, Scram};
 use crate::commands::{ErrorCode, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
 use crate::error::{Error, Result};
-use crate::username::Username;
 use crate::wire::{self, Connection};
-
-/// Counts a failed login (by `name` if it could be a user's) and logs any lockout it
-/// starts. `shown` is the claimed name as logs may show it.
-async fn record_failure(shared: &Shared, name: Option<&Username>, shown: &str, peer: SocketAddr) {
-    if let Some(locked) = shared.guard.record_failure(name, peer.ip()).await {
-        let mut record = Record::new("lockout", shown, peer, "locked");
-        record.detail = Some(format!("address {locked}"));
-        shared.audit(&record);
-        let policy = shared.limits.lockout;
-        tracing::warn!(
-            %peer,
-            address = %locked,
-            failures = policy.max_failures,
-            minutes = policy.lockout.as_secs() / 60,
-            "address locked out after repeated failed logins"
-        );
-    }
-}
-
-/// The mechanisms offered, most preferred first: channel binding only over TLS, and over
-/// TLS nothing else unless the admin allows logins without it.
-fn offered(tls: bool, limits: &super::Limits) -> Vec<String> {
-    let mut names = Vec::new();
-    if tls {
-        names.push(auth::MECHANISM_PLUS.to_owned());
-    }
-    if !tls || !limits.require_channel_binding {
-        names.push(auth::MECHANISM.to_owned());
-    }
-    names
-}
 
 /// The answer to [`Request::Mechanisms`].
 pub(super) fn mechanisms(tls: bool, limits: &super::Limits) -> Response {
     Response::Mechanisms {
-        names: offered(tls, limits),
+        names: super::core::login::offered(tls, limits),
     }
 }
 
@@ -62,9 +27,6 @@ pub(crate) fn busy_reply(reason: &str) -> Response {
         message: format!("server busy: {reason}; try again later"),
     }
 }
-
-/// Who logged in, their tree, and their place under the per-user session limit.
-pub(super) type LoggedIn = (Username, Arc<dyn UserTree>, Place<Username>);
 
 /// Exchanges hellos: ours goes first, with the mechanisms offered (`offered`, from
 /// [`mechanisms`]) right behind it, so a client learns them without asking; then theirs is
@@ -105,16 +67,15 @@ where
     Ok(())
 }
 
-/// Runs SCRAM until a user is authenticated (`Some`, with their home open) or the attempt
-/// failed (`None`, after the failure was answered). Requests other than login are refused,
-/// not served. Success is announced only once the home is ready, so a client that has seen
-/// it can rely on its home existing.
-pub(super) async fn login<S>(
+/// Runs SCRAM until a user has proven who they are (`Some`) or the attempt failed
+/// (`None`, after the failure was answered). Requests other than login are refused, not
+/// served. The success is not announced yet: see [`succeed`].
+pub(super) async fn login<'a, S>(
     conn: &mut Connection<S>,
     peer: SocketAddr,
-    shared: &Shared,
+    shared: &'a Shared,
     binding: Option<&[u8]>,
-) -> Result<Option<LoggedIn>>
+) -> Result<Option<Proven<'a>>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -155,99 +116,17 @@ where
             }
         }
     };
-    if mechanism != auth::MECHANISM && mechanism != auth::MECHANISM_PLUS {
-        conn.write(&Response::Error {
-            code: ErrorCode::AuthFailed,
-            message: format!(
-                "unsupported mechanism \"{}\"; this server offers {}",
-                crate::sanitize::for_log(&mechanism),
-                offered(binding.is_some(), &shared.limits).join(", ")
-            ),
-        })
-        .await?;
-        return Ok(None);
-    }
-    let parsed = ClientFirstMessage::parse(&client_first).and_then(|first| {
-        ServerExchange::check_binding(&first, &mechanism, binding)?;
-        if binding.is_some()
-            && shared.limits.require_channel_binding
-            && mechanism != auth::MECHANISM_PLUS
-        {
-            return Err(auth::ScramError::ChannelBindingRequired);
+    let begun = Scram::begin(shared, peer, &mechanism, &client_first, binding).await;
+    let scram = match begun {
+        Ok((scram, server_first)) => {
+            conn.write(&Response::AuthChallenge {
+                message: server_first,
+            })
+            .await?;
+            scram
         }
-        Ok(first)
-    });
-    let first = match parsed {
-        Ok(first) => first,
-        Err(err) => {
-            tracing::warn!(%peer, error = %err, "login refused before the proof");
-            let mut record = Record::new("login", "", peer, "refused");
-            record.detail = Some(err.to_string());
-            shared.audit(&record);
-            record_failure(shared, None, "", peer).await;
-            let message = format!("e={}", err.server_error_value());
-            conn.write(&Response::AuthOutcome { message }).await?;
-            return Ok(None);
-        }
+        Err(refusal) => return refuse(conn, refusal).await,
     };
-    // A name that cannot be a user's (too long, odd characters) is neither stored nor
-    // logged as sent: only its escaped start. It gets the same exchange and answer as a
-    // wrong password.
-    let name = Username::parse(&first.username).ok();
-    let shown = match &name {
-        Some(name) => name.as_str().to_owned(),
-        None => crate::sanitize::for_log(&first.username),
-    };
-    // Slow down whoever failed recently; a lockout is decided here but only shows as the
-    // same failure a wrong password gets, after the same exchange. The user and the
-    // iteration counts (for a mock) are looked up meanwhile, for every name alike: an
-    // unknown name costs no other work than a known one, so the time tells nothing.
-    let (verdict, looked_up, counts) = tokio::join!(
-        shared.guard.check(name.as_ref(), peer.ip()),
-        async {
-            match &name {
-                Some(name) => Some(shared.users.user(name).await),
-                None => None,
-            }
-        },
-        shared.users.iteration_counts()
-    );
-    if !verdict.delay.is_zero() {
-        tokio::time::sleep(verdict.delay).await;
-    }
-    // Unknown or impossible names get a mock verifier: the exchange looks the same and
-    // fails at the proof, exactly as a wrong password does.
-    let known = match (&name, looked_up) {
-        (Some(name), Some(found)) => match found {
-            Ok(Some(record)) => Some((name.clone(), record.verifier)),
-            Ok(None) => None,
-            Err(err) => {
-                // The same answer whatever the name, so it tells nothing about users.
-                tracing::error!(error = %err, "user store failed; refusing login");
-                conn.write(&Response::Error {
-                    code: ErrorCode::Busy,
-                    message: "server busy: the user database is unavailable; try again later"
-                        .into(),
-                })
-                .await?;
-                return Ok(None);
-            }
-        },
-        _ => None,
-    };
-    let verifier = match &known {
-        Some((_, verifier)) => verifier.clone(),
-        None => {
-            let counts = counts.unwrap_or_default();
-            let key = name.as_ref().map_or("", Username::as_str);
-            Verifier::mock(&shared.secret, key, &counts)
-        }
-    };
-    let (exchange, server_first) = ServerExchange::start(first, verifier, binding);
-    conn.write(&Response::AuthChallenge {
-        message: server_first,
-    })
-    .await?;
     let client_final = match conn.expect::<Request>().await? {
         Request::AuthFinish { message } => message,
         _ => {
@@ -257,55 +136,43 @@ where
             });
         }
     };
-    match (exchange.finish(&client_final), known) {
-        (Ok(server_final), Some((name, _))) if !verdict.locked => {
-            let max = shared.limits.max_sessions_per_user;
-            let Some(user_slot) = shared.per_user.try_acquire(&name, max) else {
-                tracing::warn!(user = %name, %peer, limit = max, "too many sessions; refusing");
-                conn.write(&Response::Error {
-                    code: ErrorCode::Busy,
-                    message: format!("{name} already has {max} sessions open; close one first"),
-                })
-                .await?;
-                return Ok(None);
-            };
-            let tree = match shared.storage.open_home(&name).await {
-                Ok(tree) => tree,
-                Err(err) => {
-                    tracing::error!(user = %name, error = %err, "cannot open home directory");
-                    let (code, message) = (err.code, err.message);
-                    conn.write(&Response::Error { code, message }).await?;
-                    return Ok(None);
-                }
-            };
-            tracing::info!(user = %name, %peer, "login succeeded");
-            shared.audit(&Record::new("login", name.as_str(), peer, "ok"));
-            // Only now may frames be large (uploads, messages).
-            conn.set_read_limit(wire::MAX_FRAME_LEN);
-            conn.write(&Response::AuthOutcome {
-                message: server_final,
-            })
-            .await?;
-            Ok(Some((name, tree, user_slot)))
-        }
-        (result, _) => {
-            let err = result
-                .err()
-                .unwrap_or(auth::ScramError::AuthenticationFailed);
-            let user = &shown;
-            if verdict.locked {
-                tracing::warn!(%user, %peer, "login refused: locked out after repeated failures");
-            } else {
-                tracing::warn!(%user, %peer, reason = %err, "login failed");
-            }
-            let result = if verdict.locked { "locked" } else { "failed" };
-            let mut record = Record::new("login", &shown, peer, result);
-            record.detail = Some(err.to_string());
-            shared.audit(&record);
-            record_failure(shared, name.as_ref(), &shown, peer).await;
-            let message = format!("e={}", err.server_error_value());
-            conn.write(&Response::AuthOutcome { message }).await?;
-            Ok(None)
-        }
+    match scram.finish(&client_final).await {
+        Ok(proven) => Ok(Some(proven)),
+        Err(refusal) => refuse(conn, refusal).await,
     }
+}
+
+/// Answers a refused login.
+async fn refuse<S, T>(conn: &mut Connection<S>, refusal: Refusal) -> Result<Option<T>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let reply = match refusal {
+        Refusal::Scram(message) => Response::AuthOutcome { message },
+        Refusal::Error(code, message) => Response::Error { code, message },
+    };
+    conn.write(&reply).await?;
+    Ok(None)
+}
+
+/// Announces a login that succeeded (`Ok`) or answers why it did not, now that the front
+/// end has what it needs (`Err`: a home that cannot be opened): `Some` thing on success.
+pub(super) async fn succeed<S, T>(
+    conn: &mut Connection<S>,
+    outcome: std::result::Result<(LoggedIn, T), Refusal>,
+) -> Result<Option<(LoggedIn, T)>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (logged_in, what) = match outcome {
+        Ok(done) => done,
+        Err(refusal) => return refuse(conn, refusal).await,
+    };
+    // Only now may frames be large (uploads, messages).
+    conn.set_read_limit(wire::MAX_FRAME_LEN);
+    conn.write(&Response::AuthOutcome {
+        message: logged_in.server_final.clone(),
+    })
+    .await?;
+    Ok(Some((logged_in, what)))
 }

@@ -14,7 +14,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::core::UserFiles;
 use super::handler;
 use super::login::{self, busy_reply};
 use crate::commands::{ErrorCode, Hello, Request, Response};
@@ -119,7 +118,10 @@ where
             }
             Greeting::Sent => login::their_hello(conn).await?,
         }
-        login::login(conn, peer, shared, binding).await
+        let Some(proven) = login::login(conn, peer, shared, binding).await? else {
+            return Ok(None);
+        };
+        login::succeed(conn, proven.open_files().await).await
     };
     let user = tokio::select! {
         result = tokio::time::timeout(shared.limits.login_timeout, login) => {
@@ -127,18 +129,11 @@ where
         }
         () = cancel.cancelled() => return Ok(()),
     };
-    // The user's session slot is held until the connection ends.
-    let Some((user, tree, _user_slot)) = user else {
+    // The user's place under their limit of sessions is held until the connection ends.
+    let Some((_logged_in, files)) = user else {
         return Ok(());
     };
-    let handler = handler::Handler {
-        files: UserFiles {
-            user,
-            peer,
-            tree,
-            shared,
-        },
-    };
+    let handler = handler::Handler { files };
     // Whole-file uploads run several at once (their disk syncs overlap), answered in the
     // order they came; any other request first waits for them to be answered. They share
     // one place among the transfers, held while any is in flight.

@@ -325,7 +325,14 @@ impl ChatService {
         conn.set_read_limit(crate::wire::LOGIN_FRAME_LEN);
         let login = async {
             login::hello(&mut conn, login::mechanisms(true, &self.shared.limits)).await?;
-            login::login(&mut conn, peer, &self.shared, Some(&self.binding)).await
+            let proven = login::login(&mut conn, peer, &self.shared, Some(&self.binding)).await?;
+            match proven {
+                Some(proven) => {
+                    let logged_in = proven.without_files();
+                    login::succeed(&mut conn, Ok((logged_in, ()))).await
+                }
+                None => Ok(None),
+            }
         };
         let user = tokio::select! {
             result = tokio::time::timeout(timeout, login) => {
@@ -355,8 +362,11 @@ impl ChatService {
                 return Err(err);
             }
         };
-        let (user, _tree, _user_slot) = user;
-        let result = self.session(&connection, conn, &user, peer, cancel).await;
+        // The user's place under their limit of sessions is held until the chat ends.
+        let (logged_in, ()) = user;
+        let result = self
+            .session(&connection, conn, &logged_in.user, peer, cancel)
+            .await;
         connection.close(quinn::VarInt::from_u32(0), b"bye");
         result
     }

@@ -1,0 +1,282 @@
+//! Logging in, whatever the front end: SCRAM-SHA-256(-PLUS) against the stored verifier,
+//! with the delays and lockouts of repeated failures, the audit, no user enumeration (an
+//! unknown name gets a mock verifier and fails at the proof, as a wrong password does), and
+//! the user's limit of sessions. A front end carries the messages its own way, then asks
+//! for the user's files ([`Proven::open_files`]) or not (the chat).
+
+use std::net::SocketAddr;
+
+use super::files::UserFiles;
+use crate::auth::{self, ClientFirstMessage, ServerExchange, Verifier};
+use crate::commands::ErrorCode;
+use crate::server::Shared;
+use crate::server::audit::Record;
+use crate::server::counters::Place;
+use crate::server::guard::Verdict;
+use crate::username::Username;
+
+/// Why a login ended without a user, as the client is to be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The exchange failed (a wrong password and an unknown name alike): the SCRAM error,
+    /// `e=<value>`, as the server-final message.
+    Scram(String),
+    /// Not decided by a proof: an unsupported mechanism, a user database away, too many
+    /// sessions, a home that cannot be opened.
+    Error(ErrorCode, String),
+}
+
+/// A SCRAM login after the client's first message, waiting for its final one.
+pub(crate) struct Scram<'a> {
+    shared: &'a Shared,
+    peer: SocketAddr,
+    /// The name, if it can be a user's.
+    name: Option<Username>,
+    /// The name as logs may show it.
+    shown: String,
+    /// Whether the name is a user's (else the verifier was a mock).
+    known: bool,
+    verdict: Verdict,
+    exchange: ServerExchange,
+}
+
+/// The mechanisms offered, most preferred first: channel binding only over TLS, and over
+/// TLS nothing else unless the admin allows logins without it.
+pub(crate) fn offered(tls: bool, limits: &crate::server::Limits) -> Vec<String> {
+    let mut names = Vec::new();
+    if tls {
+        names.push(auth::MECHANISM_PLUS.to_owned());
+    }
+    if !tls || !limits.require_channel_binding {
+        names.push(auth::MECHANISM.to_owned());
+    }
+    names
+}
+
+impl<'a> Scram<'a> {
+    /// Takes the client's first message for `mechanism` (`binding`: the TLS channel's
+    /// binding data, if there is a channel to bind to): the login and the server-first
+    /// message to send. Whoever failed recently waits first; the user (or, for an unknown
+    /// name, a mock) is looked up meanwhile, so the time tells nothing.
+    pub(crate) async fn begin(
+        shared: &'a Shared,
+        peer: SocketAddr,
+        mechanism: &str,
+        client_first: &str,
+        binding: Option<&[u8]>,
+    ) -> Result<(Self, String), Refusal> {
+        if mechanism != auth::MECHANISM && mechanism != auth::MECHANISM_PLUS {
+            return Err(Refusal::Error(
+                ErrorCode::AuthFailed,
+                format!(
+                    "unsupported mechanism \"{}\"; this server offers {}",
+                    crate::sanitize::for_log(mechanism),
+                    offered(binding.is_some(), &shared.limits).join(", ")
+                ),
+            ));
+        }
+        let parsed = ClientFirstMessage::parse(client_first).and_then(|first| {
+            ServerExchange::check_binding(&first, mechanism, binding)?;
+            if binding.is_some()
+                && shared.limits.require_channel_binding
+                && mechanism != auth::MECHANISM_PLUS
+            {
+                return Err(auth::ScramError::ChannelBindingRequired);
+            }
+            Ok(first)
+        });
+        let first = match parsed {
+            Ok(first) => first,
+            Err(err) => {
+                tracing::warn!(%peer, error = %err, "login refused before the proof");
+                let mut record = Record::new("login", "", peer, "refused");
+                record.detail = Some(err.to_string());
+                shared.audit(&record);
+                record_failure(shared, None, "", peer).await;
+                return Err(Refusal::Scram(format!("e={}", err.server_error_value())));
+            }
+        };
+        // A name that cannot be a user's (too long, odd characters) is neither stored nor
+        // logged as sent: only its escaped start. It gets the same exchange and answer as a
+        // wrong password.
+        let name = Username::parse(&first.username).ok();
+        let shown = match &name {
+            Some(name) => name.as_str().to_owned(),
+            None => crate::sanitize::for_log(&first.username),
+        };
+        // A lockout is decided here but only shows as the same failure a wrong password
+        // gets, after the same exchange. The user and the iteration counts (for a mock) are
+        // looked up meanwhile, for every name alike: an unknown name costs no other work
+        // than a known one.
+        let (verdict, looked_up, counts) = tokio::join!(
+            shared.guard.check(name.as_ref(), peer.ip()),
+            async {
+                match &name {
+                    Some(name) => Some(shared.users.user(name).await),
+                    None => None,
+                }
+            },
+            shared.users.iteration_counts()
+        );
+        if !verdict.delay.is_zero() {
+            tokio::time::sleep(verdict.delay).await;
+        }
+        let known = match looked_up {
+            Some(Ok(Some(record))) => Some(record.verifier),
+            Some(Ok(None)) | None => None,
+            Some(Err(err)) => {
+                // The same answer whatever the name, so it tells nothing about users.
+                tracing::error!(error = %err, "user store failed; refusing login");
+                return Err(Refusal::Error(
+                    ErrorCode::Busy,
+                    "server busy: the user database is unavailable; try again later".into(),
+                ));
+            }
+        };
+        let is_known = known.is_some();
+        // Unknown or impossible names get a mock verifier: the exchange looks the same and
+        // fails at the proof, exactly as a wrong password does.
+        let verifier = known.unwrap_or_else(|| {
+            let counts = counts.unwrap_or_default();
+            let key = name.as_ref().map_or("", Username::as_str);
+            Verifier::mock(&shared.secret, key, &counts)
+        });
+        let (exchange, server_first) = ServerExchange::start(first, verifier, binding);
+        let login = Scram {
+            shared,
+            peer,
+            name,
+            shown,
+            known: is_known,
+            verdict,
+            exchange,
+        };
+        Ok((login, server_first))
+    }
+
+    /// Takes the client's final message: the user proven (not yet told), or the refusal,
+    /// counted and audited.
+    pub(crate) async fn finish(self, client_final: &str) -> Result<Proven<'a>, Refusal> {
+        let Scram {
+            shared,
+            peer,
+            name,
+            shown,
+            known,
+            verdict,
+            exchange,
+        } = self;
+        match (exchange.finish(client_final), name.as_ref()) {
+            (Ok(server_final), Some(user)) if known && !verdict.locked => {
+                let max = shared.limits.max_sessions_per_user;
+                let Some(place) = shared.per_user.try_acquire(user, max) else {
+                    tracing::warn!(%user, %peer, limit = max, "too many sessions; refusing");
+                    return Err(Refusal::Error(
+                        ErrorCode::Busy,
+                        format!("{user} already has {max} sessions open; close one first"),
+                    ));
+                };
+                Ok(Proven {
+                    shared,
+                    peer,
+                    user: user.clone(),
+                    place,
+                    server_final,
+                })
+            }
+            (result, _) => {
+                let err = result
+                    .err()
+                    .unwrap_or(auth::ScramError::AuthenticationFailed);
+                let user = &shown;
+                if verdict.locked {
+                    tracing::warn!(%user, %peer, "login refused: locked out after repeated failures");
+                } else {
+                    tracing::warn!(%user, %peer, reason = %err, "login failed");
+                }
+                let result = if verdict.locked { "locked" } else { "failed" };
+                let mut record = Record::new("login", &shown, peer, result);
+                record.detail = Some(err.to_string());
+                shared.audit(&record);
+                record_failure(shared, name.as_ref(), &shown, peer).await;
+                Err(Refusal::Scram(format!("e={}", err.server_error_value())))
+            }
+        }
+    }
+}
+
+/// A user who proved who they are, holding a place under their limit of sessions; the
+/// login succeeds once the front end has what it needs.
+pub(crate) struct Proven<'a> {
+    shared: &'a Shared,
+    peer: SocketAddr,
+    user: Username,
+    place: Place<Username>,
+    /// The server-final message (the server's signature) to send.
+    server_final: String,
+}
+
+/// A logged-in user, holding their place under the limit of sessions until dropped.
+pub(crate) struct LoggedIn {
+    pub(crate) user: Username,
+    /// Held, never read: dropping it gives the place back.
+    _place: Place<Username>,
+    /// The server-final message to send.
+    pub(crate) server_final: String,
+}
+
+impl<'a> Proven<'a> {
+    /// The login succeeds with the user's files open: success is announced only once the
+    /// home is ready, so a client that has seen it can rely on its home existing.
+    pub(crate) async fn open_files(self) -> Result<(LoggedIn, UserFiles<'a>), Refusal> {
+        let tree = match self.shared.storage.open_home(&self.user).await {
+            Ok(tree) => tree,
+            Err(err) => {
+                tracing::error!(user = %self.user, error = %err, "cannot open home directory");
+                return Err(Refusal::Error(err.code, err.message));
+            }
+        };
+        let files = UserFiles {
+            user: self.user.clone(),
+            peer: self.peer,
+            tree,
+            shared: self.shared,
+        };
+        Ok((self.succeeded(), files))
+    }
+
+    /// The login succeeds without files (the chat).
+    pub(crate) fn without_files(self) -> LoggedIn {
+        self.succeeded()
+    }
+
+    fn succeeded(self) -> LoggedIn {
+        let (user, peer) = (&self.user, self.peer);
+        tracing::info!(%user, %peer, "login succeeded");
+        self.shared
+            .audit(&Record::new("login", user.as_str(), peer, "ok"));
+        LoggedIn {
+            user: self.user,
+            _place: self.place,
+            server_final: self.server_final,
+        }
+    }
+}
+
+/// Counts a failed login (by `name` if it could be a user's) and logs any lockout it
+/// starts. `shown` is the claimed name as logs may show it.
+async fn record_failure(shared: &Shared, name: Option<&Username>, shown: &str, peer: SocketAddr) {
+    if let Some(locked) = shared.guard.record_failure(name, peer.ip()).await {
+        let mut record = Record::new("lockout", shown, peer, "locked");
+        record.detail = Some(format!("address {locked}"));
+        shared.audit(&record);
+        let policy = shared.limits.lockout;
+        tracing::warn!(
+            %peer,
+            address = %locked,
+            failures = policy.max_failures,
+            minutes = policy.lockout.as_secs() / 60,
+            "address locked out after repeated failed logins"
+        );
+    }
+}
