@@ -259,6 +259,15 @@ impl Verifier {
         }
     }
 
+    /// Whether `password` is the one this verifier was made from: derived with the stored
+    /// salt and iteration count, its StoredKey compared in constant time. For front ends
+    /// whose clients send the password itself (an SFTP or WebDAV password login), which a
+    /// SCRAM login never does. A mock verifier matches no password.
+    pub fn matches_password(&self, password: &str) -> bool {
+        let keys = ClientKeys::derive(password, &self.salt, self.iterations);
+        bool::from(sha256(&keys.client_key).ct_eq(&self.stored_key))
+    }
+
     /// A deterministic stand-in for a user who does not exist: the salt and keys come from a
     /// server secret and the name, so repeated attempts see the same salt, as for a real user.
     /// No proof can match it without knowing the secret.

@@ -494,3 +494,37 @@ fn saslprep_applies_to_passwords() {
     assert!(check_new_password("bad\u{0007}bell").is_err());
     assert!(check_new_password("pencil").is_ok());
 }
+
+#[test]
+fn a_password_matches_its_verifier_alone() {
+    let verifier = Verifier::from_password("correct horse", b"saltsaltsaltsalt", 4096);
+    assert!(verifier.matches_password("correct horse"));
+    assert!(!verifier.matches_password("correct horse "));
+    assert!(!verifier.matches_password(""));
+    // Another salt or count makes another verifier: the stored ones are what count.
+    let other = Verifier::from_password("correct horse", b"saltsaltsaltsalz", 4096);
+    assert!(
+        !Verifier {
+            salt: other.salt.clone(),
+            ..verifier.clone()
+        }
+        .matches_password("correct horse")
+    );
+    assert!(
+        !Verifier {
+            iterations: 4097,
+            ..verifier.clone()
+        }
+        .matches_password("correct horse")
+    );
+    // PostgreSQL's own verifier for this password (see the verifier tests above) matches.
+    let pg: Verifier = "SCRAM-SHA-256$4096:gqNkYnq91hSxhrs2CVWHKg==$BOjZEjm4kPKIl39yI0m6Ri1B3L8vAeUIZ3jqpBkzIKI=:+gsypqOje916RkdLmFjclGymT1x1x/ukyOwrxYsf0lc="
+        .parse()
+        .unwrap();
+    assert!(pg.matches_password("correct horse battery staple"));
+    assert!(!pg.matches_password("correct horse battery stapl"));
+    // No password matches a mock.
+    let mock = Verifier::mock(b"secret", "ghost", &[(4096, 1)]);
+    assert!(!mock.matches_password(""));
+    assert!(!mock.matches_password("ghost"));
+}
