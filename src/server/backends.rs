@@ -14,19 +14,20 @@ use super::chat::bus::postgres::PgChatBus;
 use super::chat::bus::{ChatBus, StartBus};
 use super::chat::store::postgres::PgChatStore;
 use super::chat::store::{CHAT_DB, ChatStore, SqliteChatStore};
+use super::config::Config;
+use super::config::{StorageRoot, UserDatabase};
 use super::guard::postgres::PgLoginGuard;
 use super::guard::{Guard, LoginGuard};
 use super::postgres::PgDatabase;
 use super::quota::QuotaBook;
 use super::quota::postgres::PgReservations;
-use super::settings::{StorageRoot, UserDatabase};
+use super::secret;
 use super::storage::object::ObjectStorage;
 use super::storage::object::postgres::{PgCounts, PgUploadStates};
 use super::storage::{FsStorage, Storage};
 use super::users::file::{AdminFile, FileUserStore};
 use super::users::postgres::PgUserStore;
 use super::users::{UserAdmin, UserStore};
-use super::{Config, secret};
 use crate::error::{Error, Result, UserDbError};
 
 /// The engines one server runs on, opened.

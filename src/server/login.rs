@@ -7,14 +7,14 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Shared;
 use super::core::login::{LoggedIn, Proven, Refusal, Scram};
+use super::shared::Shared;
 use crate::commands::{ErrorCode, Hello, MAGIC, PROTOCOL_VERSION, Request, Response};
 use crate::error::{Error, Result};
 use crate::wire::{self, Connection};
 
 /// The answer to [`Request::Mechanisms`].
-pub(super) fn mechanisms(tls: bool, limits: &super::Limits) -> Response {
+pub(super) fn mechanisms(tls: bool, limits: &super::config::Limits) -> Response {
     Response::Mechanisms {
         names: super::core::login::offered(tls, limits),
     }

@@ -6,14 +6,19 @@
 //! any [`UserStore`] and [`Storage`].
 //!
 //! # Layout
-//! Front ends, top: `session` (one connection of the native protocol: greeting, login, the
-//! command loop) with `handler` (one request against the user's tree, transfers included);
-//! [`chat`] (the chat over QUIC, same login); [`time`] (the NTP service on UDP).
+//! From the top: [`settings`] (`ftpd serve` options and `ftpd.toml`, read into a
+//! [`Config`]); this file (the listener, its limits, graceful shutdown); [`backends`], the
+//! one place that names an engine and opens it from the [`config`].
 //!
-//! Shared by the front ends: `login` (hellos and the SCRAM login: lockouts, audit, the
-//! user's session limit); `audit` (the JSON-lines audit log); `counters` (per-user and
-//! per-address places); `locks` (one upload per target); [`budget`] (the token bucket
-//! behind every rate limit); [`tls`] (the server's certificate and rustls config).
+//! Front ends: `session` (one connection of the native protocol: greeting, the command
+//! loop) with `handler` (its requests, turned into calls of the core) and `login` (hellos
+//! and SCRAM's messages in frames, shared with the chat); [`chat`] (the chat over QUIC);
+//! [`time`] (the NTP service on UDP).
+//!
+//! `core`, what every front end calls, knowing no wire: `core::login` (SCRAM against the
+//! stored verifier, lockouts, audit, the limit of sessions) and `core::files` (one user's
+//! files: jail, quotas, locks, transfer places, audit). Beneath it `shared` (what every
+//! session shares) and [`config`] (where users and files are, every limit).
 //!
 //! Concerns, each a trait with its rules in `mod.rs` and one file per engine:
 //! - [`users`]: who may log in (`file`: `users.db`; `postgres`);
@@ -25,15 +30,17 @@
 //! - `chat::store` and `chat::bus`: the chat's durable state (`sqlite`; `postgres`) and how
 //!   nodes hear of each other (`postgres`).
 //!
-//! Bottom: [`backends`], the one place that names an engine and opens it from the
-//! [`settings`] (`ftpd serve` options, `ftpd.toml`, the `--users`/`--root` addresses);
-//! [`postgres`], the driver every PostgreSQL engine stands on (connection, migrations,
-//! errors); `sql`, integers as SQL keeps them.
+//! At the bottom: [`tls`] (the server's certificate), `audit` (the JSON-lines audit log),
+//! `counters` (per-user and per-address places), `locks` (one upload per target),
+//! [`budget`] (the token bucket behind every rate limit), [`postgres`] (the driver every
+//! PostgreSQL engine stands on: connection, migrations, errors), `sql` (integers as SQL
+//! keeps them).
 
 mod audit;
 pub mod backends;
 pub mod budget;
 pub mod chat;
+pub mod config;
 mod core;
 mod counters;
 pub mod guard;
@@ -45,6 +52,7 @@ mod quota;
 pub mod secret;
 mod session;
 pub mod settings;
+mod shared;
 mod sql;
 pub mod storage;
 pub mod time;
@@ -66,77 +74,15 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Result};
 use crate::tls::ReadAhead;
 pub use backends::Backends;
+pub use config::{Config, Limits};
+pub use config::{StorageRoot, UserDatabase};
 use session::Greeting;
-pub use settings::StorageRoot;
-pub use settings::UserDatabase;
+use shared::Shared;
 pub use storage::object::{ObjectLocation, ObjectStorage};
 pub use storage::{Download, FsStorage, Storage, Upload, UserTree};
 pub use tls::{ServerIdentity, TlsSetup};
 pub use users::UserStore;
 pub use users::file::FileUserStore;
-
-/// Where the embedded defaults live.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where users' files live: a directory holding one home per user, or an object
-    /// store (`s3://bucket/prefix`).
-    pub root: StorageRoot,
-    /// The user database: `users.db` or PostgreSQL.
-    pub users: UserDatabase,
-    /// Private server state (the mock-login secret, the generated TLS identity).
-    pub state_dir: PathBuf,
-    /// TLS (the default) or plaintext.
-    pub tls: TlsSetup,
-    /// Where to append audit records, if anywhere.
-    pub audit_log: Option<PathBuf>,
-    /// Connection limits and timeouts.
-    pub limits: Limits,
-}
-
-/// Bounds that keep one client from holding the server.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Connections served at once; further ones are told the server is busy and closed.
-    pub max_connections: usize,
-    /// Connections one address may hold at once.
-    pub max_connections_per_ip: usize,
-    /// Logged-in sessions one user may hold at once.
-    pub max_sessions_per_user: usize,
-    /// Time a connection has to complete hello and login.
-    pub login_timeout: Duration,
-    /// Time a logged-in connection may stay silent.
-    pub idle_timeout: Duration,
-    /// Time a transfer or a listing may go without progress (no data from the client, or
-    /// a reply the client does not read) before the connection is closed.
-    pub stall_timeout: Duration,
-    /// Transfers and listings running at once across all users; more are told the server
-    /// is busy. Each holds a thread of the blocking pool while it runs.
-    pub max_transfers: usize,
-    /// Delays and lockouts after failed logins.
-    pub lockout: guard::LockoutPolicy,
-    /// At shutdown, how long running commands and transfers may take to finish.
-    pub shutdown_grace: Duration,
-    /// Over TLS, accept only SCRAM-SHA-256-PLUS: a login without channel binding could be
-    /// a man in the middle's downgrade.
-    pub require_channel_binding: bool,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 1024,
-            max_connections_per_ip: 64,
-            max_sessions_per_user: 32,
-            login_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(15 * 60),
-            stall_timeout: Duration::from_secs(120),
-            max_transfers: 256,
-            lockout: guard::LockoutPolicy::default(),
-            shutdown_grace: Duration::from_secs(30),
-            require_channel_binding: true,
-        }
-    }
-}
 
 /// What an accepted connection gets: a session, or a busy reply.
 enum Admission {
@@ -208,44 +154,13 @@ async fn serve_socket(
 /// Busy replies being sent at once to connections over the limit.
 const MAX_PENDING_REFUSALS: usize = 64;
 
-/// What every session shares.
-pub(crate) struct Shared {
-    pub(crate) users: Arc<dyn UserStore>,
-    pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) secret: [u8; secret::SECRET_LEN],
-    pub(crate) limits: Limits,
-    pub(crate) quotas: quota::QuotaBook,
-    pub(crate) uploads: locks::TargetLocks,
-    /// The TLS identity; `None` serves plaintext.
-    pub(crate) tls: Option<ServerIdentity>,
-    /// Failed-login delays and lockouts.
-    pub(crate) guard: guard::Guard,
-    /// Connections per address.
-    pub(crate) per_ip: counters::Counter<std::net::IpAddr>,
-    /// Sessions per user.
-    pub(crate) per_user: counters::Counter<crate::username::Username>,
-    /// The audit log, if enabled.
-    pub(crate) audit: Option<audit::AuditLog>,
-    /// How the chat joins the other nodes, when there are any.
-    pub(crate) chat_bus: Option<chat::bus::StartBus>,
-    /// Where the chat keeps friends and messages.
-    pub(crate) chat_store: backends::ChatStores,
-    /// Places for transfers and listings running at once.
-    pub(crate) transfers: Arc<Semaphore>,
-}
-
-impl Shared {
-    /// Appends to the audit log, if there is one.
-    pub(crate) fn audit(&self, record: &audit::Record<'_>) {
-        if let Some(log) = &self.audit {
-            log.write(record);
-        }
-    }
-}
-
 /// A server ready to run on a listener.
 pub struct Server {
     shared: Arc<Shared>,
+    /// How the chat joins the other nodes, when there are any.
+    chat_bus: Option<chat::bus::StartBus>,
+    /// Where the chat keeps friends and messages.
+    chat_store: backends::ChatStores,
 }
 
 impl Server {
@@ -294,10 +209,10 @@ impl Server {
                 per_ip: counters::Counter::default(),
                 per_user: counters::Counter::default(),
                 audit,
-                chat_bus: backends.chat_bus,
-                chat_store: backends.chat_store,
                 transfers: Arc::new(Semaphore::new(limits.max_transfers.max(1))),
             }),
+            chat_bus: backends.chat_bus,
+            chat_store: backends.chat_store,
         }
     }
 
@@ -322,7 +237,29 @@ impl Server {
     /// # Errors
     /// `chat.db` cannot be opened.
     pub fn chat_store(&self) -> Result<Arc<dyn chat::store::ChatStore>> {
-        self.shared.chat_store.open()
+        self.chat_store.open()
+    }
+
+    /// The chat beside this server's file service: same users, limits and audit, on `socket`
+    /// (UDP) with `identity`'s certificate.
+    ///
+    /// # Errors
+    /// The certificate cannot serve QUIC, or the socket cannot be used.
+    pub fn chat(
+        &self,
+        socket: std::net::UdpSocket,
+        identity: &ServerIdentity,
+        store: Arc<dyn chat::store::ChatStore>,
+        settings: chat::ChatSettings,
+    ) -> Result<chat::ChatService> {
+        chat::ChatService::new(
+            Arc::clone(&self.shared),
+            self.chat_bus.as_ref(),
+            socket,
+            identity,
+            store,
+            settings,
+        )
     }
 
     /// The TLS identity it serves with, if any (`None` for plaintext).

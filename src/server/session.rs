@@ -13,9 +13,9 @@ use futures_util::stream::FuturesOrdered;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
 use super::handler;
 use super::login::{self, busy_reply};
+use super::shared::Shared;
 use crate::commands::{ErrorCode, Hello, Request, Response};
 use crate::error::{Error, Result};
 use crate::wire::{self, Connection};

@@ -37,10 +37,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Shared;
 use super::budget::Budget;
 use super::counters::Counter;
 use super::login;
+use super::shared::Shared;
 use super::tls::ServerIdentity;
 use crate::chat::{
     COLOURS, ChatErrorCode, ChatEvent, ChatReply, ChatRequest, Friend, FriendState, MAX_HISTORY,
@@ -128,14 +128,16 @@ pub struct ChatService {
     announced: quiet::Announcements,
 }
 
-impl super::Server {
-    /// The chat beside this server's file service: same users, limits and audit, on `socket`
-    /// (UDP) with `identity`'s certificate.
+impl ChatService {
+    /// The chat beside a file service sharing `shared` (same users, limits and audit),
+    /// joined to the other nodes by `bus` if there are any, on `socket` (UDP) with
+    /// `identity`'s certificate.
     ///
     /// # Errors
     /// The certificate cannot serve QUIC, or the socket cannot be used.
-    pub fn chat(
-        &self,
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        bus: Option<&bus::StartBus>,
         socket: std::net::UdpSocket,
         identity: &ServerIdentity,
         store: Arc<dyn ChatStore>,
@@ -167,7 +169,7 @@ impl super::Server {
             store.push_stored(Arc::new(move |message| hub.deliver(message)))
         };
         // Sessions on other nodes sharing the database hear of events and presence here.
-        let bus = self.shared.chat_bus.as_ref().map(|start| {
+        let bus = bus.map(|start| {
             let hub = Arc::clone(&hub);
             start(Arc::new(move |to: &str, event: &ChatEvent| {
                 hub.tell(to, event)
@@ -175,7 +177,7 @@ impl super::Server {
         });
         socket.set_nonblocking(true)?;
         let reset = ResetKey(crate::auth::hmac(
-            &self.shared.secret,
+            &shared.secret,
             &[b"ftprep chat: QUIC stateless reset"],
         ));
         // Connection IDs any server may recognise as possibly its own (quinn's default
@@ -193,7 +195,7 @@ impl super::Server {
         )?;
         Ok(ChatService {
             endpoint,
-            shared: Arc::clone(&self.shared),
+            shared,
             binding: Arc::clone(&identity.binding),
             store,
             hub,

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use super::files::UserFiles;
 use crate::auth::{self, ClientFirstMessage, ServerExchange, Verifier};
 use crate::commands::ErrorCode;
-use crate::server::Shared;
 use crate::server::audit::Record;
 use crate::server::counters::Place;
 use crate::server::guard::Verdict;
+use crate::server::shared::Shared;
 use crate::username::Username;
 
 /// Why a login ended without a user, as the client is to be told.
@@ -42,7 +42,7 @@ pub(crate) struct Scram<'a> {
 
 /// The mechanisms offered, most preferred first: channel binding only over TLS, and over
 /// TLS nothing else unless the admin allows logins without it.
-pub(crate) fn offered(tls: bool, limits: &crate::server::Limits) -> Vec<String> {
+pub(crate) fn offered(tls: bool, limits: &crate::server::config::Limits) -> Vec<String> {
     let mut names = Vec::new();
     if tls {
         names.push(auth::MECHANISM_PLUS.to_owned());
