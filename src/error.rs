@@ -416,6 +416,28 @@ pub enum UserDbError {
     /// The database the users are in failed or refused.
     #[error("user database: {0}")]
     Database(DatabaseError),
+    /// A key that is not taken (`addkey`).
+    #[error(transparent)]
+    Key(#[from] crate::authorized_key::KeyError),
+    /// `addkey` of a key the user has already.
+    #[error("{user} already has the key {fingerprint}")]
+    KeyExists {
+        /// The user.
+        user: String,
+        /// The key's fingerprint.
+        fingerprint: String,
+    },
+    /// `addkey` past the most keys a user may have.
+    #[error("{0} already has {max} keys; remove one first", max = crate::authorized_key::MAX_KEYS_PER_USER)]
+    TooManyKeys(String),
+    /// `delkey` of a key the user does not have.
+    #[error("{user} has no key {fingerprint}")]
+    NoSuchKey {
+        /// The user.
+        user: String,
+        /// The fingerprint asked for.
+        fingerprint: String,
+    },
 }
 
 impl From<DatabaseError> for Error {

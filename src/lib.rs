@@ -28,6 +28,7 @@
 //! → frame.
 
 pub mod auth;
+pub mod authorized_key;
 pub mod chat;
 pub mod checksum;
 pub mod client;

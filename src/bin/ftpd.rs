@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -79,6 +79,25 @@ enum Command {
     },
     /// List the users, one a line, with their quotas.
     Users(UsersFile),
+    /// Let a user log in over SFTP with an SSH public key: FILE is their `.pub` file (or
+    /// `-` for standard input), one key a line.
+    Addkey {
+        #[command(flatten)]
+        who: NameArgs,
+        /// The public key file, e.g. id_ed25519.pub, or - for standard input.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List a user's SSH keys as `ssh-keygen -l` does: bits, fingerprint, comment, type.
+    Keys(NameArgs),
+    /// Remove a user's SSH key by its fingerprint (SHA256:..., as `ftpd keys` shows it).
+    Delkey {
+        #[command(flatten)]
+        who: NameArgs,
+        /// The key's fingerprint.
+        #[arg(value_name = "FINGERPRINT")]
+        fingerprint: String,
+    },
     /// Print the SHA-256 fingerprint of the server's TLS certificate, for users to compare
     /// when their client first connects (generates the self-signed certificate if needed).
     /// Reads the same settings as `serve` (--config, --state-dir, --cert).
@@ -193,6 +212,9 @@ impl ServeArgs {
         })
     }
 }
+
+/// The most of a key file read: more than a user's keys can take.
+const KEY_FILE_MAX: u64 = 1024 * 1024;
 
 /// A user name as the command line takes it: a bad one is a usage error (exit 2).
 fn valid_username(text: &str) -> Result<String, String> {
@@ -337,6 +359,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             &manual_page(),
             &mut std::io::stdout(),
         )?),
+        Command::Addkey { who, file } => {
+            let name = Username::parse(&who.name)?;
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin().lock().take(KEY_FILE_MAX))
+                    .context("cannot read the key from standard input")?
+            } else {
+                let opened = std::fs::File::open(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                std::io::read_to_string(opened.take(KEY_FILE_MAX))
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let keys = ftprep::authorized_key::AuthorizedKey::parse_lines(&text)?;
+            let admin = block_on(user_admin(&who.file.users))??;
+            for key in keys {
+                let shown = key.describe();
+                block_on(admin.add_key(&name, key))??;
+                println!("added to {name}: {shown}");
+            }
+            Ok(())
+        }
+        Command::Keys(who) => {
+            let name = Username::parse(&who.name)?;
+            let users = block_on(async { user_admin(&who.file.users).await?.users().await })??;
+            let user = users
+                .into_iter()
+                .find(|user| user.name == name)
+                .ok_or_else(|| ftprep::error::UserDbError::NoSuchUser(name.to_string()))?;
+            for key in &user.keys {
+                println!("{}", key.describe());
+            }
+            Ok(())
+        }
+        Command::Delkey { who, fingerprint } => {
+            let name = Username::parse(&who.name)?;
+            let removed = block_on(async {
+                user_admin(&who.file.users)
+                    .await?
+                    .remove_key(&name, &fingerprint)
+                    .await
+            })??;
+            println!("removed from {name}: {}", removed.describe());
+            Ok(())
+        }
         Command::Users(file) => {
             if let ftprep::server::UserDatabase::File(path) = &file.users
                 && !path.exists()

@@ -19,8 +19,8 @@ use super::config::{StorageRoot, UserDatabase};
 use super::guard::postgres::PgLoginGuard;
 use super::guard::{Guard, LoginGuard};
 use super::postgres::PgDatabase;
-use super::quota::QuotaBook;
 use super::quota::postgres::PgReservations;
+use super::quota::{LocalHolds, UploadHolds};
 use super::secret;
 use super::storage::object::ObjectStorage;
 use super::storage::object::postgres::{PgCounts, PgUploadStates};
@@ -41,7 +41,7 @@ pub struct Backends {
     /// Where failed logins are counted.
     pub(crate) guard: Guard,
     /// Where the holds of uploads in progress are kept.
-    pub(crate) quotas: QuotaBook,
+    pub(crate) quotas: Arc<dyn UploadHolds>,
     /// How the chat joins the other nodes, when there are any.
     pub(crate) chat_bus: Option<StartBus>,
     /// Where the chat keeps friends and messages.
@@ -89,8 +89,11 @@ impl Backends {
                 let db = PgDatabase::connect(url).await?;
                 let users = PgUserStore::new(Arc::clone(&db));
                 users.follow_changes();
-                let (storage, quotas): (Arc<dyn Storage>, _) = match &config.root {
-                    StorageRoot::Dir(root) => (Arc::new(open_dir(root)?), QuotaBook::default()),
+                let (storage, quotas): (Arc<dyn Storage>, Arc<dyn UploadHolds>) = match &config.root
+                {
+                    StorageRoot::Dir(root) => {
+                        (Arc::new(open_dir(root)?), Arc::new(LocalHolds::default()))
+                    }
                     // Nodes sharing the users' database and the store share the quota's
                     // bookkeeping too.
                     StorageRoot::Object(location) => {
@@ -101,7 +104,7 @@ impl Backends {
                         let holds = PgReservations::new(Arc::clone(&db));
                         (
                             Arc::new(store.sharing(Arc::new(counts), Arc::new(states))),
-                            QuotaBook::Shared(Arc::new(holds)),
+                            Arc::new(holds),
                         )
                     }
                 };
@@ -118,7 +121,7 @@ impl Backends {
                     users: Arc::new(users),
                     storage,
                     secret,
-                    guard: Guard::Shared(Box::new(failures)),
+                    guard: Guard::new(Box::new(failures)),
                     quotas,
                     chat_bus: Some(chat_bus),
                     chat_store: ChatStores::Postgres(db),
@@ -140,8 +143,8 @@ impl Backends {
             users,
             storage,
             secret,
-            guard: Guard::Local(LoginGuard::new(lockout)),
-            quotas: QuotaBook::default(),
+            guard: Guard::new(Box::new(LoginGuard::new(lockout))),
+            quotas: Arc::new(LocalHolds::default()),
             chat_bus: None,
             chat_store,
         }

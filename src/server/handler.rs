@@ -16,8 +16,8 @@ use crate::error::{Error, Result, StorageError};
 use crate::wire::Connection;
 
 /// One logged-in user's session of the native protocol.
-pub(super) struct Handler<'a> {
-    pub(super) files: UserFiles<'a>,
+pub(super) struct Handler {
+    pub(super) files: UserFiles,
 }
 
 /// The answer to a request that succeeds with nothing to say, or its refusal.
@@ -42,7 +42,7 @@ fn unexpected(message: &str) -> Response {
     }
 }
 
-impl Handler<'_> {
+impl Handler {
     /// Applies `request` and writes its response(s).
     pub(super) async fn apply<S>(&self, request: Request, conn: &mut Connection<S>) -> Result<()>
     where
@@ -164,7 +164,7 @@ impl Handler<'_> {
 
     /// Receives an upload: data frames until `PutFinish`, then the verdict. A failure while
     /// writing is remembered and answered at `PutFinish`, so the stream stays in step.
-    async fn receive<S>(&self, conn: &mut Connection<S>, mut put: PutInProgress<'_>) -> Result<()>
+    async fn receive<S>(&self, conn: &mut Connection<S>, mut put: PutInProgress) -> Result<()>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {

@@ -4,6 +4,7 @@
 //! enumeration), until a user is proven and has what their front end needs.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -73,7 +74,7 @@ where
 pub(super) async fn login<'a, S>(
     conn: &mut Connection<S>,
     peer: SocketAddr,
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     binding: Option<&[u8]>,
 ) -> Result<Option<Proven<'a>>>
 where

@@ -102,7 +102,7 @@ fn reply_for(err: &Error) -> Option<(ErrorCode, String)> {
 async fn serve<S>(
     conn: &mut Connection<S>,
     peer: SocketAddr,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     cancel: &CancellationToken,
     greeting: Greeting,
 ) -> Result<()>

@@ -7,7 +7,7 @@ use tokio::sync::Semaphore;
 
 use super::config::Limits;
 use super::guard::Guard;
-use super::quota::QuotaBook;
+use super::quota::UploadHolds;
 use super::storage::Storage;
 use super::tls::ServerIdentity;
 use super::users::UserStore;
@@ -19,7 +19,7 @@ pub(crate) struct Shared {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) secret: [u8; secret::SECRET_LEN],
     pub(crate) limits: Limits,
-    pub(crate) quotas: QuotaBook,
+    pub(crate) quotas: Arc<dyn UploadHolds>,
     pub(crate) uploads: locks::TargetLocks,
     /// The TLS identity; `None` serves plaintext.
     pub(crate) tls: Option<ServerIdentity>,

@@ -32,6 +32,49 @@ pub async fn every_rule(server: &TestServer, admin: &dyn UserAdmin) {
     the_admin_is_told_what_is_wrong(admin).await;
     unknown_names_and_wrong_passwords_look_alike(server, admin).await;
     a_quota_set_by_the_admin_holds(server, admin).await;
+    ssh_keys_are_kept_beside_the_verifier(admin).await;
+}
+
+/// Made with `ssh-keygen -t ed25519` and `-t ecdsa`.
+const KEY_A: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINGuPVHsCTW2Dd+EjNoRTrqiO2QQusnV84c69fnQYN5p alice@laptop";
+const KEY_A_FINGERPRINT: &str = "SHA256:RitIkJUv5b7i7pZdBqWFT5wKSOwHzOiaZSR0sCtDhNM";
+const KEY_B: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEjgSYJ4Bot5hRZ4Lmjn4H1XxSX4hlayY+os+2lm6EwDRTvmvRjf2KEkQPGXD17yEvi+aP+tuud1cZtccm2R3PY= work key";
+
+async fn ssh_keys_are_kept_beside_the_verifier(admin: &dyn UserAdmin) {
+    use ftprep::authorized_key::AuthorizedKey;
+    let user = name("k-dora");
+    admin.add(record("k-dora", "pw")).await.unwrap();
+    let a = AuthorizedKey::parse(KEY_A).unwrap();
+    let b = AuthorizedKey::parse(KEY_B).unwrap();
+    admin.add_key(&user, a.clone()).await.unwrap();
+    admin.add_key(&user, b.clone()).await.unwrap();
+    let again = admin.add_key(&user, a.clone()).await.unwrap_err();
+    assert!(matches!(again, UserDbError::KeyExists { .. }), "{again}");
+    let keys = |users: Vec<UserRecord>| {
+        users
+            .into_iter()
+            .find(|u| u.name == user)
+            .map(|u| u.keys)
+            .unwrap()
+    };
+    // Kept with their comments, in the order added.
+    let kept = keys(admin.users().await.unwrap());
+    assert_eq!(kept, vec![a.clone(), b.clone()]);
+    assert_eq!(kept[1].comment(), "work key");
+    // Removed by fingerprint, with or without its prefix; then gone.
+    let removed = admin.remove_key(&user, KEY_A_FINGERPRINT).await.unwrap();
+    assert_eq!(removed, a);
+    let gone = admin
+        .remove_key(&user, KEY_A_FINGERPRINT)
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, UserDbError::NoSuchKey { .. }), "{gone}");
+    let bare = b.fingerprint().trim_start_matches("SHA256:").to_owned();
+    admin.remove_key(&user, &bare).await.unwrap();
+    assert!(keys(admin.users().await.unwrap()).is_empty());
+    let ghost = admin.add_key(&name("k-ghost"), a).await.unwrap_err();
+    assert!(matches!(ghost, UserDbError::NoSuchUser(_)), "{ghost}");
 }
 
 async fn admin_changes_are_in_force_at_the_next_login(server: &TestServer, admin: &dyn UserAdmin) {

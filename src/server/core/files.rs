@@ -24,12 +24,14 @@ use crate::username::Username;
 /// What an operation answers: its result, or a typed refusal.
 pub(crate) type Outcome<T> = std::result::Result<T, StorageError>;
 
-/// One logged-in user's files.
-pub(crate) struct UserFiles<'a> {
+/// One logged-in user's files; cheap to clone, so an upload or a download under way can
+/// keep them while the front end serves other requests.
+#[derive(Clone)]
+pub(crate) struct UserFiles {
     pub(crate) user: Username,
     pub(crate) peer: SocketAddr,
     pub(crate) tree: Arc<dyn UserTree>,
-    pub(crate) shared: &'a Shared,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// A user's limits: bytes, and entries (files, directories, links).
@@ -59,7 +61,7 @@ pub(crate) struct Listed {
     _slot: OwnedSemaphorePermit,
 }
 
-impl UserFiles<'_> {
+impl UserFiles {
     /// Makes a directory (`parents`: and those above it, and none if it exists).
     pub(crate) async fn mkdir(&self, raw: &str, parents: bool) -> Outcome<()> {
         let result = async {
@@ -176,7 +178,7 @@ impl UserFiles<'_> {
         overwrite: bool,
         resume: bool,
         preserve: Option<Attributes>,
-    ) -> Outcome<PutInProgress<'_>> {
+    ) -> Outcome<PutInProgress> {
         let started = async {
             let remote = path(raw)?;
             let slot = self.transfer_slot()?;
@@ -196,7 +198,7 @@ impl UserFiles<'_> {
         }
         Ok(PutInProgress {
             offset: upload.offset(),
-            files: self,
+            files: self.clone(),
             raw: raw.to_owned(),
             size,
             started: std::time::Instant::now(),
@@ -208,7 +210,7 @@ impl UserFiles<'_> {
     }
 
     /// Opens `raw` for reading from `offset`, with a place among the transfers.
-    pub(crate) async fn begin_get(&self, raw: &str, offset: u64) -> Outcome<GetInProgress<'_>> {
+    pub(crate) async fn begin_get(&self, raw: &str, offset: u64) -> Outcome<GetInProgress> {
         let opened = async {
             let remote = path(raw)?;
             let slot = self.transfer_slot()?;
@@ -217,7 +219,7 @@ impl UserFiles<'_> {
         .await;
         match opened {
             Ok((download, slot)) => Ok(GetInProgress {
-                files: self,
+                files: self.clone(),
                 raw: raw.to_owned(),
                 offset,
                 started: std::time::Instant::now(),
@@ -559,8 +561,8 @@ impl UserFiles<'_> {
 }
 
 /// An upload under way: data goes in, and the file appears only when it is finished.
-pub(crate) struct PutInProgress<'a> {
-    files: &'a UserFiles<'a>,
+pub(crate) struct PutInProgress {
+    files: UserFiles,
     raw: String,
     size: u64,
     offset: u64,
@@ -571,7 +573,7 @@ pub(crate) struct PutInProgress<'a> {
     _slot: OwnedSemaphorePermit,
 }
 
-impl PutInProgress<'_> {
+impl PutInProgress {
     /// Where the data continues: bytes an interrupted upload kept.
     pub(crate) fn offset(&self) -> u64 {
         self.offset
@@ -615,8 +617,8 @@ impl PutInProgress<'_> {
 }
 
 /// A download under way.
-pub(crate) struct GetInProgress<'a> {
-    files: &'a UserFiles<'a>,
+pub(crate) struct GetInProgress {
+    files: UserFiles,
     raw: String,
     offset: u64,
     started: std::time::Instant,
@@ -624,7 +626,7 @@ pub(crate) struct GetInProgress<'a> {
     _slot: OwnedSemaphorePermit,
 }
 
-impl GetInProgress<'_> {
+impl GetInProgress {
     /// Size of the whole file.
     pub(crate) fn size(&self) -> u64 {
         self.download.size()
@@ -646,7 +648,7 @@ impl GetInProgress<'_> {
 
     /// Every chunk was read: records the transfer, and answers the whole file's checksum.
     pub(crate) fn done(self) -> Digest {
-        let (files, raw, offset) = (self.files, self.raw.as_str(), self.offset);
+        let (files, raw, offset) = (&self.files, self.raw.as_str(), self.offset);
         let size = self.download.size();
         files.audit_transfer("get", raw, size - offset, self.started, &Ok(()));
         tracing::info!(

@@ -5,6 +5,7 @@
 //! for the user's files ([`Proven::open_files`]) or not (the chat).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::files::UserFiles;
 use crate::auth::{self, ClientFirstMessage, ServerExchange, Verifier};
@@ -28,7 +29,7 @@ pub(crate) enum Refusal {
 
 /// A SCRAM login after the client's first message, waiting for its final one.
 pub(crate) struct Scram<'a> {
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     peer: SocketAddr,
     /// The name, if it can be a user's.
     name: Option<Username>,
@@ -59,7 +60,7 @@ impl<'a> Scram<'a> {
     /// message to send. Whoever failed recently waits first; the user (or, for an unknown
     /// name, a mock) is looked up meanwhile, so the time tells nothing.
     pub(crate) async fn begin(
-        shared: &'a Shared,
+        shared: &'a Arc<Shared>,
         peer: SocketAddr,
         mechanism: &str,
         client_first: &str,
@@ -208,7 +209,7 @@ impl<'a> Scram<'a> {
 /// A user who proved who they are, holding a place under their limit of sessions; the
 /// login succeeds once the front end has what it needs.
 pub(crate) struct Proven<'a> {
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
     peer: SocketAddr,
     user: Username,
     place: Place<Username>,
@@ -228,7 +229,7 @@ pub(crate) struct LoggedIn {
 impl<'a> Proven<'a> {
     /// The login succeeds with the user's files open: success is announced only once the
     /// home is ready, so a client that has seen it can rely on its home existing.
-    pub(crate) async fn open_files(self) -> Result<(LoggedIn, UserFiles<'a>), Refusal> {
+    pub(crate) async fn open_files(self) -> Result<(LoggedIn, UserFiles), Refusal> {
         let tree = match self.shared.storage.open_home(&self.user).await {
             Ok(tree) => tree,
             Err(err) => {
@@ -240,7 +241,7 @@ impl<'a> Proven<'a> {
             user: self.user.clone(),
             peer: self.peer,
             tree,
-            shared: self.shared,
+            shared: Arc::clone(self.shared),
         };
         Ok((self.succeeded(), files))
     }

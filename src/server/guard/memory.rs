@@ -151,6 +151,25 @@ impl LoginGuard {
     }
 }
 
+#[async_trait::async_trait]
+impl FailedLogins for LoginGuard {
+    async fn check(
+        &self,
+        user: Option<&Username>,
+        addr: IpAddr,
+    ) -> Result<Verdict, crate::error::DatabaseError> {
+        Ok(LoginGuard::check(self, user, addr))
+    }
+
+    async fn record_failure(
+        &self,
+        user: Option<&Username>,
+        addr: IpAddr,
+    ) -> Result<Option<IpAddr>, crate::error::DatabaseError> {
+        Ok(LoginGuard::record_failure(self, user, addr))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

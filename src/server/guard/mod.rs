@@ -88,10 +88,10 @@ pub(crate) fn delay_after(policy: &LockoutPolicy, failures: usize) -> Duration {
         .min(policy.max_delay)
 }
 
-/// Failed logins counted where every node sees them (an engine: PostgreSQL), with the
-/// same rules as [`LoginGuard`].
+/// Where failed logins are counted: an engine (this process's memory, PostgreSQL for
+/// every node of a cluster), each keeping the rules of [`LoginGuard`].
 #[async_trait::async_trait]
-pub(crate) trait SharedGuard: Send + Sync + std::fmt::Debug {
+pub(crate) trait FailedLogins: Send + Sync + std::fmt::Debug {
     /// As [`LoginGuard::check`].
     async fn check(
         &self,
@@ -106,29 +106,27 @@ pub(crate) trait SharedGuard: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<IpAddr>, crate::error::DatabaseError>;
 }
 
-/// Where failed logins are counted: in this process, or where every node sees them.
+/// The failed logins the server consults, failing closed: when the engine cannot say, the
+/// address counts as locked, so no failure goes uncounted for want of a database.
 #[derive(Debug)]
-pub(crate) enum Guard {
-    /// This node's own table.
-    Local(LoginGuard),
-    /// Shared by the nodes.
-    Shared(Box<dyn SharedGuard>),
+pub(crate) struct Guard {
+    failures: Box<dyn FailedLogins>,
 }
 
 impl Guard {
-    /// As [`LoginGuard::check`]. When the database cannot say, the address counts as
-    /// locked: no failure goes uncounted for want of a database.
+    pub(crate) fn new(failures: Box<dyn FailedLogins>) -> Self {
+        Guard { failures }
+    }
+
+    /// As [`LoginGuard::check`]; locked when the engine cannot say.
     pub(crate) async fn check(&self, user: Option<&Username>, addr: IpAddr) -> Verdict {
-        match self {
-            Guard::Local(guard) => guard.check(user, addr),
-            Guard::Shared(guard) => guard.check(user, addr).await.unwrap_or_else(|err| {
-                tracing::error!(error = %err, "cannot check failed logins; refusing");
-                Verdict {
-                    delay: Duration::ZERO,
-                    locked: true,
-                }
-            }),
-        }
+        self.failures.check(user, addr).await.unwrap_or_else(|err| {
+            tracing::error!(error = %err, "cannot check failed logins; refusing");
+            Verdict {
+                delay: Duration::ZERO,
+                locked: true,
+            }
+        })
     }
 
     /// As [`LoginGuard::record_failure`].
@@ -137,15 +135,12 @@ impl Guard {
         user: Option<&Username>,
         addr: IpAddr,
     ) -> Option<IpAddr> {
-        match self {
-            Guard::Local(guard) => guard.record_failure(user, addr),
-            Guard::Shared(guard) => guard
-                .record_failure(user, addr)
-                .await
-                .unwrap_or_else(|err| {
-                    tracing::error!(error = %err, "cannot count a failed login");
-                    None
-                }),
-        }
+        self.failures
+            .record_failure(user, addr)
+            .await
+            .unwrap_or_else(|err| {
+                tracing::error!(error = %err, "cannot count a failed login");
+                None
+            })
     }
 }

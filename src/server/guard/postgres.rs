@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::DatabaseError;
-use crate::server::guard::{LockoutPolicy, SharedGuard, Verdict, block, delay_after};
+use crate::server::guard::{FailedLogins, LockoutPolicy, Verdict, block, delay_after};
 use crate::server::postgres::{PgDatabase, database_error};
 use crate::username::Username;
 
@@ -141,7 +141,7 @@ impl PgLoginGuard {
 }
 
 #[async_trait::async_trait]
-impl SharedGuard for PgLoginGuard {
+impl FailedLogins for PgLoginGuard {
     async fn check(&self, user: Option<&Username>, addr: IpAddr) -> Result<Verdict, DatabaseError> {
         PgLoginGuard::check(self, user, addr).await
     }

@@ -11,9 +11,30 @@ pub(crate) struct LocalHolds {
     pending: Arc<Mutex<HashMap<Username, (u64, u64)>>>,
 }
 
+#[async_trait::async_trait]
+impl UploadHolds for LocalHolds {
+    async fn held(&self, user: &Username) -> Result<u64, StorageError> {
+        Ok(self.held_now(user))
+    }
+
+    async fn held_entries(&self, user: &Username) -> Result<u64, StorageError> {
+        Ok(self.held_entries_now(user))
+    }
+
+    async fn reserve(
+        &self,
+        user: &Username,
+        need: Need,
+    ) -> Result<Result<Hold, Refused>, StorageError> {
+        Ok(self
+            .reserve_now(user, need)
+            .map(|held| Box::new(held) as Hold))
+    }
+}
+
 impl LocalHolds {
     /// Bytes the uploads of `user` hold now.
-    pub(crate) fn held(&self, user: &Username) -> u64 {
+    pub(crate) fn held_now(&self, user: &Username) -> u64 {
         let Ok(pending) = self.pending.lock() else {
             return 0;
         };
@@ -21,7 +42,7 @@ impl LocalHolds {
     }
 
     /// Entries the uploads of `user` hold now.
-    pub(crate) fn held_entries(&self, user: &Username) -> u64 {
+    pub(crate) fn held_entries_now(&self, user: &Username) -> u64 {
         let Ok(pending) = self.pending.lock() else {
             return 0;
         };
@@ -30,7 +51,7 @@ impl LocalHolds {
 
     /// Holds what `need` asks for `user` if it fits beside what other uploads hold. On
     /// refusal, says what the others hold.
-    pub(crate) fn reserve(&self, user: &Username, need: Need) -> Result<Reservation, Refused> {
+    pub(crate) fn reserve_now(&self, user: &Username, need: Need) -> Result<Reservation, Refused> {
         let Ok(mut pending) = self.pending.lock() else {
             return Err(Refused::Bytes(0));
         };
@@ -58,14 +79,14 @@ pub(crate) struct Reservation {
     entries: u64,
 }
 
-impl Reservation {
-    /// Bytes the user's other uploads hold now.
-    pub(crate) fn held_by_others(&self) -> u64 {
+#[async_trait::async_trait]
+impl Held for Reservation {
+    async fn held_by_others(&self) -> Result<u64, StorageError> {
         let Ok(pending) = self.quotas.pending.lock() else {
-            return 0;
+            return Ok(0);
         };
         let all = pending.get(&self.user).map_or(0, |held| held.0);
-        all.saturating_sub(self.bytes)
+        Ok(all.saturating_sub(self.bytes))
     }
 }
 
@@ -94,25 +115,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn concurrent_reservations_share_the_quota() {
+    #[tokio::test]
+    async fn concurrent_reservations_share_the_quota() {
         let quotas = LocalHolds::default();
         let alice = Username::parse("alice").unwrap();
-        let first = quotas.reserve(&alice, bytes(60, 60, 100)).unwrap();
+        let first = quotas.reserve_now(&alice, bytes(60, 60, 100)).unwrap();
         assert_eq!(
-            quotas.reserve(&alice, bytes(60, 60, 100)).unwrap_err(),
+            quotas.reserve_now(&alice, bytes(60, 60, 100)).unwrap_err(),
             Refused::Bytes(60)
         );
         let bob = Username::parse("bob").unwrap();
-        assert!(quotas.reserve(&bob, bytes(60, 60, 100)).is_ok());
-        let small = quotas.reserve(&alice, bytes(30, 30, 100)).unwrap();
-        assert_eq!(small.held_by_others(), 60);
+        assert!(quotas.reserve_now(&bob, bytes(60, 60, 100)).is_ok());
+        let small = quotas.reserve_now(&alice, bytes(30, 30, 100)).unwrap();
+        assert_eq!(small.held_by_others().await.unwrap(), 60);
         drop(first);
-        assert_eq!(small.held_by_others(), 0);
+        assert_eq!(small.held_by_others().await.unwrap(), 0);
         drop(small);
-        assert!(quotas.reserve(&alice, bytes(60, 60, 100)).is_ok());
+        assert!(quotas.reserve_now(&alice, bytes(60, 60, 100)).is_ok());
         // Sums that would wrap are refused, not wrapped.
-        assert!(quotas.reserve(&bob, bytes(u64::MAX, 1, 100)).is_err());
+        assert!(quotas.reserve_now(&bob, bytes(u64::MAX, 1, 100)).is_err());
     }
 
     /// A quota is a limit one may reach: an upload that fills it exactly fits, one byte
@@ -145,7 +166,7 @@ mod tests {
     /// through the book as directly, and each hold gives back exactly its own.
     #[tokio::test]
     async fn holds_are_counted_per_user_and_released_one_by_one() {
-        let book = QuotaBook::default();
+        let book = LocalHolds::default();
         let alice = Username::parse("alice").unwrap();
         let bob = Username::parse("bob").unwrap();
         let need = |incoming| Need {
@@ -180,13 +201,13 @@ mod tests {
             entry: Some((counted, 4)),
         };
         let held: Vec<_> = (0..2)
-            .map(|_| quotas.reserve(&alice, entry(2)).unwrap())
+            .map(|_| quotas.reserve_now(&alice, entry(2)).unwrap())
             .collect();
         assert_eq!(
-            quotas.reserve(&alice, entry(2)).unwrap_err(),
+            quotas.reserve_now(&alice, entry(2)).unwrap_err(),
             Refused::Entries(2)
         );
         drop(held);
-        assert!(quotas.reserve(&alice, entry(3)).is_ok());
+        assert!(quotas.reserve_now(&alice, entry(3)).is_ok());
     }
 }

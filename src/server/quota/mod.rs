@@ -7,87 +7,37 @@
 pub mod memory;
 pub mod postgres;
 
-use std::sync::Arc;
-
 use crate::error::StorageError;
 use crate::username::Username;
-pub(crate) use memory::{LocalHolds, Reservation};
+pub(crate) use memory::LocalHolds;
 
-/// Where the holds of uploads in progress are kept when every node must see them (the
-/// files in an object store that several nodes share): an engine, PostgreSQL.
+/// Where the holds of uploads in progress are kept: an engine (this process's memory,
+/// PostgreSQL for nodes that share an object store).
 #[async_trait::async_trait]
-pub(crate) trait SharedHolds: Send + Sync + std::fmt::Debug {
-    /// Bytes the uploads of `user` hold now, but the hold `except`.
-    async fn held(&self, user: &Username, except: Option<i64>) -> Result<u64, StorageError>;
-    /// Entries the uploads of `user` hold now.
+pub(crate) trait UploadHolds: Send + Sync + std::fmt::Debug {
+    /// Bytes the uploads of `user` hold now.
+    async fn held(&self, user: &Username) -> Result<u64, StorageError>;
+    /// Entries the uploads of `user` hold now (their own included).
     async fn held_entries(&self, user: &Username) -> Result<u64, StorageError>;
     /// Holds what `need` asks for `user` if it fits beside what other uploads hold, one
-    /// reservation of a user at a time over every node: the hold's id, or on refusal what
-    /// the others hold.
+    /// reservation of a user at a time wherever the holds are seen: the hold, or on refusal
+    /// what the others hold.
     async fn reserve(
         &self,
         user: &Username,
         need: Need,
-    ) -> Result<Result<i64, Refused>, StorageError>;
-    /// Keeps the hold `id` from lapsing until the returned task is aborted.
-    fn keep_renewed(&self, id: i64) -> tokio::task::JoinHandle<()>;
-    /// Lets go of the hold `id`, in the background.
-    fn release(&self, id: i64);
+    ) -> Result<Result<Hold, Refused>, StorageError>;
 }
 
-/// Where the holds of uploads in progress are kept: in this node's memory, or where every
-/// node sees them.
-#[derive(Debug, Clone)]
-pub(crate) enum QuotaBook {
-    Local(LocalHolds),
-    Shared(Arc<dyn SharedHolds>),
+/// One upload's hold as its engine keeps it; let go of when dropped.
+#[async_trait::async_trait]
+pub(crate) trait Held: Send + Sync + std::fmt::Debug {
+    /// Bytes the user's other uploads hold now.
+    async fn held_by_others(&self) -> Result<u64, StorageError>;
 }
 
-impl Default for QuotaBook {
-    fn default() -> Self {
-        QuotaBook::Local(LocalHolds::default())
-    }
-}
-
-impl QuotaBook {
-    /// Bytes the uploads of `user` hold now.
-    pub(crate) async fn held(&self, user: &Username) -> Result<u64, StorageError> {
-        match self {
-            QuotaBook::Local(quotas) => Ok(quotas.held(user)),
-            QuotaBook::Shared(book) => book.held(user, None).await,
-        }
-    }
-
-    /// Entries the uploads of `user` hold now (their own included).
-    pub(crate) async fn held_entries(&self, user: &Username) -> Result<u64, StorageError> {
-        match self {
-            QuotaBook::Local(quotas) => Ok(quotas.held_entries(user)),
-            QuotaBook::Shared(book) => book.held_entries(user).await,
-        }
-    }
-
-    /// As [`LocalHolds::reserve`], over every node when shared.
-    pub(crate) async fn reserve(
-        &self,
-        user: &Username,
-        need: Need,
-    ) -> Result<Result<Hold, Refused>, StorageError> {
-        match self {
-            QuotaBook::Local(quotas) => Ok(quotas.reserve(user, need).map(Hold::Local)),
-            QuotaBook::Shared(book) => {
-                let reserved = book.reserve(user, need).await?;
-                Ok(reserved.map(|id| {
-                    Hold::Shared(SharedHold {
-                        id,
-                        user: user.clone(),
-                        renewal: book.keep_renewed(id),
-                        book: Arc::clone(book),
-                    })
-                }))
-            }
-        }
-    }
-}
+/// Bytes and entries held for one upload; released when dropped.
+pub(crate) type Hold = Box<dyn Held>;
 
 /// What one upload needs held.
 #[derive(Debug, Clone, Copy, Default)]
@@ -135,38 +85,5 @@ impl Need {
             self.bytes.map_or(0, |(_, incoming, _)| incoming),
             u64::from(self.entry.is_some()),
         )
-    }
-}
-
-/// Bytes held for one upload, here or in the database; released when dropped.
-#[derive(Debug)]
-pub(crate) enum Hold {
-    Local(Reservation),
-    Shared(SharedHold),
-}
-
-impl Hold {
-    /// Bytes the user's other uploads hold now.
-    pub(crate) async fn held_by_others(&self) -> Result<u64, StorageError> {
-        match self {
-            Hold::Local(reservation) => Ok(reservation.held_by_others()),
-            Hold::Shared(hold) => hold.book.held(&hold.user, Some(hold.id)).await,
-        }
-    }
-}
-
-/// A hold in the database, renewed while it lasts.
-#[derive(Debug)]
-pub(crate) struct SharedHold {
-    id: i64,
-    user: Username,
-    book: Arc<dyn SharedHolds>,
-    renewal: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for SharedHold {
-    fn drop(&mut self) {
-        self.renewal.abort();
-        self.book.release(self.id);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Need, Refused, SharedHolds};
+use super::{Held, Hold, Need, Refused, UploadHolds};
 use crate::error::{DatabaseError, StorageError};
 use crate::server::postgres::{PgDatabase, database_error};
 use crate::username::Username;
@@ -177,9 +177,9 @@ impl PgReservations {
 }
 
 #[async_trait]
-impl SharedHolds for PgReservations {
-    async fn held(&self, user: &Username, except: Option<i64>) -> Result<u64, StorageError> {
-        PgReservations::held(self, user, except)
+impl UploadHolds for PgReservations {
+    async fn held(&self, user: &Username) -> Result<u64, StorageError> {
+        PgReservations::held(self, user, None)
             .await
             .map_err(|e| StorageError::database_unavailable(&e))
     }
@@ -194,17 +194,44 @@ impl SharedHolds for PgReservations {
         &self,
         user: &Username,
         need: Need,
-    ) -> Result<Result<i64, Refused>, StorageError> {
-        self.reserve_now(user, need)
+    ) -> Result<Result<Hold, Refused>, StorageError> {
+        let reserved = self
+            .reserve_now(user, need)
+            .await
+            .map_err(|e| StorageError::database_unavailable(&e))?;
+        Ok(reserved.map(|id| {
+            Box::new(PgHold {
+                id,
+                user: user.clone(),
+                renewal: self.renew_until_aborted(id),
+                book: self.clone(),
+            }) as Hold
+        }))
+    }
+}
+
+/// A hold in the database, renewed while it lasts.
+#[derive(Debug)]
+struct PgHold {
+    id: i64,
+    user: Username,
+    book: PgReservations,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+#[async_trait]
+impl Held for PgHold {
+    async fn held_by_others(&self) -> Result<u64, StorageError> {
+        self.book
+            .held(&self.user, Some(self.id))
             .await
             .map_err(|e| StorageError::database_unavailable(&e))
     }
+}
 
-    fn keep_renewed(&self, id: i64) -> tokio::task::JoinHandle<()> {
-        self.renew_until_aborted(id)
-    }
-
-    fn release(&self, id: i64) {
-        self.release_soon(id);
+impl Drop for PgHold {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        self.book.release_soon(self.id);
     }
 }

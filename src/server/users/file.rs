@@ -3,7 +3,9 @@
 //! # Format
 //! `users.db` holds one user a line, `name:verifier[ key=value]...`, where the verifier is
 //! PostgreSQL's `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` and the optional
-//! fields are `quota=<bytes>` and `files=<count>` (most entries: files, directories, links).
+//! fields are `quota=<bytes>`, `files=<count>` (most entries: files, directories, links)
+//! and, once for each SSH key the user logs in with, `key=<algorithm>:<base64>[:<comment>]`
+//! (the comment percent-encoded).
 //! Blank lines and lines starting with `#` are comments and are
 //! kept as they are when the file is rewritten.
 //!
@@ -25,6 +27,7 @@ use async_trait::async_trait;
 
 use super::{UserAdmin, UserRecord, UserStore};
 use crate::auth::Verifier;
+use crate::authorized_key::AuthorizedKey;
 use crate::error::UserDbError;
 use crate::username::Username;
 
@@ -80,9 +83,15 @@ impl UserFile {
                         record.files =
                             Some(value.parse().map_err(|e| corrupt(format!("files: {e}")))?);
                     }
+                    Some(("key", value)) => {
+                        let key = AuthorizedKey::from_field(value)
+                            .map_err(|e| corrupt(format!("key: {e}")))?;
+                        record.add_key(key).map_err(|e| corrupt(e.to_string()))?;
+                    }
                     _ => {
                         return Err(corrupt(format!(
-                            "unknown field {field:?} (known: quota=BYTES, files=COUNT)"
+                            "unknown field {:?} (known: quota=BYTES, files=COUNT, key=KEY)",
+                            crate::sanitize::for_log(field)
                         )));
                     }
                 }
@@ -162,6 +171,30 @@ impl UserFile {
         Ok(())
     }
 
+    /// Adds an SSH key to a user's.
+    ///
+    /// # Errors
+    /// [`UserDbError::NoSuchUser`], or as [`UserRecord::add_key`].
+    pub fn add_key(&mut self, name: &Username, key: AuthorizedKey) -> Result<(), UserDbError> {
+        self.find_mut(name)
+            .ok_or_else(|| UserDbError::NoSuchUser(name.to_string()))?
+            .add_key(key)
+    }
+
+    /// Removes a user's SSH key by its fingerprint.
+    ///
+    /// # Errors
+    /// [`UserDbError::NoSuchUser`], or as [`UserRecord::remove_key`].
+    pub fn remove_key(
+        &mut self,
+        name: &Username,
+        fingerprint: &str,
+    ) -> Result<AuthorizedKey, UserDbError> {
+        self.find_mut(name)
+            .ok_or_else(|| UserDbError::NoSuchUser(name.to_string()))?
+            .remove_key(fingerprint)
+    }
+
     /// Removes a user.
     ///
     /// # Errors
@@ -189,6 +222,9 @@ impl UserFile {
                     }
                     if let Some(files) = record.files {
                         out.push_str(&format!(" files={files}"));
+                    }
+                    for key in &record.keys {
+                        out.push_str(&format!(" key={}", key.to_field()));
                     }
                 }
             }
@@ -366,6 +402,23 @@ impl UserAdmin for AdminFile {
 
     async fn users(&self) -> Result<Vec<UserRecord>, UserDbError> {
         Ok(read(&self.0)?.users().cloned().collect())
+    }
+
+    async fn add_key(&self, name: &Username, key: AuthorizedKey) -> Result<(), UserDbError> {
+        modify_existing(&self.0, |file| file.add_key(name, key))
+    }
+
+    async fn remove_key(
+        &self,
+        name: &Username,
+        fingerprint: &str,
+    ) -> Result<AuthorizedKey, UserDbError> {
+        let mut removed = None;
+        modify_existing(&self.0, |file| {
+            removed = Some(file.remove_key(name, fingerprint)?);
+            Ok(())
+        })?;
+        removed.ok_or_else(|| UserDbError::NoSuchUser(name.to_string()))
     }
 }
 

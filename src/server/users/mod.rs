@@ -11,6 +11,7 @@ pub mod postgres;
 use async_trait::async_trait;
 
 use crate::auth::Verifier;
+use crate::authorized_key::{AuthorizedKey, MAX_KEYS_PER_USER};
 use crate::error::UserDbError;
 use crate::username::Username;
 
@@ -54,6 +55,8 @@ pub struct UserRecord {
     pub quota: Option<u64>,
     /// Most entries (files, directories, links) the user may have, if limited.
     pub files: Option<u64>,
+    /// The SSH public keys the user logs in with over SFTP.
+    pub keys: Vec<AuthorizedKey>,
 }
 
 impl UserRecord {
@@ -64,6 +67,48 @@ impl UserRecord {
             verifier,
             quota: None,
             files: None,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Adds `key`, unless the user has it already or has as many as they may.
+    ///
+    /// # Errors
+    /// [`UserDbError::KeyExists`], [`UserDbError::TooManyKeys`].
+    pub fn add_key(&mut self, key: AuthorizedKey) -> Result<(), UserDbError> {
+        if self
+            .keys
+            .iter()
+            .any(|k| k.fingerprint() == key.fingerprint())
+        {
+            return Err(UserDbError::KeyExists {
+                user: self.name.to_string(),
+                fingerprint: key.fingerprint(),
+            });
+        }
+        if self.keys.len() >= MAX_KEYS_PER_USER {
+            return Err(UserDbError::TooManyKeys(self.name.to_string()));
+        }
+        self.keys.push(key);
+        Ok(())
+    }
+
+    /// Removes the key with `fingerprint` (`SHA256:…`; the prefix may be left out).
+    ///
+    /// # Errors
+    /// [`UserDbError::NoSuchKey`].
+    pub fn remove_key(&mut self, fingerprint: &str) -> Result<AuthorizedKey, UserDbError> {
+        let wanted = fingerprint.trim();
+        let position = self.keys.iter().position(|k| {
+            let have = k.fingerprint();
+            have == wanted || have.strip_prefix("SHA256:") == Some(wanted)
+        });
+        match position {
+            Some(index) => Ok(self.keys.remove(index)),
+            None => Err(UserDbError::NoSuchKey {
+                user: self.name.to_string(),
+                fingerprint: crate::sanitize::for_log(wanted),
+            }),
         }
     }
 }
@@ -81,6 +126,14 @@ pub trait UserAdmin: Send + Sync {
     async fn set_verifier(&self, name: &Username, verifier: Verifier) -> Result<(), UserDbError>;
     /// Removes a user.
     async fn remove(&self, name: &Username) -> Result<(), UserDbError>;
+    /// Adds an SSH key to a user's (as [`UserRecord::add_key`]).
+    async fn add_key(&self, name: &Username, key: AuthorizedKey) -> Result<(), UserDbError>;
+    /// Removes a user's SSH key by its fingerprint (as [`UserRecord::remove_key`]).
+    async fn remove_key(
+        &self,
+        name: &Username,
+        fingerprint: &str,
+    ) -> Result<AuthorizedKey, UserDbError>;
     /// Every user.
     async fn users(&self) -> Result<Vec<UserRecord>, UserDbError>;
 }

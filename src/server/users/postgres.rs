@@ -20,6 +20,7 @@ use async_trait::async_trait;
 
 use super::{UserRecord, UserStore};
 use crate::auth::Verifier;
+use crate::authorized_key::AuthorizedKey;
 use crate::error::{DatabaseError, UserDbError};
 use crate::server::postgres::{PgDatabase, database_error};
 use crate::username::Username;
@@ -262,6 +263,45 @@ impl PgUserStore {
         Ok(())
     }
 
+    /// Changes `name`'s keys with `change`, one change of a user's keys at a time.
+    ///
+    /// # Errors
+    /// [`UserDbError::NoSuchUser`], what `change` says, or the database.
+    async fn change_keys<T>(
+        &self,
+        name: &Username,
+        change: impl FnOnce(&mut UserRecord) -> Result<T, UserDbError>,
+    ) -> Result<T, UserDbError> {
+        let what = "changing a user's keys";
+        let mut connection = self.db.exclusive().await?;
+        let transaction = connection
+            .client()?
+            .transaction()
+            .await
+            .map_err(database_error(what))?;
+        let row = transaction
+            .query_opt(
+                "SELECT name, verifier, quota, files, ssh_keys FROM ftpd_users \
+                 WHERE name = $1 FOR UPDATE",
+                &[&name.as_str()],
+            )
+            .await
+            .map_err(database_error(what))?
+            .ok_or_else(|| UserDbError::NoSuchUser(name.to_string()))?;
+        let mut user = record(&row)?;
+        let changed = change(&mut user)?;
+        let lines: Vec<String> = user.keys.iter().map(AuthorizedKey::to_line).collect();
+        transaction
+            .execute(
+                "UPDATE ftpd_users SET ssh_keys = $2, changed = now() WHERE name = $1",
+                &[&name.as_str(), &lines],
+            )
+            .await
+            .map_err(database_error(what))?;
+        transaction.commit().await.map_err(database_error(what))?;
+        Ok(changed)
+    }
+
     /// Every user, by name.
     ///
     /// # Errors
@@ -272,7 +312,7 @@ impl PgUserStore {
             .client()
             .await?
             .query(
-                "SELECT name, verifier, quota, files FROM ftpd_users ORDER BY name",
+                "SELECT name, verifier, quota, files, ssh_keys FROM ftpd_users ORDER BY name",
                 &[],
             )
             .await
@@ -289,7 +329,7 @@ impl UserStore for PgUserStore {
             .client()
             .await?
             .query_opt(
-                "SELECT name, verifier, quota, files FROM ftpd_users WHERE name = $1",
+                "SELECT name, verifier, quota, files, ssh_keys FROM ftpd_users WHERE name = $1",
                 &[&name.as_str()],
             )
             .await
@@ -376,7 +416,7 @@ fn to_column(limit: Option<u64>) -> Result<Option<i64>, UserDbError> {
         .transpose()
 }
 
-/// A row of `name, verifier, quota, files` as a record; a row that does not make one (edited
+/// A row of `name, verifier, quota, files, ssh_keys` as a record; a row that does not make one (edited
 /// by hand, say) is an error naming the user.
 fn record(row: &tokio_postgres::Row) -> Result<UserRecord, UserDbError> {
     let column = database_error("reading a user");
@@ -395,6 +435,11 @@ fn record(row: &tokio_postgres::Row) -> Result<UserRecord, UserDbError> {
     };
     record.quota = limit(quota)?;
     record.files = limit(files)?;
+    let keys: Vec<String> = row.try_get(4).map_err(database_error("reading a user"))?;
+    for line in keys {
+        let key = AuthorizedKey::parse(&line).map_err(|e| bad(format!("key: {e}")))?;
+        record.add_key(key)?;
+    }
     Ok(record)
 }
 
@@ -422,5 +467,18 @@ impl super::UserAdmin for PgUserStore {
 
     async fn users(&self) -> Result<Vec<UserRecord>, UserDbError> {
         PgUserStore::users(self).await
+    }
+
+    async fn add_key(&self, name: &Username, key: AuthorizedKey) -> Result<(), UserDbError> {
+        self.change_keys(name, |user| user.add_key(key)).await
+    }
+
+    async fn remove_key(
+        &self,
+        name: &Username,
+        fingerprint: &str,
+    ) -> Result<AuthorizedKey, UserDbError> {
+        self.change_keys(name, |user| user.remove_key(fingerprint))
+            .await
     }
 }
