@@ -562,3 +562,47 @@ fn defaults_that_are_taken_warn_and_admin_commands_say_where_they_looked() {
         text(&out.stderr)
     );
 }
+
+/// Issue 30: the admin gives a user SSH keys from a `.pub` file or standard input, lists
+/// them as `ssh-keygen -lf` would, and removes one by its fingerprint; bad input is refused
+/// with a reason and changes nothing.
+#[test]
+fn addkey_keys_delkey_manage_a_users_ssh_keys() {
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINGuPVHsCTW2Dd+EjNoRTrqiO2QQusnV84c69fnQYN5p alice@laptop";
+    const SHOWN: &str =
+        "256 SHA256:RitIkJUv5b7i7pZdBqWFT5wKSOwHzOiaZSR0sCtDhNM alice@laptop (ED25519)";
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let file = sb.path().join("id_ed25519.pub");
+    std::fs::write(&file, format!("# my laptop\n{KEY}\n")).unwrap();
+    let out = sb.ftpd(&["addkey", "alice", file.to_str().unwrap()], "");
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), format!("added to alice: {SHOWN}\n"));
+    let out = sb.ftpd(&["keys", "alice"], "");
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), format!("{SHOWN}\n"));
+
+    // The same key again, a line that is not a key, a user who is not there.
+    let again = sb.ftpd(&["addkey", "alice", "-"], KEY);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
+    assert!(text(&again.stderr).contains("alice already has the key SHA256:"));
+    let bad = sb.ftpd(&["addkey", "alice", "-"], "ssh-dss AAAAB3NzaC1kc3MAAACB x\n");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("line 1:"), "{}", text(&bad.stderr));
+    let ghost = sb.ftpd(&["addkey", "ghost", "-"], KEY);
+    assert_eq!(ghost.status.code(), Some(1));
+    assert!(text(&ghost.stderr).contains("no such user: ghost"));
+    let users_db = std::fs::read_to_string(sb.path().join("users.db")).unwrap();
+    assert_eq!(users_db.matches(" key=ssh-ed25519:").count(), 1, "{users_db}");
+
+    let out = sb.ftpd(
+        &["delkey", "alice", "SHA256:RitIkJUv5b7i7pZdBqWFT5wKSOwHzOiaZSR0sCtDhNM"],
+        "",
+    );
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), format!("removed from alice: {SHOWN}\n"));
+    assert_eq!(text(&sb.ftpd(&["keys", "alice"], "").stdout), "");
+    let gone = sb.ftpd(&["delkey", "alice", "SHA256:nothing"], "");
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(text(&gone.stderr).contains("alice has no key SHA256:nothing"));
+}
