@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every test, against the real engines: installs what is missing (chrony and PostgreSQL from
-# Debian's packages, s3s-fs pinned from crates.io, aioquic pinned from PyPI into a virtual
+# Every test, against the real engines and clients: installs what is missing (chrony,
+# PostgreSQL and OpenSSH's client from Debian's packages, s3s-fs pinned from crates.io, aioquic pinned from PyPI into a virtual
 # environment), then `cargo test --locked`. Without root
 # it installs nothing: it names what to install and fails, rather than let a test skip.
 set -euo pipefail
@@ -19,12 +19,14 @@ have_postgres() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 have_s3s() { command -v s3s-fs >/dev/null 2>&1 || [ -x "$s3s_root/bin/s3s-fs" ]; }
 have_kill() { command -v kill >/dev/null 2>&1; }
 have_venv() { python3 -c 'import venv, ensurepip' >/dev/null 2>&1; }
+have_openssh() { command -v sftp >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1; }
 
 packages=()
 have_kill || packages+=(procps)
 have_chrony || packages+=(chrony)
 have_postgres || packages+=(postgresql)
 have_venv || packages+=(python3 python3-venv)
+have_openssh || packages+=(openssh-client)
 
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -127,14 +127,12 @@ impl AuthorizedKey {
         Ok(keys)
     }
 
-    /// The key a client offered (its comment, if any, is not kept).
+    /// A key already parsed (a client's offer, the server's own).
     ///
     /// # Errors
     /// As [`AuthorizedKey::parse`], for a type not accepted.
     pub fn from_public(key: &PublicKey) -> Result<Self, KeyError> {
-        let mut key = key.clone();
-        key.set_comment("");
-        Self::accept(key)
+        Self::accept(key.clone())
     }
 
     /// Whether `offered` is this key (comments aside).

@@ -175,6 +175,13 @@ struct FingerprintArgs {
     /// The PEM private key for --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// The SFTP service's address: its host key's fingerprint is printed too, on a line
+    /// of its own as `ssh-keygen -lf` prints it.
+    #[arg(long, value_name = "ADDR|none")]
+    sftp_listen: Option<String>,
+    /// The SSH host key, when it was given one.
+    #[arg(long, value_name = "FILE")]
+    sftp_host_key: Option<PathBuf>,
 }
 
 impl FingerprintArgs {
@@ -186,6 +193,8 @@ impl FingerprintArgs {
                 state_dir: self.state_dir,
                 cert: self.cert,
                 key: self.key,
+                sftp_listen: self.sftp_listen,
+                sftp_host_key: self.sftp_host_key,
                 ..ServeOptions::default()
             },
         }
@@ -334,20 +343,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Fingerprint(args) => {
-            let config = args.resolve()?.config()?;
+            let options = args.resolve()?;
+            let config = options.config()?;
+            let sftp = options.sftp_listen_addr()?.is_some();
+            if config.tls == ftprep::server::TlsSetup::Plaintext && !sftp {
+                bail!("the server is configured for plaintext: it has no certificate");
+            }
             let fresh = config.tls == ftprep::server::TlsSetup::SelfSigned
                 && !ServerIdentity::has_generated(&config.state_dir);
-            let identity = ServerIdentity::load(&config.tls, &config.state_dir)?
-                .context("the server is configured for plaintext: it has no certificate")?;
-            if fresh {
-                // Run from another directory than the server's, this is not its certificate.
-                eprintln!(
-                    "ftpd: there was no certificate in {} yet: created a new one, which \
-                     `ftpd serve` uses when started with this state directory",
-                    config.state_dir.display()
-                );
+            if let Some(identity) = ServerIdentity::load(&config.tls, &config.state_dir)? {
+                if fresh {
+                    // Run from another directory than the server's, this is not its
+                    // certificate.
+                    eprintln!(
+                        "ftpd: there was no certificate in {} yet: created a new one, which \
+                         `ftpd serve` uses when started with this state directory",
+                        config.state_dir.display()
+                    );
+                }
+                println!("{}", identity.fingerprint);
             }
-            println!("{}", identity.fingerprint);
+            if sftp {
+                let key = options.sftp_host_key(&config.state_dir)?;
+                // As `ssh-keygen -lf` prints it, to compare with what `ssh` shows.
+                println!("{}", ftprep::server::sftp::host_key::describe(&key));
+            }
             Ok(())
         }
         Command::Completions { shell } => {
@@ -582,7 +602,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             None => None,
         };
-        server.run(listener, shutdown_signal()).await?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let sftp = match options.sftp_listen_addr()? {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for SFTP on {addr}"))?;
+                let settings = ftprep::server::sftp::SftpSettings {
+                    host_key: options.sftp_host_key(&config.state_dir)?,
+                    passwords: options.sftp_passwords,
+                };
+                let service = server.sftp(settings);
+                Some(tokio::spawn(service.run(listener, stop.clone())))
+            }
+            None => None,
+        };
+        let stopping = stop.clone();
+        server
+            .run(listener, async move {
+                shutdown_signal().await;
+                stopping.cancel();
+            })
+            .await?;
+        stop.cancel();
+        if let Some(sftp) = sftp {
+            let _ = sftp.await;
+        }
         if let Some((stop, chat)) = chat {
             stop.cancel();
             let _ = chat.await;

@@ -52,6 +52,7 @@ mod quota;
 pub mod secret;
 mod session;
 pub mod settings;
+pub mod sftp;
 mod shared;
 mod sql;
 pub mod storage;
@@ -260,6 +261,11 @@ impl Server {
             store,
             settings,
         )
+    }
+
+    /// The SSH front end beside this server's file service: same users, limits and audit.
+    pub fn sftp(&self, settings: sftp::SftpSettings) -> sftp::SftpService {
+        sftp::SftpService::new(Arc::clone(&self.shared), settings)
     }
 
     /// The TLS identity it serves with, if any (`None` for plaintext).

@@ -133,6 +133,18 @@ pub struct ServeOptions {
     /// Kiss-o'-Death), or `off` [default: 3,8,2].
     #[arg(long, value_name = "I,B,L|off")]
     pub time_rate_limit: Option<String>,
+    /// TCP address of the SFTP service (SSH), or `none` [default: none].
+    #[arg(long, value_name = "ADDR|none")]
+    pub sftp_listen: Option<String>,
+    /// The SSH host key (an unencrypted OpenSSH private key) [default: ssh_host_ed25519_key
+    /// in the state directory, generated on first start].
+    #[arg(long, value_name = "FILE")]
+    pub sftp_host_key: Option<PathBuf>,
+    /// Also let users log in to SFTP with their password, which the server then sees (the
+    /// native login never shows it the password). Off by default: SSH keys only.
+    #[arg(long)]
+    #[serde(default)]
+    pub sftp_passwords: bool,
     /// Append an audit record (one JSON object a line) for every login and every change.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
@@ -185,6 +197,9 @@ impl ServeOptions {
             max_login_failures: self.max_login_failures.or(file.max_login_failures),
             lockout: self.lockout.or(file.lockout),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
+            sftp_listen: self.sftp_listen.or(file.sftp_listen),
+            sftp_host_key: self.sftp_host_key.or(file.sftp_host_key),
+            sftp_passwords: self.sftp_passwords || file.sftp_passwords,
             audit_log: self.audit_log.or(file.audit_log),
             log_format: self.log_format.or(file.log_format),
         }
@@ -233,6 +248,31 @@ impl ServeOptions {
             },
         }
         Ok(settings)
+    }
+
+    /// Where the SFTP service listens; `None` when it is off.
+    ///
+    /// # Errors
+    /// An address that is neither `none` nor `IP:PORT`.
+    pub fn sftp_listen_addr(&self) -> Result<Option<SocketAddr>> {
+        match self.sftp_listen.as_deref().map(str::trim) {
+            None | Some("none") => Ok(None),
+            Some(addr) => addr.parse().map(Some).map_err(|_| {
+                Error::Usage(format!("sftp-listen {addr:?}: expected IP:PORT or none"))
+            }),
+        }
+    }
+
+    /// The SSH host key: the admin's (`--sftp-host-key`), or the one generated in the state
+    /// directory.
+    ///
+    /// # Errors
+    /// The key cannot be read, or made.
+    pub fn sftp_host_key(&self, state_dir: &Path) -> Result<russh::keys::PrivateKey> {
+        match &self.sftp_host_key {
+            Some(path) => super::sftp::host_key::load(path),
+            None => super::sftp::host_key::load_or_create(state_dir).map(|(key, _)| key),
+        }
     }
 
     /// Where the time service listens, and whether that address was asked for (a default

@@ -586,17 +586,32 @@ fn addkey_keys_delkey_manage_a_users_ssh_keys() {
     let again = sb.ftpd(&["addkey", "alice", "-"], KEY);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
     assert!(text(&again.stderr).contains("alice already has the key SHA256:"));
-    let bad = sb.ftpd(&["addkey", "alice", "-"], "ssh-dss AAAAB3NzaC1kc3MAAACB x\n");
+    let bad = sb.ftpd(
+        &["addkey", "alice", "-"],
+        "ssh-dss AAAAB3NzaC1kc3MAAACB x\n",
+    );
     assert_eq!(bad.status.code(), Some(1));
-    assert!(text(&bad.stderr).contains("line 1:"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("line 1:"),
+        "{}",
+        text(&bad.stderr)
+    );
     let ghost = sb.ftpd(&["addkey", "ghost", "-"], KEY);
     assert_eq!(ghost.status.code(), Some(1));
     assert!(text(&ghost.stderr).contains("no such user: ghost"));
     let users_db = std::fs::read_to_string(sb.path().join("users.db")).unwrap();
-    assert_eq!(users_db.matches(" key=ssh-ed25519:").count(), 1, "{users_db}");
+    assert_eq!(
+        users_db.matches(" key=ssh-ed25519:").count(),
+        1,
+        "{users_db}"
+    );
 
     let out = sb.ftpd(
-        &["delkey", "alice", "SHA256:RitIkJUv5b7i7pZdBqWFT5wKSOwHzOiaZSR0sCtDhNM"],
+        &[
+            "delkey",
+            "alice",
+            "SHA256:RitIkJUv5b7i7pZdBqWFT5wKSOwHzOiaZSR0sCtDhNM",
+        ],
         "",
     );
     assert_success(&out);

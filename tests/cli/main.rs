@@ -6,6 +6,7 @@ mod admin;
 mod chat;
 mod files;
 mod login;
+mod sftp;
 mod shell;
 mod time;
 

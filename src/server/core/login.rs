@@ -183,6 +183,7 @@ impl<'a> Scram<'a> {
                     user: user.clone(),
                     place,
                     server_final,
+                    front_end: String::new(),
                 })
             }
             (result, _) => {
@@ -206,6 +207,137 @@ impl<'a> Scram<'a> {
     }
 }
 
+/// What a front end that checks the proof itself was shown (SSH): a public key whose
+/// signature it verified, or the password itself.
+#[derive(Clone, Copy)]
+pub(crate) enum Credential<'c> {
+    /// A key the client proved it holds.
+    Key(&'c russh::keys::PublicKey),
+    /// The password, as the client sent it.
+    Password(&'c str),
+}
+
+impl Credential<'_> {
+    fn method(&self) -> &'static str {
+        match self {
+            Credential::Key(_) => "public key",
+            Credential::Password(_) => "password",
+        }
+    }
+}
+
+/// Whether `name` has `key` among their SSH keys, for a client asking before it signs
+/// (`SSH_MSG_USERAUTH_REQUEST` without a signature). Not a login: nothing is counted, and an
+/// unknown name answers as a known one without the key does.
+pub(crate) async fn has_key(shared: &Shared, name: &str, key: &russh::keys::PublicKey) -> bool {
+    let Ok(name) = Username::parse(name) else {
+        return false;
+    };
+    match shared.users.user(&name).await {
+        Ok(Some(record)) => record.keys.iter().any(|k| k.matches(key)),
+        Ok(None) => false,
+        Err(err) => {
+            tracing::error!(error = %err, "user store failed; refusing a key");
+            false
+        }
+    }
+}
+
+/// Logs `name` in with `credential` from `peer` over `front_end` (`sftp`): the delays and
+/// lockouts of repeated failures, the audit and the limit of sessions hold as for SCRAM,
+/// and an unknown name costs what a known one does (a mock verifier is derived for a
+/// password) and fails alike.
+pub(crate) async fn check<'a>(
+    shared: &'a Arc<Shared>,
+    peer: SocketAddr,
+    name: &str,
+    credential: Credential<'_>,
+    front_end: &str,
+) -> Result<Proven<'a>, Refusal> {
+    let user = Username::parse(name).ok();
+    let shown = match &user {
+        Some(user) => user.as_str().to_owned(),
+        None => crate::sanitize::for_log(name),
+    };
+    let (verdict, looked_up, counts) = tokio::join!(
+        shared.guard.check(user.as_ref(), peer.ip()),
+        async {
+            match &user {
+                Some(user) => Some(shared.users.user(user).await),
+                None => None,
+            }
+        },
+        shared.users.iteration_counts()
+    );
+    if !verdict.delay.is_zero() {
+        tokio::time::sleep(verdict.delay).await;
+    }
+    let record = match looked_up {
+        Some(Ok(record)) => record,
+        None => None,
+        Some(Err(err)) => {
+            tracing::error!(error = %err, "user store failed; refusing login");
+            return Err(Refusal::Error(
+                ErrorCode::Busy,
+                "server busy: the user database is unavailable; try again later".into(),
+            ));
+        }
+    };
+    let proven = match credential {
+        Credential::Key(key) => record
+            .as_ref()
+            .is_some_and(|record| record.keys.iter().any(|k| k.matches(key))),
+        Credential::Password(password) => {
+            // The same derivation for every name: a mock verifier for an unknown one.
+            let verifier = match &record {
+                Some(record) => record.verifier.clone(),
+                None => Verifier::mock(&shared.secret, &shown, &counts.unwrap_or_default()),
+            };
+            let password = password.to_owned();
+            let matched =
+                tokio::task::spawn_blocking(move || verifier.matches_password(&password)).await;
+            matched.unwrap_or(false) && record.is_some()
+        }
+    };
+    match user {
+        Some(user) if proven && !verdict.locked => {
+            let max = shared.limits.max_sessions_per_user;
+            let Some(place) = shared.per_user.try_acquire(&user, max) else {
+                tracing::warn!(%user, %peer, limit = max, "too many sessions; refusing");
+                return Err(Refusal::Error(
+                    ErrorCode::Busy,
+                    format!("{user} already has {max} sessions open; close one first"),
+                ));
+            };
+            Ok(Proven {
+                shared,
+                peer,
+                user,
+                place,
+                server_final: String::new(),
+                front_end: front_end.to_owned(),
+            })
+        }
+        user => {
+            let method = credential.method();
+            if verdict.locked {
+                tracing::warn!(user = %shown, %peer, front_end, "login refused: locked out after repeated failures");
+            } else {
+                tracing::warn!(user = %shown, %peer, front_end, method, "login failed");
+            }
+            let result = if verdict.locked { "locked" } else { "failed" };
+            let mut audited = Record::new("login", &shown, peer, result);
+            audited.detail = Some(format!("{front_end}: {method}"));
+            shared.audit(&audited);
+            record_failure(shared, user.as_ref(), &shown, peer).await;
+            Err(Refusal::Error(
+                ErrorCode::AuthFailed,
+                "authentication failed".into(),
+            ))
+        }
+    }
+}
+
 /// A user who proved who they are, holding a place under their limit of sessions; the
 /// login succeeds once the front end has what it needs.
 pub(crate) struct Proven<'a> {
@@ -215,6 +347,8 @@ pub(crate) struct Proven<'a> {
     place: Place<Username>,
     /// The server-final message (the server's signature) to send.
     server_final: String,
+    /// The front end they came by (`native`, `chat`, `sftp`), for the audit.
+    front_end: String,
 }
 
 /// A logged-in user, holding their place under the limit of sessions until dropped.
@@ -254,8 +388,11 @@ impl<'a> Proven<'a> {
     fn succeeded(self) -> LoggedIn {
         let (user, peer) = (&self.user, self.peer);
         tracing::info!(%user, %peer, "login succeeded");
-        self.shared
-            .audit(&Record::new("login", user.as_str(), peer, "ok"));
+        let mut record = Record::new("login", user.as_str(), peer, "ok");
+        if !self.front_end.is_empty() {
+            record.detail = Some(self.front_end.clone());
+        }
+        self.shared.audit(&record);
         LoggedIn {
             user: self.user,
             _place: self.place,

@@ -1,0 +1,489 @@
+//! One SFTP session (version 3, as OpenSSH speaks it) over an SSH channel: packets read
+//! with a bound on their length and decoded by `russh-sftp`'s codec, each request answered
+//! in order by a call of the core ([`UserFiles`]), so the jail, quotas and audit are the
+//! native protocol's. The user's home is `/`; `..` stops there, as in a chroot.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, Bytes, BytesMut};
+use russh_sftp::protocol::{
+    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::commands::{Entry, EntryKind, ErrorCode};
+use crate::error::StorageError;
+use crate::server::core::files::{GetInProgress, Listed};
+use crate::server::core::{Outcome, UserFiles};
+
+/// The protocol version spoken: 3, the one every client speaks.
+const VERSION: u32 = 3;
+
+/// The longest packet taken from a client: a write of [`MAX_IO`] and its header, with room.
+pub(crate) const MAX_PACKET: u32 = 256 * 1024 + 1024;
+
+/// The most bytes one read or write moves (what `limits@openssh.com` announces).
+pub(crate) const MAX_IO: u32 = 255 * 1024;
+
+/// Handles one session may hold open at once.
+pub(crate) const MAX_HANDLES: usize = 64;
+
+/// Why a session ends before the client closes it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    #[error("the channel failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a packet of {0} bytes is over the limit of {MAX_PACKET}")]
+    TooLarge(u32),
+    #[error("the client spoke before SSH_FXP_INIT")]
+    NoInit,
+    #[error("cannot encode a reply: {0}")]
+    Encode(String),
+}
+
+/// What an open handle refers to.
+enum Opened {
+    /// A directory being listed, page by page.
+    Directory { listed: Listed, done: bool },
+    /// A file being read.
+    Reading(Reading),
+}
+
+/// A file being read: the download from the position where reading stopped, reopened at
+/// a new offset when the client reads elsewhere.
+struct Reading {
+    path: String,
+    /// The file's size when it was opened.
+    size: u64,
+    get: Option<GetInProgress>,
+    /// The offset the download has reached (after `buffer`).
+    position: u64,
+    /// Data read ahead of the position the client asked for.
+    buffer: Bytes,
+}
+
+/// Serves SFTP on `stream` for `files`' user until the client closes the channel.
+///
+/// # Errors
+/// The channel fails, or the client breaks the protocol beyond an answer (a packet over
+/// the limit, no `SSH_FXP_INIT`).
+pub(crate) async fn run<S>(mut stream: S, files: UserFiles) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut session = Session {
+        files,
+        handles: HashMap::new(),
+        next_handle: 0,
+    };
+    let mut initialised = false;
+    loop {
+        let length = match stream.read_u32().await {
+            Ok(length) => length,
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(err) => return Err(err.into()),
+        };
+        if length > MAX_PACKET {
+            return Err(SessionError::TooLarge(length));
+        }
+        let mut body = BytesMut::zeroed(length as usize);
+        stream.read_exact(&mut body).await?;
+        let mut body = body.freeze();
+        let id = request_id(&body);
+        let reply = match Packet::try_from(&mut body) {
+            Ok(Packet::Init(_)) => {
+                initialised = true;
+                Packet::Version(Version {
+                    version: VERSION,
+                    extensions: extensions(),
+                })
+            }
+            Ok(_) if !initialised => return Err(SessionError::NoInit),
+            Ok(request) => session.answer(request).await,
+            Err(err) => {
+                let (user, peer) = (&session.files.user, session.files.peer);
+                tracing::info!(%user, %peer, error = %err, "malformed SFTP packet");
+                status(id.unwrap_or(0), StatusCode::BadMessage, "malformed packet")
+            }
+        };
+        let bytes = Bytes::try_from(reply).map_err(|e| SessionError::Encode(e.to_string()))?;
+        stream.write_all(&bytes).await?;
+        stream.flush().await?;
+    }
+}
+
+/// The request id of a packet whose body did not decode, if it has one (every request
+/// but `SSH_FXP_INIT` starts with it, after the type).
+fn request_id(body: &Bytes) -> Option<u32> {
+    let mut rest = body.get(1..5)?;
+    (body.len() >= 5).then(|| rest.get_u32())
+}
+
+/// The extensions announced in `SSH_FXP_VERSION`: none yet beyond version 3.
+fn extensions() -> HashMap<String, String> {
+    HashMap::new()
+}
+
+fn status(id: u32, code: StatusCode, message: &str) -> Packet {
+    Packet::Status(Status {
+        id,
+        status_code: code,
+        error_message: message.to_owned(),
+        language_tag: "en-US".to_owned(),
+    })
+}
+
+fn ok(id: u32) -> Packet {
+    status(id, StatusCode::Ok, "ok")
+}
+
+/// The SFTP status for a refusal of the core, with its message.
+fn refused(id: u32, err: &StorageError) -> Packet {
+    let code = match err.code {
+        ErrorCode::NotFound => StatusCode::NoSuchFile,
+        ErrorCode::PermissionDenied | ErrorCode::InvalidPath => StatusCode::PermissionDenied,
+        ErrorCode::Unsupported => StatusCode::OpUnsupported,
+        _ => StatusCode::Failure,
+    };
+    status(id, code, &err.message)
+}
+
+/// The answer to `result`: success, or its refusal.
+fn done<T>(id: u32, result: Outcome<T>) -> Packet {
+    match result {
+        Ok(_) => ok(id),
+        Err(err) => refused(id, &err),
+    }
+}
+
+/// A path as the client sent it, made absolute under the home (`/`): `.` and empty
+/// components dropped, `..` stopping at the home, as in a chroot. The core checks the rest.
+pub(crate) fn resolve(raw: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            name => parts.push(name),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// SFTP attributes of an entry: type and permission bits, size, times.
+fn attributes(entry: &Entry) -> FileAttributes {
+    let permissions = match entry.kind {
+        EntryKind::Directory => 0o040_755,
+        EntryKind::Symlink => 0o120_777,
+        EntryKind::File | EntryKind::Other => 0o100_644,
+    };
+    let time = entry.modified.and_then(|t| u32::try_from(t.max(0)).ok());
+    FileAttributes {
+        size: Some(entry.size),
+        uid: None,
+        user: None,
+        gid: None,
+        group: None,
+        permissions: Some(permissions),
+        atime: time,
+        mtime: time,
+    }
+}
+
+/// One session's state: the user's files and the open handles.
+struct Session {
+    files: UserFiles,
+    handles: HashMap<String, Opened>,
+    next_handle: u64,
+}
+
+impl Session {
+    async fn answer(&mut self, request: Packet) -> Packet {
+        match request {
+            Packet::RealPath(request) => {
+                let path = resolve(&request.path);
+                // The home itself, or something in it that need not exist yet.
+                let entry = File {
+                    filename: path.clone(),
+                    longname: path,
+                    attrs: FileAttributes::empty(),
+                };
+                Packet::Name(Name {
+                    id: request.id,
+                    files: vec![entry],
+                })
+            }
+            Packet::Stat(request) => Self::stat(&self.files, request.id, &request.path).await,
+            Packet::Lstat(request) => Self::stat(&self.files, request.id, &request.path).await,
+            Packet::OpenDir(request) => {
+                let id = request.id;
+                let listed = self.files.list(&resolve(&request.path), false).await;
+                match listed {
+                    Ok(listed) => self.open(
+                        id,
+                        Opened::Directory {
+                            listed,
+                            done: false,
+                        },
+                    ),
+                    Err(err) => refused(id, &err),
+                }
+            }
+            Packet::ReadDir(request) => self.read_dir(request.id, &request.handle).await,
+            Packet::Open(request) => {
+                self.open_file(request.id, &request.filename, request.pflags)
+                    .await
+            }
+            Packet::Read(request) => {
+                self.read(request.id, &request.handle, request.offset, request.len)
+                    .await
+            }
+            Packet::Fstat(request) => {
+                let path = match self.handles.get(&request.handle) {
+                    Some(Opened::Reading(reading)) => reading.path.clone(),
+                    Some(Opened::Directory { .. }) | None => {
+                        return status(request.id, StatusCode::Failure, "no such file handle");
+                    }
+                };
+                Self::stat(&self.files, request.id, &path).await
+            }
+            Packet::Close(request) => match self.handles.remove(&request.handle) {
+                Some(Opened::Reading(reading)) => {
+                    // Read to the end: recorded as a transfer.
+                    if let Some(get) = reading.get
+                        && reading.buffer.is_empty()
+                        && reading.position == get.size()
+                    {
+                        get.done();
+                    }
+                    ok(request.id)
+                }
+                Some(Opened::Directory { .. }) => ok(request.id),
+                None => status(request.id, StatusCode::Failure, "no such handle"),
+            },
+            Packet::MkDir(request) => {
+                let result = self.files.mkdir(&resolve(&request.path), false).await;
+                done(request.id, result)
+            }
+            Packet::RmDir(request) => {
+                done(request.id, self.files.rmdir(&resolve(&request.path)).await)
+            }
+            Packet::Remove(request) => {
+                let path = resolve(&request.filename);
+                done(request.id, self.files.remove(&path, false).await)
+            }
+            Packet::Rename(request) => {
+                let (from, to) = (resolve(&request.oldpath), resolve(&request.newpath));
+                // SFTP v3's rename never replaces an existing target.
+                done(request.id, self.files.rename(&from, &to, false).await)
+            }
+            Packet::ReadLink(request) => {
+                match self.files.read_link(&resolve(&request.path)).await {
+                    Ok(target) => Packet::Name(Name {
+                        id: request.id,
+                        files: vec![File::new(target, FileAttributes::empty())],
+                    }),
+                    Err(err) => refused(request.id, &err),
+                }
+            }
+            Packet::Symlink(request) => {
+                let link = resolve(&request.linkpath);
+                done(
+                    request.id,
+                    self.files.symlink(&link, &request.targetpath).await,
+                )
+            }
+            Packet::Write(request) => status(
+                request.id,
+                StatusCode::OpUnsupported,
+                "uploads over SFTP are not served yet",
+            ),
+            Packet::SetStat(request) => status(
+                request.id,
+                StatusCode::OpUnsupported,
+                "setstat is not served yet",
+            ),
+            Packet::FSetStat(request) => status(
+                request.id,
+                StatusCode::OpUnsupported,
+                "fsetstat is not served yet",
+            ),
+            Packet::Extended(request) => status(
+                request.id,
+                StatusCode::OpUnsupported,
+                &format!(
+                    "the extension {:?} is not supported",
+                    crate::sanitize::for_log(&request.request)
+                ),
+            ),
+            // What only a server sends.
+            other @ (Packet::Init(_)
+            | Packet::Version(_)
+            | Packet::Status(_)
+            | Packet::Handle(_)
+            | Packet::Data(_)
+            | Packet::Name(_)
+            | Packet::Attrs(_)
+            | Packet::ExtendedReply(_)) => status(
+                other.get_request_id(),
+                StatusCode::BadMessage,
+                "not a request",
+            ),
+        }
+    }
+
+    /// `stat` of `raw` (a free function of the files, so no handle is borrowed meanwhile).
+    async fn stat(files: &UserFiles, id: u32, raw: &str) -> Packet {
+        match files.stat(&resolve(raw)).await {
+            Ok(entry) => Packet::Attrs(Attrs {
+                id,
+                attrs: attributes(&entry),
+            }),
+            Err(err) => refused(id, &err),
+        }
+    }
+
+    /// A new handle for `opened`, within the limit of open handles.
+    fn open(&mut self, id: u32, opened: Opened) -> Packet {
+        if self.handles.len() >= MAX_HANDLES {
+            return status(
+                id,
+                StatusCode::Failure,
+                &format!("too many open handles (at most {MAX_HANDLES}); close some first"),
+            );
+        }
+        self.next_handle += 1;
+        let handle = self.next_handle.to_string();
+        self.handles.insert(handle.clone(), opened);
+        Packet::Handle(Handle { id, handle })
+    }
+
+    async fn open_file(&mut self, id: u32, raw: &str, flags: OpenFlags) -> Packet {
+        let path = resolve(raw);
+        if flags.intersects(
+            OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+        ) {
+            return status(
+                id,
+                StatusCode::OpUnsupported,
+                "uploads over SFTP are not served yet",
+            );
+        }
+        match self.files.stat(&path).await {
+            Ok(entry) if entry.kind == EntryKind::Directory => {
+                status(id, StatusCode::Failure, "is a directory")
+            }
+            Ok(entry) => self.open(
+                id,
+                Opened::Reading(Reading {
+                    path,
+                    size: entry.size,
+                    get: None,
+                    position: 0,
+                    buffer: Bytes::new(),
+                }),
+            ),
+            Err(err) => refused(id, &err),
+        }
+    }
+
+    async fn read_dir(&mut self, id: u32, handle: &str) -> Packet {
+        let Some(Opened::Directory { listed, done }) = self.handles.get_mut(handle) else {
+            return status(id, StatusCode::Failure, "no such directory handle");
+        };
+        if *done {
+            return status(id, StatusCode::Eof, "end of directory");
+        }
+        match listed.listing.next_page().await {
+            Ok(Some(page)) if !page.is_empty() => Packet::Name(Name {
+                id,
+                files: page
+                    .iter()
+                    .map(|entry| File::new(entry.name.clone(), attributes(entry)))
+                    .collect(),
+            }),
+            Ok(_) => {
+                *done = true;
+                status(id, StatusCode::Eof, "end of directory")
+            }
+            Err(err) => refused(id, &err),
+        }
+    }
+
+    async fn read(&mut self, id: u32, handle: &str, offset: u64, len: u32) -> Packet {
+        let Some(Opened::Reading(reading)) = self.handles.get_mut(handle) else {
+            return status(id, StatusCode::Failure, "no such file handle");
+        };
+        let wanted = len.min(MAX_IO) as usize;
+        if offset >= reading.size {
+            return status(id, StatusCode::Eof, "end of file");
+        }
+        // Data ahead of the position is kept; a read elsewhere starts the download again.
+        let buffered_from = reading.position - reading.buffer.len() as u64;
+        if reading.get.is_none() || offset < buffered_from || offset > reading.position {
+            match self.files.begin_get(&reading.path, offset).await {
+                Ok(get) => {
+                    reading.get = Some(get);
+                    reading.position = offset;
+                    reading.buffer = Bytes::new();
+                }
+                Err(err) => return refused(id, &err),
+            }
+        } else {
+            let skip = (offset - buffered_from) as usize;
+            reading.buffer.advance(skip.min(reading.buffer.len()));
+        }
+        let mut out = BytesMut::with_capacity(wanted);
+        while out.len() < wanted {
+            if reading.buffer.is_empty() {
+                let Some(get) = reading.get.as_mut() else {
+                    break;
+                };
+                match get.next_chunk().await {
+                    Ok(Some(chunk)) => {
+                        reading.position += chunk.len() as u64;
+                        reading.buffer = chunk;
+                    }
+                    Ok(None) => break,
+                    Err(err) => return refused(id, &err),
+                }
+            }
+            let take = (wanted - out.len()).min(reading.buffer.len());
+            out.extend_from_slice(&reading.buffer.split_to(take));
+        }
+        if out.is_empty() {
+            return status(id, StatusCode::Eof, "end of file");
+        }
+        Packet::Data(Data {
+            id,
+            data: out.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_under_the_home_and_never_above_it() {
+        assert_eq!(resolve("."), "/");
+        assert_eq!(resolve(""), "/");
+        assert_eq!(resolve("/"), "/");
+        assert_eq!(resolve("a//b/./c/"), "/a/b/c");
+        assert_eq!(resolve("/a/b/../c"), "/a/c");
+        assert_eq!(resolve("../../etc/passwd"), "/etc/passwd");
+        assert_eq!(resolve("/.."), "/");
+    }
+
+    #[test]
+    fn a_request_id_is_found_in_a_body_that_did_not_decode() {
+        assert_eq!(
+            request_id(&Bytes::from_static(&[17, 0, 0, 1, 2, 9])),
+            Some(258)
+        );
+        assert_eq!(request_id(&Bytes::from_static(&[17, 0, 0])), None);
+    }
+}

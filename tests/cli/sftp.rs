@@ -1,0 +1,191 @@
+//! Issue 30: the SFTP front end, driven by OpenSSH's own `sftp` and `ssh`.
+
+use super::*;
+
+impl RunningServer {
+    /// Where its SFTP service answers (it logs the address).
+    fn sftp_port(&self) -> String {
+        const LINE: &str = "SFTP (SSH) answering addr=";
+        wait_until("the SFTP service is up", || self.log().contains(LINE));
+        let addr = self
+            .log()
+            .split(LINE)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no SFTP service in {}", self.log()));
+        addr.rsplit(':').next().unwrap().to_owned()
+    }
+}
+
+/// An SSH key made by `ssh-keygen` in the sandbox: its private key's path.
+fn ssh_keygen(sb: &Sandbox, name: &str) -> String {
+    let path = sb.path().join(name);
+    let out = sb.run(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            path.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_success(&out);
+    path.to_str().unwrap().to_owned()
+}
+
+/// OpenSSH's options for a test: this key only, the host key learnt into the sandbox, no
+/// prompts.
+fn ssh_options(sb: &Sandbox, port: &str, key: &str) -> Vec<String> {
+    let known = sb.path().join("known_hosts");
+    [
+        "-P".to_owned(),
+        port.to_owned(),
+        "-i".to_owned(),
+        key.to_owned(),
+        "-o".to_owned(),
+        "IdentitiesOnly=yes".to_owned(),
+        "-o".to_owned(),
+        "BatchMode=yes".to_owned(),
+        "-o".to_owned(),
+        "StrictHostKeyChecking=accept-new".to_owned(),
+        "-o".to_owned(),
+        format!("UserKnownHostsFile={}", known.display()),
+        "-F".to_owned(),
+        "/dev/null".to_owned(),
+    ]
+    .into()
+}
+
+/// `sftp -b` with `batch` as alice's `key`.
+fn sftp_batch(sb: &Sandbox, port: &str, key: &str, batch: &str) -> Output {
+    let file = sb.path().join("batch");
+    std::fs::write(&file, batch).unwrap();
+    let mut args = ssh_options(sb, port, key);
+    args.extend(["-b".to_owned(), file.to_str().unwrap().to_owned()]);
+    args.push("alice@127.0.0.1".to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sb.run("sftp", &args, "")
+}
+
+#[test]
+fn openssh_sftp_logs_in_with_a_key_and_reaches_only_the_home() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let home = sb.path().join("ftp-root/alice");
+    std::fs::create_dir_all(home.join("docs")).unwrap();
+    std::fs::write(home.join("docs/hello.txt"), "hello over sftp\n").unwrap();
+    let server = RunningServer::start_with(
+        &sb,
+        &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
+    );
+    let port = server.sftp_port();
+
+    let out = sftp_batch(
+        &sb,
+        &port,
+        &key,
+        "pwd\nls -l docs\nget docs/hello.txt got.txt\nmkdir made\nrename docs/hello.txt docs/moved.txt\n\
+         cd ../../..\npwd\n-get ../etc/passwd stolen\nls\n",
+    );
+    assert_success(&out);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Remote working directory: /\n"), "{stdout}");
+    assert!(stdout.contains("hello.txt"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("got.txt")).unwrap(),
+        "hello over sftp\n"
+    );
+    assert!(home.join("made").is_dir());
+    assert!(home.join("docs/moved.txt").is_file());
+    assert!(!home.join("docs/hello.txt").exists());
+    // `..` stops at the home, as in a chroot: nothing outside it is reached.
+    assert!(!sb.path().join("stolen").exists());
+    assert_eq!(
+        stdout.matches("Remote working directory: /\n").count(),
+        2,
+        "{stdout}"
+    );
+
+    // The host key the client learnt is the one `ftpd fingerprint` shows.
+    let shown = sb.ftpd(&["fingerprint", "--sftp-listen", "127.0.0.1:0"], "");
+    assert_success(&shown);
+    let shown = text(&shown.stdout);
+    let host_line = shown
+        .lines()
+        .nth(1)
+        .expect("a second line for the host key");
+    let learnt = sb.run(
+        "ssh-keygen",
+        &["-lf", sb.path().join("known_hosts").to_str().unwrap()],
+        "",
+    );
+    let fingerprint = host_line.split_whitespace().nth(1).unwrap();
+    assert!(fingerprint.starts_with("SHA256:"), "{host_line}");
+    assert!(
+        text(&learnt.stdout).contains(fingerprint),
+        "{}",
+        text(&learnt.stdout)
+    );
+    assert!(host_line.ends_with("(ED25519)"), "{host_line}");
+}
+
+#[test]
+fn a_key_that_is_not_the_users_is_refused_and_shells_and_commands_are_too() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    let other = ssh_keygen(&sb, "other_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let audit = sb.path().join("audit.log");
+    let server = RunningServer::start_with(
+        &sb,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--sftp-listen",
+            "127.0.0.1:0",
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+    );
+    let port = server.sftp_port();
+
+    let out = sftp_batch(&sb, &port, &other, "ls\n");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("Permission denied (publickey)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A password is not even offered as a method unless the admin turns it on.
+    let mut args = ssh_options(&sb, &port, &key);
+    args[0] = "-p".to_owned();
+    args.extend(["alice@127.0.0.1".to_owned(), "cat /etc/passwd".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = sb.run("ssh", &args, "");
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("running a command is not available here"),
+        "{stderr}"
+    );
+    assert!(!text(&out.stdout).contains("root:"));
+
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert!(log.contains(r#""event":"login","user":"alice""#), "{log}");
+    assert!(
+        log.contains(r#""result":"failed","detail":"sftp: public key""#),
+        "{log}"
+    );
+    assert!(log.contains(r#""result":"ok","detail":"sftp""#), "{log}");
+}
