@@ -83,6 +83,7 @@ fn openssh_sftp_logs_in_with_a_key_and_reaches_only_the_home() {
     let home = sb.path().join("ftp-root/alice");
     std::fs::create_dir_all(home.join("docs")).unwrap();
     std::fs::write(home.join("docs/hello.txt"), "hello over sftp\n").unwrap();
+    std::fs::write(home.join("docs/old.txt"), "older\n").unwrap();
     let server = RunningServer::start_with(
         &sb,
         &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
@@ -94,7 +95,7 @@ fn openssh_sftp_logs_in_with_a_key_and_reaches_only_the_home() {
         &port,
         &key,
         "pwd\nls -l docs\nget docs/hello.txt got.txt\nmkdir made\nrename docs/hello.txt docs/moved.txt\n\
-         cd ../../..\npwd\n-get ../etc/passwd stolen\nls\n",
+         rename docs/old.txt docs/moved.txt\ncd ../../..\npwd\n-get ../etc/passwd stolen\nls\n",
     );
     assert_success(&out);
     let stdout = text(&out.stdout);
@@ -105,8 +106,13 @@ fn openssh_sftp_logs_in_with_a_key_and_reaches_only_the_home() {
         "hello over sftp\n"
     );
     assert!(home.join("made").is_dir());
-    assert!(home.join("docs/moved.txt").is_file());
+    // `rename` over an existing file replaces it (posix-rename@openssh.com).
+    assert_eq!(
+        std::fs::read_to_string(home.join("docs/moved.txt")).unwrap(),
+        "older\n"
+    );
     assert!(!home.join("docs/hello.txt").exists());
+    assert!(!home.join("docs/old.txt").exists());
     // `..` stops at the home, as in a chroot: nothing outside it is reached.
     assert!(!sb.path().join("stolen").exists());
     assert_eq!(
@@ -188,4 +194,90 @@ fn a_key_that_is_not_the_users_is_refused_and_shells_and_commands_are_too() {
         "{log}"
     );
     assert!(log.contains(r#""result":"ok","detail":"sftp""#), "{log}");
+}
+
+/// `sftp` as alice with her password, answered by an askpass program, the commands on
+/// standard input (`-b` would imply BatchMode, which never sends a password).
+fn sftp_with_password(sb: &Sandbox, port: &str, password: &str, commands: &str) -> Output {
+    let askpass = sb.path().join("askpass");
+    std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let known = sb.path().join("known_hosts");
+    let args = [
+        "-P".to_owned(),
+        port.to_owned(),
+        "-o".to_owned(),
+        "PreferredAuthentications=password".to_owned(),
+        "-o".to_owned(),
+        "PubkeyAuthentication=no".to_owned(),
+        "-o".to_owned(),
+        "NumberOfPasswordPrompts=1".to_owned(),
+        "-o".to_owned(),
+        "StrictHostKeyChecking=accept-new".to_owned(),
+        "-o".to_owned(),
+        format!("UserKnownHostsFile={}", known.display()),
+        "-F".to_owned(),
+        "/dev/null".to_owned(),
+        "alice@127.0.0.1".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = sb.command("sftp", &args);
+    command
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env_remove("DISPLAY");
+    finish(command, commands)
+}
+
+/// Passwords only where the admin allows them; failures over SFTP count towards the same
+/// lockout of an address as the native login's, so a brute force on one front end locks
+/// the address out of both.
+#[test]
+fn passwords_where_allowed_and_a_brute_force_locks_the_address_out_of_both_front_ends() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "right pw");
+    let quota = sb.ftpd(&["quota", "alice", "10M", "--files", "100"], "");
+    assert_success(&quota);
+    // Without --sftp-passwords the password is not even asked for.
+    let keys_only = RunningServer::start_with(
+        &sb,
+        &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
+    );
+    let out = sftp_with_password(&sb, &keys_only.sftp_port(), "right pw", "ls\n");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("Permission denied (publickey)"),
+        "{}",
+        text(&out.stderr)
+    );
+    drop(keys_only);
+
+    let server = RunningServer::start_with(
+        &sb,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--sftp-listen",
+            "127.0.0.1:0",
+            "--sftp-passwords",
+            "--max-login-failures",
+            "3",
+        ],
+    );
+    let port = server.sftp_port();
+    // `df` answers from the quota.
+    let out = sftp_with_password(&sb, &port, "right pw", "df\n");
+    assert_success(&out);
+    let df = text(&out.stdout);
+    assert!(df.contains("10240"), "the quota as the size in KiB: {df}");
+    for _ in 0..3 {
+        let out = sftp_with_password(&sb, &port, "wrong pw", "ls\n");
+        assert_ne!(out.status.code(), Some(0));
+    }
+    // Locked out: the right password fails on both front ends from this address.
+    let out = sftp_with_password(&sb, &port, "right pw", "ls\n");
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let native = sb.first_login(&server.addr, "alice", "right pw");
+    assert_eq!(native.status.code(), Some(3), "{}", text(&native.stderr));
 }

@@ -6,15 +6,18 @@
 use std::collections::HashMap;
 
 use bytes::{Buf, Bytes, BytesMut};
+use russh_sftp::extensions::{self as ext, LimitsExtension, Statvfs};
 use russh_sftp::protocol::{
-    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+    Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
+    StatusCode, Version,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::commands::{Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
-use crate::server::core::files::{GetInProgress, Listed};
+use crate::server::core::files::{GetInProgress, Listed, UserQuota};
 use crate::server::core::{Outcome, UserFiles};
+use crate::server::storage::Usage;
 
 /// The protocol version spoken: 3, the one every client speaks.
 const VERSION: u32 = 3;
@@ -95,7 +98,7 @@ where
                 initialised = true;
                 Packet::Version(Version {
                     version: VERSION,
-                    extensions: extensions(),
+                    extensions: announced(),
                 })
             }
             Ok(_) if !initialised => return Err(SessionError::NoInit),
@@ -119,9 +122,57 @@ fn request_id(body: &Bytes) -> Option<u32> {
     (body.len() >= 5).then(|| rest.get_u32())
 }
 
-/// The extensions announced in `SSH_FXP_VERSION`: none yet beyond version 3.
-fn extensions() -> HashMap<String, String> {
-    HashMap::new()
+/// The extensions announced in `SSH_FXP_VERSION`, with their versions, as OpenSSH's
+/// `sftp-server` names them.
+fn announced() -> HashMap<String, String> {
+    [
+        (POSIX_RENAME, "1"),
+        (ext::STATVFS, "2"),
+        (ext::FSYNC, "1"),
+        (ext::LIMITS, "1"),
+    ]
+    .into_iter()
+    .map(|(name, version)| (name.to_owned(), version.to_owned()))
+    .collect()
+}
+
+/// A rename that replaces its target, as `rename(2)` does (`sftp`'s `rename` uses it).
+const POSIX_RENAME: &str = "posix-rename@openssh.com";
+
+/// The arguments of `posix-rename@openssh.com`.
+#[derive(serde::Deserialize)]
+struct PosixRename {
+    oldpath: String,
+    newpath: String,
+}
+
+/// The argument of `statvfs@openssh.com`.
+#[derive(serde::Deserialize)]
+struct StatvfsRequest {
+    path: String,
+}
+
+/// The argument of `fsync@openssh.com`.
+#[derive(serde::Deserialize)]
+struct FsyncRequest {
+    handle: String,
+}
+
+/// Blocks as `df` counts them in a `statvfs@openssh.com` reply.
+const BLOCK: u64 = 4096;
+
+fn extended_reply<T: serde::Serialize>(id: u32, value: &T) -> Packet {
+    match russh_sftp::ser::to_bytes(value) {
+        Ok(data) => Packet::ExtendedReply(ExtendedReply {
+            id,
+            data: data.to_vec(),
+        }),
+        Err(err) => status(id, StatusCode::Failure, &err.to_string()),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(data: Vec<u8>) -> Option<T> {
+    russh_sftp::de::from_bytes(&mut Bytes::from(data)).ok()
 }
 
 fn status(id: u32, code: StatusCode, message: &str) -> Packet {
@@ -310,14 +361,10 @@ impl Session {
                 StatusCode::OpUnsupported,
                 "fsetstat is not served yet",
             ),
-            Packet::Extended(request) => status(
-                request.id,
-                StatusCode::OpUnsupported,
-                &format!(
-                    "the extension {:?} is not supported",
-                    crate::sanitize::for_log(&request.request)
-                ),
-            ),
+            Packet::Extended(request) => {
+                self.extended(request.id, &request.request, request.data)
+                    .await
+            }
             // What only a server sends.
             other @ (Packet::Init(_)
             | Packet::Version(_)
@@ -342,6 +389,55 @@ impl Session {
                 attrs: attributes(&entry),
             }),
             Err(err) => refused(id, &err),
+        }
+    }
+
+    /// The extensions announced, and a refusal of every other.
+    async fn extended(&mut self, id: u32, name: &str, data: Vec<u8>) -> Packet {
+        let malformed = || status(id, StatusCode::BadMessage, "malformed extended request");
+        match name {
+            POSIX_RENAME => {
+                let Some(args) = decode::<PosixRename>(data) else {
+                    return malformed();
+                };
+                let (from, to) = (resolve(&args.oldpath), resolve(&args.newpath));
+                done(id, self.files.rename(&from, &to, true).await)
+            }
+            ext::STATVFS => {
+                let Some(args) = decode::<StatvfsRequest>(data) else {
+                    return malformed();
+                };
+                if let Err(err) = self.files.stat(&resolve(&args.path)).await {
+                    return refused(id, &err);
+                }
+                match self.files.usage().await {
+                    Ok((usage, quota)) => extended_reply(id, &statvfs(&usage, &quota)),
+                    Err(err) => refused(id, &err),
+                }
+            }
+            ext::FSYNC => match decode::<FsyncRequest>(data) {
+                // Files are synced before they are put in place; nothing is pending here.
+                Some(args) if self.handles.contains_key(&args.handle) => ok(id),
+                Some(_) => status(id, StatusCode::Failure, "no such handle"),
+                None => malformed(),
+            },
+            ext::LIMITS => extended_reply(
+                id,
+                &LimitsExtension {
+                    max_packet_len: u64::from(MAX_PACKET),
+                    max_read_len: u64::from(MAX_IO),
+                    max_write_len: u64::from(MAX_IO),
+                    max_open_handles: MAX_HANDLES as u64,
+                },
+            ),
+            other => status(
+                id,
+                StatusCode::OpUnsupported,
+                &format!(
+                    "the extension {:?} is not supported",
+                    crate::sanitize::for_log(other)
+                ),
+            ),
         }
     }
 
@@ -463,6 +559,29 @@ impl Session {
     }
 }
 
+/// What `df` shows of the home: the quota as the disk's size and what is left of it as
+/// free (without a quota, a size nothing will reach); the file-count quota as inodes.
+fn statvfs(usage: &Usage, quota: &UserQuota) -> Statvfs {
+    let blocks = |bytes: u64| bytes.div_ceil(BLOCK);
+    let total = quota.bytes.map_or(u64::MAX / BLOCK, blocks);
+    let used = blocks(usage.bytes).min(total);
+    let inodes = quota.entries.unwrap_or(u64::MAX / 2);
+    let free_inodes = inodes.saturating_sub(usage.entries);
+    Statvfs {
+        block_size: BLOCK,
+        fragment_size: BLOCK,
+        blocks: total,
+        blocks_free: total - used,
+        blocks_avail: total - used,
+        inodes,
+        inodes_free: free_inodes,
+        inodes_avail: free_inodes,
+        fs_id: 0,
+        flags: 0,
+        name_max: 255,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +595,35 @@ mod tests {
         assert_eq!(resolve("/a/b/../c"), "/a/c");
         assert_eq!(resolve("../../etc/passwd"), "/etc/passwd");
         assert_eq!(resolve("/.."), "/");
+    }
+
+    #[test]
+    fn df_shows_the_quota_and_what_is_left_of_it() {
+        let usage = Usage {
+            bytes: 10 * BLOCK + 1,
+            entries: 3,
+        };
+        let quota = UserQuota {
+            bytes: Some(100 * BLOCK),
+            entries: Some(10),
+        };
+        let vfs = statvfs(&usage, &quota);
+        assert_eq!(
+            (vfs.blocks, vfs.blocks_free, vfs.blocks_avail),
+            (100, 89, 89)
+        );
+        assert_eq!((vfs.inodes, vfs.inodes_free), (10, 7));
+        // Over the quota (it was lowered): nothing free, no wrap.
+        let over = statvfs(
+            &Usage {
+                bytes: 200 * BLOCK,
+                entries: 20,
+            },
+            &quota,
+        );
+        assert_eq!((over.blocks_free, over.inodes_free), (0, 0));
+        let unlimited = statvfs(&usage, &UserQuota::default());
+        assert_eq!(unlimited.blocks_free, unlimited.blocks - 11);
     }
 
     #[test]
