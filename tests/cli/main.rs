@@ -2,6 +2,11 @@
 //! temporary directory with its own HOME: this file holds the harness (a sandbox, a
 //! running server, a pseudo-terminal), each area its own file.
 
+/// The tests' own S3 server, for `ftpd serve --root s3://…`.
+#[path = "../common/s3.rs"]
+#[allow(dead_code)]
+mod s3;
+
 mod admin;
 mod chat;
 mod files;
@@ -151,8 +156,14 @@ impl RunningServer {
 
     /// `ftpd` with exactly these arguments, once it listens.
     fn spawn(sandbox: &Sandbox, all: &[&str]) -> Self {
+        Self::spawn_with_env(sandbox, all, &[])
+    }
+
+    /// As [`RunningServer::spawn`], with these environment variables set.
+    fn spawn_with_env(sandbox: &Sandbox, all: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = sandbox
             .command(FTPD, all)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -17,7 +17,9 @@ use crate::paths::{MAX_PATH_LEN, RemotePath};
 use crate::server::audit::Record;
 use crate::server::quota::{Hold, Need, Refused};
 use crate::server::shared::Shared;
-use crate::server::storage::{DIRECTORY_BYTES, Download, Listing, Upload, Usage, UserTree};
+use crate::server::storage::{
+    Announced, DIRECTORY_BYTES, Download, Listing, Upload, Usage, UserTree,
+};
 use crate::size::format_size;
 use crate::username::Username;
 
@@ -41,8 +43,14 @@ pub(crate) struct UserQuota {
     pub(crate) entries: Option<u64>,
 }
 
-/// An upload under way: the upload, its quota reservation and the lock on its target.
-type Opened = (Box<dyn Upload>, Option<Hold>, OwnedMutexGuard<()>);
+/// An upload under way: the upload, its quota reservation, the lock on its target, and
+/// for an upload of unknown size the bytes the quota leaves it (`None`: no quota).
+type Opened = (
+    Box<dyn Upload>,
+    Option<Hold>,
+    OwnedMutexGuard<()>,
+    Option<u64>,
+);
 
 /// A path as a client typed it, checked: the jail's first gate.
 fn path(raw: &str) -> Outcome<RemotePath> {
@@ -179,14 +187,41 @@ impl UserFiles {
         resume: bool,
         preserve: Option<Attributes>,
     ) -> Outcome<PutInProgress> {
+        self.begin_upload(raw, Announced::Exactly(size), overwrite, resume, preserve)
+            .await
+    }
+
+    /// Begins an upload of unknown size to `raw` (SFTP's open for writing): the file is
+    /// what was written when [`PutInProgress::finish_as_written`] is called, and writes
+    /// past what the quota leaves are refused as they come. Otherwise as
+    /// [`UserFiles::begin_put`].
+    pub(crate) async fn begin_open_put(
+        &self,
+        raw: &str,
+        overwrite: bool,
+    ) -> Outcome<PutInProgress> {
+        self.begin_upload(raw, Announced::AtMost(u64::MAX), overwrite, false, None)
+            .await
+    }
+
+    async fn begin_upload(
+        &self,
+        raw: &str,
+        announced: Announced,
+        overwrite: bool,
+        resume: bool,
+        preserve: Option<Attributes>,
+    ) -> Outcome<PutInProgress> {
         let started = async {
             let remote = path(raw)?;
             let slot = self.transfer_slot()?;
-            let opened = self.open_upload(remote, size, overwrite, resume).await?;
+            let opened = self
+                .open_upload(remote, announced, overwrite, resume)
+                .await?;
             Outcome::Ok((opened, slot))
         }
         .await;
-        let ((mut upload, reservation, target_lock), slot) = match started {
+        let ((mut upload, reservation, target_lock, room), slot) = match started {
             Ok(started) => started,
             Err(err) => {
                 self.log::<()>("put", raw, &Err(err.clone()));
@@ -198,9 +233,11 @@ impl UserFiles {
         }
         Ok(PutInProgress {
             offset: upload.offset(),
+            written: upload.offset(),
+            room,
             files: self.clone(),
             raw: raw.to_owned(),
-            size,
+            size: announced.limit(),
             started: std::time::Instant::now(),
             upload,
             reservation,
@@ -281,10 +318,15 @@ impl UserFiles {
     async fn open_upload(
         &self,
         remote: RemotePath,
-        size: u64,
+        announced: Announced,
         overwrite: bool,
         resume: bool,
     ) -> Outcome<Opened> {
+        // Of an upload of unknown size, only what is written counts; none is announced.
+        let size = match announced {
+            Announced::Exactly(size) => size,
+            Announced::AtMost(_) => 0,
+        };
         let UserQuota {
             bytes: quota,
             entries: max_entries,
@@ -308,12 +350,12 @@ impl UserFiles {
         let target_lock = self.shared.uploads.lock(&self.user, &remote).await;
         let upload = self
             .tree
-            .begin_upload(&remote, size, overwrite, resume)
+            .begin_upload(&remote, announced, overwrite, resume)
             .await?;
         // Partial data from before stays for a later resume (it is in the usage).
         let keep = upload.offset() > 0;
         if quota.is_none() && !new_entry {
-            return Ok((upload, None, target_lock));
+            return Ok((upload, None, target_lock, None));
         }
         let usage = match self.tree.usage().await {
             Ok(usage) => usage,
@@ -350,7 +392,7 @@ impl UserFiles {
                 .map(|max| (usage.entries, max)),
         };
         if need.bytes.is_none() && need.entry.is_none() {
-            return Ok((upload, None, target_lock));
+            return Ok((upload, None, target_lock, None));
         }
         let reserved = match self.shared.quotas.reserve(&self.user, need).await {
             Ok(reserved) => reserved,
@@ -381,7 +423,20 @@ impl UserFiles {
                         return Err(err);
                     }
                 }
-                Ok((upload, Some(reservation), target_lock))
+                // What the quota leaves an upload of unknown size: its own bytes are
+                // checked as they come, and again when it finishes.
+                let room = match (announced, quota) {
+                    (Announced::AtMost(_), Some(quota)) => {
+                        let others = reservation.held_by_others().await.unwrap_or(u64::MAX);
+                        Some(
+                            quota
+                                .saturating_sub(usage.bytes.saturating_sub(upload.replaces()))
+                                .saturating_sub(others),
+                        )
+                    }
+                    _ => None,
+                };
+                Ok((upload, Some(reservation), target_lock, room))
             }
             Err(refused) => {
                 upload.abort(keep).await;
@@ -477,8 +532,9 @@ impl UserFiles {
         let started = std::time::Instant::now();
         let result = async {
             let remote = path(&raw)?;
-            let (mut upload, reservation, _target_lock) =
-                self.open_upload(remote, size, overwrite, false).await?;
+            let (mut upload, reservation, _target_lock, _) = self
+                .open_upload(remote, Announced::Exactly(size), overwrite, false)
+                .await?;
             if let Some(attributes) = preserve {
                 upload.preserve(attributes);
             }
@@ -489,7 +545,7 @@ impl UserFiles {
                 return Err(err);
             }
             let room = self.room_at_finish(reservation.as_ref()).await;
-            upload.finish(checksum, room).await
+            upload.finish(Some(checksum), room).await
         }
         .await;
         self.record_put(&raw, size, 0, started, &result);
@@ -566,6 +622,10 @@ pub(crate) struct PutInProgress {
     raw: String,
     size: u64,
     offset: u64,
+    /// Bytes the file holds so far.
+    written: u64,
+    /// For an upload of unknown size under a quota, the bytes the quota leaves it.
+    room: Option<u64>,
     started: std::time::Instant,
     upload: Box<dyn Upload>,
     reservation: Option<Hold>,
@@ -579,9 +639,58 @@ impl PutInProgress {
         self.offset
     }
 
+    /// Gives the finished file this modification time and these permission bits.
+    pub(crate) fn preserve(&mut self, attributes: Attributes) {
+        self.upload.preserve(attributes);
+    }
+
+    /// Bytes the file holds so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
     /// Appends the next chunk.
     pub(crate) async fn write(&mut self, data: Bytes) -> Outcome<()> {
-        self.upload.write(data).await
+        let end = self.written.saturating_add(data.len() as u64);
+        if let Some(room) = self.room
+            && end.saturating_sub(self.offset) > room
+        {
+            return Err(StorageError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "quota exceeded: this file may grow by {} more",
+                    format_size(room.saturating_sub(self.written - self.offset))
+                ),
+            ));
+        }
+        self.upload.write(data).await?;
+        self.written = end;
+        Ok(())
+    }
+
+    /// Puts the file in place as it was written (an upload of unknown size), within the
+    /// quota as it is now; the transfer is recorded.
+    pub(crate) async fn finish_as_written(mut self) -> Outcome<()> {
+        self.size = self.written;
+        let room = self.files.room_at_finish(self.reservation.as_ref()).await;
+        let result = self.upload.finish(None, room).await;
+        drop(self.reservation);
+        self.files
+            .record_put(&self.raw, self.size, self.offset, self.started, &result);
+        result
+    }
+
+    /// Stops and discards what was written, after `failed` (a write refused on the way);
+    /// the transfer is recorded with it.
+    pub(crate) async fn discard(self, failed: &StorageError) {
+        self.upload.abort(false).await;
+        self.files.record_put(
+            &self.raw,
+            self.written,
+            self.offset,
+            self.started,
+            &Err(failed.clone()),
+        );
     }
 
     /// Checks size and checksum of the whole file, within the quota as it is now, and puts
@@ -599,7 +708,7 @@ impl PutInProgress {
             }
             None => {
                 let room = self.files.room_at_finish(self.reservation.as_ref()).await;
-                self.upload.finish(checksum, room).await
+                self.upload.finish(Some(checksum), room).await
             }
         };
         drop(self.reservation);

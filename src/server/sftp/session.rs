@@ -13,9 +13,10 @@ use russh_sftp::protocol::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::commands::Attributes;
 use crate::commands::{Entry, EntryKind, ErrorCode};
 use crate::error::StorageError;
-use crate::server::core::files::{GetInProgress, Listed, UserQuota};
+use crate::server::core::files::{GetInProgress, Listed, PutInProgress, UserQuota};
 use crate::server::core::{Outcome, UserFiles};
 use crate::server::storage::Usage;
 
@@ -50,6 +51,9 @@ enum Opened {
     Directory { listed: Listed, done: bool },
     /// A file being read.
     Reading(Reading),
+    /// A file being written: it appears, whole, when the handle is closed; after a write
+    /// that failed, never (the reason is the close's answer).
+    Writing(PutInProgress, Option<StorageError>),
 }
 
 /// A file being read: the download from the position where reading stopped, reopened at
@@ -79,6 +83,21 @@ where
         handles: HashMap::new(),
         next_handle: 0,
     };
+    let served = serve(&mut stream, &mut session).await;
+    // Uploads left open stop without replacing their targets; what they wrote stays
+    // hidden, for a resume.
+    for (_, opened) in session.handles.drain() {
+        if let Opened::Writing(put, _) = opened {
+            put.interrupted().await;
+        }
+    }
+    served
+}
+
+async fn serve<S>(stream: &mut S, session: &mut Session) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut initialised = false;
     loop {
         let length = match stream.read_u32().await {
@@ -184,6 +203,14 @@ fn status(id: u32, code: StatusCode, message: &str) -> Packet {
     })
 }
 
+fn too_many_handles(id: u32) -> Packet {
+    status(
+        id,
+        StatusCode::Failure,
+        &format!("too many open handles (at most {MAX_HANDLES}); close some first"),
+    )
+}
+
 fn ok(id: u32) -> Packet {
     status(id, StatusCode::Ok, "ok")
 }
@@ -221,6 +248,13 @@ pub(crate) fn resolve(raw: &str) -> String {
         }
     }
     format!("/{}", parts.join("/"))
+}
+
+/// The times and permission bits a client sets on a file it writes, if it sets a time.
+fn preserved(attrs: &FileAttributes) -> Option<Attributes> {
+    let modified = i64::from(attrs.mtime?);
+    let mode = attrs.permissions.map_or(0o644, |bits| bits & 0o777);
+    Some(Attributes { modified, mode })
 }
 
 /// SFTP attributes of an entry: type and permission bits, size, times.
@@ -294,6 +328,15 @@ impl Session {
             Packet::Fstat(request) => {
                 let path = match self.handles.get(&request.handle) {
                     Some(Opened::Reading(reading)) => reading.path.clone(),
+                    Some(Opened::Writing(put, _)) => {
+                        let mut attrs = FileAttributes::empty();
+                        attrs.size = Some(put.written());
+                        attrs.permissions = Some(0o100_644);
+                        return Packet::Attrs(Attrs {
+                            id: request.id,
+                            attrs,
+                        });
+                    }
                     Some(Opened::Directory { .. }) | None => {
                         return status(request.id, StatusCode::Failure, "no such file handle");
                     }
@@ -312,6 +355,11 @@ impl Session {
                     ok(request.id)
                 }
                 Some(Opened::Directory { .. }) => ok(request.id),
+                Some(Opened::Writing(put, None)) => done(request.id, put.finish_as_written().await),
+                Some(Opened::Writing(put, Some(failed))) => {
+                    put.discard(&failed).await;
+                    refused(request.id, &failed)
+                }
                 None => status(request.id, StatusCode::Failure, "no such handle"),
             },
             Packet::MkDir(request) => {
@@ -346,21 +394,31 @@ impl Session {
                     self.files.symlink(&link, &request.targetpath).await,
                 )
             }
-            Packet::Write(request) => status(
-                request.id,
-                StatusCode::OpUnsupported,
-                "uploads over SFTP are not served yet",
-            ),
+            Packet::Write(request) => {
+                self.write(request.id, &request.handle, request.offset, request.data)
+                    .await
+            }
             Packet::SetStat(request) => status(
                 request.id,
                 StatusCode::OpUnsupported,
                 "setstat is not served yet",
             ),
-            Packet::FSetStat(request) => status(
-                request.id,
-                StatusCode::OpUnsupported,
-                "fsetstat is not served yet",
-            ),
+            Packet::FSetStat(request) => match self.handles.get_mut(&request.handle) {
+                // Times and permission bits for the file being written (`put -p`): given
+                // to it when it is put in place.
+                Some(Opened::Writing(put, _)) => {
+                    if let Some(attributes) = preserved(&request.attrs) {
+                        put.preserve(attributes);
+                    }
+                    ok(request.id)
+                }
+                Some(_) => status(
+                    request.id,
+                    StatusCode::OpUnsupported,
+                    "only a file being written takes new attributes here",
+                ),
+                None => status(request.id, StatusCode::Failure, "no such handle"),
+            },
             Packet::Extended(request) => {
                 self.extended(request.id, &request.request, request.data)
                     .await
@@ -444,11 +502,7 @@ impl Session {
     /// A new handle for `opened`, within the limit of open handles.
     fn open(&mut self, id: u32, opened: Opened) -> Packet {
         if self.handles.len() >= MAX_HANDLES {
-            return status(
-                id,
-                StatusCode::Failure,
-                &format!("too many open handles (at most {MAX_HANDLES}); close some first"),
-            );
+            return too_many_handles(id);
         }
         self.next_handle += 1;
         let handle = self.next_handle.to_string();
@@ -458,14 +512,10 @@ impl Session {
 
     async fn open_file(&mut self, id: u32, raw: &str, flags: OpenFlags) -> Packet {
         let path = resolve(raw);
-        if flags.intersects(
-            OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE,
-        ) {
-            return status(
-                id,
-                StatusCode::OpUnsupported,
-                "uploads over SFTP are not served yet",
-            );
+        let writing =
+            OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        if flags.intersects(writing) {
+            return self.open_for_writing(id, &path, flags).await;
         }
         match self.files.stat(&path).await {
             Ok(entry) if entry.kind == EntryKind::Directory => {
@@ -483,6 +533,66 @@ impl Session {
             ),
             Err(err) => refused(id, &err),
         }
+    }
+
+    /// A new file, written from its start and put in place whole when closed (as `sftp`'s
+    /// `put` opens: write, create, truncate); `EXCL` keeps an existing file.
+    async fn open_for_writing(&mut self, id: u32, path: &str, flags: OpenFlags) -> Packet {
+        let whole = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let exclusive = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE;
+        let overwrite =
+            if flags.contains(whole) && !flags.intersects(OpenFlags::READ | OpenFlags::APPEND) {
+                true
+            } else if flags.contains(exclusive)
+                && !flags.intersects(OpenFlags::READ | OpenFlags::APPEND)
+            {
+                false
+            } else {
+                return status(
+                    id,
+                    StatusCode::OpUnsupported,
+                    "files are written whole here: open with create and truncate (as put does); \
+                 appending and rewriting part of a file are not supported",
+                );
+            };
+        if self.handles.len() >= MAX_HANDLES {
+            return too_many_handles(id);
+        }
+        match self.files.begin_open_put(path, overwrite).await {
+            Ok(put) => self.open(id, Opened::Writing(put, None)),
+            Err(err) => refused(id, &err),
+        }
+    }
+
+    /// Appends `data` at `offset` to the file being written: in order, as every client
+    /// writes a new file.
+    async fn write(&mut self, id: u32, handle: &str, offset: u64, data: Vec<u8>) -> Packet {
+        let Some(Opened::Writing(put, failed)) = self.handles.get_mut(handle) else {
+            return status(
+                id,
+                StatusCode::Failure,
+                "no such file handle open for writing",
+            );
+        };
+        if let Some(err) = failed {
+            return refused(id, err);
+        }
+        let result = if offset == put.written() {
+            put.write(Bytes::from(data)).await
+        } else {
+            Err(StorageError::new(
+                ErrorCode::Unsupported,
+                format!(
+                    "writes must come in order: expected offset {}, got {offset}; nothing of \
+                     this file is kept",
+                    put.written()
+                ),
+            ))
+        };
+        if let Err(err) = &result {
+            *failed = Some(err.clone());
+        }
+        done(id, result)
     }
 
     async fn read_dir(&mut self, id: u32, handle: &str) -> Packet {

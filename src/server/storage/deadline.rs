@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Download, Listing, StorageError, Upload, Usage, UserTree};
+use super::{Announced, Download, Listing, StorageError, Upload, Usage, UserTree};
 use crate::checksum::Digest;
 use crate::commands::{Entry, ErrorCode};
 use crate::paths::RemotePath;
@@ -113,7 +113,7 @@ impl UserTree for Deadlines {
     async fn begin_upload(
         &self,
         path: &RemotePath,
-        size: u64,
+        size: Announced,
         overwrite: bool,
         resume: bool,
     ) -> Result<Box<dyn Upload>, StorageError> {
@@ -219,7 +219,7 @@ mod tests {
         async fn begin_upload(
             &self,
             _: &RemotePath,
-            _: u64,
+            _: Announced,
             _: bool,
             _: bool,
         ) -> Result<Box<dyn Upload>, StorageError> {
@@ -251,7 +251,7 @@ mod tests {
         busy(tree.usage().await.unwrap_err());
         busy(tree.mkdir(&path, true).await.unwrap_err());
         busy(
-            tree.begin_upload(&path, 1, false, false)
+            tree.begin_upload(&path, 1.into(), false, false)
                 .await
                 .err()
                 .unwrap(),

@@ -94,12 +94,12 @@ pub trait UserTree: Send + Sync {
     ) -> Result<(), StorageError>;
     /// What the user's tree holds (partial uploads included), from a running count.
     async fn usage(&self) -> Result<Usage, StorageError>;
-    /// Starts an upload of `size` bytes to `path`: data goes to a hidden partial file beside
+    /// Starts an upload of `size` to `path`: data goes to a hidden partial file beside
     /// the target, which only [`Upload::finish`] renames into place.
     async fn begin_upload(
         &self,
         path: &RemotePath,
-        size: u64,
+        size: Announced,
         overwrite: bool,
         resume: bool,
     ) -> Result<Box<dyn Upload>, StorageError>;
@@ -111,6 +111,40 @@ pub trait UserTree: Send + Sync {
         path: &RemotePath,
         offset: u64,
     ) -> Result<Box<dyn Download>, StorageError>;
+}
+
+/// How much an upload brings, as announced when it begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// Exactly this many bytes, the whole file checked at the end (the native protocol
+    /// announces the size and sends a checksum).
+    Exactly(u64),
+    /// At most this many bytes: the file is what has arrived when it is closed (SFTP opens
+    /// a file and writes to it; neither size nor checksum is known before).
+    AtMost(u64),
+}
+
+impl Announced {
+    /// The most bytes the upload may bring.
+    pub fn limit(self) -> u64 {
+        match self {
+            Announced::Exactly(size) | Announced::AtMost(size) => size,
+        }
+    }
+
+    /// The size the finished file must have, `written` having arrived.
+    pub fn expected(self, written: u64) -> u64 {
+        match self {
+            Announced::Exactly(size) => size,
+            Announced::AtMost(_) => written,
+        }
+    }
+}
+
+impl From<u64> for Announced {
+    fn from(size: u64) -> Self {
+        Announced::Exactly(size)
+    }
 }
 
 /// An upload in progress.
@@ -127,13 +161,14 @@ pub trait Upload: Send {
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError>;
     /// Gives the finished file this modification time and these permission bits.
     fn preserve(&mut self, attributes: Attributes);
-    /// Checks size and checksum of the whole file and renames it into place. With `room`,
+    /// Checks the size announced and the `checksum` (the sender's, when it has one) of the
+    /// whole file, and renames it into place. With `room`,
     /// usage may grow by at most that many bytes (the new file less the one it replaces
     /// *now*, which may differ from when the upload began), or the quota refuses it. On a
     /// refusal the partial data is discarded and the target left as it was.
     async fn finish(
         self: Box<Self>,
-        checksum: Digest,
+        checksum: Option<Digest>,
         room: Option<u64>,
     ) -> Result<(), StorageError>;
     /// Stops without replacing the target; `keep` leaves the partial data for a resume.

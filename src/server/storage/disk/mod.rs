@@ -453,11 +453,19 @@ impl UserTree for FsTree {
     async fn begin_upload(
         &self,
         path: &RemotePath,
-        size: u64,
+        announced: Announced,
         overwrite: bool,
         resume: bool,
     ) -> Result<Box<dyn Upload>, StorageError> {
-        refuse_upload(path, size, MAX_FILE_SIZE)?;
+        // An upload of unknown size (SFTP) may grow to the largest file: the disk's free
+        // space is then met as it is written.
+        let exact = matches!(announced, Announced::Exactly(_));
+        let size = announced.limit().min(MAX_FILE_SIZE);
+        refuse_upload(
+            path,
+            if exact { announced.limit() } else { 0 },
+            MAX_FILE_SIZE,
+        )?;
         let home = Arc::clone(&self.home);
         let ledger = Arc::clone(&self.ledger);
         let directories = Arc::clone(&self.directories);
@@ -505,7 +513,7 @@ impl UserTree for FsTree {
             let offset = held.count();
             let incoming = size - offset;
             let free = free_space(&parent)?;
-            if incoming > free {
+            if exact && incoming > free {
                 // Nothing of this upload stays; earlier data for a resume does.
                 if offset == 0 {
                     drop(file);
@@ -530,7 +538,10 @@ impl UserTree for FsTree {
                 writer: FileSink::new(file, held, incoming),
                 written: offset,
                 offset,
-                size,
+                announced: match announced {
+                    Announced::Exactly(_) => Announced::Exactly(size),
+                    Announced::AtMost(_) => Announced::AtMost(size),
+                },
                 replaces,
                 overwrite,
                 preserve: None,

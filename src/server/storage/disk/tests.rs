@@ -134,7 +134,7 @@ async fn stale_partial_uploads_are_removed_and_fresh_ones_kept() {
         .set_modified(two_days_ago)
         .unwrap();
     let upload = tree
-        .begin_upload(&path("new"), 3, false, false)
+        .begin_upload(&path("new"), 3.into(), false, false)
         .await
         .unwrap();
     upload.abort(false).await;
@@ -186,7 +186,7 @@ async fn an_upload_in_progress_is_never_swept_whatever_its_time() {
     let home = dir.path().join("root/alice");
     let tree = storage.open_home(&alice).await.unwrap();
     let mut first = tree
-        .begin_upload(&path("old-photo"), 5, false, false)
+        .begin_upload(&path("old-photo"), 5.into(), false, false)
         .await
         .unwrap();
     first.write(Bytes::from_static(b"hello")).await.unwrap();
@@ -203,12 +203,12 @@ async fn an_upload_in_progress_is_never_swept_whatever_its_time() {
     drop(tree);
     let tree = storage.open_home(&alice).await.unwrap();
     let second = tree
-        .begin_upload(&path("next"), 3, false, false)
+        .begin_upload(&path("next"), 3.into(), false, false)
         .await
         .unwrap();
     second.abort(false).await;
     first
-        .finish(Checksum::of(b"hello"), None)
+        .finish(Some(Checksum::of(b"hello")), None)
         .await
         .expect("the upload in progress was left alone");
     assert_eq!(std::fs::read(home.join("old-photo")).unwrap(), b"hello");
@@ -223,12 +223,12 @@ async fn resume_keeps_a_matching_partial_and_restarts_a_longer_one() {
     // Four bytes held: the upload continues after them, and the hash covers all ten.
     std::fs::write(&partial, &data[..4]).unwrap();
     let mut upload = tree
-        .begin_upload(&path("f"), 10, false, true)
+        .begin_upload(&path("f"), 10.into(), false, true)
         .await
         .unwrap();
     assert_eq!(upload.offset(), 4);
     upload.write(Bytes::from_static(&data[4..])).await.unwrap();
-    upload.finish(Checksum::of(data), None).await.unwrap();
+    upload.finish(Some(Checksum::of(data)), None).await.unwrap();
     assert_eq!(
         std::fs::read(dir.path().join("root/alice/f")).unwrap(),
         data
@@ -237,14 +237,17 @@ async fn resume_keeps_a_matching_partial_and_restarts_a_longer_one() {
     // More held than the new file's size: start over from byte 0 (not from where the
     // re-hash stopped, which would leave a hole of zeros at the start).
     std::fs::write(&partial, b"a much longer partial file").unwrap();
-    let mut upload = tree.begin_upload(&path("f"), 10, true, true).await.unwrap();
+    let mut upload = tree
+        .begin_upload(&path("f"), 10.into(), true, true)
+        .await
+        .unwrap();
     assert_eq!(upload.offset(), 0);
     upload
         .write(Bytes::from_static(b"abcdefghij"))
         .await
         .unwrap();
     upload
-        .finish(Checksum::of(b"abcdefghij"), None)
+        .finish(Some(Checksum::of(b"abcdefghij")), None)
         .await
         .unwrap();
     assert_eq!(

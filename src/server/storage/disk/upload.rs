@@ -163,7 +163,7 @@ pub(super) struct FsUpload {
     /// Bytes the partial file held when the upload began (already in the count).
     pub(super) offset: u64,
     pub(super) written: u64,
-    pub(super) size: u64,
+    pub(super) announced: Announced,
     pub(super) replaces: u64,
     pub(super) overwrite: bool,
     pub(super) preserve: Option<Attributes>,
@@ -196,7 +196,7 @@ impl Upload for FsUpload {
 
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
         let len = data.len() as u64;
-        refuse_beyond_announced(self.written, len, self.size)?;
+        refuse_beyond_announced(self.written, len, self.announced.limit())?;
         self.writer.write(data).await?;
         self.written += len;
         Ok(())
@@ -204,7 +204,7 @@ impl Upload for FsUpload {
 
     async fn finish(
         self: Box<Self>,
-        checksum: Digest,
+        checksum: Option<Digest>,
         room: Option<u64>,
     ) -> Result<(), StorageError> {
         let FsUpload {
@@ -217,11 +217,12 @@ impl Upload for FsUpload {
             writer,
             offset,
             written,
-            size,
+            announced,
             overwrite,
             preserve,
             ..
         } = *self;
+        let size = announced.expected(written);
         let ended = writer.end().await;
         let renamed_in = Arc::clone(&parent);
         let replaced = blocking(move || {
@@ -238,7 +239,7 @@ impl Upload for FsUpload {
                 Ok(state) => state,
                 Err(err) => return discard(err.into()),
             };
-            if written.digest() != checksum {
+            if checksum.is_some_and(|checksum| written.digest() != checksum) {
                 drop(file);
                 return discard(StorageError::new(
                     ErrorCode::ChecksumMismatch,

@@ -40,8 +40,8 @@ use object_store::{
 use super::deadline::{Deadlines, METADATA_DEADLINE};
 use super::ledger::Ledger;
 use super::{
-    Download, Listing, MAX_FILE_SIZE, Upload, Usage, UserTree, refuse_bad_move, refuse_home,
-    refuse_reserved, refuse_upload,
+    Announced, Download, Listing, MAX_FILE_SIZE, Upload, Usage, UserTree, refuse_bad_move,
+    refuse_home, refuse_reserved, refuse_upload,
 };
 use crate::checksum::Digest;
 use crate::commands::{Entry, EntryKind, ErrorCode};
@@ -667,11 +667,16 @@ impl UserTree for ObjectTree {
     async fn begin_upload(
         &self,
         path: &RemotePath,
-        size: u64,
+        size: Announced,
         overwrite: bool,
         resume: bool,
     ) -> Result<Box<dyn Upload>, StorageError> {
-        refuse_upload(path, size, MAX_FILE_SIZE.min(MAX_OBJECT_SIZE))?;
+        let largest = MAX_FILE_SIZE.min(MAX_OBJECT_SIZE);
+        let exact = match size {
+            Announced::Exactly(size) => size,
+            Announced::AtMost(_) => 0,
+        };
+        refuse_upload(path, exact, largest)?;
         let (key, parent_key) = (self.keys.of(path), self.keys.of(&path.parent()));
         // The directory it goes into and what is there now, at once.
         let (parent, found) = tokio::join!(self.require_directory(&parent_key), self.find(&key));

@@ -32,6 +32,7 @@ use super::unavailable;
 use crate::checksum::{Checksum, Digest};
 use crate::commands::{Attributes, ErrorCode};
 use crate::error::StorageError;
+use crate::server::storage::Announced;
 use crate::server::storage::{Download, PARTIAL_TTL, Upload, Usage, refuse_beyond_announced};
 
 /// The smallest part: S3 wants 5 MiB or more for every part but the last.
@@ -195,7 +196,11 @@ struct Multipart {
 
 pub struct ObjectUpload {
     target: Target,
+    /// The size announced, or for an upload of unknown size the most it may bring (its
+    /// parts are then the smallest, so it may bring as much as they carry).
     size: u64,
+    /// The file is what has arrived when it finishes ([`Announced::AtMost`]).
+    as_written: bool,
     replaces: u64,
     overwrite: bool,
     preserve: Option<Attributes>,
@@ -216,13 +221,18 @@ pub struct ObjectUpload {
 impl ObjectUpload {
     pub async fn begin(
         target: Target,
-        size: u64,
+        announced: Announced,
         replaces: u64,
         overwrite: bool,
         resume: bool,
     ) -> Result<Self, StorageError> {
+        let (size, as_written) = match announced {
+            Announced::Exactly(size) => (size, false),
+            Announced::AtMost(most) => (most.min(MIN_PART_SIZE * MAX_PARTS), true),
+        };
         let mut upload = ObjectUpload {
             size,
+            as_written,
             replaces,
             overwrite,
             preserve: None,
@@ -451,9 +461,12 @@ impl Upload for ObjectUpload {
 
     async fn finish(
         mut self: Box<Self>,
-        checksum: Digest,
+        checksum: Option<Digest>,
         room: Option<u64>,
     ) -> Result<(), StorageError> {
+        if self.as_written {
+            self.size = self.written;
+        }
         if self.written != self.size {
             let message = format!(
                 "incomplete: {} of {} bytes arrived",
@@ -497,7 +510,10 @@ impl Upload for ObjectUpload {
             for chunk in &self.pending {
                 whole.update(chunk);
             }
-            if whole.digest() != checksum {
+            if checksum
+                .as_ref()
+                .is_some_and(|sent| whole.digest() != *sent)
+            {
                 return Err(mismatch());
             }
             let payload: PutPayload = std::mem::take(&mut self.pending).into_iter().collect();
@@ -524,8 +540,8 @@ impl Upload for ObjectUpload {
                     "no multipart upload",
                 ));
             };
-            if let Some(held) = &self.checksum
-                && held.digest() != checksum
+            if let (Some(held), Some(sent)) = (&self.checksum, &checksum)
+                && held.digest() != *sent
             {
                 self.discard_multipart(&multipart.id).await;
                 return Err(mismatch());
@@ -544,7 +560,7 @@ impl Upload for ObjectUpload {
                 .map_err(unavailable)?;
             self.target.states.delete(&self.target).await;
             self.target.held.take(&multipart.id);
-            if self.checksum.is_none() {
+            if let (None, Some(checksum)) = (&self.checksum, checksum) {
                 // Parts came through another node: the whole object is checked now.
                 let mut stored =
                     ObjectDownload::open(&self.target.store, &self.target.key, 0).await?;
