@@ -411,3 +411,136 @@ fn sftp_on_the_object_store_puts_whole_files_and_reads_them_back() {
     assert_success(&sb.ftpc(&["get", "d/renamed.bin", "via-ftpc.bin"], ""));
     assert_eq!(std::fs::read(sb.path().join("via-ftpc.bin")).unwrap(), data);
 }
+
+/// An SFTP packet: length, type, request id, then `body`.
+fn packet(kind: u8, id: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let len = u32::try_from(1 + 4 + body.len()).unwrap();
+    out.extend(len.to_be_bytes());
+    out.push(kind);
+    out.extend(id.to_be_bytes());
+    out.extend(body);
+    out
+}
+
+fn string(text: &str) -> Vec<u8> {
+    let mut out = u32::try_from(text.len()).unwrap().to_be_bytes().to_vec();
+    out.extend(text.as_bytes());
+    out
+}
+
+/// Reads one reply: its type, its request id (0 for VERSION) and the rest.
+fn reply(from: &mut impl std::io::Read) -> (u8, u32, Vec<u8>) {
+    let mut len = [0; 4];
+    from.read_exact(&mut len).unwrap();
+    let mut body = vec![0; u32::from_be_bytes(len) as usize];
+    from.read_exact(&mut body).unwrap();
+    let id = u32::from_be_bytes(body[1..5].try_into().unwrap());
+    (body[0], id, body[5..].to_vec())
+}
+
+/// The status code of a STATUS reply's rest.
+fn status_code(rest: &[u8]) -> u32 {
+    u32::from_be_bytes(rest[..4].try_into().unwrap())
+}
+
+/// Attacks on the SFTP session with hand-made packets, through OpenSSH's `ssh -s sftp` as
+/// the transport: unknown extensions, malformed packets, paths that climb or follow a link
+/// out of the home, too many handles, and a packet over the limit. Each gets its answer
+/// (or, for the last, the end of the session) and the server serves the next client.
+#[test]
+fn hand_made_sftp_packets_get_typed_answers_and_nothing_escapes() {
+    use std::io::Write;
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let home = sb.path().join("ftp-root/alice");
+    std::fs::create_dir_all(&home).unwrap();
+    std::os::unix::fs::symlink("/etc", home.join("out")).unwrap();
+    let server = RunningServer::start_with(
+        &sb,
+        &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
+    );
+    let port = server.sftp_port();
+    let mut args = ssh_options(&sb, &port, &key);
+    args[0] = "-p".to_owned();
+    args.extend([
+        "-s".to_owned(),
+        "alice@127.0.0.1".to_owned(),
+        "sftp".to_owned(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut ssh = sb
+        .command("ssh", &args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut to = ssh.stdin.take().unwrap();
+    let mut from = ssh.stdout.take().unwrap();
+
+    // INIT (no request id: the version, 3).
+    to.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).unwrap();
+    let (kind, version, rest) = reply(&mut from);
+    assert_eq!((kind, version), (2, 3));
+    assert!(String::from_utf8_lossy(&rest).contains("posix-rename@openssh.com"));
+
+    // An extension nobody knows: OP_UNSUPPORTED (8), by id.
+    to.write_all(&packet(200, 5, &string("nosuch@example.com")))
+        .unwrap();
+    let (kind, id, rest) = reply(&mut from);
+    assert_eq!((kind, id, status_code(&rest)), (101, 5, 8));
+
+    // An OPEN cut short: BAD_MESSAGE (5), answered by the request's id.
+    to.write_all(&packet(3, 7, &[0, 0, 0, 9, b'x'])).unwrap();
+    let (kind, id, rest) = reply(&mut from);
+    assert_eq!((kind, id, status_code(&rest)), (101, 7, 5));
+
+    // Climbing out stops at the home: there is no /etc/passwd in it (NO_SUCH_FILE, 2).
+    to.write_all(&packet(17, 8, &string("/../../etc/passwd")))
+        .unwrap();
+    let (kind, id, rest) = reply(&mut from);
+    assert_eq!((kind, id, status_code(&rest)), (101, 8, 2));
+    // A link out of the home is not followed, for a stat or an open.
+    to.write_all(&packet(17, 9, &string("/out/passwd")))
+        .unwrap();
+    let (kind, id, rest) = reply(&mut from);
+    assert_eq!((kind, id), (101, 9));
+    assert_ne!(status_code(&rest), 0);
+    let mut open = string("/out/passwd");
+    open.extend([0, 0, 0, 1, 0, 0, 0, 0]); // READ, no attributes
+    to.write_all(&packet(3, 10, &open)).unwrap();
+    let (kind, id, rest) = reply(&mut from);
+    assert_eq!(
+        (kind, id),
+        (101, 10),
+        "a handle for a file outside the home"
+    );
+    assert_ne!(status_code(&rest), 0);
+
+    // Handles are bounded: 64 directories open, the 65th refused (FAILURE, 4).
+    for n in 0..64 {
+        to.write_all(&packet(11, 100 + n, &string("/"))).unwrap();
+        let (kind, id, _) = reply(&mut from);
+        assert_eq!((kind, id), (102, 100 + n), "OPENDIR {n} gets a handle");
+    }
+    to.write_all(&packet(11, 200, &string("/"))).unwrap();
+    let (kind, id, rest) = reply(&mut from);
+    assert_eq!((kind, id, status_code(&rest)), (101, 200, 4));
+    assert!(String::from_utf8_lossy(&rest).contains("too many open handles"));
+
+    // A packet longer than any request: the session ends, without reading it.
+    to.write_all(&[0x7f, 0xff, 0xff, 0xff, 17]).unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut from, &mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    drop(to);
+    let _ = ssh.wait();
+
+    // The server goes on serving.
+    let out = sftp_batch(&sb, &port, &key, "ls\n");
+    assert_success(&out);
+    assert!(server.log().contains("over the limit"), "{}", server.log());
+}
