@@ -11,7 +11,7 @@ use crate::checksum::Digest;
 /// Opens every hello, so a stray connection is told apart from an ftprep peer.
 pub const MAGIC: [u8; 4] = *b"FTPR";
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 /// At most this many entries travel in one [`Response::Entries`] frame.
 pub const ENTRIES_PER_FRAME: usize = 1024;
 /// Largest data chunk in a [`Request::PutData`] or [`Response::Data`] frame (512 KiB).
@@ -170,6 +170,18 @@ pub enum Request {
         /// The link.
         path: String,
     },
+    /// Asks for the SSH keys the user logs in to SFTP with, answered by `Keys`.
+    Keys,
+    /// Adds an SSH public key (one `.pub` line) to the user's.
+    AddKey {
+        /// `ssh-ed25519 AAAA… comment`.
+        key: String,
+    },
+    /// Removes one of the user's SSH keys by its fingerprint (`SHA256:…`).
+    DeleteKey {
+        /// The key's fingerprint.
+        fingerprint: String,
+    },
 }
 
 /// A file's modification time and permission bits, carried by `put -p` and `get -p`.
@@ -264,6 +276,11 @@ pub enum Response {
     Link {
         /// What the link points to, as it was made.
         target: String,
+    },
+    /// Answers [`Request::Keys`]: one `authorized_keys` line each.
+    Keys {
+        /// `ssh-ed25519 AAAA… comment`, in the order they were added.
+        keys: Vec<String>,
     },
 }
 

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`error`]: the one typed error of the library and the kinds a caller can match on.
 //! - [`auth`]: SCRAM-SHA-256 (RFC 5802 + RFC 7677): keys, verifiers, both sides of a login.
+//! - [`authorized_key`]: SSH public keys for SFTP logins, as `.pub` lines and fingerprints.
 //! - [`commands`]: the vocabulary on the wire: hello, requests, responses, error codes. Data only.
 //! - [`chat`]: the chat's vocabulary (requests, replies, pushed events) over QUIC. Data only.
 //! - [`wire`]: frames (4-byte big-endian length + bincode 2 payload) and a framed connection.
@@ -16,8 +17,8 @@
 //! - [`size`]: byte sizes for people (`10G` in, `1.5 GiB` out).
 //! - [`sanitize`]: a peer's text made safe for a log line or a terminal.
 //! - [`tls`]: the crypto provider, certificate fingerprints and channel-binding data.
-//! - [`server`]: listener, per-connection session (hello → login → commands), the chat and
-//!   time services, and each concern (users, lockout, quota, storage, chat store) behind a
+//! - [`server`]: listener, per-connection session (hello → login → commands), SFTP over
+//!   SSH, the chat and time services, and each concern (users, lockout, quota, storage, chat store) behind a
 //!   trait, its engines opened in one place (`server::backends`).
 //! - [`deadline`]: a time limit on any future; [`manual`]: the manual pages, from the
 //!   command-line definitions.

@@ -407,7 +407,7 @@ mod tests {
     fn round_trip_and_layout() {
         let hello = Hello::ours();
         let bytes = encode(&hello).unwrap();
-        assert_eq!(&bytes[..], b"FTPR\x07\x00");
+        assert_eq!(&bytes[..], b"FTPR\x08\x00");
         assert_eq!(decode::<Hello>(&bytes).unwrap(), hello);
         let req = Request::Mkdir {
             path: "a/b".into(),

@@ -27,6 +27,7 @@ pub mod chat_shell;
 pub mod complete;
 pub mod credentials;
 pub mod failure;
+mod keys;
 pub mod parallel;
 pub mod partial;
 mod private_file;

@@ -34,6 +34,8 @@ use crate::error::{Error, Result, UserDbError};
 pub struct Backends {
     /// Who may log in.
     pub(crate) users: Arc<dyn UserStore>,
+    /// Where users' own changes go (their SSH keys); `None` where sessions change nothing.
+    pub(crate) admin: Option<Arc<dyn UserAdmin>>,
     /// Where the users' files are.
     pub(crate) storage: Arc<dyn Storage>,
     /// The secret behind unknown users' mock salts (and the chat's reset key).
@@ -77,13 +79,15 @@ impl Backends {
                     StorageRoot::Object(location) => Arc::new(open_bucket(location).await?),
                 };
                 let secret = secret::load_or_create(&config.state_dir).map_err(in_state_dir)?;
-                Ok(Backends::local(
+                let mut backends = Backends::local(
                     Arc::new(users),
                     storage,
                     secret,
                     config.limits.lockout,
                     ChatStores::File(config.state_dir.join(CHAT_DB)),
-                ))
+                );
+                backends.admin = Some(Arc::new(AdminFile(path.clone())));
+                Ok(backends)
             }
             UserDatabase::Postgres(url) => {
                 let db = PgDatabase::connect(url).await?;
@@ -118,6 +122,7 @@ impl Backends {
                 });
                 let failures = PgLoginGuard::new(Arc::clone(&db), config.limits.lockout);
                 Ok(Backends {
+                    admin: Some(Arc::new(users.clone())),
                     users: Arc::new(users),
                     storage,
                     secret,
@@ -141,6 +146,7 @@ impl Backends {
     ) -> Self {
         Backends {
             users,
+            admin: None,
             storage,
             secret,
             guard: Guard::new(Box::new(LoginGuard::new(lockout))),

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::core::files::PutInProgress;
+use super::core::keys::UserKeys;
 use super::core::{Outcome, UserFiles};
+use crate::authorized_key::AuthorizedKey;
 use crate::checksum::Digest;
 use crate::commands::{Attributes, ErrorCode, MAX_CHUNK, Request, Response};
 use crate::error::{Error, Result, StorageError};
@@ -18,6 +20,17 @@ use crate::wire::Connection;
 /// One logged-in user's session of the native protocol.
 pub(super) struct Handler {
     pub(super) files: UserFiles,
+}
+
+impl Handler {
+    /// The user's SSH keys, as they manage them themselves.
+    fn keys(&self) -> UserKeys<'_> {
+        UserKeys {
+            shared: &self.files.shared,
+            user: &self.files.user,
+            peer: self.files.peer,
+        }
+    }
 }
 
 /// The answer to a request that succeeds with nothing to say, or its refusal.
@@ -140,6 +153,18 @@ impl Handler {
                 Ok(target) => conn.write(&Response::Link { target }).await,
                 Err(err) => conn.write(&refusal(err)).await,
             },
+            Request::Keys => match self.keys().list().await {
+                Ok(keys) => {
+                    let keys = keys.iter().map(AuthorizedKey::to_line).collect();
+                    conn.write(&Response::Keys { keys }).await
+                }
+                Err(err) => conn.write(&refusal(err)).await,
+            },
+            Request::AddKey { key } => conn.write(&reply(self.keys().add(&key).await)).await,
+            Request::DeleteKey { fingerprint } => {
+                conn.write(&reply(self.keys().remove(&fingerprint).await))
+                    .await
+            }
         }
     }
 

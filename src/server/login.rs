@@ -108,7 +108,10 @@ where
             | Request::Put { .. }
             | Request::ListTree { .. }
             | Request::Symlink { .. }
-            | Request::ReadLink { .. } => {
+            | Request::ReadLink { .. }
+            | Request::Keys
+            | Request::AddKey { .. }
+            | Request::DeleteKey { .. } => {
                 conn.write(&Response::Error {
                     code: ErrorCode::AuthRequired,
                     message: "log in first".into(),

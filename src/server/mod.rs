@@ -12,12 +12,14 @@
 //!
 //! Front ends: `session` (one connection of the native protocol: greeting, the command
 //! loop) with `handler` (its requests, turned into calls of the core) and `login` (hellos
-//! and SCRAM's messages in frames, shared with the chat); [`chat`] (the chat over QUIC);
-//! [`time`] (the NTP service on UDP).
+//! and SCRAM's messages in frames, shared with the chat); [`sftp`] (SSH: its listener and
+//! logins in `mod.rs`, the SFTP session in `session`, the host key in `host_key`);
+//! [`chat`] (the chat over QUIC); [`time`] (the NTP service on UDP).
 //!
 //! `core`, what every front end calls, knowing no wire: `core::login` (SCRAM against the
-//! stored verifier, lockouts, audit, the limit of sessions) and `core::files` (one user's
-//! files: jail, quotas, locks, transfer places, audit). Beneath it `shared` (what every
+//! stored verifier, and keys or passwords a front end checks, with lockouts, audit, the
+//! limit of sessions), `core::files` (one user's files: jail, quotas, locks, transfer
+//! places, audit) and `core::keys` (the SSH keys a user manages). Beneath it `shared` (what every
 //! session shares) and [`config`] (where users and files are, every limit).
 //!
 //! Concerns, each a trait with its rules in `mod.rs` and one file per engine:
@@ -200,6 +202,7 @@ impl Server {
         Server {
             shared: Arc::new(Shared {
                 users: backends.users,
+                admin: backends.admin,
                 storage: backends.storage,
                 secret: backends.secret,
                 limits,

@@ -10,12 +10,14 @@ use super::guard::Guard;
 use super::quota::UploadHolds;
 use super::storage::Storage;
 use super::tls::ServerIdentity;
-use super::users::UserStore;
+use super::users::{UserAdmin, UserStore};
 use super::{audit, counters, locks, secret};
 
 /// What every session shares.
 pub(crate) struct Shared {
     pub(crate) users: Arc<dyn UserStore>,
+    /// Where users' own changes (their SSH keys) go; `None` where sessions change nothing.
+    pub(crate) admin: Option<Arc<dyn UserAdmin>>,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) secret: [u8; secret::SECRET_LEN],
     pub(crate) limits: Limits,

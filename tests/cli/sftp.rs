@@ -544,3 +544,69 @@ fn hand_made_sftp_packets_get_typed_answers_and_nothing_escapes() {
     assert_success(&out);
     assert!(server.log().contains("over the limit"), "{}", server.log());
 }
+
+/// A user gives themselves SFTP access after their SCRAM login: `ftpc keys add` takes
+/// their .pub file, `ftpc keys` lists it as `ssh-keygen -l` does, `sftp` logs in with it at
+/// once, and after `ftpc keys del` it no longer does.
+#[test]
+fn ftpc_keys_add_list_del_govern_sftp_logins() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    let server = RunningServer::start_with(
+        &sb,
+        &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
+    );
+    let port = server.sftp_port();
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let fingerprint = text(
+        &sb.run("ssh-keygen", &["-lf", &format!("{key}.pub")], "")
+            .stdout,
+    );
+
+    let out = sb.ftpc(&["keys"], "");
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), "");
+    assert!(text(&out.stderr).contains("no SSH keys yet"));
+    let out = sb.ftpc(&["keys", "add", &format!("{key}.pub")], "");
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), format!("added {fingerprint}"));
+    // As ssh-keygen -l shows it: bits, fingerprint, comment, type.
+    let out = sb.ftpc(&["keys"], "");
+    assert_success(&out);
+    assert_eq!(text(&out.stdout), fingerprint);
+    let again = sb.ftpc(&["keys", "add", &format!("{key}.pub")], "");
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("already has the key"),
+        "{}",
+        text(&again.stderr)
+    );
+    let not_a_key = sb.path().join("not.pub");
+    std::fs::write(&not_a_key, "hello\n").unwrap();
+    let bad = sb.ftpc(&["keys", "add", not_a_key.to_str().unwrap()], "");
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(
+        text(&bad.stderr).contains("line 1"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    assert_success(&sftp_batch(&sb, &port, &key, "ls\n"));
+    let id = fingerprint.split_whitespace().nth(1).unwrap();
+    assert_success(&sb.ftpc(&["keys", "del", id], ""));
+    let out = sftp_batch(&sb, &port, &key, "ls\n");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
+    let gone = sb.ftpc(&["keys", "del", id], "");
+    assert_ne!(gone.status.code(), Some(0));
+    assert!(
+        text(&gone.stderr).contains("has no key"),
+        "{}",
+        text(&gone.stderr)
+    );
+}

@@ -34,7 +34,7 @@ except ImportError as e:  # pragma: no cover - a set-up error, said plainly
     )
 
 ALPN = "ftprep-chat/1"
-VERSION = 7
+VERSION = 8
 TIMEOUT = 20.0
 
 

@@ -133,6 +133,12 @@ pub enum FileCommand {
     },
     /// Show your disk usage and quota.
     Df,
+    /// Your SSH keys for SFTP (`sftp`, `scp`, rclone): list them, `keys add FILE` (a .pub
+    /// file, e.g. ~/.ssh/id_ed25519.pub), `keys del FINGERPRINT`.
+    Keys {
+        #[command(subcommand)]
+        action: Option<KeysAction>,
+    },
     /// Copy only what is new or changed from one tree to the other: `sync LOCAL :REMOTE`
     /// uploads, `sync :REMOTE LOCAL` downloads (the side written with a leading `:` is the
     /// server's). rsync's rule: `sync site :www` makes www/site, `sync site/ :www` makes
@@ -277,6 +283,23 @@ impl TransferFlags {
 pub(super) struct ShellLine {
     #[command(subcommand)]
     pub(super) command: ShellCommand,
+}
+
+/// What `keys` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysAction {
+    /// List your keys as `ssh-keygen -l` does (the default).
+    List,
+    /// Add the keys of a .pub file, one a line.
+    Add {
+        /// The public key file, e.g. ~/.ssh/id_ed25519.pub.
+        file: PathBuf,
+    },
+    /// Remove a key by its fingerprint (SHA256:..., as `keys` shows it).
+    Del {
+        /// The key's fingerprint.
+        fingerprint: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! A logged-in session: its connection, working directory and the dispatch of one command.
 
 use super::*;
+use crate::authorized_key::AuthorizedKey;
 
 /// A logged-in connection with a remote working directory. A connection that was lost (the
 /// server timed it out, or a transfer stopped half way and left it out of step) is replaced
@@ -368,6 +369,7 @@ impl Session {
                 }
                 Ok(())
             }
+            FileCommand::Keys { action } => self.keys(action, io).await,
             FileCommand::Df => {
                 let usage = self.client.disk_usage().await.map_err(failed("df"))?;
                 let (used, entries) = (usage.used, usage.entries);
@@ -387,4 +389,65 @@ impl Session {
             }
         }
     }
+}
+
+impl Session {
+    /// `keys`: lists, adds or removes the user's SSH keys for SFTP.
+    async fn keys(
+        &mut self,
+        action: Option<KeysAction>,
+        io: &mut Output<'_>,
+    ) -> std::result::Result<(), CommandError> {
+        let written = |e: std::io::Error| failed("keys")(e.into());
+        match action.unwrap_or(KeysAction::List) {
+            KeysAction::List => {
+                let keys = self.client.keys().await.map_err(failed("keys"))?;
+                if keys.is_empty() {
+                    writeln!(
+                        io.err,
+                        "no SSH keys yet: `keys add ~/.ssh/id_ed25519.pub` adds one"
+                    )
+                    .map_err(written)?;
+                }
+                for key in keys {
+                    writeln!(io.out, "{}", key.describe()).map_err(written)?;
+                }
+                Ok(())
+            }
+            KeysAction::Add { file } => {
+                let shown = for_terminal(&file.display().to_string());
+                let context = format!("keys add {shown}");
+                let text = read_key_file(&file).map_err(failed(context.clone()))?;
+                let keys = AuthorizedKey::parse_lines(&text)
+                    .map_err(|e| failed(context.clone())(Error::Usage(e.to_string())))?;
+                for key in keys {
+                    self.client
+                        .add_key(&key)
+                        .await
+                        .map_err(failed(context.clone()))?;
+                    writeln!(io.out, "added {}", key.describe()).map_err(written)?;
+                }
+                Ok(())
+            }
+            KeysAction::Del { fingerprint } => {
+                let context = format!("keys del {}", for_terminal(&fingerprint));
+                self.client
+                    .delete_key(&fingerprint)
+                    .await
+                    .map_err(failed(context))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A public key file, read up to a size no key file reaches.
+fn read_key_file(path: &std::path::Path) -> crate::error::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::local(path, e))?;
+    let mut text = String::new();
+    file.take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::local(path, e))?;
+    Ok(text)
 }
