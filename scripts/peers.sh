@@ -52,6 +52,7 @@ echo "$user:$password" | chpasswd
 calc() { awk "BEGIN { print $1 }"; }
 base=$((30000 + RANDOM % 10000))
 ftp_port=$base ssh_port=$((base + 1)) plain_port=$((base + 2)) tls_port=$((base + 3))
+ftpd_sftp_port=$((base + 4))
 
 # vsftpd: local users, writable, passive ports on loopback.
 mkdir -p vsftpd/empty
@@ -98,13 +99,15 @@ mkdir -p /run/sshd
 /usr/sbin/sshd -D -e -f ssh/sshd_config 2>ssh/log &
 pids+=($!)
 sftp_opts=(-q -i ssh/client_key -P "$ssh_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes)
+ftpd_sftp_opts=(-q -i ssh/client_key -P "$ftpd_sftp_port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes)
 
-# ftpd, plaintext and TLS.
+# ftpd, plaintext and TLS; the TLS one also serves SFTP, to the same key as sshd.
 export HOME="$work/ftpc-home" XDG_CONFIG_HOME="$work/ftpc-home/.config"
 echo pw | "$bin/ftpd" adduser bench --password-stdin >/dev/null
+"$bin/ftpd" addkey bench ssh/client_key.pub >/dev/null
 for mode in plain tls; do
   port=$plain_port; flags=(--plaintext)
-  [ "$mode" = tls ] && { port=$tls_port; flags=(); }
+  [ "$mode" = tls ] && { port=$tls_port; flags=(--sftp-listen "127.0.0.1:$ftpd_sftp_port"); }
   mkdir -p "$mode"
   (cd "$mode" && exec "$bin/ftpd" serve --time-listen none --listen "127.0.0.1:$port" --users ../users.db \
      --max-connections 30000 --max-connections-per-ip 30000 --max-sessions-per-user 30000 \
@@ -115,7 +118,7 @@ for _ in $(seq 200); do
   grep -q listening plain/server.log 2>/dev/null && grep -q listening tls/server.log 2>/dev/null && break
   sleep 0.05
 done
-for port in "$ssh_port" "$ftp_port"; do
+for port in "$ssh_port" "$ftp_port" "$ftpd_sftp_port"; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
   (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null || {
     echo "nothing listens on port $port"; cat vsftpd/log ssh/log; exit 1
@@ -140,7 +143,7 @@ login() { # login plain|tls
 # kernel's time to free the old one (0.2 s here) to the put that replaces it.
 for round in $(seq "$rounds"); do
   rm -f "$work/home-$user/data.bin" "$work/home-$user/sftp.bin" plain/ftp-root/bench/data.bin \
-    tls/ftp-root/bench/data.bin
+    tls/ftp-root/bench/data.bin tls/ftp-root/bench/sftp.bin
   record raw "$round" "$(timed "$bin/examples/tcp_copy" data.bin raw.bin)"; rm -f raw.bin
   record ftp-put "$round" "$(timed curl -sS -T data.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")"
   record ftp-get "$round" "$(timed curl -sS -o back.bin "ftp://$user:$password@127.0.0.1:$ftp_port/data.bin")"
@@ -148,6 +151,9 @@ for round in $(seq "$rounds"); do
   record sftp-put "$round" "$(timed sftp "${sftp_opts[@]}" -b put.batch "$user@127.0.0.1")"
   record sftp-get "$round" "$(timed sftp "${sftp_opts[@]}" -b get.batch "$user@127.0.0.1")"
   same sftp
+  record ftpd-sftp-put "$round" "$(timed sftp "${ftpd_sftp_opts[@]}" -b put.batch bench@127.0.0.1)"
+  record ftpd-sftp-get "$round" "$(timed sftp "${ftpd_sftp_opts[@]}" -b get.batch bench@127.0.0.1)"
+  same "ftpd's sftp"
   for mode in plain tls; do
     login "$mode"
     record "put-$mode" "$round" "$(timed "$bin/ftpc" put data.bin)"
@@ -317,6 +323,9 @@ PY
       record "$tree-sftp-put" "$round" "$(timed sftp "${sftp_opts[@]}" -b tree-put.batch "$user@127.0.0.1")"
       record "$tree-sftp-get" "$round" "$(timed sftp "${sftp_opts[@]}" -b tree-get.batch "$user@127.0.0.1")"
       same_tree "$tree" back-sftp sftp
+      record "$tree-ftpdsftp-put" "$round" "$(timed sftp "${ftpd_sftp_opts[@]}" -b tree-put.batch bench@127.0.0.1)"
+      record "$tree-ftpdsftp-get" "$round" "$(timed sftp "${ftpd_sftp_opts[@]}" -b tree-get.batch bench@127.0.0.1)"
+      same_tree "$tree" back-sftp "ftpd's sftp"
       record "$tree-rsync-put" "$round" "$(timed rsync -a -e "$ssh_cmd" "$tree/" "$user@127.0.0.1:t-$tree-rsync/")"
       record "$tree-rsync-get" "$round" "$(timed rsync -a -e "$ssh_cmd" "$user@127.0.0.1:t-$tree-rsync/" back-rsync/)"
       same_tree "$tree" back-rsync rsync
@@ -345,10 +354,13 @@ row() { # row LABEL NAME
 row "raw TCP copy" raw
 row "vsftpd put (curl)" ftp-put; row "vsftpd get (curl)" ftp-get
 row "sftp put" sftp-put; row "sftp get" sftp-get
+row "sftp put to ftpd" ftpd-sftp-put; row "sftp get from ftpd" ftpd-sftp-get
 row "ftpc put, plaintext" put-plain; row "ftpc get, plaintext" get-plain
 row "ftpc put, TLS" put-tls; row "ftpc get, TLS" get-tls
 printf '\nTLS vs sftp (median of per-round ratios): put %.2fx, get %.2fx\n' \
   "$(vs sftp-put put-tls)" "$(vs sftp-get get-tls)"
+printf "ftpd's SFTP vs OpenSSH's internal-sftp, both with OpenSSH's sftp: put %.2fx, get %.2fx\n" \
+  "$(vs sftp-put ftpd-sftp-put)" "$(vs sftp-get ftpd-sftp-get)"
 printf '\n%-36s %12s\n' "logins/s, 64 clients, ${seconds} s" "rate"
 printf '%-36s %12.1f  (%s errors)\n' "vsftpd (ftplib USER/PASS/QUIT)" "$ftp_logins" "$ftp_errors"
 printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd plaintext (ftpc bench)" "$plain_logins" "$(calc "$plain_logins / $ftp_logins")"
@@ -368,9 +380,11 @@ if [ "$small_files" -gt 0 ]; then
       printf '\nthe same plus %s files of 64 MiB, seconds (median)\n' "$mixed_large"
     fi
     printf '%-22s %9s %9s\n' "" "put -r" "get -r"
-    for tool in ftpc scp sftp rsync lftp; do
+    for tool in ftpc scp sftp ftpdsftp rsync lftp; do
       printf '%-22s %9.2f %9.2f\n' "$tool" "$(median "$tree-$tool-put")" "$(median "$tree-$tool-get")"
     done
+    printf "sftp -b to ftpd vs to sshd (median of per-round ratios): put -r %.2fx, get -r %.2fx\n" \
+      "$(vs "$tree-sftp-put" "$tree-ftpdsftp-put")" "$(vs "$tree-sftp-get" "$tree-ftpdsftp-get")"
     faster() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { exit !(a < b) }'; }
     best_put=scp best_get=scp
     for tool in sftp rsync lftp; do

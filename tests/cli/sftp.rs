@@ -458,6 +458,7 @@ fn hand_made_sftp_packets_get_typed_answers_and_nothing_escapes() {
     let home = sb.path().join("ftp-root/alice");
     std::fs::create_dir_all(&home).unwrap();
     std::os::unix::fs::symlink("/etc", home.join("out")).unwrap();
+    std::fs::write(home.join("keep.txt"), "abcdef").unwrap();
     let server = RunningServer::start_with(
         &sb,
         &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
@@ -519,6 +520,27 @@ fn hand_made_sftp_packets_get_typed_answers_and_nothing_escapes() {
         "a handle for a file outside the home"
     );
     assert_ne!(status_code(&rest), 0);
+
+    // Opened to write without truncating (as scp opens): what was not written over is kept.
+    let mut open = string("/keep.txt");
+    open.extend([0, 0, 0, 0x0a, 0, 0, 0, 0]); // WRITE | CREAT
+    to.write_all(&packet(3, 11, &open)).unwrap();
+    let (kind, id, handle) = reply(&mut from);
+    assert_eq!((kind, id), (102, 11));
+    let handle = String::from_utf8(handle[4..].to_vec()).unwrap();
+    let mut write = string(&handle);
+    write.extend(0u64.to_be_bytes());
+    write.extend(string("AB"));
+    to.write_all(&packet(6, 12, &write)).unwrap();
+    let (kind, id, rest) = reply(&mut from);
+    assert_eq!((kind, id, status_code(&rest)), (101, 12, 0));
+    to.write_all(&packet(4, 13, &string(&handle))).unwrap();
+    let (kind, id, rest) = reply(&mut from);
+    assert_eq!((kind, id, status_code(&rest)), (101, 13, 0));
+    assert_eq!(
+        std::fs::read_to_string(home.join("keep.txt")).unwrap(),
+        "ABcdef"
+    );
 
     // Handles are bounded: 64 directories open, the 65th refused (FAILURE, 4).
     for n in 0..64 {
@@ -608,5 +630,52 @@ fn ftpc_keys_add_list_del_govern_sftp_logins() {
         text(&gone.stderr).contains("has no key"),
         "{}",
         text(&gone.stderr)
+    );
+}
+
+/// `scp` (SFTP underneath since OpenSSH 9) copies both ways: a new file, one over a longer
+/// file (scp opens without truncating and then sets the size: nothing of the old one stays),
+/// `-p` times, and it exits 0 because the session ends with an exit status as sshd's does.
+#[test]
+fn scp_copies_both_ways_and_exits_zero() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let home = sb.path().join("ftp-root/alice");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("long.txt"),
+        "a much longer file than what replaces it\n",
+    )
+    .unwrap();
+    let server = RunningServer::start_with(
+        &sb,
+        &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
+    );
+    let port = server.sftp_port();
+    std::fs::write(sb.path().join("short.txt"), "short\n").unwrap();
+    assert_success(&sb.run("touch", &["-d", "2002-03-04 05:06:07 UTC", "short.txt"], ""));
+    let scp = |args: &[&str]| {
+        let mut all = ssh_options(&sb, &port, &key);
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        sb.run("scp", &all, "")
+    };
+    assert_success(&scp(&["short.txt", "alice@127.0.0.1:long.txt"]));
+    assert_eq!(
+        std::fs::read_to_string(home.join("long.txt")).unwrap(),
+        "short\n"
+    );
+    assert_success(&scp(&["-p", "short.txt", "alice@127.0.0.1:kept.txt"]));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(home.join("kept.txt")).unwrap().mtime(),
+        1_015_218_367
+    );
+    assert_success(&scp(&["alice@127.0.0.1:kept.txt", "back.txt"]));
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("back.txt")).unwrap(),
+        "short\n"
     );
 }

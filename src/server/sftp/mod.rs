@@ -404,10 +404,20 @@ impl russh::server::Handler for SshConnection {
         session.channel_success(channel)?;
         let files = files.clone();
         let (user, peer) = (files.user.clone(), self.peer);
+        let handle = session.handle();
         tokio::spawn(async move {
-            if let Err(err) = session::run(opened.into_stream(), files).await {
-                tracing::info!(%user, %peer, error = %err, "SFTP session ended");
-            }
+            let status = match session::run(opened.into_stream(), files).await {
+                Ok(()) => 0,
+                Err(err) => {
+                    tracing::info!(%user, %peer, error = %err, "SFTP session ended");
+                    1
+                }
+            };
+            // As sshd ends a subsystem: its exit status, then the channel closed, so that
+            // the client's `ssh` (under `scp`, say) exits with it.
+            let _ = handle.exit_status_request(channel, status).await;
+            let _ = handle.eof(channel).await;
+            let _ = handle.close(channel).await;
         });
         Ok(())
     }

@@ -53,7 +53,26 @@ enum Opened {
     Reading(Reading),
     /// A file being written: it appears, whole, when the handle is closed; after a write
     /// that failed, never (the reason is the close's answer).
-    Writing(PutInProgress, Option<StorageError>),
+    Writing(Writing),
+}
+
+/// A file being written.
+struct Writing {
+    put: PutInProgress,
+    /// Why a write failed: nothing of the file is kept.
+    failed: Option<StorageError>,
+    /// Opened without truncating an existing file (as `scp` opens, then sets the size):
+    /// the old file's bytes past what was written are kept, up to a size the client sets.
+    tail: Option<Tail>,
+}
+
+/// What an open without truncation keeps of the file it replaces.
+struct Tail {
+    path: String,
+    /// The old file's size.
+    size: u64,
+    /// A size the client set (`fsetstat`): the file ends there.
+    cut: Option<u64>,
 }
 
 /// A file being read: the download from the position where reading stopped, reopened at
@@ -87,8 +106,8 @@ where
     // Uploads left open stop without replacing their targets; what they wrote stays
     // hidden, for a resume.
     for (_, opened) in session.handles.drain() {
-        if let Opened::Writing(put, _) = opened {
-            put.interrupted().await;
+        if let Opened::Writing(writing) = opened {
+            writing.put.interrupted().await;
         }
     }
     served
@@ -328,9 +347,9 @@ impl Session {
             Packet::Fstat(request) => {
                 let path = match self.handles.get(&request.handle) {
                     Some(Opened::Reading(reading)) => reading.path.clone(),
-                    Some(Opened::Writing(put, _)) => {
+                    Some(Opened::Writing(writing)) => {
                         let mut attrs = FileAttributes::empty();
-                        attrs.size = Some(put.written());
+                        attrs.size = Some(writing.put.written());
                         attrs.permissions = Some(0o100_644);
                         return Packet::Attrs(Attrs {
                             id: request.id,
@@ -355,10 +374,8 @@ impl Session {
                     ok(request.id)
                 }
                 Some(Opened::Directory { .. }) => ok(request.id),
-                Some(Opened::Writing(put, None)) => done(request.id, put.finish_as_written().await),
-                Some(Opened::Writing(put, Some(failed))) => {
-                    put.discard(&failed).await;
-                    refused(request.id, &failed)
+                Some(Opened::Writing(writing)) => {
+                    done(request.id, Self::finish_writing(&self.files, writing).await)
                 }
                 None => status(request.id, StatusCode::Failure, "no such handle"),
             },
@@ -406,11 +423,24 @@ impl Session {
             Packet::FSetStat(request) => match self.handles.get_mut(&request.handle) {
                 // Times and permission bits for the file being written (`put -p`): given
                 // to it when it is put in place.
-                Some(Opened::Writing(put, _)) => {
+                Some(Opened::Writing(writing)) => {
                     if let Some(attributes) = preserved(&request.attrs) {
-                        put.preserve(attributes);
+                        writing.put.preserve(attributes);
                     }
-                    ok(request.id)
+                    match (request.attrs.size, &mut writing.tail) {
+                        (None, _) => ok(request.id),
+                        // The size of what was written: nothing of the old file is kept.
+                        (Some(size), Some(tail)) if size >= writing.put.written() => {
+                            tail.cut = Some(size);
+                            ok(request.id)
+                        }
+                        (Some(size), None) if size == writing.put.written() => ok(request.id),
+                        (Some(_), _) => status(
+                            request.id,
+                            StatusCode::OpUnsupported,
+                            "a file being written cannot be cut shorter than what was written",
+                        ),
+                    }
                 }
                 Some(_) => status(
                     request.id,
@@ -535,39 +565,101 @@ impl Session {
         }
     }
 
-    /// A new file, written from its start and put in place whole when closed (as `sftp`'s
-    /// `put` opens: write, create, truncate); `EXCL` keeps an existing file.
+    /// A file written from its start and put in place whole when closed: as `sftp`'s `put`
+    /// opens (write, create, truncate), as `scp` opens (write, create: what was not written
+    /// over is kept, unless it sets the size), or new only (`EXCL`).
     async fn open_for_writing(&mut self, id: u32, path: &str, flags: OpenFlags) -> Packet {
-        let whole = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        let exclusive = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE;
-        let overwrite =
-            if flags.contains(whole) && !flags.intersects(OpenFlags::READ | OpenFlags::APPEND) {
-                true
-            } else if flags.contains(exclusive)
-                && !flags.intersects(OpenFlags::READ | OpenFlags::APPEND)
-            {
-                false
-            } else {
-                return status(
-                    id,
-                    StatusCode::OpUnsupported,
-                    "files are written whole here: open with create and truncate (as put does); \
-                 appending and rewriting part of a file are not supported",
-                );
-            };
+        let writes = OpenFlags::WRITE | OpenFlags::CREATE;
+        if !flags.contains(writes) || flags.intersects(OpenFlags::READ | OpenFlags::APPEND) {
+            return status(
+                id,
+                StatusCode::OpUnsupported,
+                "files are written whole here, from their start: open to write and create; \
+                 appending and reading while writing are not supported",
+            );
+        }
         if self.handles.len() >= MAX_HANDLES {
             return too_many_handles(id);
         }
-        match self.files.begin_open_put(path, overwrite).await {
-            Ok(put) => self.open(id, Opened::Writing(put, None)),
+        let exclusive = flags.contains(OpenFlags::EXCLUDE);
+        let mut tail = None;
+        if !exclusive && !flags.contains(OpenFlags::TRUNCATE) {
+            match self.files.stat(path).await {
+                Ok(entry) if entry.kind == EntryKind::File && entry.size > 0 => {
+                    tail = Some(Tail {
+                        path: path.to_owned(),
+                        size: entry.size,
+                        cut: None,
+                    });
+                }
+                Ok(_) => {}
+                Err(err) if err.code == ErrorCode::NotFound => {}
+                Err(err) => return refused(id, &err),
+            }
+        }
+        match self.files.begin_open_put(path, !exclusive).await {
+            Ok(put) => self.open(
+                id,
+                Opened::Writing(Writing {
+                    put,
+                    failed: None,
+                    tail,
+                }),
+            ),
             Err(err) => refused(id, &err),
         }
+    }
+
+    /// Puts a written file in place: with what it keeps of the old one, after a failed
+    /// write never.
+    async fn finish_writing(files: &UserFiles, writing: Writing) -> Outcome<()> {
+        let Writing {
+            mut put,
+            failed,
+            tail,
+        } = writing;
+        if let Some(err) = failed {
+            put.discard(&err).await;
+            return Err(err);
+        }
+        if let Some(tail) = tail {
+            let end = tail.cut.unwrap_or(tail.size).min(tail.size);
+            if end > put.written()
+                && let Err(err) = Self::keep_tail(files, &mut put, &tail.path, end).await
+            {
+                put.discard(&err).await;
+                return Err(err);
+            }
+        }
+        put.finish_as_written().await
+    }
+
+    /// Appends the old file's bytes from where the writing stopped up to `end`.
+    async fn keep_tail(
+        files: &UserFiles,
+        put: &mut PutInProgress,
+        path: &str,
+        end: u64,
+    ) -> Outcome<()> {
+        let mut old = files.begin_get(path, put.written()).await?;
+        while put.written() < end {
+            let Some(mut chunk) = old.next_chunk().await? else {
+                break;
+            };
+            let left = end - put.written();
+            if chunk.len() as u64 > left {
+                chunk.truncate(left as usize);
+            }
+            put.write(chunk).await?;
+        }
+        Ok(())
     }
 
     /// Appends `data` at `offset` to the file being written: in order, as every client
     /// writes a new file.
     async fn write(&mut self, id: u32, handle: &str, offset: u64, data: Vec<u8>) -> Packet {
-        let Some(Opened::Writing(put, failed)) = self.handles.get_mut(handle) else {
+        let Some(Opened::Writing(Writing { put, failed, .. })) = self.handles.get_mut(handle)
+        else {
             return status(
                 id,
                 StatusCode::Failure,
