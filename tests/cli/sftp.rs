@@ -95,7 +95,8 @@ fn openssh_sftp_logs_in_with_a_key_and_reaches_only_the_home() {
         &port,
         &key,
         "pwd\nls -l docs\nget docs/hello.txt got.txt\nmkdir made\nrename docs/hello.txt docs/moved.txt\n\
-         rename docs/old.txt docs/moved.txt\ncd ../../..\npwd\n-get ../etc/passwd stolen\nls\n",
+         rename docs/old.txt docs/moved.txt\nchmod 750 made\nchmod 640 docs/moved.txt\n\
+         cd ../../..\npwd\n-get ../etc/passwd stolen\nls\n",
     );
     assert_success(&out);
     let stdout = text(&out.stdout);
@@ -113,6 +114,17 @@ fn openssh_sftp_logs_in_with_a_key_and_reaches_only_the_home() {
     );
     assert!(!home.join("docs/hello.txt").exists());
     assert!(!home.join("docs/old.txt").exists());
+    // chmod: the bits asked for, the owner keeping what the server needs.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        std::fs::metadata(home.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("made"), 0o750);
+    assert_eq!(mode("docs/moved.txt"), 0o640);
     // `..` stops at the home, as in a chroot: nothing outside it is reached.
     assert!(!sb.path().join("stolen").exists());
     assert_eq!(
@@ -397,7 +409,8 @@ fn sftp_on_the_object_store_puts_whole_files_and_reads_them_back() {
         &sb,
         &port,
         &key,
-        "mkdir d\nput parts.bin d/parts.bin\nrename d/parts.bin d/renamed.bin\nget d/renamed.bin back.bin\nls -l d\n",
+        "mkdir d\nput parts.bin d/parts.bin\nrename d/parts.bin d/renamed.bin\nget d/renamed.bin back.bin\nls -l d\n\
+         -chmod 600 d/renamed.bin\n",
     );
     assert_success(&out);
     assert_eq!(std::fs::read(sb.path().join("back.bin")).unwrap(), data);

@@ -170,6 +170,18 @@ impl UserFiles {
         result
     }
 
+    /// Sets the modification time and/or permission bits of `raw`.
+    pub(crate) async fn set_attributes(
+        &self,
+        raw: &str,
+        modified: Option<i64>,
+        mode: Option<u32>,
+    ) -> Outcome<()> {
+        let result = async { self.tree.set_attributes(&path(raw)?, modified, mode).await }.await;
+        self.log("setstat", raw, &result);
+        result
+    }
+
     /// Where the link at `raw` points.
     pub(crate) async fn read_link(&self, raw: &str) -> Outcome<String> {
         self.tree.read_link(&path(raw)?).await

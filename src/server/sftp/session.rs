@@ -415,11 +415,32 @@ impl Session {
                 self.write(request.id, &request.handle, request.offset, request.data)
                     .await
             }
-            Packet::SetStat(request) => status(
-                request.id,
-                StatusCode::OpUnsupported,
-                "setstat is not served yet",
-            ),
+            Packet::SetStat(request) => {
+                let attrs = &request.attrs;
+                if attrs.size.is_some() {
+                    return status(
+                        request.id,
+                        StatusCode::OpUnsupported,
+                        "files change only whole here: a size cannot be set",
+                    );
+                }
+                if attrs.uid.is_some() || attrs.gid.is_some() {
+                    return status(
+                        request.id,
+                        StatusCode::PermissionDenied,
+                        "owners and groups are the server's own",
+                    );
+                }
+                let (modified, mode) = (attrs.mtime.map(i64::from), attrs.permissions);
+                if modified.is_none() && mode.is_none() {
+                    return ok(request.id);
+                }
+                let path = resolve(&request.path);
+                done(
+                    request.id,
+                    self.files.set_attributes(&path, modified, mode).await,
+                )
+            }
             Packet::FSetStat(request) => match self.handles.get_mut(&request.handle) {
                 // Times and permission bits for the file being written (`put -p`): given
                 // to it when it is put in place.

@@ -83,6 +83,21 @@ pub trait UserTree: Send + Sync {
         let _ = path;
         Err(no_links())
     }
+    /// Gives the file or directory at `path` this modification time and/or these permission
+    /// bits (`chmod`, `touch` over SFTP). The owner keeps what the server needs: read and
+    /// write on files, and search on directories.
+    async fn set_attributes(
+        &self,
+        path: &RemotePath,
+        modified: Option<i64>,
+        mode: Option<u32>,
+    ) -> Result<(), StorageError> {
+        let _ = (path, modified, mode);
+        Err(StorageError::new(
+            ErrorCode::Unsupported,
+            "this store keeps no times or permission bits but an upload's own",
+        ))
+    }
     /// Removes an empty directory. Never the home.
     async fn rmdir(&self, path: &RemotePath) -> Result<(), StorageError>;
     /// Renames `from` to `to`; replaces an existing `to` only with `overwrite`.

@@ -243,6 +243,42 @@ impl UserTree for FsTree {
         })
     }
 
+    async fn set_attributes(
+        &self,
+        path: &RemotePath,
+        modified: Option<i64>,
+        mode: Option<u32>,
+    ) -> Result<(), StorageError> {
+        refuse_reserved(path)?;
+        let home = Arc::clone(&self.home);
+        let rel = path.to_relative();
+        blocking(move || {
+            // Opened read-only, links followed inside the home only (the jail): a file or
+            // a directory alike.
+            let opened = if rel.as_os_str().is_empty() {
+                home.try_clone()?.into_std_file()
+            } else {
+                home.open(&rel)?.into_std()
+            };
+            let meta = opened.metadata()?;
+            let mut attributes = attributes_of(&meta);
+            if let Some(modified) = modified {
+                attributes.modified = modified;
+            }
+            if let Some(mode) = mode {
+                attributes.mode = mode & 0o777;
+            }
+            apply_attributes(&opened, attributes)?;
+            if meta.is_dir() {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = (attributes.mode & 0o777) | 0o700;
+                opened.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn read_link(&self, path: &RemotePath) -> Result<String, StorageError> {
         refuse_reserved(path)?;
         let rel = path.to_relative();
