@@ -53,6 +53,9 @@ fn ssh_options(sb: &Sandbox, port: &str, key: &str) -> Vec<String> {
         "IdentitiesOnly=yes".to_owned(),
         "-o".to_owned(),
         "BatchMode=yes".to_owned(),
+        // A server that stops answering fails the test instead of hanging it.
+        "-o".to_owned(),
+        "ServerAliveInterval=10".to_owned(),
         "-o".to_owned(),
         "StrictHostKeyChecking=accept-new".to_owned(),
         "-o".to_owned(),
@@ -691,4 +694,29 @@ fn scp_copies_both_ways_and_exits_zero() {
         std::fs::read_to_string(sb.path().join("back.txt")).unwrap(),
         "short\n"
     );
+}
+
+/// OpenSSH's `sftp` reads 255 KiB at a time with 64 reads in flight (16 MiB): a download of
+/// 48 MiB completes. With russh's default channel queue it stalled after about 30 MB, the
+/// client's window adjustments stuck behind a full queue.
+#[test]
+fn a_large_download_with_many_reads_in_flight_completes() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let home = sb.path().join("ftp-root/alice");
+    std::fs::create_dir_all(&home).unwrap();
+    let data: Vec<u8> = (0..(48u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(home.join("large.bin"), &data).unwrap();
+    let server = RunningServer::start_with(
+        &sb,
+        &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
+    );
+    let port = server.sftp_port();
+    let out = sftp_batch(&sb, &port, &key, "get large.bin large.bin\n");
+    assert_success(&out);
+    assert!(std::fs::read(sb.path().join("large.bin")).unwrap() == data);
 }

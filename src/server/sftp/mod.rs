@@ -112,6 +112,13 @@ impl SftpService {
                 ..Preferred::DEFAULT
             },
             nodelay: true,
+            // A channel's incoming messages queue here while the session writes a reply.
+            // russh queues every window adjustment the client sends there too, and waits
+            // for room: with OpenSSH's 64 reads of 255 KiB in flight, russh's default of 100
+            // filled while a reply waited for window, and the adjustment that would have
+            // opened it never got through (a download stalled after some 30 MB). A reply
+            // costs a handful of adjustments, and the queue is drained before each request.
+            channel_buffer_size: 1024,
             ..russh::server::Config::default()
         };
         SftpService {
