@@ -14,6 +14,7 @@ use crate::server::audit::Record;
 use crate::server::counters::Place;
 use crate::server::guard::Verdict;
 use crate::server::shared::Shared;
+use crate::server::users::UserRecord;
 use crate::username::Username;
 
 /// Why a login ended without a user, as the client is to be told.
@@ -31,14 +32,140 @@ pub(crate) enum Refusal {
 pub(crate) struct Scram<'a> {
     shared: &'a Arc<Shared>,
     peer: SocketAddr,
+    claim: Claim,
+    exchange: ServerExchange,
+}
+
+/// A name a client claims, looked up: the verdict on its address (whose delay has been
+/// waited), the user's record if the name is a user's, and the iteration counts a mock
+/// verifier draws from. Every front end's login starts here, so a lockout, a delay and
+/// an unknown name cost and look the same whichever way the user proves who they are.
+struct Claim {
     /// The name, if it can be a user's.
     name: Option<Username>,
     /// The name as logs may show it.
     shown: String,
-    /// Whether the name is a user's (else the verifier was a mock).
-    known: bool,
     verdict: Verdict,
-    exchange: ServerExchange,
+    /// The user, if the name is one.
+    record: Option<UserRecord>,
+    counts: Vec<(u32, u64)>,
+}
+
+impl Claim {
+    /// Looks `raw` up. A name that cannot be a user's (too long, odd characters) is
+    /// neither stored nor logged as sent: only its escaped start. A lockout is decided here
+    /// but only shows as the failure a wrong proof gets. The user and the iteration counts
+    /// are looked up meanwhile, for every name alike: an unknown name costs no other work
+    /// than a known one.
+    async fn look_up(shared: &Shared, peer: SocketAddr, raw: &str) -> Result<Self, Refusal> {
+        let name = Username::parse(raw).ok();
+        let shown = match &name {
+            Some(name) => name.as_str().to_owned(),
+            None => crate::sanitize::for_log(raw),
+        };
+        let (verdict, looked_up, counts) = tokio::join!(
+            shared.guard.check(name.as_ref(), peer.ip()),
+            async {
+                match &name {
+                    Some(name) => Some(shared.users.user(name).await),
+                    None => None,
+                }
+            },
+            shared.users.iteration_counts()
+        );
+        if !verdict.delay.is_zero() {
+            tokio::time::sleep(verdict.delay).await;
+        }
+        let record = match looked_up {
+            Some(Ok(record)) => record,
+            None => None,
+            Some(Err(err)) => {
+                // The same answer whatever the name, so it tells nothing about users.
+                tracing::error!(error = %err, "user store failed; refusing login");
+                return Err(Refusal::Error(
+                    ErrorCode::Busy,
+                    "server busy: the user database is unavailable; try again later".into(),
+                ));
+            }
+        };
+        Ok(Claim {
+            name,
+            shown,
+            verdict,
+            record,
+            counts: counts.unwrap_or_default(),
+        })
+    }
+
+    /// The verifier to prove against: the user's, or for an unknown or impossible name a
+    /// mock, so the proof fails exactly as a wrong password's does.
+    fn verifier(&self, shared: &Shared) -> Verifier {
+        match &self.record {
+            Some(record) => record.verifier.clone(),
+            None => {
+                let key = self.name.as_ref().map_or("", Username::as_str);
+                Verifier::mock(&shared.secret, key, &self.counts)
+            }
+        }
+    }
+
+    /// Whether a proof that held lets the user in: a user, and an address not locked.
+    fn admissible(&self) -> bool {
+        self.record.is_some() && !self.verdict.locked
+    }
+
+    /// The user, proven and [admissible](Claim::admissible), in a place under their limit
+    /// of sessions.
+    fn admit<'a>(
+        self,
+        shared: &'a Arc<Shared>,
+        peer: SocketAddr,
+        server_final: String,
+        front_end: &str,
+    ) -> Result<Proven<'a>, Refusal> {
+        let Some(UserRecord { name: user, .. }) = self.record else {
+            return Err(Refusal::Error(
+                ErrorCode::AuthFailed,
+                "authentication failed".into(),
+            ));
+        };
+        let max = shared.limits.max_sessions_per_user;
+        let Some(place) = shared.per_user.try_acquire(&user, max) else {
+            tracing::warn!(%user, %peer, limit = max, "too many sessions; refusing");
+            return Err(Refusal::Error(
+                ErrorCode::Busy,
+                format!("{user} already has {max} sessions open; close one first"),
+            ));
+        };
+        Ok(Proven {
+            shared,
+            peer,
+            user,
+            place,
+            server_final,
+            front_end: front_end.to_owned(),
+        })
+    }
+
+    /// A failed proof (`reason`), or any proof from a locked address: logged, audited and
+    /// counted.
+    async fn fail(&self, shared: &Shared, peer: SocketAddr, reason: &str) {
+        let user = &self.shown;
+        if self.verdict.locked {
+            tracing::warn!(%user, %peer, "login refused: locked out after repeated failures");
+        } else {
+            tracing::warn!(%user, %peer, %reason, "login failed");
+        }
+        let result = if self.verdict.locked {
+            "locked"
+        } else {
+            "failed"
+        };
+        let mut record = Record::new("login", user, peer, result);
+        record.detail = Some(reason.to_owned());
+        shared.audit(&record);
+        record_failure(shared, self.name.as_ref(), user, peer).await;
+    }
 }
 
 /// The mechanisms offered, most preferred first: channel binding only over TLS, and over
@@ -97,59 +224,13 @@ impl<'a> Scram<'a> {
                 return Err(Refusal::Scram(format!("e={}", err.server_error_value())));
             }
         };
-        // A name that cannot be a user's (too long, odd characters) is neither stored nor
-        // logged as sent: only its escaped start. It gets the same exchange and answer as a
-        // wrong password.
-        let name = Username::parse(&first.username).ok();
-        let shown = match &name {
-            Some(name) => name.as_str().to_owned(),
-            None => crate::sanitize::for_log(&first.username),
-        };
-        // A lockout is decided here but only shows as the same failure a wrong password
-        // gets, after the same exchange. The user and the iteration counts (for a mock) are
-        // looked up meanwhile, for every name alike: an unknown name costs no other work
-        // than a known one.
-        let (verdict, looked_up, counts) = tokio::join!(
-            shared.guard.check(name.as_ref(), peer.ip()),
-            async {
-                match &name {
-                    Some(name) => Some(shared.users.user(name).await),
-                    None => None,
-                }
-            },
-            shared.users.iteration_counts()
-        );
-        if !verdict.delay.is_zero() {
-            tokio::time::sleep(verdict.delay).await;
-        }
-        let known = match looked_up {
-            Some(Ok(Some(record))) => Some(record.verifier),
-            Some(Ok(None)) | None => None,
-            Some(Err(err)) => {
-                // The same answer whatever the name, so it tells nothing about users.
-                tracing::error!(error = %err, "user store failed; refusing login");
-                return Err(Refusal::Error(
-                    ErrorCode::Busy,
-                    "server busy: the user database is unavailable; try again later".into(),
-                ));
-            }
-        };
-        let is_known = known.is_some();
-        // Unknown or impossible names get a mock verifier: the exchange looks the same and
-        // fails at the proof, exactly as a wrong password does.
-        let verifier = known.unwrap_or_else(|| {
-            let counts = counts.unwrap_or_default();
-            let key = name.as_ref().map_or("", Username::as_str);
-            Verifier::mock(&shared.secret, key, &counts)
-        });
+        let claim = Claim::look_up(shared, peer, &first.username).await?;
+        let verifier = claim.verifier(shared);
         let (exchange, server_first) = ServerExchange::start(first, verifier, binding);
         let login = Scram {
             shared,
             peer,
-            name,
-            shown,
-            known: is_known,
-            verdict,
+            claim,
             exchange,
         };
         Ok((login, server_first))
@@ -161,46 +242,16 @@ impl<'a> Scram<'a> {
         let Scram {
             shared,
             peer,
-            name,
-            shown,
-            known,
-            verdict,
+            claim,
             exchange,
         } = self;
-        match (exchange.finish(client_final), name.as_ref()) {
-            (Ok(server_final), Some(user)) if known && !verdict.locked => {
-                let max = shared.limits.max_sessions_per_user;
-                let Some(place) = shared.per_user.try_acquire(user, max) else {
-                    tracing::warn!(%user, %peer, limit = max, "too many sessions; refusing");
-                    return Err(Refusal::Error(
-                        ErrorCode::Busy,
-                        format!("{user} already has {max} sessions open; close one first"),
-                    ));
-                };
-                Ok(Proven {
-                    shared,
-                    peer,
-                    user: user.clone(),
-                    place,
-                    server_final,
-                    front_end: String::new(),
-                })
-            }
-            (result, _) => {
+        match exchange.finish(client_final) {
+            Ok(server_final) if claim.admissible() => claim.admit(shared, peer, server_final, ""),
+            result => {
                 let err = result
                     .err()
                     .unwrap_or(auth::ScramError::AuthenticationFailed);
-                let user = &shown;
-                if verdict.locked {
-                    tracing::warn!(%user, %peer, "login refused: locked out after repeated failures");
-                } else {
-                    tracing::warn!(%user, %peer, reason = %err, "login failed");
-                }
-                let result = if verdict.locked { "locked" } else { "failed" };
-                let mut record = Record::new("login", &shown, peer, result);
-                record.detail = Some(err.to_string());
-                shared.audit(&record);
-                record_failure(shared, name.as_ref(), &shown, peer).await;
+                claim.fail(shared, peer, &err.to_string()).await;
                 Err(Refusal::Scram(format!("e={}", err.server_error_value())))
             }
         }
@@ -234,7 +285,7 @@ pub(crate) async fn has_key(shared: &Shared, name: &str, key: &russh::keys::Publ
         return false;
     };
     match shared.users.user(&name).await {
-        Ok(Some(record)) => record.keys.iter().any(|k| k.matches(key)),
+        Ok(Some(record)) => record.has_key(key),
         Ok(None) => false,
         Err(err) => {
             tracing::error!(error = %err, "user store failed; refusing a key");
@@ -254,88 +305,27 @@ pub(crate) async fn check<'a>(
     credential: Credential<'_>,
     front_end: &str,
 ) -> Result<Proven<'a>, Refusal> {
-    let user = Username::parse(name).ok();
-    let shown = match &user {
-        Some(user) => user.as_str().to_owned(),
-        None => crate::sanitize::for_log(name),
-    };
-    let (verdict, looked_up, counts) = tokio::join!(
-        shared.guard.check(user.as_ref(), peer.ip()),
-        async {
-            match &user {
-                Some(user) => Some(shared.users.user(user).await),
-                None => None,
-            }
-        },
-        shared.users.iteration_counts()
-    );
-    if !verdict.delay.is_zero() {
-        tokio::time::sleep(verdict.delay).await;
-    }
-    let record = match looked_up {
-        Some(Ok(record)) => record,
-        None => None,
-        Some(Err(err)) => {
-            tracing::error!(error = %err, "user store failed; refusing login");
-            return Err(Refusal::Error(
-                ErrorCode::Busy,
-                "server busy: the user database is unavailable; try again later".into(),
-            ));
-        }
-    };
+    let claim = Claim::look_up(shared, peer, name).await?;
     let proven = match credential {
-        Credential::Key(key) => record
-            .as_ref()
-            .is_some_and(|record| record.keys.iter().any(|k| k.matches(key))),
+        Credential::Key(key) => claim.record.as_ref().is_some_and(|user| user.has_key(key)),
         Credential::Password(password) => {
             // The same derivation for every name: a mock verifier for an unknown one.
-            let verifier = match &record {
-                Some(record) => record.verifier.clone(),
-                None => Verifier::mock(&shared.secret, &shown, &counts.unwrap_or_default()),
-            };
+            let verifier = claim.verifier(shared);
             let password = password.to_owned();
             let matched =
                 tokio::task::spawn_blocking(move || verifier.matches_password(&password)).await;
-            matched.unwrap_or(false) && record.is_some()
+            matched.unwrap_or(false)
         }
     };
-    match user {
-        Some(user) if proven && !verdict.locked => {
-            let max = shared.limits.max_sessions_per_user;
-            let Some(place) = shared.per_user.try_acquire(&user, max) else {
-                tracing::warn!(%user, %peer, limit = max, "too many sessions; refusing");
-                return Err(Refusal::Error(
-                    ErrorCode::Busy,
-                    format!("{user} already has {max} sessions open; close one first"),
-                ));
-            };
-            Ok(Proven {
-                shared,
-                peer,
-                user,
-                place,
-                server_final: String::new(),
-                front_end: front_end.to_owned(),
-            })
-        }
-        user => {
-            let method = credential.method();
-            if verdict.locked {
-                tracing::warn!(user = %shown, %peer, front_end, "login refused: locked out after repeated failures");
-            } else {
-                tracing::warn!(user = %shown, %peer, front_end, method, "login failed");
-            }
-            let result = if verdict.locked { "locked" } else { "failed" };
-            let mut audited = Record::new("login", &shown, peer, result);
-            audited.detail = Some(format!("{front_end}: {method}"));
-            shared.audit(&audited);
-            record_failure(shared, user.as_ref(), &shown, peer).await;
-            Err(Refusal::Error(
-                ErrorCode::AuthFailed,
-                "authentication failed".into(),
-            ))
-        }
+    if proven && claim.admissible() {
+        return claim.admit(shared, peer, String::new(), front_end);
     }
+    let reason = format!("{front_end}: {}", credential.method());
+    claim.fail(shared, peer, &reason).await;
+    Err(Refusal::Error(
+        ErrorCode::AuthFailed,
+        "authentication failed".into(),
+    ))
 }
 
 /// A user who proved who they are, holding a place under their limit of sessions; the

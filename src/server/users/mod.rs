@@ -71,6 +71,11 @@ impl UserRecord {
         }
     }
 
+    /// Whether `offered` is one of the user's SSH keys.
+    pub fn has_key(&self, offered: &russh::keys::PublicKey) -> bool {
+        self.keys.iter().any(|key| key.matches(offered))
+    }
+
     /// Adds `key`, unless the user has it already or has as many as they may.
     ///
     /// # Errors
