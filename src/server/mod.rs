@@ -38,6 +38,7 @@
 //! PostgreSQL engine stands on: connection, migrations, errors), `sql` (integers as SQL
 //! keeps them).
 
+mod accept;
 mod audit;
 pub mod backends;
 pub mod budget;
@@ -65,7 +66,6 @@ pub mod users;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::net::SocketAddr;
 
@@ -314,22 +314,11 @@ impl Server {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "listening");
         }
-        let mut backoff = Duration::from_millis(10);
         loop {
             let (socket, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait, do not spin.
-                        tracing::error!(error = %e, "accept failed; backing off");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                        continue;
-                    }
-                },
+                accepted = accept::next(&listener) => accepted,
                 () = &mut shutdown => break,
             };
-            backoff = Duration::from_millis(10);
             let _ = socket.set_nodelay(true);
             // Over the limit: say so and close, rather than leave the client hanging.
             // Refusals run beside the accept loop, themselves bounded: past that, drop.

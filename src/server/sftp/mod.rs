@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::accept;
 use super::core::UserFiles;
 use super::core::login::{self, Credential};
 use super::shared::Shared;
@@ -74,6 +75,16 @@ const KEYS: &[Algorithm] = &[
     },
 ];
 
+/// The ways to log in offered: keys, and passwords where the admin allows them.
+fn methods(passwords: bool) -> MethodSet {
+    let mut methods = MethodSet::empty();
+    methods.push(MethodKind::PublicKey);
+    if passwords {
+        methods.push(MethodKind::Password);
+    }
+    methods
+}
+
 /// Failed authentication requests one connection may make before it is closed.
 const MAX_AUTH_ATTEMPTS: usize = 6;
 
@@ -87,16 +98,11 @@ pub struct SftpService {
 impl SftpService {
     pub(crate) fn new(shared: Arc<Shared>, settings: SftpSettings) -> Self {
         let limits = shared.limits;
-        let mut methods = MethodSet::empty();
-        methods.push(MethodKind::PublicKey);
-        if settings.passwords {
-            methods.push(MethodKind::Password);
-        }
         let config = russh::server::Config {
             server_id: russh::SshId::Standard(
                 concat!("SSH-2.0-ftpd_", env!("CARGO_PKG_VERSION")).into(),
             ),
-            methods,
+            methods: methods(settings.passwords),
             // Failures take as long as each other whatever failed; the lockout's own
             // delays come on top.
             auth_rejection_time: Duration::from_millis(250),
@@ -139,21 +145,11 @@ impl SftpService {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "SFTP (SSH) answering");
         }
-        let mut backoff = Duration::from_millis(10);
         loop {
             let (socket, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        tracing::error!(error = %err, "SSH accept failed; backing off");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                        continue;
-                    }
-                },
+                accepted = accept::next(&listener) => accepted,
                 () = stop.cancelled() => break,
             };
-            backoff = Duration::from_millis(10);
             let per_ip = self
                 .shared
                 .per_ip
@@ -280,18 +276,9 @@ enum SshError {
 }
 
 impl SshConnection {
-    fn methods(&self) -> MethodSet {
-        let mut methods = MethodSet::empty();
-        methods.push(MethodKind::PublicKey);
-        if self.passwords {
-            methods.push(MethodKind::Password);
-        }
-        methods
-    }
-
     fn reject(&self) -> Auth {
         Auth::Reject {
-            proceed_with_methods: Some(self.methods()),
+            proceed_with_methods: Some(methods(self.passwords)),
             partial_success: false,
         }
     }
