@@ -20,6 +20,26 @@ pub const MAX_KEYS_PER_USER: usize = 32;
 /// The smallest RSA key taken, as OpenSSH's own floor (`RequiredRSASize`).
 pub const MIN_RSA_BITS: u32 = 2048;
 
+/// The most of a key file read: more than a user's keys take.
+pub const MAX_FILE: u64 = 1024 * 1024;
+
+/// The text of a `.pub` or `authorized_keys` file, or of any reader, [`MAX_FILE`] bytes
+/// at most.
+///
+/// # Errors
+/// It cannot be read, or is not UTF-8.
+pub fn read_keys(from: impl std::io::Read) -> std::io::Result<String> {
+    std::io::read_to_string(from.take(MAX_FILE))
+}
+
+/// As [`read_keys`], from the file at `path`.
+///
+/// # Errors
+/// The file cannot be opened or read, or is not UTF-8.
+pub fn read_file(path: &std::path::Path) -> std::io::Result<String> {
+    read_keys(std::fs::File::open(path)?)
+}
+
 /// The longest comment kept.
 const MAX_COMMENT: usize = 256;
 

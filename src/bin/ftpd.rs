@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -222,9 +222,6 @@ impl ServeArgs {
     }
 }
 
-/// The most of a key file read: more than a user's keys can take.
-const KEY_FILE_MAX: u64 = 1024 * 1024;
-
 /// A user name as the command line takes it: a bad one is a usage error (exit 2).
 fn valid_username(text: &str) -> Result<String, String> {
     Username::parse(text)
@@ -382,12 +379,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Addkey { who, file } => {
             let name = Username::parse(&who.name)?;
             let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin().lock().take(KEY_FILE_MAX))
+                ftprep::authorized_key::read_keys(std::io::stdin().lock())
                     .context("cannot read the key from standard input")?
             } else {
-                let opened = std::fs::File::open(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
-                std::io::read_to_string(opened.take(KEY_FILE_MAX))
+                ftprep::authorized_key::read_file(&file)
                     .with_context(|| format!("cannot read {}", file.display()))?
             };
             let keys = ftprep::authorized_key::AuthorizedKey::parse_lines(&text)?;

@@ -417,7 +417,8 @@ impl Session {
             KeysAction::Add { file } => {
                 let shown = for_terminal(&file.display().to_string());
                 let context = format!("keys add {shown}");
-                let text = read_key_file(&file).map_err(failed(context.clone()))?;
+                let text = crate::authorized_key::read_file(&file)
+                    .map_err(|e| failed(context.clone())(Error::local(&file, e)))?;
                 let keys = AuthorizedKey::parse_lines(&text)
                     .map_err(|e| failed(context.clone())(Error::Usage(e.to_string())))?;
                 for key in keys {
@@ -439,15 +440,4 @@ impl Session {
             }
         }
     }
-}
-
-/// A public key file, read up to a size no key file reaches.
-fn read_key_file(path: &std::path::Path) -> crate::error::Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| Error::local(path, e))?;
-    let mut text = String::new();
-    file.take(1 << 20)
-        .read_to_string(&mut text)
-        .map_err(|e| Error::local(path, e))?;
-    Ok(text)
 }
