@@ -913,6 +913,11 @@ async fn the_audit_log_records_logins_changes_and_transfers(engine: Engine) {
     assert!(
         put["millis"].is_u64() && records[0]["time"].is_string() && records[0]["peer"].is_string()
     );
+    // Every operation names the front end it came by.
+    assert!(
+        records[2..].iter().all(|r| r["via"] == "native"),
+        "{records:?}"
+    );
 }
 
 async fn the_shell_connects_again_after_the_server_closed_its_connection(engine: Engine) {

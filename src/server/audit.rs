@@ -3,8 +3,9 @@
 //!
 //! # Format
 //! `{"time":"2026-11-25T05:00:00.123Z","event":"put","user":"alice","peer":"127.0.0.1:5000",
-//! "path":"a.txt","bytes":5,"millis":3,"result":"ok"}`; `path`, `bytes`, `millis` and
-//! `detail` appear where they apply; `result` is `ok` or the error code.
+//! "via":"sftp","path":"a.txt","bytes":5,"millis":3,"result":"ok"}`; `via` (the front end:
+//! `native`, `sftp`), `path`, `bytes`, `millis` and `detail` appear where they apply;
+//! `result` is `ok` or the error code.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -21,6 +22,9 @@ pub(crate) struct Record<'a> {
     pub(crate) event: &'a str,
     pub(crate) user: &'a str,
     peer: String,
+    /// The front end an operation on files came by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) via: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) path: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,8 +8,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::core::files::PutInProgress;
 use super::core::keys::UserKeys;
+use super::core::transfers::PutInProgress;
 use super::core::{Outcome, UserFiles};
 use crate::authorized_key::AuthorizedKey;
 use crate::checksum::Digest;

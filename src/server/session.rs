@@ -121,7 +121,7 @@ where
         let Some(proven) = login::login(conn, peer, shared, binding).await? else {
             return Ok(None);
         };
-        login::succeed(conn, proven.open_files().await).await
+        login::succeed(conn, proven.open_files("native").await).await
     };
     let user = tokio::select! {
         result = tokio::time::timeout(shared.limits.login_timeout, login) => {

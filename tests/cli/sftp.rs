@@ -455,9 +455,71 @@ fn reply(from: &mut impl std::io::Read) -> (u8, u32, Vec<u8>) {
     (body[0], id, body[5..].to_vec())
 }
 
+/// The size and mode of an ATTRS reply's rest (as this server sends them: both there).
+fn size_and_mode(rest: &[u8]) -> (u64, u32) {
+    let flags = u32::from_be_bytes(rest[..4].try_into().unwrap());
+    assert_eq!(flags & 0b111, 0b101, "size and permissions, no owner");
+    let size = u64::from_be_bytes(rest[4..12].try_into().unwrap());
+    let mode = u32::from_be_bytes(rest[12..16].try_into().unwrap());
+    (size, mode)
+}
+
 /// The status code of a STATUS reply's rest.
 fn status_code(rest: &[u8]) -> u32 {
     u32::from_be_bytes(rest[..4].try_into().unwrap())
+}
+
+/// An SFTP session spoken by hand, through OpenSSH's `ssh -s sftp` as the transport.
+struct HandMade {
+    ssh: std::process::Child,
+    to: std::process::ChildStdin,
+    from: std::process::ChildStdout,
+}
+
+impl HandMade {
+    /// Logs in as alice with `key` and sends INIT; also gives the VERSION reply's
+    /// extensions.
+    fn start(sb: &Sandbox, port: &str, key: &str) -> (Self, Vec<u8>) {
+        use std::io::Write;
+        let mut args = ssh_options(sb, port, key);
+        args[0] = "-p".to_owned();
+        args.extend([
+            "-s".to_owned(),
+            "alice@127.0.0.1".to_owned(),
+            "sftp".to_owned(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut ssh = sb
+            .command("ssh", &args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut to = ssh.stdin.take().unwrap();
+        let mut from = ssh.stdout.take().unwrap();
+        // INIT (no request id: the version, 3).
+        to.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).unwrap();
+        let (kind, version, extensions) = reply(&mut from);
+        assert_eq!((kind, version), (2, 3));
+        (HandMade { ssh, to, from }, extensions)
+    }
+
+    /// Sends a request and reads its reply: type and the rest after the id.
+    fn ask(&mut self, kind: u8, id: u32, body: &[u8]) -> (u8, Vec<u8>) {
+        use std::io::Write;
+        self.to.write_all(&packet(kind, id, body)).unwrap();
+        let (kind, answered, rest) = reply(&mut self.from);
+        assert_eq!(answered, id, "the reply to request {id}");
+        (kind, rest)
+    }
+
+    /// Hangs up without closing anything it opened.
+    fn end(self) {
+        let HandMade { mut ssh, to, from } = self;
+        drop((to, from));
+        let _ = ssh.wait();
+    }
 }
 
 /// Attacks on the SFTP session with hand-made packets, through OpenSSH's `ssh -s sftp` as
@@ -475,61 +537,42 @@ fn hand_made_sftp_packets_get_typed_answers_and_nothing_escapes() {
     std::fs::create_dir_all(&home).unwrap();
     std::os::unix::fs::symlink("/etc", home.join("out")).unwrap();
     std::fs::write(home.join("keep.txt"), "abcdef").unwrap();
+    std::os::unix::fs::symlink("keep.txt", home.join("inside")).unwrap();
     let server = RunningServer::start_with(
         &sb,
         &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
     );
     let port = server.sftp_port();
-    let mut args = ssh_options(&sb, &port, &key);
-    args[0] = "-p".to_owned();
-    args.extend([
-        "-s".to_owned(),
-        "alice@127.0.0.1".to_owned(),
-        "sftp".to_owned(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut ssh = sb
-        .command("ssh", &args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut to = ssh.stdin.take().unwrap();
-    let mut from = ssh.stdout.take().unwrap();
-
-    // INIT (no request id: the version, 3).
-    to.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).unwrap();
-    let (kind, version, rest) = reply(&mut from);
-    assert_eq!((kind, version), (2, 3));
-    assert!(String::from_utf8_lossy(&rest).contains("posix-rename@openssh.com"));
+    let (mut ssh, extensions) = HandMade::start(&sb, &port, &key);
+    assert!(String::from_utf8_lossy(&extensions).contains("posix-rename@openssh.com"));
+    let (to, from) = (&mut ssh.to, &mut ssh.from);
 
     // An extension nobody knows: OP_UNSUPPORTED (8), by id.
     to.write_all(&packet(200, 5, &string("nosuch@example.com")))
         .unwrap();
-    let (kind, id, rest) = reply(&mut from);
+    let (kind, id, rest) = reply(from);
     assert_eq!((kind, id, status_code(&rest)), (101, 5, 8));
 
     // An OPEN cut short: BAD_MESSAGE (5), answered by the request's id.
     to.write_all(&packet(3, 7, &[0, 0, 0, 9, b'x'])).unwrap();
-    let (kind, id, rest) = reply(&mut from);
+    let (kind, id, rest) = reply(from);
     assert_eq!((kind, id, status_code(&rest)), (101, 7, 5));
 
     // Climbing out stops at the home: there is no /etc/passwd in it (NO_SUCH_FILE, 2).
     to.write_all(&packet(17, 8, &string("/../../etc/passwd")))
         .unwrap();
-    let (kind, id, rest) = reply(&mut from);
+    let (kind, id, rest) = reply(from);
     assert_eq!((kind, id, status_code(&rest)), (101, 8, 2));
     // A link out of the home is not followed, for a stat or an open.
     to.write_all(&packet(17, 9, &string("/out/passwd")))
         .unwrap();
-    let (kind, id, rest) = reply(&mut from);
+    let (kind, id, rest) = reply(from);
     assert_eq!((kind, id), (101, 9));
     assert_ne!(status_code(&rest), 0);
     let mut open = string("/out/passwd");
     open.extend([0, 0, 0, 1, 0, 0, 0, 0]); // READ, no attributes
     to.write_all(&packet(3, 10, &open)).unwrap();
-    let (kind, id, rest) = reply(&mut from);
+    let (kind, id, rest) = reply(from);
     assert_eq!(
         (kind, id),
         (101, 10),
@@ -537,21 +580,31 @@ fn hand_made_sftp_packets_get_typed_answers_and_nothing_escapes() {
     );
     assert_ne!(status_code(&rest), 0);
 
+    // A link inside the home: STAT follows it to the file, LSTAT answers for the link.
+    to.write_all(&packet(17, 20, &string("/inside"))).unwrap();
+    let (kind, id, rest) = reply(from);
+    assert_eq!((kind, id), (105, 20));
+    assert_eq!(size_and_mode(&rest), (6, 0o100_644));
+    to.write_all(&packet(7, 21, &string("/inside"))).unwrap();
+    let (kind, id, rest) = reply(from);
+    assert_eq!((kind, id), (105, 21));
+    assert_eq!(size_and_mode(&rest).1, 0o120_777);
+
     // Opened to write without truncating (as scp opens): what was not written over is kept.
     let mut open = string("/keep.txt");
     open.extend([0, 0, 0, 0x0a, 0, 0, 0, 0]); // WRITE | CREAT
     to.write_all(&packet(3, 11, &open)).unwrap();
-    let (kind, id, handle) = reply(&mut from);
+    let (kind, id, handle) = reply(from);
     assert_eq!((kind, id), (102, 11));
     let handle = String::from_utf8(handle[4..].to_vec()).unwrap();
     let mut write = string(&handle);
     write.extend(0u64.to_be_bytes());
     write.extend(string("AB"));
     to.write_all(&packet(6, 12, &write)).unwrap();
-    let (kind, id, rest) = reply(&mut from);
+    let (kind, id, rest) = reply(from);
     assert_eq!((kind, id, status_code(&rest)), (101, 12, 0));
     to.write_all(&packet(4, 13, &string(&handle))).unwrap();
-    let (kind, id, rest) = reply(&mut from);
+    let (kind, id, rest) = reply(from);
     assert_eq!((kind, id, status_code(&rest)), (101, 13, 0));
     assert_eq!(
         std::fs::read_to_string(home.join("keep.txt")).unwrap(),
@@ -561,21 +614,20 @@ fn hand_made_sftp_packets_get_typed_answers_and_nothing_escapes() {
     // Handles are bounded: 64 directories open, the 65th refused (FAILURE, 4).
     for n in 0..64 {
         to.write_all(&packet(11, 100 + n, &string("/"))).unwrap();
-        let (kind, id, _) = reply(&mut from);
+        let (kind, id, _) = reply(from);
         assert_eq!((kind, id), (102, 100 + n), "OPENDIR {n} gets a handle");
     }
     to.write_all(&packet(11, 200, &string("/"))).unwrap();
-    let (kind, id, rest) = reply(&mut from);
+    let (kind, id, rest) = reply(from);
     assert_eq!((kind, id, status_code(&rest)), (101, 200, 4));
     assert!(String::from_utf8_lossy(&rest).contains("too many open handles"));
 
     // A packet longer than any request: the session ends, without reading it.
     to.write_all(&[0x7f, 0xff, 0xff, 0xff, 17]).unwrap();
     let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut from, &mut rest).unwrap();
+    std::io::Read::read_to_end(from, &mut rest).unwrap();
     assert!(rest.is_empty(), "{rest:?}");
-    drop(to);
-    let _ = ssh.wait();
+    ssh.end();
 
     // The server goes on serving.
     let out = sftp_batch(&sb, &port, &key, "ls\n");
@@ -719,4 +771,97 @@ fn a_large_download_with_many_reads_in_flight_completes() {
     let out = sftp_batch(&sb, &port, &key, "get large.bin large.bin\n");
     assert_success(&out);
     assert!(std::fs::read(sb.path().join("large.bin")).unwrap() == data);
+}
+
+/// An upload cut off (the client gone after 1 MiB of 3) is kept hidden: no listing shows
+/// it, through `sftp` or `ftpc`, while the user's own `stat` answers with the size kept;
+/// OpenSSH's `reput` continues it from there, sending only the rest, and the whole file
+/// appears. `put -a` appends to a whole file the same way.
+#[test]
+fn an_interrupted_upload_stays_hidden_and_reput_finishes_it() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let audit = sb.path().join("audit.jsonl");
+    let server = RunningServer::start_with(
+        &sb,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--sftp-listen",
+            "127.0.0.1:0",
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+    );
+    let port = server.sftp_port();
+    let data: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 13 % 253) as u8).collect();
+    std::fs::write(sb.path().join("big.bin"), &data).unwrap();
+
+    // 1 MiB written in order, then the connection is dropped with the file open.
+    let (mut ssh, _) = HandMade::start(&sb, &port, &key);
+    let mut open = string("/big.bin");
+    open.extend([0, 0, 0, 0x1a, 0, 0, 0, 0]); // WRITE | CREAT | TRUNC
+    let (kind, handle) = ssh.ask(3, 1, &open);
+    assert_eq!(kind, 102);
+    let handle = String::from_utf8(handle[4..].to_vec()).unwrap();
+    const CHUNK: usize = 128 << 10;
+    for (n, chunk) in data[..1 << 20].chunks(CHUNK).enumerate() {
+        let mut write = string(&handle);
+        write.extend(((n * CHUNK) as u64).to_be_bytes());
+        write.extend(u32::try_from(chunk.len()).unwrap().to_be_bytes());
+        write.extend(chunk);
+        let (kind, rest) = ssh.ask(6, 10 + n as u32, &write);
+        assert_eq!((kind, status_code(&rest)), (101, 0), "write {n}");
+    }
+    ssh.end();
+    wait_until("the upload is kept for a resume", || {
+        server.log().contains("partial data kept for resume")
+    });
+
+    // Hidden from every listing; the user's own stat answers with what was kept.
+    let out = sftp_batch(&sb, &port, &key, "ls -la\n");
+    assert_success(&out);
+    assert!(!text(&out.stdout).contains("big"), "{}", text(&out.stdout));
+    assert_success(&sb.first_login(&server.addr, "alice", "pw"));
+    let listed = sb.ftpc(&["ls", "-a"], "");
+    assert_success(&listed);
+    assert!(
+        !text(&listed.stdout).contains("big"),
+        "{}",
+        text(&listed.stdout)
+    );
+    let (mut ssh, _) = HandMade::start(&sb, &port, &key);
+    let (kind, rest) = ssh.ask(17, 1, &string("/big.bin"));
+    assert_eq!((kind, size_and_mode(&rest)), (105, (1 << 20, 0o100_644)));
+    ssh.end();
+
+    // reput sends the other 2 MiB, and the whole file appears.
+    let out = sftp_batch(&sb, &port, &key, "reput big.bin\n");
+    assert_success(&out);
+    assert_success(&sb.ftpc(&["get", "big.bin", "back.bin"], ""));
+    assert_eq!(std::fs::read(sb.path().join("back.bin")).unwrap(), data);
+    let audit = std::fs::read_to_string(&audit).unwrap();
+    let puts: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["event"] == "put" && record["result"] == "ok")
+        .collect();
+    assert_eq!(puts.len(), 1, "{audit}");
+    assert_eq!(
+        (puts[0]["bytes"].as_u64(), puts[0]["via"].as_str()),
+        (Some(2 << 20), Some("sftp")),
+        "only the rest was sent: {audit}"
+    );
+
+    // put -a: a whole file grows by what the local one has past its end.
+    std::fs::write(sb.path().join("log.txt"), "one\n").unwrap();
+    assert_success(&sftp_batch(&sb, &port, &key, "put log.txt\n"));
+    std::fs::write(sb.path().join("log.txt"), "one\ntwo\n").unwrap();
+    assert_success(&sftp_batch(&sb, &port, &key, "put -a log.txt\n"));
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("ftp-root/alice/log.txt")).unwrap(),
+        "one\ntwo\n"
+    );
 }

@@ -352,8 +352,12 @@ pub(crate) struct LoggedIn {
 
 impl<'a> Proven<'a> {
     /// The login succeeds with the user's files open: success is announced only once the
-    /// home is ready, so a client that has seen it can rely on its home existing.
-    pub(crate) async fn open_files(self) -> Result<(LoggedIn, UserFiles), Refusal> {
+    /// home is ready, so a client that has seen it can rely on its home existing. `via`
+    /// names the front end in the audit of what they do.
+    pub(crate) async fn open_files(
+        self,
+        via: &'static str,
+    ) -> Result<(LoggedIn, UserFiles), Refusal> {
         let tree = match self.shared.storage.open_home(&self.user).await {
             Ok(tree) => tree,
             Err(err) => {
@@ -366,6 +370,7 @@ impl<'a> Proven<'a> {
             peer: self.peer,
             tree,
             shared: Arc::clone(self.shared),
+            via,
         };
         Ok((self.succeeded(), files))
     }

@@ -9,5 +9,6 @@
 pub(crate) mod files;
 pub(crate) mod keys;
 pub(crate) mod login;
+pub(crate) mod transfers;
 
 pub(crate) use files::{Outcome, UserFiles};

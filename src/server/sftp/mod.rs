@@ -7,7 +7,10 @@
 //! refused with a message saying so.
 
 pub mod host_key;
+mod reading;
+mod reply;
 mod session;
+mod writing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -286,7 +289,7 @@ impl SshConnection {
     /// The core's login with `credential`: accepted, with the user's place held.
     async fn log_in(&mut self, user: &str, credential: Credential<'_>) -> Auth {
         match login::check(&self.shared, self.peer, user, credential, "sftp").await {
-            Ok(proven) => match proven.open_files().await {
+            Ok(proven) => match proven.open_files("sftp").await {
                 Ok(opened) => {
                     self.login = Some(opened);
                     self.authenticated.store(true, Ordering::Release);

@@ -6,19 +6,20 @@
 use std::collections::HashMap;
 
 use bytes::{Buf, Bytes, BytesMut};
-use russh_sftp::extensions::{self as ext, LimitsExtension, Statvfs};
+use russh_sftp::extensions::{self as ext, LimitsExtension};
 use russh_sftp::protocol::{
-    Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
-    StatusCode, Version,
+    Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, StatusCode, Version,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::commands::Attributes;
-use crate::commands::{Entry, EntryKind, ErrorCode};
-use crate::error::StorageError;
-use crate::server::core::files::{GetInProgress, Listed, PutInProgress, UserQuota};
-use crate::server::core::{Outcome, UserFiles};
-use crate::server::storage::Usage;
+use super::reading::Reading;
+use super::reply::{
+    attributes, decode, done, extended_reply, file_of_size, ok, refused, status, statvfs,
+};
+use super::writing::Writing;
+use crate::commands::EntryKind;
+use crate::server::core::UserFiles;
+use crate::server::core::files::Listed;
 
 /// The protocol version spoken: 3, the one every client speaks.
 const VERSION: u32 = 3;
@@ -51,41 +52,8 @@ enum Opened {
     Directory { listed: Listed, done: bool },
     /// A file being read.
     Reading(Reading),
-    /// A file being written: it appears, whole, when the handle is closed; after a write
-    /// that failed, never (the reason is the close's answer).
+    /// A file being written: it appears, whole, when the handle is closed.
     Writing(Writing),
-}
-
-/// A file being written.
-struct Writing {
-    put: PutInProgress,
-    /// Why a write failed: nothing of the file is kept.
-    failed: Option<StorageError>,
-    /// Opened without truncating an existing file (as `scp` opens, then sets the size):
-    /// the old file's bytes past what was written are kept, up to a size the client sets.
-    tail: Option<Tail>,
-}
-
-/// What an open without truncation keeps of the file it replaces.
-struct Tail {
-    path: String,
-    /// The old file's size.
-    size: u64,
-    /// A size the client set (`fsetstat`): the file ends there.
-    cut: Option<u64>,
-}
-
-/// A file being read: the download from the position where reading stopped, reopened at
-/// a new offset when the client reads elsewhere.
-struct Reading {
-    path: String,
-    /// The file's size when it was opened.
-    size: u64,
-    get: Option<GetInProgress>,
-    /// The offset the download has reached (after `buffer`).
-    position: u64,
-    /// Data read ahead of the position the client asked for.
-    buffer: Bytes,
 }
 
 /// Serves SFTP on `stream` for `files`' user until the client closes the channel.
@@ -107,7 +75,7 @@ where
     // hidden, for a resume.
     for (_, opened) in session.handles.drain() {
         if let Opened::Writing(writing) = opened {
-            writing.put.interrupted().await;
+            writing.interrupted().await;
         }
     }
     served
@@ -196,61 +164,12 @@ struct FsyncRequest {
     handle: String,
 }
 
-/// Blocks as `df` counts them in a `statvfs@openssh.com` reply.
-const BLOCK: u64 = 4096;
-
-fn extended_reply<T: serde::Serialize>(id: u32, value: &T) -> Packet {
-    match russh_sftp::ser::to_bytes(value) {
-        Ok(data) => Packet::ExtendedReply(ExtendedReply {
-            id,
-            data: data.to_vec(),
-        }),
-        Err(err) => status(id, StatusCode::Failure, &err.to_string()),
-    }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(data: Vec<u8>) -> Option<T> {
-    russh_sftp::de::from_bytes(&mut Bytes::from(data)).ok()
-}
-
-fn status(id: u32, code: StatusCode, message: &str) -> Packet {
-    Packet::Status(Status {
-        id,
-        status_code: code,
-        error_message: message.to_owned(),
-        language_tag: "en-US".to_owned(),
-    })
-}
-
 fn too_many_handles(id: u32) -> Packet {
     status(
         id,
         StatusCode::Failure,
         &format!("too many open handles (at most {MAX_HANDLES}); close some first"),
     )
-}
-
-fn ok(id: u32) -> Packet {
-    status(id, StatusCode::Ok, "ok")
-}
-
-/// The SFTP status for a refusal of the core, with its message.
-fn refused(id: u32, err: &StorageError) -> Packet {
-    let code = match err.code {
-        ErrorCode::NotFound => StatusCode::NoSuchFile,
-        ErrorCode::PermissionDenied | ErrorCode::InvalidPath => StatusCode::PermissionDenied,
-        ErrorCode::Unsupported => StatusCode::OpUnsupported,
-        _ => StatusCode::Failure,
-    };
-    status(id, code, &err.message)
-}
-
-/// The answer to `result`: success, or its refusal.
-fn done<T>(id: u32, result: Outcome<T>) -> Packet {
-    match result {
-        Ok(_) => ok(id),
-        Err(err) => refused(id, &err),
-    }
 }
 
 /// A path as the client sent it, made absolute under the home (`/`): `.` and empty
@@ -269,31 +188,25 @@ pub(crate) fn resolve(raw: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// The times and permission bits a client sets on a file it writes, if it sets a time.
-fn preserved(attrs: &FileAttributes) -> Option<Attributes> {
-    let modified = i64::from(attrs.mtime?);
-    let mode = attrs.permissions.map_or(0o644, |bits| bits & 0o777);
-    Some(Attributes { modified, mode })
-}
-
-/// SFTP attributes of an entry: type and permission bits, size, times.
-fn attributes(entry: &Entry) -> FileAttributes {
-    let permissions = match entry.kind {
-        EntryKind::Directory => 0o040_755,
-        EntryKind::Symlink => 0o120_777,
-        EntryKind::File | EntryKind::Other => 0o100_644,
+/// What is at `raw` (`follow`: a link followed). For the user's own resume (`reput`,
+/// `put -a` stat the target first), a file an interrupted upload left has the size
+/// of what it kept.
+async fn stat(files: &UserFiles, id: u32, raw: &str, follow: bool) -> Packet {
+    let path = resolve(raw);
+    let found = async {
+        if follow {
+            files.stat_target(&path).await
+        } else {
+            files.stat(&path).await
+        }
     };
-    let time = entry.modified.and_then(|t| u32::try_from(t.max(0)).ok());
-    FileAttributes {
-        size: Some(entry.size),
-        uid: None,
-        user: None,
-        gid: None,
-        group: None,
-        permissions: Some(permissions),
-        atime: time,
-        mtime: time,
-    }
+    let (kept, found) = tokio::join!(files.kept_partial(&path), found);
+    let attrs = match (kept, found) {
+        (Ok(Some(size)), _) => file_of_size(size),
+        (_, Ok(entry)) => attributes(&entry),
+        (_, Err(err)) => return refused(id, &err),
+    };
+    Packet::Attrs(Attrs { id, attrs })
 }
 
 /// One session's state: the user's files and the open handles.
@@ -319,8 +232,8 @@ impl Session {
                     files: vec![entry],
                 })
             }
-            Packet::Stat(request) => Self::stat(&self.files, request.id, &request.path).await,
-            Packet::Lstat(request) => Self::stat(&self.files, request.id, &request.path).await,
+            Packet::Stat(request) => stat(&self.files, request.id, &request.path, true).await,
+            Packet::Lstat(request) => stat(&self.files, request.id, &request.path, false).await,
             Packet::OpenDir(request) => {
                 let id = request.id;
                 let listed = self.files.list(&resolve(&request.path), false).await;
@@ -341,41 +254,36 @@ impl Session {
                     .await
             }
             Packet::Read(request) => {
-                self.read(request.id, &request.handle, request.offset, request.len)
+                let Some(Opened::Reading(reading)) = self.handles.get_mut(&request.handle) else {
+                    return status(request.id, StatusCode::Failure, "no such file handle");
+                };
+                reading
+                    .read(&self.files, request.id, request.offset, request.len)
                     .await
             }
             Packet::Fstat(request) => {
                 let path = match self.handles.get(&request.handle) {
                     Some(Opened::Reading(reading)) => reading.path.clone(),
                     Some(Opened::Writing(writing)) => {
-                        let mut attrs = FileAttributes::empty();
-                        attrs.size = Some(writing.put.written());
-                        attrs.permissions = Some(0o100_644);
                         return Packet::Attrs(Attrs {
                             id: request.id,
-                            attrs,
+                            attrs: file_of_size(writing.written()),
                         });
                     }
                     Some(Opened::Directory { .. }) | None => {
                         return status(request.id, StatusCode::Failure, "no such file handle");
                     }
                 };
-                Self::stat(&self.files, request.id, &path).await
+                stat(&self.files, request.id, &path, true).await
             }
             Packet::Close(request) => match self.handles.remove(&request.handle) {
                 Some(Opened::Reading(reading)) => {
-                    // Read to the end: recorded as a transfer.
-                    if let Some(get) = reading.get
-                        && reading.buffer.is_empty()
-                        && reading.position == get.size()
-                    {
-                        get.done();
-                    }
+                    reading.close();
                     ok(request.id)
                 }
                 Some(Opened::Directory { .. }) => ok(request.id),
                 Some(Opened::Writing(writing)) => {
-                    done(request.id, Self::finish_writing(&self.files, writing).await)
+                    done(request.id, writing.finish(&self.files).await)
                 }
                 None => status(request.id, StatusCode::Failure, "no such handle"),
             },
@@ -412,8 +320,17 @@ impl Session {
                 )
             }
             Packet::Write(request) => {
-                self.write(request.id, &request.handle, request.offset, request.data)
-                    .await
+                let Some(Opened::Writing(writing)) = self.handles.get_mut(&request.handle) else {
+                    return status(
+                        request.id,
+                        StatusCode::Failure,
+                        "no such file handle open for writing",
+                    );
+                };
+                done(
+                    request.id,
+                    writing.write(request.offset, request.data).await,
+                )
             }
             Packet::SetStat(request) => {
                 let attrs = &request.attrs;
@@ -442,26 +359,8 @@ impl Session {
                 )
             }
             Packet::FSetStat(request) => match self.handles.get_mut(&request.handle) {
-                // Times and permission bits for the file being written (`put -p`): given
-                // to it when it is put in place.
                 Some(Opened::Writing(writing)) => {
-                    if let Some(attributes) = preserved(&request.attrs) {
-                        writing.put.preserve(attributes);
-                    }
-                    match (request.attrs.size, &mut writing.tail) {
-                        (None, _) => ok(request.id),
-                        // The size of what was written: nothing of the old file is kept.
-                        (Some(size), Some(tail)) if size >= writing.put.written() => {
-                            tail.cut = Some(size);
-                            ok(request.id)
-                        }
-                        (Some(size), None) if size == writing.put.written() => ok(request.id),
-                        (Some(_), _) => status(
-                            request.id,
-                            StatusCode::OpUnsupported,
-                            "a file being written cannot be cut shorter than what was written",
-                        ),
-                    }
+                    done(request.id, writing.set_attributes(&request.attrs))
                 }
                 Some(_) => status(
                     request.id,
@@ -487,17 +386,6 @@ impl Session {
                 StatusCode::BadMessage,
                 "not a request",
             ),
-        }
-    }
-
-    /// `stat` of `raw` (a free function of the files, so no handle is borrowed meanwhile).
-    async fn stat(files: &UserFiles, id: u32, raw: &str) -> Packet {
-        match files.stat(&resolve(raw)).await {
-            Ok(entry) => Packet::Attrs(Attrs {
-                id,
-                attrs: attributes(&entry),
-            }),
-            Err(err) => refused(id, &err),
         }
     }
 
@@ -563,149 +451,24 @@ impl Session {
 
     async fn open_file(&mut self, id: u32, raw: &str, flags: OpenFlags) -> Packet {
         let path = resolve(raw);
-        let writing =
-            OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        if flags.intersects(writing) {
-            return self.open_for_writing(id, &path, flags).await;
-        }
-        match self.files.stat(&path).await {
-            Ok(entry) if entry.kind == EntryKind::Directory => {
-                status(id, StatusCode::Failure, "is a directory")
-            }
-            Ok(entry) => self.open(
-                id,
-                Opened::Reading(Reading {
-                    path,
-                    size: entry.size,
-                    get: None,
-                    position: 0,
-                    buffer: Bytes::new(),
-                }),
-            ),
-            Err(err) => refused(id, &err),
-        }
-    }
-
-    /// A file written from its start and put in place whole when closed: as `sftp`'s `put`
-    /// opens (write, create, truncate), as `scp` opens (write, create: what was not written
-    /// over is kept, unless it sets the size), or new only (`EXCL`).
-    async fn open_for_writing(&mut self, id: u32, path: &str, flags: OpenFlags) -> Packet {
-        let writes = OpenFlags::WRITE | OpenFlags::CREATE;
-        if !flags.contains(writes) || flags.intersects(OpenFlags::READ | OpenFlags::APPEND) {
-            return status(
-                id,
-                StatusCode::OpUnsupported,
-                "files are written whole here, from their start: open to write and create; \
-                 appending and reading while writing are not supported",
-            );
-        }
         if self.handles.len() >= MAX_HANDLES {
             return too_many_handles(id);
         }
-        let exclusive = flags.contains(OpenFlags::EXCLUDE);
-        let mut tail = None;
-        if !exclusive && !flags.contains(OpenFlags::TRUNCATE) {
-            match self.files.stat(path).await {
-                Ok(entry) if entry.kind == EntryKind::File && entry.size > 0 => {
-                    tail = Some(Tail {
-                        path: path.to_owned(),
-                        size: entry.size,
-                        cut: None,
-                    });
-                }
-                Ok(_) => {}
-                Err(err) if err.code == ErrorCode::NotFound => {}
-                Err(err) => return refused(id, &err),
-            }
+        let writing =
+            OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        if flags.intersects(writing) {
+            return match Writing::open(&self.files, &path, flags).await {
+                Ok(writing) => self.open(id, Opened::Writing(writing)),
+                Err(err) => refused(id, &err),
+            };
         }
-        match self.files.begin_open_put(path, !exclusive).await {
-            Ok(put) => self.open(
-                id,
-                Opened::Writing(Writing {
-                    put,
-                    failed: None,
-                    tail,
-                }),
-            ),
+        match self.files.stat_target(&path).await {
+            Ok(entry) if entry.kind == EntryKind::Directory => {
+                status(id, StatusCode::Failure, "is a directory")
+            }
+            Ok(entry) => self.open(id, Opened::Reading(Reading::new(path, entry.size))),
             Err(err) => refused(id, &err),
         }
-    }
-
-    /// Puts a written file in place: with what it keeps of the old one, after a failed
-    /// write never.
-    async fn finish_writing(files: &UserFiles, writing: Writing) -> Outcome<()> {
-        let Writing {
-            mut put,
-            failed,
-            tail,
-        } = writing;
-        if let Some(err) = failed {
-            put.discard(&err).await;
-            return Err(err);
-        }
-        if let Some(tail) = tail {
-            let end = tail.cut.unwrap_or(tail.size).min(tail.size);
-            if end > put.written()
-                && let Err(err) = Self::keep_tail(files, &mut put, &tail.path, end).await
-            {
-                put.discard(&err).await;
-                return Err(err);
-            }
-        }
-        put.finish_as_written().await
-    }
-
-    /// Appends the old file's bytes from where the writing stopped up to `end`.
-    async fn keep_tail(
-        files: &UserFiles,
-        put: &mut PutInProgress,
-        path: &str,
-        end: u64,
-    ) -> Outcome<()> {
-        let mut old = files.begin_get(path, put.written()).await?;
-        while put.written() < end {
-            let Some(mut chunk) = old.next_chunk().await? else {
-                break;
-            };
-            let left = end - put.written();
-            if chunk.len() as u64 > left {
-                chunk.truncate(left as usize);
-            }
-            put.write(chunk).await?;
-        }
-        Ok(())
-    }
-
-    /// Appends `data` at `offset` to the file being written: in order, as every client
-    /// writes a new file.
-    async fn write(&mut self, id: u32, handle: &str, offset: u64, data: Vec<u8>) -> Packet {
-        let Some(Opened::Writing(Writing { put, failed, .. })) = self.handles.get_mut(handle)
-        else {
-            return status(
-                id,
-                StatusCode::Failure,
-                "no such file handle open for writing",
-            );
-        };
-        if let Some(err) = failed {
-            return refused(id, err);
-        }
-        let result = if offset == put.written() {
-            put.write(Bytes::from(data)).await
-        } else {
-            Err(StorageError::new(
-                ErrorCode::Unsupported,
-                format!(
-                    "writes must come in order: expected offset {}, got {offset}; nothing of \
-                     this file is kept",
-                    put.written()
-                ),
-            ))
-        };
-        if let Err(err) = &result {
-            *failed = Some(err.clone());
-        }
-        done(id, result)
     }
 
     async fn read_dir(&mut self, id: u32, handle: &str) -> Packet {
@@ -730,79 +493,6 @@ impl Session {
             Err(err) => refused(id, &err),
         }
     }
-
-    async fn read(&mut self, id: u32, handle: &str, offset: u64, len: u32) -> Packet {
-        let Some(Opened::Reading(reading)) = self.handles.get_mut(handle) else {
-            return status(id, StatusCode::Failure, "no such file handle");
-        };
-        let wanted = len.min(MAX_IO) as usize;
-        if offset >= reading.size {
-            return status(id, StatusCode::Eof, "end of file");
-        }
-        // Data ahead of the position is kept; a read elsewhere starts the download again.
-        let buffered_from = reading.position - reading.buffer.len() as u64;
-        if reading.get.is_none() || offset < buffered_from || offset > reading.position {
-            match self.files.begin_get(&reading.path, offset).await {
-                Ok(get) => {
-                    reading.get = Some(get);
-                    reading.position = offset;
-                    reading.buffer = Bytes::new();
-                }
-                Err(err) => return refused(id, &err),
-            }
-        } else {
-            let skip = (offset - buffered_from) as usize;
-            reading.buffer.advance(skip.min(reading.buffer.len()));
-        }
-        let mut out = BytesMut::with_capacity(wanted);
-        while out.len() < wanted {
-            if reading.buffer.is_empty() {
-                let Some(get) = reading.get.as_mut() else {
-                    break;
-                };
-                match get.next_chunk().await {
-                    Ok(Some(chunk)) => {
-                        reading.position += chunk.len() as u64;
-                        reading.buffer = chunk;
-                    }
-                    Ok(None) => break,
-                    Err(err) => return refused(id, &err),
-                }
-            }
-            let take = (wanted - out.len()).min(reading.buffer.len());
-            out.extend_from_slice(&reading.buffer.split_to(take));
-        }
-        if out.is_empty() {
-            return status(id, StatusCode::Eof, "end of file");
-        }
-        Packet::Data(Data {
-            id,
-            data: out.to_vec(),
-        })
-    }
-}
-
-/// What `df` shows of the home: the quota as the disk's size and what is left of it as
-/// free (without a quota, a size nothing will reach); the file-count quota as inodes.
-fn statvfs(usage: &Usage, quota: &UserQuota) -> Statvfs {
-    let blocks = |bytes: u64| bytes.div_ceil(BLOCK);
-    let total = quota.bytes.map_or(u64::MAX / BLOCK, blocks);
-    let used = blocks(usage.bytes).min(total);
-    let inodes = quota.entries.unwrap_or(u64::MAX / 2);
-    let free_inodes = inodes.saturating_sub(usage.entries);
-    Statvfs {
-        block_size: BLOCK,
-        fragment_size: BLOCK,
-        blocks: total,
-        blocks_free: total - used,
-        blocks_avail: total - used,
-        inodes,
-        inodes_free: free_inodes,
-        inodes_avail: free_inodes,
-        fs_id: 0,
-        flags: 0,
-        name_max: 255,
-    }
 }
 
 #[cfg(test)]
@@ -818,35 +508,6 @@ mod tests {
         assert_eq!(resolve("/a/b/../c"), "/a/c");
         assert_eq!(resolve("../../etc/passwd"), "/etc/passwd");
         assert_eq!(resolve("/.."), "/");
-    }
-
-    #[test]
-    fn df_shows_the_quota_and_what_is_left_of_it() {
-        let usage = Usage {
-            bytes: 10 * BLOCK + 1,
-            entries: 3,
-        };
-        let quota = UserQuota {
-            bytes: Some(100 * BLOCK),
-            entries: Some(10),
-        };
-        let vfs = statvfs(&usage, &quota);
-        assert_eq!(
-            (vfs.blocks, vfs.blocks_free, vfs.blocks_avail),
-            (100, 89, 89)
-        );
-        assert_eq!((vfs.inodes, vfs.inodes_free), (10, 7));
-        // Over the quota (it was lowered): nothing free, no wrap.
-        let over = statvfs(
-            &Usage {
-                bytes: 200 * BLOCK,
-                entries: 20,
-            },
-            &quota,
-        );
-        assert_eq!((over.blocks_free, over.inodes_free), (0, 0));
-        let unlimited = statvfs(&usage, &UserQuota::default());
-        assert_eq!(unlimited.blocks_free, unlimited.blocks - 11);
     }
 
     #[test]

@@ -84,6 +84,14 @@ impl UserTree for Deadlines {
         within(self.limit, "stat", self.tree.stat(path)).await
     }
 
+    async fn stat_target(&self, path: &RemotePath) -> Result<Entry, StorageError> {
+        within(self.limit, "stat", self.tree.stat_target(path)).await
+    }
+
+    async fn kept_partial(&self, path: &RemotePath) -> Result<Option<u64>, StorageError> {
+        within(self.limit, "stat", self.tree.kept_partial(path)).await
+    }
+
     async fn remove(&self, path: &RemotePath, recursive: bool) -> Result<(), StorageError> {
         if recursive {
             // Never stopped half way: each of its requests has its own timeout.
@@ -199,6 +207,9 @@ mod tests {
         async fn stat(&self, _: &RemotePath) -> Result<Entry, StorageError> {
             std::future::pending().await
         }
+        async fn kept_partial(&self, _: &RemotePath) -> Result<Option<u64>, StorageError> {
+            std::future::pending().await
+        }
         async fn remove(&self, _: &RemotePath, _: bool) -> Result<(), StorageError> {
             std::future::pending().await
         }
@@ -249,6 +260,7 @@ mod tests {
         busy(tree.stat(&path).await.unwrap_err());
         busy(tree.list(&path).await.err().unwrap());
         busy(tree.usage().await.unwrap_err());
+        busy(tree.kept_partial(&path).await.unwrap_err());
         busy(tree.mkdir(&path, true).await.unwrap_err());
         busy(
             tree.begin_upload(&path, 1.into(), false, false)
@@ -257,6 +269,6 @@ mod tests {
                 .unwrap(),
         );
         busy(tree.open_download(&path, 0).await.err().unwrap());
-        assert_eq!(started.elapsed(), METADATA_DEADLINE * 6);
+        assert_eq!(started.elapsed(), METADATA_DEADLINE * 7);
     }
 }

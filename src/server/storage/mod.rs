@@ -70,6 +70,14 @@ pub trait UserTree: Send + Sync {
     async fn list_tree(&self, path: &RemotePath) -> Result<Box<dyn Listing>, StorageError>;
     /// Describes one entry without following a final symlink.
     async fn stat(&self, path: &RemotePath) -> Result<Entry, StorageError>;
+    /// What `path` leads to: a link followed, inside the home (an engine without links
+    /// answers as [`UserTree::stat`]).
+    async fn stat_target(&self, path: &RemotePath) -> Result<Entry, StorageError> {
+        self.stat(path).await
+    }
+    /// Bytes an interrupted upload to `path` kept for a resume, if it kept any: what a
+    /// resume of it continues from.
+    async fn kept_partial(&self, path: &RemotePath) -> Result<Option<u64>, StorageError>;
     /// Removes a file or symlink; with `recursive`, a directory tree too. Never the home.
     async fn remove(&self, path: &RemotePath, recursive: bool) -> Result<(), StorageError>;
     /// Makes a symbolic link at `path` to `target` (which the caller checked stays inside

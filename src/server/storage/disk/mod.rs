@@ -360,6 +360,34 @@ impl UserTree for FsTree {
         })
     }
 
+    async fn stat_target(&self, path: &RemotePath) -> Result<Entry, StorageError> {
+        refuse_reserved(path)?;
+        let name = path.file_name().unwrap_or("/").to_owned();
+        // Links are followed by the home's own resolution, which never leaves it.
+        metadata_only(|| Ok(entry(name, &self.home.metadata(path.to_relative())?)))
+    }
+
+    async fn kept_partial(&self, path: &RemotePath) -> Result<Option<u64>, StorageError> {
+        refuse_reserved(path)?;
+        let Some(target) = path.file_name() else {
+            return Ok(None);
+        };
+        let part = path.parent().to_relative().join(partial_name(target));
+        metadata_only(|| match self.home.symlink_metadata(&part) {
+            Ok(meta) if meta.is_file() && meta.len() > 0 => Ok(Some(meta.len())),
+            Ok(_) => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        })
+    }
+
     async fn remove(&self, path: &RemotePath, recursive: bool) -> Result<(), StorageError> {
         refuse_home(path)?;
         refuse_reserved(path)?;

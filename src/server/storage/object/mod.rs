@@ -346,6 +346,21 @@ struct ObjectTree {
 }
 
 impl ObjectTree {
+    /// Where an upload to `path` goes and keeps its state for a resume.
+    fn target(&self, path: &RemotePath) -> upload::Target {
+        upload::Target {
+            store: Arc::clone(&self.store),
+            state_key: keys::state_key(
+                &self.keys.of(&path.parent()),
+                path.file_name().unwrap_or_default(),
+            ),
+            key: self.keys.of(path),
+            ledger: Arc::clone(&self.ledger),
+            held: Arc::clone(&self.held),
+            states: Arc::clone(&self.states),
+        }
+    }
+
     /// What is at `key`: a file, a directory (marker, or a prefix holding something), or
     /// nothing.
     async fn find(&self, key: &Path) -> Result<Option<Found>, StorageError> {
@@ -694,25 +709,18 @@ impl UserTree for ObjectTree {
             Some(Found::File(file)) => file.meta.size,
             None => 0,
         };
-        let upload = upload::ObjectUpload::begin(
-            upload::Target {
-                store: Arc::clone(&self.store),
-                state_key: keys::state_key(
-                    &self.keys.of(&path.parent()),
-                    path.file_name().unwrap_or_default(),
-                ),
-                key,
-                ledger: Arc::clone(&self.ledger),
-                held: Arc::clone(&self.held),
-                states: Arc::clone(&self.states),
-            },
-            size,
-            replaces,
-            overwrite,
-            resume,
-        )
-        .await?;
+        let upload =
+            upload::ObjectUpload::begin(self.target(path), size, replaces, overwrite, resume)
+                .await?;
         Ok(Box::new(upload))
+    }
+
+    async fn kept_partial(&self, path: &RemotePath) -> Result<Option<u64>, StorageError> {
+        refuse_reserved(path)?;
+        if path.is_home() {
+            return Ok(None);
+        }
+        upload::kept(&self.target(path)).await
     }
 
     async fn checksum(&self, path: &RemotePath) -> Result<(u64, Digest), StorageError> {

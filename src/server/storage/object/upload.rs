@@ -218,6 +218,24 @@ pub struct ObjectUpload {
     checksum: Option<Checksum>,
 }
 
+/// The state an interrupted upload to `target` kept, if any.
+async fn load_state(target: &Target) -> Result<Option<ResumeState>, StorageError> {
+    let Some(stored) = target.states.load(target).await? else {
+        return Ok(None);
+    };
+    // A damaged state is an upload nobody can resume: start afresh.
+    Ok(serde_json::from_slice(&stored).ok())
+}
+
+/// Bytes an interrupted upload to `target` kept in parts stored, while it can be resumed.
+pub async fn kept(target: &Target) -> Result<Option<u64>, StorageError> {
+    Ok(load_state(target).await?.and_then(|state| {
+        let fresh = now().saturating_sub(state.started) < PARTIAL_TTL.as_secs() as i64;
+        let held = state.held();
+        (fresh && held > 0).then_some(held)
+    }))
+}
+
 impl ObjectUpload {
     pub async fn begin(
         target: Target,
@@ -273,11 +291,7 @@ impl ObjectUpload {
     }
 
     async fn load_state(&self) -> Result<Option<ResumeState>, StorageError> {
-        let Some(stored) = self.target.states.load(&self.target).await? else {
-            return Ok(None);
-        };
-        // A damaged state is an upload nobody can resume: start afresh.
-        Ok(serde_json::from_slice(&stored).ok())
+        load_state(&self.target).await
     }
 
     async fn save_state(&self) -> Result<(), StorageError> {
