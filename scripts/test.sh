@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test, against the real engines and clients: installs what is missing (chrony,
-# PostgreSQL and OpenSSH's client from Debian's packages, s3s-fs pinned from crates.io, aioquic pinned from PyPI into a virtual
-# environment), then `cargo test --locked`. Without root
+# PostgreSQL, OpenSSH's client and rclone from Debian's packages, s3s-fs pinned from
+# crates.io, aioquic and paramiko pinned from PyPI into a virtual environment), then
+# `cargo test --locked`. Without root
 # it installs nothing: it names what to install and fails, rather than let a test skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ have_s3s() { command -v s3s-fs >/dev/null 2>&1 || [ -x "$s3s_root/bin/s3s-fs" ];
 have_kill() { command -v kill >/dev/null 2>&1; }
 have_venv() { python3 -c 'import venv, ensurepip' >/dev/null 2>&1; }
 have_openssh() { command -v sftp >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1; }
+have_rclone() { command -v rclone >/dev/null 2>&1; }
 
 packages=()
 have_kill || packages+=(procps)
@@ -27,6 +29,7 @@ have_chrony || packages+=(chrony)
 have_postgres || packages+=(postgresql)
 have_venv || packages+=(python3 python3-venv)
 have_openssh || packages+=(openssh-client)
+have_rclone || packages+=(rclone)
 
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -65,10 +68,11 @@ if [ -z "${S3S_FS:-}" ] && [ -x "$s3s_root/bin/s3s-fs" ]; then
 fi
 
 # The chat client written from docs/PROTOCOL.md alone (tests/independent) runs on Python's
-# aioquic, pinned, in a virtual environment of its own.
+# aioquic, and the SSH corner tests on paramiko, pinned, in a virtual environment of their
+# own.
 venv=target/test-python
-if ! "$venv/bin/python" -c 'import aioquic' >/dev/null 2>&1; then
-  echo "scripts/test.sh: installing aioquic into $venv (pip)" >&2
+if ! "$venv/bin/python" -c 'import aioquic, paramiko' >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing aioquic and paramiko into $venv (pip)" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/independent/requirements.txt
 fi

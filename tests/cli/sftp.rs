@@ -865,3 +865,184 @@ fn an_interrupted_upload_stays_hidden_and_reput_finishes_it() {
         "one\ntwo\n"
     );
 }
+
+/// rclone's own flags for the SFTP server at `port` as alice with `key`: the host key
+/// checked against what OpenSSH learnt, and no shell commands (the server runs none;
+/// without hashes from the server, `check --download` compares the bytes themselves).
+fn rclone(sb: &Sandbox, port: &str, key: &str, args: &[&str]) -> Output {
+    let known = sb.path().join("known_hosts");
+    let config = sb.path().join("rclone.conf");
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.extend(
+        [
+            "--config",
+            config.to_str().unwrap(),
+            "--sftp-host",
+            "127.0.0.1",
+            "--sftp-port",
+            port,
+            "--sftp-user",
+            "alice",
+            "--sftp-key-file",
+            key,
+            "--sftp-known-hosts-file",
+            known.to_str().unwrap(),
+            "--sftp-shell-type",
+            "none",
+            "--sftp-disable-hashcheck",
+            "--contimeout",
+            "10s",
+            "--timeout",
+            "30s",
+            "--retries",
+            "1",
+        ]
+        .map(str::to_owned),
+    );
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    sb.run("rclone", &all, "")
+}
+
+/// rclone's sftp back end (Debian's `rclone`, over Go's own SSH and SFTP): `copy` a tree
+/// up, `sync` a changed one (new, changed and deleted files), `check --download` finds it
+/// the same byte for byte and finds a change made on the server; `copy` brings it back.
+#[test]
+fn rclone_copies_syncs_and_checks_a_tree() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let server = RunningServer::start_with(
+        &sb,
+        &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
+    );
+    let port = server.sftp_port();
+    // OpenSSH learns the host key first, into the file rclone checks it against.
+    assert_success(&sftp_batch(&sb, &port, &key, "mkdir up\n"));
+    let tree = sb.path().join("tree");
+    std::fs::create_dir_all(tree.join("a/b")).unwrap();
+    std::fs::write(tree.join("a/one.txt"), "one\n").unwrap();
+    let big: Vec<u8> = (0..700_000u32).map(|i| (i * 31 % 255) as u8).collect();
+    std::fs::write(tree.join("a/b/big.bin"), &big).unwrap();
+    std::fs::write(tree.join("gone.txt"), "to be deleted\n").unwrap();
+    let tree_arg = tree.to_str().unwrap();
+
+    let out = rclone(&sb, &port, &key, &["copy", tree_arg, ":sftp:up"]);
+    assert_success(&out);
+    let home = sb.path().join("ftp-root/alice/up");
+    assert_eq!(std::fs::read(home.join("a/b/big.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read_to_string(home.join("gone.txt")).unwrap(),
+        "to be deleted\n"
+    );
+
+    std::fs::remove_file(tree.join("gone.txt")).unwrap();
+    std::fs::write(tree.join("a/one.txt"), "one, changed\n").unwrap();
+    std::fs::write(tree.join("new.txt"), "new\n").unwrap();
+    let out = rclone(&sb, &port, &key, &["sync", tree_arg, ":sftp:up"]);
+    assert_success(&out);
+    assert!(!home.join("gone.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(home.join("a/one.txt")).unwrap(),
+        "one, changed\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join("new.txt")).unwrap(),
+        "new\n"
+    );
+
+    let out = rclone(
+        &sb,
+        &port,
+        &key,
+        &["check", "--download", tree_arg, ":sftp:up"],
+    );
+    assert_success(&out);
+    // The same size, other bytes: only reading them tells.
+    std::fs::write(home.join("new.txt"), "NEW\n").unwrap();
+    let out = rclone(
+        &sb,
+        &port,
+        &key,
+        &["check", "--download", tree_arg, ":sftp:up"],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("1 differences found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let back = sb.path().join("back");
+    let out = rclone(
+        &sb,
+        &port,
+        &key,
+        &["copy", ":sftp:up", back.to_str().unwrap()],
+    );
+    assert_success(&out);
+    assert_eq!(std::fs::read(back.join("a/b/big.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read_to_string(back.join("new.txt")).unwrap(),
+        "NEW\n"
+    );
+}
+
+/// Another SSH stack (paramiko, tests/independent/ssh_corners.py) meets the corners: the
+/// host key `ftpd fingerprint` names, `none` and passwords refused, shells, commands, port
+/// and agent forwarding refused, reads bounded, links out of the home, owners and sizes
+/// refused, many reads in flight. `scripts/test.sh` installs paramiko into
+/// target/test-python and names it in FTPREP_TEST_PYTHON.
+#[test]
+fn paramiko_meets_the_corners_of_the_ssh_front_end() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let server = RunningServer::start_with(
+        &sb,
+        &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
+    );
+    let port = server.sftp_port();
+    let shown = sb.ftpd(&["fingerprint", "--sftp-listen", "127.0.0.1:0"], "");
+    assert_success(&shown);
+    let shown = text(&shown.stdout);
+    let fingerprint = shown
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split_whitespace().nth(1))
+        .expect("the host key's line")
+        .to_owned();
+
+    let python = std::env::var("FTPREP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/independent/ssh_corners.py"
+    );
+    let out = sb.run(
+        &python,
+        &[script, "127.0.0.1", &port, "alice", &key, &fingerprint],
+        "",
+    );
+    let said = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}\n{}\n{}",
+        text(&out.stderr),
+        server.log()
+    );
+    for check in [
+        "ok: the host key is the one ftpd fingerprint names",
+        "ok: `none` is refused",
+        "ok: a command is refused with a message",
+        "ok: a shell is refused with a message",
+        "ok: a forwarded port (-L) is refused",
+        "ok: a remote forward (-R) is refused",
+        "ok: agent forwarding is refused",
+        "ok: one read is bounded",
+        "ok: a link out of the home is refused",
+        "ok: a new session sees the file",
+    ] {
+        assert!(said.contains(check), "{check:?} missing from:\n{said}");
+    }
+}
