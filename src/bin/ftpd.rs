@@ -175,8 +175,8 @@ struct FingerprintArgs {
     /// The PEM private key for --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
-    /// The SFTP service's address: its host key's fingerprint is printed too, on a line
-    /// of its own as `ssh-keygen -lf` prints it.
+    /// The SFTP service's address (on by default; `none`: off): its host key's fingerprint
+    /// is printed too, on a line of its own as `ssh-keygen -lf` prints it.
     #[arg(long, value_name = "ADDR|none")]
     sftp_listen: Option<String>,
     /// The SSH host key, when it was given one.
@@ -342,9 +342,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fingerprint(args) => {
             let options = args.resolve()?;
             let config = options.config()?;
-            let sftp = options.sftp_listen_addr()?.is_some();
-            if config.tls == ftprep::server::TlsSetup::Plaintext && !sftp {
-                bail!("the server is configured for plaintext: it has no certificate");
+            let sftp = options.sftp_listen_addr(options.listen_addr())?.is_some();
+            if config.tls == ftprep::server::TlsSetup::Plaintext {
+                if !sftp {
+                    bail!("the server is configured for plaintext: it has no certificate");
+                }
+                eprintln!(
+                    "ftpd: the server is configured for plaintext: it has no certificate; its \
+                     SSH host key:"
+                );
             }
             let fresh = config.tls == ftprep::server::TlsSetup::SelfSigned
                 && !ServerIdentity::has_generated(&config.state_dir);
@@ -598,18 +604,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None => None,
         };
         let stop = tokio_util::sync::CancellationToken::new();
-        let sftp = match options.sftp_listen_addr()? {
-            Some(addr) => {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen for SFTP on {addr}"))?;
-                let settings = ftprep::server::sftp::SftpSettings {
-                    host_key: options.sftp_host_key(&config.state_dir)?,
-                    passwords: options.sftp_passwords,
-                };
-                let service = server.sftp(settings);
-                Some(tokio::spawn(service.run(listener, stop.clone())))
-            }
+        let sftp = match options.sftp_listen_addr(listen)? {
+            Some((addr, named)) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(sftp_listener) => {
+                    let settings = ftprep::server::sftp::SftpSettings {
+                        host_key: options.sftp_host_key(&config.state_dir)?,
+                        passwords: options.sftp_passwords,
+                    };
+                    let service = server.sftp(settings);
+                    Some(tokio::spawn(service.run(sftp_listener, stop.clone())))
+                }
+                // A second server on this host, say: the default is only a default.
+                Err(err) if !named => {
+                    tracing::warn!(%addr, error = %err, "no SFTP: its default address is taken (set --sftp-listen)");
+                    None
+                }
+                Err(err) => {
+                    return Err(anyhow::Error::new(err)
+                        .context(format!("cannot listen for SFTP on {addr}")));
+                }
+            },
             None => None,
         };
         let stopping = stop.clone();

@@ -21,6 +21,9 @@ use super::config::{Config, Limits};
 use super::guard::LockoutPolicy;
 use crate::error::{Error, Result};
 
+/// The SFTP service's port by default (22 is the system's own `sshd`).
+pub const DEFAULT_SFTP_PORT: u16 = 2222;
+
 /// How the log on stderr is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -133,7 +136,8 @@ pub struct ServeOptions {
     /// Kiss-o'-Death), or `off` [default: 3,8,2].
     #[arg(long, value_name = "I,B,L|off")]
     pub time_rate_limit: Option<String>,
-    /// TCP address of the SFTP service (SSH), or `none` [default: none].
+    /// TCP address of the SFTP service (SSH), or `none` [default: the IP address of
+    /// --listen, port 2222 (or any free port where --listen has port 0)].
     #[arg(long, value_name = "ADDR|none")]
     pub sftp_listen: Option<String>,
     /// The SSH host key (an unencrypted OpenSSH private key) [default: ssh_host_ed25519_key
@@ -250,16 +254,27 @@ impl ServeOptions {
         Ok(settings)
     }
 
-    /// Where the SFTP service listens; `None` when it is off.
+    /// Where the SFTP service listens: `None` when it is turned off, else the address and
+    /// whether the admin named it (a default that is taken only costs a warning). By
+    /// default beside `listening`, on [`DEFAULT_SFTP_PORT`]; a lab listening on port 0
+    /// gets any free port for SFTP too.
     ///
     /// # Errors
     /// An address that is neither `none` nor `IP:PORT`.
-    pub fn sftp_listen_addr(&self) -> Result<Option<SocketAddr>> {
+    pub fn sftp_listen_addr(&self, listening: SocketAddr) -> Result<Option<(SocketAddr, bool)>> {
         match self.sftp_listen.as_deref().map(str::trim) {
-            None | Some("none") => Ok(None),
-            Some(addr) => addr.parse().map(Some).map_err(|_| {
+            Some("none") => Ok(None),
+            Some(addr) => addr.parse().map(|a| Some((a, true))).map_err(|_| {
                 Error::Usage(format!("sftp-listen {addr:?}: expected IP:PORT or none"))
             }),
+            None => {
+                let port = if listening.port() == 0 {
+                    0
+                } else {
+                    DEFAULT_SFTP_PORT
+                };
+                Ok(Some((SocketAddr::new(listening.ip(), port), false)))
+            }
         }
     }
 

@@ -372,8 +372,22 @@ fn settings_file_json_logs_and_audit_log() {
         "{}",
         text(&out.stderr)
     );
-    // `fingerprint` reads the same settings: plaintext from ftpd.toml has no certificate.
+    // `fingerprint` reads the same settings: plaintext from ftpd.toml has no certificate,
+    // only the SSH host key (SFTP is on by default); with SFTP off, nothing to show.
     let out = sb.ftpd(&["fingerprint"], "");
+    assert_success(&out);
+    assert!(
+        text(&out.stderr).contains("plaintext"),
+        "{}",
+        text(&out.stderr)
+    );
+    let shown = text(&out.stdout);
+    assert_eq!(shown.lines().count(), 1, "{shown}");
+    assert!(
+        shown.contains("SHA256:") && shown.ends_with("(ED25519)\n"),
+        "{shown}"
+    );
+    let out = sb.ftpd(&["fingerprint", "--sftp-listen", "none"], "");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("plaintext"),

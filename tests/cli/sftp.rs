@@ -1046,3 +1046,154 @@ fn paramiko_meets_the_corners_of_the_ssh_front_end() {
         assert!(said.contains(check), "{check:?} missing from:\n{said}");
     }
 }
+
+impl HandMade {
+    /// Opens `path` to write (create, truncate): its handle.
+    fn open_to_write(&mut self, id: u32, path: &str) -> String {
+        let mut open = string(path);
+        open.extend([0, 0, 0, 0x1a, 0, 0, 0, 0]); // WRITE | CREAT | TRUNC
+        let (kind, handle) = self.ask(3, id, &open);
+        assert_eq!(kind, 102, "a handle for {path}");
+        String::from_utf8(handle[4..].to_vec()).unwrap()
+    }
+
+    /// Writes `data` at `offset` of `handle`: the status code.
+    fn write_at(&mut self, id: u32, handle: &str, offset: u64, data: &[u8]) -> u32 {
+        let mut write = string(handle);
+        write.extend(offset.to_be_bytes());
+        write.extend(u32::try_from(data.len()).unwrap().to_be_bytes());
+        write.extend(data);
+        let (kind, rest) = self.ask(6, id, &write);
+        assert_eq!(kind, 101);
+        status_code(&rest)
+    }
+}
+
+/// SIGINT while an upload is under way: no new connection is taken, the upload still
+/// finishes within the grace and appears whole, and the server exits once its client has
+/// gone, long before the grace is out.
+#[test]
+fn an_upload_under_way_finishes_within_the_shutdown_grace() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let mut server =
+        RunningServer::start_with(&sb, &["--listen", "127.0.0.1:0", "--shutdown-grace", "60"]);
+    let port = server.sftp_port();
+    let (mut ssh, _) = HandMade::start(&sb, &port, &key);
+    let handle = ssh.open_to_write(1, "/during.bin");
+    assert_eq!(ssh.write_at(2, &handle, 0, &[1; 100_000]), 0);
+
+    let pid = server.child.id().to_string();
+    assert_success(&sb.run("kill", &["-INT", &pid], ""));
+    wait_until("the server stops taking connections", || {
+        server.log().contains("shutting down")
+    });
+    assert_eq!(ssh.write_at(3, &handle, 100_000, &[2; 50_000]), 0);
+    let (kind, rest) = ssh.ask(4, 4, &string(&handle));
+    assert_eq!((kind, status_code(&rest)), (101, 0), "closed: put in place");
+    let written = std::fs::read(sb.path().join("ftp-root/alice/during.bin")).unwrap();
+    assert_eq!(written.len(), 150_000);
+    assert!(
+        written[..100_000].iter().all(|&b| b == 1) && written[100_000..].iter().all(|&b| b == 2)
+    );
+    let out = sftp_batch(&sb, &port, &key, "ls\n");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a new connection during the shutdown"
+    );
+
+    let started = std::time::Instant::now();
+    ssh.end();
+    let status = wait_for_exit(&mut server.child, || "the server did not exit".to_owned());
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+/// Past the grace, a session still writing is closed: its upload never appears, and what
+/// it wrote is kept hidden for a resume.
+#[test]
+fn past_the_shutdown_grace_an_unfinished_upload_stays_hidden() {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let mut server =
+        RunningServer::start_with(&sb, &["--listen", "127.0.0.1:0", "--shutdown-grace", "1"]);
+    let port = server.sftp_port();
+    let (mut ssh, _) = HandMade::start(&sb, &port, &key);
+    let handle = ssh.open_to_write(1, "/late.bin");
+    assert_eq!(ssh.write_at(2, &handle, 0, &[1; 100_000]), 0);
+    let pid = server.child.id().to_string();
+    assert_success(&sb.run("kill", &["-INT", &pid], ""));
+    let status = wait_for_exit(&mut server.child, || "the server did not exit".to_owned());
+    assert!(status.success(), "{status:?}");
+    ssh.end();
+    let log = server.log();
+    assert!(log.contains("partial data kept for resume"), "{log}");
+    let names: Vec<String> = std::fs::read_dir(sb.path().join("ftp-root/alice"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.contains(&"late.bin".to_owned()), "{names:?}");
+}
+
+/// An SSH connection that never logs in is closed at the login timeout; connections from
+/// one address are counted together with the native protocol's, and past the limit an SSH
+/// connection is closed at once (SSH has no "busy" before its handshake) while the others
+/// go on.
+#[test]
+fn the_login_timeout_and_the_per_address_limit_hold_for_ssh() {
+    use std::io::Read;
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let server = RunningServer::start_with(
+        &sb,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--login-timeout",
+            "1",
+            "--max-connections-per-ip",
+            "2",
+        ],
+    );
+    let port = server.sftp_port();
+
+    // Silent after the banner: closed by the server.
+    let mut silent = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    silent
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut seen = Vec::new();
+    silent.read_to_end(&mut seen).unwrap();
+    assert!(seen.starts_with(b"SSH-2.0-"), "{seen:?}");
+    wait_until("the timeout is logged", || {
+        server.log().contains("SSH handshake timed out")
+    });
+
+    // Two sessions hold the address's two places: a third SSH connection is refused, and
+    // so is a native one.
+    let (first, _) = HandMade::start(&sb, &port, &key);
+    let (second, _) = HandMade::start(&sb, &port, &key);
+    let out = sftp_batch(&sb, &port, &key, "ls\n");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        server
+            .log()
+            .contains("connection limit reached; refusing an SSH connection"),
+        "{}",
+        server.log()
+    );
+    let login = sb.first_login(&server.addr, "alice", "pw");
+    assert_ne!(login.status.code(), Some(0), "{}", text(&login.stdout));
+    first.end();
+    wait_until("the place is given back", || {
+        sftp_batch(&sb, &port, &key, "ls\n").status.success()
+    });
+    second.end();
+}

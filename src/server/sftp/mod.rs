@@ -170,6 +170,7 @@ impl SftpService {
                 counted_key_failure: false,
                 login: None,
                 channels: std::collections::HashMap::new(),
+                tracker: tracker.clone(),
             };
             let (config, close) = (Arc::clone(&self.config), close.clone());
             tracker.spawn(async move {
@@ -266,6 +267,9 @@ struct SshConnection {
     login: Option<(login::LoggedIn, UserFiles)>,
     /// Session channels opened and not yet given a subsystem.
     channels: std::collections::HashMap<ChannelId, Channel<Msg>>,
+    /// The service's tasks: an SFTP session is one, so that a shutdown waits for it to
+    /// put its files in place or keep them for a resume.
+    tracker: TaskTracker,
 }
 
 /// Session channels one connection may have open and waiting for a subsystem.
@@ -402,7 +406,7 @@ impl russh::server::Handler for SshConnection {
         let files = files.clone();
         let (user, peer) = (files.user.clone(), self.peer);
         let handle = session.handle();
-        tokio::spawn(async move {
+        self.tracker.spawn(async move {
             let status = match session::run(opened.into_stream(), files).await {
                 Ok(()) => 0,
                 Err(err) => {
