@@ -106,13 +106,14 @@ export HOME="$work/ftpc-home" XDG_CONFIG_HOME="$work/ftpc-home/.config"
 echo pw | "$bin/ftpd" adduser bench --password-stdin >/dev/null
 "$bin/ftpd" addkey bench ssh/client_key.pub >/dev/null
 for mode in plain tls; do
-  port=$plain_port; flags=(--plaintext)
+  port=$plain_port; flags=(--plaintext --sftp-listen none)
   [ "$mode" = tls ] && { port=$tls_port; flags=(--sftp-listen "127.0.0.1:$ftpd_sftp_port"); }
   mkdir -p "$mode"
   (cd "$mode" && exec "$bin/ftpd" serve --time-listen none --listen "127.0.0.1:$port" --users ../users.db \
      --max-connections 30000 --max-connections-per-ip 30000 --max-sessions-per-user 30000 \
      "${flags[@]}" 2>server.log) &
   pids+=($!)
+  [ "$mode" = tls ] && tls_pid=$!
 done
 for _ in $(seq 200); do
   grep -q listening plain/server.log 2>/dev/null && grep -q listening tls/server.log 2>/dev/null && break
@@ -192,6 +193,45 @@ echo pw | "$bin/ftpc" --server "127.0.0.1:$plain_port" --plaintext login bench -
 plain_logins=$(bench_rate "127.0.0.1:$plain_port")
 echo pw | "$bin/ftpc" --server "127.0.0.1:$tls_port" login bench --password-stdin 2>/dev/null
 tls_logins=$(bench_rate "127.0.0.1:$tls_port")
+
+# SFTP key logins over SECONDS, 16 clients at once, each an OpenSSH `sftp -b /dev/null` (key
+# exchange, key login, the SFTP subsystem started, then closed): sshd beside ftpd. The
+# clients are the same for both, so the ratio understates the servers' difference.
+sftp_logins() { # sftp_logins PORT USER: logins/s
+  local port=$1 who=$2
+  for _ in $(seq 16); do
+    (end=$((SECONDS + seconds)) n=0
+     while [ "$SECONDS" -lt "$end" ]; do
+       sftp -q -i ssh/client_key -P "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+         -o BatchMode=yes -b /dev/null "$who@127.0.0.1" >/dev/null 2>&1 && n=$((n + 1))
+     done
+     echo "$n") &
+  done | awk -v s="$seconds" '{ n += $1 } END { printf "%.1f", n / s }'
+}
+sshd_sftp_logins=$(sftp_logins "$ssh_port" "$user")
+ftpd_sftp_logins=$(sftp_logins "$ftpd_sftp_port" bench)
+
+# Memory of idle SFTP sessions: 100 clients logged in with the subsystem running and nothing
+# to do; the servers' resident memory (ftpd's one process; every sshd process) before and
+# after, per session.
+rss_kib() { ps -o rss= -p "$1" | awk '{ n += $1 } END { print n + 0 }'; }
+sshd_rss() { ps -C sshd,sshd-session,sshd-auth -o rss= | awk '{ n += $1 } END { print n + 0 }'; }
+established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
+idle_sessions() { # idle_sessions PORT USER: starts 100 idle sessions; their pids in idle_pids
+  idle_pids=()
+  for _ in $(seq 100); do
+    sleep 3600 | ssh -q -i ssh/client_key -p "$1" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+      -o BatchMode=yes -s "$2@127.0.0.1" sftp >/dev/null 2>&1 &
+    idle_pids+=($!)
+  done
+  for _ in $(seq 600); do [ "$(established "$1")" -ge 100 ] && break; sleep 0.1; done
+  sleep 2 # the last logins finish after their connections are up
+}
+end_idle() { for pid in "${idle_pids[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done; pkill -f "sleep 3600" || true; sleep 1; }
+before=$(rss_kib "$tls_pid"); idle_sessions "$ftpd_sftp_port" bench
+ftpd_idle_kib=$(calc "($(rss_kib "$tls_pid") - $before) / 100"); end_idle
+before=$(sshd_rss); idle_sessions "$ssh_port" "$user"
+sshd_idle_kib=$(calc "($(sshd_rss) - $before) / 100"); end_idle
 
 # Round trips on one connection, no pipelining: 2,000 mkdir + rmdir pairs, vsftpd through
 # Python's ftplib (MKD/RMD), ftpd through `ftpc shell -b` in plaintext and TLS; ROUNDS
@@ -365,6 +405,12 @@ printf '\n%-36s %12s\n' "logins/s, 64 clients, ${seconds} s" "rate"
 printf '%-36s %12.1f  (%s errors)\n' "vsftpd (ftplib USER/PASS/QUIT)" "$ftp_logins" "$ftp_errors"
 printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd plaintext (ftpc bench)" "$plain_logins" "$(calc "$plain_logins / $ftp_logins")"
 printf '%-36s %12.1f  (%.1fx vsftpd)\n' "ftpd TLS (ftpc bench)" "$tls_logins" "$(calc "$tls_logins / $ftp_logins")"
+printf '\n%-36s %12s\n' "SFTP key logins/s, 16 sftp clients" "rate"
+printf '%-36s %12.1f\n' "OpenSSH sshd, internal-sftp" "$sshd_sftp_logins"
+printf '%-36s %12.1f  (%.2fx sshd)\n' "ftpd" "$ftpd_sftp_logins" "$(calc "$ftpd_sftp_logins / $sshd_sftp_logins")"
+printf '\n%-36s %12s\n' "memory per idle SFTP session" "KiB"
+printf '%-36s %12.0f  (every sshd process)\n' "OpenSSH sshd, internal-sftp" "$sshd_idle_kib"
+printf '%-36s %12.0f  (ftpd resident, before and after 100)\n' "ftpd" "$ftpd_idle_kib"
 printf '\n%-36s %12s\n' "round trips on one connection" "ops/s"
 printf '%-36s %12.0f\n' "TCP request/reply, nothing done" "$(median trips-floor)"
 printf '%-36s %12.0f\n' "vsftpd (ftplib MKD/RMD)" "$(median trips-vsftpd)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test, against the real engines and clients: installs what is missing (chrony,
-# PostgreSQL, OpenSSH's client and rclone from Debian's packages, s3s-fs pinned from
+# PostgreSQL, OpenSSH's client, rclone and sshfs from Debian's packages, s3s-fs pinned from
 # crates.io, aioquic and paramiko pinned from PyPI into a virtual environment), then
 # `cargo test --locked`. Without root
 # it installs nothing: it names what to install and fails, rather than let a test skip.
@@ -22,6 +22,7 @@ have_kill() { command -v kill >/dev/null 2>&1; }
 have_venv() { python3 -c 'import venv, ensurepip' >/dev/null 2>&1; }
 have_openssh() { command -v sftp >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1; }
 have_rclone() { command -v rclone >/dev/null 2>&1; }
+have_sshfs() { command -v sshfs >/dev/null 2>&1 && command -v fusermount3 >/dev/null 2>&1; }
 
 packages=()
 have_kill || packages+=(procps)
@@ -30,6 +31,7 @@ have_postgres || packages+=(postgresql)
 have_venv || packages+=(python3 python3-venv)
 have_openssh || packages+=(openssh-client)
 have_rclone || packages+=(rclone)
+have_sshfs || packages+=(sshfs)
 
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -822,3 +822,174 @@ async fn an_upload_begun_on_one_node_resumes_on_another_from_the_database() {
         .unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), data);
 }
+
+/// `ftpd serve` as a process, stopped when dropped; what it logs is read as it comes.
+struct ServeProcess {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl ServeProcess {
+    fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ftpd"))
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let kept = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut log = kept.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        ServeProcess { child, log }
+    }
+
+    /// Waits (polling, with a deadline) for the line holding `marker`; what follows it on
+    /// that line, up to a space.
+    fn logged_after(&self, marker: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(rest) = self.log.lock().unwrap().split(marker).nth(1) {
+                return rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {marker:?} in {}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 30: SFTP with the users in PostgreSQL. A key the admin adds to the database logs
+/// in through OpenSSH's `sftp` on a running server; what it puts lands in the home, and the
+/// audit names the front end; once the key is removed, logins with it are refused.
+#[test]
+fn sftp_logs_in_with_keys_kept_in_postgres() {
+    let db = Postgres::start();
+    let added = admin(
+        &db,
+        &[
+            "adduser",
+            "alice",
+            "--password-stdin",
+            "--iterations",
+            "4096",
+        ],
+        "pw\n",
+    );
+    succeeded(&added);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("alice_key");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen (OpenSSH's client; scripts/test.sh installs it)");
+    succeeded(&keygen);
+    let public = format!("{}.pub", key.display());
+    let shown = succeeded(&admin(&db, &["addkey", "alice", &public], ""));
+    let fingerprint = shown.split_whitespace().nth(4).unwrap().to_owned();
+    assert!(fingerprint.starts_with("SHA256:"), "{shown}");
+
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let server = ServeProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--plaintext",
+        "--time-listen",
+        "none",
+        "--chat-listen",
+        "none",
+        "--sftp-listen",
+        "127.0.0.1:0",
+        "--users",
+        &db.url(),
+        "--root",
+        &path("root"),
+        "--state-dir",
+        &path("state"),
+        "--audit-log",
+        &path("audit.jsonl"),
+    ]);
+    let addr = server.logged_after("SFTP (SSH) answering addr=");
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    std::fs::write(dir.path().join("hello.txt"), "from sftp\n").unwrap();
+    let sftp = |batch: &str| {
+        use std::io::Write;
+        let mut child = Command::new("sftp")
+            .current_dir(dir.path())
+            .args(["-P", &port, "-i"])
+            .arg(&key)
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-b",
+                "-",
+                "alice@127.0.0.1",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(batch.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    succeeded(&sftp("put hello.txt\n"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("root/alice/hello.txt")).unwrap(),
+        "from sftp\n"
+    );
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains(r#""event":"put""#) && l.contains(r#""via":"sftp""#)),
+        "{audit}"
+    );
+
+    succeeded(&admin(&db, &["delkey", "alice", &fingerprint], ""));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sftp("ls\n").status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key still logs in after delkey"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

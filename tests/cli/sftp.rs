@@ -1197,3 +1197,95 @@ fn the_login_timeout_and_the_per_address_limit_hold_for_ssh() {
     });
     second.end();
 }
+
+/// A FUSE mount, unmounted when dropped (before its directory goes).
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3").arg("-u").arg(&self.0).status();
+    }
+}
+
+/// sshfs (Debian's, over OpenSSH's `ssh`) mounts the home: files written, appended to,
+/// copied, cut short, renamed and removed through the mount land on the server as they
+/// should; a file being written is there for the mount's own questions (sshfs asks right
+/// after it creates one) but appears to everyone else only when closed.
+/// Where the machine has no FUSE, it says so and checks nothing.
+#[test]
+fn sshfs_mounts_the_home() {
+    if !std::path::Path::new("/dev/fuse").exists() {
+        eprintln!("sshfs_mounts_the_home: this machine has no /dev/fuse; sshfs not tested");
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let server = RunningServer::start_with(&sb, &["--listen", "127.0.0.1:0"]);
+    let port = server.sftp_port();
+    let mnt = sb.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let options = format!(
+        "IdentityFile={key},IdentitiesOnly=yes,BatchMode=yes,StrictHostKeyChecking=no,\
+         UserKnownHostsFile=/dev/null"
+    );
+    let mounted = sb.run(
+        "sshfs",
+        &[
+            "-p",
+            &port,
+            "-o",
+            &options,
+            "alice@127.0.0.1:/",
+            mnt.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_success(&mounted);
+    let _mounted = Mounted(mnt.clone());
+    let home = sb.path().join("ftp-root/alice");
+
+    // sshfs closes a file on the server after the program closed it (FUSE's release is
+    // not waited for): it is in place a moment later.
+    let in_place = |name: &str, want: &[u8]| {
+        wait_until(&format!("{name} is in place"), || {
+            std::fs::read(home.join(name)).is_ok_and(|got| got == want)
+        });
+    };
+    std::fs::write(mnt.join("a.txt"), "hello\n").unwrap();
+    in_place("a.txt", b"hello\n");
+    {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(mnt.join("a.txt"))
+            .unwrap();
+        log.write_all(b"more\n").unwrap();
+    }
+    in_place("a.txt", b"hello\nmore\n");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 17 % 251) as u8).collect();
+    std::fs::write(sb.path().join("big.bin"), &big).unwrap();
+    std::fs::copy(sb.path().join("big.bin"), mnt.join("big.bin")).unwrap();
+    in_place("big.bin", &big);
+    assert_eq!(std::fs::read(mnt.join("big.bin")).unwrap(), big);
+
+    std::fs::create_dir(mnt.join("d")).unwrap();
+    std::fs::rename(mnt.join("a.txt"), mnt.join("d/b.txt")).unwrap();
+    assert!(home.join("d/b.txt").is_file() && !home.join("a.txt").exists());
+    // Cut short through an open file (`truncate`, `ftruncate`): what was written, then
+    // the old file's bytes up to the size set.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(mnt.join("d/b.txt"))
+        .and_then(|f| f.set_len(3))
+        .unwrap();
+    in_place("d/b.txt", b"hel");
+    std::fs::remove_file(mnt.join("big.bin")).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["d"]);
+}

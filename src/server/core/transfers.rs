@@ -387,6 +387,12 @@ impl PutInProgress {
         self.upload.preserve(attributes);
     }
 
+    /// Whether finishing makes the file durable before it answers (the default); see
+    /// [`Upload::set_durable`].
+    pub(crate) fn set_durable(&mut self, durable: bool) {
+        self.upload.set_durable(durable);
+    }
+
     /// Bytes the file holds so far.
     pub(crate) fn written(&self) -> u64 {
         self.written

@@ -232,8 +232,8 @@ impl Session {
                     files: vec![entry],
                 })
             }
-            Packet::Stat(request) => stat(&self.files, request.id, &request.path, true).await,
-            Packet::Lstat(request) => stat(&self.files, request.id, &request.path, false).await,
+            Packet::Stat(request) => self.stat(request.id, &request.path, true).await,
+            Packet::Lstat(request) => self.stat(request.id, &request.path, false).await,
             Packet::OpenDir(request) => {
                 let id = request.id;
                 let listed = self.files.list(&resolve(&request.path), false).await;
@@ -334,18 +334,22 @@ impl Session {
             }
             Packet::SetStat(request) => {
                 let attrs = &request.attrs;
-                if attrs.size.is_some() {
-                    return status(
-                        request.id,
-                        StatusCode::OpUnsupported,
-                        "files change only whole here: a size cannot be set",
-                    );
-                }
                 if attrs.uid.is_some() || attrs.gid.is_some() {
                     return status(
                         request.id,
                         StatusCode::PermissionDenied,
                         "owners and groups are the server's own",
+                    );
+                }
+                // A file this session is writing takes them as through its handle.
+                if let Some(writing) = self.writing_at(&request.path) {
+                    return done(request.id, writing.set_attributes(attrs));
+                }
+                if attrs.size.is_some() {
+                    return status(
+                        request.id,
+                        StatusCode::OpUnsupported,
+                        "files change only whole here: a size cannot be set",
                     );
                 }
                 let (modified, mode) = (attrs.mtime.map(i64::from), attrs.permissions);
@@ -412,12 +416,18 @@ impl Session {
                     Err(err) => refused(id, &err),
                 }
             }
-            ext::FSYNC => match decode::<FsyncRequest>(data) {
-                // Files are synced before they are put in place; nothing is pending here.
-                Some(args) if self.handles.contains_key(&args.handle) => ok(id),
-                Some(_) => status(id, StatusCode::Failure, "no such handle"),
-                None => malformed(),
-            },
+            ext::FSYNC => {
+                match decode::<FsyncRequest>(data).map(|a| self.handles.get_mut(&a.handle)) {
+                    // A file being written is synced when it is put in place, at its close.
+                    Some(Some(Opened::Writing(writing))) => {
+                        writing.sync();
+                        ok(id)
+                    }
+                    Some(Some(_)) => ok(id),
+                    Some(None) => status(id, StatusCode::Failure, "no such handle"),
+                    None => malformed(),
+                }
+            }
             ext::LIMITS => extended_reply(
                 id,
                 &LimitsExtension {
@@ -436,6 +446,27 @@ impl Session {
                 ),
             ),
         }
+    }
+
+    /// The file this session is writing at `raw`, if any.
+    fn writing_at(&mut self, raw: &str) -> Option<&mut Writing> {
+        let path = resolve(raw);
+        self.handles.values_mut().find_map(|opened| match opened {
+            Opened::Writing(writing) if writing.path == path => Some(writing),
+            _ => None,
+        })
+    }
+
+    /// What is at `raw` (`follow`: a link followed): a file this session is writing
+    /// (appearing when it is closed) answers with what it holds so far.
+    async fn stat(&mut self, id: u32, raw: &str, follow: bool) -> Packet {
+        if let Some(writing) = self.writing_at(raw) {
+            return Packet::Attrs(Attrs {
+                id,
+                attrs: file_of_size(writing.written()),
+            });
+        }
+        stat(&self.files, id, raw, follow).await
     }
 
     /// A new handle for `opened`, within the limit of open handles.

@@ -14,6 +14,9 @@ use crate::server::core::{Outcome, UserFiles};
 
 /// A file being written.
 pub(super) struct Writing {
+    /// Where the file goes (resolved): until it is closed, this session's `stat` of it
+    /// answers from here, as a client that creates a file asks right after (sshfs).
+    pub(super) path: String,
     put: PutInProgress,
     /// Why a write failed: nothing of the file is kept.
     failed: Option<StorageError>,
@@ -72,6 +75,9 @@ impl Writing {
             return Err(StorageError::new(ErrorCode::NotFound, "no such file"));
         }
         let mut put = files.begin_open_put(path, !exclusive, append).await?;
+        // As OpenSSH's server: synced to the disk when the client asks (`fsync`), not at
+        // every close, which a client waits for before it sends its next file.
+        put.set_durable(false);
         let mut tail = None;
         let old = existing.filter(|&size| size > 0);
         match old {
@@ -92,11 +98,18 @@ impl Writing {
             _ => {}
         }
         Ok(Writing {
+            path: path.to_owned(),
             put,
             failed: None,
             tail,
             append,
         })
+    }
+
+    /// The client asked for the file on disk (`fsync@openssh.com`): it is synced, with its
+    /// rename, when it is put in place at the close.
+    pub(super) fn sync(&mut self) {
+        self.put.set_durable(true);
     }
 
     /// Bytes the file holds so far.
@@ -153,7 +166,7 @@ impl Writing {
             mut put,
             failed,
             tail,
-            append: _,
+            ..
         } = self;
         if let Some(err) = failed {
             put.discard(&err).await;

@@ -184,6 +184,13 @@ pub trait Upload: Send {
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError>;
     /// Gives the finished file this modification time and these permission bits.
     fn preserve(&mut self, attributes: Attributes);
+    /// Whether [`Upload::finish`] makes the file and its rename durable before it answers
+    /// (the default), or leaves them to the system's own writeback, as OpenSSH's server
+    /// does unless its client asks (`fsync@openssh.com`). A store whose every write is
+    /// durable ignores it.
+    fn set_durable(&mut self, durable: bool) {
+        let _ = durable;
+    }
     /// Checks the size announced and the `checksum` (the sender's, when it has one) of the
     /// whole file, and renames it into place. With `room`,
     /// usage may grow by at most that many bytes (the new file less the one it replaces

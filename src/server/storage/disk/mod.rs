@@ -609,6 +609,7 @@ impl UserTree for FsTree {
                 replaces,
                 overwrite,
                 preserve: None,
+                durable: true,
             })
         })
         .await?;

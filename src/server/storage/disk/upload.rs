@@ -167,6 +167,8 @@ pub(super) struct FsUpload {
     pub(super) replaces: u64,
     pub(super) overwrite: bool,
     pub(super) preserve: Option<Attributes>,
+    /// Synced, with its rename, before the upload is answered.
+    pub(super) durable: bool,
 }
 
 /// Removes the partial file of an upload that failed; `offset` bytes of it were counted.
@@ -192,6 +194,10 @@ impl Upload for FsUpload {
 
     fn preserve(&mut self, attributes: Attributes) {
         self.preserve = Some(attributes);
+    }
+
+    fn set_durable(&mut self, durable: bool) {
+        self.durable = durable;
     }
 
     async fn write(&mut self, data: Bytes) -> Result<(), StorageError> {
@@ -220,6 +226,7 @@ impl Upload for FsUpload {
             announced,
             overwrite,
             preserve,
+            durable,
             ..
         } = *self;
         let size = announced.expected(written);
@@ -259,7 +266,9 @@ impl Upload for FsUpload {
             if let Some(attributes) = preserve {
                 apply_attributes(&file, attributes)?;
             }
-            file.sync_all()?;
+            if durable {
+                file.sync_all()?;
+            }
             let existing = match parent.symlink_metadata(&target) {
                 Ok(_) if !overwrite => {
                     return Err(StorageError::new(
@@ -298,7 +307,11 @@ impl Upload for FsUpload {
         .await?;
         // The rename is durable once the directory is synced: with the renames of other
         // uploads into it finishing at the same time, in one sync.
-        let synced = directories.sync(parent_id, renamed_in).await;
+        let synced = if durable {
+            directories.sync(parent_id, renamed_in).await
+        } else {
+            Ok(())
+        };
         // The last handle on the replaced file goes after the reply, on a thread of its own.
         if let Some(file) = replaced {
             tokio::task::spawn_blocking(move || drop(file));
