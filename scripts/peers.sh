@@ -366,6 +366,10 @@ PY
       record "$tree-ftpdsftp-put" "$round" "$(timed sftp "${ftpd_sftp_opts[@]}" -b tree-put.batch bench@127.0.0.1)"
       record "$tree-ftpdsftp-get" "$round" "$(timed sftp "${ftpd_sftp_opts[@]}" -b tree-get.batch bench@127.0.0.1)"
       same_tree "$tree" back-sftp "ftpd's sftp"
+      # Each file synced before the next (sftp -f: fsync@openssh.com), to both servers.
+      printf 'put -r %s t-%s-sftpf\n' "$tree" "$tree" > tree-putf.batch
+      record "$tree-sftpf-put" "$round" "$(timed sftp "${sftp_opts[@]}" -f -b tree-putf.batch "$user@127.0.0.1")"
+      record "$tree-ftpdsftpf-put" "$round" "$(timed sftp "${ftpd_sftp_opts[@]}" -f -b tree-putf.batch bench@127.0.0.1)"
       record "$tree-rsync-put" "$round" "$(timed rsync -a -e "$ssh_cmd" "$tree/" "$user@127.0.0.1:t-$tree-rsync/")"
       record "$tree-rsync-get" "$round" "$(timed rsync -a -e "$ssh_cmd" "$user@127.0.0.1:t-$tree-rsync/" back-rsync/)"
       same_tree "$tree" back-rsync rsync
@@ -431,6 +435,8 @@ if [ "$small_files" -gt 0 ]; then
     done
     printf "sftp -b to ftpd vs to sshd (median of per-round ratios): put -r %.2fx, get -r %.2fx\n" \
       "$(vs "$tree-sftp-put" "$tree-ftpdsftp-put")" "$(vs "$tree-sftp-get" "$tree-ftpdsftp-get")"
+    printf "sftp -f (each file synced) put -r: sshd %.2f s, ftpd %.2f s (%.2fx)\n" \
+      "$(median "$tree-sftpf-put")" "$(median "$tree-ftpdsftpf-put")" "$(vs "$tree-sftpf-put" "$tree-ftpdsftpf-put")"
     faster() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { exit !(a < b) }'; }
     best_put=scp best_get=scp
     for tool in sftp rsync lftp; do

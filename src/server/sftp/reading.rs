@@ -6,9 +6,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use russh_sftp::protocol::{Data, Packet, StatusCode};
 
 use super::reply::{refused, status};
-use super::session::MAX_IO;
 use crate::server::core::UserFiles;
 use crate::server::core::transfers::GetInProgress;
+
+/// The most bytes one read or write moves (what `limits@openssh.com` announces).
+pub(super) const MAX_IO: u32 = 255 * 1024;
 
 /// A file being read: the download from the position where reading stopped.
 pub(super) struct Reading {

@@ -12,7 +12,7 @@ use russh_sftp::protocol::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::reading::Reading;
+use super::reading::{MAX_IO, Reading};
 use super::reply::{
     attributes, decode, done, extended_reply, file_of_size, ok, refused, status, statvfs,
 };
@@ -26,9 +26,6 @@ const VERSION: u32 = 3;
 
 /// The longest packet taken from a client: a write of [`MAX_IO`] and its header, with room.
 pub(crate) const MAX_PACKET: u32 = 256 * 1024 + 1024;
-
-/// The most bytes one read or write moves (what `limits@openssh.com` announces).
-pub(crate) const MAX_IO: u32 = 255 * 1024;
 
 /// Handles one session may hold open at once.
 pub(crate) const MAX_HANDLES: usize = 64;
