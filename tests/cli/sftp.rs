@@ -611,6 +611,21 @@ fn hand_made_sftp_packets_get_typed_answers_and_nothing_escapes() {
         "ABcdef"
     );
 
+    // The same file opened twice for writing: the second is refused, not left waiting for
+    // the first (which the session could then never close).
+    let mut open = string("/twice.txt");
+    open.extend([0, 0, 0, 0x1a, 0, 0, 0, 0]); // WRITE | CREAT | TRUNC
+    to.write_all(&packet(3, 14, &open)).unwrap();
+    let (kind, id, first) = reply(from);
+    assert_eq!((kind, id), (102, 14));
+    to.write_all(&packet(3, 15, &open)).unwrap();
+    let (kind, id, rest) = reply(from);
+    assert_eq!((kind, id, status_code(&rest)), (101, 15, 4));
+    let first = String::from_utf8(first[4..].to_vec()).unwrap();
+    to.write_all(&packet(4, 16, &string(&first))).unwrap();
+    let (kind, id, rest) = reply(from);
+    assert_eq!((kind, id, status_code(&rest)), (101, 16, 0));
+
     // Handles are bounded: 64 directories open, the 65th refused (FAILURE, 4).
     for n in 0..64 {
         to.write_all(&packet(11, 100 + n, &string("/"))).unwrap();

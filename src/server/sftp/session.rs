@@ -485,6 +485,15 @@ impl Session {
         let writing =
             OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE;
         if flags.intersects(writing) {
+            // One upload per target: a second here would wait for the first, which this
+            // session could then never close.
+            if self.writing_at(&path).is_some() {
+                return status(
+                    id,
+                    StatusCode::Failure,
+                    "this file is already open for writing in this session; close it first",
+                );
+            }
             return match Writing::open(&self.files, &path, flags).await {
                 Ok(writing) => self.open(id, Opened::Writing(writing)),
                 Err(err) => refused(id, &err),
