@@ -559,71 +559,69 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        let time = match time_listen {
-            Some((addr, named)) => match std::net::UdpSocket::bind(addr) {
-                Ok(socket) => Some(
-                    TimeServer::new(socket, time_settings)
-                        .start()
-                        .context("cannot start the time service")?,
-                ),
-                // A second server on this host, say: the default is only a default.
-                Err(err) if !named => {
-                    tracing::warn!(%addr, error = %err, "no time service: its default UDP address is taken (set --time-listen)");
-                    None
-                }
-                Err(err) => {
-                    return Err(anyhow::Error::new(err)
-                        .context(format!("cannot listen for time requests on {addr}")));
-                }
-            },
+        let time_socket = match time_listen {
+            Some((addr, named)) => unless_default_taken(
+                std::net::UdpSocket::bind(addr),
+                addr,
+                named,
+                "time requests",
+                "no time service: its default UDP address is taken (set --time-listen)",
+            )?,
             None => None,
         };
-        let chat = match options.chat_listen_addr(listener.local_addr()?)? {
-            Some((addr, named)) => match std::net::UdpSocket::bind(addr) {
-                Ok(socket) => {
-                    // QUIC always encrypts: under --plaintext the chat uses the generated
-                    // certificate.
-                    let identity = match server.identity() {
-                        Some(identity) => identity.clone(),
-                        None => ServerIdentity::self_signed(&config.state_dir)?,
-                    };
-                    let store = server.chat_store()?;
-                    let service = server.chat(socket, &identity, store, chat_settings)?;
-                    let stop = tokio_util::sync::CancellationToken::new();
-                    Some((stop.clone(), tokio::spawn(service.run(stop))))
-                }
-                Err(err) if !named => {
-                    tracing::warn!(%addr, error = %err, "no chat: its default UDP address is taken (set --chat-listen)");
-                    None
-                }
-                Err(err) => {
-                    return Err(anyhow::Error::new(err)
-                        .context(format!("cannot listen for chat on {addr}")));
-                }
-            },
+        let time = match time_socket {
+            Some(socket) => Some(
+                TimeServer::new(socket, time_settings)
+                    .start()
+                    .context("cannot start the time service")?,
+            ),
+            None => None,
+        };
+        let chat_socket = match options.chat_listen_addr(listener.local_addr()?)? {
+            Some((addr, named)) => unless_default_taken(
+                std::net::UdpSocket::bind(addr),
+                addr,
+                named,
+                "chat",
+                "no chat: its default UDP address is taken (set --chat-listen)",
+            )?,
+            None => None,
+        };
+        let chat = match chat_socket {
+            Some(socket) => {
+                // QUIC always encrypts: under --plaintext the chat uses the generated
+                // certificate.
+                let identity = match server.identity() {
+                    Some(identity) => identity.clone(),
+                    None => ServerIdentity::self_signed(&config.state_dir)?,
+                };
+                let store = server.chat_store()?;
+                let service = server.chat(socket, &identity, store, chat_settings)?;
+                let stop = tokio_util::sync::CancellationToken::new();
+                Some((stop.clone(), tokio::spawn(service.run(stop))))
+            }
             None => None,
         };
         let stop = tokio_util::sync::CancellationToken::new();
-        let sftp = match options.sftp_listen_addr(listen)? {
-            Some((addr, named)) => match tokio::net::TcpListener::bind(addr).await {
-                Ok(sftp_listener) => {
-                    let settings = ftprep::server::sftp::SftpSettings {
-                        host_key: options.sftp_host_key(&config.state_dir)?,
-                        passwords: options.sftp_passwords,
-                    };
-                    let service = server.sftp(settings);
-                    Some(tokio::spawn(service.run(sftp_listener, stop.clone())))
-                }
-                // A second server on this host, say: the default is only a default.
-                Err(err) if !named => {
-                    tracing::warn!(%addr, error = %err, "no SFTP: its default address is taken (set --sftp-listen)");
-                    None
-                }
-                Err(err) => {
-                    return Err(anyhow::Error::new(err)
-                        .context(format!("cannot listen for SFTP on {addr}")));
-                }
-            },
+        let sftp_listener = match options.sftp_listen_addr(listen)? {
+            Some((addr, named)) => unless_default_taken(
+                tokio::net::TcpListener::bind(addr).await,
+                addr,
+                named,
+                "SFTP",
+                "no SFTP: its default address is taken (set --sftp-listen)",
+            )?,
+            None => None,
+        };
+        let sftp = match sftp_listener {
+            Some(sftp_listener) => {
+                let settings = ftprep::server::sftp::SftpSettings {
+                    host_key: options.sftp_host_key(&config.state_dir)?,
+                    passwords: options.sftp_passwords,
+                };
+                let service = server.sftp(settings);
+                Some(tokio::spawn(service.run(sftp_listener, stop.clone())))
+            }
             None => None,
         };
         let stopping = stop.clone();
@@ -647,6 +645,29 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// A service's socket as binding `addr` gave it. Where the address was only the default
+/// (`named` false) and is taken (a second server on this host, say), no service: `warning`
+/// says so and names the option that moves it. An address the admin named must be had.
+fn unless_default_taken<T>(
+    bound: std::io::Result<T>,
+    addr: std::net::SocketAddr,
+    named: bool,
+    listening_for: &str,
+    warning: &str,
+) -> anyhow::Result<Option<T>> {
+    match bound {
+        Ok(socket) => Ok(Some(socket)),
+        Err(err) if !named => {
+            tracing::warn!(%addr, error = %err, "{warning}");
+            Ok(None)
+        }
+        Err(err) => {
+            Err(anyhow::Error::new(err)
+                .context(format!("cannot listen for {listening_for} on {addr}")))
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
