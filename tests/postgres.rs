@@ -196,10 +196,18 @@ fn postgres_bin() -> Option<PathBuf> {
 
 /// `ftpd ARGS --users URL` (an admin command against `db`), `stdin` written to it.
 fn admin(db: &Postgres, args: &[&str], stdin: &str) -> Output {
+    fed(
+        Command::new(env!("CARGO_BIN_EXE_ftpd"))
+            .args(args)
+            .args(["--users", &db.url()]),
+        stdin,
+    )
+}
+
+/// Runs `command` with `stdin` as its standard input: its output.
+fn fed(command: &mut Command, stdin: &str) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ftpd"))
-        .args(args)
-        .args(["--users", &db.url()])
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -937,38 +945,28 @@ fn sftp_logs_in_with_keys_kept_in_postgres() {
     let port = addr.rsplit(':').next().unwrap().to_owned();
     std::fs::write(dir.path().join("hello.txt"), "from sftp\n").unwrap();
     let sftp = |batch: &str| {
-        use std::io::Write;
-        let mut child = Command::new("sftp")
-            .current_dir(dir.path())
-            .args(["-P", &port, "-i"])
-            .arg(&key)
-            .args([
-                "-F",
-                "/dev/null",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-b",
-                "-",
-                "alice@127.0.0.1",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(batch.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        fed(
+            Command::new("sftp")
+                .current_dir(dir.path())
+                .args(["-P", &port, "-i"])
+                .arg(&key)
+                .args([
+                    "-F",
+                    "/dev/null",
+                    "-o",
+                    "IdentitiesOnly=yes",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-b",
+                    "-",
+                    "alice@127.0.0.1",
+                ]),
+            batch,
+        )
     };
     succeeded(&sftp("put hello.txt\n"));
     assert_eq!(

@@ -40,6 +40,16 @@ fn ssh_keygen(sb: &Sandbox, name: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// A sandbox with alice (password `pw`) and an SSH key of hers that the admin added: the
+/// private key's path.
+fn alice_with_a_key() -> (Sandbox, String) {
+    let sb = Sandbox::new();
+    sb.adduser("alice", "pw");
+    let key = ssh_keygen(&sb, "alice_key");
+    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    (sb, key)
+}
+
 /// OpenSSH's options for a test: this key only, the host key learnt into the sandbox, no
 /// prompts.
 fn ssh_options(sb: &Sandbox, port: &str, key: &str) -> Vec<String> {
@@ -79,10 +89,7 @@ fn sftp_batch(sb: &Sandbox, port: &str, key: &str, batch: &str) -> Output {
 
 #[test]
 fn openssh_sftp_logs_in_with_a_key_and_reaches_only_the_home() {
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let home = sb.path().join("ftp-root/alice");
     std::fs::create_dir_all(home.join("docs")).unwrap();
     std::fs::write(home.join("docs/hello.txt"), "hello over sftp\n").unwrap();
@@ -303,10 +310,7 @@ fn passwords_where_allowed_and_a_brute_force_locks_the_address_out_of_both_front
 /// the file is kept.
 #[test]
 fn sftp_put_keeps_times_and_is_whole_and_the_quota_holds() {
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     assert_success(&sb.ftpd(&["quota", "alice", "3M"], ""));
     let server = RunningServer::start_with(
         &sb,
@@ -378,10 +382,7 @@ fn sftp_put_keeps_times_and_is_whole_and_the_quota_holds() {
 #[test]
 fn sftp_on_the_object_store_puts_whole_files_and_reads_them_back() {
     let store = super::s3::S3Server::start();
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let root = format!("s3://{}/sftp", super::s3::BUCKET);
     let server = RunningServer::spawn_with_env(
         &sb,
@@ -529,10 +530,7 @@ impl HandMade {
 #[test]
 fn hand_made_sftp_packets_get_typed_answers_and_nothing_escapes() {
     use std::io::Write;
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let home = sb.path().join("ftp-root/alice");
     std::fs::create_dir_all(&home).unwrap();
     std::os::unix::fs::symlink("/etc", home.join("out")).unwrap();
@@ -721,10 +719,7 @@ fn ftpc_keys_add_list_del_govern_sftp_logins() {
 /// `-p` times, and it exits 0 because the session ends with an exit status as sshd's does.
 #[test]
 fn scp_copies_both_ways_and_exits_zero() {
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let home = sb.path().join("ftp-root/alice");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(
@@ -768,10 +763,7 @@ fn scp_copies_both_ways_and_exits_zero() {
 /// client's window adjustments stuck behind a full queue.
 #[test]
 fn a_large_download_with_many_reads_in_flight_completes() {
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let home = sb.path().join("ftp-root/alice");
     std::fs::create_dir_all(&home).unwrap();
     let data: Vec<u8> = (0..(48u32 << 20))
@@ -794,10 +786,7 @@ fn a_large_download_with_many_reads_in_flight_completes() {
 /// appears. `put -a` appends to a whole file the same way.
 #[test]
 fn an_interrupted_upload_stays_hidden_and_reput_finishes_it() {
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let audit = sb.path().join("audit.jsonl");
     let server = RunningServer::start_with(
         &sb,
@@ -923,10 +912,7 @@ fn rclone(sb: &Sandbox, port: &str, key: &str, args: &[&str]) -> Output {
 /// the same byte for byte and finds a change made on the server; `copy` brings it back.
 #[test]
 fn rclone_copies_syncs_and_checks_a_tree() {
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let server = RunningServer::start_with(
         &sb,
         &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
@@ -1010,10 +996,7 @@ fn rclone_copies_syncs_and_checks_a_tree() {
 /// target/test-python and names it in FTPREP_TEST_PYTHON.
 #[test]
 fn paramiko_meets_the_corners_of_the_ssh_front_end() {
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let server = RunningServer::start_with(
         &sb,
         &["--listen", "127.0.0.1:0", "--sftp-listen", "127.0.0.1:0"],
@@ -1089,10 +1072,7 @@ impl HandMade {
 /// gone, long before the grace is out.
 #[test]
 fn an_upload_under_way_finishes_within_the_shutdown_grace() {
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let mut server =
         RunningServer::start_with(&sb, &["--listen", "127.0.0.1:0", "--shutdown-grace", "60"]);
     let port = server.sftp_port();
@@ -1131,10 +1111,7 @@ fn an_upload_under_way_finishes_within_the_shutdown_grace() {
 /// it wrote is kept hidden for a resume.
 #[test]
 fn past_the_shutdown_grace_an_unfinished_upload_stays_hidden() {
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let mut server =
         RunningServer::start_with(&sb, &["--listen", "127.0.0.1:0", "--shutdown-grace", "1"]);
     let port = server.sftp_port();
@@ -1162,10 +1139,7 @@ fn past_the_shutdown_grace_an_unfinished_upload_stays_hidden() {
 #[test]
 fn the_login_timeout_and_the_per_address_limit_hold_for_ssh() {
     use std::io::Read;
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let server = RunningServer::start_with(
         &sb,
         &[
@@ -1233,10 +1207,7 @@ fn sshfs_mounts_the_home() {
         eprintln!("sshfs_mounts_the_home: this machine has no /dev/fuse; sshfs not tested");
         return;
     }
-    let sb = Sandbox::new();
-    sb.adduser("alice", "pw");
-    let key = ssh_keygen(&sb, "alice_key");
-    assert_success(&sb.ftpd(&["addkey", "alice", &format!("{key}.pub")], ""));
+    let (sb, key) = alice_with_a_key();
     let server = RunningServer::start_with(&sb, &["--listen", "127.0.0.1:0"]);
     let port = server.sftp_port();
     let mnt = sb.path().join("mnt");
